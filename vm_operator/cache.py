@@ -1,0 +1,81 @@
+"""A single-flight, freshness-bounded read cache for Tart's answers.
+
+A real ``tart list`` costs tens of milliseconds; spawning one per request, many at
+a time, is what made the original design slow. Here at most one fetch runs at a
+time per key, concurrent readers share its result, and no reader ever gets an
+answer older than it asked for: callers pass ``not_before`` (a ``time.monotonic``
+value), and only a fetch that *started* at or after it will do.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Outcome(Generic[T]):
+    started: float
+    value: T | None
+    error: Exception | None
+
+
+class FreshCache(Generic[T]):
+    """One value, refreshed by ``fetch`` whenever a reader needs a newer one."""
+
+    def __init__(self, fetch: Callable[[], T], clock: Callable[[], float] = time.monotonic):
+        self._fetch = fetch
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._last: _Outcome[T] | None = None
+        self._flight_started: float | None = None
+        self._flights = 0
+
+    def get(self, not_before: float) -> T:
+        """Return a value fetched no earlier than ``not_before``, fetching it if need be."""
+        with self._cond:
+            while True:
+                last = self._last
+                if last is not None and last.error is None and last.started >= not_before:
+                    return last.value  # type: ignore[return-value]
+                if self._flight_started is None:
+                    break
+                if self._flight_started >= not_before:
+                    return self._join_flight()
+                self._cond.wait()  # an older fetch is running: let it end, then fetch anew
+            started = self._flight_started = self._clock()
+        try:
+            outcome: _Outcome[T] = _Outcome(started, self._fetch(), None)
+        except Exception as exc:  # shared with the readers that joined this fetch
+            outcome = _Outcome(started, None, exc)
+        with self._cond:
+            self._last = outcome
+            self._flight_started = None
+            self._flights += 1
+            self._cond.notify_all()
+        return _unwrap(outcome)
+
+    def _join_flight(self) -> T:
+        """Wait for the fetch in flight (caller holds the lock) and share its outcome."""
+        flight = self._flights
+        while self._flights == flight:
+            self._cond.wait()
+        assert self._last is not None
+        return _unwrap(self._last)
+
+    def peek(self) -> T | None:
+        """The last good value, however old: for metrics, never for answers."""
+        last = self._last
+        return last.value if last is not None and last.error is None else None
+
+
+def _unwrap(outcome: _Outcome[T]) -> T:
+    if outcome.error is not None:
+        # Several readers raise the same object: drop the old traceback so it cannot grow.
+        raise outcome.error.with_traceback(None)
+    return outcome.value  # type: ignore[return-value]

@@ -1,0 +1,81 @@
+"""How failures become HTTP problems: a pure mapping, tested table-driven."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vm_operator.responses import Response, problem
+from vm_operator.tart import (
+    TartBadOutput,
+    TartCommandError,
+    TartError,
+    TartTimeout,
+    TartUnavailable,
+)
+
+
+class ApiError(Exception):
+    """A request that cannot be served; carries everything its problem document needs."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str,
+        headers: tuple[tuple[str, str], ...] = (),
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.headers = headers
+        self.extra = extra
+
+    def response(self) -> Response:
+        return problem(self.status, self.slug, self.title, self.detail, *self.headers, **self.extra)
+
+
+# Tart's own messages (see TART_FACTS.md) and what each means for an HTTP client.
+_TART_MESSAGES: tuple[tuple[str, int, str, str], ...] = (
+    ("does not exist", 404, "vm-not-found", "No such VM"),
+    ("is already running", 409, "already-running", "The VM is already running"),
+    ("is not running", 409, "not-running", "The VM is not running"),
+    ("exceeds the system limit", 409, "vm-limit", "Too many VMs are running"),
+    ("no IP address found", 409, "no-ip", "The VM has no IP address"),
+)
+
+
+def tart_command_error(message: str, exit_code: int) -> ApiError:
+    """Classify a refusal by Tart from its message; an unknown one is a bad gateway."""
+    for needle, status, slug, title in _TART_MESSAGES:
+        if needle in message:
+            return ApiError(status, slug, title, message, tart_exit_code=exit_code)
+    return ApiError(502, "tart-failed", "Tart failed", message, tart_exit_code=exit_code)
+
+
+def api_error_for(exc: TartError) -> ApiError:
+    """Map any TartError to the problem a client should see."""
+    if isinstance(exc, TartCommandError):
+        return tart_command_error(exc.message, exc.exit_code)
+    if isinstance(exc, TartUnavailable):
+        detail = (
+            f"{exc}. Mount the Tart binary (or the bundled simulator, scripts/tart-simulator) "
+            "at /app/bin/tart-binary, or point VM_OPERATOR_TART / --tart at it."
+        )
+        return ApiError(503, "tart-unavailable", "Tart is not available", detail)
+    if isinstance(exc, TartTimeout):
+        return ApiError(504, "tart-timeout", "Tart did not answer in time", str(exc))
+    if isinstance(exc, TartBadOutput):
+        return ApiError(502, "tart-bad-output", "Tart printed something unexpected", str(exc))
+    return ApiError(502, "tart-failed", "Tart failed", str(exc))
+
+
+def not_found(name: str) -> ApiError:
+    return ApiError(404, "vm-not-found", "No such VM", f'the specified VM "{name}" does not exist')
+
+
+def bad_request(slug: str, detail: str, **extra: Any) -> ApiError:
+    return ApiError(400, slug, "Bad request", detail, **extra)

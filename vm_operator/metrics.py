@@ -1,0 +1,142 @@
+"""Prometheus metrics in the text exposition format 0.0.4, with the standard library only.
+
+Labels come only from bounded sets (route patterns, status codes, Tart commands),
+never from VM names, paths or headers, so the series count cannot be blown up by a
+client and no secret can end up in a label.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vm_operator.vms import VmService
+
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+TART_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+Labels = tuple[tuple[str, str], ...]
+
+
+class Histogram:
+    """Cumulative buckets computed at render time; observing is one bisect and two adds."""
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets = buckets
+        self.counts = [0] * (len(buckets) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.sum += value
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(labels: Labels, extra: tuple[str, str] | None = None) -> str:
+    pairs = labels + ((extra,) if extra else ())
+    if not pairs:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in pairs) + "}"
+
+
+def _number(value: float) -> str:
+    if value == float("inf"):
+        return "+Inf"
+    return repr(float(value)) if isinstance(value, float) and not value.is_integer() else str(int(value))
+
+
+class Metrics:
+    """The operator's counters and histograms; one lock, held only for a few additions."""
+
+    def __init__(self) -> None:
+        self.start_time = time.time()
+        self._lock = threading.Lock()
+        self._requests: defaultdict[Labels, int] = defaultdict(int)
+        self._request_seconds: dict[Labels, Histogram] = {}
+        self._tart_calls: defaultdict[Labels, int] = defaultdict(int)
+        self._tart_seconds: dict[Labels, Histogram] = {}
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (("method", method), ("route", route), ("status", str(status)))
+        with self._lock:
+            self._requests[key] += 1
+            hist = self._request_seconds.get(key[:2])
+            if hist is None:
+                hist = self._request_seconds[key[:2]] = Histogram(HTTP_BUCKETS)
+            hist.observe(seconds)
+
+    def observe_tart(self, command: str, outcome: str, seconds: float) -> None:
+        with self._lock:
+            self._tart_calls[(("command", command), ("outcome", outcome))] += 1
+            key = (("command", command),)
+            hist = self._tart_seconds.get(key)
+            if hist is None:
+                hist = self._tart_seconds[key] = Histogram(TART_BUCKETS)
+            hist.observe(seconds)
+
+    def render(self, service: VmService | None = None) -> str:
+        with self._lock:
+            requests = dict(self._requests)
+            request_hists = {k: (list(h.counts), h.sum, h.buckets) for k, h in self._request_seconds.items()}
+            tart_calls = dict(self._tart_calls)
+            tart_hists = {k: (list(h.counts), h.sum, h.buckets) for k, h in self._tart_seconds.items()}
+        out: list[str] = []
+        _counter(out, "vm_operator_http_requests_total", "HTTP requests served.", requests)
+        _histogram(out, "vm_operator_http_request_duration_seconds",
+                   "Time to serve an HTTP request.", request_hists)
+        _counter(out, "vm_operator_tart_calls_total", "Tart commands run, by outcome.", tart_calls)
+        _histogram(out, "vm_operator_tart_call_duration_seconds",
+                   "Time a Tart command took.", tart_hists)
+        vms = service.cached_vms() if service is not None else None
+        if vms is not None:
+            by_state = {state: 0 for state in ("running", "suspended", "stopped")}
+            for vm in vms:
+                by_state[vm["state"]] = by_state.get(vm["state"], 0) + 1
+            _gauge(out, "vm_operator_vms", "VMs by state, as of the last tart list.",
+                   {(("state", s),): n for s, n in by_state.items()})
+        if service is not None:
+            _gauge(out, "vm_operator_tart_runs", "tart run processes this operator launched "
+                   "and still supervises.", {(): service.running_runs()})
+        _gauge(out, "process_start_time_seconds",
+               "Start time of the process since unix epoch in seconds.", {(): self.start_time})
+        return "\n".join(out) + "\n"
+
+
+def _header(out: list[str], name: str, help_text: str, kind: str) -> None:
+    out.append(f"# HELP {name} {help_text}")
+    out.append(f"# TYPE {name} {kind}")
+
+
+def _counter(out: list[str], name: str, help_text: str, series: dict[Labels, int]) -> None:
+    _header(out, name, help_text, "counter")
+    for labels, value in sorted(series.items()):
+        out.append(f"{name}{_labels(labels)} {value}")
+
+
+def _gauge(out: list[str], name: str, help_text: str, series: dict[Labels, float]) -> None:
+    _header(out, name, help_text, "gauge")
+    for labels, value in sorted(series.items()):
+        out.append(f"{name}{_labels(labels)} {_number(value)}")
+
+
+def _histogram(
+    out: list[str],
+    name: str,
+    help_text: str,
+    series: dict[Labels, tuple[list[int], float, tuple[float, ...]]],
+) -> None:
+    _header(out, name, help_text, "histogram")
+    for labels, (counts, total, buckets) in sorted(series.items()):
+        cumulative = 0
+        for bound, count in zip((*buckets, float("inf")), counts):
+            cumulative += count
+            out.append(f"{name}_bucket{_labels(labels, ('le', _number(bound)))} {cumulative}")
+        out.append(f"{name}_sum{_labels(labels)} {_number(total)}")
+        out.append(f"{name}_count{_labels(labels)} {cumulative}")

@@ -1,0 +1,186 @@
+"""The OpenAPI 3.1 description of the API, written by hand and kept in step with the
+route table by a test (tests/test_openapi.py): adding a route without describing it fails."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vm_operator import __version__
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/problem+json": {"schema": _ref("Problem")}}}
+
+
+NAME = {
+    "name": "name", "in": "path", "required": True,
+    "description": "VM name, percent-encoded (an OCI name such as ghcr.io/org/img:tag "
+    "is sent as ghcr.io%2Forg%2Fimg%3Atag). Empty names, names over 255 characters, with "
+    "control characters or whitespace, '.'/'..' segments or a leading '-' are refused (400).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}
+
+
+COMMON = {
+    "400": _problem("Invalid name or query parameter"),
+    "401": _problem("Missing or wrong bearer token (when tokens are configured)"),
+    "403": _problem("Read-only token on a write, cross-site request, or Host not allowed"),
+    "404": _problem("No such VM"),
+    "502": _problem("Tart failed or printed something unexpected"),
+    "503": _problem("The Tart binary is missing or not executable"),
+    "504": _problem("Tart did not answer within its timeout"),
+}
+
+
+def _responses(*codes: str, **specific: dict[str, Any]) -> dict[str, Any]:
+    result = {code: COMMON[code] for code in codes}
+    result.update({code.lstrip("_"): value for code, value in specific.items()})
+    return result
+
+
+def _vm_action(summary: str, ok: dict[str, Any], *extra: str, **specific: Any) -> dict[str, Any]:
+    return {"summary": summary, "parameters": [NAME, *specific.pop("query", [])],
+            "responses": _responses("400", "401", "403", "404", "502", "503", "504", *extra,
+                                    _200=ok, **specific)}
+
+
+SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+                       "status": {"type": "integer"}, "detail": {"type": "string"}},
+    },
+    "VM": {
+        "type": "object",
+        "required": ["name", "source", "state", "status", "running", "disk_gb", "size_gb", "accessed"],
+        "properties": {
+            "name": {"type": "string"},
+            "source": {"enum": ["local", "oci"]},
+            "state": {"enum": ["running", "suspended", "stopped"]},
+            "status": {"enum": ["running", "suspended", "stopped"],
+                       "description": "Same as state, kept for clients of the original API"},
+            "running": {"type": "boolean"},
+            "disk_gb": {"type": "integer"},
+            "size_gb": {"type": "integer"},
+            "accessed": {"type": ["string", "null"], "format": "date-time"},
+            "changed": {"type": "boolean", "description": "On start/stop: whether anything changed"},
+        },
+    },
+    "VMDetail": {
+        "allOf": [_ref("VM"), {"type": "object", "properties": {
+            "os": {"type": ["string", "null"]},
+            "cpu": {"type": ["integer", "null"]},
+            "memory_mb": {"type": ["integer", "null"]},
+            "disk_format": {"type": ["string", "null"]},
+            "display": {"type": ["string", "null"]},
+            "last_run": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {
+                "started_at": {"type": "string", "format": "date-time"},
+                "finished_at": {"type": ["string", "null"]},
+                "exit_code": {"type": ["integer", "null"]},
+                "error": {"type": ["string", "null"]},
+                "pid": {"type": "integer"},
+                "suspendable": {"type": "boolean"},
+            }}]},
+        }}],
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "message", "timestamp", "version", "tart"],
+        "properties": {
+            "status": {"enum": ["healthy", "degraded"]},
+            "message": {"type": "string"},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "version": {"type": "string"},
+            "tart": {"type": "object", "properties": {
+                "path": {"type": "string"}, "available": {"type": "boolean"},
+                "version": {"type": ["string", "null"]}}},
+        },
+    },
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    vm = _ref("VM")
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "vm-operator", "version": __version__,
+                 "description": "List, inspect, start and stop the Tart VMs of a Mac host."},
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{}, {"bearer": []}],
+        "paths": {
+            "/health": {"get": {"summary": "Liveness: 200 while the process serves",
+                                "security": [{}],
+                                "responses": {"200": _json(_ref("Health"), "Serving")}}},
+            "/ready": {"get": {"summary": "Readiness: whether tart list works",
+                               "security": [{}],
+                               "responses": {"200": _json({"type": "object"}, "Ready"),
+                                             "503": _problem("tart list fails")}}},
+            "/vms": {"get": {
+                "summary": "List VMs",
+                "parameters": [
+                    _query("state", {"enum": ["running", "suspended", "stopped"]}, "Only this state"),
+                    _query("source", {"enum": ["local", "oci"]}, "Only this source"),
+                ],
+                "responses": _responses("400", "401", "502", "503", "504",
+                                        _200=_json({"type": "array", "items": vm}, "The VMs")),
+            }},
+            "/vms/{name}": {"get": _vm_action("One VM, with tart get's fields and its last run",
+                                              _json(_ref("VMDetail"), "The VM"))},
+            "/vms/{name}/start": {"post": _vm_action(
+                "Start a VM (tart run --no-graphics, detached) and confirm it runs",
+                _json(vm, "Already running (changed: false)"), "409",
+                query=[_query("suspendable", {"type": "boolean"},
+                              "Add --suspendable (needed for a later suspend)")],
+                _202=_json(vm, "Started: Tart reports it running"),
+                _409=_problem("Already running elsewhere, VM limit reached, or an OCI image"),
+            )},
+            "/vms/{name}/stop": {"post": _vm_action(
+                "Stop a VM (tart stop --timeout T)", _json(vm, "Stopped (changed tells if it ran)"),
+                query=[_query("timeout", {"type": "integer", "minimum": 0, "maximum": 300,
+                                          "default": 30}, "Seconds before Tart kills the VM")],
+            )},
+            "/vms/{name}/suspend": {"post": _vm_action(
+                "Suspend a VM started with suspendable=true", _json(vm, "Suspended"),
+                _409=_problem("The VM is not running"),
+            )},
+            "/vms/{name}/ip": {"get": _vm_action(
+                "The VM's IP address (tart ip --wait W)",
+                _json({"type": "object", "properties": {"name": {"type": "string"},
+                                                        "ip": {"type": "string"}}}, "Its address"),
+                query=[_query("wait", {"type": "integer", "minimum": 0, "maximum": 120,
+                                       "default": 0}, "Seconds to wait for an address")],
+                _409=_problem("The VM has no IP address"),
+            )},
+            "/vms/{name}/logs": {"get": {
+                "summary": "Output of the last tart run the operator started",
+                "parameters": [NAME],
+                "responses": {"200": {"description": "The log",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}},
+                              "404": _problem("The operator never started this VM")},
+            }},
+            "/openapi.json": {"get": {"summary": "This document",
+                                      "responses": {"200": _json({"type": "object"}, "OpenAPI")}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4)",
+                                 "responses": {"200": {"description": "Metrics", "content": {
+                                     "text/plain": {"schema": {"type": "string"}}}}}}},
+        },
+    }

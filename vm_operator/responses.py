@@ -1,0 +1,47 @@
+"""Response values: what a handler returns instead of writing to the socket."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+JSON = "application/json"
+PROBLEM_JSON = "application/problem+json"
+TEXT = "text/plain; charset=utf-8"
+PROBLEM_BASE = "https://github.com/vm-operator/vm-operator/blob/main/README.md#problem-"
+
+
+@dataclass(frozen=True)
+class Response:
+    """An HTTP response as plain data; the server shell serialises it in one write."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = JSON
+    headers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    close: bool = False
+
+    def with_headers(self, *extra: tuple[str, str]) -> Response:
+        return Response(self.status, self.body, self.content_type, self.headers + extra, self.close)
+
+
+def encode_json(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def json_response(status: int, data: Any, *headers: tuple[str, str]) -> Response:
+    return Response(status, encode_json(data), JSON, headers)
+
+
+def text_response(status: int, text: bytes) -> Response:
+    return Response(status, text, TEXT)
+
+
+def problem(
+    status: int, slug: str, title: str, detail: str, *headers: tuple[str, str], **extra: Any
+) -> Response:
+    """An RFC 9457 problem document; ``slug`` names the kind of problem for clients to match on."""
+    doc = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail}
+    doc.update(extra)
+    return Response(status, encode_json(doc), PROBLEM_JSON, headers)

@@ -1,0 +1,135 @@
+"""Who may do what: bearer tokens, and the defences that stand in for them when there are none.
+
+Pure functions of the settings and the request headers; the threat model is in the
+README's Security section.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from vm_operator.errors import ApiError
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The content types a browser may send cross-site without a CORS preflight.
+SIMPLE_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
+
+
+@dataclass(frozen=True)
+class Access:
+    token: str | None = None
+    read_token: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+
+    @property
+    def authenticated(self) -> bool:
+        return bool(self.token or self.read_token)
+
+
+def _matches(candidate: str, secret: str | None) -> bool:
+    """Constant-time comparison, so timing tells nothing about a token's prefix."""
+    return secret is not None and hmac.compare_digest(candidate.encode(), secret.encode())
+
+
+def host_name(host_header: str) -> str:
+    """The host part of a ``Host`` header, lower-case, without port or IPv6 brackets."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def host_allowed(host_header: str | None, allowed: tuple[str, ...]) -> bool:
+    """IP literals, loopback names and configured names: anything else may be DNS rebinding."""
+    if host_header is None:
+        return True
+    host = host_name(host_header)
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    return host in LOOPBACK_NAMES or host.endswith(".localhost") or host in allowed
+
+
+def _refuse_token(detail: str, error: str) -> ApiError:
+    challenge = f'Bearer realm="vm-operator", error="{error}"' if error else 'Bearer realm="vm-operator"'
+    return ApiError(401, "unauthorized", "Unauthorized", detail, (("WWW-Authenticate", challenge),))
+
+
+def check_token(access: Access, method: str, authorization: str | None) -> ApiError | None:
+    if not authorization:
+        return _refuse_token("this API needs 'Authorization: Bearer <token>'", "")
+    scheme, _, presented = authorization.partition(" ")
+    presented = presented.strip()
+    if scheme.lower() != "bearer" or not presented:
+        return _refuse_token("this API takes only Bearer tokens", "invalid_request")
+    if _matches(presented, access.token):
+        return None
+    if _matches(presented, access.read_token):
+        if method in READ_METHODS:
+            return None
+        return ApiError(403, "forbidden", "Forbidden", "the read-only token may not change VMs")
+    return _refuse_token("the token is not valid", "invalid_token")
+
+
+def _media_type(headers: Mapping[str, str]) -> str | None:
+    value = headers.get("Content-Type")
+    return value.split(";", 1)[0].strip().lower() if value is not None else None
+
+
+def check_browser(access: Access, method: str, headers: Mapping[str, str]) -> ApiError | None:
+    """Without tokens, a browser on another site must not be able to start or stop VMs."""
+    if method in READ_METHODS:
+        return None
+    origin = headers.get("Origin")
+    if origin is not None and origin not in access.cors_origins:
+        host = headers.get("Host", "")
+        if origin.lower().split("://", 1)[-1] != host.lower():
+            return ApiError(403, "cross-site", "Forbidden",
+                            f"cross-site request from origin {origin!r} refused")
+    if headers.get("Sec-Fetch-Site") == "cross-site" and origin not in access.cors_origins:
+        return ApiError(403, "cross-site", "Forbidden", "cross-site request refused")
+    return None
+
+
+def check_access(
+    access: Access, method: str, is_probe: bool, headers: Mapping[str, str]
+) -> ApiError | None:
+    """Return why a request is refused, or None. Probes stay open so health checks work."""
+    media = _media_type(headers)
+    if method not in READ_METHODS and media is not None and media != "application/json":
+        kind = "a form or plain-text body" if media in SIMPLE_TYPES else f"content type {media!r}"
+        return ApiError(415, "unsupported-media-type", "Unsupported media type",
+                        f"{kind} is not accepted: send no body, or application/json")
+    if is_probe:
+        return None
+    if access.authenticated:
+        return check_token(access, method, headers.get("Authorization"))
+    if not host_allowed(headers.get("Host"), access.allowed_hosts):
+        return ApiError(403, "host-not-allowed", "Forbidden",
+                        "the Host header names neither an IP address, localhost nor an allowed "
+                        "host (VM_OPERATOR_ALLOWED_HOSTS)")
+    return check_browser(access, method, headers)
+
+
+def cors_headers(
+    access: Access, headers: Mapping[str, str], preflight_methods: str | None = None
+) -> tuple[tuple[str, str], ...]:
+    """CORS is off unless the origin is on the allow-list; ``*`` is never sent."""
+    origin = headers.get("Origin")
+    if origin is None or origin not in access.cors_origins:
+        return ()
+    result = [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+    if preflight_methods is not None:
+        result += [
+            ("Access-Control-Allow-Methods", preflight_methods),
+            ("Access-Control-Allow-Headers", "Authorization, Content-Type"),
+            ("Access-Control-Max-Age", "600"),
+        ]
+    return tuple(result)

@@ -1,0 +1,262 @@
+"""The thin imperative shell around ``api.dispatch``: sockets, threads, bodies, logs, shutdown.
+
+Built on ``http.server.ThreadingHTTPServer`` with four changes that matter:
+every response goes out in one write with TCP_NODELAY (no Nagle delay on
+keep-alive connections), connections are capped with a prompt 503 past the cap,
+a watchdog closes connections that are slow to send a request head (or sit idle),
+and shutdown drains in-flight requests instead of cutting them off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from vm_operator import __version__
+from vm_operator.api import App, dispatch
+from vm_operator.responses import Response, problem
+
+MAX_BODY = 1024  # no route takes a body; a small one (e.g. "{}") is read and ignored
+SERVER_HEADER = f"vm-operator/{__version__}"
+_OVERLOADED_BODY = json.dumps(
+    {
+        "type": "about:blank",
+        "title": "Overloaded",
+        "status": 503,
+        "detail": "too many connections; retry shortly (VM_OPERATOR_MAX_CONNECTIONS)",
+    },
+    separators=(",", ":"),
+).encode()
+_OVERLOADED = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
+    b"Retry-After: 1\r\nConnection: close\r\n"
+    + f"Content-Length: {len(_OVERLOADED_BODY)}\r\n\r\n".encode()
+    + _OVERLOADED_BODY
+)
+
+def log_line(record: dict[str, Any]) -> None:
+    """One JSON object per line on stdout, in a single write so lines never interleave."""
+    os.write(1, (json.dumps(record, separators=(",", ":")) + "\n").encode())
+
+
+class OperatorServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 256
+
+    def __init__(
+        self, address: tuple[str, int], app: App, *, max_connections: int,
+        header_timeout: float, access_log: bool,
+    ) -> None:
+        self.app = app
+        self.header_timeout = header_timeout
+        self.access_log = access_log
+        self.draining = False
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._deadlines: dict[socket.socket, float] = {}
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, Handler)
+        threading.Thread(target=self._watchdog, name="header-watchdog", daemon=True).start()
+
+    # --- connections ------------------------------------------------------------------
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Past the connection cap, answer 503 at once instead of piling up threads."""
+        if self.draining or not self._slots.acquire(blocking=False):
+            try:
+                request.settimeout(1)
+                request.sendall(_OVERLOADED)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        with self._lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._lock:
+                self._connections.discard(request)
+                self._deadlines.pop(request, None)
+            self._slots.release()
+
+    def awaiting_head(self, conn: socket.socket) -> None:
+        """The connection now owes us a request head, within ``header_timeout``."""
+        with self._lock:
+            self._deadlines[conn] = time.monotonic() + self.header_timeout
+        if self.draining:
+            self._cut(conn)
+
+    def head_received(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._deadlines.pop(conn, None)
+
+    def _watchdog(self) -> None:
+        """Close connections past their head deadline: a slow client never holds a worker."""
+        while True:
+            time.sleep(0.25)
+            now = time.monotonic()
+            with self._lock:
+                late = [c for c, deadline in self._deadlines.items() if deadline <= now]
+                for conn in late:
+                    del self._deadlines[conn]
+            for conn in late:
+                self._cut(conn)
+
+    @staticmethod
+    def _cut(conn: socket.socket) -> None:
+        try:
+            conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def drain(self, grace: float) -> int:
+        """Stop taking requests, close idle connections, let in-flight ones finish.
+
+        Returns how many connections were still busy when ``grace`` ran out.
+        """
+        self.draining = True
+        self.server_close()
+        deadline = time.monotonic() + grace
+        while True:
+            with self._lock:
+                idle = list(self._deadlines)
+                busy = len(self._connections)
+            for conn in idle:
+                self._cut(conn)
+            if busy == 0 or time.monotonic() >= deadline:
+                return busy
+            time.sleep(0.02)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = SERVER_HEADER
+    sys_version = ""
+    disable_nagle_algorithm = True
+    server: OperatorServer
+
+    def handle_one_request(self) -> None:
+        self.server.awaiting_head(self.connection)
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        self.server.head_received(self.connection)
+        return ok
+
+    def _serve(self) -> None:
+        started = time.perf_counter()
+        response = self._check_request()
+        route = "unmatched"
+        if response is None:
+            response, route = dispatch(self.server.app, self.command, self.path, self.headers)
+        self._write(response)
+        elapsed = time.perf_counter() - started
+        self.server.app.metrics.observe_request(self.command, route, response.status, elapsed)
+        if self.server.access_log:
+            log_line({
+                "ts": _iso_now(),
+                "method": self.command,
+                "path": self.path.partition("?")[0][:256],
+                "status": response.status,
+                "duration_ms": round(elapsed * 1000, 3),
+                "client": self.client_address[0] if self.client_address else "",
+            })
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _serve
+
+    def _check_request(self) -> Response | None:
+        """Refuse bodies and ambiguous heads before routing; never read an oversized body."""
+        if len(self.headers.get_all("Host") or ()) > 1:
+            return _closing(problem(400, "bad-header", "Bad request", "more than one Host header"))
+        if self.headers.get("Transfer-Encoding") is not None:
+            return _closing(problem(411, "length-required", "Length required",
+                                    "chunked bodies are not accepted: no route takes a body"))
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return None
+        if not length.isdigit() or len(self.headers.get_all("Content-Length") or ()) > 1:
+            return _closing(problem(400, "bad-header", "Bad request", "invalid Content-Length"))
+        if int(length) > MAX_BODY:
+            return _closing(problem(413, "body-too-large", "Content too large",
+                                    f"no route takes a body; at most {MAX_BODY} bytes are ignored"))
+        if int(length):
+            self.rfile.read(int(length))
+        return None
+
+    def _write(self, response: Response) -> None:
+        """Status line, headers and body in one write: no Nagle delay, no half responses."""
+        if response.close or self.server.draining:
+            self.close_connection = True
+        reason = HTTPStatus(response.status).phrase if response.status in _STATUSES else ""
+        head = [
+            f"HTTP/1.1 {response.status} {reason}",
+            f"Server: {SERVER_HEADER}",
+            f"Date: {_http_date()}",
+            f"Content-Length: {len(response.body)}",
+            "Cache-Control: no-store",
+            "X-Content-Type-Options: nosniff",
+        ]
+        if response.content_type:
+            head.append(f"Content-Type: {response.content_type}")
+        head.extend(f"{key}: {value}" for key, value in response.headers)
+        if self.close_connection:
+            head.append("Connection: close")
+        body = b"" if self.command == "HEAD" else response.body
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors found by http.server itself (bad request line, 414, 431, 501) as problems."""
+        self.close_connection = True
+        detail = message or HTTPStatus(code).description
+        response = _closing(problem(code, "malformed-request", HTTPStatus(code).phrase, detail))
+        if not hasattr(self, "command") or self.command is None:
+            self.command = ""
+        try:
+            self._write(response)
+        except OSError:
+            return
+        self.server.app.metrics.observe_request(self.command or "-", "unmatched", code, 0.0)
+        if self.server.access_log:
+            log_line({"ts": _iso_now(), "method": self.command or "-", "path": "-",
+                      "status": code, "duration_ms": 0.0,
+                      "client": self.client_address[0] if self.client_address else ""})
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Silence http.server's own stderr lines: we log JSON in ``_serve``."""
+
+
+_STATUSES = frozenset(s.value for s in HTTPStatus)
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """The Date header changes once a second; format it once a second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+def _iso_now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+def _closing(response: Response) -> Response:
+    return Response(response.status, response.body, response.content_type, response.headers, True)

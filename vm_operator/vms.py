@@ -1,0 +1,314 @@
+"""The VM operations behind the API: reads through the cache, writes serialised per VM.
+
+This is the imperative middle layer: it owns the locks, the cache and the
+``tart run`` processes the operator launched (each reaped by its own thread, so
+no zombie is ever left), and it raises ``ApiError`` for every refusal.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from vm_operator.cache import FreshCache
+from vm_operator.errors import ApiError, api_error_for, not_found, tart_command_error
+from vm_operator.state import StateStore
+from vm_operator.tart import TartCommandError, TartError, TartRunner
+
+VM = dict[str, Any]
+DETAIL_FIELDS = ("os", "cpu", "memory_mb", "disk_format", "display")
+
+
+def utc_now() -> str:
+    """ISO 8601 in UTC with a ``Z``: what every timestamp of the API looks like."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class _Run:
+    """A ``tart run`` this operator launched, until its reaper has collected it."""
+
+    proc: subprocess.Popen[bytes]
+    record: dict[str, Any]
+    exited: threading.Event = field(default_factory=threading.Event)
+    exit_code: int | None = None
+
+
+class VmService:
+    """List, inspect, start, stop and suspend VMs through one TartRunner."""
+
+    def __init__(
+        self,
+        runner: TartRunner,
+        store: StateStore,
+        *,
+        cache_ttl: float = 1.0,
+        start_timeout: float = 30.0,
+        poll_interval: float = 0.02,
+        max_running: int = 2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.runner = runner
+        self.store = store
+        self.cache_ttl = cache_ttl
+        self.start_timeout = start_timeout
+        self.poll_interval = poll_interval
+        self.max_running = max_running
+        self._clock = clock
+        self._changed_at = float("-inf")
+        self._guard = threading.Lock()
+        self._vm_locks: dict[str, threading.Lock] = {}
+        self._starting: set[str] = set()
+        self._runs: dict[str, _Run] = {}
+        self._list = FreshCache(runner.list_vms, clock)
+        self._info: dict[str, FreshCache[dict[str, Any]]] = {}
+        self._version: str | None = None
+        self._version_refresh = threading.Lock()
+
+    # --- reads ----------------------------------------------------------------
+
+    def _not_before(self, fresh: bool) -> float:
+        """The oldest fetch start a read may use: after every change made through the API,
+        and within ``cache_ttl`` of now for changes made outside it."""
+        now = self._clock()
+        return now if fresh else max(self._changed_at, now - self.cache_ttl)
+
+    def _changed(self) -> None:
+        self._changed_at = self._clock()
+
+    def list_vms(self, fresh: bool = False) -> list[VM]:
+        if self.cache_ttl <= 0:  # the naive design, kept for the benchmark's comparison
+            return self.runner.list_vms()
+        return self._list.get(self._not_before(fresh))
+
+    def cached_vms(self) -> list[VM] | None:
+        """The last listing, however old, without calling Tart: for metrics."""
+        return self._list.peek()
+
+    def find(self, name: str, fresh: bool = False) -> VM:
+        for vm in self.list_vms(fresh):
+            if vm["name"] == name:
+                return vm
+        raise not_found(name)
+
+    def _vm_info(self, name: str) -> dict[str, Any]:
+        if self.cache_ttl <= 0:
+            return self.runner.get_vm(name)
+        with self._guard:
+            cache = self._info.get(name)
+            if cache is None:
+                cache = self._info[name] = FreshCache(lambda: self.runner.get_vm(name), self._clock)
+        return cache.get(self._not_before(False))
+
+    def describe(self, name: str) -> VM:
+        """The list fields, ``tart get``'s fields (local VMs only) and the last run."""
+        vm = self.find(name)
+        info = dict.fromkeys(DETAIL_FIELDS)
+        if vm["source"] == "local":
+            info.update(self._vm_info(name))
+        return {**vm, **info, "last_run": self.store.read_last_run(name)}
+
+    def logs(self, name: str) -> bytes:
+        data = self.store.read_log(name)
+        if data is None:
+            raise ApiError(
+                404, "no-logs", "No logs", f'the operator has not started VM "{name}" (no run log)'
+            )
+        return data
+
+    def ip(self, name: str, wait: int) -> str:
+        from vm_operator.tart import parse_ip
+
+        self.find(name)
+        output = self.runner.run(["ip", "--wait", str(wait), name], wait + self.runner.timeout)
+        return parse_ip(output)
+
+    # --- Tart's own health ----------------------------------------------------------
+
+    def tart_status(self) -> dict[str, Any]:
+        """Path, availability and version of Tart without ever blocking on it.
+
+        Health probes must answer even when Tart hangs, so the version is fetched by a
+        background thread and this only reads what it found.
+        """
+        path = shutil.which(self.runner.binary) or self.runner.binary
+        available = os.path.isfile(path) and os.access(path, os.X_OK)
+        if available and self._version is None:
+            self._refresh_version()
+        return {"path": path, "available": available, "version": self._version}
+
+    def _refresh_version(self) -> None:
+        if not self._version_refresh.acquire(blocking=False):
+            return
+
+        def refresh() -> None:
+            try:
+                self._version = self.runner.version()
+            except TartError:
+                pass
+            finally:
+                self._version_refresh.release()
+
+        threading.Thread(target=refresh, name="tart-version", daemon=True).start()
+
+    # --- writes -------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self, name: str) -> Iterator[None]:
+        """Serialise every write to one VM: two starts launch one ``tart run``."""
+        with self._guard:
+            lock = self._vm_locks.setdefault(name, threading.Lock())
+        with lock:
+            yield
+
+    def start(self, name: str, suspendable: bool = False) -> tuple[int, VM]:
+        with self._locked(name):
+            vm = self.find(name, fresh=True)
+            if vm["source"] != "local":
+                raise ApiError(
+                    409,
+                    "oci-image",
+                    "Tart runs only local VMs",
+                    f'"{name}" is an OCI image: clone it to a local VM first '
+                    f"(tart clone {name} NEW-NAME), then start that",
+                )
+            if vm["state"] == "running":
+                return 200, {**vm, "changed": False}
+            self._reserve_slot(name)
+            try:
+                run = self._launch(name, suspendable)
+                try:
+                    vm = self._confirm_running(name, run)
+                finally:
+                    self._changed()
+            finally:
+                with self._guard:
+                    self._starting.discard(name)
+            return 202, {**vm, "changed": True}
+
+    def _reserve_slot(self, name: str) -> None:
+        """Refuse a start that would exceed the running-guest cap, before Tart is asked."""
+        if self.max_running <= 0:
+            return
+        running = {vm["name"] for vm in self.list_vms(fresh=True) if vm["state"] == "running"}
+        with self._guard:
+            busy = running | self._starting
+            if len(busy) >= self.max_running:
+                raise ApiError(
+                    409,
+                    "vm-limit",
+                    "Too many VMs are running",
+                    f"at most {self.max_running} VMs may run at once (VM_OPERATOR_MAX_RUNNING); "
+                    f"running or starting: {', '.join(sorted(busy))}",
+                    limit=self.max_running,
+                )
+            self._starting.add(name)
+
+    def _launch(self, name: str, suspendable: bool) -> _Run:
+        args = ["run", "--no-graphics", *(["--suspendable"] if suspendable else []), name]
+        log_path = self.store.prepare_log(name)
+        try:
+            proc = self.runner.launch(args, log_path)
+        except TartError as exc:
+            raise api_error_for(exc) from None
+        record = {
+            "started_at": utc_now(),
+            "pid": proc.pid,
+            "suspendable": suspendable,
+            "finished_at": None,
+            "exit_code": None,
+            "error": None,
+        }
+        run = _Run(proc, record)
+        with self._guard:
+            self._runs[name] = run
+        self.store.write_last_run(name, record)
+        threading.Thread(target=self._reap, args=(name, run), name=f"reap-{proc.pid}", daemon=True).start()
+        return run
+
+    def _reap(self, name: str, run: _Run) -> None:
+        """Wait for ``tart run`` to end (so it never lingers as a zombie) and record how."""
+        code = run.proc.wait()
+        error = None
+        if code != 0:
+            error = self.store.last_log_line(name) or f"tart run exited with code {code}"
+        run.exit_code = code
+        with self._guard:
+            latest = self._runs.get(name) is run
+            if latest:
+                del self._runs[name]
+        if latest:
+            record = {**run.record, "finished_at": utc_now(), "exit_code": code, "error": error}
+            self.store.write_last_run(name, record)
+        self._changed()
+        run.exited.set()
+
+    def _confirm_running(self, name: str, run: _Run) -> VM:
+        """Wait until Tart lists the VM as running, or ``tart run`` exits and says why."""
+        deadline = self._clock() + self.start_timeout
+        while True:
+            if run.exited.is_set():
+                code = run.exit_code if run.exit_code is not None else -1
+                message = self.store.last_log_line(name) or f"tart run exited with code {code}"
+                if code == 0:
+                    raise ApiError(502, "tart-failed", "Tart failed", f"tart run ended at once: {message}")
+                raise tart_command_error(message, code)
+            vm = self.find(name, fresh=True)
+            if vm["state"] == "running":
+                return vm
+            if self._clock() >= deadline:
+                raise ApiError(
+                    504,
+                    "start-timeout",
+                    "The VM did not start in time",
+                    f"tart run did not report {name!r} running within {self.start_timeout:g} s; "
+                    "it was left running, see GET /vms/{name}/logs",
+                )
+            run.exited.wait(self.poll_interval)
+
+    def stop(self, name: str, timeout: int) -> tuple[int, VM]:
+        with self._locked(name):
+            vm = self.find(name, fresh=True)
+            if vm["state"] == "stopped":
+                return 200, {**vm, "changed": False}
+            try:
+                self.runner.run(["stop", "--timeout", str(timeout), name], timeout + self.runner.timeout)
+            except TartCommandError as exc:
+                if "is not running" not in exc.message:  # it stopped on its own meanwhile
+                    raise
+            finally:
+                self._changed()
+            self._await_reaped(name)
+            return 200, {**self.find(name, fresh=True), "changed": True}
+
+    def _await_reaped(self, name: str, seconds: float = 2.0) -> None:
+        """Give our own ``tart run`` a moment to exit, so ``last_run`` is complete."""
+        with self._guard:
+            run = self._runs.get(name)
+        if run is not None:
+            run.exited.wait(seconds)
+
+    def suspend(self, name: str) -> VM:
+        with self._locked(name):
+            vm = self.find(name, fresh=True)
+            if vm["state"] != "running":
+                raise ApiError(409, "not-running", "The VM is not running", f'VM "{name}" is not running')
+            try:
+                self.runner.run(["suspend", name])
+            finally:
+                self._changed()
+            self._await_reaped(name)
+            return self.find(name, fresh=True)
+
+    def running_runs(self) -> int:
+        """How many ``tart run`` processes this operator launched are still alive."""
+        with self._guard:
+            return len(self._runs)
