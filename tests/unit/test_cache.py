@@ -1,0 +1,120 @@
+"""The single-flight cache: freshness bounds, one fetch at a time, shared errors."""
+
+import threading
+import time
+
+import pytest
+
+from vm_operator.cache import FreshCache
+
+
+class Source:
+    """A fetch that counts calls and concurrency, optionally slow or failing."""
+
+    def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
+        self.delay, self.fail = delay, fail
+        self.calls = self.active = self.peak = 0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self.lock:
+            self.calls += 1
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            call = self.calls
+        time.sleep(self.delay)
+        with self.lock:
+            self.active -= 1
+        if self.fail:
+            raise RuntimeError(f"failure {call}")
+        return call
+
+
+def test_reuses_a_fetch_that_started_late_enough() -> None:
+    source = Source()
+    cache = FreshCache(source)
+    first = cache.get(time.monotonic())
+    assert cache.get(float("-inf")) == first
+    assert source.calls == 1
+
+
+def test_refetches_when_the_value_is_older_than_asked() -> None:
+    source = Source()
+    cache = FreshCache(source)
+    cache.get(time.monotonic())
+    assert cache.get(time.monotonic()) == 2
+
+
+def test_concurrent_readers_share_one_fetch() -> None:
+    source = Source(delay=0.1)
+    cache = FreshCache(source)
+    start = time.monotonic()
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(cache.get(start))) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [1] * 16
+    assert source.calls == 1 and source.peak == 1
+
+
+def test_a_reader_never_joins_a_fetch_older_than_it_asked() -> None:
+    source = Source(delay=0.2)
+    cache = FreshCache(source)
+    early = threading.Thread(target=cache.get, args=(time.monotonic(),))
+    early.start()
+    time.sleep(0.05)  # the early fetch is in flight
+    asked = time.monotonic()
+    assert cache.get(asked) == 2  # waited for fetch 1 to end, then fetched anew
+    early.join()
+    assert source.peak == 1
+
+
+def test_errors_are_shared_with_joined_readers_but_not_cached() -> None:
+    source = Source(delay=0.1, fail=True)
+    cache = FreshCache(source)
+    start = time.monotonic()
+    errors: list[str] = []
+
+    def read() -> None:
+        try:
+            cache.get(start)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == ["failure 1"] * 8
+    source.fail = False
+    assert cache.get(start) == 2  # the error was not kept as an answer
+    assert cache.peek() == 2
+
+
+def test_peek_never_fetches() -> None:
+    source = Source()
+    cache = FreshCache(source)
+    assert cache.peek() is None
+    assert source.calls == 0
+
+
+@pytest.mark.parametrize("readers", [2, 32])
+def test_never_more_than_one_fetch_at_a_time(readers: int) -> None:
+    source = Source(delay=0.01)
+    cache = FreshCache(source)
+    stop = time.monotonic() + 0.3
+
+    def hammer() -> None:
+        while time.monotonic() < stop:
+            cache.get(time.monotonic())
+
+    threads = [threading.Thread(target=hammer) for _ in range(readers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert source.peak == 1
+    assert source.calls > 3

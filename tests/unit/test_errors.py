@@ -1,0 +1,48 @@
+"""How Tart's failures map to HTTP problems."""
+
+import json
+
+import pytest
+
+from vm_operator.errors import api_error_for, tart_command_error
+from vm_operator.tart import TartBadOutput, TartCommandError, TartTimeout, TartUnavailable
+
+
+@pytest.mark.parametrize(
+    ("message", "code", "status", "slug"),
+    [
+        ('the specified VM "x" does not exist', 2, 404, "vm-not-found"),
+        ('VM "x" is not running', 2, 409, "not-running"),
+        ('VM "x" is already running!', 2, 409, "already-running"),
+        ("The number of VMs exceeds the system limit", 1, 409, "vm-limit"),
+        ("no IP address found, is your VM running?", 1, 409, "no-ip"),
+        ("Failed to lock the VM: disk full", 1, 502, "tart-failed"),
+    ],
+)
+def test_tart_messages(message: str, code: int, status: int, slug: str) -> None:
+    error = tart_command_error(message, code)
+    assert (error.status, error.slug) == (status, slug)
+    response = error.response()
+    doc = json.loads(response.body)
+    assert response.status == status
+    assert response.content_type == "application/problem+json"
+    assert doc["detail"] == message and doc["status"] == status and doc["tart_exit_code"] == code
+    assert doc["type"].endswith(slug)
+
+
+@pytest.mark.parametrize(
+    ("exc", "status"),
+    [
+        (TartUnavailable("the Tart binary '/x' does not exist"), 503),
+        (TartTimeout("'tart list' did not finish within 1 s"), 504),
+        (TartBadOutput("'tart list' did not print JSON"), 502),
+        (TartCommandError("boom", 1), 502),
+    ],
+)
+def test_tart_errors(exc: Exception, status: int) -> None:
+    assert api_error_for(exc).status == status  # type: ignore[arg-type]
+
+
+def test_unavailable_says_how_to_mount() -> None:
+    detail = api_error_for(TartUnavailable("the Tart binary '/app/bin/tart-binary' does not exist")).detail
+    assert "/app/bin/tart-binary" in detail and "VM_OPERATOR_TART" in detail

@@ -1,0 +1,98 @@
+"""Tokens, Host checks, cross-site refusals and CORS, as pure functions."""
+
+import pytest
+
+from vm_operator.security import Access, check_access, cors_headers, host_allowed, host_name
+
+TOKEN = "t" * 32
+READ = "r" * 32
+WITH_TOKENS = Access(token=TOKEN, read_token=READ)
+OPEN = Access(allowed_hosts=("ci-mac.example",), cors_origins=("https://dash.example",))
+
+
+def status(access: Access, method: str, headers: dict, probe: bool = False) -> int | None:
+    error = check_access(access, method, probe, headers)
+    return None if error is None else error.status
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "expected"),
+    [
+        ("GET", {}, 401),
+        ("GET", {"Authorization": f"Bearer {TOKEN}"}, None),
+        ("POST", {"Authorization": f"Bearer {TOKEN}"}, None),
+        ("GET", {"Authorization": f"bearer {READ}"}, None),
+        ("POST", {"Authorization": f"Bearer {READ}"}, 403),
+        ("GET", {"Authorization": f"Bearer {TOKEN}x"}, 401),
+        ("GET", {"Authorization": f"Basic {TOKEN}"}, 401),
+        ("GET", {"Authorization": "Bearer"}, 401),
+        ("GET", {"Authorization": f"Bearer {TOKEN[:-1]}"}, 401),
+        # With tokens the Host check is not needed: a browser has no token to send.
+        ("GET", {"Authorization": f"Bearer {TOKEN}", "Host": "evil.example"}, None),
+    ],
+)
+def test_tokens(method: str, headers: dict, expected: int | None) -> None:
+    assert status(WITH_TOKENS, method, headers) == expected
+
+
+def test_401_carries_a_challenge_and_no_token() -> None:
+    error = check_access(WITH_TOKENS, "GET", False, {"Authorization": f"Bearer {TOKEN}x"})
+    assert error is not None
+    assert dict(error.headers)["WWW-Authenticate"].startswith("Bearer ")
+    assert TOKEN not in error.response().body.decode()
+
+
+@pytest.mark.parametrize("probe_method", ["GET", "HEAD"])
+def test_probes_need_no_token_and_no_host(probe_method: str) -> None:
+    assert status(WITH_TOKENS, probe_method, {}, probe=True) is None
+    assert status(OPEN, probe_method, {"Host": "rebound.evil"}, probe=True) is None
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "expected"),
+    [
+        ("GET", {"Host": "127.0.0.1:8082"}, None),
+        ("GET", {"Host": "[::1]:8082"}, None),
+        ("GET", {"Host": "localhost:8082"}, None),
+        ("GET", {"Host": "foo.localhost"}, None),
+        ("GET", {"Host": "192.168.1.20"}, None),
+        ("GET", {"Host": "CI-MAC.example:8082"}, None),
+        ("GET", {"Host": "attacker.example"}, 403),
+        ("GET", {"Host": "localhost.attacker.example"}, 403),
+        ("POST", {"Host": "127.0.0.1:8082"}, None),
+        ("POST", {"Host": "127.0.0.1:8082", "Origin": "http://127.0.0.1:8082"}, None),
+        ("POST", {"Host": "127.0.0.1:8082", "Origin": "https://evil.example"}, 403),
+        ("POST", {"Host": "127.0.0.1:8082", "Origin": "null"}, 403),
+        ("POST", {"Host": "127.0.0.1:8082", "Origin": "https://dash.example"}, None),
+        ("POST", {"Host": "127.0.0.1:8082", "Sec-Fetch-Site": "cross-site"}, 403),
+        ("POST", {"Host": "127.0.0.1", "Content-Type": "application/x-www-form-urlencoded"}, 415),
+        ("POST", {"Host": "127.0.0.1", "Content-Type": "multipart/form-data; boundary=x"}, 415),
+        ("POST", {"Host": "127.0.0.1", "Content-Type": "text/plain"}, 415),
+        ("POST", {"Host": "127.0.0.1", "Content-Type": "application/json; charset=utf-8"}, None),
+        ("GET", {"Host": "127.0.0.1", "Origin": "https://evil.example"}, None),
+    ],
+)
+def test_without_tokens_the_host_is_defended(method: str, headers: dict, expected: int | None) -> None:
+    assert status(OPEN, method, headers) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "host"),
+    [("127.0.0.1:8082", "127.0.0.1"), ("[::1]:80", "::1"), ("[::1]", "::1"),
+     ("Example.COM", "example.com"), ("::1", "::1")],
+)
+def test_host_name(header: str, host: str) -> None:
+    assert host_name(header) == host
+
+
+def test_missing_host_is_allowed() -> None:
+    assert host_allowed(None, ())
+
+
+def test_cors_is_off_unless_listed() -> None:
+    assert cors_headers(Access(), {"Origin": "https://dash.example"}) == ()
+    assert cors_headers(OPEN, {"Origin": "https://evil.example"}) == ()
+    headers = dict(cors_headers(OPEN, {"Origin": "https://dash.example"}, "GET, POST"))
+    assert headers["Access-Control-Allow-Origin"] == "https://dash.example"
+    assert "*" not in headers.values()
+    assert headers["Access-Control-Allow-Methods"] == "GET, POST"
