@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The project's one test command (README "Tests"; .ci/run calls exactly this).
+#
+# On a fresh machine it sets up what the suites need, then runs all of them:
+#   - a virtualenv with pytest (.venv, reused when present);
+#   - in CI (CI=true) or with --docker: Docker engine, docker-compose, debootstrap and the
+#     cached local base image (scripts/docker-provision.sh), plus Debian's sshd for the
+#     SSH-transport suite; there a missing engine or sshd is a failure, never a skip;
+#   - elsewhere the Docker and SSH tiers run when an engine / sshd is there and skip
+#     with a visible reason when not.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k health).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+provision=0
+if [ "${CI:-}" = "true" ]; then provision=1; fi
+if [ "${1:-}" = "--docker" ]; then provision=1; shift; fi
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Python virtualenv (.venv) with pytest"
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    if ! "$PYTHON" -m venv .venv 2>/dev/null; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+            rm -rf .venv && "$PYTHON" -m venv .venv
+        else
+            echo "cannot create a virtualenv: install python3-venv" >&2; exit 1
+        fi
+    fi
+fi
+.venv/bin/python -c 'import sys; assert sys.version_info >= (3, 11), sys.version' \
+    || { echo "Python >= 3.11 is required (set PYTHON=...)" >&2; exit 1; }
+.venv/bin/python -c 'import pytest' 2>/dev/null || .venv/bin/python -m pip install -q 'pytest>=7'
+# The simulator's "#!/usr/bin/env python3" must find a fast interpreter: the venv's.
+export PATH="$PWD/.venv/bin:$PATH"
+
+if [ "$provision" = 1 ]; then
+    step "Docker engine, docker-compose, debootstrap, local base image"
+    bash scripts/docker-provision.sh
+    export VM_OPERATOR_REQUIRE_DOCKER=1
+    step "OpenSSH server for the SSH transport suite"
+    if ! [ -x /usr/sbin/sshd ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null
+    fi
+    export VM_OPERATOR_REQUIRE_SSH=1
+fi
+export BASE_IMAGE=${BASE_IMAGE:-vm-operator-base:bookworm}
+
+step "pytest: unit, API over loopback, hardening, SSH transport, Docker tier"
+status=0
+.venv/bin/python -m pytest -p no:cacheprovider "$@" || status=$?
+
+docker_ready=0
+if command -v docker >/dev/null && docker info >/dev/null 2>&1 \
+        && docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    docker_ready=1
+fi
+if [ "$docker_ready" = 1 ]; then
+    step "Shell suite: tests/test-docker-vm-operations.sh"
+    bash tests/test-docker-vm-operations.sh || status=1
+    step "Shell suite: tests/test-vm-operator-integration.sh"
+    bash tests/test-vm-operator-integration.sh || status=1
+elif [ "$provision" = 1 ]; then
+    echo "FAIL: the Docker engine or the base image $BASE_IMAGE is missing after provisioning" >&2
+    status=1
+else
+    echo "SKIPPED: Docker shell suites (no engine, or no $BASE_IMAGE image: run scripts/test.sh --docker)"
+fi
+exit "$status"
