@@ -117,8 +117,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                         "seconds; 0 spawns Tart on every request (VM_OPERATOR_CACHE_TTL, default 1)")
     parser.add_argument("--max-running", type=_bounded(int, 0),
                         default=e("VM_OPERATOR_MAX_RUNNING", "2"),
-                        help="cap on running VMs, 0 for none (VM_OPERATOR_MAX_RUNNING, default 2: "
-                        "Apple's licence limit for macOS guests)")
+                        help="cap on running macOS guests, 0 for none (VM_OPERATOR_MAX_RUNNING, "
+                        "default 2: Apple's licence limit; Linux guests do not count)")
     parser.add_argument("--max-connections", type=_bounded(int, 1, 10000),
                         default=e("VM_OPERATOR_MAX_CONNECTIONS", "256"),
                         help="connections served at once; more get a prompt 503 "

@@ -23,6 +23,7 @@ from vm_operator import __version__
 from vm_operator.api import App, dispatch
 from vm_operator.responses import Response, problem
 
+MAX_REQUEST_LINE = 8192
 MAX_BODY = 1024  # no route takes a body; a small one (e.g. "{}") is read and ignored
 SERVER_HEADER = f"vm-operator/{__version__}"
 _OVERLOADED_BODY = json.dumps(
@@ -149,18 +150,28 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: OperatorServer
 
+    def setup(self) -> None:
+        self.timeout = self.server.header_timeout  # bounds every recv and send, too
+        super().setup()
+
     def handle_one_request(self) -> None:
         self.server.awaiting_head(self.connection)
         super().handle_one_request()
 
     def parse_request(self) -> bool:
-        ok = super().parse_request()
-        self.server.head_received(self.connection)
-        return ok
+        if len(self.raw_requestline) > MAX_REQUEST_LINE:
+            self.requestline = ""
+            self.request_version = "HTTP/1.1"
+            self.command = ""
+            self.send_error(414, f"the request line is longer than {MAX_REQUEST_LINE} bytes")
+            return False
+        return super().parse_request()
 
     def _serve(self) -> None:
         started = time.perf_counter()
         response = self._check_request()
+        # Head and body are in: the slow-client deadline no longer applies.
+        self.server.head_received(self.connection)
         route = "unmatched"
         if response is None:
             response, route = dispatch(self.server.app, self.command, self.path, self.headers)

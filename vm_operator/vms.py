@@ -194,20 +194,32 @@ class VmService:
                     self._starting.discard(name)
             return 202, {**vm, "changed": True}
 
+    def _is_macos(self, name: str) -> bool:
+        return self._vm_info(name).get("os") == "darwin"
+
     def _reserve_slot(self, name: str) -> None:
-        """Refuse a start that would exceed the running-guest cap, before Tart is asked."""
-        if self.max_running <= 0:
+        """Refuse a start that would exceed the cap on running macOS guests, before Tart is asked.
+
+        Apple's licence (and Virtualization.framework) allows two macOS guests per host;
+        Linux guests do not count.
+        """
+        if self.max_running <= 0 or not self._is_macos(name):
             return
-        running = {vm["name"] for vm in self.list_vms(fresh=True) if vm["state"] == "running"}
+        running = {
+            vm["name"]
+            for vm in self.list_vms(fresh=True)
+            if vm["state"] == "running" and vm["source"] == "local" and self._is_macos(vm["name"])
+        }
         with self._guard:
             busy = running | self._starting
             if len(busy) >= self.max_running:
                 raise ApiError(
                     409,
                     "vm-limit",
-                    "Too many VMs are running",
-                    f"at most {self.max_running} VMs may run at once (VM_OPERATOR_MAX_RUNNING); "
-                    f"running or starting: {', '.join(sorted(busy))}",
+                    "Too many macOS VMs are running",
+                    f"at most {self.max_running} macOS VMs may run at once "
+                    f"(VM_OPERATOR_MAX_RUNNING, Apple's licence limit); running or starting: "
+                    f"{', '.join(sorted(busy))}",
                     limit=self.max_running,
                 )
             self._starting.add(name)
