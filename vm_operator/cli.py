@@ -25,7 +25,8 @@ from vm_operator.openapi import openapi_document
 from vm_operator.security import Access
 from vm_operator.server import OperatorServer, log_line
 from vm_operator.state import StateStore
-from vm_operator.tart import TartError, TartRunner
+from vm_operator.tart import TartError
+from vm_operator.transport import build_transport, describe
 from vm_operator.vms import VmService
 
 SHUTDOWN_GRACE = 1.5
@@ -53,10 +54,11 @@ def demo_setup(config: Config, env: dict[str, str]) -> tuple[Config, Path]:
 
 def build_app(config: Config, env: dict[str, str]) -> App:
     metrics = Metrics()
-    runner = TartRunner(config.tart, env, config.tart_timeout, metrics.observe_tart)
     store = StateStore(config.state_dir)
+    runner, launcher = build_transport(config.ssh, config.tart, env, config.tart_timeout, store,
+                                       metrics.observe_tart)
     service = VmService(
-        runner, store,
+        runner, store, launcher=launcher,
         cache_ttl=config.cache_ttl,
         start_timeout=config.start_timeout,
         max_running=config.max_running,
@@ -78,7 +80,7 @@ def _announce(config: Config, server: OperatorServer, app: App) -> None:
     host, port = server.server_address[:2]
     log_line({"level": "info", "event": "listening", "host": host, "port": port,
               "version": __version__, "tart": config.tart, "auth": config.auth_enabled,
-              "state_dir": config.state_dir})
+              "state_dir": config.state_dir, **describe(config.ssh)})
     if not config.auth_enabled and not _is_loopback(config.host):
         log_line({"level": "warning", "event": "unauthenticated",
                   "message": f"the API listens on {config.host} WITHOUT authentication: anyone who "
@@ -108,6 +110,11 @@ def _stop_demo_vms(app: App) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] == ["launchd"]:  # vm-operator launchd install|uninstall|print (macOS agent)
+        from vm_operator.launchd import main as launchd_main
+
+        return launchd_main(words[1:])
     config = load_config(argv)
     env = dict(os.environ)
     demo_home = None

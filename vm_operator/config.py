@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vm_operator import __version__
+from vm_operator.transport import DEFAULT_CONNECT_TIMEOUT, SshSettings, ssh_settings
 
 CONTAINER_TART = "/app/bin/tart-binary"
 
@@ -36,6 +37,7 @@ class Config:
     cors_origins: tuple[str, ...] = ()
     access_log: bool = True
     demo: bool = False
+    ssh: SshSettings | None = None  # run Tart on another host over SSH (transport.py)
 
     @property
     def auth_enabled(self) -> bool:
@@ -136,10 +138,42 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--no-access-log", action="store_true",
                         default=e("VM_OPERATOR_ACCESS_LOG", "1") in ("0", "false", "no"),
                         help="do not log one JSON line per request (VM_OPERATOR_ACCESS_LOG=0)")
+    parser.add_argument("--tart-ssh", default=e("VM_OPERATOR_TART_SSH"), metavar="USER@HOST[:PORT]",
+                        help="run every Tart call on this host through ssh, e.g. "
+                        "me@host.docker.internal; --tart then names Tart there (default tart) "
+                        "(VM_OPERATOR_TART_SSH; default: run Tart here)")
+    parser.add_argument("--ssh-port", type=_bounded(int, 1, 65535), default=e("VM_OPERATOR_SSH_PORT"),
+                        help="SSH port, when --tart-ssh names none (VM_OPERATOR_SSH_PORT, default 22)")
+    parser.add_argument("--ssh-key", default=e("VM_OPERATOR_SSH_KEY"),
+                        help="private key for --tart-ssh (VM_OPERATOR_SSH_KEY; default: ssh's own)")
+    parser.add_argument("--ssh-known-hosts", default=e("VM_OPERATOR_SSH_KNOWN_HOSTS"),
+                        help="known_hosts file pinning the host's key; nothing else is trusted "
+                        "(VM_OPERATOR_SSH_KNOWN_HOSTS; default: ~/.ssh/known_hosts)")
+    parser.add_argument("--ssh-connect-timeout", type=_bounded(int, 1, 600),
+                        default=e("VM_OPERATOR_SSH_CONNECT_TIMEOUT", str(DEFAULT_CONNECT_TIMEOUT)),
+                        help="seconds ssh may take to connect before the call fails with a 503 "
+                        f"(VM_OPERATOR_SSH_CONNECT_TIMEOUT, default {DEFAULT_CONNECT_TIMEOUT})")
     parser.add_argument("--demo", action="store_true",
                         help="serve the bundled Tart simulator with demo VMs in a throw-away "
                         "Tart home (for trying the API without a Mac)")
     return parser
+
+
+def _ssh_settings(args: argparse.Namespace) -> SshSettings | None:
+    """The SSH transport, when --tart-ssh is set. The image's VM_OPERATOR_TART (a container
+    path) never names Tart on the host: there it is ``tart``, unless --tart says otherwise."""
+    if not args.tart_ssh:
+        return None
+    if args.demo:
+        raise SystemExit("vm-operator: --demo serves the local simulator; it cannot be combined "
+                         "with --tart-ssh / VM_OPERATOR_TART_SSH")
+    tart = args.tart if args.tart and args.tart != CONTAINER_TART else "tart"
+    try:
+        return ssh_settings(args.tart_ssh, port=args.ssh_port, key=args.ssh_key,
+                            known_hosts=args.ssh_known_hosts,
+                            connect_timeout=int(args.ssh_connect_timeout), tart=tart)
+    except ValueError as exc:
+        raise SystemExit(f"vm-operator: {exc}") from None
 
 
 def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -162,4 +196,5 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         cors_origins=_csv(args.cors_origins),
         access_log=not args.no_access_log,
         demo=args.demo,
+        ssh=_ssh_settings(args),
     )

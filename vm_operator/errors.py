@@ -12,6 +12,7 @@ from vm_operator.tart import (
     TartTimeout,
     TartUnavailable,
 )
+from vm_operator.transport import TartTransportError
 
 
 class ApiError(Exception):
@@ -60,6 +61,8 @@ def api_error_for(exc: TartError) -> ApiError:
     """Map any TartError to the problem a client should see."""
     if isinstance(exc, TartCommandError):
         return tart_command_error(exc.message, exc.exit_code)
+    if isinstance(exc, TartTransportError):  # ssh to the Tart host failed: it says how
+        return ApiError(exc.status, exc.slug, exc.title, exc.detail)
     if isinstance(exc, TartUnavailable):
         detail = (
             f"{exc}. Mount the Tart binary (or the bundled simulator, scripts/tart-simulator) "

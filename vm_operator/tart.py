@@ -169,6 +169,13 @@ class TartRunner:
         """The argument list for a Tart command (a transport could wrap it here)."""
         return [self.binary, *args]
 
+    def locate(self) -> tuple[str, bool]:
+        """Where Tart is and whether it can be run, without running it (for health probes)."""
+        import shutil
+
+        path = shutil.which(self.binary) or self.binary
+        return path, os.path.isfile(path) and os.access(path, os.X_OK)
+
     def run(self, args: Sequence[str], timeout: float | None = None) -> str:
         """Run ``tart ARGS``, return stdout; raise a TartError on every kind of failure."""
         command = args[0] if args else ""

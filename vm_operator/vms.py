@@ -7,9 +7,6 @@ no zombie is ever left), and it raises ``ApiError`` for every refusal.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,10 +17,12 @@ from typing import Any
 
 from vm_operator.cache import FreshCache
 from vm_operator.errors import ApiError, api_error_for, not_found, tart_command_error
+from vm_operator.launcher import Launcher, LocalLauncher, RunHandle
 from vm_operator.state import StateStore
 from vm_operator.tart import TartCommandError, TartError, TartRunner
 
 VM = dict[str, Any]
+MAX_QUEUED_WRITES = 16  # per VM; each write takes a few Tart calls, so more is minutes of waiting
 DETAIL_FIELDS = ("os", "cpu", "memory_mb", "disk_format", "display")
 
 
@@ -36,10 +35,41 @@ def utc_now() -> str:
 class _Run:
     """A ``tart run`` this operator launched, until its reaper has collected it."""
 
-    proc: subprocess.Popen[bytes]
+    proc: RunHandle
     record: dict[str, Any]
     exited: threading.Event = field(default_factory=threading.Event)
     exit_code: int | None = None
+
+
+class FifoLock:
+    """A lock that serves waiters in arrival order, with a bounded queue.
+
+    ``threading.Lock`` is not fair: under load one client's stop could wait behind an
+    endless stream of later starts. Writes to a VM queue up first come, first served,
+    and past ``max_waiting`` a new one is turned away at once instead of waiting minutes.
+    """
+
+    def __init__(self, max_waiting: int) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._next_ticket = 0
+        self._serving = 0
+        self._max_waiting = max_waiting
+
+    def acquire(self) -> bool:
+        """Wait for our turn; False (without waiting) when the queue is full."""
+        with self._cond:
+            if self._next_ticket - self._serving > self._max_waiting:
+                return False
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while ticket != self._serving:
+                self._cond.wait()
+            return True
+
+    def release(self) -> None:
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
 
 
 class VmService:
@@ -55,9 +85,11 @@ class VmService:
         poll_interval: float = 0.02,
         max_running: int = 2,
         clock: Callable[[], float] = time.monotonic,
+        launcher: Launcher | None = None,
     ) -> None:
         self.runner = runner
         self.store = store
+        self.launcher = launcher if launcher is not None else LocalLauncher(runner, store)
         self.cache_ttl = cache_ttl
         self.start_timeout = start_timeout
         self.poll_interval = poll_interval
@@ -65,7 +97,7 @@ class VmService:
         self._clock = clock
         self._changed_at = float("-inf")
         self._guard = threading.Lock()
-        self._vm_locks: dict[str, threading.Lock] = {}
+        self._vm_locks: dict[str, FifoLock] = {}
         self._starting: set[str] = set()
         self._runs: dict[str, _Run] = {}
         self._list = FreshCache(runner.list_vms, clock)
@@ -117,7 +149,7 @@ class VmService:
         return {**vm, **info, "last_run": self.store.read_last_run(name)}
 
     def logs(self, name: str) -> bytes:
-        data = self.store.read_log(name)
+        data = self.launcher.read_log(name)
         if data is None:
             raise ApiError(
                 404, "no-logs", "No logs", f'the operator has not started VM "{name}" (no run log)'
@@ -139,8 +171,7 @@ class VmService:
         Health probes must answer even when Tart hangs, so the version is fetched by a
         background thread and this only reads what it found.
         """
-        path = shutil.which(self.runner.binary) or self.runner.binary
-        available = os.path.isfile(path) and os.access(path, os.X_OK)
+        path, available = self.runner.locate()
         if available and self._version is None:
             self._refresh_version()
         return {"path": path, "available": available, "version": self._version}
@@ -165,9 +196,17 @@ class VmService:
     def _locked(self, name: str) -> Iterator[None]:
         """Serialise every write to one VM: two starts launch one ``tart run``."""
         with self._guard:
-            lock = self._vm_locks.setdefault(name, threading.Lock())
-        with lock:
+            lock = self._vm_locks.setdefault(name, FifoLock(MAX_QUEUED_WRITES))
+        if not lock.acquire():
+            raise ApiError(
+                503, "vm-busy", "Too many pending changes to this VM",
+                f"more than {MAX_QUEUED_WRITES} start/stop/suspend requests for {name!r} are "
+                "already waiting; retry shortly", (("Retry-After", "1"),),
+            )
+        try:
             yield
+        finally:
+            lock.release()
 
     def start(self, name: str, suspendable: bool = False) -> tuple[int, VM]:
         with self._locked(name):
@@ -182,7 +221,7 @@ class VmService:
                 )
             if vm["state"] == "running":
                 return 200, {**vm, "changed": False}
-            self._reserve_slot(name)
+            self._reserve_slot(name, self.list_vms())
             try:
                 run = self._launch(name, suspendable)
                 try:
@@ -197,7 +236,7 @@ class VmService:
     def _is_macos(self, name: str) -> bool:
         return self._vm_info(name).get("os") == "darwin"
 
-    def _reserve_slot(self, name: str) -> None:
+    def _reserve_slot(self, name: str, vms: list[VM]) -> None:
         """Refuse a start that would exceed the cap on running macOS guests, before Tart is asked.
 
         Apple's licence (and Virtualization.framework) allows two macOS guests per host;
@@ -207,7 +246,7 @@ class VmService:
             return
         running = {
             vm["name"]
-            for vm in self.list_vms(fresh=True)
+            for vm in vms
             if vm["state"] == "running" and vm["source"] == "local" and self._is_macos(vm["name"])
         }
         with self._guard:
@@ -226,9 +265,8 @@ class VmService:
 
     def _launch(self, name: str, suspendable: bool) -> _Run:
         args = ["run", "--no-graphics", *(["--suspendable"] if suspendable else []), name]
-        log_path = self.store.prepare_log(name)
         try:
-            proc = self.runner.launch(args, log_path)
+            proc = self.launcher.launch(name, args)
         except TartError as exc:
             raise api_error_for(exc) from None
         record = {
@@ -251,7 +289,7 @@ class VmService:
         code = run.proc.wait()
         error = None
         if code != 0:
-            error = self.store.last_log_line(name) or f"tart run exited with code {code}"
+            error = self.launcher.last_log_line(name) or f"tart run exited with code {code}"
         run.exit_code = code
         with self._guard:
             latest = self._runs.get(name) is run
@@ -269,7 +307,7 @@ class VmService:
         while True:
             if run.exited.is_set():
                 code = run.exit_code if run.exit_code is not None else -1
-                message = self.store.last_log_line(name) or f"tart run exited with code {code}"
+                message = self.launcher.last_log_line(name) or f"tart run exited with code {code}"
                 if code == 0:
                     raise ApiError(502, "tart-failed", "Tart failed", f"tart run ended at once: {message}")
                 raise tart_command_error(message, code)
