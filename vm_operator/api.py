@@ -18,7 +18,7 @@ from vm_operator import __version__
 from vm_operator.errors import ApiError, api_error_for, bad_request
 from vm_operator.names import InvalidName, decode_segment, validate_name
 from vm_operator.responses import Response, json_response, problem, text_response
-from vm_operator.security import Access, check_access, cors_headers
+from vm_operator.security import Access, Headers, check_access, cors_headers
 from vm_operator.tart import SOURCES, STATES, TartError
 from vm_operator.vms import VmService, utc_now
 
@@ -32,7 +32,7 @@ class Request:
     path: str
     params: Mapping[str, str]
     query: Mapping[str, str]
-    headers: Mapping[str, str]
+    headers: Headers
 
 
 @dataclass
@@ -266,7 +266,7 @@ def resolve(method: str, target: str) -> tuple[Route, Request]:
 
 
 def dispatch(
-    app: App, method: str, target: str, headers: Mapping[str, str]
+    app: App, method: str, target: str, headers: Headers
 ) -> tuple[Response, str]:
     """Serve one request: returns the response and the route pattern (for logs and metrics)."""
     label = "unmatched"
@@ -290,7 +290,7 @@ def dispatch(
     return response.with_headers(*cors_headers(app.access, headers)), label
 
 
-def _options(app: App, target: str, headers: Mapping[str, str]) -> Response:
+def _options(app: App, target: str, headers: Headers) -> Response:
     """OPTIONS (and CORS preflight): which methods a path takes."""
     segments, _ = split_target(target)
     candidates, _ = match(segments)

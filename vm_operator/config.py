@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,16 +76,20 @@ def _csv(value: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (value or "").split(",") if item.strip())
 
 
-def _bounded(kind: type, low: float, high: float | None = None) -> object:
-    def check(text: str) -> float | int:
+def _bounded(
+    kind: Callable[[str], float], low: float, high: float | None = None
+) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` within [low, high]; applies to env defaults too."""
+
+    def check(text: str) -> float:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a {kind.__name__}: {text!r}") from None
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
         if value < low or (high is not None and value > high):
             limit = f"{low}..{high}" if high is not None else f">= {low}"
             raise argparse.ArgumentTypeError(f"{text} is outside {limit}")
-        return value  # type: ignore[no-any-return]
+        return value
 
     return check
 

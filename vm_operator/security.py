@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from vm_operator.errors import ApiError
 
@@ -17,6 +17,12 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The content types a browser may send cross-site without a CORS preflight.
 SIMPLE_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
+
+
+class Headers(Protocol):
+    """What the checks read of request headers: a dict, or http.server's message object."""
+
+    def get(self, name: str, /) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -78,18 +84,18 @@ def check_token(access: Access, method: str, authorization: str | None) -> ApiEr
     return _refuse_token("the token is not valid", "invalid_token")
 
 
-def _media_type(headers: Mapping[str, str]) -> str | None:
+def _media_type(headers: Headers) -> str | None:
     value = headers.get("Content-Type")
     return value.split(";", 1)[0].strip().lower() if value is not None else None
 
 
-def check_browser(access: Access, method: str, headers: Mapping[str, str]) -> ApiError | None:
+def check_browser(access: Access, method: str, headers: Headers) -> ApiError | None:
     """Without tokens, a browser on another site must not be able to start or stop VMs."""
     if method in READ_METHODS:
         return None
     origin = headers.get("Origin")
     if origin is not None and origin not in access.cors_origins:
-        host = headers.get("Host", "")
+        host = headers.get("Host") or ""
         if origin.lower().split("://", 1)[-1] != host.lower():
             return ApiError(403, "cross-site", "Forbidden",
                             f"cross-site request from origin {origin!r} refused")
@@ -99,7 +105,7 @@ def check_browser(access: Access, method: str, headers: Mapping[str, str]) -> Ap
 
 
 def check_access(
-    access: Access, method: str, is_probe: bool, headers: Mapping[str, str]
+    access: Access, method: str, is_probe: bool, headers: Headers
 ) -> ApiError | None:
     """Return why a request is refused, or None. Probes stay open so health checks work."""
     media = _media_type(headers)
@@ -119,7 +125,7 @@ def check_access(
 
 
 def cors_headers(
-    access: Access, headers: Mapping[str, str], preflight_methods: str | None = None
+    access: Access, headers: Headers, preflight_methods: str | None = None
 ) -> tuple[tuple[str, str], ...]:
     """CORS is off unless the origin is on the allow-list; ``*`` is never sent."""
     origin = headers.get("Origin")

@@ -151,15 +151,15 @@ class Handler(BaseHTTPRequestHandler):
     server: OperatorServer
 
     def setup(self) -> None:
-        self.timeout = self.server.header_timeout  # bounds every recv and send, too
         super().setup()
+        self.connection.settimeout(self.server.header_timeout)  # bounds every recv and send
 
     def handle_one_request(self) -> None:
         self.server.awaiting_head(self.connection)
         super().handle_one_request()
 
     def parse_request(self) -> bool:
-        if len(self.raw_requestline) > MAX_REQUEST_LINE:
+        if len(getattr(self, "raw_requestline", b"")) > MAX_REQUEST_LINE:
             self.requestline = ""
             self.request_version = "HTTP/1.1"
             self.command = ""
@@ -247,7 +247,7 @@ class Handler(BaseHTTPRequestHandler):
                       "status": code, "duration_ms": 0.0,
                       "client": self.client_address[0] if self.client_address else ""})
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Silence http.server's own stderr lines: we log JSON in ``_serve``."""
 
 
