@@ -40,22 +40,26 @@ COMMON = {
     "401": _problem("Missing or wrong bearer token (when tokens are configured)"),
     "403": _problem("Read-only token on a write, cross-site request, or Host not allowed"),
     "404": _problem("No such VM"),
+    "415": _problem("A body that is not JSON (forms and text are refused)"),
     "502": _problem("Tart failed or printed something unexpected"),
     "503": _problem("The Tart binary is missing or not executable"),
     "504": _problem("Tart did not answer within its timeout"),
 }
+GUARDED = ("401", "403")  # every route but the probes, when tokens are configured
+TART = ("502", "503", "504")  # every route that runs Tart
 
 
 def _responses(*codes: str, **specific: dict[str, Any]) -> dict[str, Any]:
+    """Shared problem responses by code, plus route-specific ones given as ``_NNN=...``."""
     result = {code: COMMON[code] for code in codes}
     result.update({code.lstrip("_"): value for code, value in specific.items()})
     return result
 
 
 def _vm_action(summary: str, ok: dict[str, Any], *extra: str, **specific: Any) -> dict[str, Any]:
+    """An operation on one VM: it takes the name, runs Tart and can answer every shared problem."""
     return {"summary": summary, "parameters": [NAME, *specific.pop("query", [])],
-            "responses": _responses("400", "401", "403", "404", "502", "503", "504", *extra,
-                                    _200=ok, **specific)}
+            "responses": _responses("400", *GUARDED, "404", *TART, *extra, _200=ok, **specific)}
 
 
 SCHEMAS: dict[str, Any] = {
@@ -140,14 +144,14 @@ def openapi_document() -> dict[str, Any]:
                     _query("state", {"enum": ["running", "suspended", "stopped"]}, "Only this state"),
                     _query("source", {"enum": ["local", "oci"]}, "Only this source"),
                 ],
-                "responses": _responses("400", "401", "502", "503", "504",
+                "responses": _responses("400", *GUARDED, *TART,
                                         _200=_json({"type": "array", "items": vm}, "The VMs")),
             }},
             "/vms/{name}": {"get": _vm_action("One VM, with tart get's fields and its last run",
                                               _json(_ref("VMDetail"), "The VM"))},
             "/vms/{name}/start": {"post": _vm_action(
                 "Start a VM (tart run --no-graphics, detached) and confirm it runs",
-                _json(vm, "Already running (changed: false)"), "409",
+                _json(vm, "Already running (changed: false)"), "415",
                 query=[_query("suspendable", {"type": "boolean"},
                               "Add --suspendable (needed for a later suspend)")],
                 _202=_json(vm, "Started: Tart reports it running"),
@@ -155,11 +159,12 @@ def openapi_document() -> dict[str, Any]:
             )},
             "/vms/{name}/stop": {"post": _vm_action(
                 "Stop a VM (tart stop --timeout T)", _json(vm, "Stopped (changed tells if it ran)"),
+                "415",
                 query=[_query("timeout", {"type": "integer", "minimum": 0, "maximum": 300,
                                           "default": 30}, "Seconds before Tart kills the VM")],
             )},
             "/vms/{name}/suspend": {"post": _vm_action(
-                "Suspend a VM started with suspendable=true", _json(vm, "Suspended"),
+                "Suspend a VM started with suspendable=true", _json(vm, "Suspended"), "415",
                 _409=_problem("The VM is not running"),
             )},
             "/vms/{name}/ip": {"get": _vm_action(
@@ -173,14 +178,18 @@ def openapi_document() -> dict[str, Any]:
             "/vms/{name}/logs": {"get": {
                 "summary": "Output of the last tart run the operator started",
                 "parameters": [NAME],
-                "responses": {"200": {"description": "The log",
-                                      "content": {"text/plain": {"schema": {"type": "string"}}}},
-                              "404": _problem("The operator never started this VM")},
+                "responses": _responses(
+                    "400", *GUARDED,
+                    _200={"description": "The log",
+                          "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    _404=_problem("The operator never started this VM"),
+                ),
             }},
-            "/openapi.json": {"get": {"summary": "This document",
-                                      "responses": {"200": _json({"type": "object"}, "OpenAPI")}}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": _responses(
+                *GUARDED, _200=_json({"type": "object"}, "OpenAPI"))}},
             "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4)",
-                                 "responses": {"200": {"description": "Metrics", "content": {
-                                     "text/plain": {"schema": {"type": "string"}}}}}}},
+                                 "responses": _responses(*GUARDED, _200={
+                                     "description": "Metrics", "content": {
+                                         "text/plain": {"schema": {"type": "string"}}}})}},
         },
     }

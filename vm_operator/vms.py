@@ -312,8 +312,10 @@ class VmService:
                     raise ApiError(502, "tart-failed", "Tart failed", f"tart run ended at once: {message}")
                 raise tart_command_error(message, code)
             vm = self.find(name, fresh=True)
-            if vm["state"] == "running":
-                return vm
+            if vm["state"] == "running" and not run.exited.is_set():
+                return vm  # listed running while our own tart run still lives
+            if run.exited.is_set():
+                continue  # it ended while we listed: report how
             if self._clock() >= deadline:
                 raise ApiError(
                     504,
