@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import socket
 import threading
@@ -258,6 +259,12 @@ def test_seeded_fuzz_gets_precise_4xx_and_never_reaches_tart(operator: Operator)
     assert [call.argv for call in operator.calls() if call.command != "--version"] == []
     assert b"Traceback" not in operator.stderr_path.read_bytes()
     assert operator.request("GET", "/health")[0] == 200
+    # Hostile methods and paths must not become metric labels (unbounded series).
+    metrics = operator.request("GET", "/metrics")[2].decode()
+    methods = set(re.findall(r'method="([^"]*)"', metrics))
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other"}
+    routes = set(re.findall(r'route="([^"]*)"', metrics))
+    assert routes <= {"unmatched", "/health", "/metrics"}, routes
 
 
 # --- slow clients and bounded concurrency ---------------------------------------------

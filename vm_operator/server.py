@@ -23,6 +23,7 @@ from vm_operator import __version__
 from vm_operator.api import App, dispatch
 from vm_operator.responses import Response, problem
 
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 MAX_REQUEST_LINE = 8192
 MAX_BODY = 1024  # no route takes a body; a small one (e.g. "{}") is read and ignored
 SERVER_HEADER = f"vm-operator/{__version__}"
@@ -175,14 +176,19 @@ class Handler(BaseHTTPRequestHandler):
         route = "unmatched"
         if response is None:
             response, route = dispatch(self.server.app, self.command, self.path, self.headers)
+        self._respond(response, route, started)
+
+    def _respond(self, response: Response, route: str, started: float) -> None:
+        """Write the response, then count and log it (method and route are bounded labels)."""
         self._write(response)
         elapsed = time.perf_counter() - started
-        self.server.app.metrics.observe_request(self.command, route, response.status, elapsed)
+        method = self.command if self.command in KNOWN_METHODS else "other"
+        self.server.app.metrics.observe_request(method, route, response.status, elapsed)
         if self.server.access_log:
             log_line({
                 "ts": _iso_now(),
-                "method": self.command,
-                "path": self.path.partition("?")[0][:256],
+                "method": method,
+                "path": (getattr(self, "path", "") or "-").partition("?")[0][:256],
                 "status": response.status,
                 "duration_ms": round(elapsed * 1000, 3),
                 "client": self.client_address[0] if self.client_address else "",
@@ -233,19 +239,14 @@ class Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors found by http.server itself (bad request line, 414, 431, 501) as problems."""
         self.close_connection = True
+        if not isinstance(getattr(self, "command", None), str):
+            self.command = ""
         detail = message or HTTPStatus(code).description
         response = _closing(problem(code, "malformed-request", HTTPStatus(code).phrase, detail))
-        if not hasattr(self, "command") or self.command is None:
-            self.command = ""
         try:
-            self._write(response)
+            self._respond(response, "unmatched", time.perf_counter())
         except OSError:
-            return
-        self.server.app.metrics.observe_request(self.command or "-", "unmatched", code, 0.0)
-        if self.server.access_log:
-            log_line({"ts": _iso_now(), "method": self.command or "-", "path": "-",
-                      "status": code, "duration_ms": 0.0,
-                      "client": self.client_address[0] if self.client_address else ""})
+            pass
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence http.server's own stderr lines: we log JSON in ``_serve``."""
