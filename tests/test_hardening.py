@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 from conftest import MACOS_VMS, Operator, wait_for
 
+from vm_operator.api import ROUTES
+
 TOKEN = "full-access-token-0123456789abcdef"
 READ_TOKEN = "read-only-token-0123456789abcdef"
 
@@ -264,7 +266,7 @@ def test_seeded_fuzz_gets_precise_4xx_and_never_reaches_tart(operator: Operator)
     methods = set(re.findall(r'method="([^"]*)"', metrics))
     assert methods <= {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other"}
     routes = set(re.findall(r'route="([^"]*)"', metrics))
-    assert routes <= {"unmatched", "/health", "/metrics"}, routes
+    assert routes <= {route.pattern for route in ROUTES} | {"unmatched"}, routes
 
 
 # --- slow clients and bounded concurrency ---------------------------------------------
