@@ -27,7 +27,9 @@ def probe_port() -> int:
         return DEFAULT_PORT
 
 
-def check(host: str = "127.0.0.1", port: int | None = None, timeout: float = TIMEOUT_SECONDS) -> bool:
+def check(
+    host: str = "127.0.0.1", port: int | None = None, timeout: float = TIMEOUT_SECONDS
+) -> bool:
     """Return True when ``GET /health`` answers 200 within ``timeout`` seconds."""
     conn = http.client.HTTPConnection(host, port or probe_port(), timeout=timeout)
     try:
