@@ -97,7 +97,9 @@ def _bounded(
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     e = env.get
     parser = argparse.ArgumentParser(
-        prog="vm-operator", description="An HTTP API for the Tart VMs of this host."
+        prog="vm-operator", description="An HTTP API for the Tart VMs of this host.",
+        epilog="On macOS, `vm-operator launchd install|uninstall|print` runs it as a launchd "
+        "agent (see `vm-operator launchd --help`).",
     )
     parser.add_argument("--version", action="version", version=f"vm-operator {__version__}")
     parser.add_argument("--host", default=e("VM_OPERATOR_HOST", "127.0.0.1"),
@@ -142,12 +144,15 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--no-access-log", action="store_true",
                         default=e("VM_OPERATOR_ACCESS_LOG", "1") in ("0", "false", "no"),
                         help="do not log one JSON line per request (VM_OPERATOR_ACCESS_LOG=0)")
-    parser.add_argument("--tart-ssh", default=e("VM_OPERATOR_TART_SSH"), metavar="USER@HOST[:PORT]",
+    parser.add_argument("--tart-ssh", default=e("VM_OPERATOR_TART_SSH"),
+                        metavar="USER@HOST[:PORT]",
                         help="run every Tart call on this host through ssh, e.g. "
                         "me@host.docker.internal; --tart then names Tart there (default tart) "
                         "(VM_OPERATOR_TART_SSH; default: run Tart here)")
-    parser.add_argument("--ssh-port", type=_bounded(int, 1, 65535), default=e("VM_OPERATOR_SSH_PORT"),
-                        help="SSH port, when --tart-ssh names none (VM_OPERATOR_SSH_PORT, default 22)")
+    parser.add_argument("--ssh-port", type=_bounded(int, 1, 65535),
+                        default=e("VM_OPERATOR_SSH_PORT"),
+                        help="SSH port, when --tart-ssh names none "
+                        "(VM_OPERATOR_SSH_PORT, default 22)")
     parser.add_argument("--ssh-key", default=e("VM_OPERATOR_SSH_KEY"),
                         help="private key for --tart-ssh (VM_OPERATOR_SSH_KEY; default: ssh's own)")
     parser.add_argument("--ssh-known-hosts", default=e("VM_OPERATOR_SSH_KNOWN_HOSTS"),

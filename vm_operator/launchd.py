@@ -98,7 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     for action, text in (("install", "write the agent's plist and load it"),
                          ("print", "print the plist install would write (any OS)")):
         p = sub.add_parser(action, help=text, description=text)
-        p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+        p.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1)")
         p.add_argument("--port", type=int, default=8082, help="port (default 8082)")
         p.add_argument("--token-file", help="file holding the full-access token "
                        "(VM_OPERATOR_TOKEN_FILE); strongly recommended")
@@ -167,7 +168,10 @@ def _check_files(plist: dict[str, Any]) -> None:
         if path and not os.access(path, os.R_OK):
             raise SystemExit(f"vm-operator launchd: {key} {path} does not exist or is not readable")
     program = plist["ProgramArguments"][0]
+    # As launchd will run it: from the agent's working directory, with the agent's environment.
     probe = subprocess.run([program, "-c", "import vm_operator"], capture_output=True,
+                           cwd=plist["WorkingDirectory"],
+                           env={"HOME": os.environ.get("HOME", ""), **env},
                            timeout=30, stdin=subprocess.DEVNULL, check=False)
     if probe.returncode != 0:
         raise SystemExit(f"vm-operator launchd: {program} cannot import vm_operator; "

@@ -77,7 +77,9 @@ TART_SCRIPT = _PATH_SETUP + _NEED_TART + 'exec "$@"'
 # sh -c LAUNCH_SCRIPT vm-operator LOG TART run ... NAME: start `tart run` detached from this
 # SSH session (nohup, every stdio redirected, background), its output to LOG; when it ends,
 # its exit code goes to LOG.exit (written atomically). Prints the PID of the wrapper.
-_RUN_WRAPPER = '"$@"; code=$?; printf "%s\\n" "$code" >"$0.exit.tmp" && mv -f "$0.exit.tmp" "$0.exit"'
+_RUN_WRAPPER = (
+    '"$@"; code=$?; printf "%s\\n" "$code" >"$0.exit.tmp" && mv -f "$0.exit.tmp" "$0.exit"'
+)
 LAUNCH_SCRIPT = (
     _PATH_SETUP
     + 'log=$1; shift; '
@@ -90,16 +92,17 @@ LAUNCH_SCRIPT = (
     + 'echo "$!"'
 )
 
-# sh -c WAIT_SCRIPT vm-operator LOG PID TICKS DELAY: print the exit code once LOG.exit exists,
-# "gone" when the wrapper died without writing it, "running" after TICKS looks.
+# sh -c WAIT_SCRIPT vm-operator LOG PID TICKS DELAY: once LOG.exit exists, its exit code then
+# the log's tail (Tart's message, without another round trip); "gone" (then the tail) when the
+# wrapper died without writing it; "running" after TICKS looks.
 WAIT_SCRIPT = (
     'cd || exit 1; log=$1; pid=$2; ticks=$3; delay=$4; n=0; '
     'while [ ! -e "$log.exit" ]; do '
     'if ! kill -0 "$pid" 2>/dev/null; then '
-    '[ -e "$log.exit" ] && break; echo gone; exit 0; fi; '
+    '[ -e "$log.exit" ] && break; echo gone; tail -c 8192 "$log" 2>/dev/null; exit 0; fi; '
     'if [ "$n" -ge "$ticks" ]; then echo running; exit 0; fi; '
     'n=$((n + 1)); sleep "$delay"; '
-    'done; cat "$log.exit"'
+    'done; cat "$log.exit"; tail -c 8192 "$log" 2>/dev/null'
 )
 
 # sh -c LOG_SCRIPT vm-operator LOG BYTES: the last BYTES of LOG, exit 3 when there is none.
@@ -152,7 +155,8 @@ def parse_target(value: str, port: int | None = None) -> tuple[str, int]:
             target_port = _port(tail, value)
         if not _HOST.fullmatch(host):
             raise ValueError(
-                f"the SSH host in {value!r} is not a host name or address (expected user@host[:port])"
+                f"the SSH host in {value!r} is not a host name or address "
+                "(expected user@host[:port])"
             )
     if target_port is not None and port is not None and target_port != port:
         raise ValueError(f"{value!r} names port {target_port} but the SSH port is set to {port}")
@@ -251,7 +255,8 @@ def ssh_options(settings: SshSettings) -> list[str]:
 def ssh_argv(settings: SshSettings, remote_args: Sequence[str]) -> list[str]:
     """``ssh OPTIONS -- DESTINATION 'word' 'word' ...`` as an argument list, the remote
     command as ONE string of quoted words."""
-    return [settings.ssh, *ssh_options(settings), "--", settings.destination, remote_command(remote_args)]
+    return [settings.ssh, *ssh_options(settings), "--", settings.destination,
+            remote_command(remote_args)]
 
 
 def script_words(script: str, *args: str) -> list[str]:
@@ -400,6 +405,8 @@ class RemoteRun:
     runner: SshTartRunner
     log: str
     pid: int
+    name: str = ""
+    ended: dict[str, str] = field(default_factory=dict)  # VM name -> last log line, once ended
 
     def wait(self) -> int:
         backoff = 1.0
@@ -407,21 +414,22 @@ class RemoteRun:
             try:
                 answer = self.runner.call(
                     "wait",
-                    script_words(WAIT_SCRIPT, self.log, str(self.pid), str(WAIT_TICKS), str(WAIT_DELAY)),
+                    script_words(WAIT_SCRIPT, self.log, str(self.pid), str(WAIT_TICKS),
+                                 str(WAIT_DELAY)),
                     timeout=WAIT_TICKS * WAIT_DELAY * 2 + self.runner.timeout,
-                ).strip()
+                )
             except TartError:  # host unreachable for now: it will come back, or never
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
             backoff = 1.0
-            if answer == "running":
+            status, _, tail = answer.partition("\n")
+            if status.strip() == "running":
                 continue
-            if answer == "gone":  # killed before it could write its exit code
-                return -1
+            self.ended[self.name] = last_line(tail)
             try:
-                code = int(answer.splitlines()[-1])
-            except (ValueError, IndexError):
+                code = int(status)
+            except ValueError:  # "gone": killed before it could write its exit code
                 return -1
             # sh reports "killed by signal N" as 128+N; Popen.wait() as -N: say it the same way.
             return -(code - 128) if 128 < code < 160 else code
@@ -432,15 +440,19 @@ class SshLauncher:
     """``tart run`` on the host, detached: survives the SSH session, output in a host file."""
 
     runner: SshTartRunner
+    _ended: dict[str, str] = field(default_factory=dict)  # filled by RemoteRun.wait
 
     def launch(self, name: str, args: Sequence[str]) -> RemoteRun:
+        self._ended.pop(name, None)
         log = remote_log_path(name)
-        out = self.runner.call("run", script_words(LAUNCH_SCRIPT, log, self.runner.settings.tart, *args))
+        words = script_words(LAUNCH_SCRIPT, log, self.runner.settings.tart, *args)
+        out = self.runner.call("run", words)
         try:
             pid = int(out.strip().splitlines()[-1])
         except (ValueError, IndexError):
-            raise TartError(f"starting tart run on {self.runner.settings.label} printed no PID") from None
-        return RemoteRun(self.runner, log, pid)
+            where = self.runner.settings.label
+            raise TartError(f"starting tart run on {where} printed no PID") from None
+        return RemoteRun(self.runner, log, pid, name, self._ended)
 
     def read_log(self, name: str) -> bytes | None:
         try:
@@ -454,12 +466,20 @@ class SshLauncher:
         return text.encode("utf-8", errors="replace")
 
     def last_log_line(self, name: str) -> str:
+        ended = self._ended.get(name)
+        if ended is not None:  # our run ended: its waiter brought the tail along
+            return ended
         try:
             data = self.read_log(name) or b""
         except TartError:
             return ""
-        lines = data[-8192:].decode("utf-8", errors="replace").splitlines()
-        return next((line.strip() for line in reversed(lines) if line.strip()), "")[:1000]
+        return last_line(data[-8192:].decode("utf-8", errors="replace"))
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line: Tart's message when ``tart run`` failed."""
+    lines = text.splitlines()
+    return next((line.strip() for line in reversed(lines) if line.strip()), "")[:1000]
 
 
 def build_transport(
