@@ -41,9 +41,9 @@ if [ "$provision" = 1 ]; then
     bash scripts/docker-provision.sh
     export VM_OPERATOR_REQUIRE_DOCKER=1
     step "OpenSSH server for the SSH transport suite"
-    if ! [ -x /usr/sbin/sshd ]; then
+    if ! [ -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null || ! [ -x /usr/bin/python3 ]; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server openssh-client python3 >/dev/null
     fi
     export VM_OPERATOR_REQUIRE_SSH=1
 fi
