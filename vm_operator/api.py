@@ -11,6 +11,7 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -55,7 +56,7 @@ class Route:
     handler: Handler
     query: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def segments(self) -> tuple[str, ...]:
         return tuple(self.pattern.strip("/").split("/"))
 
@@ -190,15 +191,24 @@ def split_target(target: str) -> tuple[list[str], str]:
     return path[1:].split("/"), query
 
 
+def _by_length(routes: tuple[Route, ...]) -> dict[int, list[tuple[Route, tuple[str, ...]]]]:
+    """The routes grouped by how many segments their pattern has."""
+    table: dict[int, list[tuple[Route, tuple[str, ...]]]] = {}
+    for route in routes:
+        table.setdefault(len(route.segments), []).append((route, route.segments))
+    return table
+
+
+_ROUTE_TABLE = _by_length(ROUTES)
+
+
 def match(
     segments: list[str], routes: tuple[Route, ...] = ROUTES
 ) -> tuple[list[tuple[Route, dict[str, str]]], bool]:
     """All routes whose pattern fits the raw segments, with their raw parameters."""
     found = []
-    for route in routes:
-        pattern = route.segments
-        if len(pattern) != len(segments):
-            continue
+    table = _ROUTE_TABLE if routes is ROUTES else _by_length(routes)
+    for route, pattern in table.get(len(segments), ()):
         params: dict[str, str] = {}
         for want, got in zip(pattern, segments):
             if want.startswith("{"):
@@ -239,7 +249,7 @@ def parse_query(query: str, allowed: tuple[str, ...]) -> dict[str, str]:
     return result
 
 
-def resolve(method: str, target: str) -> tuple[Route, Request]:
+def resolve(method: str, target: str, headers: Headers | None = None) -> tuple[Route, Request]:
     """Find the route for a request and decode its parameters, or raise the right ApiError."""
     segments, query = split_target(target)
     candidates, _ = match(segments)
@@ -262,7 +272,8 @@ def resolve(method: str, target: str) -> tuple[Route, Request]:
             params[key] = validate_name(decode_segment(raw))
         except InvalidName as exc:
             raise bad_request("invalid-name", str(exc)) from None
-    return route, Request(method, "/" + "/".join(segments), params, parse_query(query, route.query), {})
+    return route, Request(method, "/" + "/".join(segments), params, parse_query(query, route.query),
+                          {} if headers is None else headers)
 
 
 def dispatch(
@@ -273,9 +284,8 @@ def dispatch(
     try:
         if method == "OPTIONS":
             return _options(app, target, headers), label
-        route, req = resolve(method, target)
+        route, req = resolve(method, target, headers)
         label = route.pattern
-        req = Request(req.method, req.path, req.params, req.query, headers)
         refusal = check_access(app.access, method, req.path in PROBES, headers)
         if refusal is not None:
             return refusal.response(), label

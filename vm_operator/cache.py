@@ -36,12 +36,21 @@ class FreshCache(Generic[T]):
         self._flight_started: float | None = None
         self._flights = 0
 
-    def get(self, not_before: float) -> T:
-        """Return a value fetched no earlier than ``not_before``, fetching it if need be."""
+    def get(self, not_before: float, refresh_after: float | None = None) -> T:
+        """Return a value fetched no earlier than ``not_before``, fetching it if need be.
+
+        A good-enough value fetched before ``refresh_after`` is returned at once and refreshed
+        in the background (still one fetch at a time), so steady traffic never waits for Tart.
+        """
         with self._cond:
             while True:
                 last = self._last
                 if last is not None and last.error is None and last.started >= not_before:
+                    if (refresh_after is not None and last.started < refresh_after
+                            and self._flight_started is None):
+                        started = self._flight_started = self._clock()
+                        threading.Thread(target=self._complete, args=(started,),
+                                         name="cache-refresh", daemon=True).start()
                     return last.value  # type: ignore[return-value]
                 if self._flight_started is None:
                     break
@@ -49,6 +58,9 @@ class FreshCache(Generic[T]):
                     return self._join_flight()
                 self._cond.wait()  # an older fetch is running: let it end, then fetch anew
             started = self._flight_started = self._clock()
+        return _unwrap(self._complete(started))
+
+    def _complete(self, started: float) -> _Outcome[T]:
         try:
             outcome: _Outcome[T] = _Outcome(started, self._fetch(), None)
         except Exception as exc:  # shared with the readers that joined this fetch
@@ -58,7 +70,7 @@ class FreshCache(Generic[T]):
             self._flight_started = None
             self._flights += 1
             self._cond.notify_all()
-        return _unwrap(outcome)
+        return outcome
 
     def _join_flight(self) -> T:
         """Wait for the fetch in flight (caller holds the lock) and share its outcome."""

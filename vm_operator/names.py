@@ -45,11 +45,13 @@ def name_problem(name: str) -> str | None:
         return f"the VM name is longer than {MAX_NAME_LENGTH} characters"
     if name.startswith("-"):
         return "a VM name may not start with '-'"
-    for char in name:
-        if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
-            return f"the VM name holds a forbidden character (U+{ord(char):04X})"
-    if unicodedata.normalize("NFC", name) != name:
-        return "the VM name is not in Unicode normalization form C"
+    if not (name.isascii() and name.isprintable() and " " not in name):
+        # printable ASCII but space has no forbidden category and is already NFC
+        for char in name:
+            if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
+                return f"the VM name holds a forbidden character (U+{ord(char):04X})"
+        if unicodedata.normalize("NFC", name) != name:
+            return "the VM name is not in Unicode normalization form C"
     if any(part in ("", ".", "..") for part in name.split("/")):
         return "the VM name holds an empty, '.' or '..' path segment"
     return None

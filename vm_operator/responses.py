@@ -23,6 +23,8 @@ class Response:
     close: bool = False
 
     def with_headers(self, *extra: tuple[str, str]) -> Response:
+        if not extra:
+            return self
         return Response(self.status, self.body, self.content_type, self.headers + extra, self.close)
 
 

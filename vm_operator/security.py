@@ -7,6 +7,7 @@ README's Security section.
 from __future__ import annotations
 
 import hmac
+from functools import lru_cache
 import ipaddress
 from dataclasses import dataclass
 from typing import Protocol
@@ -50,6 +51,7 @@ def host_name(host_header: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+@lru_cache(maxsize=256)
 def host_allowed(host_header: str | None, allowed: tuple[str, ...]) -> bool:
     """IP literals, loopback names and configured names: anything else may be DNS rebinding."""
     if host_header is None:

@@ -21,6 +21,9 @@ class StateStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        # last_run.json per name: its path, and the record as of an (mtime, size, inode) stamp
+        self._paths: dict[str, str] = {}
+        self._records: dict[str, tuple[tuple[int, int, int], dict[str, Any] | None]] = {}
 
     def _dir(self, name: str) -> Path:
         # quote() with safe="" maps '/', ':' and '%' too: one flat folder per name.
@@ -61,8 +64,26 @@ class StateStore:
         os.replace(tmp, folder / "last_run.json")
 
     def read_last_run(self, name: str) -> dict[str, Any] | None:
+        """The record, parsed again only when the file changed (one stat per call)."""
+        path = self._paths.get(name)
+        if path is None:
+            path = str(self._dir(name) / "last_run.json")
+            if len(self._paths) < 4096:
+                self._paths[name] = path
         try:
-            data = json.loads((self._dir(name) / "last_run.json").read_text())
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        cached = self._records.get(name)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        try:
+            with open(path) as f:
+                data = json.loads(f.read())
         except (FileNotFoundError, ValueError):
             return None
-        return data if isinstance(data, dict) else None
+        record = data if isinstance(data, dict) else None
+        if len(self._records) < 4096:
+            self._records[name] = (stamp, record)
+        return record

@@ -164,17 +164,28 @@ class TartRunner:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     timeout: float = 10.0
     observe: Observer = _no_observer
+    _located: tuple[float, str, bool] | None = field(default=None, init=False, repr=False,
+                                                    compare=False)
 
     def argv(self, args: Sequence[str]) -> list[str]:
         """The argument list for a Tart command (a transport could wrap it here)."""
         return [self.binary, *args]
 
     def locate(self) -> tuple[str, bool]:
-        """Where Tart is and whether it can be run, without running it (for health probes)."""
+        """Where Tart is and whether it can be run, without running it (for health probes).
+
+        Looked up at most once a second: a probe per request must not cost three stat calls.
+        """
+        now = time.monotonic()
+        found = self._located
+        if found is not None and now - found[0] < 1.0:
+            return found[1], found[2]
         import shutil
 
         path = shutil.which(self.binary) or self.binary
-        return path, os.path.isfile(path) and os.access(path, os.X_OK)
+        available = os.path.isfile(path) and os.access(path, os.X_OK)
+        self._located = (now, path, available)
+        return path, available
 
     def run(self, args: Sequence[str], timeout: float | None = None) -> str:
         """Run ``tart ARGS``, return stdout; raise a TartError on every kind of failure."""

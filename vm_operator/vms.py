@@ -113,13 +113,17 @@ class VmService:
         now = self._clock()
         return now if fresh else max(self._changed_at, now - self.cache_ttl)
 
+    def _refresh_after(self, fresh: bool) -> float | None:
+        """Past half its freshness window a cached answer is still served, and refreshed ahead."""
+        return None if fresh else self._clock() - self.cache_ttl / 2
+
     def _changed(self) -> None:
         self._changed_at = self._clock()
 
     def list_vms(self, fresh: bool = False) -> list[VM]:
         if self.cache_ttl <= 0:  # the naive design, kept for the benchmark's comparison
             return self.runner.list_vms()
-        return self._list.get(self._not_before(fresh))
+        return self._list.get(self._not_before(fresh), self._refresh_after(fresh))
 
     def cached_vms(self) -> list[VM] | None:
         """The last listing, however old, without calling Tart: for metrics."""
@@ -138,7 +142,7 @@ class VmService:
             cache = self._info.get(name)
             if cache is None:
                 cache = self._info[name] = FreshCache(lambda: self.runner.get_vm(name), self._clock)
-        return cache.get(self._not_before(False))
+        return cache.get(self._not_before(False), self._refresh_after(False))
 
     def describe(self, name: str) -> VM:
         """The list fields, ``tart get``'s fields (local VMs only) and the last run."""

@@ -118,3 +118,17 @@ def test_never_more_than_one_fetch_at_a_time(readers: int) -> None:
         thread.join()
     assert source.peak == 1
     assert source.calls > 3
+
+
+def test_refresh_ahead_serves_at_once_and_refreshes_in_the_background() -> None:
+    source = Source(delay=0.2)
+    cache = FreshCache(source)
+    cache.get(time.monotonic())
+    started = time.monotonic()
+    # Good enough (fetched after not_before) but older than refresh_after: served at once...
+    assert cache.get(float("-inf"), refresh_after=time.monotonic()) == 1
+    assert time.monotonic() - started < 0.1
+    # ...while exactly one background fetch runs; a reader that needs newer data joins it.
+    assert cache.get(float("-inf"), refresh_after=time.monotonic()) == 1
+    assert cache.get(started) == 2
+    assert source.calls == 2 and source.peak == 1

@@ -1,0 +1,110 @@
+"""Smoke test of scripts/bench.py: a --quick run end to end, checking the shape of its JSON.
+
+No timing assertions: the speed goals live in the benchmark's own PASS/MISS table.
+"""
+from __future__ import annotations
+
+import json
+import numbers
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow  # about 45 s: a whole (short) benchmark run
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "scripts" / "bench.py"
+SCENARIOS = ("health", "vms", "vm", "mixed")
+CLIENTS = ("1", "16", "64")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--json", "--json-file", str(out)],
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=170,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data: dict[str, Any] = json.loads(proc.stdout)
+    assert json.loads(out.read_text()) == data
+    return data
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def assert_figures(result: dict[str, Any], where: str) -> None:
+    for key in ("rps", "p50_ms", "p99_ms"):
+        assert is_number(result.get(key)), f"{where}: {key} = {result.get(key)!r}"
+    assert result["requests"] > 0, where
+    assert result["rps"] > 0, where
+
+
+def test_every_scenario_and_client_count_has_figures(report: dict[str, Any]) -> None:
+    for scenario in SCENARIOS:
+        for clients in CLIENTS:
+            result = report["operator"][scenario][clients]
+            assert_figures(result, f"operator {scenario} x {clients}")
+            assert result["clients"] == int(clients)
+            assert is_number(result["vs_bare"])
+            assert is_number(result["tart_spawns_total"])
+            assert is_number(result["max_concurrent_tart_list"])
+
+
+def test_references_are_measured(report: dict[str, Any]) -> None:
+    for clients in CLIENTS:
+        assert_figures(report["bare"][clients], f"bare x {clients}")
+    assert report["naive"], "no --cache-ttl 0 reference"
+    for scenario in SCENARIOS:
+        assert report["naive"][scenario], scenario
+        for clients, result in report["naive"][scenario].items():
+            assert is_number(result["rps"]), (scenario, clients)
+            assert is_number(result["tart_spawns_total"])
+    # the reference really spawns Tart per request: at least one `tart list` per GET /vms served
+    vms16 = report["naive"]["vms"]["16"]
+    assert_figures(vms16, "naive vms x 16")
+    assert vms16["tart_list_spawns"] >= vms16["requests"]
+    assert is_number(report["operator"]["vms"]["16"]["vs_naive"])
+
+
+def test_cached_mode_spawns_far_fewer_tart_list_than_requests(report: dict[str, Any]) -> None:
+    for scenario in ("vms", "vm"):
+        for clients in CLIENTS:
+            result = report["operator"][scenario][clients]
+            if result["requests"] >= 200:
+                assert result["tart_list_spawns"] * 20 <= result["requests"], (scenario, clients)
+    served = sum(report["operator"][s][c]["requests"] for s in ("vms", "vm") for c in CLIENTS)
+    lists = sum(report["operator"][s][c]["tart_list_spawns"]
+                for s in ("vms", "vm") for c in CLIENTS)
+    assert served >= 200, served
+    assert lists * 20 <= served, (lists, served)
+    # health probes never spawn Tart per request (at most a retried `tart --version`)
+    assert report["operator"]["health"]["16"]["tart_spawns_total"] <= 1
+
+
+def test_memory_and_start_figures(report: dict[str, Any]) -> None:
+    memory = report["memory"]
+    for key in ("operator_idle_mib", "operator_after_run_mib", "long_before_mib", "long_after_mib",
+                "long_growth_mib", "bare_idle_mib"):
+        assert is_number(memory[key]), key
+    assert memory["operator_idle_mib"] > 1
+    assert memory["long_requests"] > 0
+    start = report["start"]
+    assert start["samples"] and all(s["status"] in (200, 202) for s in start["samples"])
+    assert is_number(start["median_ms"])
+
+
+def test_targets_and_context_are_reported(report: dict[str, Any]) -> None:
+    assert {t["result"] for t in report["targets"]} <= {"PASS", "MISS", "n/a"}
+    assert len(report["targets"]) >= 6
+    machine = report["machine"]
+    assert machine["nproc"] >= 1 and machine["cpu_model"] and machine["python"]
+    assert "bench.py" in report["command"]
+    assert "--no-access-log" in " ".join(report["servers"]["operator"]["argv"])
+    assert report["naive"]["vms"]["1"]["tart_list_spawns"] >= 1
+    assert report["tart_call_cost"].get("list", {}).get("calls", 0) >= 1
