@@ -63,6 +63,20 @@ def threads_of(pid: int) -> int:
     raise AssertionError("no Threads line")
 
 
+def settled_threads(op: Operator) -> int:
+    """The server's thread count once start-up threads (the Tart version probe) are done."""
+    wait_for(lambda: op.json("GET", "/health")[1]["tart"]["version"]
+             or not op.json("GET", "/health")[1]["tart"]["available"])
+    counts: list[int] = []
+
+    def steady() -> bool:
+        counts.append(threads_of(op.pid))
+        return len(counts) > 5 and len(set(counts[-5:])) == 1
+
+    wait_for(steady, interval=0.05)
+    return counts[-1]
+
+
 def children_of(pid: int) -> list[tuple[int, str]]:
     """(pid, state) of every process whose parent is ``pid``."""
     found = []
@@ -274,7 +288,7 @@ def test_seeded_fuzz_gets_precise_4xx_and_never_reaches_tart(operator: Operator)
 
 def test_a_slow_head_is_cut_off_and_frees_its_worker(operator_factory: Any) -> None:
     op = operator_factory(args=["--header-timeout", "1"])
-    baseline = threads_of(op.pid)
+    baseline = settled_threads(op)
     with socket.create_connection(("127.0.0.1", op.port), timeout=10) as sock:
         started = time.monotonic()
         sock.sendall(b"GET /vms HTTP/1.1\r\n")
@@ -295,9 +309,26 @@ def test_a_slow_head_is_cut_off_and_frees_its_worker(operator_factory: Any) -> N
     wait_for(lambda: threads_of(op.pid) <= baseline, message="worker thread not freed")
 
 
+def test_a_client_that_never_reads_is_cut_off_and_frees_its_worker(operator_factory: Any) -> None:
+    op = operator_factory(args=["--header-timeout", "1"])
+    baseline = settled_threads(op)
+    request = b"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", op.port), timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(0.5)
+        try:  # pipeline requests and never read: the server's writes back up and block
+            for _ in range(20000):
+                sock.sendall(request)
+        except OSError:
+            pass
+        wait_for(lambda: threads_of(op.pid) <= baseline, timeout=5,
+                 message="the worker stuck writing to a non-reading client was not freed")
+    assert op.request("GET", "/health")[0] == 200
+
+
 def test_past_the_connection_cap_a_prompt_503(operator_factory: Any) -> None:
     op = operator_factory(args=["--max-connections", "4", "--header-timeout", "30"])
-    baseline = threads_of(op.pid)
+    baseline = settled_threads(op)
     idle = [socket.create_connection(("127.0.0.1", op.port)) for _ in range(4)]
     try:
         wait_for(lambda: threads_of(op.pid) >= baseline + 4)
@@ -328,7 +359,7 @@ def test_tart_faults_answer_in_time_and_leave_nothing_behind(
     operator_factory: Any, env: dict[str, str], args: list[str], status: int
 ) -> None:
     op = operator_factory(env=env, args=["--tart-timeout", "1", *args])
-    baseline = threads_of(op.pid)
+    baseline = settled_threads(op)
     for _ in range(3):
         started = time.monotonic()
         got, body = op.json("GET", "/vms")

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import socket
+import sys
 import threading
 import time
 from email.utils import formatdate
@@ -67,7 +68,8 @@ class OperatorServer(ThreadingHTTPServer):
         self._slots = threading.BoundedSemaphore(max_connections)
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
-        self._deadlines: dict[socket.socket, float] = {}
+        # connection -> (deadline, idle): waiting for a request head (idle) or writing an answer
+        self._deadlines: dict[socket.socket, tuple[float, bool]] = {}
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
@@ -98,24 +100,41 @@ class OperatorServer(ThreadingHTTPServer):
                 self._deadlines.pop(request, None)
             self._slots.release()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (or was cut off) is not an error worth a traceback."""
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
     def awaiting_head(self, conn: socket.socket) -> None:
-        """The connection now owes us a request head, within ``header_timeout``."""
-        with self._lock:
-            self._deadlines[conn] = time.monotonic() + self.header_timeout
+        """The connection now owes us a request head (and any body), within ``header_timeout``."""
+        self._set_deadline(conn, idle=True)
         if self.draining:
             self._cut(conn)
 
-    def head_received(self, conn: socket.socket) -> None:
+    def writing(self, conn: socket.socket) -> None:
+        """An answer is being written: a client that does not read it is cut off in time too."""
+        self._set_deadline(conn, idle=False)
+
+    def _set_deadline(self, conn: socket.socket, idle: bool) -> None:
+        with self._lock:
+            self._deadlines[conn] = (time.monotonic() + self.header_timeout, idle)
+
+    def clear_deadline(self, conn: socket.socket) -> None:
         with self._lock:
             self._deadlines.pop(conn, None)
 
     def _watchdog(self) -> None:
-        """Close connections past their head deadline: a slow client never holds a worker."""
+        """Cut connections past their deadline, so a slow client never holds a worker.
+
+        One thread instead of socket timeouts: a timeout makes every recv and send a
+        poll() plus the call, which costs more than this whole loop.
+        """
         while True:
             time.sleep(0.25)
             now = time.monotonic()
             with self._lock:
-                late = [c for c, deadline in self._deadlines.items() if deadline <= now]
+                late = [c for c, (deadline, _) in self._deadlines.items() if deadline <= now]
                 for conn in late:
                     del self._deadlines[conn]
             for conn in late:
@@ -138,7 +157,7 @@ class OperatorServer(ThreadingHTTPServer):
         deadline = time.monotonic() + grace
         while True:
             with self._lock:
-                idle = list(self._deadlines)
+                idle = [conn for conn, (_, waiting) in self._deadlines.items() if waiting]
                 busy = len(self._connections)
             for conn in idle:
                 self._cut(conn)
@@ -153,10 +172,6 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     disable_nagle_algorithm = True
     server: OperatorServer
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.settimeout(self.server.header_timeout)  # bounds every recv and send
 
     def handle_one_request(self) -> None:
         self.server.awaiting_head(self.connection)
@@ -209,7 +224,7 @@ class Handler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         response = self._check_request()
         # Head and body are in: the slow-client deadline no longer applies.
-        self.server.head_received(self.connection)
+        self.server.clear_deadline(self.connection)
         route = "unmatched"
         if response is None:
             response, route = dispatch(self.server.app, self.command, self.path, self.headers)
@@ -217,6 +232,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _respond(self, response: Response, route: str, started: float) -> None:
         """Write the response, then count and log it (method and route are bounded labels)."""
+        self.server.writing(self.connection)  # replaced by the next head's deadline, or dropped
         self._write(response)
         elapsed = time.perf_counter() - started
         method = self.command if self.command in KNOWN_METHODS else "other"
