@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from support import http_request, processes_with_tart_home
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SIMULATOR = REPO_ROOT / "scripts" / "tart-simulator"
@@ -167,13 +168,7 @@ class Operator:
     def request(self, method: str, path: str, headers: dict[str, str] | None = None,
                 body: bytes | str | None = None,
                 timeout: float = 30) -> tuple[int, http.client.HTTPMessage, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            response = conn.getresponse()
-            return response.status, response.headers, response.read()
-        finally:
-            conn.close()
+        return http_request(self.port, method, path, headers, body, timeout)
 
     def json(self, method: str, path: str, headers: dict[str, str] | None = None,
              body: bytes | str | None = None, timeout: float = 30) -> tuple[int, Any]:
@@ -270,22 +265,6 @@ class Operator:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
-
-
-def processes_with_tart_home(home: Path) -> list[int]:
-    """Live processes (not zombies) whose environment holds TART_HOME=home."""
-    marker = f"TART_HOME={home}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if marker in environ.split(b"\0"):
-            found.append(int(entry))
-    return found
 
 
 def _kill_leftovers(homes: set[Path]) -> None:

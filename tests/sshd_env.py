@@ -33,6 +33,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from support import processes_with_tart_home
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SIMULATOR = REPO_ROOT / "scripts" / "tart-simulator"
 SSHD = "/usr/sbin/sshd"
@@ -170,18 +172,7 @@ class SshdEnv:
 
     def user_processes(self) -> list[int]:
         """PIDs of processes whose environment names this server's TART_HOME."""
-        marker = f"TART_HOME={self.tart_home}".encode()
-        found = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                environ = Path(f"/proc/{entry}/environ").read_bytes()
-            except OSError:
-                continue
-            if marker in environ.split(b"\0"):
-                found.append(int(entry))
-        return found
+        return processes_with_tart_home(self.tart_home)
 
     def cleanup(self) -> None:
         self.stop()

@@ -76,23 +76,10 @@ trap 'exit 143' TERM
 now() { printf '%s' "${EPOCHREALTIME/,/.}"; }
 elapsed() { python3 -c 'import sys; print(f"{float(sys.argv[2]) - float(sys.argv[1]):.2f}")' "$1" "$2"; }
 
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/lib.sh"
 # http METHOD PORT PATH: sets STATUS, CTYPE and writes the body to $WORK/body.
-http() {
-    local method="$1" port="$2" path="$3" out
-    out="$(curl -sS -o "$WORK/body" -w '%{http_code} %{content_type}' --max-time 20 \
-        -X "$method" "http://127.0.0.1:${port}${path}" 2>"$WORK/curl.err")" || out="000 -"
-    STATUS="${out%% *}"
-    CTYPE="${out#* }"
-}
-
-# jq-like: evaluate a Python expression on the JSON body (bound to `b`).
-json() {
-    python3 -c 'import json, sys; b = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' \
-        "$WORK/body" "$1" 2>/dev/null
-}
-json_true() { [ "$(json "$1")" = "True" ]; }
-valid_json() { python3 -m json.tool "$WORK/body" >/dev/null 2>&1; }
-have() { command -v "$1" >/dev/null 2>&1; }
+http() { http_to "$2" "$1" "$3"; }
 
 host_port() {
     # The 127.0.0.1 port Docker published for the container's 8082.

@@ -79,21 +79,10 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/lib.sh"
 # http METHOD PATH: sets STATUS and CTYPE, body in $WORK/body.
-http() {
-    local out
-    out="$(curl -sS -o "$WORK/body" -w '%{http_code} %{content_type}' --max-time 20 \
-        -X "$1" "http://127.0.0.1:${port}$2" 2>"$WORK/curl.err")" || out="000 -"
-    STATUS="${out%% *}"
-    CTYPE="${out#* }"
-}
-json() {
-    python3 -c 'import json, sys; b = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' \
-        "$WORK/body" "$1" 2>/dev/null
-}
-json_true() { [ "$(json "$1")" = "True" ]; }
-valid_json() { python3 -m json.tool "$WORK/body" >/dev/null 2>&1; }
-have() { command -v "$1" >/dev/null 2>&1; }
+http() { http_to "$port" "$1" "$2"; }
 is_problem() { [ "${CTYPE%%;*}" = application/problem+json ] && json_true '"title" in b and "status" in b'; }
 
 wait_state() {

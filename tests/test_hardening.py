@@ -6,6 +6,7 @@ without it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import MACOS_VMS, Operator, wait_for
+from support import children_of, threads_of
 
 from vm_operator.api import ROUTES
 
@@ -56,13 +58,6 @@ def parse_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
     return status, headers, body
 
 
-def threads_of(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Threads:"):
-            return int(line.split()[1])
-    raise AssertionError("no Threads line")
-
-
 def settled_threads(op: Operator) -> int:
     """The server's thread count once start-up threads (the Tart version probe) are done."""
     wait_for(lambda: op.json("GET", "/health")[1]["tart"]["version"]
@@ -75,22 +70,6 @@ def settled_threads(op: Operator) -> int:
 
     wait_for(steady, interval=0.05)
     return counts[-1]
-
-
-def children_of(pid: int) -> list[tuple[int, str]]:
-    """(pid, state) of every process whose parent is ``pid``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == pid:
-            found.append((int(entry), fields[0]))
-    return found
 
 
 # --- who may do what ------------------------------------------------------------------
@@ -110,7 +89,7 @@ def test_tokens_guard_every_route_but_the_probes(guarded: Operator) -> None:
         assert guarded.request("GET", path)[0] == 200
     for method, path in (("GET", "/vms"), ("GET", "/metrics"), ("GET", "/openapi.json"),
                          ("POST", "/vms/macos-sequoia-base/start")):
-        status, headers, body = guarded.request(method, path)
+        status, headers, _ = guarded.request(method, path)
         assert status == 401, path
         assert headers["WWW-Authenticate"].startswith("Bearer")
         assert headers["Content-Type"] == "application/problem+json"
@@ -252,7 +231,7 @@ def _fuzz_case(rng: random.Random) -> tuple[bytes, set[int]]:
         verb = rng.choice(["GET", "PUT", "DELETE", "PATCH"])
         if rng.random() < 0.5:
             return f"{verb} {target} HTTP/1.1\r\n".encode() + end, {404}
-        return f"DELETE /vms HTTP/1.1\r\n".encode() + end, {405}
+        return b"DELETE /vms HTTP/1.1\r\n" + end, {405}
     # kind 8: bad framing
     header = rng.choice(["Transfer-Encoding: chunked", "Content-Length: -1", "Content-Length: 1x",
                          "Host: a\r\nHost: b"])
@@ -392,7 +371,7 @@ def test_tart_exiting_non_zero_or_killed_mid_call(operator_factory: Any) -> None
     reader.join(10)
     assert result["status"] == 502 and "killed by signal 9" in result["body"]["detail"]
     wait_for(lambda: children_of(op.pid) == [])
-    status, body = op.json("POST", "/vms/no-such-vm/stop")
+    status, _ = op.json("POST", "/vms/no-such-vm/stop")
     assert status == 404
 
 
@@ -455,7 +434,7 @@ def test_load_holds_and_every_vm_ends_where_its_last_command_put_it(operator_fac
         runs.setdefault(call.argv[-1], []).append((call.started, ends.get(call.pid, float("inf"))))
     for vm, spans in runs.items():
         spans.sort()
-        for (_, end), (start, _) in zip(spans, spans[1:]):
+        for (_, end), (start, _) in itertools.pairwise(spans):
             assert start >= end, f"two tart run of {vm} overlapped"
     # Each VM is in the state its last accepted command implies.
     final = {vm["name"]: vm["state"] for vm in op.json("GET", "/vms")[1]}

@@ -19,7 +19,6 @@ client.
 
 from __future__ import annotations
 
-import http.client
 import itertools
 import json
 import os
@@ -38,6 +37,7 @@ from urllib.parse import quote
 import pytest
 import sshd_env
 from conftest import REPO_ROOT, wait_for
+from support import http_request
 
 from vm_operator.config import CONTAINER_TART, load_config
 from vm_operator.errors import api_error_for
@@ -416,13 +416,7 @@ class ContainerOperator:
 
     def request(self, method: str, path: str, headers: dict[str, str] | None = None,
                 body: bytes | None = None, timeout: float = 60) -> tuple[int, Any, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            response = conn.getresponse()
-            return response.status, response.headers, response.read()
-        finally:
-            conn.close()
+        return http_request(self.port, method, path, headers, body, timeout)
 
     def json(self, method: str, path: str, timeout: float = 60) -> tuple[int, Any]:
         status, _, data = self.request(method, path, timeout=timeout)

@@ -43,7 +43,7 @@ class App:
     service: VmService
     access: Access
     metrics: Metrics
-    openapi: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    openapi: Callable[[], dict[str, Any]] = field(default=dict)
 
 
 Handler = Callable[[App, Request], Response]
@@ -294,7 +294,7 @@ def dispatch(
         response = exc.response()
     except TartError as exc:
         response = api_error_for(exc).response()
-    except Exception:  # a bug: log it for us, never show a traceback to the client
+    except Exception:  # noqa: BLE001 - a bug: log it for us, never show a traceback to the client
         traceback.print_exc(file=sys.stderr)
         response = problem(500, "internal-error", "Internal error", "the operator failed; see its log")
     return response.with_headers(*cors_headers(app.access, headers)), label

@@ -63,7 +63,7 @@ class FreshCache(Generic[T]):
     def _complete(self, started: float) -> _Outcome[T]:
         try:
             outcome: _Outcome[T] = _Outcome(started, self._fetch(), None)
-        except Exception as exc:  # shared with the readers that joined this fetch
+        except Exception as exc:  # noqa: BLE001 - shared with the readers that joined this fetch
             outcome = _Outcome(started, None, exc)
         with self._cond:
             self._last = outcome

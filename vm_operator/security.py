@@ -7,9 +7,9 @@ README's Security section.
 from __future__ import annotations
 
 import hmac
-from functools import lru_cache
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 from vm_operator.errors import ApiError

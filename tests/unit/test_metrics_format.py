@@ -44,7 +44,7 @@ def test_render_is_valid_and_histograms_are_cumulative() -> None:
     assert buckets[-1].endswith('le="+Inf"} 4')
     assert 'vm_operator_tart_calls_total{command="run",outcome="refused"} 1' in text
     assert 'vm_operator_http_requests_total{method="GET",route="/vms/{name}",status="200"} 4' in text
-    assert re.search(r"^process_start_time_seconds \d+(\.\d+)?$", text, re.M)
+    assert re.search(r"^process_start_time_seconds \d+(\.\d+)?$", text, re.MULTILINE)
 
 
 def test_label_values_are_escaped() -> None:

@@ -1,0 +1,20 @@
+# Helpers shared by the shell suites (sourced; they set $WORK before using these).
+# Every request goes to 127.0.0.1 only.
+
+# http_to PORT METHOD PATH: sets STATUS and CTYPE, writes the body to $WORK/body.
+http_to() {
+    local out
+    out="$(curl -sS -o "$WORK/body" -w '%{http_code} %{content_type}' --max-time 20 \
+        -X "$2" "http://127.0.0.1:${1}${3}" 2>"$WORK/curl.err")" || out="000 -"
+    STATUS="${out%% *}"
+    CTYPE="${out#* }"
+}
+
+# jq-like: evaluate a Python expression on the JSON body (bound to `b`).
+json() {
+    python3 -c 'import json, sys; b = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' \
+        "$WORK/body" "$1" 2>/dev/null
+}
+json_true() { [ "$(json "$1")" = "True" ]; }
+valid_json() { python3 -m json.tool "$WORK/body" >/dev/null 2>&1; }
+have() { command -v "$1" >/dev/null 2>&1; }

@@ -1,0 +1,66 @@
+"""Helpers shared by the suites (conftest, the SSH fixture, hardening): processes and HTTP.
+
+Plain functions over /proc and http.client, so that a fixture module that is also run by hand
+(tests/sshd_env.py) can use them without importing pytest.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+from pathlib import Path
+
+
+def http_request(port: int, method: str, path: str, headers: dict[str, str] | None = None,
+                 body: bytes | str | None = None,
+                 timeout: float = 30) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """One request on a fresh loopback connection: (status, headers, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        conn.close()
+
+
+def _proc_entries() -> list[str]:
+    return [entry for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def processes_with_tart_home(home: Path | str) -> list[int]:
+    """Live processes (not zombies) whose environment holds TART_HOME=home."""
+    marker = f"TART_HOME={home}".encode()
+    found = []
+    for entry in _proc_entries():
+        if int(entry) == os.getpid():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0"):
+            found.append(int(entry))
+    return found
+
+
+def threads_of(pid: int) -> int:
+    """How many threads a process has (from /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no Threads line")
+
+
+def children_of(pid: int) -> list[tuple[int, str]]:
+    """(pid, state) of every process whose parent is ``pid``; state ``Z`` is a zombie."""
+    found = []
+    for entry in _proc_entries():
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid:
+            found.append((int(entry), fields[0]))
+    return found
