@@ -7,6 +7,7 @@ turns every way a call can go wrong into one of the ``TartError`` classes below.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -129,8 +130,6 @@ def parse_version(text: str) -> str:
 
 def parse_ip(text: str) -> str:
     """``tart ip`` prints one IPv4 address; anything else is not Tart's answer."""
-    import ipaddress
-
     line = text.strip()
     try:
         return str(ipaddress.ip_address(line))

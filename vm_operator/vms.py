@@ -19,7 +19,7 @@ from vm_operator.cache import FreshCache
 from vm_operator.errors import ApiError, api_error_for, not_found, tart_command_error
 from vm_operator.launcher import Launcher, LocalLauncher, RunHandle
 from vm_operator.state import StateStore
-from vm_operator.tart import TartCommandError, TartError, TartRunner
+from vm_operator.tart import TartCommandError, TartError, TartRunner, parse_ip
 
 VM = dict[str, Any]
 MAX_QUEUED_WRITES = 16  # per VM; each write takes a few Tart calls, so more is minutes of waiting
@@ -161,8 +161,6 @@ class VmService:
         return data
 
     def ip(self, name: str, wait: int) -> str:
-        from vm_operator.tart import parse_ip
-
         self.find(name)
         output = self.runner.run(["ip", "--wait", str(wait), name], wait + self.runner.timeout)
         return parse_ip(output)
