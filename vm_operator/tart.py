@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -179,7 +180,6 @@ class TartRunner:
         found = self._located
         if found is not None and now - found[0] < 1.0:
             return found[1], found[2]
-        import shutil
 
         path = shutil.which(self.binary) or self.binary
         available = os.path.isfile(path) and os.access(path, os.X_OK)
