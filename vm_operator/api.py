@@ -191,33 +191,43 @@ def split_target(target: str) -> tuple[list[str], str]:
     return path[1:].split("/"), query
 
 
-def _by_length(routes: tuple[Route, ...]) -> dict[int, list[tuple[Route, tuple[str, ...]]]]:
-    """The routes grouped by how many segments their pattern has."""
-    table: dict[int, list[tuple[Route, tuple[str, ...]]]] = {}
+RouteIndex = tuple[dict[tuple[str, ...], list[Route]], dict[int, list[Route]]]
+
+
+def _index(routes: tuple[Route, ...]) -> RouteIndex:
+    """Literal patterns by their exact segments (one dict lookup for /health, /vms, ...),
+    and patterns with parameters grouped by segment count."""
+    literal: dict[tuple[str, ...], list[Route]] = {}
+    patterned: dict[int, list[Route]] = {}
     for route in routes:
-        table.setdefault(len(route.segments), []).append((route, route.segments))
-    return table
+        if any(part.startswith("{") for part in route.segments):
+            patterned.setdefault(len(route.segments), []).append(route)
+        else:
+            literal.setdefault(route.segments, []).append(route)
+    return literal, patterned
 
 
-_ROUTE_TABLE = _by_length(ROUTES)
+_INDEX = _index(ROUTES)
 
 
 def match(
     segments: list[str], routes: tuple[Route, ...] = ROUTES
-) -> tuple[list[tuple[Route, dict[str, str]]], bool]:
+) -> list[tuple[Route, dict[str, str]]]:
     """All routes whose pattern fits the raw segments, with their raw parameters."""
-    found = []
-    table = _ROUTE_TABLE if routes is ROUTES else _by_length(routes)
-    for route, pattern in table.get(len(segments), ()):
+    literal, patterned = _INDEX if routes is ROUTES else _index(routes)
+    found: list[tuple[Route, dict[str, str]]] = [
+        (route, {}) for route in literal.get(tuple(segments), ())
+    ]
+    for route in patterned.get(len(segments), ()):
         params: dict[str, str] = {}
-        for want, got in zip(pattern, segments):
+        for want, got in zip(route.segments, segments):
             if want.startswith("{"):
                 params[want[1:-1]] = got
             elif want != got:
                 break
         else:
             found.append((route, params))
-    return found, bool(found)
+    return found
 
 
 def allowed_methods(candidates: list[tuple[Route, dict[str, str]]]) -> str:
@@ -252,7 +262,7 @@ def parse_query(query: str, allowed: tuple[str, ...]) -> dict[str, str]:
 def resolve(method: str, target: str, headers: Headers | None = None) -> tuple[Route, Request]:
     """Find the route for a request and decode its parameters, or raise the right ApiError."""
     segments, query = split_target(target)
-    candidates, _ = match(segments)
+    candidates = match(segments)
     if not candidates:
         raise ApiError(404, "no-route", "Not found", "no such route; see GET /openapi.json")
     lookup = "GET" if method == "HEAD" else method
@@ -303,7 +313,7 @@ def dispatch(
 def _options(app: App, target: str, headers: Headers) -> Response:
     """OPTIONS (and CORS preflight): which methods a path takes."""
     segments, _ = split_target(target)
-    candidates, _ = match(segments)
+    candidates = match(segments)
     if not candidates:
         raise ApiError(404, "no-route", "Not found", "no such route; see GET /openapi.json")
     allow = allowed_methods(candidates)

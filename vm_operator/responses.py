@@ -28,8 +28,12 @@ class Response:
         return Response(self.status, self.body, self.content_type, self.headers + extra, self.close)
 
 
+# One encoder for every response: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def encode_json(data: Any) -> bytes:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _ENCODER.encode(data).encode("utf-8")
 
 
 def json_response(status: int, data: Any, *headers: tuple[str, str]) -> Response:

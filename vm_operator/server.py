@@ -24,6 +24,7 @@ from typing import Any
 from vm_operator import __version__
 from vm_operator.api import App, dispatch
 from vm_operator.responses import Response, problem
+from vm_operator.vms import utc_now
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 MAX_REQUEST_LINE = 8192
@@ -239,7 +240,7 @@ class Handler(BaseHTTPRequestHandler):
         self.server.app.metrics.observe_request(method, route, response.status, elapsed)
         if self.server.access_log:
             log_line({
-                "ts": _iso_now(),
+                "ts": utc_now(),
                 "method": method,
                 "path": (getattr(self, "path", "") or "-").partition("?")[0][:256],
                 "status": response.status,
@@ -272,22 +273,16 @@ class Handler(BaseHTTPRequestHandler):
         """Status line, headers and body in one write: no Nagle delay, no half responses."""
         if response.close or self.server.draining:
             self.close_connection = True
-        reason = HTTPStatus(response.status).phrase if response.status in _STATUSES else ""
-        head = [
-            f"HTTP/1.1 {response.status} {reason}",
-            f"Server: {SERVER_HEADER}",
-            f"Date: {_http_date()}",
-            f"Content-Length: {len(response.body)}",
-            "Cache-Control: no-store",
-            "X-Content-Type-Options: nosniff",
-        ]
+        status_line = _STATUS_LINES.get(response.status) or f"HTTP/1.1 {response.status} \r\n"
+        head = [status_line, _FIXED_HEADERS, _http_date(), f"Content-Length: {len(response.body)}\r\n"]
         if response.content_type:
-            head.append(f"Content-Type: {response.content_type}")
-        head.extend(f"{key}: {value}" for key, value in response.headers)
+            head.append(f"Content-Type: {response.content_type}\r\n")
+        head.extend(f"{key}: {value}\r\n" for key, value in response.headers)
         if self.close_connection:
-            head.append("Connection: close")
+            head.append("Connection: close\r\n")
+        head.append("\r\n")
         body = b"" if self.command == "HEAD" else response.body
-        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        self.wfile.write("".join(head).encode("latin-1") + body)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors found by http.server itself (bad request line, 414, 431, 501) as problems."""
@@ -356,22 +351,21 @@ def _version_problem(version: str) -> tuple[int, str] | None:
 
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field names
-_STATUSES = frozenset(s.value for s in HTTPStatus)
+_STATUS_LINES = {status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n" for status in HTTPStatus}
+_FIXED_HEADERS = (
+    f"Server: {SERVER_HEADER}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+)
 _date_cache: tuple[int, str] = (0, "")
 
 
 def _http_date() -> str:
-    """The Date header changes once a second; format it once a second."""
+    """The Date header line changes once a second; format it once a second."""
     global _date_cache
     now = int(time.time())
     if _date_cache[0] != now:
-        _date_cache = (now, formatdate(now, usegmt=True))
+        _date_cache = (now, f"Date: {formatdate(now, usegmt=True)}\r\n")
     return _date_cache[1]
 
-
-def _iso_now() -> str:
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
 
 
 def _closing(response: Response) -> Response:

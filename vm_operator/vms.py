@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from vm_operator.cache import FreshCache
@@ -27,8 +26,9 @@ DETAIL_FIELDS = ("os", "cpu", "memory_mb", "disk_format", "display")
 
 
 def utc_now() -> str:
-    """ISO 8601 in UTC with a ``Z``: what every timestamp of the API looks like."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO 8601 in UTC with milliseconds and a ``Z``: every timestamp of the API and its logs."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
 
 
 @dataclass
