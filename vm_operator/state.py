@@ -21,9 +21,9 @@ class StateStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
-        # last_run.json per name: its path, and the record as of an (mtime, size, inode) stamp
-        self._paths: dict[str, str] = {}
-        self._records: dict[str, tuple[tuple[int, int, int], dict[str, Any] | None]] = {}
+        # The operator is the only writer of its state directory: a record is read from disk
+        # once (after a restart) and then kept current by write_last_run, so a read is a lookup.
+        self._records: dict[str, dict[str, Any] | None] = {}
 
     def _dir(self, name: str) -> Path:
         # quote() with safe="" maps '/', ':' and '%' too: one flat folder per name.
@@ -62,28 +62,15 @@ class StateStore:
         with os.fdopen(fd, "w") as out:
             json.dump(record, out)
         os.replace(tmp, folder / "last_run.json")
+        self._records[name] = dict(record)
 
     def read_last_run(self, name: str) -> dict[str, Any] | None:
-        """The record, parsed again only when the file changed (one stat per call)."""
-        path = self._paths.get(name)
-        if path is None:
-            path = str(self._dir(name) / "last_run.json")
-            if len(self._paths) < 4096:
-                self._paths[name] = path
+        if name in self._records:
+            return self._records[name]
         try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            return None
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        cached = self._records.get(name)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-        try:
-            with open(path) as f:
-                data = json.loads(f.read())
+            data = json.loads((self._dir(name) / "last_run.json").read_text())
         except (FileNotFoundError, ValueError):
-            return None
+            data = None
         record = data if isinstance(data, dict) else None
-        if len(self._records) < 4096:
-            self._records[name] = (stamp, record)
+        self._records[name] = record
         return record
