@@ -1,6 +1,20 @@
 # Helpers shared by the shell suites (sourced; they set $WORK before using these).
 # Every request goes to 127.0.0.1 only.
 
+passed=0
+failed=0
+
+pass() { printf 'PASS: %s\n' "$*"; passed=$((passed + 1)); }
+fail() { printf 'FAIL: %s\n' "$*"; failed=$((failed + 1)); }
+info() { printf '      %s\n' "$*"; }
+
+# check DESCRIPTION COMMAND...: PASS/FAIL by the command's exit status.
+check() {
+    local desc="$1"
+    shift
+    if "$@"; then pass "$desc"; else fail "$desc"; fi
+}
+
 # http_to PORT METHOD PATH: sets STATUS and CTYPE, writes the body to $WORK/body.
 http_to() {
     local out

@@ -36,19 +36,8 @@ TART_HOME_HOST="$WORK/tart-home"
 VM="macos-sequoia-base"
 OCI_ENCODED="ghcr.io%2Fcirruslabs%2Fmacos-sequoia-base%3Alatest"
 
-passed=0
-failed=0
-
-pass() { printf 'PASS: %s\n' "$*"; passed=$((passed + 1)); }
-fail() { printf 'FAIL: %s\n' "$*"; failed=$((failed + 1)); }
-info() { printf '      %s\n' "$*"; }
-
-# check DESCRIPTION COMMAND...: PASS/FAIL by the command's exit status.
-check() {
-    local desc="$1"
-    shift
-    if "$@"; then pass "$desc"; else fail "$desc"; fi
-}
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 cleanup() {
     local rc=$?
@@ -76,8 +65,6 @@ trap 'exit 143' TERM
 now() { printf '%s' "${EPOCHREALTIME/,/.}"; }
 elapsed() { python3 -c 'import sys; print(f"{float(sys.argv[2]) - float(sys.argv[1]):.2f}")' "$1" "$2"; }
 
-# shellcheck source=tests/lib.sh
-. "$(dirname "$0")/lib.sh"
 # http METHOD PORT PATH: sets STATUS, CTYPE and writes the body to $WORK/body.
 http() { http_to "$2" "$1" "$3"; }
 

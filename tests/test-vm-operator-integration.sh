@@ -41,18 +41,9 @@ export COMPOSE_PROJECT_NAME="vmopit$$"
 unset TART_BINARY TART_HOME_DIR
 port="$VM_OPERATOR_PORT"
 
-passed=0
-failed=0
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/lib.sh"
 brought_up=0
-
-pass() { printf 'PASS: %s\n' "$*"; passed=$((passed + 1)); }
-fail() { printf 'FAIL: %s\n' "$*"; failed=$((failed + 1)); }
-info() { printf '      %s\n' "$*"; }
-check() {
-    local desc="$1"
-    shift
-    if "$@"; then pass "$desc"; else fail "$desc"; fi
-}
 
 compose() { (cd "$COMPOSE_DIR" && docker-compose "$@"); }
 
@@ -79,8 +70,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# shellcheck source=tests/lib.sh
-. "$(dirname "$0")/lib.sh"
 # http METHOD PATH: sets STATUS and CTYPE, body in $WORK/body.
 http() { http_to "$port" "$1" "$2"; }
 is_problem() { [ "${CTYPE%%;*}" = application/problem+json ] && json_true '"title" in b and "status" in b'; }
