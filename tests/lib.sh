@@ -24,6 +24,16 @@ http_to() {
     CTYPE="${out#* }"
 }
 
+# summarize RC: count an abort no check caught, print "N passed, M failed", exit 1 on any failure.
+summarize() {
+    if [ "$failed" -eq 0 ] && [ "$1" -ne 0 ]; then
+        fail "aborted (exit status $1)"  # a signal or an unexpected error before any check failed
+    fi
+    printf '%d passed, %d failed\n' "$passed" "$failed"
+    if [ "$failed" -ne 0 ]; then exit 1; fi
+    exit 0
+}
+
 # jq-like: evaluate a Python expression on the JSON body (bound to `b`).
 json() {
     python3 -c 'import json, sys; b = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' \

@@ -50,13 +50,7 @@ cleanup() {
     fi
     # The Tart home may hold files written by UID 10001; we own the parent.
     rm -rf "$WORK" 2>/dev/null || true
-    if [ "$failed" -eq 0 ] && [ "$rc" -ne 0 ]; then
-        # Aborted before any check failed (signal or unexpected error).
-        fail "aborted (exit status $rc)"
-    fi
-    printf '%d passed, %d failed\n' "$passed" "$failed"
-    if [ "$failed" -ne 0 ]; then exit 1; fi
-    exit 0
+    summarize "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT

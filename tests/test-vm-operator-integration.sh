@@ -59,12 +59,7 @@ cleanup() {
         docker rmi -f "$VM_OPERATOR_IMAGE" >/dev/null 2>&1 || true
     fi
     rm -rf "$WORK"
-    if [ "$failed" -eq 0 ] && [ "$rc" -ne 0 ]; then
-        fail "aborted (exit status $rc)"
-    fi
-    printf '%d passed, %d failed\n' "$passed" "$failed"
-    if [ "$failed" -ne 0 ]; then exit 1; fi
-    exit 0
+    summarize "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT

@@ -259,12 +259,18 @@ def parse_query(query: str, allowed: tuple[str, ...]) -> dict[str, str]:
     return result
 
 
-def resolve(method: str, target: str, headers: Headers | None = None) -> tuple[Route, Request]:
-    """Find the route for a request and decode its parameters, or raise the right ApiError."""
+def _routes_for(target: str) -> tuple[list[str], str, list[tuple[Route, dict[str, str]]]]:
+    """Segments, query and the routes whose path fits the target; 404 when none does."""
     segments, query = split_target(target)
     candidates = match(segments)
     if not candidates:
         raise ApiError(404, "no-route", "Not found", "no such route; see GET /openapi.json")
+    return segments, query, candidates
+
+
+def resolve(method: str, target: str, headers: Headers | None = None) -> tuple[Route, Request]:
+    """Find the route for a request and decode its parameters, or raise the right ApiError."""
+    segments, query, candidates = _routes_for(target)
     lookup = "GET" if method == "HEAD" else method
     chosen = [(route, params) for route, params in candidates if route.method == lookup]
     if not chosen:
@@ -312,9 +318,5 @@ def dispatch(
 
 def _options(app: App, target: str, headers: Headers) -> Response:
     """OPTIONS (and CORS preflight): which methods a path takes."""
-    segments, _ = split_target(target)
-    candidates = match(segments)
-    if not candidates:
-        raise ApiError(404, "no-route", "Not found", "no such route; see GET /openapi.json")
-    allow = allowed_methods(candidates)
+    allow = allowed_methods(_routes_for(target)[2])
     return Response(204, b"", "", (("Allow", allow),) + cors_headers(app.access, headers, allow))
