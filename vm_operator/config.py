@@ -32,7 +32,6 @@ from vm_operator.transport import (
 CONTAINER_TART = "/app/bin/tart-binary"
 MIN_TOKEN_LENGTH = 16
 MAX_TOKEN_FILE_BYTES = 4096
-TOKEN_VARIABLES = ("VM_OPERATOR_TOKEN", "VM_OPERATOR_READ_TOKEN")
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
