@@ -20,6 +20,7 @@ from pathlib import Path
 from vm_operator import __version__
 from vm_operator.api import App
 from vm_operator.config import Config, load_config
+from vm_operator.errors import tart_advice
 from vm_operator.metrics import Metrics
 from vm_operator.openapi import openapi_document
 from vm_operator.security import Access
@@ -67,13 +68,27 @@ def build_app(config: Config, env: dict[str, str]) -> App:
     return App(service, access, metrics, openapi_document)
 
 
-def _prepare_state_dir(path: str) -> None:
+def prepare_state_dir(path: str) -> None:
+    """Create the state directory and prove it writable, or stop start-up naming it.
+
+    A real probe (create, write, fsync and remove a file), not a permission check: only
+    that tells a read-only mount, a full disk or a path under a plain file from a good one.
+    """
+    where = f"the state directory {path} (--state-dir, VM_OPERATOR_STATE_DIR)"
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise SystemExit(f"vm-operator: {where} is not a directory")
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-probe.")
+        try:
+            os.write(fd, b"probe")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
     except OSError as exc:
-        log_line({"level": "warning", "event": "state-dir",
-                  "message": f"cannot create state dir {path}: {exc.strerror}; "
-                  "starts will fail until it is writable"})
+        raise SystemExit(f"vm-operator: {where} cannot be written: {exc.strerror or exc}; "
+                         "make it writable for this user, or choose another") from None
 
 
 def _announce(config: Config, server: OperatorServer, app: App) -> None:
@@ -86,8 +101,10 @@ def _announce(config: Config, server: OperatorServer, app: App) -> None:
                   "message": f"the API listens on {config.host} WITHOUT authentication: anyone who "
                   "can reach this port can start and stop VMs. Set VM_OPERATOR_TOKEN."})
     if not app.service.tart_status()["available"]:
+        advice = "" if config.ssh else f" {tart_advice(config.tart)}"
         log_line({"level": "warning", "event": "tart-unavailable",
-                  "message": f"Tart cannot be run at {config.tart}; /health reports degraded"})
+                  "message": f"Tart cannot be run at {config.tart}; /health reports degraded."
+                  f"{advice}"})
 
 
 def _is_loopback(host: str) -> bool:
@@ -117,10 +134,18 @@ def main(argv: list[str] | None = None) -> int:
         return launchd_main(words[1:])
     config = load_config(argv)
     env = dict(os.environ)
-    demo_home = None
-    if config.demo:
-        config, demo_home = demo_setup(config, env)
-    _prepare_state_dir(config.state_dir)
+    if not config.demo:
+        return serve(config, env)
+    config, demo_home = demo_setup(config, env)
+    try:
+        return serve(config, env, demo_home)
+    finally:  # however the demo ends, even when it never started, its Tart home goes
+        shutil.rmtree(demo_home, ignore_errors=True)
+
+
+def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) -> int:
+    """Check the state directory, listen, serve until SIGTERM or SIGINT, drain."""
+    prepare_state_dir(config.state_dir)
     app = build_app(config, env)
     try:
         server = OperatorServer(
@@ -154,5 +179,4 @@ def main(argv: list[str] | None = None) -> int:
     log_line({"level": "info", "event": "stopped", "unfinished_requests": busy})
     if demo_home is not None:
         _stop_demo_vms(app)
-        shutil.rmtree(demo_home, ignore_errors=True)
     return 0

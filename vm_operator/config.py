@@ -1,22 +1,41 @@
 """Settings: every flag has an environment variable, and the flag wins.
 
 ``load_config`` is the only place that reads the environment; the rest of the
-operator receives a frozen ``Config``.
+operator receives a frozen ``Config``. Every value is checked alike, whether it came
+from a flag or a variable, and a bad one stops start-up with one line that names
+where it came from: ``--port`` for the flag, ``VM_OPERATOR_PORT`` for the variable.
+A variable set to an empty (or blank) value counts as not set, except the token
+variables: a configured secret that is empty or unreadable is an error, never "no auth".
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from vm_operator import __version__
-from vm_operator.transport import DEFAULT_CONNECT_TIMEOUT, SshSettings, ssh_settings
+from vm_operator.transport import (
+    DEFAULT_CONNECT_TIMEOUT,
+    SshSettings,
+    checked_file,
+    parse_target,
+    ssh_settings,
+)
 
 CONTAINER_TART = "/app/bin/tart-binary"
+MIN_TOKEN_LENGTH = 16
+MAX_TOKEN_FILE_BYTES = 4096
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -56,110 +75,247 @@ def default_state_dir(env: Mapping[str, str]) -> str:
     return str(Path(base) / "vm-operator")
 
 
-def _secret(env: Mapping[str, str], name: str) -> str | None:
-    """A token from ``NAME`` or from the file named by ``NAME_FILE`` (Docker/Kubernetes secrets)."""
-    value = env.get(name)
-    path = env.get(f"{name}_FILE")
-    if path:
-        try:
-            value = Path(path).read_text().strip()
-        except OSError as exc:
-            raise SystemExit(f"vm-operator: cannot read {name}_FILE: {exc.strerror}") from None
-    if value is not None and value.strip() == "":
-        return None
-    if value is not None and len(value) < 16:
-        raise SystemExit(f"vm-operator: {name} is shorter than 16 characters")
-    return value
+# --- one value: these check a flag's value (as argparse types) and a variable's alike ---------
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+_ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 
 
-def _csv(value: str | None) -> tuple[str, ...]:
-    return tuple(item.strip() for item in (value or "").split(",") if item.strip())
+def _in_range(value: float, text: str, low: float, high: float | None) -> None:
+    if high is None and value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low:g}, not {text}")
+    if high is not None and not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}, not {text}")
 
 
-def _bounded(
-    kind: Callable[[str], float], low: float, high: float | None = None
-) -> Callable[[str], float]:
-    """An argparse type: a number of ``kind`` within [low, high]; applies to env defaults too."""
+def _integer(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A whole number within [low, high]."""
 
-    def check(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value < low or (high is not None and value > high):
-            limit = f"{low}..{high}" if high is not None else f">= {low}"
-            raise argparse.ArgumentTypeError(f"{text} is outside {limit}")
+    def check(text: str) -> int:
+        text = text.strip()
+        if not _INTEGER.fullmatch(text):
+            raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}")
+        value = int(text)
+        _in_range(value, text, low, high)
         return value
 
     return check
 
 
-def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
-    e = env.get
+def _decimal(low: float, high: float) -> Callable[[str], float]:
+    """A number of seconds (decimals allowed) within [low, high]."""
+
+    def check(text: str) -> float:
+        text = text.strip()
+        if not _DECIMAL.fullmatch(text):
+            raise argparse.ArgumentTypeError(f"must be a number, not {text!r}")
+        value = float(text)
+        _in_range(value, text, low, high)
+        return value
+
+    return check
+
+
+def _boolean(text: str) -> bool:
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(
+        f"must be one of {', '.join(TRUE_WORDS)} (on) or {', '.join(FALSE_WORDS)} (off), "
+        f"not {text!r}"
+    )
+
+
+def _text(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def _is_host(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return len(text) <= 253 and _HOST_NAME.fullmatch(text) is not None
+
+
+def _host(text: str) -> str:
+    host = text.strip()
+    if not _is_host(host):
+        raise argparse.ArgumentTypeError(f"must be an IP address or a host name, not {text!r}")
+    return host
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _host_list(text: str) -> tuple[str, ...]:
+    for name in _csv(text):
+        if not _is_host(name):
+            raise argparse.ArgumentTypeError(
+                f"must be host names separated by commas (no scheme, no port); {name!r} is not one"
+            )
+    return tuple(name.lower() for name in _csv(text))
+
+
+def _origin_list(text: str) -> tuple[str, ...]:
+    for origin in _csv(text):
+        if not _ORIGIN.fullmatch(origin):
+            raise argparse.ArgumentTypeError(
+                "must be origins (scheme://host[:port], no path, never *) separated by commas; "
+                f"{origin!r} is not one"
+            )
+    return tuple(origin.lower() for origin in _csv(text))
+
+
+_PORT = _integer(0, 65535)
+_SSH_PORT = _integer(1, 65535)
+_SSH_CONNECT_TIMEOUT = _integer(1, 600)
+_TART_TIMEOUT = _decimal(0.1, 600)
+_START_TIMEOUT = _decimal(0.1, 600)
+_CACHE_TTL = _decimal(0, 60)
+_MAX_RUNNING = _integer(0)
+_MAX_CONNECTIONS = _integer(1, 10000)
+_HEADER_TIMEOUT = _decimal(0.1, 300)
+
+
+# --- tokens -----------------------------------------------------------------------------------
+
+
+def _read_token_file(path: str, source: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_TOKEN_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SystemExit(f"vm-operator: cannot read {source}: {exc.strerror or exc}") from None
+    if len(data) > MAX_TOKEN_FILE_BYTES:
+        raise SystemExit(f"vm-operator: {source} is larger than {MAX_TOKEN_FILE_BYTES} bytes; "
+                         "it must hold just the token")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SystemExit(f"vm-operator: {source} is not text; it must hold just the token") from None
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """A token from ``NAME`` or from the file named by ``NAME_FILE`` (Docker/Kubernetes secrets).
+
+    Neither set: None (no token). Set at all: it must yield a usable token, or start-up stops;
+    an empty value never means "no authentication".
+    """
+    file_name = f"{name}_FILE"
+    value, path = env.get(name), env.get(file_name)
+    if value is not None and path is not None:
+        raise SystemExit(f"vm-operator: both {name} and {file_name} are set; set only one")
+    if path is not None:
+        if not path.strip():
+            raise SystemExit(f"vm-operator: {file_name} is set but empty; name the token file, "
+                             f"or unset {file_name} to run without this token")
+        source, setting = f"{file_name} ({path})", file_name
+        value = _read_token_file(path, source)
+    elif value is not None:
+        source, setting = name, name
+    else:
+        return None
+    token = value.strip()
+    if not token:
+        raise SystemExit(f"vm-operator: {source} is empty; put the token there, "
+                         f"or unset {setting} to run without this token")
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise SystemExit(f"vm-operator: {source} is shorter than {MIN_TOKEN_LENGTH} characters")
+    if not all(" " <= char <= "~" for char in token):
+        raise SystemExit(f"vm-operator: {source} holds a line break, control or non-ASCII "
+                         "character, which a client cannot send in an HTTP header; "
+                         "use one line of printable ASCII")
+    return token
+
+
+# --- the command line -------------------------------------------------------------------------
+
+_EPILOG = f"""\
+Every flag's variable sets its default; the flag wins. A variable set to an empty value counts
+as not set (the token variables below excepted). Yes/no variables take {'/'.join(TRUE_WORDS)} or {'/'.join(FALSE_WORDS)} (any case).
+
+Authentication (environment only, so that tokens never show in `ps`):
+  VM_OPERATOR_TOKEN            bearer token with full access (at least {MIN_TOKEN_LENGTH} characters)
+  VM_OPERATOR_TOKEN_FILE       a file holding that token (Docker and Kubernetes secrets)
+  VM_OPERATOR_READ_TOKEN       bearer token for reads only (GET, HEAD, OPTIONS)
+  VM_OPERATOR_READ_TOKEN_FILE  a file holding that read-only token
+With a token set, every route but /health and /ready needs `Authorization: Bearer <token>`.
+Without one the API is open to whoever can reach the port. A token variable that is set but
+empty, too short, or names a file that is empty or cannot be read stops start-up.
+
+On macOS, `vm-operator launchd install|uninstall|print` runs it as a launchd agent
+(see `vm-operator launchd --help`)."""
+
+
+def variable_for(dest: str) -> str:
+    """The environment variable of a flag's destination: ``tart_timeout`` -> VM_OPERATOR_TART_TIMEOUT."""
+    return f"VM_OPERATOR_{dest.upper()}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags. None of them has a default here: a flag not given falls back to its variable,
+    then to the default, in ``_Sources.value`` (so that a bad variable is named as such)."""
     parser = argparse.ArgumentParser(
         prog="vm-operator", description="An HTTP API for the Tart VMs of this host.",
-        epilog="On macOS, `vm-operator launchd install|uninstall|print` runs it as a launchd "
-        "agent (see `vm-operator launchd --help`).",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"vm-operator {__version__}")
-    parser.add_argument("--host", default=e("VM_OPERATOR_HOST", "127.0.0.1"),
+    parser.add_argument("--host", type=_host,
                         help="address to listen on (VM_OPERATOR_HOST, default 127.0.0.1)")
-    parser.add_argument("--port", type=_bounded(int, 0, 65535),
-                        default=e("VM_OPERATOR_PORT", "8082"),
+    parser.add_argument("--port", type=_PORT,
                         help="port to listen on, 0 for any free one (VM_OPERATOR_PORT, default 8082)")
-    parser.add_argument("--tart", default=e("VM_OPERATOR_TART"),
+    parser.add_argument("--tart", type=_text,
                         help=f"Tart binary (VM_OPERATOR_TART; default {CONTAINER_TART} where it "
                         "exists, else tart on PATH)")
-    parser.add_argument("--state-dir", default=e("VM_OPERATOR_STATE_DIR"),
-                        help="where run logs and last-run records live (VM_OPERATOR_STATE_DIR)")
-    parser.add_argument("--tart-timeout", type=_bounded(float, 0.1, 600),
-                        default=e("VM_OPERATOR_TART_TIMEOUT", "10"),
+    parser.add_argument("--state-dir", type=_text,
+                        help="where run logs and last-run records live; must be writable "
+                        "(VM_OPERATOR_STATE_DIR)")
+    parser.add_argument("--tart-timeout", type=_TART_TIMEOUT,
                         help="seconds a Tart call may take (VM_OPERATOR_TART_TIMEOUT, default 10)")
-    parser.add_argument("--start-timeout", type=_bounded(float, 0.1, 600),
-                        default=e("VM_OPERATOR_START_TIMEOUT", "30"),
+    parser.add_argument("--start-timeout", type=_START_TIMEOUT,
                         help="seconds a start waits for Tart to report the VM running "
                         "(VM_OPERATOR_START_TIMEOUT, default 30)")
-    parser.add_argument("--cache-ttl", type=_bounded(float, 0, 60),
-                        default=e("VM_OPERATOR_CACHE_TTL", "1"),
+    parser.add_argument("--cache-ttl", type=_CACHE_TTL,
                         help="how stale a read may be for changes made outside the API, in "
                         "seconds; 0 spawns Tart on every request (VM_OPERATOR_CACHE_TTL, default 1)")
-    parser.add_argument("--max-running", type=_bounded(int, 0),
-                        default=e("VM_OPERATOR_MAX_RUNNING", "2"),
+    parser.add_argument("--max-running", type=_MAX_RUNNING,
                         help="cap on running macOS guests, 0 for none (VM_OPERATOR_MAX_RUNNING, "
                         "default 2: Apple's licence limit; Linux guests do not count)")
-    parser.add_argument("--max-connections", type=_bounded(int, 1, 10000),
-                        default=e("VM_OPERATOR_MAX_CONNECTIONS", "256"),
+    parser.add_argument("--max-connections", type=_MAX_CONNECTIONS,
                         help="connections served at once; more get a prompt 503 "
                         "(VM_OPERATOR_MAX_CONNECTIONS, default 256)")
-    parser.add_argument("--header-timeout", type=_bounded(float, 0.1, 300),
-                        default=e("VM_OPERATOR_HEADER_TIMEOUT", "10"),
+    parser.add_argument("--header-timeout", type=_HEADER_TIMEOUT,
                         help="seconds a client has to send a request's head, and an idle "
                         "keep-alive connection is kept (VM_OPERATOR_HEADER_TIMEOUT, default 10)")
-    parser.add_argument("--allowed-hosts", default=e("VM_OPERATOR_ALLOWED_HOSTS", ""),
+    parser.add_argument("--allowed-hosts", type=_host_list,
                         help="comma-separated host names accepted in the Host header besides IP "
                         "literals and localhost (VM_OPERATOR_ALLOWED_HOSTS)")
-    parser.add_argument("--cors-origins", default=e("VM_OPERATOR_CORS_ORIGINS", ""),
+    parser.add_argument("--cors-origins", type=_origin_list,
                         help="comma-separated origins allowed by CORS; empty turns CORS off "
                         "(VM_OPERATOR_CORS_ORIGINS)")
     parser.add_argument("--no-access-log", action="store_true",
-                        default=e("VM_OPERATOR_ACCESS_LOG", "1") in ("0", "false", "no"),
-                        help="do not log one JSON line per request (VM_OPERATOR_ACCESS_LOG=0)")
-    parser.add_argument("--tart-ssh", default=e("VM_OPERATOR_TART_SSH"),
-                        metavar="USER@HOST[:PORT]",
+                        help="do not log one JSON line per request (VM_OPERATOR_ACCESS_LOG=off)")
+    parser.add_argument("--tart-ssh", type=_text, metavar="USER@HOST[:PORT]",
                         help="run every Tart call on this host through ssh, e.g. "
                         "me@host.docker.internal; --tart then names Tart there (default tart) "
                         "(VM_OPERATOR_TART_SSH; default: run Tart here)")
-    parser.add_argument("--ssh-port", type=_bounded(int, 1, 65535),
-                        default=e("VM_OPERATOR_SSH_PORT"),
+    parser.add_argument("--ssh-port", type=_SSH_PORT,
                         help="SSH port, when --tart-ssh names none "
                         "(VM_OPERATOR_SSH_PORT, default 22)")
-    parser.add_argument("--ssh-key", default=e("VM_OPERATOR_SSH_KEY"),
+    parser.add_argument("--ssh-key", type=_text,
                         help="private key for --tart-ssh (VM_OPERATOR_SSH_KEY; default: ssh's own)")
-    parser.add_argument("--ssh-known-hosts", default=e("VM_OPERATOR_SSH_KNOWN_HOSTS"),
+    parser.add_argument("--ssh-known-hosts", type=_text,
                         help="known_hosts file pinning the host's key; nothing else is trusted "
                         "(VM_OPERATOR_SSH_KNOWN_HOSTS; default: ~/.ssh/known_hosts)")
-    parser.add_argument("--ssh-connect-timeout", type=_bounded(int, 1, 600),
-                        default=e("VM_OPERATOR_SSH_CONNECT_TIMEOUT", str(DEFAULT_CONNECT_TIMEOUT)),
+    parser.add_argument("--ssh-connect-timeout", type=_SSH_CONNECT_TIMEOUT,
                         help="seconds ssh may take to connect before the call fails with a 503 "
                         f"(VM_OPERATOR_SSH_CONNECT_TIMEOUT, default {DEFAULT_CONNECT_TIMEOUT})")
     parser.add_argument("--demo", action="store_true",
@@ -168,42 +324,101 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     return parser
 
 
-def _ssh_settings(args: argparse.Namespace) -> SshSettings | None:
+def _refusal(origin: str, problem: object) -> SystemExit:
+    """Start-up stops with one line naming the flag or variable at fault."""
+    return SystemExit(f"vm-operator: {origin}: {problem}")
+
+
+@dataclass(frozen=True)
+class _Sources:
+    """Where each setting comes from: the flag when given, else its variable, else the default."""
+
+    args: argparse.Namespace
+    env: Mapping[str, str]
+
+    def value(self, dest: str, check: Callable[[str], T], default: T) -> T:
+        given: T | None = getattr(self.args, dest, None)
+        if given is not None:  # argparse already ran ``check`` on it
+            return given
+        variable = variable_for(dest)
+        raw = self.env.get(variable, "")
+        if not raw.strip():
+            return default
+        try:
+            return check(raw)
+        except argparse.ArgumentTypeError as exc:
+            raise _refusal(variable, exc) from None
+
+    def origin(self, dest: str) -> str:
+        """How an error names a setting: its flag when given, else its variable."""
+        if getattr(self.args, dest, None) is not None:
+            return "--" + dest.replace("_", "-")
+        return variable_for(dest)
+
+
+def _ssh_settings(sources: _Sources, tart: str, demo: bool) -> SshSettings | None:
     """The SSH transport, when --tart-ssh is set. The image's VM_OPERATOR_TART (a container
     path) never names Tart on the host: there it is ``tart``, unless --tart says otherwise."""
-    if not args.tart_ssh:
+    target = sources.value("tart_ssh", _text, "")
+    if not target:
         return None
-    if args.demo:
+    if demo:
         raise SystemExit("vm-operator: --demo serves the local simulator; it cannot be combined "
-                         "with --tart-ssh / VM_OPERATOR_TART_SSH")
-    tart = args.tart if args.tart and args.tart != CONTAINER_TART else "tart"
+                         f"with {sources.origin('tart_ssh')}")
+    port = sources.value("ssh_port", _SSH_PORT, None)
+    connect_timeout = sources.value("ssh_connect_timeout", _SSH_CONNECT_TIMEOUT,
+                                    DEFAULT_CONNECT_TIMEOUT)
+    key = sources.value("ssh_key", _text, None)
+    known_hosts = sources.value("ssh_known_hosts", _text, None)
     try:
-        return ssh_settings(args.tart_ssh, port=args.ssh_port, key=args.ssh_key,
-                            known_hosts=args.ssh_known_hosts,
-                            connect_timeout=int(args.ssh_connect_timeout), tart=tart)
+        parse_target(target, port)
     except ValueError as exc:
-        raise SystemExit(f"vm-operator: {exc}") from None
+        raise _refusal(sources.origin("tart_ssh"), exc) from None
+    try:
+        checked_file(key, "SSH key")
+    except ValueError as exc:
+        raise _refusal(sources.origin("ssh_key"), exc) from None
+    try:
+        checked_file(known_hosts, "SSH known_hosts file")
+    except ValueError as exc:
+        raise _refusal(sources.origin("ssh_known_hosts"), exc) from None
+    remote_tart = tart if tart and tart != CONTAINER_TART else "tart"
+    try:
+        return ssh_settings(target, port=port, key=key, known_hosts=known_hosts,
+                            connect_timeout=connect_timeout, tart=remote_tart)
+    except ValueError as exc:  # what is left to check is the remote Tart's name
+        raise _refusal(sources.origin("tart"), exc) from None
 
 
 def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
-    args = build_parser(env).parse_args(argv)
+    args = build_parser().parse_args(argv)
+    sources = _Sources(args, env)
+    tart = sources.value("tart", _text, "")
+    # --no-access-log turns it off; else VM_OPERATOR_ACCESS_LOG (a yes/no variable) decides.
+    access_log = not args.no_access_log and sources.value("access_log", _boolean, True)
+    token = _secret(env, "VM_OPERATOR_TOKEN")
+    read_token = _secret(env, "VM_OPERATOR_READ_TOKEN")
+    if token is not None and token == read_token:
+        raise SystemExit("vm-operator: the read-only token is the full-access token; "
+                         "give VM_OPERATOR_READ_TOKEN a token of its own")
     return Config(
-        host=args.host,
-        port=int(args.port),
-        tart=args.tart or default_tart(),
-        state_dir=args.state_dir or default_state_dir(env),
-        tart_timeout=float(args.tart_timeout),
-        start_timeout=float(args.start_timeout),
-        cache_ttl=float(args.cache_ttl),
-        max_running=int(args.max_running),
-        max_connections=int(args.max_connections),
-        header_timeout=float(args.header_timeout),
-        token=_secret(env, "VM_OPERATOR_TOKEN"),
-        read_token=_secret(env, "VM_OPERATOR_READ_TOKEN"),
-        allowed_hosts=tuple(h.lower() for h in _csv(args.allowed_hosts)),
-        cors_origins=_csv(args.cors_origins),
-        access_log=not args.no_access_log,
+        host=sources.value("host", _host, "127.0.0.1"),
+        port=sources.value("port", _PORT, 8082),
+        tart=tart or default_tart(),
+        state_dir=sources.value("state_dir", _text, "") or default_state_dir(env),
+        tart_timeout=sources.value("tart_timeout", _TART_TIMEOUT, 10.0),
+        start_timeout=sources.value("start_timeout", _START_TIMEOUT, 30.0),
+        cache_ttl=sources.value("cache_ttl", _CACHE_TTL, 1.0),
+        max_running=sources.value("max_running", _MAX_RUNNING, 2),
+        max_connections=sources.value("max_connections", _MAX_CONNECTIONS, 256),
+        header_timeout=sources.value("header_timeout", _HEADER_TIMEOUT, 10.0),
+        token=token,
+        read_token=read_token,
+        allowed_hosts=sources.value("allowed_hosts", _host_list, ()),
+        cors_origins=sources.value("cors_origins", _origin_list, ()),
+        access_log=access_log,
         demo=args.demo,
-        ssh=_ssh_settings(args),
+        ssh=_ssh_settings(sources, tart, args.demo),
     )
+

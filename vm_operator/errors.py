@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vm_operator.config import CONTAINER_TART
 from vm_operator.responses import Response, problem
 from vm_operator.tart import (
     TartBadOutput,
@@ -57,6 +58,19 @@ def tart_command_error(message: str, exit_code: int) -> ApiError:
     return ApiError(502, "tart-failed", "Tart failed", message, tart_exit_code=exit_code)
 
 
+def tart_advice(binary: str) -> str:
+    """How to make Tart available, for where the operator runs.
+
+    The image is the one place that looks for Tart at CONTAINER_TART (its VM_OPERATOR_TART):
+    there Tart is mounted, not installed. Anywhere else the operator runs natively.
+    """
+    if binary == CONTAINER_TART:
+        return (f"Mount the Tart binary (or the bundled simulator, scripts/tart-simulator) "
+                f"at {CONTAINER_TART}, or point VM_OPERATOR_TART / --tart at it.")
+    return ("Install Tart (brew install cirruslabs/cli/tart) or point --tart / VM_OPERATOR_TART "
+            "at it; to try the API without Tart, run vm-operator --demo.")
+
+
 def api_error_for(exc: TartError) -> ApiError:
     """Map any TartError to the problem a client should see."""
     if isinstance(exc, TartCommandError):
@@ -64,10 +78,7 @@ def api_error_for(exc: TartError) -> ApiError:
     if isinstance(exc, TartTransportError):  # ssh to the Tart host failed: it says how
         return ApiError(exc.status, exc.slug, exc.title, exc.detail)
     if isinstance(exc, TartUnavailable):
-        detail = (
-            f"{exc}. Mount the Tart binary (or the bundled simulator, scripts/tart-simulator) "
-            "at /app/bin/tart-binary, or point VM_OPERATOR_TART / --tart at it."
-        )
+        detail = f"{exc}. {tart_advice(exc.binary)}"
         return ApiError(503, "tart-unavailable", "Tart is not available", detail)
     if isinstance(exc, TartTimeout):
         return ApiError(504, "tart-timeout", "Tart did not answer in time", str(exc))

@@ -29,6 +29,10 @@ class TartError(Exception):
 class TartUnavailable(TartError):
     """The binary is missing or cannot be executed: nothing Tart-shaped can be served."""
 
+    def __init__(self, message: str, binary: str = "") -> None:
+        super().__init__(message)
+        self.binary = binary  # the path that could not be run, so advice can fit it
+
 
 class TartTimeout(TartError):
     """Tart outlived its timeout; the process was killed."""
@@ -220,11 +224,11 @@ class TartRunner:
                 start_new_session=True,  # so a timeout can kill Tart and anything it spawned
             )
         except FileNotFoundError:
-            raise TartUnavailable(f"the Tart binary {self.binary!r} does not exist") from None
+            raise TartUnavailable(f"the Tart binary {self.binary!r} does not exist", self.binary) from None
         except PermissionError:
-            raise TartUnavailable(f"the Tart binary {self.binary!r} is not executable") from None
+            raise TartUnavailable(f"the Tart binary {self.binary!r} is not executable", self.binary) from None
         except OSError as exc:
-            raise TartUnavailable(f"the Tart binary {self.binary!r} cannot run: {exc.strerror}") from None
+            raise TartUnavailable(f"the Tart binary {self.binary!r} cannot run: {exc.strerror}", self.binary) from None
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -258,11 +262,11 @@ class TartRunner:
                     start_new_session=True,
                 )
         except FileNotFoundError:
-            raise TartUnavailable(f"the Tart binary {self.binary!r} does not exist") from None
+            raise TartUnavailable(f"the Tart binary {self.binary!r} does not exist", self.binary) from None
         except PermissionError:
-            raise TartUnavailable(f"the Tart binary {self.binary!r} is not executable") from None
+            raise TartUnavailable(f"the Tart binary {self.binary!r} is not executable", self.binary) from None
         except OSError as exc:
-            raise TartUnavailable(f"the Tart binary {self.binary!r} cannot run: {exc.strerror}") from None
+            raise TartUnavailable(f"the Tart binary {self.binary!r} cannot run: {exc.strerror}", self.binary) from None
 
     # Convenience wrappers: one per Tart command the operator uses.
 

@@ -170,7 +170,7 @@ def _port(text: str, value: str) -> int:
     return int(text)
 
 
-def _checked_file(path: str | None, what: str) -> str | None:
+def checked_file(path: str | None, what: str) -> str | None:
     if not path:
         return None
     if not _SAFE_PATH.fullmatch(path):
@@ -203,8 +203,8 @@ def ssh_settings(
     return SshSettings(
         destination=destination,
         port=chosen,
-        key=_checked_file(key, "SSH key"),
-        known_hosts=_checked_file(known_hosts, "SSH known_hosts file"),
+        key=checked_file(key, "SSH key"),
+        known_hosts=checked_file(known_hosts, "SSH known_hosts file"),
         connect_timeout=int(connect_timeout),
         tart=tart,
         ssh=ssh,

@@ -60,3 +60,171 @@ def test_lists() -> None:
     config = load_config(["--allowed-hosts", "Mac.local, ci.example", "--cors-origins", "https://a"], {})
     assert config.allowed_hosts == ("mac.local", "ci.example")
     assert config.cors_origins == ("https://a",)
+
+
+# --- issue 9: secrets, variables validated alike, words ----------------------------------------
+
+TOKEN = "a-token-of-some-length-0123456789"
+
+
+def _refusal(env: dict[str, str], argv: list[str] | None = None) -> str:
+    """The one-line message load_config stops with."""
+    with pytest.raises(SystemExit) as caught:
+        load_config(argv or [], env)
+    message = caught.value.code
+    assert isinstance(message, str), message
+    assert message.startswith("vm-operator: ") and "\n" not in message, message
+    return message
+
+
+@pytest.mark.parametrize("name", ["VM_OPERATOR_TOKEN", "VM_OPERATOR_READ_TOKEN"])
+@pytest.mark.parametrize("value", ["", " ", "\n", " \t\r\n "])
+def test_a_blank_token_variable_is_refused(name: str, value: str) -> None:
+    assert f"vm-operator: {name} is empty" in _refusal({name: value})
+
+
+@pytest.mark.parametrize("name", ["VM_OPERATOR_TOKEN_FILE", "VM_OPERATOR_READ_TOKEN_FILE"])
+@pytest.mark.parametrize("content", [b"", b" ", b"\n", b"\r\n", b"\n\n\t \n"])
+def test_a_blank_token_file_is_refused(tmp_path, name: str, content: bytes) -> None:
+    path = tmp_path / "token"
+    path.write_bytes(content)
+    assert _refusal({name: str(path)}) == (
+        f"vm-operator: {name} ({path}) is empty; put the token there, or unset {name} to run "
+        "without this token")
+
+
+@pytest.mark.parametrize("name", ["VM_OPERATOR_TOKEN_FILE", "VM_OPERATOR_READ_TOKEN_FILE"])
+def test_a_blank_token_file_variable_is_refused(name: str) -> None:
+    assert f"{name} is set but empty" in _refusal({name: " "})
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"\xff\xfe\x80 not utf-8 at all, and long", "is not text"),
+    (b"x" * 5000, "is larger than 4096 bytes"),
+    (b"first-line-of-the-token\nsecond-line-of-it\n", "line break"),
+    ("caf\u00e9-token-with-accents".encode(), "non-ASCII"),
+    (b"tiny-tok\n", "is shorter than 16 characters"),
+])
+def test_a_bad_token_file_is_named_as_the_file(tmp_path, content: bytes, expected: str) -> None:
+    path = tmp_path / "token"
+    path.write_bytes(content)
+    message = _refusal({"VM_OPERATOR_TOKEN_FILE": str(path)})
+    assert message.startswith(f"vm-operator: VM_OPERATOR_TOKEN_FILE ({path}) ")
+    assert expected in message
+    assert content.decode("utf-8", "ignore").strip()[:8] not in message  # never echoed
+
+
+def test_an_unreadable_token_file_is_refused(tmp_path) -> None:
+    message = _refusal({"VM_OPERATOR_READ_TOKEN_FILE": str(tmp_path)})  # a directory
+    assert message == (f"vm-operator: cannot read VM_OPERATOR_READ_TOKEN_FILE ({tmp_path}): "
+                       "Is a directory")
+
+
+def test_a_token_set_twice_or_shared_is_refused(tmp_path) -> None:
+    path = tmp_path / "token"
+    path.write_text(TOKEN)
+    assert "set only one" in _refusal({"VM_OPERATOR_TOKEN": TOKEN,
+                                       "VM_OPERATOR_TOKEN_FILE": str(path)})
+    assert "read-only token is the full-access token" in _refusal(
+        {"VM_OPERATOR_TOKEN": TOKEN, "VM_OPERATOR_READ_TOKEN_FILE": str(path)})
+
+
+def test_tokens_are_trimmed() -> None:
+    config = load_config([], {"VM_OPERATOR_TOKEN": f"  {TOKEN}\n"})
+    assert config.token == TOKEN and config.read_token is None
+
+
+@pytest.mark.parametrize(("value", "enabled"), [
+    ("1", True), ("true", True), ("TRUE", True), ("yes", True), ("Yes", True), ("on", True),
+    ("ON", True), (" on ", True),
+    ("0", False), ("false", False), ("False", False), ("no", False), ("NO", False),
+    ("off", False), ("Off", False), ("OFF", False),
+    ("", True), ("  ", True),  # set but empty: as if not set
+])
+def test_access_log_variable(value: str, enabled: bool) -> None:
+    assert load_config([], {"VM_OPERATOR_ACCESS_LOG": value}).access_log is enabled
+
+
+def test_no_access_log_flag_wins_over_the_variable() -> None:
+    assert load_config(["--no-access-log"], {"VM_OPERATOR_ACCESS_LOG": "on"}).access_log is False
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"VM_OPERATOR_ACCESS_LOG": "maybe"}, "vm-operator: VM_OPERATOR_ACCESS_LOG: must be one of"),
+    ({"VM_OPERATOR_PORT": "abc"}, "vm-operator: VM_OPERATOR_PORT: must be a whole number, not 'abc'"),
+    ({"VM_OPERATOR_PORT": "70000"}, "vm-operator: VM_OPERATOR_PORT: must be from 0 to 65535, not 70000"),
+    ({"VM_OPERATOR_PORT": "8_082"}, "vm-operator: VM_OPERATOR_PORT: must be a whole number"),
+    ({"VM_OPERATOR_HOST": "not a host"}, "vm-operator: VM_OPERATOR_HOST: must be an IP address"),
+    ({"VM_OPERATOR_TART_TIMEOUT": "nan"}, "vm-operator: VM_OPERATOR_TART_TIMEOUT: must be a number"),
+    ({"VM_OPERATOR_TART_TIMEOUT": "0"}, "vm-operator: VM_OPERATOR_TART_TIMEOUT: must be from 0.1 to 600, not 0"),
+    ({"VM_OPERATOR_START_TIMEOUT": "inf"}, "vm-operator: VM_OPERATOR_START_TIMEOUT: must be a number"),
+    ({"VM_OPERATOR_CACHE_TTL": "61"}, "vm-operator: VM_OPERATOR_CACHE_TTL: must be from 0 to 60, not 61"),
+    ({"VM_OPERATOR_MAX_RUNNING": "-1"}, "vm-operator: VM_OPERATOR_MAX_RUNNING: must be at least 0, not -1"),
+    ({"VM_OPERATOR_MAX_CONNECTIONS": "0"}, "vm-operator: VM_OPERATOR_MAX_CONNECTIONS: must be from 1 to 10000"),
+    ({"VM_OPERATOR_HEADER_TIMEOUT": "ten"}, "vm-operator: VM_OPERATOR_HEADER_TIMEOUT: must be a number"),
+    ({"VM_OPERATOR_ALLOWED_HOSTS": "mac.local:8082"}, "vm-operator: VM_OPERATOR_ALLOWED_HOSTS: must be host names"),
+    ({"VM_OPERATOR_CORS_ORIGINS": "*"}, "vm-operator: VM_OPERATOR_CORS_ORIGINS: must be origins"),
+    ({"VM_OPERATOR_CORS_ORIGINS": "https://a.example/"}, "vm-operator: VM_OPERATOR_CORS_ORIGINS: must be origins"),
+    ({"VM_OPERATOR_TART_SSH": "-oProxyCommand=x"}, "vm-operator: VM_OPERATOR_TART_SSH: "),
+    ({"VM_OPERATOR_TART_SSH": "me@h", "VM_OPERATOR_SSH_PORT": "0"}, "vm-operator: VM_OPERATOR_SSH_PORT: must be from 1 to 65535"),
+    ({"VM_OPERATOR_TART_SSH": "me@h", "VM_OPERATOR_SSH_KEY": "/nonexistent/key"}, "vm-operator: VM_OPERATOR_SSH_KEY: the SSH key"),
+    ({"VM_OPERATOR_TART_SSH": "me@h", "VM_OPERATOR_SSH_KNOWN_HOSTS": "/nonexistent/kh"}, "vm-operator: VM_OPERATOR_SSH_KNOWN_HOSTS: the SSH known_hosts file"),
+    ({"VM_OPERATOR_TART_SSH": "me@h", "VM_OPERATOR_SSH_CONNECT_TIMEOUT": "0"}, "vm-operator: VM_OPERATOR_SSH_CONNECT_TIMEOUT: must be from 1 to 600"),
+    ({"VM_OPERATOR_TART_SSH": "me@h", "VM_OPERATOR_TART": "-x"}, "vm-operator: VM_OPERATOR_TART: the remote Tart binary"),
+])
+def test_a_bad_variable_is_named_as_the_variable(env: dict[str, str], expected: str) -> None:
+    assert _refusal(env).startswith(expected)
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--port", "abc"], "argument --port: must be a whole number, not 'abc'"),
+    (["--port", "70000"], "argument --port: must be from 0 to 65535, not 70000"),
+    (["--max-running", "-1"], "argument --max-running: must be at least 0, not -1"),
+    (["--cache-ttl", "-1"], "argument --cache-ttl: must be from 0 to 60, not -1"),
+    (["--tart-timeout", "0"], "argument --tart-timeout: must be from 0.1 to 600, not 0"),
+    (["--host", ""], "argument --host: must be an IP address or a host name"),
+    (["--state-dir", " "], "argument --state-dir: must not be empty"),
+])
+def test_a_bad_flag_is_named_as_the_flag(capsys, argv: list[str], expected: str) -> None:
+    with pytest.raises(SystemExit) as caught:
+        load_config(argv, {"VM_OPERATOR_PORT": "8082"})
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert expected in err and "outside" not in err and "VM_OPERATOR_" not in err
+
+
+def test_a_flag_overrides_a_bad_variable() -> None:
+    assert load_config(["--port", "9000"], {"VM_OPERATOR_PORT": "abc"}).port == 9000
+
+
+def test_ssh_errors_name_the_flag_when_the_flag_was_given() -> None:
+    message = _refusal({}, ["--tart-ssh", "me@h", "--ssh-key", "/nonexistent/key"])
+    assert message.startswith("vm-operator: --ssh-key: the SSH key")
+
+
+def test_empty_variables_count_as_unset() -> None:
+    env = {"VM_OPERATOR_PORT": "", "VM_OPERATOR_HOST": " ", "VM_OPERATOR_TART": "",
+           "VM_OPERATOR_MAX_RUNNING": "", "VM_OPERATOR_TART_SSH": "", "VM_OPERATOR_CORS_ORIGINS": ""}
+    config = load_config([], env)
+    assert (config.port, config.host, config.max_running, config.ssh, config.cors_origins) == (
+        8082, "127.0.0.1", 2, None, ())
+    assert config.tart  # the default, not ""
+
+
+def test_origins_and_hosts_are_normalised() -> None:
+    config = load_config([], {"VM_OPERATOR_CORS_ORIGINS": "https://Dash.Example:8443, http://[::1]:3000",
+                              "VM_OPERATOR_ALLOWED_HOSTS": "Mac.Local,::1"})
+    assert config.cors_origins == ("https://dash.example:8443", "http://[::1]:3000")
+    assert config.allowed_hosts == ("mac.local", "::1")
+
+
+def test_help_explains_the_token_variables(capsys) -> None:
+    with pytest.raises(SystemExit) as caught:
+        load_config(["--help"], {})
+    assert caught.value.code == 0
+    text = capsys.readouterr().out
+    for line_start in ("VM_OPERATOR_TOKEN ", "VM_OPERATOR_TOKEN_FILE ", "VM_OPERATOR_READ_TOKEN ",
+                       "VM_OPERATOR_READ_TOKEN_FILE "):
+        assert f"\n  {line_start}" in text, line_start
+    assert "full access" in text and "reads only" in text and "stops start-up" in text
+    assert "1/true/yes/on" in text and "0/false/no/off" in text

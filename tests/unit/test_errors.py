@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from vm_operator.config import CONTAINER_TART
 from vm_operator.errors import api_error_for, tart_command_error
 from vm_operator.tart import TartBadOutput, TartCommandError, TartTimeout, TartUnavailable
 
@@ -43,6 +44,17 @@ def test_tart_errors(exc: Exception, status: int) -> None:
     assert api_error_for(exc).status == status  # type: ignore[arg-type]
 
 
-def test_unavailable_says_how_to_mount() -> None:
-    detail = api_error_for(TartUnavailable("the Tart binary '/app/bin/tart-binary' does not exist")).detail
-    assert "/app/bin/tart-binary" in detail and "VM_OPERATOR_TART" in detail
+def test_unavailable_in_the_container_says_how_to_mount() -> None:
+    exc = TartUnavailable("the Tart binary '/app/bin/tart-binary' does not exist", CONTAINER_TART)
+    detail = api_error_for(exc).detail
+    assert "Mount the Tart binary" in detail and f"at {CONTAINER_TART}" in detail
+    assert "VM_OPERATOR_TART" in detail and "brew install" not in detail
+
+
+@pytest.mark.parametrize("binary", ["tart", "/opt/homebrew/bin/tart", "/nonexistent/tart", ""])
+def test_unavailable_natively_says_how_to_install(binary: str) -> None:
+    detail = api_error_for(TartUnavailable(f"the Tart binary {binary!r} does not exist",
+                                           binary)).detail
+    assert "Install Tart (brew install cirruslabs/cli/tart)" in detail
+    assert "--tart" in detail and "VM_OPERATOR_TART" in detail
+    assert CONTAINER_TART not in detail and "Mount" not in detail
