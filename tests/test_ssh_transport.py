@@ -552,6 +552,9 @@ def test_start_is_detached_confirmed_logged_and_stopped(start_operator: Start,
     status, vm = op.json("POST", path_of(SEQUOIA, "/start"))
     assert status == 202, vm
     assert vm["state"] == "running" and vm["changed"] is True
+    # The remote launch is a Tart call like any other in /metrics.
+    metrics = op.request("GET", "/metrics")[2].decode()
+    assert 'vm_operator_tart_calls_total{command="run",outcome="ok"} 1\n' in metrics
     run = op.json("GET", path_of(SEQUOIA))[1]["last_run"]
     pid = run["pid"]
     # The wrapper around `tart run` on the host outlived the SSH session that started it:

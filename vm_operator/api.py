@@ -6,6 +6,7 @@ response; it never touches a socket, which is what lets the server shell stay th
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import traceback
@@ -13,12 +14,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from vm_operator import __version__
 from vm_operator.errors import ApiError, api_error_for, bad_request
 from vm_operator.names import InvalidName, decode_segment, validate_name
-from vm_operator.responses import Response, json_response, problem, text_response
+from vm_operator.problems import CATALOGUE, index_page, problem_page
+from vm_operator.responses import HTML, Response, json_response, problem, text_response
 from vm_operator.security import Access, Headers, check_access, cors_headers
 from vm_operator.tart import SOURCES, STATES, TartError
 from vm_operator.vms import VmService, utc_now
@@ -55,6 +57,8 @@ class Route:
     pattern: str
     handler: Handler
     query: tuple[str, ...] = ()
+    public: bool = False  # no token, Host or cross-site checks: the probes and the documentation
+    takes_body: bool = False  # a route that takes none refuses a request with a body (400)
 
     @cached_property
     def segments(self) -> tuple[str, ...]:
@@ -163,9 +167,29 @@ def metrics(app: App, req: Request) -> Response:
     return Response(200, app.metrics.render(app.service).encode(), "text/plain; version=0.0.4; charset=utf-8")
 
 
+# The pages are fixed text: built once. They load nothing, so they may forbid everything.
+_PAGE_HEADERS = (("Content-Security-Policy", "default-src 'none'"),)
+_PROBLEM_INDEX = index_page()
+_PROBLEM_PAGES = {problem.slug: problem_page(problem) for problem in CATALOGUE}
+
+
+def problem_index(app: App, req: Request) -> Response:
+    return Response(200, _PROBLEM_INDEX, HTML, _PAGE_HEADERS)
+
+
+def problem_doc(app: App, req: Request) -> Response:
+    """The documentation of a problem type: what a problem document's ``type`` resolves to."""
+    slug = req.params["slug"]
+    page = _PROBLEM_PAGES.get(slug)
+    if page is None:
+        raise ApiError(404, "unknown-problem", "No such problem type",
+                       f"there is no problem type {slug[:80]!r}; see GET /problems")
+    return Response(200, page, HTML, _PAGE_HEADERS)
+
+
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/health", health),
-    Route("GET", "/ready", ready),
+    Route("GET", "/health", health, public=True),
+    Route("GET", "/ready", ready, public=True),
     Route("GET", "/vms", list_vms, ("state", "source")),
     Route("GET", "/vms/{name}", get_vm),
     Route("POST", "/vms/{name}/start", start_vm, ("suspendable",)),
@@ -175,9 +199,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/vms/{name}/logs", vm_logs),
     Route("GET", "/openapi.json", openapi),
     Route("GET", "/metrics", metrics),
+    Route("GET", "/problems", problem_index, public=True),
+    Route("GET", "/problems/{slug}", problem_doc, public=True),
 )
-
-PROBES = frozenset({"/health", "/ready"})
+UNMATCHED = "unmatched"  # the metrics label of a request no route's path fits
 
 
 # --- routing (pure) ---------------------------------------------------------------
@@ -264,47 +289,120 @@ def _routes_for(target: str) -> tuple[list[str], str, list[tuple[Route, dict[str
     segments, query = split_target(target)
     candidates = match(segments)
     if not candidates:
-        raise ApiError(404, "no-route", "Not found", "no such route; see GET /openapi.json")
+        raise ApiError(404, "no-route", "No such route", "no such route; see GET /openapi.json")
     return segments, query, candidates
+
+
+def _choose(
+    method: str, candidates: list[tuple[Route, dict[str, str]]]
+) -> tuple[Route, dict[str, str]]:
+    """The route of this method among those that fit the path; 405 with Allow when none is.
+
+    Any method gets here, TRACE, CONNECT or one nobody registered: a path that exists
+    answers 405 naming what it takes (RFC 9110, section 15.5.6).
+    """
+    lookup = "GET" if method == "HEAD" else method
+    for route, params in candidates:
+        if route.method == lookup:
+            return route, params
+    raise ApiError(
+        405,
+        "method-not-allowed",
+        "Method not allowed",
+        f"{method[:32]} is not allowed here",
+        (("Allow", allowed_methods(candidates)),),
+    )
+
+
+def _decode_params(raw_params: dict[str, str]) -> dict[str, str]:
+    """A VM name is decoded strictly and validated; any other parameter (a problem slug) is
+    looked up as sent and never reaches Tart."""
+    params = {}
+    for key, raw in raw_params.items():
+        if key != "name":
+            params[key] = raw
+            continue
+        try:
+            params[key] = validate_name(decode_segment(raw))
+        except InvalidName as exc:
+            raise bad_request("invalid-name", str(exc)) from None
+    return params
 
 
 def resolve(method: str, target: str, headers: Headers | None = None) -> tuple[Route, Request]:
     """Find the route for a request and decode its parameters, or raise the right ApiError."""
     segments, query, candidates = _routes_for(target)
-    lookup = "GET" if method == "HEAD" else method
-    chosen = [(route, params) for route, params in candidates if route.method == lookup]
-    if not chosen:
-        raise ApiError(
-            405,
-            "method-not-allowed",
-            "Method not allowed",
-            f"{method} is not allowed here",
-            (("Allow", allowed_methods(candidates)),),
-        )
-    route, raw_params = chosen[0]
-    params = {}
-    for key, raw in raw_params.items():
-        try:
-            params[key] = validate_name(decode_segment(raw))
-        except InvalidName as exc:
-            raise bad_request("invalid-name", str(exc)) from None
-    return route, Request(method, "/" + "/".join(segments), params, parse_query(query, route.query),
-                          {} if headers is None else headers)
+    route, raw_params = _choose(method, candidates)
+    return route, _request(route, method, segments, raw_params, query, headers)
+
+
+def _request(
+    route: Route, method: str, segments: list[str], raw_params: dict[str, str], query: str,
+    headers: Headers | None,
+) -> Request:
+    return Request(method, "/" + "/".join(segments), _decode_params(raw_params),
+                   parse_query(query, route.query), {} if headers is None else headers)
+
+
+def route_label(target: str) -> str:
+    """The pattern of the route a target's path names, or ``unmatched``: a bounded label."""
+    try:
+        return _routes_for(target)[2][0][0].pattern
+    except ApiError:
+        return UNMATCHED
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return quote(str(value), safe="")
+    return quote(json.dumps(value, separators=(",", ":")), safe="")
+
+
+def body_refusal(route: Route, body: bytes) -> str:
+    """Why a body is refused on ``route``, and where what it tried to say goes instead."""
+    try:
+        sent = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        sent = None
+    fields: dict[str, Any] = sent if isinstance(sent, dict) else {}
+    moved = [key for key in fields if key in route.query]
+    if moved:
+        names = " and ".join(moved)
+        where = "as a query parameter" if len(moved) == 1 else "as query parameters"
+        example = "&".join(f"{key}={_query_value(fields[key])}" for key in moved)
+        return f"this route takes no body; pass {names} {where}: ?{example}"
+    if route.query:
+        return ("this route takes no body; its parameters go in the query string: "
+                + ", ".join(route.query))
+    return "this route takes no body and no parameters: send the request without a body"
 
 
 def dispatch(
-    app: App, method: str, target: str, headers: Headers
+    app: App, method: str, target: str, headers: Headers, body: bytes = b""
 ) -> tuple[Response, str]:
-    """Serve one request: returns the response and the route pattern (for logs and metrics)."""
-    label = "unmatched"
+    """Serve one request: returns the response and the route pattern (for logs and metrics).
+
+    Every response carries the CORS headers of an allowed origin, refusals included; the
+    label is the pattern of the route the path names even when the request is refused
+    (a bad name or query, a wrong method, a missing token), ``unmatched`` only for a path
+    that no route has.
+    """
+    label = UNMATCHED
     try:
+        segments, query, candidates = _routes_for(target)
+        label = candidates[0][0].pattern
         if method == "OPTIONS":
-            return _options(app, target, headers), label
-        route, req = resolve(method, target, headers)
+            return _options(app, candidates, headers), label
+        route, raw_params = _choose(method, candidates)
         label = route.pattern
-        refusal = check_access(app.access, method, req.path in PROBES, headers)
+        req = _request(route, method, segments, raw_params, query, headers)
+        refusal = check_access(app.access, method, route.public, headers)
         if refusal is not None:
-            return refusal.response(), label
+            raise refusal
+        if body and not route.takes_body:
+            raise bad_request("unexpected-body", body_refusal(route, body))
         response = route.handler(app, req)
     except ApiError as exc:
         response = exc.response()
@@ -316,7 +414,7 @@ def dispatch(
     return response.with_headers(*cors_headers(app.access, headers)), label
 
 
-def _options(app: App, target: str, headers: Headers) -> Response:
+def _options(app: App, candidates: list[tuple[Route, dict[str, str]]], headers: Headers) -> Response:
     """OPTIONS (and CORS preflight): which methods a path takes."""
-    allow = allowed_methods(_routes_for(target)[2])
+    allow = allowed_methods(candidates)
     return Response(204, b"", "", (("Allow", allow),) + cors_headers(app.access, headers, allow))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vm_operator.config import CONTAINER_TART
+from vm_operator.problems import title_of
 from vm_operator.responses import Response, problem
 from vm_operator.tart import (
     TartBadOutput,
@@ -17,7 +18,12 @@ from vm_operator.transport import TartTransportError
 
 
 class ApiError(Exception):
-    """A request that cannot be served; carries everything its problem document needs."""
+    """A request that cannot be served; carries everything its problem document needs.
+
+    ``slug`` must be in the catalogue (vm_operator/problems.py), whose title the document
+    carries; ``title`` here is that same title, kept so that a call site reads as what the
+    client sees (a unit test checks that they agree).
+    """
 
     def __init__(
         self,
@@ -92,4 +98,4 @@ def not_found(name: str) -> ApiError:
 
 
 def bad_request(slug: str, detail: str, **extra: Any) -> ApiError:
-    return ApiError(400, slug, "Bad request", detail, **extra)
+    return ApiError(400, slug, title_of(slug), detail, **extra)

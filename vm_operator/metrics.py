@@ -91,9 +91,10 @@ class Metrics:
         _counter(out, "vm_operator_http_requests_total", "HTTP requests served.", requests)
         _histogram(out, "vm_operator_http_request_duration_seconds",
                    "Time to serve an HTTP request.", request_hists)
-        _counter(out, "vm_operator_tart_calls_total", "Tart commands run, by outcome.", tart_calls)
+        _counter(out, "vm_operator_tart_calls_total",
+                 "Tart commands run (tart run: launched), by outcome.", tart_calls)
         _histogram(out, "vm_operator_tart_call_duration_seconds",
-                   "Time a Tart command took.", tart_hists)
+                   "Time a Tart command took (tart run: its launch).", tart_hists)
         vms = service.cached_vms() if service is not None else None
         if vms is not None:
             by_state = {state: 0 for state in ("running", "suspended", "stopped")}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from vm_operator import __version__
+from vm_operator.problems import CATALOGUE
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -30,13 +31,24 @@ NAME = {
 }
 
 
+SLUG = {
+    "name": "slug", "in": "path", "required": True,
+    "description": "A problem type: the last segment of a problem document's type",
+    "schema": {"type": "string", "enum": [problem.slug for problem in CATALOGUE]},
+}
+
+
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema,
             "description": description}
 
 
 COMMON = {
-    "400": _problem("Invalid name or query parameter"),
+    "400": _problem("Invalid name or query parameter, or a body (no route takes one)"),
     "401": _problem("Missing or wrong bearer token (when tokens are configured)"),
     "403": _problem("Read-only token on a write, cross-site request, or Host not allowed"),
     "404": _problem("No such VM"),
@@ -67,7 +79,10 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "description": "RFC 9457 problem details",
         "required": ["type", "title", "status", "detail"],
-        "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+        "properties": {"type": {"type": "string", "format": "uri-reference",
+                                "description": "/problems/{slug}, relative to the request URI: "
+                                "GET it for the problem type's documentation"},
+                       "title": {"type": "string"},
                        "status": {"type": "integer"}, "detail": {"type": "string"}},
     },
     "VM": {
@@ -187,6 +202,16 @@ def openapi_document() -> dict[str, Any]:
             }},
             "/openapi.json": {"get": {"summary": "This document", "responses": _responses(
                 *GUARDED, _200=_json({"type": "object"}, "OpenAPI"))}},
+            "/problems": {"get": {"summary": "Every problem type, with its status and title",
+                                  "security": [{}],
+                                  "responses": {"200": _html("The index of problem types")}}},
+            "/problems/{slug}": {"get": {
+                "summary": "The documentation of one problem type (a problem's type URI)",
+                "security": [{}],
+                "parameters": [SLUG],
+                "responses": {"200": _html("What the problem means and what to do"),
+                              "404": _problem("No such problem type")},
+            }},
             "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4)",
                                  "responses": _responses(*GUARDED, _200={
                                      "description": "Metrics", "content": {

@@ -17,6 +17,8 @@ from vm_operator.errors import ApiError
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The content types a browser may send cross-site without a CORS preflight.
 SIMPLE_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+# Response headers a browser app may read besides the CORS-safelisted ones: why it was refused.
+EXPOSED_HEADERS = "Allow, Retry-After, WWW-Authenticate"
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 
 
@@ -67,7 +69,8 @@ def host_allowed(host_header: str | None, allowed: tuple[str, ...]) -> bool:
 
 def _refuse_token(detail: str, error: str) -> ApiError:
     challenge = f'Bearer realm="vm-operator", error="{error}"' if error else 'Bearer realm="vm-operator"'
-    return ApiError(401, "unauthorized", "Unauthorized", detail, (("WWW-Authenticate", challenge),))
+    return ApiError(401, "unauthorized", "A valid bearer token is needed", detail,
+                    (("WWW-Authenticate", challenge),))
 
 
 def check_token(access: Access, method: str, authorization: str | None) -> ApiError | None:
@@ -82,7 +85,8 @@ def check_token(access: Access, method: str, authorization: str | None) -> ApiEr
     if _matches(presented, access.read_token):
         if method in READ_METHODS:
             return None
-        return ApiError(403, "forbidden", "Forbidden", "the read-only token may not change VMs")
+        return ApiError(403, "forbidden", "The read-only token may not change VMs",
+                        "the read-only token may not change VMs")
     return _refuse_token("the token is not valid", "invalid_token")
 
 
@@ -99,10 +103,11 @@ def check_browser(access: Access, method: str, headers: Headers) -> ApiError | N
     if origin is not None and origin not in access.cors_origins:
         host = headers.get("Host") or ""
         if origin.lower().split("://", 1)[-1] != host.lower():
-            return ApiError(403, "cross-site", "Forbidden",
+            return ApiError(403, "cross-site", "Cross-site request refused",
                             f"cross-site request from origin {origin!r} refused")
     if headers.get("Sec-Fetch-Site") == "cross-site" and origin not in access.cors_origins:
-        return ApiError(403, "cross-site", "Forbidden", "cross-site request refused")
+        return ApiError(403, "cross-site", "Cross-site request refused",
+                        "cross-site request refused")
     return None
 
 
@@ -120,7 +125,7 @@ def check_access(
     if access.authenticated:
         return check_token(access, method, headers.get("Authorization"))
     if not host_allowed(headers.get("Host"), access.allowed_hosts):
-        return ApiError(403, "host-not-allowed", "Forbidden",
+        return ApiError(403, "host-not-allowed", "Host not allowed",
                         "the Host header names neither an IP address, localhost nor an allowed "
                         "host (VM_OPERATOR_ALLOWED_HOSTS)")
     return check_browser(access, method, headers)
@@ -129,12 +134,19 @@ def check_access(
 def cors_headers(
     access: Access, headers: Headers, preflight_methods: str | None = None
 ) -> tuple[tuple[str, str], ...]:
-    """CORS is off unless the origin is on the allow-list; ``*`` is never sent."""
+    """CORS is off unless the origin is on the allow-list; ``*`` is never sent.
+
+    Every response to an allowed origin carries these, refusals (401, 403, 413, 503, ...)
+    included, so that a browser app can read why it was refused; the headers that say so
+    (``WWW-Authenticate``, ``Allow``, ``Retry-After``) are exposed to it.
+    """
     origin = headers.get("Origin")
     if origin is None or origin not in access.cors_origins:
         return ()
     result = [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
-    if preflight_methods is not None:
+    if preflight_methods is None:
+        result.append(("Access-Control-Expose-Headers", EXPOSED_HEADERS))
+    else:
         result += [
             ("Access-Control-Allow-Methods", preflight_methods),
             ("Access-Control-Allow-Headers", "Authorization, Content-Type"),

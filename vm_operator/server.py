@@ -5,6 +5,10 @@ every response goes out in one write with TCP_NODELAY (no Nagle delay on
 keep-alive connections), connections are capped with a prompt 503 past the cap,
 a watchdog closes connections that are slow to send a request head (or sit idle),
 and shutdown drains in-flight requests instead of cutting them off.
+
+Every method reaches the router (a path that exists answers 405 with ``Allow``, never
+http.server's 501), and every response to an allowed CORS origin carries its CORS headers,
+the refusals made here (400, 411, 413, 431, the 503 past the cap) included.
 """
 
 from __future__ import annotations
@@ -12,41 +16,41 @@ from __future__ import annotations
 import json
 import os
 import re
+import selectors
 import socket
 import sys
 import threading
 import time
+import traceback
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from vm_operator import __version__
-from vm_operator.api import App, dispatch
+from vm_operator.api import UNMATCHED, App, dispatch, route_label
 from vm_operator.responses import Response, problem
+from vm_operator.security import Access, cors_headers
 from vm_operator.vms import utc_now
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 MAX_REQUEST_LINE = 8192
 MAX_HEADER_LINE = 65536  # as http.client: longer is a 431
 MAX_HEADERS = 100
-MAX_BODY = 1024  # no route takes a body; a small one (e.g. "{}") is read and ignored
+MAX_BODY = 1024  # a larger body is refused unread (413); a smaller one is read, then judged
+OVERFLOW_WAIT = 0.5  # seconds a connection past the cap has to send its head before its 503
+OVERFLOW_PENDING = 64  # connections past the cap that wait for their head; beyond, 503 at once
 SERVER_HEADER = f"vm-operator/{__version__}"
-_OVERLOADED_BODY = json.dumps(
-    {
-        "type": "about:blank",
-        "title": "Overloaded",
-        "status": 503,
-        "detail": "too many connections; retry shortly (VM_OPERATOR_MAX_CONNECTIONS)",
-    },
-    separators=(",", ":"),
-).encode()
-_OVERLOADED = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
-    b"Retry-After: 1\r\nConnection: close\r\n"
-    + f"Content-Length: {len(_OVERLOADED_BODY)}\r\n\r\n".encode()
-    + _OVERLOADED_BODY
-)
+# Problems found here, before a route is known: http.server's own statuses, each its type.
+_SHELL_PROBLEMS = {
+    400: "malformed-request",
+    414: "uri-too-long",
+    431: "headers-too-large",
+    505: "http-version-not-supported",
+}
+_OVERLOADED = problem(503, "overloaded", "Too many connections",
+                      "too many connections; retry shortly (VM_OPERATOR_MAX_CONNECTIONS)",
+                      ("Retry-After", "1"))
 
 def log_line(record: dict[str, Any]) -> None:
     """One JSON object per line on stdout, in a single write so lines never interleave."""
@@ -74,19 +78,18 @@ class OperatorServer(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
+        self._overflow = Overflow(app.access)
         threading.Thread(target=self._watchdog, name="header-watchdog", daemon=True).start()
 
     # --- connections ------------------------------------------------------------------
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """Past the connection cap, answer 503 at once instead of piling up threads."""
-        if self.draining or not self._slots.acquire(blocking=False):
-            try:
-                request.settimeout(1)
-                request.sendall(_OVERLOADED)
-            except OSError:
-                pass
-            self.shutdown_request(request)
+        """Past the connection cap, answer 503 promptly instead of piling up threads."""
+        if self.draining:
+            self._overflow.refuse(request)
+            return
+        if not self._slots.acquire(blocking=False):
+            self._overflow.add(request)
             return
         with self._lock:
             self._connections.add(request)
@@ -175,16 +178,27 @@ class Handler(BaseHTTPRequestHandler):
     server: OperatorServer
 
     def handle_one_request(self) -> None:
+        """One request, as http.server reads it, except that every method that is a token
+        goes to the router: http.server would answer 501 to a method it has no ``do_`` for."""
         self.server.awaiting_head(self.connection)
-        super().handle_one_request()
+        self.raw_requestline = self.rfile.readline(65537)
+        if not self.raw_requestline:
+            self.close_connection = True
+            return
+        if not self.parse_request():
+            return
+        self._serve()
+        self.wfile.flush()
 
     def parse_request(self) -> bool:
         """The request line and head, as ``BaseHTTPRequestHandler.parse_request`` reads them,
         but with a lean header reader: the stdlib's goes through the email parser, which
         costs more than everything else this server does for a request."""
         self.command = ""
+        self.path = ""
         self.request_version = "HTTP/1.1"
         self.close_connection = True
+        self.headers = Headers()  # type: ignore[assignment]
         raw = getattr(self, "raw_requestline", b"")
         if len(raw) > MAX_REQUEST_LINE:
             self.send_error(414, f"the request line is longer than {MAX_REQUEST_LINE} bytes")
@@ -201,34 +215,38 @@ class Handler(BaseHTTPRequestHandler):
         if problem is not None:
             self.send_error(*problem)
             return False
+        if not _TOKEN.fullmatch(command):
+            self.send_error(400, f"the method {command[:32]!r} is not a token (RFC 9110)")
+            return False
         self.request_version = version
         self.close_connection = version < "HTTP/1.1"
         self.command, self.path = command, path
         if self.path.startswith("//"):  # as the stdlib: never a scheme-relative URL
             self.path = "/" + self.path.lstrip("/")
-        headers = read_headers(self.rfile)
-        if isinstance(headers, tuple):
-            self.send_error(*headers)
+        fault = read_headers(self.rfile, self.headers)  # type: ignore[arg-type]
+        if isinstance(fault, tuple):
+            self.send_error(*fault)
             return False
-        self.headers = headers  # type: ignore[assignment]
-        connection = (headers.get("Connection") or "").lower()
+        connection = (self.headers.get("Connection") or "").lower()
         if connection == "close":
             self.close_connection = True
         elif connection == "keep-alive":
             self.close_connection = False
-        expect = (headers.get("Expect") or "").lower()
+        expect = (self.headers.get("Expect") or "").lower()
         if expect == "100-continue" and version >= "HTTP/1.1":
             return self.handle_expect_100()
         return True
 
     def _serve(self) -> None:
         started = time.perf_counter()
-        response = self._check_request()
+        checked = self._check_request()
         # Head and body are in: the slow-client deadline no longer applies.
         self.server.clear_deadline(self.connection)
-        route = "unmatched"
-        if response is None:
-            response, route = dispatch(self.server.app, self.command, self.path, self.headers)
+        if isinstance(checked, Response):
+            response, route = self._refusal(checked), route_label(self.path)
+        else:
+            response, route = dispatch(self.server.app, self.command, self.path, self.headers,
+                                       checked)
         self._respond(response, route, started)
 
     def _respond(self, response: Response, route: str, started: float) -> None:
@@ -248,51 +266,56 @@ class Handler(BaseHTTPRequestHandler):
                 "client": self.client_address[0] if self.client_address else "",
             })
 
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _serve
-
-    def _check_request(self) -> Response | None:
-        """Refuse bodies and ambiguous heads before routing; never read an oversized body."""
-        if len(self.headers.get_all("Host") or ()) > 1:
-            return _closing(problem(400, "bad-header", "Bad request", "more than one Host header"))
+    def _check_request(self) -> Response | bytes:
+        """The body (b"" when none), or a refusal of the head: ambiguous framing, a missing
+        Host, a body too large to read (never read) or chunked. Whether the route takes a
+        body is the router's to say."""
+        hosts = self.headers.get_all("Host")
+        if hosts is None and self.request_version == "HTTP/1.1":
+            return _closing(problem(400, "bad-header", "Invalid request header",
+                                    "an HTTP/1.1 request must carry a Host header "
+                                    "(RFC 9112, section 3.2)"))
+        if len(hosts or ()) > 1:
+            return _closing(problem(400, "bad-header", "Invalid request header",
+                                    "more than one Host header"))
         if self.headers.get("Transfer-Encoding") is not None:
             return _closing(problem(411, "length-required", "Length required",
                                     "chunked bodies are not accepted: no route takes a body"))
         length = self.headers.get("Content-Length")
         if length is None:
-            return None
+            return b""
         if not length.isdigit() or len(self.headers.get_all("Content-Length") or ()) > 1:
-            return _closing(problem(400, "bad-header", "Bad request", "invalid Content-Length"))
+            return _closing(problem(400, "bad-header", "Invalid request header",
+                                    "invalid Content-Length"))
         if int(length) > MAX_BODY:
             return _closing(problem(413, "body-too-large", "Content too large",
-                                    f"no route takes a body; at most {MAX_BODY} bytes are ignored"))
-        if int(length):
-            self.rfile.read(int(length))
-        return None
+                                    f"the body is larger than {MAX_BODY} bytes (it was not read); "
+                                    "no route takes a body"))
+        return self.rfile.read(int(length)) if int(length) else b""
+
+    def _refusal(self, response: Response) -> Response:
+        """A response made here, not by the router: with the CORS headers of an allowed origin."""
+        return response.with_headers(*cors_headers(self.server.app.access, self.headers))
 
     def _write(self, response: Response) -> None:
         """Status line, headers and body in one write: no Nagle delay, no half responses."""
         if response.close or self.server.draining:
             self.close_connection = True
-        status_line = _STATUS_LINES.get(response.status) or f"HTTP/1.1 {response.status} \r\n"
-        head = [status_line, _FIXED_HEADERS, _http_date(), f"Content-Length: {len(response.body)}\r\n"]
-        if response.content_type:
-            head.append(f"Content-Type: {response.content_type}\r\n")
-        head.extend(f"{key}: {value}\r\n" for key, value in response.headers)
-        if self.close_connection:
-            head.append("Connection: close\r\n")
-        head.append("\r\n")
-        body = b"" if self.command == "HEAD" else response.body
-        self.wfile.write("".join(head).encode("latin-1") + body)
+        self.wfile.write(serialize(response, self.close_connection, self.command == "HEAD"))
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Errors found by http.server itself (bad request line, 414, 431, 501) as problems."""
+        """Errors found by http.server itself (bad request line, 414, 431, 505) as problems."""
         self.close_connection = True
         if not isinstance(getattr(self, "command", None), str):
             self.command = ""
+        if not isinstance(getattr(self, "headers", None), Headers):
+            self.headers = Headers()  # type: ignore[assignment]
         detail = message or HTTPStatus(code).description
-        response = _closing(problem(code, "malformed-request", HTTPStatus(code).phrase, detail))
+        slug = _SHELL_PROBLEMS.get(code, "malformed-request")
+        response = self._refusal(_closing(problem(code, slug, HTTPStatus(code).phrase, detail)))
+        path = getattr(self, "path", "")
         try:
-            self._respond(response, "unmatched", time.perf_counter())
+            self._respond(response, route_label(path) if path else UNMATCHED, time.perf_counter())
         except OSError:
             pass
 
@@ -317,13 +340,17 @@ class Headers(dict[str, str]):
         return [self[key]] if key in self else None
 
 
-def read_headers(rfile: Any) -> Headers | tuple[int, str]:
-    """Read header lines up to the blank line; (status, reason) when they are not acceptable."""
-    headers = Headers()
+def read_headers(rfile: Any, headers: Headers | None = None) -> Headers | tuple[int, str]:
+    """Read header lines up to the blank line; (status, reason) when they are not acceptable.
+
+    Into ``headers`` when given: on a refusal it keeps the lines read before the fault (an
+    ``Origin`` among them makes the refusal carry CORS headers).
+    """
+    headers = Headers() if headers is None else headers
     for _ in range(MAX_HEADERS + 1):
         line = rfile.readline(MAX_HEADER_LINE + 1)
         if len(line) > MAX_HEADER_LINE:
-            return 431, "Line too long"
+            return 431, f"a header line is longer than {MAX_HEADER_LINE} bytes"
         if line in (b"\r\n", b"\n", b""):
             return headers
         text = line.decode("iso-8859-1").rstrip("\r\n")
@@ -335,7 +362,7 @@ def read_headers(rfile: Any) -> Headers | tuple[int, str]:
             headers.repeated.setdefault(key, [headers[key]]).append(value)
         else:
             headers[key] = value
-    return 431, "Too many headers"
+    return 431, f"more than {MAX_HEADERS} header lines"
 
 
 def _version_problem(version: str) -> tuple[int, str] | None:
@@ -366,6 +393,131 @@ def _http_date() -> str:
         _date_cache = (now, f"Date: {formatdate(now, usegmt=True)}\r\n")
     return _date_cache[1]
 
+
+def serialize(response: Response, close: bool, head_only: bool = False) -> bytes:
+    """Status line, headers and body as the bytes of one write."""
+    status_line = _STATUS_LINES.get(response.status) or f"HTTP/1.1 {response.status} \r\n"
+    head = [status_line, _FIXED_HEADERS, _http_date(), f"Content-Length: {len(response.body)}\r\n"]
+    if response.content_type:
+        head.append(f"Content-Type: {response.content_type}\r\n")
+    head.extend(f"{key}: {value}\r\n" for key, value in response.headers)
+    if close:
+        head.append("Connection: close\r\n")
+    head.append("\r\n")
+    return "".join(head).encode("latin-1") + (b"" if head_only else response.body)
+
+
+def origin_of(head: bytes) -> str | None:
+    """The ``Origin`` of a raw request head (or of as much of it as arrived)."""
+    for line in head.split(b"\r\n")[1:]:
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower() == b"origin":
+            return value.strip().decode("iso-8859-1")
+    return None
+
+
+class Overflow:
+    """Connections past the cap, answered 503 by one thread of their own.
+
+    Each gets ``OVERFLOW_WAIT`` seconds to send its request head, read without blocking
+    anyone: the answer then carries the CORS headers of an allowed ``Origin``, and the
+    connection is not reset by a close with its request unread. Past ``OVERFLOW_PENDING``
+    waiting (or when draining), the 503 goes out at once without CORS headers.
+    """
+
+    def __init__(self, access: Access) -> None:
+        self.access = access
+        self._lock = threading.Lock()
+        self._incoming: list[socket.socket] = []
+        self._waiting: dict[socket.socket, tuple[float, bytearray]] = {}
+        self._selector = selectors.DefaultSelector()
+        self._wake_in, self._wake_out = socket.socketpair()
+        self._wake_in.setblocking(False)
+        self._wake_out.setblocking(False)
+        self._selector.register(self._wake_in, selectors.EVENT_READ)
+        threading.Thread(target=self._loop, name="overflow", daemon=True).start()
+
+    def add(self, conn: socket.socket) -> None:
+        with self._lock:
+            full = len(self._incoming) + len(self._waiting) >= OVERFLOW_PENDING
+            if not full:
+                self._incoming.append(conn)
+        if full:
+            self.refuse(conn)
+            return
+        try:
+            self._wake_out.send(b"\0")
+        except OSError:  # the wake-up pipe is full: the loop is awake anyway
+            pass
+
+    def refuse(self, conn: socket.socket, head: bytes = b"") -> None:
+        """Answer 503 (with CORS headers when ``head`` names an allowed origin) and close."""
+        origin = origin_of(head)
+        response = _OVERLOADED
+        if origin is not None:
+            response = response.with_headers(*cors_headers(self.access, {"Origin": origin}))
+        try:
+            conn.setblocking(False)
+            conn.send(serialize(response, close=True))  # a few hundred bytes: never blocks
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        conn.close()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                self._turn()
+            except Exception:  # noqa: BLE001 - a bug: log it, keep answering
+                traceback.print_exc(file=sys.stderr)
+                time.sleep(0.1)
+
+    def _turn(self) -> None:
+        now = time.monotonic()
+        deadlines = [deadline for deadline, _ in self._waiting.values()]
+        timeout = max(0.0, min(deadlines) - now) if deadlines else None
+        for key, _ in self._selector.select(timeout):
+            if key.fileobj is self._wake_in:
+                self._take_incoming()
+            else:
+                self._read(key.fileobj)  # type: ignore[arg-type]
+        now = time.monotonic()
+        for conn in [c for c, (deadline, _) in self._waiting.items() if deadline <= now]:
+            self._finish(conn)
+
+    def _take_incoming(self) -> None:
+        try:
+            while self._wake_in.recv(4096):
+                pass
+        except OSError:
+            pass
+        with self._lock:
+            incoming, self._incoming = self._incoming, []
+        for conn in incoming:
+            try:
+                conn.setblocking(False)
+                self._selector.register(conn, selectors.EVENT_READ)
+            except (OSError, ValueError):  # gone already
+                conn.close()
+                continue
+            self._waiting[conn] = (time.monotonic() + OVERFLOW_WAIT, bytearray())
+
+    def _read(self, conn: socket.socket) -> None:
+        head = self._waiting[conn][1]
+        try:
+            data = conn.recv(MAX_REQUEST_LINE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        head += data
+        if not data or b"\r\n\r\n" in head or len(head) >= 2 * MAX_REQUEST_LINE:
+            self._finish(conn)
+
+    def _finish(self, conn: socket.socket) -> None:
+        _, head = self._waiting.pop(conn)
+        self._selector.unregister(conn)
+        self.refuse(conn, bytes(head))
 
 
 def _closing(response: Response) -> Response:

@@ -14,7 +14,8 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,15 +191,18 @@ class TartRunner:
         self._located = (now, path, available)
         return path, available
 
-    def run(self, args: Sequence[str], timeout: float | None = None) -> str:
-        """Run ``tart ARGS``, return stdout; raise a TartError on every kind of failure."""
-        command = args[0] if args else ""
+    @contextmanager
+    def observed(self, command: str) -> Iterator[None]:
+        """Report one Tart call to ``observe``: its command, how it ended, how long it took.
+
+        Every call goes through here, ``tart run`` launches included (timed to the launch,
+        not over the VM's life), so the metrics count every Tart process the operator starts.
+        """
         started = time.monotonic()
         outcome = "error"
         try:
-            stdout = self._run(args, self.timeout if timeout is None else timeout)
+            yield
             outcome = "ok"
-            return stdout
         except TartCommandError:
             outcome = "refused"
             raise
@@ -210,6 +214,11 @@ class TartRunner:
             raise
         finally:
             self.observe(command, outcome, time.monotonic() - started)
+
+    def run(self, args: Sequence[str], timeout: float | None = None) -> str:
+        """Run ``tart ARGS``, return stdout; raise a TartError on every kind of failure."""
+        with self.observed(args[0] if args else ""):
+            return self._run(args, self.timeout if timeout is None else timeout)
 
     def _run(self, args: Sequence[str], timeout: float) -> str:
         try:
@@ -251,6 +260,10 @@ class TartRunner:
         A new session keeps Ctrl-C on the operator's terminal away from the VM, so VMs
         outlive the operator as Tart users expect of a VM they started.
         """
+        with self.observed(args[0] if args else ""):
+            return self._launch(args, log_path)
+
+    def _launch(self, args: Sequence[str], log_path: str) -> subprocess.Popen[bytes]:
         try:
             with open(log_path, "ab") as log:
                 return subprocess.Popen(

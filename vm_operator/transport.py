@@ -446,12 +446,13 @@ class SshLauncher:
         self._ended.pop(name, None)
         log = remote_log_path(name)
         words = script_words(LAUNCH_SCRIPT, log, self.runner.settings.tart, *args)
-        out = self.runner.call("run", words)
-        try:
-            pid = int(out.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            where = self.runner.settings.label
-            raise TartError(f"starting tart run on {where} printed no PID") from None
+        with self.runner.observed(args[0] if args else ""):  # counted like any Tart call
+            out = self.runner.call("run", words)
+            try:
+                pid = int(out.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                where = self.runner.settings.label
+                raise TartError(f"starting tart run on {where} printed no PID") from None
         return RemoteRun(self.runner, log, pid, name, self._ended)
 
     def read_log(self, name: str) -> bytes | None:

@@ -257,7 +257,7 @@ class VmService:
                 raise ApiError(
                     409,
                     "vm-limit",
-                    "Too many macOS VMs are running",
+                    "Too many VMs are running",
                     f"at most {self.max_running} macOS VMs may run at once "
                     f"(VM_OPERATOR_MAX_RUNNING, Apple's licence limit); running or starting: "
                     f"{', '.join(sorted(busy))}",

@@ -1,0 +1,344 @@
+"""The catalogue of problem types: every ``type`` a problem document can carry, in one place.
+
+A problem's ``type`` is the relative URI ``/problems/{slug}``; the operator serves a page
+for each (``GET /problems/{slug}``, and an index at ``GET /problems``), so the type
+resolves against the request URI to its documentation (RFC 9457, section 3.1.1).
+The ``title`` of every problem document comes from here too: one title per type, the
+same on every occurrence, as RFC 9457 asks. A unit test scans the package for the slugs
+its code uses and fails when one is missing here.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+BASE = "/problems/"
+
+
+@dataclass(frozen=True)
+class ProblemType:
+    slug: str
+    status: int
+    title: str
+    meaning: str  # what happened
+    remedy: str  # what to do about it
+
+    @property
+    def uri(self) -> str:
+        return BASE + self.slug
+
+
+CATALOGUE: tuple[ProblemType, ...] = (
+    # --- the request itself -------------------------------------------------------------
+    ProblemType(
+        "malformed-request", 400, "Malformed request",
+        "The request line or a header line is not valid HTTP/1.1: not three words, a method "
+        "that is not a token, or a header line without a name and a colon.",
+        "Send a well-formed HTTP/1.1 request; any HTTP client library does.",
+    ),
+    ProblemType(
+        "bad-target", 400, "The request target is not a path",
+        "The request target is not an absolute path (it holds a scheme and host, a '#', or "
+        "does not start with '/').",
+        "Send the path and query only, e.g. GET /vms?state=running.",
+    ),
+    ProblemType(
+        "bad-header", 400, "Invalid request header",
+        "A header the operator relies on is missing, repeated or invalid: an HTTP/1.1 request "
+        "without a Host header (RFC 9112, section 3.2), more than one Host header, or a "
+        "Content-Length that is not one whole number.",
+        "Send exactly one Host header and at most one valid Content-Length.",
+    ),
+    ProblemType(
+        "bad-query", 400, "The query string cannot be parsed",
+        "The query string holds an invalid percent-encoding, bytes that are not UTF-8, or an "
+        "empty or malformed pair.",
+        "Percent-encode the query as UTF-8, as key=value pairs joined by '&'.",
+    ),
+    ProblemType(
+        "unknown-parameter", 400, "Unknown query parameter",
+        "The query names a parameter this route does not take; the detail lists the ones it does.",
+        "Drop the parameter, or check its spelling against GET /openapi.json.",
+    ),
+    ProblemType(
+        "repeated-parameter", 400, "Repeated query parameter",
+        "A query parameter is given more than once.",
+        "Give each parameter once.",
+    ),
+    ProblemType(
+        "invalid-parameter", 400, "Invalid query parameter value",
+        "A query parameter has a value outside what the route accepts; the detail says which "
+        "values are allowed.",
+        "Send a value from the range or list the detail names.",
+    ),
+    ProblemType(
+        "invalid-name", 400, "Invalid VM name",
+        "The VM name in the path cannot be passed to Tart: it is empty, longer than 255 "
+        "characters, starts with '-', holds control, format or whitespace characters, is not "
+        "in Unicode normalization form C, has an empty, '.' or '..' segment, or is not valid "
+        "percent-encoded UTF-8. It never reached Tart.",
+        "Percent-encode the name as one path segment (an OCI name such as "
+        "ghcr.io/org/img:tag is sent as ghcr.io%2Forg%2Fimg%3Atag).",
+    ),
+    ProblemType(
+        "unexpected-body", 400, "This route takes no body",
+        "The request carries a body, but the route takes its parameters from the query "
+        "string only; the body would have been ignored.",
+        "Send no body; pass parameters in the query string, as the detail shows "
+        "(e.g. POST /vms/NAME/start?suspendable=true).",
+    ),
+    ProblemType(
+        "unauthorized", 401, "A valid bearer token is needed",
+        "Tokens are configured and the request carries no token, not a Bearer token, or a "
+        "token that is not valid. The WWW-Authenticate header says which.",
+        "Send 'Authorization: Bearer TOKEN' with the token of VM_OPERATOR_TOKEN (or "
+        "VM_OPERATOR_READ_TOKEN for reads).",
+    ),
+    ProblemType(
+        "forbidden", 403, "The read-only token may not change VMs",
+        "The request carries the read-only token (VM_OPERATOR_READ_TOKEN) and asks for a "
+        "change (start, stop, suspend).",
+        "Use the full-access token (VM_OPERATOR_TOKEN) for changes.",
+    ),
+    ProblemType(
+        "host-not-allowed", 403, "Host not allowed",
+        "Without tokens, the Host header must name an IP address, a loopback name or a host "
+        "in VM_OPERATOR_ALLOWED_HOSTS; any other name may be DNS rebinding by a web page.",
+        "Use the operator's IP address or localhost, add the name to "
+        "VM_OPERATOR_ALLOWED_HOSTS, or configure tokens.",
+    ),
+    ProblemType(
+        "cross-site", 403, "Cross-site request refused",
+        "Without tokens, a change requested by a browser on another site (a foreign Origin or "
+        "Sec-Fetch-Site: cross-site) is refused, so a web page cannot start or stop VMs.",
+        "Call the API from the same origin, list the origin in VM_OPERATOR_CORS_ORIGINS, or "
+        "configure tokens.",
+    ),
+    ProblemType(
+        "no-route", 404, "No such route",
+        "No route of the API has this path.",
+        "See GET /openapi.json for the routes.",
+    ),
+    ProblemType(
+        "vm-not-found", 404, "No such VM",
+        "Tart has no VM (local or OCI) of this name.",
+        "List the VMs with GET /vms; names are case-sensitive.",
+    ),
+    ProblemType(
+        "no-logs", 404, "No logs",
+        "The operator has never started this VM, so it has no output of a tart run to show.",
+        "Start the VM through the API (POST /vms/NAME/start) first.",
+    ),
+    ProblemType(
+        "unknown-problem", 404, "No such problem type",
+        "This operator has no problem type of this name.",
+        "See GET /problems for the problem types.",
+    ),
+    ProblemType(
+        "method-not-allowed", 405, "Method not allowed",
+        "The path exists but does not take this method. The Allow header lists the methods "
+        "it takes.",
+        "Use one of the methods in the Allow header.",
+    ),
+    ProblemType(
+        "already-running", 409, "The VM is already running",
+        "Tart refused to start the VM because it already runs, started outside this operator.",
+        "Nothing to do if it should run; stop it first to restart it.",
+    ),
+    ProblemType(
+        "not-running", 409, "The VM is not running",
+        "The operation needs a running VM (a suspend, for one), and Tart says it is not running.",
+        "Start the VM first (POST /vms/NAME/start).",
+    ),
+    ProblemType(
+        "not-suspendable", 409, "The VM was not started suspendable",
+        "A VM can be suspended only when its tart run was started with --suspendable; this "
+        "one was not, or it runs without it.",
+        "Stop the VM, start it with POST /vms/NAME/start?suspendable=true, then suspend it.",
+    ),
+    ProblemType(
+        "vm-limit", 409, "Too many VMs are running",
+        "Starting this VM would exceed the number of macOS VMs that may run at once (Apple's "
+        "licence allows two; VM_OPERATOR_MAX_RUNNING), or Tart itself refused for the same "
+        "reason. The detail names the VMs that run.",
+        "Stop or suspend another macOS VM first.",
+    ),
+    ProblemType(
+        "no-ip", 409, "The VM has no IP address",
+        "Tart found no IP address for the VM: it is not running, or has not obtained one yet.",
+        "Start the VM, or ask again with ?wait=SECONDS to let it boot.",
+    ),
+    ProblemType(
+        "oci-image", 409, "Tart runs only local VMs",
+        "The name is an OCI image in Tart's cache; Tart cannot run it directly.",
+        "Clone it to a local VM (tart clone IMAGE NEW-NAME) and use that VM.",
+    ),
+    ProblemType(
+        "length-required", 411, "Length required",
+        "The request has a chunked body (Transfer-Encoding); no route takes a body.",
+        "Send no body.",
+    ),
+    ProblemType(
+        "body-too-large", 413, "Content too large",
+        "The request's body is larger than 1 KiB; it was not read.",
+        "Send no body; parameters go in the query string.",
+    ),
+    ProblemType(
+        "uri-too-long", 414, "Request line too long",
+        "The request line is longer than 8 KiB.",
+        "Send a shorter request; VM names have at most 255 characters.",
+    ),
+    ProblemType(
+        "unsupported-media-type", 415, "Unsupported media type",
+        "A change was sent with a form, multipart, plain-text or other non-JSON body type, as "
+        "a cross-site form of a web page would.",
+        "Send no body (or application/json).",
+    ),
+    ProblemType(
+        "headers-too-large", 431, "Request header fields too large",
+        "A header line is longer than 64 KiB, or the request has more than 100 header lines.",
+        "Send fewer and shorter headers.",
+    ),
+    ProblemType(
+        "internal-error", 500, "Internal error",
+        "The operator failed on this request: a bug. Its standard error has the traceback; "
+        "nothing of it is shown to the client.",
+        "Report it with the operator's log; retrying may work.",
+    ),
+    ProblemType(
+        "tart-failed", 502, "Tart failed",
+        "Tart ran and refused with a message the operator does not classify; the detail is "
+        "Tart's own message and tart_exit_code its exit code.",
+        "Read Tart's message; GET /vms/NAME/logs shows the output of the last tart run.",
+    ),
+    ProblemType(
+        "tart-bad-output", 502, "Tart printed something unexpected",
+        "Tart exited successfully but printed something that is not what Tart prints (the "
+        "binary may not be Tart, or a version the operator does not know).",
+        "Check that VM_OPERATOR_TART points at Tart, and its version.",
+    ),
+    ProblemType(
+        "ssh-host-key", 502, "The Tart host's SSH host key does not match",
+        "Over SSH (VM_OPERATOR_TART_SSH), the Tart host presented a host key other than the "
+        "pinned one: it was reinstalled, or something is in between.",
+        "Check the host's fingerprint and pin it again in VM_OPERATOR_SSH_KNOWN_HOSTS.",
+    ),
+    ProblemType(
+        "ssh-auth-failed", 502, "The Tart host refused the SSH key",
+        "Over SSH, the Tart host refused the operator's key.",
+        "Add the operator's public key to that user's ~/.ssh/authorized_keys and check "
+        "VM_OPERATOR_SSH_KEY.",
+    ),
+    ProblemType(
+        "ssh-failed", 502, "SSH to the Tart host failed",
+        "Over SSH, ssh itself failed for a reason the detail gives.",
+        "Read the detail; try the same ssh command by hand.",
+    ),
+    ProblemType(
+        "not-ready", 503, "Not ready",
+        "tart list fails, so the operator cannot serve VMs; the detail says why.",
+        "Fix what the detail names (Tart missing, hanging, or unreachable); /ready turns 200 "
+        "by itself.",
+    ),
+    ProblemType(
+        "tart-unavailable", 503, "Tart is not available",
+        "The Tart binary is missing or cannot be executed (locally, or on the SSH host).",
+        "Install Tart or point VM_OPERATOR_TART / --tart at it; in a container, mount it at "
+        "/app/bin/tart-binary.",
+    ),
+    ProblemType(
+        "tart-host-unreachable", 503, "The Tart host cannot be reached",
+        "Over SSH, the Tart host did not answer: it is down, Remote Login is off, or the "
+        "network is in the way.",
+        "Check that the host is up and Remote Login is on; retry.",
+    ),
+    ProblemType(
+        "ssh-unavailable", 503, "The ssh client is not available",
+        "VM_OPERATOR_TART_SSH is set but the ssh client cannot be run here.",
+        "Install OpenSSH's client (Debian: apt-get install openssh-client).",
+    ),
+    ProblemType(
+        "state-dir-unwritable", 503, "The state directory cannot be written",
+        "The operator cannot write its state directory (run logs and last_run records), so it "
+        "cannot start VMs; the detail names the directory.",
+        "Make the directory writable by the operator's user, or point --state-dir / "
+        "VM_OPERATOR_STATE_DIR elsewhere.",
+    ),
+    ProblemType(
+        "vm-busy", 503, "Too many pending changes to this VM",
+        "More than 16 start, stop or suspend requests for this VM are already waiting.",
+        "Retry after the Retry-After header's seconds.",
+    ),
+    ProblemType(
+        "overloaded", 503, "Too many connections",
+        "The operator serves at most VM_OPERATOR_MAX_CONNECTIONS connections at once; this one "
+        "was answered at once instead of waiting.",
+        "Retry after the Retry-After header's seconds; raise the limit if this is normal load.",
+    ),
+    ProblemType(
+        "tart-timeout", 504, "Tart did not answer in time",
+        "A Tart command outlived its timeout (VM_OPERATOR_TART_TIMEOUT); it and everything it "
+        "started were killed.",
+        "Retry; if Tart is slow on this host, raise VM_OPERATOR_TART_TIMEOUT.",
+    ),
+    ProblemType(
+        "start-timeout", 504, "The VM did not start in time",
+        "tart run did not report the VM running within VM_OPERATOR_START_TIMEOUT; it was left "
+        "running.",
+        "Watch GET /vms/NAME and GET /vms/NAME/logs; raise VM_OPERATOR_START_TIMEOUT for slow "
+        "VMs.",
+    ),
+    ProblemType(
+        "http-version-not-supported", 505, "HTTP version not supported",
+        "The request is not HTTP/1.0 or HTTP/1.1.",
+        "Speak HTTP/1.1.",
+    ),
+)
+
+PROBLEMS: dict[str, ProblemType] = {problem.slug: problem for problem in CATALOGUE}
+
+
+def title_of(slug: str) -> str:
+    """The title of a catalogued problem type ("Error" for a slug the catalogue lacks)."""
+    found = PROBLEMS.get(slug)
+    return found.title if found is not None else "Error"
+
+
+# --- the pages (pure) ----------------------------------------------------------------
+
+
+def _page(title: str, body: str) -> bytes:
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title></head>\n<body>\n{body}</body>\n</html>\n"
+    ).encode()
+
+
+def problem_page(problem: ProblemType) -> bytes:
+    """The documentation of one problem type: what its title, status, meaning and remedy are."""
+    e = html.escape
+    return _page(
+        problem.title,
+        f"<h1>{e(problem.title)}</h1>\n"
+        f"<p>Problem type <code>{e(problem.slug)}</code>, HTTP status {problem.status}.</p>\n"
+        f"<h2>What it means</h2>\n<p>{e(problem.meaning)}</p>\n"
+        f"<h2>What to do</h2>\n<p>{e(problem.remedy)}</p>\n"
+        "<p><a href=\"/problems\">All problem types</a></p>\n",
+    )
+
+
+def index_page() -> bytes:
+    """Every problem type, with its status and a link to its page."""
+    e = html.escape
+    rows = "".join(
+        f"<li><a href=\"{e(p.uri)}\"><code>{e(p.slug)}</code></a> ({p.status}): {e(p.title)}</li>\n"
+        for p in CATALOGUE
+    )
+    return _page(
+        "vm-operator problem types",
+        "<h1>vm-operator problem types</h1>\n"
+        "<p>Every error of the API is an RFC 9457 problem document whose <code>type</code> "
+        "is one of these.</p>\n"
+        f"<ul>\n{rows}</ul>\n",
+    )
