@@ -64,22 +64,27 @@ def is_dead(pid: int) -> bool:
 
 def test_one_request_sent_just_after_the_ttl_shows_a_change_made_outside(
         operator_factory: Any) -> None:
-    ttl = 1.0
+    ttl = 2.0
     op = operator_factory(args=["--cache-ttl", f"{ttl:g}"])
-    assert api_state(op, SEQUOIA) == "stopped"  # the cache holds "stopped", fetched just now
-    op.spawn_run(SEQUOIA)  # `tart run` typed by someone else: the API is not told
+    op.spawn_run(SEQUOIA)
     wait_for(lambda: tart_state(op, SEQUOIA) == "running", message="Tart lists the VM running")
-    time.sleep(ttl + 0.1)  # just over the TTL since the change; then one request, no retry
+    # The cache now holds a listing fetched just before the change below, so an operator that
+    # let answers live longer than the TTL would still serve it to the one request after it.
     assert api_state(op, SEQUOIA) == "running"
+    stopped = op.tart("stop", SEQUOIA)  # outside the API; returns once the VM is stopped
+    assert stopped.returncode == 0, stopped.stderr
+    time.sleep(ttl + 0.1)  # just over the TTL since the change; then one request, no retry
+    assert api_state(op, SEQUOIA) == "stopped"
 
 
 def test_one_request_after_the_ttl_is_fresh_while_a_background_refresh_runs(
         operator_factory: Any) -> None:
-    # Every `tart list` takes longer than the TTL, and steady traffic keeps one refresh after
-    # another in flight: the cached answer is then always older than the TTL while a refresh
-    # runs. A cache that hands out its last answer because a refresh is already running would
-    # answer with a listing begun before the change.
-    ttl, tart_delay = 0.3, 1.0
+    # Every `tart list` takes far longer than the TTL, and steady traffic keeps one refresh
+    # after another in flight: the cached answer is then always older than the TTL while a
+    # refresh runs. A cache that hands out its last answer because a refresh is already running
+    # would answer with a listing begun more than `tart_delay` before the request, which is
+    # before the change (seeing the change through `tart list` takes well under a second).
+    ttl, tart_delay = 0.2, 1.5
     op = operator_factory(env={"TART_SIM_DELAY": f"{tart_delay:g}"},
                           args=["--cache-ttl", f"{ttl:g}"])
     quit_traffic = threading.Event()
