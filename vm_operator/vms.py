@@ -71,6 +71,12 @@ class FifoLock:
             self._serving += 1
             self._cond.notify_all()
 
+    @property
+    def waiting(self) -> int:
+        """How many callers are queued behind the holder (what the bound counts)."""
+        with self._cond:
+            return max(0, self._next_ticket - self._serving - 1)
+
 
 class VmService:
     """List, inspect, start, stop and suspend VMs through one TartRunner."""

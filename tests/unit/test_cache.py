@@ -1,5 +1,6 @@
 """The single-flight cache: freshness bounds, one fetch at a time, shared errors."""
 
+import queue
 import threading
 import time
 
@@ -132,3 +133,101 @@ def test_refresh_ahead_serves_at_once_and_refreshes_in_the_background() -> None:
     assert cache.get(float("-inf"), refresh_after=time.monotonic()) == 1
     assert cache.get(started) == 2
     assert source.calls == 2 and source.peak == 1
+
+
+# --- freshness under a fake clock: never an answer older than asked, even while a refresh runs --
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class World:
+    """Tart as a fetch sees it: each fetch returns the version current when it began, and
+    finishes only when ``gate`` is open; ``began`` receives that version as it begins."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self.gate = threading.Event()
+        self.gate.set()
+        self.began: queue.Queue[int] = queue.Queue()
+
+    def __call__(self) -> int:
+        seen = self.version
+        self.began.put(seen)
+        assert self.gate.wait(10)
+        return seen
+
+
+TTL = 1.0
+
+
+def plain_read(cache: FreshCache[int], clock: Clock) -> int:
+    """What VmService asks of its caches for a read: within the TTL, refreshed past half of it."""
+    now = clock()
+    return cache.get(now - TTL, refresh_after=now - TTL / 2)
+
+
+def read_while_the_gate_is_shut(cache: FreshCache[int], clock: Clock, world: World) -> int:
+    """Read with the fetch in flight held; open the gate only a moment later.
+
+    A correct read that must wait for a fetch waits for the gate; a read that wrongly takes
+    the old answer returns before the timer opens it. (The timer never decides the outcome
+    of a correct cache, only how soon it comes.)
+    """
+    opener = threading.Timer(0.1, world.gate.set)
+    opener.start()
+    try:
+        return plain_read(cache, clock)
+    finally:
+        opener.cancel()
+        world.gate.set()
+
+
+def test_one_read_just_past_the_ttl_shows_a_change() -> None:
+    clock, world = Clock(), World()
+    cache = FreshCache(world, clock)
+    assert plain_read(cache, clock) == 0  # t=0: fetched
+    clock.now = 0.2
+    world.version = 1  # the world changes outside
+    clock.now = 0.9
+    assert plain_read(cache, clock) == 0  # within the TTL of the fetch: the old answer may do
+    clock.now = 1.3  # just over the TTL since the change: one read must show it
+    assert plain_read(cache, clock) == 1
+
+
+def test_an_answer_past_the_ttl_is_not_served_while_a_refresh_runs() -> None:
+    clock, world = Clock(), World()
+    cache = FreshCache(world, clock)
+    assert plain_read(cache, clock) == 0  # t=0: fetched
+    assert world.began.get_nowait() == 0
+    clock.now = 0.3
+    world.version = 1  # the world changes outside
+    clock.now = 0.6
+    world.gate.clear()
+    assert plain_read(cache, clock) == 0  # within the TTL: served at once; a refresh begins
+    assert world.began.get(timeout=5) == 1  # ...at 0.6, after the change, and is held
+    clock.now = 1.3  # the answer held (begun at 0) is now older than the TTL
+    assert read_while_the_gate_is_shut(cache, clock, world) == 1  # joined the refresh
+
+
+def test_a_refresh_begun_before_the_change_is_not_joined_after_the_ttl() -> None:
+    clock, world = Clock(), World()
+    cache = FreshCache(world, clock)
+    assert plain_read(cache, clock) == 0
+    assert world.began.get_nowait() == 0
+    clock.now = 0.6
+    world.gate.clear()
+    assert plain_read(cache, clock) == 0  # a refresh begins at 0.6 and is held
+    assert world.began.get(timeout=5) == 0
+    clock.now = 0.7
+    world.version = 1  # the world changes after the refresh began
+    clock.now = 1.8  # needs a fetch begun at 0.8 or later
+    assert read_while_the_gate_is_shut(cache, clock, world) == 1
+    assert world.began.get_nowait() == 1  # it waited for the refresh to end, then fetched anew
