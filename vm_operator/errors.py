@@ -65,7 +65,7 @@ def api_error_for(exc: TartError) -> ApiError:
         return ApiError(exc.status, exc.slug, exc.title, exc.detail)
     if isinstance(exc, TartUnavailable):
         detail = (
-            f"{exc}. Mount the Tart binary (or the bundled simulator, scripts/tart-simulator) "
+            f"{exc}. Mount the Tart binary (or the bundled simulator, bin/tart-simulator) "
             "at /app/bin/tart-binary, or point VM_OPERATOR_TART / --tart at it."
         )
         return ApiError(503, "tart-unavailable", "Tart is not available", detail)

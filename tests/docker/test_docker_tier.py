@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:  # the probe's unit tests import the checkout's pa
 healthcheck = importlib.import_module("vm_operator.healthcheck")
 
 DOCKERFILE = ROOT / "docker" / "vm-operator" / "Dockerfile"
-SIMULATOR = ROOT / "scripts" / "tart-simulator"
+SIMULATOR = ROOT / "bin" / "tart-simulator"  # runs the image's vm_operator.simulator
 BUILD_LOCAL_BASE = ROOT / "scripts" / "build-local-base.sh"
 LOCAL_BASE = "vm-operator-base:bookworm"
 IMAGE_VERSION = "0.0.0-pytest"
@@ -331,6 +331,17 @@ def test_image_carries_only_the_package(
     size_mb = image_config["Size"] / 1e6
     report(pytestconfig, f"image size {size_mb:.1f} MB")
     assert size_mb < 400
+
+
+@docker_test
+def test_image_package_carries_the_simulator(image: str) -> None:
+    # The same simulator as a pip-installed operator's: a module of the package, nothing else.
+    version = docker("run", "--rm", "--entrypoint", "python3", image, "-m", "vm_operator.simulator",
+                     "--version", check=True)
+    assert version.stdout == "2.31.0\n"
+    usage = docker("run", "--rm", "--entrypoint", "python3", image, "-m", "vm_operator.simulator",
+                   "--help", check=True)
+    assert "TART_SIM_SEED" in usage.stdout and "suspend" in usage.stdout
 
 
 @docker_test
