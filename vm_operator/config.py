@@ -56,6 +56,18 @@ def default_state_dir(env: Mapping[str, str]) -> str:
     return str(Path(base) / "vm-operator")
 
 
+def unreadable_secret_file(variable: str, path: str, exc: OSError, uid: int | None = None,
+                           gid: int | None = None) -> str:
+    """One line: which file could not be read, as which user, and how to let that user read it."""
+    uid = os.getuid() if uid is None else uid
+    gid = os.getgid() if gid is None else gid
+    message = f"vm-operator: cannot read {variable} {path}: {exc.strerror}"
+    if isinstance(exc, PermissionError):
+        return (f"{message}; the operator runs as UID {uid} (GID {gid}): let that user read the "
+                f"file, e.g. on the host `setfacl -m u:{uid}:r FILE` (README: Tokens in compose)")
+    return message
+
+
 def _secret(env: Mapping[str, str], name: str) -> str | None:
     """A token from ``NAME`` or from the file named by ``NAME_FILE`` (Docker/Kubernetes secrets)."""
     value = env.get(name)
@@ -64,7 +76,7 @@ def _secret(env: Mapping[str, str], name: str) -> str | None:
         try:
             value = Path(path).read_text().strip()
         except OSError as exc:
-            raise SystemExit(f"vm-operator: cannot read {name}_FILE: {exc.strerror}") from None
+            raise SystemExit(unreadable_secret_file(f"{name}_FILE", path, exc)) from None
     if value is not None and value.strip() == "":
         return None
     if value is not None and len(value) < 16:
