@@ -36,7 +36,7 @@ SHUTDOWN_GRACE = 1.5
 def simulator_path(home: Path) -> Path:
     """An executable that runs the packaged simulator (or VM_OPERATOR_SIMULATOR, if set).
 
-    Tart is one executable path, and the simulator is a module of this package: a two-line
+    Tart is one executable path, and the simulator is a module of this package: a small
     wrapper in the demo's own directory runs it with this very interpreter and this very copy
     of the package, whether it was installed (pip, pipx) or is run from a checkout. An installed
     ``tart-simulator`` console script could belong to another installation, or be missing.
