@@ -55,7 +55,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 OPERATOR_SRC = REPO  # where `python -m vm_operator` is imported from (--operator-src)
-SIMULATOR = REPO / "scripts" / "tart-simulator"
+SIMULATOR = REPO / "bin" / "tart-simulator"  # runs vm_operator/simulator.py
 HOST = "127.0.0.1"
 LOCAL_VMS = ("macos-sequoia-base", "macos-sonoma-xcode", "ubuntu-runner")
 SCENARIOS = ("health", "vms", "vm", "mixed")

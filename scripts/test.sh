@@ -5,7 +5,8 @@
 #   - a virtualenv with pytest and the other test-only packages (.venv, reused when present);
 #   - in CI (CI=true) or with --docker: Docker engine, docker-compose, debootstrap and the
 #     cached local base image (scripts/docker-provision.sh), plus Debian's sshd for the
-#     SSH-transport suite; there a missing engine or sshd is a failure, never a skip;
+#     SSH-transport suite and acl (setfacl) for the compose recipe; there a missing engine or
+#     sshd is a failure, never a skip;
 #   - elsewhere the Docker and SSH tiers run when an engine / sshd is there and skip
 #     with a visible reason when not.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k health).
@@ -49,6 +50,11 @@ if [ "$provision" = 1 ]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server openssh-client python3 >/dev/null
     fi
     export VM_OPERATOR_REQUIRE_SSH=1
+    step "acl (setfacl) for the README's compose token recipe (tests/docker/test_compose_recipes.py)"
+    if ! command -v setfacl >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends acl >/dev/null
+    fi
 fi
 export BASE_IMAGE=${BASE_IMAGE:-vm-operator-base:bookworm}
 

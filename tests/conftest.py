@@ -1,10 +1,11 @@
 """Shared fixtures: a REAL vm-operator process, spoken to over loopback HTTP, driving the Tart
-simulator (scripts/tart-simulator) as a real subprocess in a throw-away TART_HOME.
+simulator (vm_operator/simulator.py, through bin/tart-simulator) as a real subprocess in a
+throw-away TART_HOME.
 
 Fixture API (kept small on purpose):
 
 Constants (import them: ``from conftest import SIMULATOR, wait_for``)
-    REPO_ROOT, SIMULATOR          paths of the checkout and of scripts/tart-simulator
+    REPO_ROOT, SIMULATOR          paths of the checkout and of bin/tart-simulator
     OCI_NAME, LOCAL_VMS, MACOS_VMS the VMs that TART_SIM_SEED=demo creates
     wait_for(predicate, timeout=5.0, interval=0.02, message="")
                                    poll until predicate() is truthy, return its value, or fail
@@ -60,7 +61,7 @@ import pytest
 from support import http_request, processes_with_tart_home
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SIMULATOR = REPO_ROOT / "scripts" / "tart-simulator"
+SIMULATOR = REPO_ROOT / "bin" / "tart-simulator"
 OCI_NAME = "ghcr.io/cirruslabs/macos-sequoia-base:latest"
 LOCAL_VMS = ("macos-sequoia-base", "macos-sonoma-xcode", "ubuntu-runner")
 MACOS_VMS = ("macos-sequoia-base", "macos-sonoma-xcode")

@@ -8,7 +8,7 @@ What the SSH transport tests talk to, standing in for a Mac with Remote Login on
 - That user is ``vm-operator-ssh-test``, a system account (created once with ``useradd``,
   no password, shell ``/bin/sh``, home ``/``); each server gives it its own environment with
   ``SetEnv``: HOME, TART_HOME, TART_SIM_SEED=demo, TART_SIM_CALL_LOG, and a PATH whose first
-  entry holds ``tart`` (a wrapper running a copy of scripts/tart-simulator). So concurrent
+  entry holds ``tart`` (a wrapper running a copy of vm_operator/simulator.py). So concurrent
   test sessions never share a home, and nothing on the host outside ``/tmp/vmop-sshd-*`` is
   touched besides the account itself.
 - A client key in ``authorized_keys``, a ``known_hosts`` pinning the host key, and a second
@@ -36,7 +36,7 @@ from pathlib import Path
 from support import processes_with_tart_home
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SIMULATOR = REPO_ROOT / "scripts" / "tart-simulator"
+SIMULATOR = REPO_ROOT / "vm_operator" / "simulator.py"  # self-contained: runs as a plain file
 SSHD = "/usr/sbin/sshd"
 USER = "vm-operator-ssh-test"
 PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3")

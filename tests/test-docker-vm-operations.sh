@@ -4,7 +4,8 @@
 #
 #   environment   docker client, engine reachable, curl, python3
 #   image         builds with BASE_IMAGE (default: the local base
-#                 vm-operator-base:bookworm; scripts/docker-provision.sh makes it)
+#                 vm-operator-base:bookworm; scripts/docker-provision.sh makes it);
+#                 its package carries the simulator (python3 -m vm_operator.simulator)
 #   no Tart       /health 200 "degraded", /vms 503 problem+json saying what to mount
 #   simulator     binary visible and executable, Tart home mounted, /vms JSON,
 #                 detail, start -> running, stop -> stopped, 404, logs
@@ -27,7 +28,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BASE_IMAGE="${BASE_IMAGE:-vm-operator-base:bookworm}"
 HEALTHY_WAIT_SECS="${HEALTHY_WAIT_SECS:-60}"
-SIMULATOR="$ROOT/scripts/tart-simulator"
+SIMULATOR="$ROOT/bin/tart-simulator"  # runs the image's vm_operator.simulator
 IMAGE="vm-operator-test:$$"
 C_NOTART="vmop-notart-$$"
 C_SIM="vmop-sim-$$"
@@ -133,6 +134,9 @@ else
     tail -n 20 "$WORK/build.log" | sed 's/^/        /'
     exit 1
 fi
+pkg_sim="$(docker run --rm --entrypoint python3 "$IMAGE" -m vm_operator.simulator --version 2>&1 || true)"
+check "the image's package carries the simulator (python3 -m vm_operator.simulator --version: ${pkg_sim:-nothing})" \
+    test "$pkg_sim" = 2.31.0
 
 # -------------------------------------------------------- container without Tart
 echo "== container without Tart"

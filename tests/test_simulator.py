@@ -1,4 +1,5 @@
-"""Tests of scripts/tart-simulator, run as real processes in a throw-away TART_HOME."""
+"""Tests of the Tart simulator (vm_operator/simulator.py), run as real processes in a throw-away
+TART_HOME: as ``python -m vm_operator.simulator`` and through the checkout's bin/tart-simulator."""
 from __future__ import annotations
 
 import datetime as dt
@@ -15,19 +16,24 @@ from pathlib import Path
 
 import pytest
 
-SIM = Path(__file__).resolve().parents[1] / "scripts" / "tart-simulator"
+from vm_operator import simulator
+
+REPO = Path(__file__).resolve().parents[1]
+MODULE = REPO / "vm_operator" / "simulator.py"
+SIM = REPO / "bin" / "tart-simulator"  # the checkout's executable: it only runs the module
 OCI = "ghcr.io/cirruslabs/macos-sequoia-base:latest"
 LOCAL = ["macos-sequoia-base", "macos-sonoma-xcode", "ubuntu-runner"]
 # The interpreter running pytest, without site-packages (-S: the simulator is stdlib-only), so a
 # slow `python3` shim or .pth file doesn't tax every call; test_executable_entry_point covers the
-# shebang path.
-CMD = [sys.executable, "-S", str(SIM)]
+# shebang path. PYTHONPATH (set by the env fixture) finds this checkout's package.
+CMD = [sys.executable, "-S", "-m", "vm_operator.simulator"]
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TART")}
-    return {**clean, "TART_HOME": str(tmp_path / "tart"), "TART_SIM_SEED": "demo"}
+    return {**clean, "PYTHONPATH": str(REPO), "TART_HOME": str(tmp_path / "tart"),
+            "TART_SIM_SEED": "demo"}
 
 
 def tart(env: dict[str, str], *args: str, timeout: float = 10,
@@ -79,9 +85,43 @@ def start(env: dict[str, str], tmp_path: Path):
 
 def test_executable_entry_point(env):
     assert os.access(SIM, os.X_OK) and SIM.read_text().startswith("#!/usr/bin/env python3\n")
-    out = subprocess.run([str(SIM), "--version"], env=env, capture_output=True, text=True,
-                         check=False, timeout=10)
+    # Run from elsewhere, with no PYTHONPATH: the wrapper finds its checkout's package.
+    out = subprocess.run([str(SIM), "--version"], env={**env, "PYTHONPATH": ""}, cwd="/",
+                         capture_output=True, text=True, check=False, timeout=10)
     assert out.returncode == 0 and out.stdout == "2.31.0\n"
+
+
+def test_the_module_also_runs_as_a_plain_file(env):
+    # The SSH tests copy it to their host alone: it must import nothing from vm_operator.
+    out = subprocess.run([sys.executable, "-S", str(MODULE), "--version"],
+                         env={**env, "PYTHONPATH": ""}, cwd="/", capture_output=True, text=True,
+                         check=False, timeout=10)
+    assert out.returncode == 0 and out.stdout == "2.31.0\n", out.stderr
+
+
+KNOB = re.compile(r"\bTART_SIM_[A-Z_]+\b")
+
+
+@pytest.mark.parametrize("how", ["module", "executable"])
+def test_help_lists_every_subcommand_and_every_knob(env, how):
+    argv = [*CMD, "--help"] if how == "module" else [str(SIM), "--help"]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=10)
+    assert out.returncode == 0, out.stderr
+    subcommands = set(simulator.COMMANDS)  # every subcommand it dispatches
+    assert {"list", "get", "run", "stop", "suspend", "ip", "clone", "delete", "create",
+            "pull"} <= subcommands
+    for command in subcommands:  # each on a line of its own, with what it does
+        assert re.search(rf"^\s+{command}\s+\S", out.stdout, re.MULTILINE), (command, out.stdout)
+    knobs = set(KNOB.findall(MODULE.read_text()))  # every knob the code reads
+    assert len(knobs) >= 10
+    for knob in knobs | {"TART_HOME"}:
+        assert re.search(rf"^\s+{knob}\b", out.stdout, re.MULTILINE), (knob, out.stdout)
+
+
+def test_help_still_fails_unknown_commands_like_tart(env):
+    out = tart(env, "frobnicate")
+    assert out.returncode == 64 and out.stderr.startswith("Error: ")
+    assert "frobnicate" in out.stderr and out.stdout == ""
 
 
 def test_version(env):

@@ -644,6 +644,32 @@ def test_sshd_down_is_a_prompt_503(start_operator: Start, host: sshd_env.SshdEnv
     assert "Connection refused" in problem["detail"]
 
 
+def test_vms_outlive_the_container_over_ssh(host: sshd_env.SshdEnv, ssh_image: str,
+                                            tmp_path: Path) -> None:
+    """README "What survives the operator": over SSH `tart run` runs on the host, detached, so a
+    VM keeps running when the container stops and is removed; the next container takes over."""
+    first = ContainerOperator(ssh_image, host, tmp_path / "first", {})
+    try:
+        status, vm = first.json("POST", path_of(SEQUOIA, "/start"))
+        assert status == 202, vm
+        pid = first.json("GET", path_of(SEQUOIA))[1]["last_run"]["pid"]
+        stop = subprocess.run(["docker", "stop", "-t", "10", first.name], capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert stop.returncode == 0, stop.stderr
+    finally:
+        first.close()  # and removed
+    states = {vm["name"]: vm["state"] for vm in direct_runner(host).list_vms()}
+    assert states[SEQUOIA] == "running"  # Tart on the host still runs it
+    assert remote_ps(pid)["State"][0] in "RS"  # and so does the process the container started
+    second = ContainerOperator(ssh_image, host, tmp_path / "second", {})
+    try:
+        assert second.json("GET", path_of(SEQUOIA))[1]["state"] == "running"
+        status, vm = second.json("POST", path_of(SEQUOIA, "/stop?timeout=5"))
+        assert (status, vm["state"]) == (200, "stopped"), vm
+    finally:
+        second.close()
+
+
 # --- native only: failures of the remote run, restarts, edge cases ----------------------------
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -33,21 +34,38 @@ from vm_operator.vms import VmService
 SHUTDOWN_GRACE = 1.5
 
 
-def simulator_path() -> Path:
-    """The bundled simulator, found beside the package in a checkout (or VM_OPERATOR_SIMULATOR)."""
+def simulator_path(home: Path) -> Path:
+    """An executable that runs the packaged simulator (or VM_OPERATOR_SIMULATOR, if set).
+
+    Tart is one executable path, and the simulator is a module of this package: a small
+    wrapper in the demo's own directory runs it with this very interpreter and this very copy
+    of the package, whether it was installed (pip, pipx) or is run from a checkout. An installed
+    ``tart-simulator`` console script could belong to another installation, or be missing.
+    """
     override = os.environ.get("VM_OPERATOR_SIMULATOR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parent.parent / "scripts" / "tart-simulator"
+    package_parent = Path(__file__).resolve().parent.parent
+    wrapper = home / "tart-simulator"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"PYTHONPATH={shlex.quote(str(package_parent))}${{PYTHONPATH:+:$PYTHONPATH}}\n"
+        "export PYTHONPATH\n"
+        f'exec {shlex.quote(sys.executable)} -m vm_operator.simulator "$@"\n'
+    )
+    wrapper.chmod(0o700)
+    return wrapper
 
 
 def demo_setup(config: Config, env: dict[str, str]) -> tuple[Config, Path]:
-    """A throw-away Tart home seeded with demo VMs, served by the simulator."""
-    simulator = simulator_path()
-    if not simulator.is_file():
-        raise SystemExit(f"vm-operator: --demo needs the bundled simulator at {simulator} "
-                         "(run it from a checkout, or set VM_OPERATOR_SIMULATOR)")
+    """A throw-away Tart home seeded with demo VMs, served by the packaged simulator."""
     home = Path(tempfile.mkdtemp(prefix="vm-operator-demo-"))
+    simulator = simulator_path(home)
+    if not (simulator.is_file() and os.access(simulator, os.X_OK)):  # X_OK fails on noexec
+        shutil.rmtree(home, ignore_errors=True)
+        raise SystemExit(f"vm-operator: --demo cannot execute its simulator at {simulator} "
+                         "(is the temporary directory mounted noexec? set TMPDIR to another "
+                         "directory)")
     env["TART_HOME"] = str(home / "tart")
     env["TART_SIM_SEED"] = "demo"
     return replace(config, tart=str(simulator), state_dir=str(home / "state")), home

@@ -188,12 +188,25 @@ _HEADER_TIMEOUT = _decimal(0.1, 300)
 # --- tokens -----------------------------------------------------------------------------------
 
 
-def _read_token_file(path: str, source: str) -> str:
+def unreadable_secret_file(variable: str, path: str, exc: OSError, uid: int | None = None,
+                           gid: int | None = None) -> str:
+    """One line: which file could not be read, as which user, and how to let that user read it."""
+    uid = os.getuid() if uid is None else uid
+    gid = os.getgid() if gid is None else gid
+    message = f"vm-operator: cannot read {variable} ({path}): {exc.strerror or exc}"
+    if isinstance(exc, PermissionError):
+        return (f"{message}; the operator runs as UID {uid} (GID {gid}): let that user read the "
+                f"file, e.g. on the host `setfacl -m u:{uid}:r FILE` (README: Tokens in compose)")
+    return message
+
+
+def _read_token_file(path: str, file_name: str) -> str:
+    source = f"{file_name} ({path})"
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_TOKEN_FILE_BYTES + 1)
     except OSError as exc:
-        raise SystemExit(f"vm-operator: cannot read {source}: {exc.strerror or exc}") from None
+        raise SystemExit(unreadable_secret_file(file_name, path, exc)) from None
     if len(data) > MAX_TOKEN_FILE_BYTES:
         raise SystemExit(f"vm-operator: {source} is larger than {MAX_TOKEN_FILE_BYTES} bytes; "
                          "it must hold just the token")
@@ -218,7 +231,7 @@ def _secret(env: Mapping[str, str], name: str) -> str | None:
             raise SystemExit(f"vm-operator: {file_name} is set but empty; name the token file, "
                              f"or unset {file_name} to run without this token")
         source, setting = f"{file_name} ({path})", file_name
-        value = _read_token_file(path, source)
+        value = _read_token_file(path, file_name)
     elif value is not None:
         source, setting = name, name
     else:

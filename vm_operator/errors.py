@@ -71,7 +71,7 @@ def tart_advice(binary: str) -> str:
     there Tart is mounted, not installed. Anywhere else the operator runs natively.
     """
     if binary == CONTAINER_TART:
-        return (f"Mount the Tart binary (or the bundled simulator, scripts/tart-simulator) "
+        return (f"Mount the Tart binary (or the bundled simulator, bin/tart-simulator) "
                 f"at {CONTAINER_TART}, or point VM_OPERATOR_TART / --tart at it.")
     return ("Install Tart (brew install cirruslabs/cli/tart) or point --tart / VM_OPERATOR_TART "
             "at it; to try the API without Tart, run vm-operator --demo.")

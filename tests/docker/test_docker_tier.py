@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:  # the probe's unit tests import the checkout's pa
 healthcheck = importlib.import_module("vm_operator.healthcheck")
 
 DOCKERFILE = ROOT / "docker" / "vm-operator" / "Dockerfile"
-SIMULATOR = ROOT / "scripts" / "tart-simulator"
+SIMULATOR = ROOT / "bin" / "tart-simulator"  # runs the image's vm_operator.simulator
 BUILD_LOCAL_BASE = ROOT / "scripts" / "build-local-base.sh"
 LOCAL_BASE = "vm-operator-base:bookworm"
 IMAGE_VERSION = "0.0.0-pytest"
@@ -334,6 +334,17 @@ def test_image_carries_only_the_package(
 
 
 @docker_test
+def test_image_package_carries_the_simulator(image: str) -> None:
+    # The same simulator as a pip-installed operator's: a module of the package, nothing else.
+    version = docker("run", "--rm", "--entrypoint", "python3", image, "-m", "vm_operator.simulator",
+                     "--version", check=True)
+    assert version.stdout == "2.31.0\n"
+    usage = docker("run", "--rm", "--entrypoint", "python3", image, "-m", "vm_operator.simulator",
+                   "--help", check=True)
+    assert "TART_SIM_SEED" in usage.stdout and "suspend" in usage.stdout
+
+
+@docker_test
 def test_image_has_the_ssh_client_for_the_tart_transport(image: str) -> None:
     # The SSH transport (VM_OPERATOR_TART_SSH) is how a Linux container reaches Tart on a Mac.
     result = docker("run", "--rm", "--entrypoint", "ssh", image, "-V")
@@ -425,6 +436,50 @@ def test_no_zombies_after_start_stop_cycles(start_container: Starter, init: bool
     # Reaping is asynchronous: allow a moment, then demand an empty list.
     wait_until(lambda: not zombies(container), 5)
     assert zombies(container) == []
+
+
+@docker_test
+def test_vms_end_with_the_container_and_show_stopped_after(start_container: Starter) -> None:
+    """README "What survives the operator": with a mounted Tart binary, `tart run` is a process of
+    the container, so `docker stop` ends the VMs; when the container comes back (same Tart home)
+    they show stopped, and start again."""
+    container = start_container()
+    status, _, body = container.post(f"/vms/{VM}/start")
+    assert status == 202, body
+    assert container.vm_state(VM) == "running"
+    docker("stop", "-t", "10", container.cid, timeout=30, check=True)
+    docker("start", container.cid, check=True)
+    back = Container(container.cid, published_port(container.cid))  # a new host port, maybe
+    assert wait_until(lambda: answers(back), 20) is not None, back.logs()
+    assert back.vm_state(VM) == "stopped"
+    listed = back.exec("/app/bin/tart-binary", "list", "--format", "json")  # Tart agrees
+    assert {vm["Name"]: vm["State"] for vm in json.loads(listed.stdout)}[VM] == "stopped"
+    start_stop(back, VM)
+
+
+@docker_test
+def test_unreadable_token_file_stops_start_up_naming_the_uid(image: str, tmp_path: Path) -> None:
+    """A token file mounted with its host mode 600 (another owner): the container user cannot read
+    it, and the operator says so in one line, with its UID and the fix (README: Tokens in compose)."""
+    token = tmp_path / "token.txt"
+    token.write_text("t" * 32 + "\n")
+    token.chmod(0o600)
+    name = f"vmop-pytest-{RUN_ID}-{next(CONTAINER_SEQ)}"
+    try:
+        docker("run", "-d", "--name", name, "-v", f"{token}:/run/secrets/token:ro",
+               "-e", "VM_OPERATOR_TOKEN_FILE=/run/secrets/token", image, check=True)
+        assert wait_until(lambda: docker("inspect", "-f", "{{.State.Running}}", name)
+                          .stdout.strip() == "false", 20) is not None
+        exit_code = docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip()
+        logs = docker("logs", name)
+        lines = [line for line in logs.stderr.splitlines() if "cannot read" in line]
+    finally:
+        docker("rm", "-f", "-v", name)
+    assert exit_code != "0"
+    wanted = ("vm-operator: cannot read VM_OPERATOR_TOKEN_FILE (/run/secrets/token): Permission "
+              "denied; the operator runs as UID 10001 (GID 10001): let that user read the file, "
+              "e.g. on the host `setfacl -m u:10001:r FILE` (README: Tokens in compose)")
+    assert lines == [wanted], logs.stderr
 
 
 # ------------------------------------------------- the probe itself (no Docker)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Tart simulator: Tart's CLI contract (arguments, JSON, stderr messages, exit
 codes, the fcntl lock on config.json, a blocking `run`, SIGINT/SIGUSR1) on any
 POSIX host, since real Tart runs only on Apple Silicon Macs. Stdlib only; all
@@ -13,6 +12,11 @@ state lives under $TART_HOME. Deliberate choices:
 - TART_SIM_HANG_CHILD=PATH, with TART_SIM_HANG: the hanging command first forks a
   child that hangs too (in its process group, holding its stdout/stderr) and writes
   the child's pid to PATH, so a test can tell whether a timeout killed the group.
+
+Run it as `tart-simulator ARGS` (the console script of an installed operator),
+`python -m vm_operator.simulator ARGS`, or bin/tart-simulator in a checkout.
+It imports nothing from vm_operator, so this file also runs on its own
+(`python3 simulator.py ARGS`, as the SSH tests copy it to their host).
 """
 from __future__ import annotations
 
@@ -33,6 +37,13 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would slow every call
+if TYPE_CHECKING:
+    from typing import Any
+
+    Json = dict[str, Any]  # a parsed JSON object (config.json, the run file)
+    ArgSpec = tuple[tuple[str, ...], dict[str, Any]]  # one add_argument call
 
 VERSION = "2.31.0"
 EX_USAGE = 64
@@ -118,7 +129,7 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> Json | None:
     """Parse a JSON file; None if it vanished or is unreadable (races)."""
     try:
         data = json.loads(path.read_text())
@@ -231,7 +242,7 @@ def mac_for(name: str) -> str:
     return "7e:" + ":".join(f"{(h >> (8 * i)) & 0xFF:02x}" for i in range(5))
 
 
-def new_config(name: str, os_name: str, disk_gb: int, disk_format: str = "raw") -> dict:
+def new_config(name: str, os_name: str, disk_gb: int, disk_format: str = "raw") -> Json:
     """A Tart-like config.json plus the simulator's size fields (no big files)."""
     h = name_hash(name)
     cpu, mem_mb = (4, 8192) if os_name == "darwin" else (2, 4096)
@@ -259,7 +270,7 @@ def accessed(d: Path) -> float:
     return time.time()
 
 
-def fill_vm(d: Path, config: dict, when: float | None = None) -> None:
+def fill_vm(d: Path, config: Json, when: float | None = None) -> None:
     """Populate a VM directory: config, an empty disk marker, the access time."""
     d.mkdir(parents=True, exist_ok=True)
     (d / "config.json").write_text(json.dumps(config, indent=2))
@@ -365,7 +376,7 @@ def wait_unlocked(config: Path, seconds: float) -> bool:
 
 # ---------------------------------------------------------------- commands
 
-def list_entry(source: str, name: str, d: Path, keys: list[str], prose: bool) -> dict | None:
+def list_entry(source: str, name: str, d: Path, keys: list[str], prose: bool) -> Json | None:
     """One row of `tart list`, reduced to the keys of the selected Tart version."""
     cfg = read_json(d / "config.json")
     if cfg is None:
@@ -379,7 +390,7 @@ def list_entry(source: str, name: str, d: Path, keys: list[str], prose: bool) ->
     return {k: values[k] for k in keys}
 
 
-def print_table(rows: list[dict], columns: list[str]) -> None:
+def print_table(rows: list[Json], columns: list[str]) -> None:
     """Whitespace-aligned table like Tart's text output."""
     def cell(value: object) -> str:
         return json.dumps(value) if isinstance(value, bool) else str(value)  # true/false
@@ -641,7 +652,7 @@ def cmd_run(a: argparse.Namespace) -> int:
             os.unlink(d / RUNTIME_FILE)
 
 
-def run_vm(name: str, d: Path, cfg: dict, suspendable: bool, resume: bool,
+def run_vm(name: str, d: Path, cfg: Json, suspendable: bool, resume: bool,
            pending: list[int]) -> int:
     """The simulated VM's life: boot lines, then wait for signals."""
     touch_accessed(d)
@@ -698,14 +709,14 @@ RUN_FLAGS = ("--no-graphics", "--graphics", "--suspendable", "--serial", "--no-a
              "--net-host", "--capture-system-keys")
 RUN_LISTS = ("--dir", "--disk", "--net-bridged")
 RUN_OPTIONS = ("--serial-path", "--rosetta", "--net-softnet-allow")
-FORMAT = {"choices": ["text", "json"], "default": "text"}
-ARGUMENTS: dict[str, list[tuple[tuple[str, ...], dict]]] = {  # subcommand -> add_argument calls
+FORMAT: Json = {"choices": ["text", "json"], "default": "text"}
+ARGUMENTS: dict[str, list[ArgSpec]] = {  # subcommand -> add_argument calls
     "list": [(("--format",), FORMAT), (("--source",), {"choices": ["local", "oci"]}),
              (("-q", "--quiet"), {"action": "store_true"})],
     "get": [(("name",), {}), (("--format",), FORMAT)],
-    "run": [(("name",), {})] + [((f,), {"action": "store_true"}) for f in RUN_FLAGS]
-           + [((o,), {"action": "append", "default": []}) for o in RUN_LISTS]
-           + [((o,), {}) for o in RUN_OPTIONS],
+    "run": [(("name",), {}), *[((f,), {"action": "store_true"}) for f in RUN_FLAGS],
+            *[((o,), {"action": "append", "default": []}) for o in RUN_LISTS],
+            *[((o,), {}) for o in RUN_OPTIONS]],
     "stop": [(("name",), {}), (("-t", "--timeout"), {"type": non_negative, "default": 30})],
     "suspend": [(("name",), {})],
     "ip": [(("name",), {}), (("--wait",), {"type": non_negative, "default": 0}),
@@ -721,14 +732,46 @@ ARGUMENTS: dict[str, list[tuple[tuple[str, ...], dict]]] = {  # subcommand -> ad
 }
 
 
+SUMMARIES = {  # subcommand -> its line in --help
+    "list": "list local VMs and cached OCI images",
+    "get": "show a local VM's settings and state",
+    "run": "run a VM, blocking for its whole life (SIGINT stops it, SIGUSR1 suspends it)",
+    "stop": "stop a running VM (SIGKILL after --timeout); discard a suspended state",
+    "suspend": "suspend a VM run with --suspendable",
+    "ip": "print a running VM's IP address (--wait S for it to boot)",
+    "clone": "copy a local VM or an OCI image (pulled first) to a new local VM",
+    "delete": "delete a local VM or a cached OCI image (not a running VM)",
+    "create": "create an empty local VM (--linux or --from-ipsw)",
+    "pull": "add an OCI image to the cache (instantly: no registry behind it)",
+}
+KNOBS = (  # environment variable -> what it does, for the --help epilog
+    ("TART_HOME", "where VMs live (default ~/.tart), as for Tart"),
+    ("TART_SIM_SEED=demo", "create demo VMs and an OCI image in an empty TART_HOME"),
+    ("TART_SIM_VM_LIMIT=N", "running macOS guests allowed (default 2; 0: no limit)"),
+    ("TART_SIM_VERSION=V", f"what --version prints (default {VERSION})"),
+    ("TART_SIM_LIST_SHAPE=V", "list's JSON fields as Tart V printed them: 2.31 (default), 2.15, 1.7"),
+    ("TART_SIM_DELAY=S", "sleep S seconds before every command"),
+    ("TART_SIM_RUN_DELAY=S", "run waits S seconds before it takes the VM's lock"),
+    ("TART_SIM_BOOT_DELAY=S", "a running VM has an IP address S seconds after it started"),
+    ("TART_SIM_RUN_FAIL=MSG", "run fails with MSG (exit 1) before it takes the lock"),
+    ("TART_SIM_HANG=CMDS", "these subcommands (comma-separated, or all) hang until killed"),
+    ("TART_SIM_HANG_CHILD=PATH", "with TART_SIM_HANG: fork a child that hangs too; its pid to PATH"),
+    ("TART_SIM_GARBAGE=CMDS", "these subcommands print garbage instead of their output"),
+    ("TART_SIM_CALL_LOG=FILE", "append a line to FILE when each call starts and ends"),
+)
+
+
 def build_parser() -> Parser:
     """The command tree; `run` also accepts Tart's flags it doesn't model."""
-    p = Parser(prog="tart", description="Tart simulator (VMs are simulated).")
+    knobs = "\n".join(f"  {name:<24}{text}" for name, text in KNOBS)
+    p = Parser(prog="tart", description="Tart simulator (VMs are simulated).",
+               epilog=f"environment:\n{knobs}",
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     version = os.environ.get("TART_SIM_VERSION", VERSION)
     p.add_argument("--version", action="version", version=version)
     sub = p.add_subparsers(dest="command", metavar="<subcommand>")
     for command, arguments in ARGUMENTS.items():
-        s = sub.add_parser(command)
+        s = sub.add_parser(command, help=SUMMARIES[command])
         for names, options in arguments:
             s.add_argument(*names, **options)
     return p
@@ -798,8 +841,9 @@ def dispatch(argv: list[str]) -> int:
     return COMMANDS[args.command](args)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Entry point: Tart-style error reporting and the optional call log."""
+    argv = sys.argv[1:] if argv is None else argv
     started = time.time()
     log_call(argv, started, "start")
     try:
@@ -814,4 +858,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
