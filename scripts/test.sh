@@ -2,7 +2,7 @@
 # The project's one test command (README "Tests"; .ci/run calls exactly this).
 #
 # On a fresh machine it sets up what the suites need, then runs all of them:
-#   - a virtualenv with pytest (.venv, reused when present);
+#   - a virtualenv with pytest and schemathesis (.venv, reused when present);
 #   - in CI (CI=true) or with --docker: Docker engine, docker-compose, debootstrap and the
 #     cached local base image (scripts/docker-provision.sh), plus Debian's sshd for the
 #     SSH-transport suite; there a missing engine or sshd is a failure, never a skip;
@@ -18,7 +18,7 @@ if [ "${1:-}" = "--docker" ]; then provision=1; shift; fi
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "Python virtualenv (.venv) with pytest"
+step "Python virtualenv (.venv) with pytest and schemathesis"
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     if ! "$PYTHON" -m venv .venv 2>/dev/null; then
@@ -33,6 +33,7 @@ fi
 .venv/bin/python -c 'import sys; assert sys.version_info >= (3, 11), sys.version' \
     || { echo "Python >= 3.11 is required (set PYTHON=...)" >&2; exit 1; }
 .venv/bin/python -c 'import pytest' 2>/dev/null || .venv/bin/python -m pip install -q 'pytest>=7'
+.venv/bin/python -c 'import schemathesis' 2>/dev/null || .venv/bin/python -m pip install -q 'schemathesis>=4.32,<5'
 # The simulator's "#!/usr/bin/env python3" must find a fast interpreter: the venv's.
 export PATH="$PWD/.venv/bin:$PATH"
 
