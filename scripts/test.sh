@@ -19,7 +19,7 @@ if [ "${1:-}" = "--docker" ]; then provision=1; shift; fi
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "Python virtualenv (.venv) with pytest, kubernetes-validate and PyYAML (tests only)"
+step "Python virtualenv (.venv) with pytest, kubernetes-validate, PyYAML and schemathesis (tests only)"
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     if ! "$PYTHON" -m venv .venv 2>/dev/null; then
@@ -33,10 +33,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -c 'import sys; assert sys.version_info >= (3, 11), sys.version' \
     || { echo "Python >= 3.11 is required (set PYTHON=...)" >&2; exit 1; }
-# Test-only dependencies (pyproject's "test" extra): the Kubernetes manifests are validated
-# against Kubernetes' published schemas by kubernetes-validate (tests/test_kubernetes.py).
-.venv/bin/python -c 'import pytest, kubernetes_validate, yaml' 2>/dev/null \
-    || .venv/bin/python -m pip install -q 'pytest>=7' 'kubernetes-validate>=1.30' 'pyyaml>=6'
+# Test-only dependencies (pyproject's "test" extra): kubernetes-validate checks the Kubernetes
+# manifests against Kubernetes' published schemas (tests/test_kubernetes.py); schemathesis
+# generates requests from /openapi.json (tests/test_schemathesis.py).
+.venv/bin/python -c 'import pytest, kubernetes_validate, yaml, schemathesis' 2>/dev/null \
+    || .venv/bin/python -m pip install -q 'pytest>=7' 'kubernetes-validate>=1.30' 'pyyaml>=6' \
+        'schemathesis>=4.32,<5'
 # The simulator's "#!/usr/bin/env python3" must find a fast interpreter: the venv's.
 export PATH="$PWD/.venv/bin:$PATH"
 

@@ -253,7 +253,7 @@ def test_oci_name_percent_encoded(operator):
     assert vm["name"] == OCI_NAME and vm["source"] == "oci" and vm["state"] == "stopped"
     doc = expect_problem(operator, "POST", f"/vms/{OCI_PATH}/start", 409)
     assert OCI_NAME in doc["detail"]
-    expect_problem(operator, "GET", f"/vms/{OCI_PATH}/logs", 404)
+    expect_problem(operator, "GET", f"/vms/{OCI_PATH}/logs", 409)  # like every action on an image
     assert operator.calls("run") == []
     # unencoded, the slashes make it another (unknown) route
     expect_problem(operator, "GET", f"/vms/{OCI_NAME}", 404)
@@ -790,10 +790,10 @@ EXPECTED_ERRORS: dict[tuple[str, str], set[int]] = {
     ("GET", "/vms"): {400} | TART_ERRORS,
     ("GET", "/vms/{name}"): {400, 404} | TART_ERRORS,
     ("POST", "/vms/{name}/start"): {400, 404, 409} | TART_ERRORS,
-    ("POST", "/vms/{name}/stop"): {400, 404} | TART_ERRORS,
+    ("POST", "/vms/{name}/stop"): {400, 404, 409} | TART_ERRORS,
     ("POST", "/vms/{name}/suspend"): {400, 404, 409} | TART_ERRORS,
     ("GET", "/vms/{name}/ip"): {400, 404, 409} | TART_ERRORS,
-    ("GET", "/vms/{name}/logs"): {400, 404},
+    ("GET", "/vms/{name}/logs"): {400, 404, 409},
     ("GET", "/openapi.json"): set(),
     ("GET", "/metrics"): set(),
 }

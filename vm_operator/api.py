@@ -147,7 +147,8 @@ def stop_vm(app: App, req: Request) -> Response:
 
 
 def suspend_vm(app: App, req: Request) -> Response:
-    return json_response(200, app.service.suspend(req.params["name"]))
+    status, vm = app.service.suspend(req.params["name"])
+    return json_response(status, vm)
 
 
 def vm_ip(app: App, req: Request) -> Response:

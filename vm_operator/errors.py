@@ -53,6 +53,7 @@ _TART_MESSAGES: tuple[tuple[str, int, str, str], ...] = (
     ("is not running", 409, "not-running", "The VM is not running"),
     ("exceeds the system limit", 409, "vm-limit", "Too many VMs are running"),
     ("no IP address found", 409, "no-ip", "The VM has no IP address"),
+    ("You can only suspend macOS VMs", 409, "suspend-unsupported", "Tart cannot suspend this VM"),
 )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from vm_operator import __version__
+from vm_operator.names import MAX_NAME_LENGTH, NAME_PATTERN
 from vm_operator.problems import CATALOGUE
 
 
@@ -25,9 +26,11 @@ def _problem(description: str) -> dict[str, Any]:
 NAME = {
     "name": "name", "in": "path", "required": True,
     "description": "VM name, percent-encoded (an OCI name such as ghcr.io/org/img:tag "
-    "is sent as ghcr.io%2Forg%2Fimg%3Atag). Empty names, names over 255 characters, with "
-    "control characters or whitespace, '.'/'..' segments or a leading '-' are refused (400).",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "is sent as ghcr.io%2Forg%2Fimg%3Atag): 1 to 255 printable ASCII characters (U+0021 to "
+    "U+007E: no spaces, controls or non-ASCII), not starting with '-', and no empty, '.' or '..' "
+    "segment between '/'. Any other name is refused (400) before Tart is asked.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH,
+               "pattern": NAME_PATTERN},
 }
 
 
@@ -68,10 +71,15 @@ def _responses(*codes: str, **specific: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _vm_action(summary: str, ok: dict[str, Any], *extra: str, **specific: Any) -> dict[str, Any]:
+def _vm_action(operation_id: str, summary: str, ok: dict[str, Any], *extra: str,
+               **specific: Any) -> dict[str, Any]:
     """An operation on one VM: it takes the name, runs Tart and can answer every shared problem."""
-    return {"summary": summary, "parameters": [NAME, *specific.pop("query", [])],
+    return {"operationId": operation_id, "summary": summary,
+            "parameters": [NAME, *specific.pop("query", [])],
             "responses": _responses("400", *GUARDED, "404", *TART, *extra, _200=ok, **specific)}
+
+
+OCI_IMAGE = "An OCI image (slug oci-image): clone it to a local VM first"
 
 
 SCHEMAS: dict[str, Any] = {
@@ -146,14 +154,17 @@ def openapi_document() -> dict[str, Any]:
         },
         "security": [{}, {"bearer": []}],
         "paths": {
-            "/health": {"get": {"summary": "Liveness: 200 while the process serves",
+            "/health": {"get": {"operationId": "getHealth",
+                                "summary": "Liveness: 200 while the process serves",
                                 "security": [{}],
                                 "responses": {"200": _json(_ref("Health"), "Serving")}}},
-            "/ready": {"get": {"summary": "Readiness: whether tart list works",
+            "/ready": {"get": {"operationId": "getReady",
+                               "summary": "Readiness: whether tart list works",
                                "security": [{}],
                                "responses": {"200": _json({"type": "object"}, "Ready"),
                                              "503": _problem("tart list fails")}}},
             "/vms": {"get": {
+                "operationId": "listVms",
                 "summary": "List VMs",
                 "parameters": [
                     _query("state", {"enum": ["running", "suspended", "stopped"]}, "Only this state"),
@@ -162,59 +173,81 @@ def openapi_document() -> dict[str, Any]:
                 "responses": _responses("400", *GUARDED, *TART,
                                         _200=_json({"type": "array", "items": vm}, "The VMs")),
             }},
-            "/vms/{name}": {"get": _vm_action("One VM, with tart get's fields and its last run",
-                                              _json(_ref("VMDetail"), "The VM"))},
+            "/vms/{name}": {"get": _vm_action(
+                "getVm", "One VM, with tart get's fields and its last run",
+                _json(_ref("VMDetail"), "The VM"),
+            )},
             "/vms/{name}/start": {"post": _vm_action(
-                "Start a VM (tart run --no-graphics, detached) and confirm it runs",
+                "startVm", "Start a VM (tart run --no-graphics, detached) and confirm it runs",
                 _json(vm, "Already running (changed: false)"), "415",
                 query=[_query("suspendable", {"type": "boolean"},
                               "Add --suspendable (needed for a later suspend)")],
                 _202=_json(vm, "Started: Tart reports it running"),
-                _409=_problem("Already running elsewhere, VM limit reached, or an OCI image"),
+                _409=_problem("Already running elsewhere, VM limit reached, an OCI image (slug "
+                              "oci-image: clone it first), or "
+                              "suspendable=true for a VM already running without it "
+                              "(slug not-suspendable): stop it first, or suspendable=true for "
+                              "a Linux guest (slug suspend-unsupported)"),
             )},
             "/vms/{name}/stop": {"post": _vm_action(
-                "Stop a VM (tart stop --timeout T)", _json(vm, "Stopped (changed tells if it ran)"),
-                "415",
+                "stopVm", "Stop a VM (tart stop --timeout T)",
+                _json(vm, "Stopped (changed tells if it ran)"), "415",
+                _409=_problem(OCI_IMAGE),
                 query=[_query("timeout", {"type": "integer", "minimum": 0, "maximum": 300,
                                           "default": 30}, "Seconds before Tart kills the VM")],
             )},
             "/vms/{name}/suspend": {"post": _vm_action(
-                "Suspend a VM started with suspendable=true", _json(vm, "Suspended"), "415",
-                _409=_problem("The VM is not running"),
+                "suspendVm", "Suspend a VM started with suspendable=true",
+                _json(vm, "Suspended (changed: true), or already suspended (changed: false)"),
+                "415",
+                _409=_problem("The VM is stopped (slug not-running), was not started with "
+                              "suspendable=true (slug not-suspendable: stop it, then start it "
+                              "with suspendable=true), or is an OCI image (slug oci-image)"),
             )},
             "/vms/{name}/ip": {"get": _vm_action(
-                "The VM's IP address (tart ip --wait W)",
+                "getVmIp", "The VM's IP address (tart ip --wait W, only while it runs)",
                 _json({"type": "object", "properties": {"name": {"type": "string"},
                                                         "ip": {"type": "string"}}}, "Its address"),
                 query=[_query("wait", {"type": "integer", "minimum": 0, "maximum": 120,
-                                       "default": 0}, "Seconds to wait for an address")],
-                _409=_problem("The VM has no IP address"),
+                                       "default": 0},
+                              "Seconds to wait for an address, while the VM runs")],
+                _409=_problem("The VM is not running (answered at once, whatever the wait; slug "
+                              "not-running), has no IP address yet (slug no-ip), or is an "
+                              "OCI image (slug oci-image)"),
             )},
             "/vms/{name}/logs": {"get": {
+                "operationId": "getVmLogs",
                 "summary": "Output of the last tart run the operator started",
                 "parameters": [NAME],
                 "responses": _responses(
                     "400", *GUARDED,
                     _200={"description": "The log",
                           "content": {"text/plain": {"schema": {"type": "string"}}}},
-                    _404=_problem("The operator never started this VM"),
+                    _404=_problem("No such VM, or the operator never started this VM"),
+                    _409=_problem(OCI_IMAGE),
                 ),
             }},
-            "/openapi.json": {"get": {"summary": "This document", "responses": _responses(
-                *GUARDED, _200=_json({"type": "object"}, "OpenAPI"))}},
-            "/problems": {"get": {"summary": "Every problem type, with its status and title",
+            "/openapi.json": {"get": {
+                "operationId": "getOpenApi", "summary": "This document",
+                "responses": _responses(*GUARDED, _200=_json({"type": "object"}, "OpenAPI")),
+            }},
+            "/problems": {"get": {"operationId": "listProblems",
+                                  "summary": "Every problem type, with its status and title",
                                   "security": [{}],
                                   "responses": {"200": _html("The index of problem types")}}},
             "/problems/{slug}": {"get": {
+                "operationId": "getProblem",
                 "summary": "The documentation of one problem type (a problem's type URI)",
                 "security": [{}],
                 "parameters": [SLUG],
                 "responses": {"200": _html("What the problem means and what to do"),
                               "404": _problem("No such problem type")},
             }},
-            "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4)",
-                                 "responses": _responses(*GUARDED, _200={
-                                     "description": "Metrics", "content": {
-                                         "text/plain": {"schema": {"type": "string"}}}})}},
+            "/metrics": {"get": {
+                "operationId": "getMetrics", "summary": "Prometheus metrics (text format 0.0.4)",
+                "responses": _responses(*GUARDED, _200={
+                    "description": "Metrics",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}}),
+            }},
         },
     }

@@ -6,6 +6,7 @@ a restart of the operator (and of its container, with a volume).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -14,6 +15,21 @@ from typing import Any
 from urllib.parse import quote
 
 LOG_TAIL_BYTES = 4 * 1024 * 1024
+MAX_FOLDER_NAME = 200  # bytes; file systems allow 255
+
+
+def folder_name(name: str) -> str:
+    """One flat folder per VM name, never longer than a file name may be (255 bytes).
+
+    quote() with safe="" maps '/', ':' and '%' too, so a valid name of 255 characters can
+    quote to 765. Such a name keeps its first characters and gets the SHA-256 of the whole
+    name after a '+', a character quote() always escapes: no other name has that folder.
+    """
+    folder = quote(name, safe="")
+    if len(folder) <= MAX_FOLDER_NAME:
+        return folder
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    return f"{folder[:MAX_FOLDER_NAME - len(digest) - 1]}+{digest}"
 
 
 class StateStore:
@@ -26,8 +42,7 @@ class StateStore:
         self._records: dict[str, dict[str, Any] | None] = {}
 
     def _dir(self, name: str) -> Path:
-        # quote() with safe="" maps '/', ':' and '%' too: one flat folder per name.
-        return self.root / "vms" / quote(name, safe="")
+        return self.root / "vms" / folder_name(name)
 
     def prepare_log(self, name: str) -> str:
         """Create (truncate) the log of a new run and return its path."""

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from vm_operator.cache import FreshCache
 from vm_operator.errors import ApiError, api_error_for, not_found, tart_command_error
@@ -29,6 +29,35 @@ def utc_now() -> str:
     """ISO 8601 in UTC with milliseconds and a ``Z``: every timestamp of the API and its logs."""
     now = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+def oci_image(name: str, action: str) -> ApiError:
+    """Every action that needs a local VM refuses an OCI image the same way."""
+    return ApiError(
+        409,
+        "oci-image",
+        "Tart runs only local VMs",
+        f'"{name}" is an OCI image: clone it to a local VM first '
+        f"(tart clone {name} NEW-NAME), then {action} that",
+    )
+
+
+def not_running(name: str, detail: str = "") -> ApiError:
+    return ApiError(409, "not-running", "The VM is not running",
+                    f'VM "{name}" is not running' + (f": {detail}" if detail else ""))
+
+
+NOT_SUSPENDABLE_TITLE = "The VM was not started suspendable"
+HOW_TO_SUSPEND = ("stop it (POST /vms/{name}/stop), then start it with "
+                  "POST /vms/{name}/start?suspendable=true")
+TART_NOT_SUSPENDABLE = "not started with --suspendable"  # the end of Tart's refusal
+
+
+def not_suspendable(name: str, tart_message: str = "") -> ApiError:
+    said = f" (Tart: {tart_message})" if tart_message else ""
+    return ApiError(409, "not-suspendable", NOT_SUSPENDABLE_TITLE,
+                    f'VM "{name}" was not started with ?suspendable=true, so it cannot be '
+                    f"suspended{said}: {HOW_TO_SUSPEND}")
 
 
 @dataclass
@@ -158,16 +187,38 @@ class VmService:
             info.update(self._vm_info(name))
         return {**vm, **info, "last_run": self.store.read_last_run(name)}
 
+    def local_vm(self, name: str, action: str, fresh: bool = False) -> VM:
+        """The VM, or the same 409 for an OCI image on every action that needs a local VM."""
+        vm = self.find(name, fresh)
+        if vm["source"] != "local":
+            raise oci_image(name, action)
+        return vm
+
     def logs(self, name: str) -> bytes:
         data = self.launcher.read_log(name)
         if data is None:
-            raise ApiError(
-                404, "no-logs", "No logs", f'the operator has not started VM "{name}" (no run log)'
-            )
+            self._no_logs(name)
         return data
 
+    def _no_logs(self, name: str) -> NoReturn:
+        """No run log: 409 for an OCI image, like every action on one, else 404. Tart is asked
+        only to tell an image apart; when it cannot tell, "no run log" is still true."""
+        try:
+            vm = self.find(name)
+        except (ApiError, TartError):
+            vm = None
+        if vm is not None and vm["source"] != "local":
+            raise oci_image(name, "read the logs of")
+        raise ApiError(
+            404, "no-logs", "No logs", f'the operator has not started VM "{name}" (no run log)'
+        )
+
     def ip(self, name: str, wait: int) -> str:
-        self.find(name)
+        """``tart ip --wait W``, only for a running VM: Tart would wait the whole W seconds
+        for a stopped one. With a wait the state is checked fresh, as that wait is long."""
+        vm = self.local_vm(name, "ask for the IP address of", fresh=wait > 0)
+        if vm["state"] != "running":
+            raise not_running(name, f"it is {vm['state']} and has no IP address; start it first")
         output = self.runner.run(["ip", "--wait", str(wait), name], wait + self.runner.timeout)
         return parse_ip(output)
 
@@ -228,6 +279,12 @@ class VmService:
                     f"(tart clone {name} NEW-NAME), then start that",
                 )
             if vm["state"] == "running":
+                if suspendable and self._run_suspendable(name) is False:
+                    raise ApiError(
+                        409, "not-suspendable", NOT_SUSPENDABLE_TITLE,
+                        f'VM "{name}" already runs, started without ?suspendable=true; a running '
+                        f"VM cannot become suspendable, it must be stopped first: {HOW_TO_SUSPEND}",
+                    )
                 return 200, {**vm, "changed": False}
             self._reserve_slot(name, self.list_vms())
             try:
@@ -336,7 +393,7 @@ class VmService:
 
     def stop(self, name: str, timeout: int) -> tuple[int, VM]:
         with self._locked(name):
-            vm = self.find(name, fresh=True)
+            vm = self.local_vm(name, "stop", fresh=True)
             if vm["state"] == "stopped":
                 return 200, {**vm, "changed": False}
             try:
@@ -356,17 +413,37 @@ class VmService:
         if run is not None:
             run.exited.wait(seconds)
 
-    def suspend(self, name: str) -> VM:
+    def _run_suspendable(self, name: str) -> bool | None:
+        """Whether the VM's current run was started ``--suspendable``, from the record of a
+        ``tart run`` this operator launched and still supervises; None when it cannot tell
+        (started outside the API or by an earlier operator process)."""
+        with self._guard:
+            run = self._runs.get(name)
+        if run is None or run.exited.is_set():
+            return None
+        return bool(run.record["suspendable"])
+
+    def suspend(self, name: str) -> tuple[int, VM]:
         with self._locked(name):
-            vm = self.find(name, fresh=True)
+            vm = self.local_vm(name, "suspend", fresh=True)
+            if vm["state"] == "suspended":
+                return 200, {**vm, "changed": False}
             if vm["state"] != "running":
-                raise ApiError(409, "not-running", "The VM is not running", f'VM "{name}" is not running')
+                raise not_running(name, "only a running VM can be suspended")
+            if self._run_suspendable(name) is False:
+                # Tart is not asked: a snapshot of a VM run without --suspendable fails
+                # and ends that run
+                raise not_suspendable(name)
             try:
                 self.runner.run(["suspend", name])
+            except TartCommandError as exc:
+                if TART_NOT_SUSPENDABLE in exc.message:
+                    raise not_suspendable(name, exc.message) from None
+                raise
             finally:
                 self._changed()
             self._await_reaped(name)
-            return self.find(name, fresh=True)
+            return 200, {**self.find(name, fresh=True), "changed": True}
 
     def running_runs(self) -> int:
         """How many ``tart run`` processes this operator launched are still alive."""

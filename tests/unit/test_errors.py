@@ -17,6 +17,7 @@ from vm_operator.tart import TartBadOutput, TartCommandError, TartTimeout, TartU
         ('VM "x" is already running!', 2, 409, "already-running"),
         ("The number of VMs exceeds the system limit", 1, 409, "vm-limit"),
         ("no IP address found, is your VM running?", 1, 409, "no-ip"),
+        ("Error: You can only suspend macOS VMs", 64, 409, "suspend-unsupported"),
         ("Failed to lock the VM: disk full", 1, 502, "tart-failed"),
     ],
 )
