@@ -173,7 +173,8 @@ def test_every_operation_has_a_unique_camel_case_operation_id(operator):
 
 def published_name_schema(doc: dict[str, Any]) -> dict[str, Any]:
     schemas = [param["schema"] for item in doc["paths"].values() for operation in item.values()
-               for param in operation.get("parameters", []) if param["in"] == "path"]
+               for param in operation.get("parameters", []) if param["in"] == "path"
+               and param["name"] == "name"]
     from vm_operator.api import ROUTES
 
     assert len(schemas) == sum("{name}" in route.pattern for route in ROUTES) >= 6, schemas

@@ -158,6 +158,12 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "Stop the VM, start it with POST /vms/NAME/start?suspendable=true, then suspend it.",
     ),
     ProblemType(
+        "suspend-unsupported", 409, "Tart cannot suspend this VM",
+        "Tart suspends only macOS guests; a suspendable start or a suspend of a Linux guest is "
+        "refused by Tart.",
+        "Stop the VM instead (POST /vms/NAME/stop).",
+    ),
+    ProblemType(
         "vm-limit", 409, "Too many VMs are running",
         "Starting this VM would exceed the number of macOS VMs that may run at once (Apple's "
         "licence allows two; VM_OPERATOR_MAX_RUNNING), or Tart itself refused for the same "
