@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from vm_operator import __version__
+from vm_operator.state import LOG_TAIL_LINES_MAX
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -93,14 +94,23 @@ SCHEMAS: dict[str, Any] = {
             "memory_mb": {"type": ["integer", "null"]},
             "disk_format": {"type": ["string", "null"]},
             "display": {"type": ["string", "null"]},
-            "last_run": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {
-                "started_at": {"type": "string", "format": "date-time"},
-                "finished_at": {"type": ["string", "null"]},
-                "exit_code": {"type": ["integer", "null"]},
-                "error": {"type": ["string", "null"]},
-                "pid": {"type": "integer"},
-                "suspendable": {"type": "boolean"},
-            }}]},
+            "last_run": {"oneOf": [{"type": "null"}, {
+                "type": "object",
+                "description": "The tart run that owns the VM (the operator never runs two)",
+                "properties": {
+                    "started_at": {"type": "string", "format": "date-time"},
+                    "finished_at": {"type": ["string", "null"], "description":
+                                    "When it ended, or when the operator noticed that it had "
+                                    "(exit_code_known false)"},
+                    "exit_code": {"type": ["integer", "null"]},
+                    "exit_code_known": {"type": "boolean", "description":
+                                        "true once it ended with a known exit code; false while "
+                                        "it runs, or when only its end was seen (after an "
+                                        "operator restart): then exit_code and error are null"},
+                    "error": {"type": ["string", "null"]},
+                    "pid": {"type": "integer"},
+                    "suspendable": {"type": "boolean"},
+                }}]},
         }}],
     },
     "Health": {
@@ -154,8 +164,14 @@ def openapi_document() -> dict[str, Any]:
                 _json(vm, "Already running (changed: false)"), "415",
                 query=[_query("suspendable", {"type": "boolean"},
                               "Add --suspendable (needed for a later suspend)")],
-                _202=_json(vm, "Started: Tart reports it running"),
+                _202=_json(vm, "Started (or the run an earlier start launched): Tart reports it "
+                           "running"),
                 _409=_problem("Already running elsewhere, VM limit reached, or an OCI image"),
+                _503=_problem("Tart is not available, or the state directory cannot be written "
+                              "(state-dir-unwritable)"),
+                _504=_problem("Tart did not answer in time, or the VM did not report running "
+                              "within the start timeout (the run is left running; another "
+                              "start waits for it)"),
             )},
             "/vms/{name}/stop": {"post": _vm_action(
                 "Stop a VM (tart stop --timeout T)", _json(vm, "Stopped (changed tells if it ran)"),
@@ -176,13 +192,26 @@ def openapi_document() -> dict[str, Any]:
                 _409=_problem("The VM has no IP address"),
             )},
             "/vms/{name}/logs": {"get": {
-                "summary": "Output of the last tart run the operator started",
-                "parameters": [NAME],
+                "summary": "Output of the last tart run the operator started (its last 4 MiB "
+                           "at most, from a line boundary)",
+                "parameters": [NAME, _query("tail", {"type": "integer", "minimum": 1,
+                                                     "maximum": LOG_TAIL_LINES_MAX},
+                                            "Only the last N lines")],
                 "responses": _responses(
                     "400", *GUARDED,
                     _200={"description": "The log",
+                          "headers": {
+                              "Vm-Operator-Log-Truncated": {
+                                  "description": "true when the 4 MiB limit cut what was asked "
+                                                 "for (the whole log, or N lines)",
+                                  "schema": {"enum": ["true", "false"]}},
+                              "Vm-Operator-Log-Omitted-Bytes": {
+                                  "description": "Bytes of the log before the answer",
+                                  "schema": {"type": "integer", "minimum": 0}},
+                          },
                           "content": {"text/plain": {"schema": {"type": "string"}}}},
                     _404=_problem("The operator never started this VM"),
+                    _503=_problem("The state directory cannot be read (state-dir-unwritable)"),
                 ),
             }},
             "/openapi.json": {"get": {"summary": "This document", "responses": _responses(
