@@ -275,12 +275,12 @@ class ScriptedRunner:
         return answer
 
 
-@pytest.mark.parametrize(("answers", "code", "line"), [
+@pytest.mark.parametrize(("answers", "code", "line"), [  # code None: ended, exit code unknown
     (["running\n", "0\n[tart-sim] VM x shut down\n"], 0, "[tart-sim] VM x shut down"),
     (["1\nbooting\nThe number of VMs exceeds the system limit\n"], 1,
      "The number of VMs exceeds the system limit"),
     (["130\n"], -2, ""),  # sh's 128+SIGINT is Popen's -2
-    (["gone\nhalf a line"], -1, "half a line"),
+    (["gone\nhalf a line"], None, "half a line"),
     ([TartTransportError(503, "x", "x", "down"), "running\n", "2\nerr\n"], 2, "err"),
 ])
 def test_the_waiter_reports_code_and_message(answers: list[str | Exception], code: int,
@@ -710,6 +710,38 @@ def test_vms_outlive_the_operator_and_a_new_one_takes_over(native: Callable[...,
     status, _, body = second.request("GET", path_of(SEQUOIA, "/logs"))  # read on the host
     assert status == 200 and f"starting VM {SEQUOIA}" in body.decode()
     assert second.json("POST", path_of(SEQUOIA, "/stop?timeout=5"))[1]["state"] == "stopped"
+
+
+def test_a_restarted_operator_learns_the_exit_code_from_the_host(native: Callable[..., Any],
+                                                                 host: sshd_env.SshdEnv) -> None:
+    """The run outlived the operator that launched it; the next one waits on it the same way
+    and reads its real exit code from the host's .exit file."""
+    first = native()
+    assert first.json("POST", path_of(SEQUOIA, "/start"))[0] == 202
+    started = first.json("GET", path_of(SEQUOIA))[1]["last_run"]
+    assert first.stop()[0] == 0
+    second = native(args=["--state-dir", str(first.state_dir)])
+    assert second.json("GET", path_of(SEQUOIA))[1]["last_run"] == started  # still running
+    assert second.json("POST", path_of(SEQUOIA, "/stop?timeout=5"))[0] == 200
+    last = wait_for(lambda: second.json("GET", path_of(SEQUOIA))[1]["last_run"]["finished_at"]
+                    and second.json("GET", path_of(SEQUOIA))[1]["last_run"], timeout=20)
+    assert (last["exit_code"], last["exit_code_known"], last["error"]) == (0, True, None)
+    assert last["pid"] == started["pid"]
+
+
+def test_logs_tail_through_ssh_and_earlier_logs_kept_on_the_host(native: Callable[..., Any],
+                                                                 host: sshd_env.SshdEnv) -> None:
+    op = native()
+    for _ in range(2):
+        assert op.json("POST", path_of(SEQUOIA, "/start"))[0] == 202
+        assert op.json("POST", path_of(SEQUOIA, "/stop?timeout=5"))[0] == 200
+    status, headers, body = op.request("GET", path_of(SEQUOIA, "/logs?tail=1"))
+    assert status == 200 and body == f"[tart-sim] VM {SEQUOIA} shut down\n".encode(), body
+    assert headers["Vm-Operator-Log-Truncated"] == "false"
+    logs = host.home / ".vm-operator" / "logs"
+    whole = (logs / f"{SEQUOIA}.log").read_bytes()
+    assert int(headers["Vm-Operator-Log-Omitted-Bytes"]) == len(whole) - len(body)
+    assert f"starting VM {SEQUOIA}" in (logs / f"{SEQUOIA}.log.1").read_text()  # the first run
 
 
 def test_logs_of_a_vm_never_started_are_404(native: Callable[..., Any]) -> None:

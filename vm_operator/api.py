@@ -22,6 +22,7 @@ from vm_operator.names import InvalidName, decode_segment, validate_name
 from vm_operator.problems import CATALOGUE, index_page, problem_page
 from vm_operator.responses import HTML, Response, json_response, problem, text_response
 from vm_operator.security import Access, Headers, check_access, cors_headers
+from vm_operator.state import LOG_TAIL_LINES_MAX
 from vm_operator.tart import SOURCES, STATES, TartError
 from vm_operator.vms import VmService, utc_now
 
@@ -156,8 +157,19 @@ def vm_ip(app: App, req: Request) -> Response:
     return json_response(200, {"name": req.params["name"], "ip": app.service.ip(req.params["name"], wait)})
 
 
+LOG_HEADERS = "Vm-Operator-Log-Truncated, Vm-Operator-Log-Omitted-Bytes"
+
+
 def vm_logs(app: App, req: Request) -> Response:
-    return text_response(200, app.service.logs(req.params["name"]))
+    """The end of the run log (at most state.LOG_TAIL_BYTES, from a line boundary), or its
+    last ``?tail=N`` lines; the headers say whether that limit cut the answer."""
+    lines = int_param(req, "tail", 0, 1, LOG_TAIL_LINES_MAX) if "tail" in req.query else None
+    tail = app.service.logs(req.params["name"], lines)
+    return text_response(200, tail.data).with_headers(
+        ("Vm-Operator-Log-Truncated", "true" if tail.truncated else "false"),
+        ("Vm-Operator-Log-Omitted-Bytes", str(tail.omitted)),
+        ("Access-Control-Expose-Headers", LOG_HEADERS),  # for a browser app (CORS)
+    )
 
 
 def openapi(app: App, req: Request) -> Response:
@@ -197,7 +209,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/vms/{name}/stop", stop_vm, ("timeout",)),
     Route("POST", "/vms/{name}/suspend", suspend_vm),
     Route("GET", "/vms/{name}/ip", vm_ip, ("wait",)),
-    Route("GET", "/vms/{name}/logs", vm_logs),
+    Route("GET", "/vms/{name}/logs", vm_logs, ("tail",)),
     Route("GET", "/openapi.json", openapi),
     Route("GET", "/metrics", metrics),
     Route("GET", "/problems", problem_index, public=True),

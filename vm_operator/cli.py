@@ -82,6 +82,7 @@ def build_app(config: Config, env: dict[str, str]) -> App:
         start_timeout=config.start_timeout,
         max_running=config.max_running,
     )
+    service.adopt_earlier_runs()  # finish the records of runs an earlier process launched
     access = Access(config.token, config.read_token, config.allowed_hosts, config.cors_origins)
     return App(service, access, metrics, openapi_document)
 

@@ -8,6 +8,7 @@ from typing import Any
 from vm_operator import __version__
 from vm_operator.names import MAX_NAME_LENGTH, NAME_PATTERN
 from vm_operator.problems import CATALOGUE
+from vm_operator.state import LOG_TAIL_LINES_MAX
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -116,14 +117,23 @@ SCHEMAS: dict[str, Any] = {
             "memory_mb": {"type": ["integer", "null"]},
             "disk_format": {"type": ["string", "null"]},
             "display": {"type": ["string", "null"]},
-            "last_run": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {
-                "started_at": {"type": "string", "format": "date-time"},
-                "finished_at": {"type": ["string", "null"]},
-                "exit_code": {"type": ["integer", "null"]},
-                "error": {"type": ["string", "null"]},
-                "pid": {"type": "integer"},
-                "suspendable": {"type": "boolean"},
-            }}]},
+            "last_run": {"oneOf": [{"type": "null"}, {
+                "type": "object",
+                "description": "The tart run that owns the VM (the operator never runs two)",
+                "properties": {
+                    "started_at": {"type": "string", "format": "date-time"},
+                    "finished_at": {"type": ["string", "null"], "description":
+                                    "When it ended, or when the operator noticed that it had "
+                                    "(exit_code_known false)"},
+                    "exit_code": {"type": ["integer", "null"]},
+                    "exit_code_known": {"type": "boolean", "description":
+                                        "true once it ended with a known exit code; false while "
+                                        "it runs, or when only its end was seen (after an "
+                                        "operator restart): then exit_code and error are null"},
+                    "error": {"type": ["string", "null"]},
+                    "pid": {"type": "integer"},
+                    "suspendable": {"type": "boolean"},
+                }}]},
         }}],
     },
     "Health": {
@@ -188,6 +198,11 @@ def openapi_document() -> dict[str, Any]:
                               "suspendable=true for a VM already running without it "
                               "(slug not-suspendable): stop it first, or suspendable=true for "
                               "a Linux guest (slug suspend-unsupported)"),
+                _503=_problem("Tart is not available, or the state directory cannot be written "
+                              "(state-dir-unwritable)"),
+                _504=_problem("Tart did not answer in time, or the VM did not report running "
+                              "within the start timeout (the run is left running; another "
+                              "start waits for it)"),
             )},
             "/vms/{name}/stop": {"post": _vm_action(
                 "stopVm", "Stop a VM (tart stop --timeout T)",
@@ -217,14 +232,27 @@ def openapi_document() -> dict[str, Any]:
             )},
             "/vms/{name}/logs": {"get": {
                 "operationId": "getVmLogs",
-                "summary": "Output of the last tart run the operator started",
-                "parameters": [NAME],
+                "summary": "Output of the last tart run the operator started (its last 4 MiB "
+                           "at most, from a line boundary)",
+                "parameters": [NAME, _query("tail", {"type": "integer", "minimum": 1,
+                                                     "maximum": LOG_TAIL_LINES_MAX},
+                                            "Only the last N lines")],
                 "responses": _responses(
                     "400", *GUARDED,
                     _200={"description": "The log",
+                          "headers": {
+                              "Vm-Operator-Log-Truncated": {
+                                  "description": "true when the 4 MiB limit cut what was asked "
+                                                 "for (the whole log, or N lines)",
+                                  "schema": {"enum": ["true", "false"]}},
+                              "Vm-Operator-Log-Omitted-Bytes": {
+                                  "description": "Bytes of the log before the answer",
+                                  "schema": {"type": "integer", "minimum": 0}},
+                          },
                           "content": {"text/plain": {"schema": {"type": "string"}}}},
                     _404=_problem("No such VM, or the operator never started this VM"),
                     _409=_problem(OCI_IMAGE),
+                    _503=_problem("The state directory cannot be read (state-dir-unwritable)"),
                 ),
             }},
             "/openapi.json": {"get": {

@@ -254,16 +254,19 @@ class TartRunner:
             raise TartCommandError(error_message(stderr, proc.returncode), proc.returncode)
         return stdout
 
-    def launch(self, args: Sequence[str], log_path: str) -> subprocess.Popen[bytes]:
-        """Start a long-lived Tart command (``tart run``) detached, its output to ``log_path``.
+    def launch(self, args: Sequence[str], log_path: str,
+               keep_fds: Sequence[int] = ()) -> subprocess.Popen[bytes]:
+        """Start a long-lived Tart command (``tart run``) detached, its output to ``log_path``
+        (and ``keep_fds`` open in it: the run lock, see launcher.py).
 
         A new session keeps Ctrl-C on the operator's terminal away from the VM, so VMs
         outlive the operator as Tart users expect of a VM they started.
         """
         with self.observed(args[0] if args else ""):
-            return self._launch(args, log_path)
+            return self._launch(args, log_path, keep_fds)
 
-    def _launch(self, args: Sequence[str], log_path: str) -> subprocess.Popen[bytes]:
+    def _launch(self, args: Sequence[str], log_path: str,
+                keep_fds: Sequence[int]) -> subprocess.Popen[bytes]:
         try:
             with open(log_path, "ab") as log:
                 return subprocess.Popen(
@@ -273,6 +276,7 @@ class TartRunner:
                     stderr=subprocess.STDOUT,
                     env=dict(self.env),
                     start_new_session=True,
+                    pass_fds=tuple(keep_fds),
                 )
         except FileNotFoundError:
             raise TartUnavailable(f"the Tart binary {self.binary!r} does not exist", self.binary) from None

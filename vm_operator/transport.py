@@ -18,10 +18,13 @@ dead host.
 
 ``tart run`` on the host: one ssh call starts it under ``nohup``, detached from the SSH
 session, its output to ``~/.vm-operator/logs/<percent-encoded name>.log`` on the host and its
-exit code, when it ends, to ``<that>.exit``; the call returns the remote PID at once. A
+exit code, when it ends, to ``<that>.exit``; the call returns the remote PID at once (the
+logs of earlier runs are kept as ``<that>.1`` ... ``<that>.3``). A
 waiter (bounded ssh calls polling on the host) learns when it has ended and with what code,
-which is what the start confirmation and the reaper in ``vms.py`` need. ``GET .../logs``
-reads the log back with ``tail -c``.
+which is what the start confirmation and the reaper in ``vms.py`` need; a restarted operator
+waits the same way on a run an earlier one launched, and learns its real exit code from the
+``.exit`` file. ``GET .../logs`` reads the log's size and its last bytes back with ``wc -c``
+and ``tail -c`` (bounded), and cuts them to lines here (``state.cut_tail``).
 """
 
 from __future__ import annotations
@@ -39,7 +42,15 @@ from typing import Any
 from urllib.parse import quote
 
 from vm_operator.launcher import Launcher, LocalLauncher
-from vm_operator.state import LOG_TAIL_BYTES, StateStore
+from vm_operator.state import (
+    LOG_GENERATIONS,
+    LOG_TAIL_BYTES,
+    LogTail,
+    RunRecord,
+    StateStore,
+    cut_tail,
+    last_line,
+)
 from vm_operator.tart import (
     Observer,
     TartCommandError,
@@ -76,7 +87,8 @@ TART_SCRIPT = _PATH_SETUP + _NEED_TART + 'exec "$@"'
 
 # sh -c LAUNCH_SCRIPT vm-operator LOG TART run ... NAME: start `tart run` detached from this
 # SSH session (nohup, every stdio redirected, background), its output to LOG; when it ends,
-# its exit code goes to LOG.exit (written atomically). Prints the PID of the wrapper.
+# its exit code goes to LOG.exit (written atomically). The logs of earlier runs move to
+# LOG.1 ... LOG.<LOG_GENERATIONS> first. Prints the PID of the wrapper.
 _RUN_WRAPPER = (
     '"$@"; code=$?; printf "%s\\n" "$code" >"$0.exit.tmp" && mv -f "$0.exit.tmp" "$0.exit"'
 )
@@ -86,6 +98,10 @@ LAUNCH_SCRIPT = (
     + _NEED_TART
     + "umask 077; cd || exit 1; "
     + 'mkdir -p "${log%/*}" || exit 1; '
+    + f"i={LOG_GENERATIONS}; "
+    + 'while [ "$i" -gt 1 ]; do j=$((i - 1)); '
+    + 'if [ -f "$log.$j" ]; then mv -f "$log.$j" "$log.$i"; fi; i=$j; done; '
+    + 'if [ -f "$log" ]; then mv -f "$log" "$log.1"; fi; '
     + 'rm -f "$log.exit" "$log.exit.tmp"; '
     + f"nohup /bin/sh -c {shlex.quote(_RUN_WRAPPER)} "
     + '"$log" "$@" </dev/null >"$log" 2>&1 & '
@@ -105,8 +121,9 @@ WAIT_SCRIPT = (
     'done; cat "$log.exit"; tail -c 8192 "$log" 2>/dev/null'
 )
 
-# sh -c LOG_SCRIPT vm-operator LOG BYTES: the last BYTES of LOG, exit 3 when there is none.
-LOG_SCRIPT = f'cd || exit 1; [ -f "$1" ] || exit {LOG_MISSING}; tail -c "$2" "$1"'
+# sh -c LOG_SCRIPT vm-operator LOG BYTES: LOG's size on one line, then its last BYTES; exit 3
+# when there is no LOG.
+LOG_SCRIPT = f'cd || exit 1; [ -f "$1" ] || exit {LOG_MISSING}; wc -c <"$1"; tail -c "$2" "$1"'
 
 
 # --- settings (pure) ------------------------------------------------------------------
@@ -390,7 +407,8 @@ class SshTartRunner(TartRunner):
         """Run remote words (not a Tart command): same errors, no Tart metrics."""
         return self._run(RemoteCall(label, words), self.timeout if timeout is None else timeout)
 
-    def launch(self, args: Sequence[str], log_path: str) -> subprocess.Popen[bytes]:
+    def launch(self, args: Sequence[str], log_path: str,
+               keep_fds: Sequence[int] = ()) -> subprocess.Popen[bytes]:
         raise TypeError("over SSH, tart run is started by SshLauncher, on the host")
 
     def locate(self) -> tuple[str, bool]:
@@ -408,7 +426,7 @@ class RemoteRun:
     name: str = ""
     ended: dict[str, str] = field(default_factory=dict)  # VM name -> last log line, once ended
 
-    def wait(self) -> int:
+    def wait(self) -> int | None:
         backoff = 1.0
         while True:
             try:
@@ -430,7 +448,7 @@ class RemoteRun:
             try:
                 code = int(status)
             except ValueError:  # "gone": killed before it could write its exit code
-                return -1
+                return None
             # sh reports "killed by signal N" as 128+N; Popen.wait() as -N: say it the same way.
             return -(code - 128) if 128 < code < 160 else code
 
@@ -455,16 +473,25 @@ class SshLauncher:
                 raise TartError(f"starting tart run on {where} printed no PID") from None
         return RemoteRun(self.runner, log, pid, name, self._ended)
 
-    def read_log(self, name: str) -> bytes | None:
+    def adopt(self, name: str, record: RunRecord) -> RemoteRun:
+        """A run an earlier operator launched: its waiter reads the same ``.exit`` file."""
+        return RemoteRun(self.runner, remote_log_path(name), record["pid"], name, self._ended)
+
+    def tail_log(self, name: str, lines: int | None = None) -> LogTail | None:
         try:
             text = self.runner.call(
-                "logs", script_words(LOG_SCRIPT, remote_log_path(name), str(LOG_TAIL_BYTES))
+                "logs",
+                script_words(LOG_SCRIPT, remote_log_path(name), str(LOG_TAIL_BYTES + 1)),
             )
         except TartCommandError as exc:
             if exc.exit_code == LOG_MISSING:
                 return None
             raise
-        return text.encode("utf-8", errors="replace")
+        return parse_log_answer(text, lines)
+
+    def read_log(self, name: str) -> bytes | None:
+        tail = self.tail_log(name)
+        return None if tail is None else tail.data
 
     def last_log_line(self, name: str) -> str:
         ended = self._ended.get(name)
@@ -477,10 +504,15 @@ class SshLauncher:
         return last_line(data[-8192:].decode("utf-8", errors="replace"))
 
 
-def last_line(text: str) -> str:
-    """The last non-empty line: Tart's message when ``tart run`` failed."""
-    lines = text.splitlines()
-    return next((line.strip() for line in reversed(lines) if line.strip()), "")[:1000]
+def parse_log_answer(text: str, lines: int | None = None) -> LogTail:
+    """LOG_SCRIPT's answer (the size, then the log's last bytes) as a LogTail."""
+    size_line, _, data = text.partition("\n")
+    chunk = data.encode("utf-8", errors="replace")
+    try:
+        size = int(size_line.strip())
+    except ValueError:
+        raise TartError("reading the run log on the Tart host printed no size") from None
+    return cut_tail(chunk, max(size, len(chunk)), lines)
 
 
 def build_transport(

@@ -3,6 +3,10 @@
 This is the imperative middle layer: it owns the locks, the cache and the
 ``tart run`` processes the operator launched (each reaped by its own thread, so
 no zombie is ever left), and it raises ``ApiError`` for every refusal.
+
+One ``tart run`` per VM: while a run the operator launched is alive (also one an earlier
+operator process launched, adopted at start-up), a start never launches another; it
+answers from that run. ``last_run`` is always the record of that run.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from typing import Any, NoReturn
 
 from vm_operator.cache import FreshCache
 from vm_operator.errors import ApiError, api_error_for, not_found, tart_command_error
-from vm_operator.launcher import Launcher, LocalLauncher, RunHandle
-from vm_operator.state import StateStore
+from vm_operator.launcher import Launcher, LocalLauncher, RunHandle, RunStillAlive
+from vm_operator.state import LogTail, RunRecord, StateDirError, StateStore
 from vm_operator.tart import TartCommandError, TartError, TartRunner, parse_ip
 
 VM = dict[str, Any]
@@ -65,9 +69,28 @@ class _Run:
     """A ``tart run`` this operator launched, until its reaper has collected it."""
 
     proc: RunHandle
-    record: dict[str, Any]
+    record: RunRecord
     exited: threading.Event = field(default_factory=threading.Event)
     exit_code: int | None = None
+
+
+def finished_record(record: RunRecord, code: int | None, error: str | None,
+                    now: str) -> RunRecord:
+    """The record of a run that has ended with ``code`` (None: ended, exit code unknown)."""
+    done = record.copy()
+    done["finished_at"] = now
+    done["exit_code"] = code
+    done["exit_code_known"] = code is not None
+    done["error"] = error if code is not None else None
+    return done
+
+
+def state_dir_problem(exc: StateDirError) -> ApiError:
+    return ApiError(
+        503, "state-dir-unwritable", "The state directory cannot be written",
+        f"{exc}. Make {exc.root} a directory the operator can write (VM_OPERATOR_STATE_DIR / "
+        "--state-dir)", state_dir=str(exc.root),
+    )
 
 
 class FifoLock:
@@ -185,7 +208,11 @@ class VmService:
         info = dict.fromkeys(DETAIL_FIELDS)
         if vm["source"] == "local":
             info.update(self._vm_info(name))
-        return {**vm, **info, "last_run": self.store.read_last_run(name)}
+        try:
+            last_run = self.store.read_last_run(name)
+        except StateDirError as exc:
+            raise state_dir_problem(exc) from None
+        return {**vm, **info, "last_run": last_run}
 
     def local_vm(self, name: str, action: str, fresh: bool = False) -> VM:
         """The VM, or the same 409 for an OCI image on every action that needs a local VM."""
@@ -194,11 +221,16 @@ class VmService:
             raise oci_image(name, action)
         return vm
 
-    def logs(self, name: str) -> bytes:
-        data = self.launcher.read_log(name)
-        if data is None:
+    def logs(self, name: str, lines: int | None = None) -> LogTail:
+        """The end of the current run's log: all of it up to the size limit, or its last
+        ``lines`` lines; always starting at a line boundary (state.cut_tail)."""
+        try:
+            tail = self.launcher.tail_log(name, lines)
+        except StateDirError as exc:
+            raise state_dir_problem(exc) from None
+        if tail is None:
             self._no_logs(name)
-        return data
+        return tail
 
     def _no_logs(self, name: str) -> NoReturn:
         """No run log: 409 for an OCI image, like every action on one, else 404. Tart is asked
@@ -286,6 +318,13 @@ class VmService:
                         f"VM cannot become suspendable, it must be stopped first: {HOW_TO_SUSPEND}",
                     )
                 return 200, {**vm, "changed": False}
+            pending = self._live_run(name)
+            if pending is not None:  # launched, not running yet: never launch a second one
+                try:
+                    vm = self._confirm_running(name, pending)
+                finally:
+                    self._changed()
+                return 202, {**vm, "changed": True}
             self._reserve_slot(name, self.list_vms())
             try:
                 run = self._launch(name, suspendable)
@@ -298,8 +337,27 @@ class VmService:
                     self._starting.discard(name)
             return 202, {**vm, "changed": True}
 
+    def _live_run(self, name: str) -> _Run | None:
+        """The ``tart run`` this operator launched (or adopted) for ``name``, while it lives."""
+        with self._guard:
+            run = self._runs.get(name)
+        return run if run is not None and not run.exited.is_set() else None
+
     def _is_macos(self, name: str) -> bool:
         return self._vm_info(name).get("os") == "darwin"
+
+    def _launched_macos(self, name: str) -> set[str]:
+        """Other macOS VMs whose ``tart run`` (ours) lives but is not listed running yet."""
+        with self._guard:
+            launched = [other for other in self._runs if other != name]
+        found = set()
+        for other in launched:
+            try:
+                if self._is_macos(other):
+                    found.add(other)
+            except TartError:  # deleted meanwhile: it holds no slot
+                pass
+        return found
 
     def _reserve_slot(self, name: str, vms: list[VM]) -> None:
         """Refuse a start that would exceed the cap on running macOS guests, before Tart is asked.
@@ -313,7 +371,7 @@ class VmService:
             vm["name"]
             for vm in vms
             if vm["state"] == "running" and vm["source"] == "local" and self._is_macos(vm["name"])
-        }
+        } | self._launched_macos(name)
         with self._guard:
             busy = running | self._starting
             if len(busy) >= self.max_running:
@@ -331,48 +389,78 @@ class VmService:
     def _launch(self, name: str, suspendable: bool) -> _Run:
         args = ["run", "--no-graphics", *(["--suspendable"] if suspendable else []), name]
         try:
+            self.store.check_writable(name)  # before launching: a run must never go unrecorded
             proc = self.launcher.launch(name, args)
+        except StateDirError as exc:
+            raise state_dir_problem(exc) from None
+        except RunStillAlive as exc:
+            raise ApiError(409, "already-running", "The VM is already running",
+                           f"{exc}; it has not reported the VM running yet") from None
         except TartError as exc:
             raise api_error_for(exc) from None
-        record = {
+        record: RunRecord = {
             "started_at": utc_now(),
             "pid": proc.pid,
             "suspendable": suspendable,
             "finished_at": None,
             "exit_code": None,
+            "exit_code_known": False,
             "error": None,
         }
-        run = _Run(proc, record)
+        return self._watch(name, _Run(proc, record), write=True)
+
+    def _watch(self, name: str, run: _Run, write: bool) -> _Run:
+        """Own ``run`` from now on: it is the VM's run, and a thread reaps it."""
         with self._guard:
             self._runs[name] = run
-        self.store.write_last_run(name, record)
-        threading.Thread(target=self._reap, args=(name, run), name=f"reap-{proc.pid}", daemon=True).start()
+        if write:
+            try:
+                self.store.write_last_run(name, run.record)
+            except StateDirError:
+                pass  # checked just before; the record is kept in memory regardless
+        threading.Thread(target=self._reap, args=(name, run), name=f"reap-{run.proc.pid}",
+                         daemon=True).start()
         return run
+
+    def adopt_earlier_runs(self) -> int:
+        """Watch the runs an earlier operator process launched and never saw end, so that
+        their records are finished when they end (at once when they already have). Returns
+        how many it found."""
+        found = 0
+        for name, record in self.store.unfinished_runs():
+            if self._live_run(name) is None:
+                self._watch(name, _Run(self.launcher.adopt(name, record), record), write=False)
+                found += 1
+        return found
 
     def _reap(self, name: str, run: _Run) -> None:
         """Wait for ``tart run`` to end (so it never lingers as a zombie) and record how."""
         code = run.proc.wait()
         error = None
-        if code != 0:
+        if code is not None and code != 0:
             error = self.launcher.last_log_line(name) or f"tart run exited with code {code}"
         run.exit_code = code
         with self._guard:
-            latest = self._runs.get(name) is run
-            if latest:
-                del self._runs[name]
-        if latest:
-            record = {**run.record, "finished_at": utc_now(), "exit_code": code, "error": error}
-            self.store.write_last_run(name, record)
+            if self._runs.get(name) is run:
+                del self._runs[name]  # from now on a start launches a new run
+        try:  # unless that new run's record is already there
+            self.store.finish_run(name, finished_record(run.record, code, error, utc_now()))
+        except StateDirError:
+            pass  # kept in memory: the API still shows how the run ended
         self._changed()
-        run.exited.set()
+        run.exited.set()  # after the record: whoever waits on it reads the finished record
 
     def _confirm_running(self, name: str, run: _Run) -> VM:
         """Wait until Tart lists the VM as running, or ``tart run`` exits and says why."""
         deadline = self._clock() + self.start_timeout
         while True:
             if run.exited.is_set():
-                code = run.exit_code if run.exit_code is not None else -1
+                code = run.exit_code
                 message = self.launcher.last_log_line(name) or f"tart run exited with code {code}"
+                if code is None:
+                    raise ApiError(502, "tart-failed", "Tart failed",
+                                   f"tart run ended before Tart reported {name!r} running "
+                                   f"(exit code unknown): {message}")
                 if code == 0:
                     raise ApiError(502, "tart-failed", "Tart failed", f"tart run ended at once: {message}")
                 raise tart_command_error(message, code)
@@ -387,7 +475,8 @@ class VmService:
                     "start-timeout",
                     "The VM did not start in time",
                     f"tart run did not report {name!r} running within {self.start_timeout:g} s; "
-                    "it was left running, see GET /vms/{name}/logs",
+                    "it was left running (another start waits for this same run; it never "
+                    "launches a second one), see GET /vms/{name}/logs",
                 )
             run.exited.wait(self.poll_interval)
 
