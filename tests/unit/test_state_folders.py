@@ -2,7 +2,7 @@
 
 import pytest
 
-from vm_operator.state import MAX_FOLDER_NAME, StateStore, folder_name
+from vm_operator.state import MAX_FOLDER_NAME, RunRecord, StateStore, folder_name
 
 LONG_SLASHES = "a/" * 127 + "a"  # 255 characters that quote to 636
 NAMES = [
@@ -44,6 +44,9 @@ def test_logs_and_records_of_long_names_work(tmp_path, name: str) -> None:
     assert store.read_log(name) is None and store.read_last_run(name) is None
     with open(store.prepare_log(name), "wb") as log:
         log.write(b"booted\n")
-    store.write_last_run(name, {"pid": 1})
+    record: RunRecord = {"started_at": "2026-11-29T00:00:00.000Z", "pid": 1, "suspendable": False,
+                         "finished_at": None, "exit_code": None, "exit_code_known": False,
+                         "error": None}
+    store.write_last_run(name, record)
     assert store.read_log(name) == b"booted\n"
-    assert StateStore(tmp_path).read_last_run(name) == {"pid": 1}  # read back from disk
+    assert StateStore(tmp_path).read_last_run(name) == record  # read back from disk
