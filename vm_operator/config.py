@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from vm_operator import __version__
-from vm_operator.transport import (
+from vm_operator.tart.errors import CONTAINER_TART
+from vm_operator.tart.ssh_settings import (
     DEFAULT_CONNECT_TIMEOUT,
     SshSettings,
     checked_file,
@@ -29,7 +30,6 @@ from vm_operator.transport import (
     ssh_settings,
 )
 
-CONTAINER_TART = "/app/bin/tart-binary"
 MIN_TOKEN_LENGTH = 16
 MAX_TOKEN_FILE_BYTES = 4096
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -56,7 +56,7 @@ class Config:
     cors_origins: tuple[str, ...] = ()
     access_log: bool = True
     demo: bool = False
-    ssh: SshSettings | None = None  # run Tart on another host over SSH (transport.py)
+    ssh: SshSettings | None = None  # run Tart on another host over SSH (tart/ssh.py)
 
     @property
     def auth_enabled(self) -> bool:

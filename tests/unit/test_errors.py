@@ -5,8 +5,8 @@ import json
 import pytest
 
 from vm_operator.config import CONTAINER_TART
-from vm_operator.errors import api_error_for, tart_command_error
-from vm_operator.tart import TartBadOutput, TartCommandError, TartTimeout, TartUnavailable
+from vm_operator.edge.errors import api_error_for, tart_command_error
+from vm_operator.tart.errors import TartBadOutput, TartCommandError, TartTimeout, TartUnavailable
 
 
 @pytest.mark.parametrize(

@@ -8,15 +8,15 @@ import re
 import pytest
 
 from vm_operator.api import ROUTES
-from vm_operator.names import (
+from vm_operator.edge.openapi import openapi_document
+from vm_operator.edge.routing import decode_segment
+from vm_operator.tart.names import (
     MAX_NAME_LENGTH,
     NAME_PATTERN,
     InvalidName,
-    decode_segment,
     name_problem,
     validate_name,
 )
-from vm_operator.openapi import openapi_document
 
 VALID = [
     "macos-ci",

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from vm_operator.errors import ApiError, bad_request
-from vm_operator.problems import CATALOGUE, PROBLEMS, ProblemType, index_page, problem_page
-from vm_operator.responses import problem
+from vm_operator.edge.errors import ApiError, bad_request
+from vm_operator.edge.problems import CATALOGUE, PROBLEMS, ProblemType, index_page, problem_page
+from vm_operator.edge.responses import problem
 
 PACKAGE = Path(__file__).resolve().parents[2] / "vm_operator"
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -74,10 +74,10 @@ def used_problems(source: str, path: str) -> list[tuple[str, int | None, str | N
 
 def scan_package() -> list[tuple[str, int | None, str | None, str]]:
     found = []
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         if path.name == "problems.py":
             continue
-        found += used_problems(path.read_text(), path.name)
+        found += used_problems(path.read_text(), str(path.relative_to(PACKAGE)))
     return found
 
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from vm_operator.problems import BASE, PROBLEMS
+from vm_operator.edge.problems import BASE, PROBLEMS
 
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"

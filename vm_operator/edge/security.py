@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
-from vm_operator.errors import ApiError
+from vm_operator.edge.errors import ApiError
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The content types a browser may send cross-site without a CORS preflight.

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from vm_operator import __version__
-from vm_operator.names import MAX_NAME_LENGTH, NAME_PATTERN
-from vm_operator.problems import CATALOGUE
-from vm_operator.state import LOG_TAIL_LINES_MAX
+from vm_operator.edge.problems import CATALOGUE
+from vm_operator.store.state import LOG_TAIL_LINES_MAX
+from vm_operator.tart.names import MAX_NAME_LENGTH, NAME_PATTERN
 
 
 def _ref(name: str) -> dict[str, str]:

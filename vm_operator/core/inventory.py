@@ -1,0 +1,137 @@
+"""What Tart knows about the VMs, read through the cache: list, find, describe, IP address,
+and Tart's own health (path, availability, version) without ever blocking on it.
+
+Reads are cached, never stale: a read uses a ``tart list`` (or ``tart get``) that started
+after every change made through the API (``changed``), and within ``cache_ttl`` of now for
+changes made outside it. With ``cache_ttl`` 0 every read calls Tart (the naive design, kept
+for the benchmark's comparison).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from vm_operator.core.cache import FreshCache
+from vm_operator.core.clock import Clock
+from vm_operator.core.errors import not_running, oci_image, state_dir_problem
+from vm_operator.core.ports import StorePort, TartPort
+from vm_operator.edge.errors import not_found
+from vm_operator.store.state import StateDirError
+from vm_operator.tart.errors import TartError
+
+VM = dict[str, Any]
+DETAIL_FIELDS = ("os", "cpu", "memory_mb", "disk_format", "display")
+
+
+class Inventory:
+    """Cached reads of Tart's VMs."""
+
+    def __init__(self, tart: TartPort, store: StorePort, clock: Clock, cache_ttl: float) -> None:
+        self.tart = tart
+        self.store = store
+        self.clock = clock
+        self.cache_ttl = cache_ttl
+        self._changed_at = float("-inf")
+        self._guard = threading.Lock()
+        self._list = FreshCache(tart.list_vms, clock.monotonic)
+        self._info: dict[str, FreshCache[dict[str, Any]]] = {}
+        self._version: str | None = None
+        self._version_refresh = threading.Lock()
+
+    def _not_before(self, fresh: bool) -> float:
+        """The oldest fetch start a read may use: after every change made through the API,
+        and within ``cache_ttl`` of now for changes made outside it."""
+        now = self.clock.monotonic()
+        return now if fresh else max(self._changed_at, now - self.cache_ttl)
+
+    def _refresh_after(self, fresh: bool) -> float | None:
+        """Past half its freshness window a cached answer is still served, and refreshed ahead."""
+        return None if fresh else self.clock.monotonic() - self.cache_ttl / 2
+
+    def changed(self) -> None:
+        """A change was made through the API: no later read may answer from before it."""
+        self._changed_at = self.clock.monotonic()
+
+    def list_vms(self, fresh: bool = False) -> list[VM]:
+        if self.cache_ttl <= 0:
+            return self.tart.list_vms()
+        return self._list.get(self._not_before(fresh), self._refresh_after(fresh))
+
+    def cached_vms(self) -> list[VM] | None:
+        """The last listing, however old, without calling Tart: for metrics."""
+        return self._list.peek()
+
+    def find(self, name: str, fresh: bool = False) -> VM:
+        for vm in self.list_vms(fresh):
+            if vm["name"] == name:
+                return vm
+        raise not_found(name)
+
+    def local_vm(self, name: str, action: str, fresh: bool = False) -> VM:
+        """The VM, or the same 409 for an OCI image on every action that needs a local VM."""
+        vm = self.find(name, fresh)
+        if vm["source"] != "local":
+            raise oci_image(name, action)
+        return vm
+
+    def info(self, name: str) -> dict[str, Any]:
+        """``tart get``'s fields of a local VM, cached like the listing."""
+        if self.cache_ttl <= 0:
+            return self.tart.get(name)
+        with self._guard:
+            cache = self._info.get(name)
+            if cache is None:
+                cache = self._info[name] = FreshCache(lambda: self.tart.get(name),
+                                                      self.clock.monotonic)
+        return cache.get(self._not_before(False), self._refresh_after(False))
+
+    def is_macos(self, name: str) -> bool:
+        return self.info(name).get("os") == "darwin"
+
+    def describe(self, name: str) -> VM:
+        """The list fields, ``tart get``'s fields (local VMs only) and the last run."""
+        vm = self.find(name)
+        info = dict.fromkeys(DETAIL_FIELDS)
+        if vm["source"] == "local":
+            info.update(self.info(name))
+        try:
+            last_run = self.store.read_last_run(name)
+        except StateDirError as exc:
+            raise state_dir_problem(exc) from None
+        return {**vm, **info, "last_run": last_run}
+
+    def ip(self, name: str, wait: int) -> str:
+        """``tart ip --wait W``, only for a running VM: Tart would wait the whole W seconds
+        for a stopped one. With a wait the state is checked fresh, as that wait is long."""
+        vm = self.local_vm(name, "ask for the IP address of", fresh=wait > 0)
+        if vm["state"] != "running":
+            raise not_running(name, f"it is {vm['state']} and has no IP address; start it first")
+        return self.tart.ip(name, wait)
+
+    # --- Tart's own health ------------------------------------------------------------------
+
+    def tart_status(self) -> dict[str, Any]:
+        """Path, availability and version of Tart without ever blocking on it.
+
+        Health probes must answer even when Tart hangs, so the version is fetched by a
+        background thread and this only reads what it found.
+        """
+        path, available = self.tart.locate()
+        if available and self._version is None:
+            self._refresh_version()
+        return {"path": path, "available": available, "version": self._version}
+
+    def _refresh_version(self) -> None:
+        if not self._version_refresh.acquire(blocking=False):
+            return
+
+        def refresh() -> None:
+            try:
+                self._version = self.tart.version()
+            except TartError:
+                pass
+            finally:
+                self._version_refresh.release()
+
+        threading.Thread(target=refresh, name="tart-version", daemon=True).start()
