@@ -20,7 +20,7 @@ from typing import Any
 
 from conftest import LOCAL_VMS, Operator, wait_for
 
-from vm_operator.edge.responses import PROBLEM_BASE
+from vm_operator.edge.problems import PROBLEM_BASE
 from vm_operator.store.state import LOG_TAIL_BYTES
 
 SEQUOIA, SONOMA, UBUNTU = LOCAL_VMS

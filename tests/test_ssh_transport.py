@@ -40,8 +40,8 @@ from conftest import REPO_ROOT, wait_for
 from support import http_request
 
 from vm_operator.config import CONTAINER_TART, load_config
-from vm_operator.edge.errors import api_error_for
-from vm_operator.edge.responses import PROBLEM_BASE
+from vm_operator.edge.errors import problem_for
+from vm_operator.edge.problems import PROBLEM_BASE
 from vm_operator.store.state import StateStore
 from vm_operator.tart.commands import Tart
 from vm_operator.tart.errors import (
@@ -237,7 +237,7 @@ def test_ssh_failures_become_clear_problems(code: int, stderr: str, status: int,
 
     error = classify(settings(), TartCommandError(error_message(stderr, code), code))
     assert isinstance(error, TransportError) and isinstance(error, TartUnavailable)
-    problem = api_error_for(error)
+    problem = problem_for(error)
     assert (problem.status, problem.slug) == (status, slug)
     assert "me@mac.example:2222" in problem.detail
 
@@ -250,7 +250,7 @@ def test_ssh_failures_become_clear_problems(code: int, stderr: str, status: int,
 def test_tart_refusals_pass_through_unchanged(message: str, code: int, status: int) -> None:
     exc = command_error(message, code)
     assert classify(settings(), exc) is exc
-    assert api_error_for(exc).status == status
+    assert problem_for(exc).status == status
 
 
 def test_a_missing_ssh_client_is_a_503(tmp_path: Path) -> None:
@@ -258,7 +258,7 @@ def test_a_missing_ssh_client_is_a_503(tmp_path: Path) -> None:
                         "tart", {}, 5, StateStore(tmp_path))
     with pytest.raises(TransportError) as caught:
         runner.list_vms()
-    assert api_error_for(caught.value).status == 503 and "openssh-client" in caught.value.detail
+    assert problem_for(caught.value).status == 503 and "openssh-client" in caught.value.detail
     assert runner.locate()[1] is False
 
 

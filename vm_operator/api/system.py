@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import html
+
 from vm_operator import __version__
 from vm_operator.api.app import App
 from vm_operator.core.clock import utc_now
-from vm_operator.edge.errors import ApiError, api_error_for
-from vm_operator.edge.problems import CATALOGUE, index_page, problem_page
-from vm_operator.edge.responses import HTML, Response, json_response, problem
+from vm_operator.edge.errors import ApiError
+from vm_operator.edge.problems import CATALOGUE, ProblemType
+from vm_operator.edge.responses import HTML, Response, json_response
 from vm_operator.edge.routing import Request, Route
-from vm_operator.tart.errors import TartError
 
 
 def health(app: App, req: Request) -> Response:
@@ -30,12 +31,7 @@ def health(app: App, req: Request) -> Response:
 
 
 def ready(app: App, req: Request) -> Response:
-    try:
-        vms = app.service.list_vms()
-    except TartError as exc:
-        error = api_error_for(exc)
-        return problem(503, "not-ready", "Not ready", f"tart list fails: {error.detail}")
-    return json_response(200, {"status": "ready", "vms": len(vms)})
+    return json_response(200, {"status": "ready", "vms": app.service.ready()})
 
 
 def openapi(app: App, req: Request) -> Response:
@@ -48,10 +44,46 @@ def metrics(app: App, req: Request) -> Response:
     return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
 
 
+def _page(title: str, body: str) -> bytes:
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title></head>\n<body>\n{body}</body>\n</html>\n"
+    ).encode()
+
+
+def problem_page(problem: ProblemType) -> bytes:
+    """The documentation of one problem type: what its title, status, meaning and remedy are."""
+    e = html.escape
+    return _page(
+        problem.title,
+        f"<h1>{e(problem.title)}</h1>\n"
+        f"<p>Problem type <code>{e(problem.slug)}</code>, HTTP status {problem.status}.</p>\n"
+        f"<h2>What it means</h2>\n<p>{e(problem.meaning)}</p>\n"
+        f"<h2>What to do</h2>\n<p>{e(problem.remedy)}</p>\n"
+        "<p><a href=\"/problems\">All problem types</a></p>\n",
+    )
+
+
+def index_page() -> bytes:
+    """Every problem type, with its status and a link to its page."""
+    e = html.escape
+    rows = "".join(
+        f"<li><a href=\"{e(p.uri)}\"><code>{e(p.slug)}</code></a> ({p.status}): {e(p.title)}</li>\n"
+        for p in CATALOGUE
+    )
+    return _page(
+        "vm-operator problem types",
+        "<h1>vm-operator problem types</h1>\n"
+        "<p>Every error of the API is an RFC 9457 problem document whose <code>type</code> "
+        "is one of these.</p>\n"
+        f"<ul>\n{rows}</ul>\n",
+    )
+
+
 # The pages are fixed text: built once. They load nothing, so they may forbid everything.
 _PAGE_HEADERS = (("Content-Security-Policy", "default-src 'none'"),)
 _PROBLEM_INDEX = index_page()
-_PROBLEM_PAGES = {problem.slug: problem_page(problem) for problem in CATALOGUE}
+_PROBLEM_PAGES: dict[str, bytes] = {problem.slug: problem_page(problem) for problem in CATALOGUE}
 
 
 def problem_index(app: App, req: Request) -> Response:
@@ -63,8 +95,7 @@ def problem_doc(app: App, req: Request) -> Response:
     slug = req.params["slug"]
     page = _PROBLEM_PAGES.get(slug)
     if page is None:
-        raise ApiError(404, "unknown-problem", "No such problem type",
-                       f"there is no problem type {slug[:80]!r}; see GET /problems")
+        raise ApiError("unknown-problem", f"there is no problem type {slug[:80]!r}; see GET /problems")
     return Response(200, page, HTML, _PAGE_HEADERS)
 
 

@@ -14,9 +14,14 @@ from typing import Any
 
 from vm_operator.core.cache import FreshCache
 from vm_operator.core.clock import Clock
-from vm_operator.core.errors import not_running, oci_image, state_dir_problem
+from vm_operator.core.errors import (
+    NotReady,
+    not_running,
+    oci_image,
+    state_dir_unwritable,
+    vm_not_found,
+)
 from vm_operator.core.ports import StorePort, TartPort
-from vm_operator.edge.errors import not_found
 from vm_operator.store.state import StateDirError
 from vm_operator.tart.errors import TartError
 
@@ -58,6 +63,13 @@ class Inventory:
             return self.tart.list_vms()
         return self._list.get(self._not_before(fresh), self._refresh_after(fresh))
 
+    def ready(self) -> int:
+        """How many VMs Tart lists; NotReady when it cannot list them."""
+        try:
+            return len(self.list_vms())
+        except TartError as exc:
+            raise NotReady(f"tart list fails: {exc.detail}") from None
+
     def cached_vms(self) -> list[VM] | None:
         """The last listing, however old, without calling Tart: for metrics."""
         return self._list.peek()
@@ -66,10 +78,10 @@ class Inventory:
         for vm in self.list_vms(fresh):
             if vm["name"] == name:
                 return vm
-        raise not_found(name)
+        raise vm_not_found(name)
 
     def local_vm(self, name: str, action: str, fresh: bool = False) -> VM:
-        """The VM, or the same 409 for an OCI image on every action that needs a local VM."""
+        """The VM, or the same refusal for an OCI image on every action that needs a local VM."""
         vm = self.find(name, fresh)
         if vm["source"] != "local":
             raise oci_image(name, action)
@@ -98,7 +110,7 @@ class Inventory:
         try:
             last_run = self.store.read_last_run(name)
         except StateDirError as exc:
-            raise state_dir_problem(exc) from None
+            raise state_dir_unwritable(exc) from None
         return {**vm, **info, "last_run": last_run}
 
     def ip(self, name: str, wait: int) -> str:

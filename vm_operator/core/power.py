@@ -13,7 +13,9 @@ from contextlib import contextmanager
 
 from vm_operator.core.errors import (
     HOW_TO_SUSPEND,
-    NOT_SUSPENDABLE_TITLE,
+    NotSuspendable,
+    VmBusy,
+    VmLimit,
     not_running,
     not_suspendable,
 )
@@ -21,7 +23,6 @@ from vm_operator.core.fifo import FifoLock
 from vm_operator.core.inventory import VM, Inventory
 from vm_operator.core.ports import TartPort
 from vm_operator.core.runs import RunSupervisor
-from vm_operator.edge.errors import ApiError
 from vm_operator.tart.errors import TartError, TartNotRunning, TartNotSuspendable
 
 MAX_QUEUED_WRITES = 16  # per VM; each write takes a few Tart calls, so more is minutes of waiting
@@ -46,10 +47,9 @@ class Power:
         with self._guard:
             lock = self._vm_locks.setdefault(name, FifoLock(MAX_QUEUED_WRITES))
         if not lock.acquire():
-            raise ApiError(
-                503, "vm-busy", "Too many pending changes to this VM",
+            raise VmBusy(
                 f"more than {MAX_QUEUED_WRITES} start/stop/suspend requests for {name!r} are "
-                "already waiting; retry shortly", (("Retry-After", "1"),),
+                "already waiting; retry shortly", retry_after=1,
             )
         try:
             yield
@@ -63,10 +63,9 @@ class Power:
             vm = self.inventory.local_vm(name, "start", fresh=True)
             if vm["state"] == "running":
                 if suspendable and self.runs.suspendable(name) is False:
-                    raise ApiError(
-                        409, "not-suspendable", NOT_SUSPENDABLE_TITLE,
+                    raise NotSuspendable(
                         f'VM "{name}" already runs, started without ?suspendable=true; a running '
-                        f"VM cannot become suspendable, it must be stopped first: {HOW_TO_SUSPEND}",
+                        f"VM cannot become suspendable, it must be stopped first: {HOW_TO_SUSPEND}"
                     )
                 return {**vm, "changed": False}
             pending = self.runs.live_run(name)
@@ -116,10 +115,7 @@ class Power:
         with self._guard:
             busy = running | self._starting
             if len(busy) >= self.max_running:
-                raise ApiError(
-                    409,
-                    "vm-limit",
-                    "Too many VMs are running",
+                raise VmLimit(
                     f"at most {self.max_running} macOS VMs may run at once "
                     f"(VM_OPERATOR_MAX_RUNNING, Apple's licence limit); running or starting: "
                     f"{', '.join(sorted(busy))}",

@@ -17,12 +17,19 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from vm_operator.core.clock import Clock
-from vm_operator.core.errors import oci_image, state_dir_problem
+from vm_operator.core.errors import (
+    AlreadyRunning,
+    NoLogs,
+    OperatorError,
+    RunEnded,
+    StartTimeout,
+    oci_image,
+    state_dir_unwritable,
+)
 from vm_operator.core.inventory import VM, Inventory
 from vm_operator.core.ports import StorePort, TartPort
-from vm_operator.edge.errors import ApiError, api_error_for, tart_command_error
 from vm_operator.store.state import LogTail, RunRecord, StateDirError
-from vm_operator.tart.errors import RunStillAlive, TartError
+from vm_operator.tart.errors import RunStillAlive, TartError, command_error
 from vm_operator.tart.transport import RunHandle
 
 
@@ -90,12 +97,9 @@ class RunSupervisor:
             self.store.check_writable(name)  # before launching: a run must never go unrecorded
             proc = self.tart.run(name, suspendable)
         except StateDirError as exc:
-            raise state_dir_problem(exc) from None
+            raise state_dir_unwritable(exc) from None
         except RunStillAlive as exc:
-            raise ApiError(409, "already-running", "The VM is already running",
-                           f"{exc}; it has not reported the VM running yet") from None
-        except TartError as exc:
-            raise api_error_for(exc) from None
+            raise AlreadyRunning(f"{exc}; it has not reported the VM running yet") from None
         record: RunRecord = {
             "started_at": self.clock.utc_now(),
             "pid": proc.pid,
@@ -161,27 +165,24 @@ class RunSupervisor:
             if run.exited.is_set():
                 continue  # it ended while we listed: report how
             if self.clock.monotonic() >= deadline:
-                raise ApiError(
-                    504,
-                    "start-timeout",
-                    "The VM did not start in time",
+                raise StartTimeout(
                     f"tart run did not report {name!r} running within {self.start_timeout:g} s; "
                     "it was left running (another start waits for this same run; it never "
-                    "launches a second one), see GET /vms/{name}/logs",
+                    "launches a second one), see GET /vms/{name}/logs"
                 )
             run.exited.wait(self.poll_interval)
 
     def _ended_before_running(self, name: str, run: Run) -> NoReturn:
+        """How the run ended: Tart's refusal (its last line, classified by the adapter), or
+        an end without one."""
         code = run.exit_code
         message = self.tart.last_log_line(name) or f"tart run exited with code {code}"
         if code is None:
-            raise ApiError(502, "tart-failed", "Tart failed",
-                           f"tart run ended before Tart reported {name!r} running "
+            raise RunEnded(f"tart run ended before Tart reported {name!r} running "
                            f"(exit code unknown): {message}")
         if code == 0:
-            raise ApiError(502, "tart-failed", "Tart failed",
-                           f"tart run ended at once: {message}")
-        raise tart_command_error(message, code)
+            raise RunEnded(f"tart run ended at once: {message}")
+        raise command_error(message, code)
 
     def await_reaped(self, name: str, seconds: float = 2.0) -> None:
         """Give our own ``tart run`` a moment to exit, so ``last_run`` is complete."""
@@ -198,20 +199,18 @@ class RunSupervisor:
         try:
             tail = self.tart.tail_log(name, lines)
         except StateDirError as exc:
-            raise state_dir_problem(exc) from None
+            raise state_dir_unwritable(exc) from None
         if tail is None:
             self._no_logs(name)
         return tail
 
     def _no_logs(self, name: str) -> NoReturn:
-        """No run log: 409 for an OCI image, like every action on one, else 404. Tart is asked
-        only to tell an image apart; when it cannot tell, "no run log" is still true."""
+        """No run log: OciImage for an OCI image, like every action on one, else NoLogs. Tart
+        is asked only to tell an image apart; when it cannot tell, "no run log" is still true."""
         try:
             vm: VM | None = self.inventory.find(name)
-        except (ApiError, TartError):
+        except (OperatorError, TartError):
             vm = None
         if vm is not None and vm["source"] != "local":
             raise oci_image(name, "read the logs of")
-        raise ApiError(
-            404, "no-logs", "No logs", f'the operator has not started VM "{name}" (no run log)'
-        )
+        raise NoLogs(f'the operator has not started VM "{name}" (no run log)')

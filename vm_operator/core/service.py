@@ -41,6 +41,9 @@ class VmService:
     def list_vms(self, fresh: bool = False) -> list[VM]:
         return self.inventory.list_vms(fresh)
 
+    def ready(self) -> int:
+        return self.inventory.ready()
+
     def cached_vms(self) -> list[VM] | None:
         return self.inventory.cached_vms()
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Generic
 from urllib.parse import quote
 
-from vm_operator.edge.errors import ApiError, api_error_for, bad_request
-from vm_operator.edge.responses import Response, problem
+from vm_operator.core.errors import OperatorError
+from vm_operator.edge.errors import ApiError, problem_for
+from vm_operator.edge.responses import Response
 from vm_operator.edge.routing import (
     A,
     Candidates,
@@ -48,7 +49,7 @@ def _routes_for(routes: RouteTable[A], target: str) -> tuple[list[str], str, Can
     segments, query = split_target(target)
     candidates = routes.match(segments)
     if not candidates:
-        raise ApiError(404, "no-route", "No such route", "no such route; see GET /openapi.json")
+        raise ApiError("no-route", "no such route; see GET /openapi.json")
     return segments, query, candidates
 
 
@@ -126,15 +127,15 @@ def dispatch(
         if refusal is not None:
             raise refusal
         if body and not route.takes_body:
-            raise bad_request("unexpected-body", body_refusal(route, body))
+            raise ApiError("unexpected-body", body_refusal(route, body))
         response = route.handler(site.app, req)
     except ApiError as exc:
         response = exc.response()
-    except TartError as exc:
-        response = api_error_for(exc).response()
+    except (OperatorError, TartError) as exc:
+        response = problem_for(exc).response()
     except Exception:  # noqa: BLE001 - a bug: log it for us, never show a traceback to the client
         traceback.print_exc(file=sys.stderr)
-        response = problem(500, "internal-error", "Internal error", "the operator failed; see its log")
+        response = ApiError("internal-error", "the operator failed; see its log").response()
     return response.with_headers(*cors_headers(site.access, headers)), label
 
 

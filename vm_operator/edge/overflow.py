@@ -15,7 +15,7 @@ from vm_operator.edge.security import Access, cors_headers
 
 OVERFLOW_WAIT = 0.5  # seconds a connection past the cap has to send its head before its 503
 OVERFLOW_PENDING = 64  # connections past the cap that wait for their head; beyond, 503 at once
-_OVERLOADED = ApiError(503, "overloaded", "Too many connections",
+_OVERLOADED = ApiError("overloaded",
                        "too many connections; retry shortly (VM_OPERATOR_MAX_CONNECTIONS)",
                        (("Retry-After", "1"),)).response()
 

@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Generic, TypeVar
 from urllib.parse import parse_qsl, unquote_to_bytes
 
-from vm_operator.edge.errors import ApiError, bad_request
+from vm_operator.edge.errors import ApiError
 from vm_operator.edge.responses import Response
 from vm_operator.edge.security import Headers
 from vm_operator.tart.names import InvalidName, validate_name
@@ -80,7 +80,7 @@ class RouteTable(Generic[A]):
 def split_target(target: str) -> tuple[list[str], str]:
     """Split an origin-form request target into raw path segments and the query string."""
     if not target.startswith("/") or "#" in target:
-        raise bad_request("bad-target", "the request target must be an absolute path")
+        raise ApiError("bad-target", "the request target must be an absolute path")
     path, _, query = target.partition("?")
     return path[1:].split("/"), query
 
@@ -102,11 +102,7 @@ def choose(method: str, candidates: Candidates[A]) -> tuple[Route[A], dict[str, 
     for route, params in candidates:
         if route.method == lookup:
             return route, params
-    raise ApiError(
-        405,
-        "method-not-allowed",
-        "Method not allowed",
-        f"{method[:32]} is not allowed here",
+    raise ApiError("method-not-allowed", f"{method[:32]} is not allowed here",
         (("Allow", allowed_methods(candidates)),),
     )
 
@@ -116,19 +112,19 @@ def parse_query(query: str, allowed: tuple[str, ...]) -> dict[str, str]:
     if not query:
         return {}
     if "%" in query and re.search(r"%(?![0-9A-Fa-f]{2})", query):
-        raise bad_request("bad-query", "the query holds an invalid percent-encoding")
+        raise ApiError("bad-query", "the query holds an invalid percent-encoding")
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True,
                           errors="strict", max_num_fields=16)
     except (ValueError, UnicodeDecodeError):
-        raise bad_request("bad-query", "the query string cannot be parsed") from None
+        raise ApiError("bad-query", "the query string cannot be parsed") from None
     result: dict[str, str] = {}
     for key, value in pairs:
         if key not in allowed:
             known = ", ".join(allowed) or "none"
-            raise bad_request("unknown-parameter", f"unknown query parameter {key!r} (known: {known})")
+            raise ApiError("unknown-parameter", f"unknown query parameter {key!r} (known: {known})")
         if key in result:
-            raise bad_request("repeated-parameter", f"query parameter {key!r} is given twice")
+            raise ApiError("repeated-parameter", f"query parameter {key!r} is given twice")
         result[key] = value
     return result
 
@@ -161,5 +157,5 @@ def decode_params(raw_params: dict[str, str]) -> dict[str, str]:
         try:
             params[key] = validate_name(decode_segment(raw))
         except InvalidName as exc:
-            raise bad_request("invalid-name", str(exc)) from None
+            raise ApiError("invalid-name", str(exc)) from None
     return params

@@ -38,13 +38,14 @@ from vm_operator.edge.http1 import (
 )
 from vm_operator.edge.metrics import Metrics
 from vm_operator.edge.overflow import Overflow
+from vm_operator.edge.problems import Slug
 from vm_operator.edge.responses import Response
 from vm_operator.edge.security import cors_headers
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 MAX_BODY = 1024  # a larger body is refused unread (413); a smaller one is read, then judged
 # Problems found here, before a route is known: http.server's own statuses, each its type.
-_SHELL_PROBLEMS = {
+_SHELL_PROBLEMS: dict[int, Slug] = {
     400: "malformed-request",
     414: "uri-too-long",
     431: "headers-too-large",
@@ -273,26 +274,21 @@ class Handler(BaseHTTPRequestHandler):
         body is the router's to say."""
         hosts = self.headers.get_all("Host")
         if hosts is None and self.request_version == "HTTP/1.1":
-            return closing(ApiError(400, "bad-header", "Invalid request header",
-                                    "an HTTP/1.1 request must carry a Host header "
-                                    "(RFC 9112, section 3.2)").response())
+            return closing(ApiError("bad-header", "an HTTP/1.1 request must carry a Host "
+                                    "header (RFC 9112, section 3.2)").response())
         if len(hosts or ()) > 1:
-            return closing(ApiError(400, "bad-header", "Invalid request header",
-                                    "more than one Host header").response())
+            return closing(ApiError("bad-header", "more than one Host header").response())
         if self.headers.get("Transfer-Encoding") is not None:
-            return closing(ApiError(411, "length-required", "Length required",
-                                    "chunked bodies are not accepted: no route takes a body"
-                                    ).response())
+            return closing(ApiError("length-required", "chunked bodies are not accepted: no "
+                                    "route takes a body").response())
         length = self.headers.get("Content-Length")
         if length is None:
             return b""
         if not length.isdigit() or len(self.headers.get_all("Content-Length") or ()) > 1:
-            return closing(ApiError(400, "bad-header", "Invalid request header",
-                                    "invalid Content-Length").response())
+            return closing(ApiError("bad-header", "invalid Content-Length").response())
         if int(length) > MAX_BODY:
-            return closing(ApiError(413, "body-too-large", "Content too large",
-                                    f"the body is larger than {MAX_BODY} bytes (it was not read); "
-                                    "no route takes a body").response())
+            return closing(ApiError("body-too-large", f"the body is larger than {MAX_BODY} "
+                                    "bytes (it was not read); no route takes a body").response())
         return self.rfile.read(int(length)) if int(length) else b""
 
     def _refusal(self, response: Response) -> Response:
@@ -314,8 +310,7 @@ class Handler(BaseHTTPRequestHandler):
             self.headers = Headers()  # type: ignore[assignment]
         detail = message or HTTPStatus(code).description
         slug = _SHELL_PROBLEMS.get(code, "malformed-request")
-        error = ApiError(code, slug, HTTPStatus(code).phrase, detail)
-        response = self._refusal(closing(error.response()))
+        response = self._refusal(closing(ApiError(slug, detail).response()))
         path = getattr(self, "path", "")
         try:
             self._respond(response, route_label(self.server.site.routes, path) if path else UNMATCHED, time.perf_counter())
