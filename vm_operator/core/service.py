@@ -8,14 +8,16 @@ adapter, state store and clock, and builds none of them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from vm_operator.core.clock import Clock
-from vm_operator.core.inventory import VM, Inventory
+from vm_operator.core.inventory import Inventory
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.core.power import Power
+from vm_operator.core.records import ChangedVm, TartStatus, VmDetail
 from vm_operator.core.runs import RunSupervisor
 from vm_operator.store.state import LogTail
+from vm_operator.tart.names import VmName
+from vm_operator.tart.records import Vm
 
 
 @dataclass(frozen=True)
@@ -38,25 +40,25 @@ class VmService:
 
     # --- reads ------------------------------------------------------------------------------
 
-    def list_vms(self, fresh: bool = False) -> list[VM]:
+    def list_vms(self, fresh: bool = False) -> list[Vm]:
         return self.inventory.list_vms(fresh)
 
     def ready(self) -> int:
         return self.inventory.ready()
 
-    def cached_vms(self) -> list[VM] | None:
+    def cached_vms(self) -> list[Vm] | None:
         return self.inventory.cached_vms()
 
-    def describe(self, name: str) -> VM:
+    def describe(self, name: VmName) -> VmDetail:
         return self.inventory.describe(name)
 
-    def ip(self, name: str, wait: int) -> str:
+    def ip(self, name: VmName, wait: int) -> str:
         return self.inventory.ip(name, wait)
 
-    def logs(self, name: str, lines: int | None = None) -> LogTail:
+    def logs(self, name: VmName, lines: int | None = None) -> LogTail:
         return self.runs.logs(name, lines)
 
-    def tart_status(self) -> dict[str, Any]:
+    def tart_status(self) -> TartStatus:
         return self.inventory.tart_status()
 
     def running_runs(self) -> int:
@@ -64,13 +66,13 @@ class VmService:
 
     # --- writes -----------------------------------------------------------------------------
 
-    def start(self, name: str, suspendable: bool = False) -> VM:
+    def start(self, name: VmName, suspendable: bool = False) -> ChangedVm:
         return self.power.start(name, suspendable)
 
-    def stop(self, name: str, timeout: int) -> VM:
+    def stop(self, name: VmName, timeout: int) -> ChangedVm:
         return self.power.stop(name, timeout)
 
-    def suspend(self, name: str) -> VM:
+    def suspend(self, name: VmName) -> ChangedVm:
         return self.power.suspend(name)
 
     def adopt_earlier_runs(self) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vm_operator.tart.errors import TartBadOutput
+from vm_operator.tart.records import Vm, VmInfo
 
 STATES = ("running", "suspended", "stopped")
 SOURCES = ("local", "oci")
@@ -48,7 +49,7 @@ def _state_of(raw: Mapping[str, Any]) -> str:
     return "running" if running else "stopped"
 
 
-def normalize_vm(raw: Any) -> dict[str, Any]:
+def normalize_vm(raw: Any) -> Vm:
     """Map one entry of ``tart list --format json`` (any of its three shapes) to the API's VM."""
     if not isinstance(raw, dict) or not isinstance(raw.get("Name"), str):
         raise TartBadOutput("a 'tart list' entry has no name")
@@ -69,7 +70,7 @@ def normalize_vm(raw: Any) -> dict[str, Any]:
     }
 
 
-def parse_vm_list(text: str) -> list[dict[str, Any]]:
+def parse_vm_list(text: str) -> list[Vm]:
     """Parse ``tart list --format json``; unknown keys are ignored, missing ones are errors."""
     data = _load_json(text, "'tart list'")
     if not isinstance(data, list):
@@ -77,7 +78,7 @@ def parse_vm_list(text: str) -> list[dict[str, Any]]:
     return [normalize_vm(entry) for entry in data]
 
 
-def parse_vm_info(text: str) -> dict[str, Any]:
+def parse_vm_info(text: str) -> VmInfo:
     """Parse ``tart get NAME --format json`` into the detail fields the API adds to a VM."""
     raw = _load_json(text, "'tart get'")
     if not isinstance(raw, dict):
