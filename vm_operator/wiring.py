@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from vm_operator.api import ROUTES, openapi
 from vm_operator.api.app import App
@@ -49,6 +48,7 @@ def build_tart(ssh: SshSettings | None, binary: str, env: Mapping[str, str], tim
 
 
 def build_app(config: Config, env: Mapping[str, str]) -> Built:
+    """Every part of the operator, from its configuration."""
     metrics = Metrics()
     store = StateStore(config.state_dir)
     tart = build_tart(config.ssh, config.tart, env, config.tart_timeout, store,
@@ -60,5 +60,4 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
     access = Access(config.token, config.read_token, config.allowed_hosts, config.cors_origins)
     document = openapi()  # fixed: built once
     app = App(service, metrics, lambda: document)
-    site: Site[Any] = Site(RouteTable(ROUTES), access, app)
-    return Built(site, metrics, service, tart)
+    return Built(Site(RouteTable(ROUTES), access, app), metrics, service, tart)
