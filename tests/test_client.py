@@ -79,6 +79,19 @@ def test_vms_json_is_the_api_array(operator: Operator) -> None:
     assert {vm["name"] for vm in listed} == {*LOCAL_VMS, OCI_NAME}
 
 
+def test_the_vm_operator_command_dispatches_client_subcommands(operator: Operator) -> None:
+    """`vm-operator vms …` (the console script's entry, ``python -m vm_operator``) runs the
+    client; flags alone still serve (the rest of the suite starts servers that way)."""
+    result = subprocess.run([sys.executable, "-m", "vm_operator", "vms", "--json",
+                             "--url", operator.url], cwd=REPO_ROOT, env=client_env(),
+                            stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+                            check=False)
+    assert json.loads(ok(result)) == api(operator, "GET", "/vms")
+    helped = subprocess.run([sys.executable, "-m", "vm_operator", "--help"], cwd=REPO_ROOT,
+                            env=client_env(), capture_output=True, timeout=60, check=False)
+    assert "vm-operator vms" in ok(helped)
+
+
 def test_vms_filters_go_to_the_server(operator: Operator) -> None:
     ok(cli(operator, "start", "ubuntu-runner"))
     running = json.loads(ok(cli(operator, "vms", "--json", "--state", "running")))

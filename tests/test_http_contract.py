@@ -18,7 +18,7 @@ from urllib.parse import urljoin
 import pytest
 from conftest import Operator, wait_for
 
-from vm_operator.problems import CATALOGUE
+from vm_operator.edge.problems import CATALOGUE
 
 TOKEN = "full-access-token-0123456789abcdef"
 READ_TOKEN = "read-only-token-0123456789abcdef"

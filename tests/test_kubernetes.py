@@ -41,7 +41,7 @@ from kustomize_render import (
 from sshd_env import free_port
 
 from vm_operator.config import load_config
-from vm_operator.transport import parse_target
+from vm_operator.tart.ssh_settings import parse_target
 
 BASE = REPO_ROOT / "deploy" / "kubernetes"
 DOCKERFILE = REPO_ROOT / "docker" / "vm-operator" / "Dockerfile"

@@ -1,4 +1,4 @@
-"""The launchd agent (vm_operator/launchd.py): the plist is generated, parsed back, every key checked.
+"""The launchd agent (vm_operator/platform/launchd.py): the plist is generated, parsed back, every key checked.
 
 ``print`` works on any OS; ``install``/``uninstall`` drive launchctl and run only on macOS, so
 here they are checked for their refusal elsewhere and, with launchctl replaced by a recorder,
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import REPO_ROOT
 
-from vm_operator import launchd
+from vm_operator.platform import launchd
 
 EXPECTED_KEYS = {
     "Label", "ProgramArguments", "EnvironmentVariables", "WorkingDirectory", "RunAtLoad",

@@ -18,7 +18,7 @@ from typing import Any
 
 from conftest import LOCAL_VMS, Operator, wait_for
 
-from vm_operator.vms import MAX_QUEUED_WRITES
+from vm_operator.core.power import MAX_QUEUED_WRITES
 
 SEQUOIA, _, UBUNTU = LOCAL_VMS
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from conftest import LOCAL_VMS, Operator, wait_for
 
-from vm_operator.responses import PROBLEM_BASE
-from vm_operator.state import LOG_TAIL_BYTES
+from vm_operator.edge.problems import PROBLEM_BASE
+from vm_operator.store.state import LOG_TAIL_BYTES
 
 SEQUOIA, SONOMA, UBUNTU = LOCAL_VMS
 FAILURE = "VZErrorDomain Code=1: Internal Virtualization error. The virtual machine failed to start."

@@ -1,4 +1,4 @@
-"""The SSH transport: Tart on another host through the ``ssh`` client (vm_operator/transport.py).
+"""The SSH transport: Tart on another host through the ``ssh`` client (vm_operator/tart/ssh.py).
 
 Two halves:
 
@@ -40,28 +40,30 @@ from conftest import REPO_ROOT, wait_for
 from support import http_request
 
 from vm_operator.config import CONTAINER_TART, load_config
-from vm_operator.errors import api_error_for
-from vm_operator.responses import PROBLEM_BASE
-from vm_operator.state import StateStore
-from vm_operator.tart import TartCommandError, TartRunner, TartUnavailable
-from vm_operator.transport import (
+from vm_operator.edge.errors import problem_for
+from vm_operator.edge.problems import PROBLEM_BASE
+from vm_operator.store.state import StateStore
+from vm_operator.tart.commands import Tart
+from vm_operator.tart.errors import (
+    TartCommandError,
+    TartHostUnreachable,
+    TartUnavailable,
+    TransportError,
+    command_error,
+)
+from vm_operator.tart.local import LocalTransport
+from vm_operator.tart.ssh import SshTransport, classify
+from vm_operator.tart.ssh_commands import (
     LAUNCH_SCRIPT,
     TART_SCRIPT,
-    RemoteCall,
-    SshLauncher,
-    SshSettings,
-    SshTartRunner,
-    TartTransportError,
-    build_transport,
-    classify,
-    parse_target,
     remote_command,
     remote_log_path,
     script_words,
     ssh_argv,
-    ssh_settings,
     tart_argv,
 )
+from vm_operator.tart.ssh_settings import SshSettings, parse_target, ssh_settings
+from vm_operator.wiring import build_tart
 
 REQUIRE_SSH = os.environ.get("VM_OPERATOR_REQUIRE_SSH") == "1"
 REQUIRE_DOCKER = os.environ.get("VM_OPERATOR_REQUIRE_DOCKER") == "1"
@@ -231,11 +233,11 @@ NO_KEY = ("No ED25519 host key is known for [h]:22 and you have requested strict
     (126, "sh: 1: /opt/tart: Permission denied", 503, "tart-unavailable"),
 ])
 def test_ssh_failures_become_clear_problems(code: int, stderr: str, status: int, slug: str) -> None:
-    from vm_operator.tart import error_message
+    from vm_operator.tart.parse import error_message
 
     error = classify(settings(), TartCommandError(error_message(stderr, code), code))
-    assert isinstance(error, TartTransportError) and isinstance(error, TartUnavailable)
-    problem = api_error_for(error)
+    assert isinstance(error, TransportError) and isinstance(error, TartUnavailable)
+    problem = problem_for(error)
     assert (problem.status, problem.slug) == (status, slug)
     assert "me@mac.example:2222" in problem.detail
 
@@ -246,29 +248,29 @@ def test_ssh_failures_become_clear_problems(code: int, stderr: str, status: int,
     ("The number of VMs exceeds the system limit", 1, 409),
 ])
 def test_tart_refusals_pass_through_unchanged(message: str, code: int, status: int) -> None:
-    exc = TartCommandError(message, code)
+    exc = command_error(message, code)
     assert classify(settings(), exc) is exc
-    assert api_error_for(exc).status == status
+    assert problem_for(exc).status == status
 
 
 def test_a_missing_ssh_client_is_a_503(tmp_path: Path) -> None:
-    runner, _ = build_transport(settings(key=None, known_hosts=None, ssh=str(tmp_path / "no-ssh")),
-                                "tart", {}, 5, StateStore(tmp_path))
-    with pytest.raises(TartTransportError) as caught:
+    runner = build_tart(settings(key=None, known_hosts=None, ssh=str(tmp_path / "no-ssh")),
+                        "tart", {}, 5, StateStore(tmp_path))
+    with pytest.raises(TransportError) as caught:
         runner.list_vms()
-    assert caught.value.status == 503 and "openssh-client" in caught.value.detail
+    assert problem_for(caught.value).status == 503 and "openssh-client" in caught.value.detail
     assert runner.locate()[1] is False
 
 
 class ScriptedRunner:
-    """Stands in for SshTartRunner.call: the waiter's answers, in order."""
+    """Stands in for SshTransport.remote: the waiter's answers, in order."""
 
     timeout = 1.0
 
     def __init__(self, *answers: str | Exception) -> None:
         self.answers = list(answers)
 
-    def call(self, label: str, words: list[str], timeout: float | None = None) -> str:
+    def remote(self, label: str, words: list[str], timeout: float | None = None) -> str:
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
@@ -281,11 +283,11 @@ class ScriptedRunner:
      "The number of VMs exceeds the system limit"),
     (["130\n"], -2, ""),  # sh's 128+SIGINT is Popen's -2
     (["gone\nhalf a line"], None, "half a line"),
-    ([TartTransportError(503, "x", "x", "down"), "running\n", "2\nerr\n"], 2, "err"),
+    ([TartHostUnreachable("down"), "running\n", "2\nerr\n"], 2, "err"),
 ])
 def test_the_waiter_reports_code_and_message(answers: list[str | Exception], code: int,
                                              line: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vm_operator import transport
+    from vm_operator.tart import ssh as transport
 
     monkeypatch.setattr(transport.time, "sleep", lambda seconds: None)  # the retry back-off
     ended: dict[str, str] = {}
@@ -345,13 +347,12 @@ def sshd() -> Iterator[sshd_env.SshdEnv]:
         server.cleanup()
 
 
-def direct_runner(server: sshd_env.SshdEnv, **overrides: Any) -> SshTartRunner:
+def direct_runner(server: sshd_env.SshdEnv, **overrides: Any) -> Tart:
     made = ssh_settings(server.target, key=str(server.key), known_hosts=str(server.known_hosts),
                         connect_timeout=3)
     if overrides:
         made = SshSettings(**{**made.__dict__, **overrides})
-    return SshTartRunner("ssh", {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, 20.0,
-                         settings=made)
+    return Tart(SshTransport(made, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, 20.0))
 
 
 def markers(server: sshd_env.SshdEnv) -> list[str]:
@@ -369,7 +370,7 @@ def host(sshd: sshd_env.SshdEnv) -> Iterator[sshd_env.SshdEnv]:
     for vm in runner.list_vms():
         if vm["state"] != "stopped":
             try:
-                runner.run(["stop", "--timeout", "2", vm["name"]], 15)
+                runner.transport.call(["stop", "--timeout", "2", vm["name"]], 15)
             except TartCommandError:
                 pass
     assert markers(sshd) == [], "a hostile name ran as shell code on the host"
@@ -599,7 +600,7 @@ def test_hostile_local_vms_go_through_the_whole_lifecycle(start_operator: Start,
     existing = {vm["name"] for vm in runner.list_vms()}
     for name in HOSTILE_LOCAL:
         if name not in existing:
-            runner.run(["clone", "ubuntu-runner", name], 30)
+            runner.transport.call(["clone", "ubuntu-runner", name], 30)
     op = start_operator()
     names = {vm["name"] for vm in op.json("GET", "/vms")[1]}
     assert set(HOSTILE_LOCAL) <= names
@@ -687,7 +688,7 @@ def test_a_remote_tart_run_that_fails_says_why(native: Callable[..., Any],
     exit code, noticed by the remote waiter."""
     runner = direct_runner(host)
     if "macos-third" not in {vm["name"] for vm in runner.list_vms()}:
-        runner.run(["clone", SEQUOIA, "macos-third"], 30)
+        runner.transport.call(["clone", SEQUOIA, "macos-third"], 30)
     op = native(args=["--max-running", "0"])  # let Tart itself refuse
     for name in (SEQUOIA, SONOMA):
         assert op.json("POST", path_of(name, "/start"))[0] == 202
@@ -801,11 +802,12 @@ def test_concurrent_requests_through_ssh(native: Callable[..., Any]) -> None:
 def test_hostile_arguments_reach_tart_intact(host: sshd_env.SshdEnv, name: str) -> None:
     runner = direct_runner(host)
     with pytest.raises(TartCommandError) as caught:
-        runner.get_vm(name)
+        runner.get(name)
     assert caught.value.message == f'the specified VM "{name}" does not exist'
     assert caught.value.exit_code == 2
     # The detached launch path too: the run fails on the host, its log says so exactly.
-    launcher = SshLauncher(runner)
+    launcher = runner.transport
+    assert isinstance(launcher, SshTransport)
     run = launcher.launch(name, ["run", "--no-graphics", name])
     assert run.wait() == 2
     message = f'the specified VM "{name}" does not exist'
@@ -815,8 +817,8 @@ def test_hostile_arguments_reach_tart_intact(host: sshd_env.SshdEnv, name: str) 
 
 
 def test_remote_calls_that_are_not_tart(host: sshd_env.SshdEnv) -> None:
-    runner = direct_runner(host)
-    assert runner.call("probe", ["printf", "%s", "$(id)"]) == "$(id)"
-    assert SshLauncher(runner).read_log("never-started-anywhere") is None
-    assert isinstance(RemoteCall("x", ["a"]), list)
-    assert isinstance(TartRunner("tart").locate(), tuple)
+    transport = direct_runner(host).transport
+    assert isinstance(transport, SshTransport)
+    assert transport.remote("probe", ["printf", "%s", "$(id)"]) == "$(id)"
+    assert transport.read_log("never-started-anywhere") is None
+    assert isinstance(LocalTransport("tart", StateStore(host.home)).locate(), tuple)

@@ -19,17 +19,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from vm_operator import __version__
-from vm_operator.api import App
+from vm_operator.client.main import COMMANDS as CLIENT_COMMANDS
 from vm_operator.config import Config, load_config
-from vm_operator.errors import tart_advice
-from vm_operator.metrics import Metrics
-from vm_operator.openapi import openapi_document
-from vm_operator.security import Access
-from vm_operator.server import OperatorServer, log_line
-from vm_operator.state import StateStore
-from vm_operator.tart import TartError
-from vm_operator.transport import build_transport, describe
-from vm_operator.vms import VmService
+from vm_operator.edge.server import OperatorServer, log_line
+from vm_operator.tart.errors import TartError, tart_advice
+from vm_operator.tart.names import VmName, name_problem
+from vm_operator.tart.ssh_settings import describe
+from vm_operator.wiring import Built, build_app
 
 SHUTDOWN_GRACE = 1.5
 
@@ -71,22 +67,6 @@ def demo_setup(config: Config, env: dict[str, str]) -> tuple[Config, Path]:
     return replace(config, tart=str(simulator), state_dir=str(home / "state")), home
 
 
-def build_app(config: Config, env: dict[str, str]) -> App:
-    metrics = Metrics()
-    store = StateStore(config.state_dir)
-    runner, launcher = build_transport(config.ssh, config.tart, env, config.tart_timeout, store,
-                                       metrics.observe_tart)
-    service = VmService(
-        runner, store, launcher=launcher,
-        cache_ttl=config.cache_ttl,
-        start_timeout=config.start_timeout,
-        max_running=config.max_running,
-    )
-    service.adopt_earlier_runs()  # finish the records of runs an earlier process launched
-    access = Access(config.token, config.read_token, config.allowed_hosts, config.cors_origins)
-    return App(service, access, metrics, openapi_document)
-
-
 def prepare_state_dir(path: str) -> None:
     """Create the state directory and prove it writable, or stop start-up naming it.
 
@@ -110,7 +90,7 @@ def prepare_state_dir(path: str) -> None:
                          "make it writable for this user, or choose another") from None
 
 
-def _announce(config: Config, server: OperatorServer, app: App) -> None:
+def _announce(config: Config, server: OperatorServer, built: Built) -> None:
     host, port = server.server_address[:2]
     log_line({"level": "info", "event": "listening", "host": host, "port": port,
               "version": __version__, "tart": config.tart, "auth": config.auth_enabled,
@@ -119,7 +99,7 @@ def _announce(config: Config, server: OperatorServer, app: App) -> None:
         log_line({"level": "warning", "event": "unauthenticated",
                   "message": f"the API listens on {config.host} WITHOUT authentication: anyone who "
                   "can reach this port can start and stop VMs. Set VM_OPERATOR_TOKEN."})
-    if not app.service.tart_status()["available"]:
+    if not built.service.tart_status()["available"]:
         advice = "" if config.ssh else f" {tart_advice(config.tart)}"
         log_line({"level": "warning", "event": "tart-unavailable",
                   "message": f"Tart cannot be run at {config.tart}; /health reports degraded."
@@ -135,12 +115,12 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _stop_demo_vms(app: App) -> None:
+def _stop_demo_vms(built: Built) -> None:
     """The demo's Tart home is about to be deleted: its simulated VMs go with it."""
     try:
-        for vm in app.service.list_vms(fresh=True):
-            if vm["state"] != "stopped":
-                app.service.runner.run(["stop", "--timeout", "2", vm["name"]], 5)
+        for vm in built.service.list_vms(fresh=True):
+            if vm["state"] != "stopped" and name_problem(vm["name"]) is None:
+                built.tart.stop(VmName(vm["name"]), 2)
     except TartError:
         pass
 
@@ -148,9 +128,13 @@ def _stop_demo_vms(app: App) -> None:
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     if words[:1] == ["launchd"]:  # vm-operator launchd install|uninstall|print (macOS agent)
-        from vm_operator.launchd import main as launchd_main
+        from vm_operator.platform.launchd import main as launchd_main
 
         return launchd_main(words[1:])
+    if words[:1] and words[0] in CLIENT_COMMANDS:  # vm-operator vms|get|start|… (the client)
+        from vm_operator.client import main as client_main
+
+        return client_main(words)
     config = load_config(argv)
     env = dict(os.environ)
     if not config.demo:
@@ -165,10 +149,10 @@ def main(argv: list[str] | None = None) -> int:
 def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) -> int:
     """Check the state directory, listen, serve until SIGTERM or SIGINT, drain."""
     prepare_state_dir(config.state_dir)
-    app = build_app(config, env)
+    built = build_app(config, env)
     try:
         server = OperatorServer(
-            (config.host, config.port), app,
+            (config.host, config.port), built.site, built.metrics,
             max_connections=config.max_connections,
             header_timeout=config.header_timeout,
             access_log=config.access_log,
@@ -182,7 +166,7 @@ def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) ->
         signal.signal(sig, lambda signum, frame: stop.set())
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                      name="serve", daemon=True).start()
-    _announce(config, server, app)
+    _announce(config, server, built)
     if demo_home is not None:
         port = server.server_address[1]
         print(f"\nvm-operator demo: simulated Tart VMs served at http://{config.host}:{port}\n"
@@ -197,5 +181,5 @@ def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) ->
     busy = server.drain(SHUTDOWN_GRACE)
     log_line({"level": "info", "event": "stopped", "unfinished_requests": busy})
     if demo_home is not None:
-        _stop_demo_vms(app)
+        _stop_demo_vms(built)
     return 0

@@ -43,7 +43,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # the probe's unit tests import the checkout's package
     sys.path.insert(0, str(ROOT))
-healthcheck = importlib.import_module("vm_operator.healthcheck")
+healthcheck = importlib.import_module("vm_operator.platform.healthcheck")
 
 DOCKERFILE = ROOT / "docker" / "vm-operator" / "Dockerfile"
 SIMULATOR = ROOT / "bin" / "tart-simulator"  # runs the image's vm_operator.simulator
@@ -302,7 +302,7 @@ def test_image_labels(image_config: dict[str, Any]) -> None:
 def test_image_healthcheck_entrypoint_env(image_config: dict[str, Any]) -> None:
     config = image_config["Config"]
     health = config["Healthcheck"]
-    assert health["Test"] == ["CMD", "python3", "-m", "vm_operator.healthcheck"]
+    assert health["Test"] == ["CMD", "python3", "-m", "vm_operator.platform.healthcheck"]
     assert 0 < health["Interval"] <= 30 * 10**9
     assert 0 < health["Timeout"] <= 10 * 10**9
     assert health["Retries"] >= 1
@@ -355,11 +355,11 @@ def test_image_has_the_ssh_client_for_the_tart_transport(image: str) -> None:
 def test_healthcheck_probe_exit_codes(image: str, start_container: Starter) -> None:
     # Nothing listening: the probe must fail fast with 1, not hang.
     started = time.monotonic()
-    idle = docker("run", "--rm", "--entrypoint", "python3", image, "-m", "vm_operator.healthcheck")
+    idle = docker("run", "--rm", "--entrypoint", "python3", image, "-m", "vm_operator.platform.healthcheck")
     assert idle.returncode == 1
     assert time.monotonic() - started < 15
     container = start_container()
-    assert container.exec("python3", "-m", "vm_operator.healthcheck").returncode == 0
+    assert container.exec("python3", "-m", "vm_operator.platform.healthcheck").returncode == 0
 
 
 # ------------------------------------------------------------------ containers
@@ -387,7 +387,7 @@ def test_without_tart_degraded_but_healthy(start_container: Starter) -> None:
     assert status == 503
     assert ctype.split(";")[0] == "application/problem+json"
     assert "/app/bin/tart-binary" in body["detail"]
-    assert container.exec("python3", "-m", "vm_operator.healthcheck").returncode == 0
+    assert container.exec("python3", "-m", "vm_operator.platform.healthcheck").returncode == 0
 
 
 @docker_test

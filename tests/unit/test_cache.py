@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from vm_operator.cache import FreshCache
+from vm_operator.core.cache import FreshCache
 
 
 class Source:

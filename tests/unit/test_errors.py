@@ -5,8 +5,14 @@ import json
 import pytest
 
 from vm_operator.config import CONTAINER_TART
-from vm_operator.errors import api_error_for, tart_command_error
-from vm_operator.tart import TartBadOutput, TartCommandError, TartTimeout, TartUnavailable
+from vm_operator.edge.errors import problem_for
+from vm_operator.tart.errors import (
+    TartBadOutput,
+    TartCommandError,
+    TartTimeout,
+    TartUnavailable,
+    command_error,
+)
 
 
 @pytest.mark.parametrize(
@@ -22,7 +28,7 @@ from vm_operator.tart import TartBadOutput, TartCommandError, TartTimeout, TartU
     ],
 )
 def test_tart_messages(message: str, code: int, status: int, slug: str) -> None:
-    error = tart_command_error(message, code)
+    error = problem_for(command_error(message, code))
     assert (error.status, error.slug) == (status, slug)
     response = error.response()
     doc = json.loads(response.body)
@@ -42,19 +48,19 @@ def test_tart_messages(message: str, code: int, status: int, slug: str) -> None:
     ],
 )
 def test_tart_errors(exc: Exception, status: int) -> None:
-    assert api_error_for(exc).status == status  # type: ignore[arg-type]
+    assert problem_for(exc).status == status  # type: ignore[arg-type]
 
 
 def test_unavailable_in_the_container_says_how_to_mount() -> None:
     exc = TartUnavailable("the Tart binary '/app/bin/tart-binary' does not exist", CONTAINER_TART)
-    detail = api_error_for(exc).detail
+    detail = problem_for(exc).detail
     assert "Mount the Tart binary" in detail and f"at {CONTAINER_TART}" in detail
     assert "VM_OPERATOR_TART" in detail and "brew install" not in detail
 
 
 @pytest.mark.parametrize("binary", ["tart", "/opt/homebrew/bin/tart", "/nonexistent/tart", ""])
 def test_unavailable_natively_says_how_to_install(binary: str) -> None:
-    detail = api_error_for(TartUnavailable(f"the Tart binary {binary!r} does not exist",
+    detail = problem_for(TartUnavailable(f"the Tart binary {binary!r} does not exist",
                                            binary)).detail
     assert "Install Tart (brew install cirruslabs/cli/tart)" in detail
     assert "--tart" in detail and "VM_OPERATOR_TART" in detail

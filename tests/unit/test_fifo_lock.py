@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from vm_operator.vms import FifoLock
+from vm_operator.core.fifo import FifoLock
 
 
 def until(predicate: Callable[[], bool], what: str) -> None:

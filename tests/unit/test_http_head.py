@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from vm_operator.server import MAX_HEADERS, _version_problem, read_headers
+from vm_operator.edge.http1 import MAX_HEADERS, read_headers, version_problem
 
 
 def test_headers_are_case_insensitive_and_keep_repeats() -> None:
@@ -45,5 +45,5 @@ def test_end_of_stream_ends_the_head() -> None:
      ("HTTP/1", 400), ("FTP/1.0", 400), ("HTTP/x.y", 400), ("HTTP/1.1.1", 400), ("http/1.1", 400)],
 )
 def test_versions(version: str, status: int | None) -> None:
-    problem = _version_problem(version)
+    problem = version_problem(version)
     assert (problem[0] if problem else None) == status

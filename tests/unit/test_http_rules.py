@@ -11,20 +11,32 @@ from typing import Any
 import pytest
 
 from vm_operator.api import ROUTES as ROUTE_TABLE
-from vm_operator.api import App, body_refusal, dispatch, resolve, route_label
-from vm_operator.errors import ApiError
-from vm_operator.metrics import Metrics
-from vm_operator.responses import json_response
-from vm_operator.security import Access
-from vm_operator.server import Headers, origin_of, read_headers, serialize
+from vm_operator.api.app import App
+from vm_operator.edge import dispatch as edge
+from vm_operator.edge.dispatch import Site, body_refusal, dispatch
+from vm_operator.edge.errors import ApiError
+from vm_operator.edge.http1 import Headers, origin_of, read_headers, serialize
+from vm_operator.edge.metrics import Metrics
+from vm_operator.edge.responses import json_response
+from vm_operator.edge.routing import RouteTable
+from vm_operator.edge.security import Access
 
 ORIGIN = "https://dash.example"
 TOKEN = "full-access-token-0123456789abcdef"
+TABLE = RouteTable(ROUTE_TABLE)
 
 
-def app(access: Access) -> App:
-    """An App for requests that are answered before any VM is touched (refusals, documentation)."""
-    return App(service=None, access=access, metrics=Metrics())  # type: ignore[arg-type]
+def app(access: Access) -> Site[App]:
+    """A site for requests that are answered before any VM is touched (refusals, documentation)."""
+    return Site(TABLE, access, App(service=None, metrics=Metrics()))  # type: ignore[arg-type]
+
+
+def resolve(method: str, target: str) -> Any:
+    return edge.resolve(TABLE, method, target)
+
+
+def route_label(target: str) -> str:
+    return edge.route_label(TABLE, target)
 
 
 def route(method: str, pattern: str) -> Any:
@@ -132,7 +144,7 @@ def test_a_refused_body_says_where_its_parameters_go(method: str, pattern: str, 
 
 
 def test_no_route_takes_a_body_yet() -> None:
-    assert not any(r.takes_body for r in ROUTE_TABLE)
+    assert not any(r.body is not None for r in ROUTE_TABLE)
 
 
 # --- the server shell's pure helpers ----------------------------------------------------------------

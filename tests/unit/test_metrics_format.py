@@ -2,7 +2,7 @@
 
 import re
 
-from vm_operator.metrics import Metrics
+from vm_operator.edge.metrics import Metrics
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'

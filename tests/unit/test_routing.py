@@ -2,8 +2,16 @@
 
 import pytest
 
-from vm_operator.api import ROUTES, parse_query, resolve
-from vm_operator.errors import ApiError
+from vm_operator.api import ROUTES
+from vm_operator.edge.dispatch import resolve as resolve_in
+from vm_operator.edge.errors import ApiError
+from vm_operator.edge.routing import RouteTable, parse_query
+
+TABLE = RouteTable(ROUTES)
+
+
+def resolve(method: str, target: str):  # type: ignore[no-untyped-def]
+    return resolve_in(TABLE, method, target)
 
 
 @pytest.mark.parametrize(

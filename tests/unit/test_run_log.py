@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from vm_operator.launcher import AdoptedRun
-from vm_operator.state import (
+from vm_operator.core.runs import finished_record
+from vm_operator.store.state import (
     LogTail,
     RunRecord,
     StateDirError,
@@ -22,8 +22,9 @@ from vm_operator.state import (
     last_lines,
     normalize_record,
 )
-from vm_operator.transport import LAUNCH_SCRIPT, LOG_MISSING, LOG_SCRIPT, parse_log_answer
-from vm_operator.vms import finished_record
+from vm_operator.tart.local import AdoptedRun
+from vm_operator.tart.ssh import parse_log_answer
+from vm_operator.tart.ssh_commands import LAUNCH_SCRIPT, LOG_MISSING, LOG_SCRIPT
 
 
 @pytest.mark.parametrize(("data", "count", "expected"), [

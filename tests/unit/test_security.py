@@ -2,7 +2,7 @@
 
 import pytest
 
-from vm_operator.security import Access, check_access, cors_headers, host_allowed, host_name
+from vm_operator.edge.security import Access, check_access, cors_headers, host_allowed, host_name
 
 TOKEN = "t" * 32
 READ = "r" * 32

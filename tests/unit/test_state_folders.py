@@ -2,7 +2,7 @@
 
 import pytest
 
-from vm_operator.state import MAX_FOLDER_NAME, RunRecord, StateStore, folder_name
+from vm_operator.store.state import MAX_FOLDER_NAME, RunRecord, StateStore, folder_name
 
 LONG_SLASHES = "a/" * 127 + "a"  # 255 characters that quote to 636
 NAMES = [

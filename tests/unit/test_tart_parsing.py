@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from vm_operator.tart import (
+from vm_operator.tart.parse import (
     TartBadOutput,
     error_message,
     parse_ip,

@@ -11,10 +11,7 @@ import bisect
 import threading
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from vm_operator.vms import VmService
+from collections.abc import Mapping, Sequence
 
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 TART_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -81,7 +78,9 @@ class Metrics:
                 hist = self._tart_seconds[key] = Histogram(TART_BUCKETS)
             hist.observe(seconds)
 
-    def render(self, service: VmService | None = None) -> str:
+    def render(self, vms: Sequence[Mapping[str, object]] | None = None,
+               tart_runs: int | None = None) -> str:
+        """The exposition; ``vms`` (the last listing) and ``tart_runs`` add their gauges."""
         with self._lock:
             requests = dict(self._requests)
             request_hists = {k: (list(h.counts), h.sum, h.buckets) for k, h in self._request_seconds.items()}
@@ -95,16 +94,16 @@ class Metrics:
                  "Tart commands run (tart run: launched), by outcome.", tart_calls)
         _histogram(out, "vm_operator_tart_call_duration_seconds",
                    "Time a Tart command took (tart run: its launch).", tart_hists)
-        vms = service.cached_vms() if service is not None else None
         if vms is not None:
             by_state = {state: 0 for state in ("running", "suspended", "stopped")}
             for vm in vms:
-                by_state[vm["state"]] = by_state.get(vm["state"], 0) + 1
+                state = str(vm["state"])
+                by_state[state] = by_state.get(state, 0) + 1
             _gauge(out, "vm_operator_vms", "VMs by state, as of the last tart list.",
                    {(("state", s),): n for s, n in by_state.items()})
-        if service is not None:
+        if tart_runs is not None:
             _gauge(out, "vm_operator_tart_runs", "tart run processes this operator launched "
-                   "and still supervises.", {(): service.running_runs()})
+                   "and still supervises.", {(): tart_runs})
         _gauge(out, "process_start_time_seconds",
                "Start time of the process since unix epoch in seconds.", {(): self.start_time})
         return "\n".join(out) + "\n"

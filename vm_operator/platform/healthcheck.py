@@ -1,4 +1,4 @@
-"""Container health probe: ``python3 -m vm_operator.healthcheck``.
+"""Container health probe: ``python3 -m vm_operator.platform.healthcheck``.
 
 Why this exists: the container image carries no curl or wget, so Docker's
 HEALTHCHECK needs a probe written with the standard library only. It asks the

@@ -1,4 +1,4 @@
-"""The thin imperative shell around ``api.dispatch``: sockets, threads, bodies, logs, shutdown.
+"""The thin imperative shell around ``dispatch``: sockets, threads, bodies, logs, shutdown.
 
 Built on ``http.server.ThreadingHTTPServer`` with four changes that matter:
 every response goes out in one write with TCP_NODELAY (no Nagle delay on
@@ -15,44 +15,46 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import selectors
 import socket
 import sys
 import threading
 import time
-import traceback
-from email.utils import formatdate
+from collections.abc import Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from vm_operator import __version__
-from vm_operator.api import UNMATCHED, App, dispatch, route_label
-from vm_operator.responses import Response, problem
-from vm_operator.security import Access, cors_headers
-from vm_operator.vms import utc_now
+from vm_operator.core.clock import utc_now
+from vm_operator.edge.dispatch import UNMATCHED, Site, dispatch, route_body, route_label
+from vm_operator.edge.errors import ApiError
+from vm_operator.edge.http1 import (
+    MAX_REQUEST_LINE,
+    SERVER_HEADER,
+    TOKEN,
+    Headers,
+    closing,
+    read_headers,
+    serialize,
+    version_problem,
+)
+from vm_operator.edge.metrics import Metrics
+from vm_operator.edge.overflow import Overflow
+from vm_operator.edge.problems import Slug
+from vm_operator.edge.responses import Response
+from vm_operator.edge.security import cors_headers
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
-MAX_REQUEST_LINE = 8192
-MAX_HEADER_LINE = 65536  # as http.client: longer is a 431
-MAX_HEADERS = 100
-MAX_BODY = 1024  # a larger body is refused unread (413); a smaller one is read, then judged
-OVERFLOW_WAIT = 0.5  # seconds a connection past the cap has to send its head before its 503
-OVERFLOW_PENDING = 64  # connections past the cap that wait for their head; beyond, 503 at once
-SERVER_HEADER = f"vm-operator/{__version__}"
+MAX_BODY = 1024  # a larger body is refused unread (413), unless its route takes a JSON body
 # Problems found here, before a route is known: http.server's own statuses, each its type.
-_SHELL_PROBLEMS = {
+_SHELL_PROBLEMS: dict[int, Slug] = {
     400: "malformed-request",
     414: "uri-too-long",
     431: "headers-too-large",
     505: "http-version-not-supported",
 }
-_OVERLOADED = problem(503, "overloaded", "Too many connections",
-                      "too many connections; retry shortly (VM_OPERATOR_MAX_CONNECTIONS)",
-                      ("Retry-After", "1"))
 
-def log_line(record: dict[str, Any]) -> None:
+
+def log_line(record: Mapping[str, object]) -> None:
     """One JSON object per line on stdout, in a single write so lines never interleave."""
     os.write(1, (json.dumps(record, separators=(",", ":")) + "\n").encode())
 
@@ -63,10 +65,11 @@ class OperatorServer(ThreadingHTTPServer):
     request_queue_size = 256
 
     def __init__(
-        self, address: tuple[str, int], app: App, *, max_connections: int,
-        header_timeout: float, access_log: bool,
+        self, address: tuple[str, int], site: Site[Any], metrics: Metrics, *,
+        max_connections: int, header_timeout: float, access_log: bool,
     ) -> None:
-        self.app = app
+        self.site = site
+        self.metrics = metrics
         self.header_timeout = header_timeout
         self.access_log = access_log
         self.draining = False
@@ -78,7 +81,7 @@ class OperatorServer(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
-        self._overflow = Overflow(app.access)
+        self._overflow = Overflow(site.access)
         threading.Thread(target=self._watchdog, name="header-watchdog", daemon=True).start()
 
     # --- connections ------------------------------------------------------------------
@@ -211,11 +214,11 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error(400, f"bad request line {self.requestline[:100]!r}")
             return False
         command, path, version = words
-        problem = _version_problem(version)
+        problem = version_problem(version)
         if problem is not None:
             self.send_error(*problem)
             return False
-        if not _TOKEN.fullmatch(command):
+        if not TOKEN.fullmatch(command):
             self.send_error(400, f"the method {command[:32]!r} is not a token (RFC 9110)")
             return False
         self.request_version = version
@@ -243,9 +246,9 @@ class Handler(BaseHTTPRequestHandler):
         # Head and body are in: the slow-client deadline no longer applies.
         self.server.clear_deadline(self.connection)
         if isinstance(checked, Response):
-            response, route = self._refusal(checked), route_label(self.path)
+            response, route = self._refusal(checked), route_label(self.server.site.routes, self.path)
         else:
-            response, route = dispatch(self.server.app, self.command, self.path, self.headers,
+            response, route = dispatch(self.server.site, self.command, self.path, self.headers,
                                        checked)
         self._respond(response, route, started)
 
@@ -255,7 +258,7 @@ class Handler(BaseHTTPRequestHandler):
         self._write(response)
         elapsed = time.perf_counter() - started
         method = self.command if self.command in KNOWN_METHODS else "other"
-        self.server.app.metrics.observe_request(method, route, response.status, elapsed)
+        self.server.metrics.observe_request(method, route, response.status, elapsed)
         if self.server.access_log:
             log_line({
                 "ts": utc_now(),
@@ -272,30 +275,40 @@ class Handler(BaseHTTPRequestHandler):
         body is the router's to say."""
         hosts = self.headers.get_all("Host")
         if hosts is None and self.request_version == "HTTP/1.1":
-            return _closing(problem(400, "bad-header", "Invalid request header",
-                                    "an HTTP/1.1 request must carry a Host header "
-                                    "(RFC 9112, section 3.2)"))
+            return closing(ApiError("bad-header", "an HTTP/1.1 request must carry a Host "
+                                    "header (RFC 9112, section 3.2)").response())
         if len(hosts or ()) > 1:
-            return _closing(problem(400, "bad-header", "Invalid request header",
-                                    "more than one Host header"))
+            return closing(ApiError("bad-header", "more than one Host header").response())
         if self.headers.get("Transfer-Encoding") is not None:
-            return _closing(problem(411, "length-required", "Length required",
-                                    "chunked bodies are not accepted: no route takes a body"))
+            takes = route_body(self.server.site.routes, self.command, self.path) is not None
+            why = "send a Content-Length" if takes else "no route takes a body"
+            return closing(ApiError("length-required",
+                                    f"chunked bodies are not accepted: {why}").response())
         length = self.headers.get("Content-Length")
         if length is None:
             return b""
         if not length.isdigit() or len(self.headers.get_all("Content-Length") or ()) > 1:
-            return _closing(problem(400, "bad-header", "Invalid request header",
-                                    "invalid Content-Length"))
+            return closing(ApiError("bad-header", "invalid Content-Length").response())
         if int(length) > MAX_BODY:
-            return _closing(problem(413, "body-too-large", "Content too large",
-                                    f"the body is larger than {MAX_BODY} bytes (it was not read); "
-                                    "no route takes a body"))
+            refusal = self._too_large(int(length))
+            if refusal is not None:
+                return refusal
         return self.rfile.read(int(length)) if int(length) else b""
+
+    def _too_large(self, length: int) -> Response | None:
+        """A body over MAX_BODY is read only for a route that takes one, up to its bound."""
+        spec = route_body(self.server.site.routes, self.command, self.path)
+        if spec is None:
+            return closing(ApiError("body-too-large", f"the body is larger than {MAX_BODY} "
+                                    "bytes (it was not read); no route takes a body").response())
+        if length > spec.limit:
+            return closing(ApiError("body-too-large", f"the body is larger than {spec.limit} "
+                                    "bytes (it was not read)").response())
+        return None
 
     def _refusal(self, response: Response) -> Response:
         """A response made here, not by the router: with the CORS headers of an allowed origin."""
-        return response.with_headers(*cors_headers(self.server.app.access, self.headers))
+        return response.with_headers(*cors_headers(self.server.site.access, self.headers))
 
     def _write(self, response: Response) -> None:
         """Status line, headers and body in one write: no Nagle delay, no half responses."""
@@ -312,213 +325,12 @@ class Handler(BaseHTTPRequestHandler):
             self.headers = Headers()  # type: ignore[assignment]
         detail = message or HTTPStatus(code).description
         slug = _SHELL_PROBLEMS.get(code, "malformed-request")
-        response = self._refusal(_closing(problem(code, slug, HTTPStatus(code).phrase, detail)))
+        response = self._refusal(closing(ApiError(slug, detail).response()))
         path = getattr(self, "path", "")
         try:
-            self._respond(response, route_label(path) if path else UNMATCHED, time.perf_counter())
+            self._respond(response, route_label(self.server.site.routes, path) if path else UNMATCHED, time.perf_counter())
         except OSError:
             pass
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence http.server's own stderr lines: we log JSON in ``_serve``."""
-
-
-class Headers(dict[str, str]):
-    """A request head: case-insensitive ``get`` (first value wins), ``get_all`` for repeats."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.repeated: dict[str, list[str]] = {}
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return dict.get(self, name.lower(), default)
-
-    def get_all(self, name: str) -> list[str] | None:
-        key = name.lower()
-        if key in self.repeated:
-            return self.repeated[key]
-        return [self[key]] if key in self else None
-
-
-def read_headers(rfile: Any, headers: Headers | None = None) -> Headers | tuple[int, str]:
-    """Read header lines up to the blank line; (status, reason) when they are not acceptable.
-
-    Into ``headers`` when given: on a refusal it keeps the lines read before the fault (an
-    ``Origin`` among them makes the refusal carry CORS headers).
-    """
-    headers = Headers() if headers is None else headers
-    for _ in range(MAX_HEADERS + 1):
-        line = rfile.readline(MAX_HEADER_LINE + 1)
-        if len(line) > MAX_HEADER_LINE:
-            return 431, f"a header line is longer than {MAX_HEADER_LINE} bytes"
-        if line in (b"\r\n", b"\n", b""):
-            return headers
-        text = line.decode("iso-8859-1").rstrip("\r\n")
-        name, colon, value = text.partition(":")
-        if not colon or not _TOKEN.fullmatch(name):
-            return 400, f"malformed header line {text[:100]!r}"
-        key, value = name.lower(), value.strip()
-        if key in headers:
-            headers.repeated.setdefault(key, [headers[key]]).append(value)
-        else:
-            headers[key] = value
-    return 431, f"more than {MAX_HEADERS} header lines"
-
-
-def _version_problem(version: str) -> tuple[int, str] | None:
-    """HTTP/1.0 and HTTP/1.1 are served; anything else is refused as the stdlib does."""
-    if version in ("HTTP/1.1", "HTTP/1.0"):
-        return None
-    major, dot, minor = version.removeprefix("HTTP/").partition(".")
-    if not version.startswith("HTTP/") or not dot or not (major + minor).isdigit() or len(version) > 20:
-        return 400, f"bad request version {version[:30]!r}"
-    if int(major) >= 2:
-        return 505, f"HTTP version {version[5:]} is not supported"
-    return 400, f"bad request version {version[:30]!r}"
-
-
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field names
-_STATUS_LINES = {status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n" for status in HTTPStatus}
-_FIXED_HEADERS = (
-    f"Server: {SERVER_HEADER}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-)
-_date_cache: tuple[int, str] = (0, "")
-
-
-def _http_date() -> str:
-    """The Date header line changes once a second; format it once a second."""
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, f"Date: {formatdate(now, usegmt=True)}\r\n")
-    return _date_cache[1]
-
-
-def serialize(response: Response, close: bool, head_only: bool = False) -> bytes:
-    """Status line, headers and body as the bytes of one write."""
-    status_line = _STATUS_LINES.get(response.status) or f"HTTP/1.1 {response.status} \r\n"
-    head = [status_line, _FIXED_HEADERS, _http_date(), f"Content-Length: {len(response.body)}\r\n"]
-    if response.content_type:
-        head.append(f"Content-Type: {response.content_type}\r\n")
-    head.extend(f"{key}: {value}\r\n" for key, value in response.headers)
-    if close:
-        head.append("Connection: close\r\n")
-    head.append("\r\n")
-    return "".join(head).encode("latin-1") + (b"" if head_only else response.body)
-
-
-def origin_of(head: bytes) -> str | None:
-    """The ``Origin`` of a raw request head (or of as much of it as arrived)."""
-    for line in head.split(b"\r\n")[1:]:
-        name, colon, value = line.partition(b":")
-        if colon and name.strip().lower() == b"origin":
-            return value.strip().decode("iso-8859-1")
-    return None
-
-
-class Overflow:
-    """Connections past the cap, answered 503 by one thread of their own.
-
-    Each gets ``OVERFLOW_WAIT`` seconds to send its request head, read without blocking
-    anyone: the answer then carries the CORS headers of an allowed ``Origin``, and the
-    connection is not reset by a close with its request unread. Past ``OVERFLOW_PENDING``
-    waiting (or when draining), the 503 goes out at once without CORS headers.
-    """
-
-    def __init__(self, access: Access) -> None:
-        self.access = access
-        self._lock = threading.Lock()
-        self._incoming: list[socket.socket] = []
-        self._waiting: dict[socket.socket, tuple[float, bytearray]] = {}
-        self._selector = selectors.DefaultSelector()
-        self._wake_in, self._wake_out = socket.socketpair()
-        self._wake_in.setblocking(False)
-        self._wake_out.setblocking(False)
-        self._selector.register(self._wake_in, selectors.EVENT_READ)
-        threading.Thread(target=self._loop, name="overflow", daemon=True).start()
-
-    def add(self, conn: socket.socket) -> None:
-        with self._lock:
-            full = len(self._incoming) + len(self._waiting) >= OVERFLOW_PENDING
-            if not full:
-                self._incoming.append(conn)
-        if full:
-            self.refuse(conn)
-            return
-        try:
-            self._wake_out.send(b"\0")
-        except OSError:  # the wake-up pipe is full: the loop is awake anyway
-            pass
-
-    def refuse(self, conn: socket.socket, head: bytes = b"") -> None:
-        """Answer 503 (with CORS headers when ``head`` names an allowed origin) and close."""
-        origin = origin_of(head)
-        response = _OVERLOADED
-        if origin is not None:
-            response = response.with_headers(*cors_headers(self.access, {"Origin": origin}))
-        try:
-            conn.setblocking(False)
-            conn.send(serialize(response, close=True))  # a few hundred bytes: never blocks
-            conn.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        conn.close()
-
-    def _loop(self) -> None:
-        while True:
-            try:
-                self._turn()
-            except Exception:  # noqa: BLE001 - a bug: log it, keep answering
-                traceback.print_exc(file=sys.stderr)
-                time.sleep(0.1)
-
-    def _turn(self) -> None:
-        now = time.monotonic()
-        deadlines = [deadline for deadline, _ in self._waiting.values()]
-        timeout = max(0.0, min(deadlines) - now) if deadlines else None
-        for key, _ in self._selector.select(timeout):
-            if key.fileobj is self._wake_in:
-                self._take_incoming()
-            else:
-                self._read(key.fileobj)  # type: ignore[arg-type]
-        now = time.monotonic()
-        for conn in [c for c, (deadline, _) in self._waiting.items() if deadline <= now]:
-            self._finish(conn)
-
-    def _take_incoming(self) -> None:
-        try:
-            while self._wake_in.recv(4096):
-                pass
-        except OSError:
-            pass
-        with self._lock:
-            incoming, self._incoming = self._incoming, []
-        for conn in incoming:
-            try:
-                conn.setblocking(False)
-                self._selector.register(conn, selectors.EVENT_READ)
-            except (OSError, ValueError):  # gone already
-                conn.close()
-                continue
-            self._waiting[conn] = (time.monotonic() + OVERFLOW_WAIT, bytearray())
-
-    def _read(self, conn: socket.socket) -> None:
-        head = self._waiting[conn][1]
-        try:
-            data = conn.recv(MAX_REQUEST_LINE)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        head += data
-        if not data or b"\r\n\r\n" in head or len(head) >= 2 * MAX_REQUEST_LINE:
-            self._finish(conn)
-
-    def _finish(self, conn: socket.socket) -> None:
-        _, head = self._waiting.pop(conn)
-        self._selector.unregister(conn)
-        self.refuse(conn, bytes(head))
-
-
-def _closing(response: Response) -> Response:
-    return Response(response.status, response.body, response.content_type, response.headers, True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
-from vm_operator.errors import ApiError
+from vm_operator.edge.errors import ApiError
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The content types a browser may send cross-site without a CORS preflight.
@@ -69,8 +69,7 @@ def host_allowed(host_header: str | None, allowed: tuple[str, ...]) -> bool:
 
 def _refuse_token(detail: str, error: str) -> ApiError:
     challenge = f'Bearer realm="vm-operator", error="{error}"' if error else 'Bearer realm="vm-operator"'
-    return ApiError(401, "unauthorized", "A valid bearer token is needed", detail,
-                    (("WWW-Authenticate", challenge),))
+    return ApiError("unauthorized", detail, (("WWW-Authenticate", challenge),))
 
 
 def check_token(access: Access, method: str, authorization: str | None) -> ApiError | None:
@@ -85,8 +84,7 @@ def check_token(access: Access, method: str, authorization: str | None) -> ApiEr
     if _matches(presented, access.read_token):
         if method in READ_METHODS:
             return None
-        return ApiError(403, "forbidden", "The read-only token may not change VMs",
-                        "the read-only token may not change VMs")
+        return ApiError("forbidden", "the read-only token may not change VMs")
     return _refuse_token("the token is not valid", "invalid_token")
 
 
@@ -103,11 +101,9 @@ def check_browser(access: Access, method: str, headers: Headers) -> ApiError | N
     if origin is not None and origin not in access.cors_origins:
         host = headers.get("Host") or ""
         if origin.lower().split("://", 1)[-1] != host.lower():
-            return ApiError(403, "cross-site", "Cross-site request refused",
-                            f"cross-site request from origin {origin!r} refused")
+            return ApiError("cross-site", f"cross-site request from origin {origin!r} refused")
     if headers.get("Sec-Fetch-Site") == "cross-site" and origin not in access.cors_origins:
-        return ApiError(403, "cross-site", "Cross-site request refused",
-                        "cross-site request refused")
+        return ApiError("cross-site", "cross-site request refused")
     return None
 
 
@@ -118,14 +114,14 @@ def check_access(
     media = _media_type(headers)
     if method not in READ_METHODS and media is not None and media != "application/json":
         kind = "a form or plain-text body" if media in SIMPLE_TYPES else f"content type {media!r}"
-        return ApiError(415, "unsupported-media-type", "Unsupported media type",
+        return ApiError("unsupported-media-type",
                         f"{kind} is not accepted: send no body, or application/json")
     if is_probe:
         return None
     if access.authenticated:
         return check_token(access, method, headers.get("Authorization"))
     if not host_allowed(headers.get("Host"), access.allowed_hosts):
-        return ApiError(403, "host-not-allowed", "Host not allowed",
+        return ApiError("host-not-allowed",
                         "the Host header names neither an IP address, localhost nor an allowed "
                         "host (VM_OPERATOR_ALLOWED_HOSTS)")
     return check_browser(access, method, headers)

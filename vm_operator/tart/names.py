@@ -1,4 +1,4 @@
-"""VM names: decoding them from URL paths and deciding which may reach Tart.
+"""VM names: which may reach Tart.
 
 A name is passed to Tart as a command-line argument, so everything here is about
 making sure an HTTP client can never turn a name into an option, a path outside
@@ -11,8 +11,7 @@ two names look alike: Tart's local names and OCI references are ASCII in practic
 
 from __future__ import annotations
 
-import re
-from urllib.parse import unquote_to_bytes
+from typing import Self
 
 MAX_NAME_LENGTH = 255
 
@@ -28,25 +27,9 @@ _FIRST = f"(?:[!-,0-~]{_ANY}*|{_SEGMENT_TAIL})"  # the first segment: not '-' ei
 _SEGMENT = f"(?:{_NOT_DOT}{_ANY}*|{_SEGMENT_TAIL})"
 NAME_PATTERN = f"^{_FIRST}(?:/{_SEGMENT})*$"
 
-_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-
 
 class InvalidName(ValueError):
     """The name cannot be used; the message says why, for the client."""
-
-
-def decode_segment(raw: str) -> str:
-    """Percent-decode one path segment strictly: malformed escapes and non-UTF-8 are errors.
-
-    ``urllib.parse.unquote`` silently keeps ``%zz`` and replaces bad UTF-8; a strict
-    decoder means two different byte strings can never decode to the same name.
-    """
-    if _BAD_PERCENT.search(raw):
-        raise InvalidName("the path holds an invalid percent-encoding")
-    try:
-        return unquote_to_bytes(raw).decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidName("the path does not decode as UTF-8") from None
 
 
 def name_problem(name: str) -> str | None:
@@ -66,9 +49,20 @@ def name_problem(name: str) -> str | None:
     return None
 
 
-def validate_name(name: str) -> str:
-    """Return ``name`` unchanged when it is safe to pass to Tart, else raise InvalidName."""
-    problem = name_problem(name)
-    if problem is not None:
-        raise InvalidName(problem)
-    return name
+class VmName(str):
+    """A VM name that may reach Tart. It can only be built through the rules: ``VmName(text)``
+    raises InvalidName for any other text, so a function that takes a VmName (every Tart
+    command that names a VM does) can only be given a validated name."""
+
+    __slots__ = ()
+
+    def __new__(cls, name: str) -> Self:
+        problem = name_problem(name)
+        if problem is not None:
+            raise InvalidName(problem)
+        return super().__new__(cls, name)
+
+
+def validate_name(name: str) -> VmName:
+    """``name`` as a VmName when it is safe to pass to Tart, else raise InvalidName."""
+    return VmName(name)

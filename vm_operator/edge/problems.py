@@ -3,30 +3,85 @@
 A problem's ``type`` is the relative URI ``/problems/{slug}``; the operator serves a page
 for each (``GET /problems/{slug}``, and an index at ``GET /problems``), so the type
 resolves against the request URI to its documentation (RFC 9457, section 3.1.1).
-The ``title`` of every problem document comes from here too: one title per type, the
-same on every occurrence, as RFC 9457 asks. A unit test scans the package for the slugs
-its code uses and fails when one is missing here.
+The ``title`` and ``status`` of every problem document come from here too: one title per
+type, the same on every occurrence, as RFC 9457 asks.
+
+This is the one table of errors: each entry names the exceptions of the core and of the
+Tart adapter it answers (``raised_by``; the most specific class wins, see
+``errors.problem_for``); the entries without are the edge's own refusals (``errors.ApiError``,
+which takes a ``Slug``, so mypy proves that every problem the code builds is catalogued).
 """
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
+from typing import Literal
 
-BASE = "/problems/"
+from vm_operator.core.errors import (
+    AlreadyRunning,
+    NoLogs,
+    NotReady,
+    NotRunning,
+    NotSuspendable,
+    OciImage,
+    RunEnded,
+    StartTimeout,
+    StateDirUnwritable,
+    VmBusy,
+    VmLimit,
+    VmNotFound,
+)
+from vm_operator.tart.errors import (
+    RemoteTartUnavailable,
+    SshAuthFailed,
+    SshFailed,
+    SshHostKeyMismatch,
+    SshUnavailable,
+    TartAlreadyRunning,
+    TartBadOutput,
+    TartCommandError,
+    TartError,
+    TartHostUnreachable,
+    TartNoIp,
+    TartNotRunning,
+    TartNotSuspendable,
+    TartSuspendUnsupported,
+    TartTimeout,
+    TartUnavailable,
+    TartVmLimit,
+    TartVmMissing,
+)
+
+PROBLEM_BASE = "/problems/"  # a problem's type is PROBLEM_BASE + slug: a page the operator serves
+
+Slug = Literal[
+    "malformed-request", "bad-target", "bad-header", "bad-query", "unknown-parameter",
+    "repeated-parameter", "invalid-parameter", "invalid-name", "unexpected-body", "invalid-body",
+    "unauthorized",
+    "forbidden", "host-not-allowed", "cross-site", "no-route", "vm-not-found", "no-logs",
+    "unknown-problem", "method-not-allowed", "already-running", "not-running", "not-suspendable",
+    "suspend-unsupported", "vm-limit", "no-ip", "oci-image", "length-required", "body-too-large",
+    "uri-too-long", "unsupported-media-type", "headers-too-large", "internal-error", "tart-failed",
+    "tart-bad-output", "ssh-host-key", "ssh-auth-failed", "ssh-failed", "not-ready",
+    "tart-unavailable", "tart-host-unreachable", "ssh-unavailable", "state-dir-unwritable",
+    "vm-busy", "overloaded", "tart-timeout", "start-timeout", "http-version-not-supported",
+]
+"""Every problem type: ``ApiError`` takes only these, so mypy proves each one is catalogued."""
+
 
 
 @dataclass(frozen=True)
 class ProblemType:
-    slug: str
+    slug: Slug
     status: int
     title: str
     meaning: str  # what happened
     remedy: str  # what to do about it
+    raised_by: tuple[type[Exception], ...] = ()  # the core's and the adapter's exceptions
 
     @property
     def uri(self) -> str:
-        return BASE + self.slug
+        return PROBLEM_BASE + self.slug
 
 
 CATALOGUE: tuple[ProblemType, ...] = (
@@ -89,6 +144,14 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "(e.g. POST /vms/NAME/start?suspendable=true).",
     ),
     ProblemType(
+        "invalid-body", 400, "Invalid JSON body",
+        "The route takes a JSON object as its body, and this one is not UTF-8 JSON, repeats a "
+        "key, is not an object, or has fields that are unknown, missing or of a wrong value; "
+        "the errors member names each wrong field with a JSON pointer.",
+        "Fix what the detail and the errors name; the route's requestBody in GET /openapi.json "
+        "describes the fields.",
+    ),
+    ProblemType(
         "unauthorized", 401, "A valid bearer token is needed",
         "Tokens are configured and the request carries no token, not a Bearer token, or a "
         "token that is not valid. The WWW-Authenticate header says which.",
@@ -124,11 +187,13 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "vm-not-found", 404, "No such VM",
         "Tart has no VM (local or OCI) of this name.",
         "List the VMs with GET /vms; names are case-sensitive.",
+        raised_by=(VmNotFound, TartVmMissing),
     ),
     ProblemType(
         "no-logs", 404, "No logs",
         "The operator has never started this VM, so it has no output of a tart run to show.",
         "Start the VM through the API (POST /vms/NAME/start) first.",
+        raised_by=(NoLogs,),
     ),
     ProblemType(
         "unknown-problem", 404, "No such problem type",
@@ -145,23 +210,27 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "already-running", 409, "The VM is already running",
         "Tart refused to start the VM because it already runs, started outside this operator.",
         "Nothing to do if it should run; stop it first to restart it.",
+        raised_by=(AlreadyRunning, TartAlreadyRunning),
     ),
     ProblemType(
         "not-running", 409, "The VM is not running",
         "The operation needs a running VM (a suspend, for one), and Tart says it is not running.",
         "Start the VM first (POST /vms/NAME/start).",
+        raised_by=(NotRunning, TartNotRunning),
     ),
     ProblemType(
         "not-suspendable", 409, "The VM was not started suspendable",
         "A VM can be suspended only when its tart run was started with --suspendable; this "
         "one was not, or it runs without it.",
         "Stop the VM, start it with POST /vms/NAME/start?suspendable=true, then suspend it.",
+        raised_by=(NotSuspendable, TartNotSuspendable),
     ),
     ProblemType(
         "suspend-unsupported", 409, "Tart cannot suspend this VM",
         "Tart suspends only macOS guests; a suspendable start or a suspend of a Linux guest is "
         "refused by Tart.",
         "Stop the VM instead (POST /vms/NAME/stop).",
+        raised_by=(TartSuspendUnsupported,),
     ),
     ProblemType(
         "vm-limit", 409, "Too many VMs are running",
@@ -169,26 +238,32 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "licence allows two; VM_OPERATOR_MAX_RUNNING), or Tart itself refused for the same "
         "reason. The detail names the VMs that run.",
         "Stop or suspend another macOS VM first.",
+        raised_by=(VmLimit, TartVmLimit),
     ),
     ProblemType(
         "no-ip", 409, "The VM has no IP address",
         "Tart found no IP address for the VM: it is not running, or has not obtained one yet.",
         "Start the VM, or ask again with ?wait=SECONDS to let it boot.",
+        raised_by=(TartNoIp,),
     ),
     ProblemType(
         "oci-image", 409, "Tart runs only local VMs",
         "The name is an OCI image in Tart's cache; Tart cannot run it directly.",
         "Clone it to a local VM (tart clone IMAGE NEW-NAME) and use that VM.",
+        raised_by=(OciImage,),
     ),
     ProblemType(
         "length-required", 411, "Length required",
-        "The request has a chunked body (Transfer-Encoding); no route takes a body.",
-        "Send no body.",
+        "The request has a chunked body (Transfer-Encoding); a body must come with a "
+        "Content-Length.",
+        "Send no body, or a JSON body with a Content-Length where a route takes one.",
     ),
     ProblemType(
         "body-too-large", 413, "Content too large",
-        "The request's body is larger than 1 KiB; it was not read.",
-        "Send no body; parameters go in the query string.",
+        "The request's body is larger than the route takes (1 KiB where a route takes no body, "
+        "64 KiB for a JSON body); it was not read.",
+        "Send no body where a route takes none (parameters go in the query string); keep a JSON "
+        "body under 64 KiB.",
     ),
     ProblemType(
         "uri-too-long", 414, "Request line too long",
@@ -217,52 +292,61 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "Tart ran and refused with a message the operator does not classify; the detail is "
         "Tart's own message and tart_exit_code its exit code.",
         "Read Tart's message; GET /vms/NAME/logs shows the output of the last tart run.",
+        raised_by=(RunEnded, TartCommandError, TartError),
     ),
     ProblemType(
         "tart-bad-output", 502, "Tart printed something unexpected",
         "Tart exited successfully but printed something that is not what Tart prints (the "
         "binary may not be Tart, or a version the operator does not know).",
         "Check that VM_OPERATOR_TART points at Tart, and its version.",
+        raised_by=(TartBadOutput,),
     ),
     ProblemType(
         "ssh-host-key", 502, "The Tart host's SSH host key does not match",
         "Over SSH (VM_OPERATOR_TART_SSH), the Tart host presented a host key other than the "
         "pinned one: it was reinstalled, or something is in between.",
         "Check the host's fingerprint and pin it again in VM_OPERATOR_SSH_KNOWN_HOSTS.",
+        raised_by=(SshHostKeyMismatch,),
     ),
     ProblemType(
         "ssh-auth-failed", 502, "The Tart host refused the SSH key",
         "Over SSH, the Tart host refused the operator's key.",
         "Add the operator's public key to that user's ~/.ssh/authorized_keys and check "
         "VM_OPERATOR_SSH_KEY.",
+        raised_by=(SshAuthFailed,),
     ),
     ProblemType(
         "ssh-failed", 502, "SSH to the Tart host failed",
         "Over SSH, ssh itself failed for a reason the detail gives.",
         "Read the detail; try the same ssh command by hand.",
+        raised_by=(SshFailed,),
     ),
     ProblemType(
         "not-ready", 503, "Not ready",
         "tart list fails, so the operator cannot serve VMs; the detail says why.",
         "Fix what the detail names (Tart missing, hanging, or unreachable); /ready turns 200 "
         "by itself.",
+        raised_by=(NotReady,),
     ),
     ProblemType(
         "tart-unavailable", 503, "Tart is not available",
         "The Tart binary is missing or cannot be executed (locally, or on the SSH host).",
         "Install Tart or point VM_OPERATOR_TART / --tart at it; in a container, mount it at "
         "/app/bin/tart-binary.",
+        raised_by=(TartUnavailable, RemoteTartUnavailable),
     ),
     ProblemType(
         "tart-host-unreachable", 503, "The Tart host cannot be reached",
         "Over SSH, the Tart host did not answer: it is down, Remote Login is off, or the "
         "network is in the way.",
         "Check that the host is up and Remote Login is on; retry.",
+        raised_by=(TartHostUnreachable,),
     ),
     ProblemType(
         "ssh-unavailable", 503, "The ssh client is not available",
         "VM_OPERATOR_TART_SSH is set but the ssh client cannot be run here.",
         "Install OpenSSH's client (Debian: apt-get install openssh-client).",
+        raised_by=(SshUnavailable,),
     ),
     ProblemType(
         "state-dir-unwritable", 503, "The state directory cannot be written",
@@ -270,11 +354,13 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "cannot start VMs; the detail names the directory.",
         "Make the directory writable by the operator's user, or point --state-dir / "
         "VM_OPERATOR_STATE_DIR elsewhere.",
+        raised_by=(StateDirUnwritable,),
     ),
     ProblemType(
         "vm-busy", 503, "Too many pending changes to this VM",
         "More than 16 start, stop or suspend requests for this VM are already waiting.",
         "Retry after the Retry-After header's seconds.",
+        raised_by=(VmBusy,),
     ),
     ProblemType(
         "overloaded", 503, "Too many connections",
@@ -287,6 +373,7 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "A Tart command outlived its timeout (VM_OPERATOR_TART_TIMEOUT); it and everything it "
         "started were killed.",
         "Retry; if Tart is slow on this host, raise VM_OPERATOR_TART_TIMEOUT.",
+        raised_by=(TartTimeout,),
     ),
     ProblemType(
         "start-timeout", 504, "The VM did not start in time",
@@ -294,6 +381,7 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "running.",
         "Watch GET /vms/NAME and GET /vms/NAME/logs; raise VM_OPERATOR_START_TIMEOUT for slow "
         "VMs.",
+        raised_by=(StartTimeout,),
     ),
     ProblemType(
         "http-version-not-supported", 505, "HTTP version not supported",
@@ -303,48 +391,11 @@ CATALOGUE: tuple[ProblemType, ...] = (
 )
 
 PROBLEMS: dict[str, ProblemType] = {problem.slug: problem for problem in CATALOGUE}
+RAISED: dict[type[Exception], ProblemType] = {
+    kind: problem for problem in CATALOGUE for kind in problem.raised_by
+}
 
 
-def title_of(slug: str) -> str:
-    """The title of a catalogued problem type ("Error" for a slug the catalogue lacks)."""
-    found = PROBLEMS.get(slug)
-    return found.title if found is not None else "Error"
-
-
-# --- the pages (pure) ----------------------------------------------------------------
-
-
-def _page(title: str, body: str) -> bytes:
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">"
-        f"<title>{html.escape(title)}</title></head>\n<body>\n{body}</body>\n</html>\n"
-    ).encode()
-
-
-def problem_page(problem: ProblemType) -> bytes:
-    """The documentation of one problem type: what its title, status, meaning and remedy are."""
-    e = html.escape
-    return _page(
-        problem.title,
-        f"<h1>{e(problem.title)}</h1>\n"
-        f"<p>Problem type <code>{e(problem.slug)}</code>, HTTP status {problem.status}.</p>\n"
-        f"<h2>What it means</h2>\n<p>{e(problem.meaning)}</p>\n"
-        f"<h2>What to do</h2>\n<p>{e(problem.remedy)}</p>\n"
-        "<p><a href=\"/problems\">All problem types</a></p>\n",
-    )
-
-
-def index_page() -> bytes:
-    """Every problem type, with its status and a link to its page."""
-    e = html.escape
-    rows = "".join(
-        f"<li><a href=\"{e(p.uri)}\"><code>{e(p.slug)}</code></a> ({p.status}): {e(p.title)}</li>\n"
-        for p in CATALOGUE
-    )
-    return _page(
-        "vm-operator problem types",
-        "<h1>vm-operator problem types</h1>\n"
-        "<p>Every error of the API is an RFC 9457 problem document whose <code>type</code> "
-        "is one of these.</p>\n"
-        f"<ul>\n{rows}</ul>\n",
-    )
+def problem_of(kind: type[Exception]) -> ProblemType | None:
+    """The entry that answers an exception class: that of its most specific catalogued class."""
+    return next((RAISED[cls] for cls in kind.__mro__ if cls in RAISED), None)

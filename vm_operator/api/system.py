@@ -1,0 +1,139 @@
+"""The operator itself: health and readiness probes, metrics, and its documentation."""
+
+from __future__ import annotations
+
+import html
+from typing import TypedDict
+
+from vm_operator import __version__
+from vm_operator.api.app import App
+from vm_operator.api.params import SLUG
+from vm_operator.api.schemas import OBJECT, TEXT, ref
+from vm_operator.core.clock import utc_now
+from vm_operator.core.errors import NotReady
+from vm_operator.core.records import TartStatus
+from vm_operator.edge.errors import ApiError
+from vm_operator.edge.problems import CATALOGUE, ProblemType
+from vm_operator.edge.responses import HTML, Response, json_response
+from vm_operator.edge.routing import Request, Route, Success
+
+
+class Health(TypedDict):
+    status: str  # "healthy", or "degraded" when Tart cannot be run
+    message: str
+    timestamp: str
+    version: str
+    tart: TartStatus
+
+
+class Ready(TypedDict):
+    status: str
+    vms: int
+
+
+def health(app: App, req: Request) -> Response:
+    tart = app.service.tart_status()
+    healthy = tart["available"]
+    answer: Health = {
+        "status": "healthy" if healthy else "degraded",
+        "message": "vm-operator is serving"
+        if healthy
+        else f"vm-operator is serving, but Tart cannot be run ({tart['path']})",
+        "timestamp": utc_now(),
+        "version": __version__,
+        "tart": tart,
+    }
+    return json_response(200, answer)
+
+
+def ready(app: App, req: Request) -> Response:
+    answer: Ready = {"status": "ready", "vms": app.service.ready()}
+    return json_response(200, answer)
+
+
+def openapi(app: App, req: Request) -> Response:
+    return json_response(200, app.openapi())
+
+
+def metrics(app: App, req: Request) -> Response:
+    service = app.service
+    text = app.metrics.render(vms=service.cached_vms(), tart_runs=service.running_runs())
+    return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
+
+
+# --- the documentation of the problem types (pure) --------------------------------------------
+
+
+def _page(title: str, body: str) -> bytes:
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title></head>\n<body>\n{body}</body>\n</html>\n"
+    ).encode()
+
+
+def problem_page(problem: ProblemType) -> bytes:
+    """The documentation of one problem type: what its title, status, meaning and remedy are."""
+    e = html.escape
+    return _page(
+        problem.title,
+        f"<h1>{e(problem.title)}</h1>\n"
+        f"<p>Problem type <code>{e(problem.slug)}</code>, HTTP status {problem.status}.</p>\n"
+        f"<h2>What it means</h2>\n<p>{e(problem.meaning)}</p>\n"
+        f"<h2>What to do</h2>\n<p>{e(problem.remedy)}</p>\n"
+        "<p><a href=\"/problems\">All problem types</a></p>\n",
+    )
+
+
+def index_page() -> bytes:
+    """Every problem type, with its status and a link to its page."""
+    e = html.escape
+    rows = "".join(
+        f"<li><a href=\"{e(p.uri)}\"><code>{e(p.slug)}</code></a> ({p.status}): {e(p.title)}</li>\n"
+        for p in CATALOGUE
+    )
+    return _page(
+        "vm-operator problem types",
+        "<h1>vm-operator problem types</h1>\n"
+        "<p>Every error of the API is an RFC 9457 problem document whose <code>type</code> "
+        "is one of these.</p>\n"
+        f"<ul>\n{rows}</ul>\n",
+    )
+
+
+# The pages are fixed text: built once. They load nothing, so they may forbid everything.
+_PAGE_HEADERS = (("Content-Security-Policy", "default-src 'none'"),)
+_PROBLEM_INDEX = index_page()
+_PROBLEM_PAGES: dict[str, bytes] = {problem.slug: problem_page(problem) for problem in CATALOGUE}
+
+
+def problem_index(app: App, req: Request) -> Response:
+    return Response(200, _PROBLEM_INDEX, HTML, _PAGE_HEADERS)
+
+
+def problem_doc(app: App, req: Request) -> Response:
+    """The documentation of a problem type: what a problem document's ``type`` resolves to."""
+    slug = req.get(SLUG)
+    page = _PROBLEM_PAGES.get(slug)
+    if page is None:
+        raise ApiError("unknown-problem", f"there is no problem type {slug[:80]!r}; see GET /problems")
+    return Response(200, page, HTML, _PAGE_HEADERS)
+
+
+ROUTES: tuple[Route[App], ...] = (
+    Route("GET", "/health", health, "Liveness: 200 while the process serves", "getHealth",
+          ok=(Success(200, "Serving", ref("Health")),), public=True),
+    Route("GET", "/ready", ready, "Readiness: whether tart list works", "getReady",
+          ok=(Success(200, "Ready", OBJECT),), problems=(NotReady,), public=True),
+    Route("GET", "/openapi.json", openapi, "This document", "getOpenApi",
+          ok=(Success(200, "OpenAPI", OBJECT),)),
+    Route("GET", "/metrics", metrics, "Prometheus metrics (text format 0.0.4)", "getMetrics",
+          ok=(Success(200, "Metrics", TEXT, "text/plain"),)),
+    Route("GET", "/problems", problem_index, "Every problem type, with its status and title",
+          "listProblems", ok=(Success(200, "The index of problem types", TEXT, "text/html"),),
+          public=True),
+    Route("GET", "/problems/{slug}", problem_doc,
+          "The documentation of one problem type (a problem's type URI)", "getProblem",
+          path=(SLUG,),
+          ok=(Success(200, "What the problem means and what to do", TEXT, "text/html"),),
+          problems=("unknown-problem",), public=True),
+)

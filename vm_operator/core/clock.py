@@ -1,0 +1,33 @@
+"""Time, as the core sees it: a monotonic clock for deadlines and freshness, and the wall
+clock for the timestamps of records and logs. A Protocol, so that tests can fake both."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+
+def utc_now() -> str:
+    """ISO 8601 in UTC with milliseconds and a ``Z``: every timestamp of the API and its logs."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (deadlines, cache freshness)."""
+        ...
+
+    def utc_now(self) -> str:
+        """The wall clock as an API timestamp (``utc_now``)."""
+        ...
+
+
+class SystemClock:
+    """The real clocks."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def utc_now(self) -> str:
+        return utc_now()

@@ -1,0 +1,152 @@
+"""What Tart knows about the VMs, read through the cache: list, find, describe, IP address,
+and Tart's own health (path, availability, version) without ever blocking on it.
+
+Reads are cached, never stale: a read uses a ``tart list`` (or ``tart get``) that started
+after every change made through the API (``changed``), and within ``cache_ttl`` of now for
+changes made outside it. With ``cache_ttl`` 0 every read calls Tart (the naive design, kept
+for the benchmark's comparison).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from vm_operator.core.cache import FreshCache
+from vm_operator.core.clock import Clock
+from vm_operator.core.errors import (
+    NotReady,
+    not_running,
+    oci_image,
+    state_dir_unwritable,
+    vm_not_found,
+)
+from vm_operator.core.ports import StorePort, TartPort
+from vm_operator.core.records import NO_INFO, TartStatus, VmDetail, detail
+from vm_operator.store.state import StateDirError
+from vm_operator.tart.errors import TartError
+from vm_operator.tart.names import InvalidName, VmName
+from vm_operator.tart.records import Vm, VmInfo
+
+
+class Inventory:
+    """Cached reads of Tart's VMs."""
+
+    def __init__(self, tart: TartPort, store: StorePort, clock: Clock, cache_ttl: float) -> None:
+        self.tart = tart
+        self.store = store
+        self.clock = clock
+        self.cache_ttl = cache_ttl
+        self._changed_at = float("-inf")
+        self._guard = threading.Lock()
+        self._list = FreshCache(tart.list_vms, clock.monotonic)
+        self._info: dict[str, FreshCache[VmInfo]] = {}
+        self._version: str | None = None
+        self._version_refresh = threading.Lock()
+
+    def _not_before(self, fresh: bool) -> float:
+        """The oldest fetch start a read may use: after every change made through the API,
+        and within ``cache_ttl`` of now for changes made outside it."""
+        now = self.clock.monotonic()
+        return now if fresh else max(self._changed_at, now - self.cache_ttl)
+
+    def _refresh_after(self, fresh: bool) -> float | None:
+        """Past half its freshness window a cached answer is still served, and refreshed ahead."""
+        return None if fresh else self.clock.monotonic() - self.cache_ttl / 2
+
+    def changed(self) -> None:
+        """A change was made through the API: no later read may answer from before it."""
+        self._changed_at = self.clock.monotonic()
+
+    def list_vms(self, fresh: bool = False) -> list[Vm]:
+        if self.cache_ttl <= 0:
+            return self.tart.list_vms()
+        return self._list.get(self._not_before(fresh), self._refresh_after(fresh))
+
+    def ready(self) -> int:
+        """How many VMs Tart lists; NotReady when it cannot list them."""
+        try:
+            return len(self.list_vms())
+        except TartError as exc:
+            raise NotReady(f"tart list fails: {exc.detail}") from None
+
+    def cached_vms(self) -> list[Vm] | None:
+        """The last listing, however old, without calling Tart: for metrics."""
+        return self._list.peek()
+
+    def find(self, name: str, fresh: bool = False) -> Vm:
+        for vm in self.list_vms(fresh):
+            if vm["name"] == name:
+                return vm
+        raise vm_not_found(name)
+
+    def local_vm(self, name: str, action: str, fresh: bool = False) -> Vm:
+        """The VM, or the same refusal for an OCI image on every action that needs a local VM."""
+        vm = self.find(name, fresh)
+        if vm["source"] != "local":
+            raise oci_image(name, action)
+        return vm
+
+    def info(self, name: VmName) -> VmInfo:
+        """``tart get``'s fields of a local VM, cached like the listing."""
+        if self.cache_ttl <= 0:
+            return self.tart.get(name)
+        with self._guard:
+            cache = self._info.get(name)
+            if cache is None:
+                cache = self._info[name] = FreshCache(lambda: self.tart.get(name),
+                                                      self.clock.monotonic)
+        return cache.get(self._not_before(False), self._refresh_after(False))
+
+    def is_macos(self, name: str) -> bool:
+        """Whether ``tart get`` says the VM is a macOS guest. A name from Tart's own list
+        that the name rules refuse is never passed to Tart: it counts as not macOS."""
+        try:
+            checked = VmName(name)
+        except InvalidName:
+            return False
+        return self.info(checked)["os"] == "darwin"
+
+    def describe(self, name: VmName) -> VmDetail:
+        """The list fields, ``tart get``'s fields (local VMs only) and the last run."""
+        vm = self.find(name)
+        info = self.info(name) if vm["source"] == "local" else NO_INFO
+        try:
+            last_run = self.store.read_last_run(name)
+        except StateDirError as exc:
+            raise state_dir_unwritable(exc) from None
+        return detail(vm, info, last_run)
+
+    def ip(self, name: VmName, wait: int) -> str:
+        """``tart ip --wait W``, only for a running VM: Tart would wait the whole W seconds
+        for a stopped one. With a wait the state is checked fresh, as that wait is long."""
+        vm = self.local_vm(name, "ask for the IP address of", fresh=wait > 0)
+        if vm["state"] != "running":
+            raise not_running(name, f"it is {vm['state']} and has no IP address; start it first")
+        return self.tart.ip(name, wait)
+
+    # --- Tart's own health ------------------------------------------------------------------
+
+    def tart_status(self) -> TartStatus:
+        """Path, availability and version of Tart without ever blocking on it.
+
+        Health probes must answer even when Tart hangs, so the version is fetched by a
+        background thread and this only reads what it found.
+        """
+        path, available = self.tart.locate()
+        if available and self._version is None:
+            self._refresh_version()
+        return {"path": path, "available": available, "version": self._version}
+
+    def _refresh_version(self) -> None:
+        if not self._version_refresh.acquire(blocking=False):
+            return
+
+        def refresh() -> None:
+            try:
+                self._version = self.tart.version()
+            except TartError:
+                pass
+            finally:
+                self._version_refresh.release()
+
+        threading.Thread(target=refresh, name="tart-version", daemon=True).start()

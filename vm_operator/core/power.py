@@ -1,0 +1,165 @@
+"""Start, stop and suspend: every write to one VM in arrival order, and the macOS slot cap.
+
+Writes to one VM are serialised by a fair lock with a bounded queue (``FifoLock``), so two
+concurrent starts launch one ``tart run`` and a stop never waits behind an endless stream
+of starts; past ``MAX_QUEUED_WRITES`` waiting, a write is turned away at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from vm_operator.core.errors import (
+    HOW_TO_SUSPEND,
+    NotSuspendable,
+    VmBusy,
+    VmLimit,
+    not_running,
+    not_suspendable,
+)
+from vm_operator.core.fifo import FifoLock
+from vm_operator.core.inventory import Inventory
+from vm_operator.core.ports import TartPort
+from vm_operator.core.records import ChangedVm, changed
+from vm_operator.core.runs import RunSupervisor
+from vm_operator.tart.errors import TartError, TartNotRunning, TartNotSuspendable
+from vm_operator.tart.names import VmName
+from vm_operator.tart.records import Vm
+
+MAX_QUEUED_WRITES = 16  # per VM; each write takes a few Tart calls, so more is minutes of waiting
+
+
+class Power:
+    """Start, stop and suspend VMs."""
+
+    def __init__(self, tart: TartPort, inventory: Inventory, runs: RunSupervisor,
+                 max_running: int) -> None:
+        self.tart = tart
+        self.inventory = inventory
+        self.runs = runs
+        self.max_running = max_running
+        self._guard = threading.Lock()
+        self._vm_locks: dict[str, FifoLock] = {}
+        self._starting: set[str] = set()
+
+    @contextmanager
+    def _locked(self, name: str) -> Iterator[None]:
+        """Serialise every write to one VM: two starts launch one ``tart run``."""
+        with self._guard:
+            lock = self._vm_locks.setdefault(name, FifoLock(MAX_QUEUED_WRITES))
+        if not lock.acquire():
+            raise VmBusy(
+                f"more than {MAX_QUEUED_WRITES} start/stop/suspend requests for {name!r} are "
+                "already waiting; retry shortly", retry_after=1,
+            )
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # --- start ------------------------------------------------------------------------------
+
+    def start(self, name: VmName, suspendable: bool = False) -> ChangedVm:
+        """Start the VM and wait until Tart reports it running (``changed``), or find it
+        already running (not ``changed``)."""
+        with self._locked(name):
+            vm = self.inventory.local_vm(name, "start", fresh=True)
+            if vm["state"] == "running":
+                if suspendable and self.runs.suspendable(name) is False:
+                    raise NotSuspendable(
+                        f'VM "{name}" already runs, started without ?suspendable=true; a running '
+                        f"VM cannot become suspendable, it must be stopped first: {HOW_TO_SUSPEND}"
+                    )
+                return changed(vm, False)
+            pending = self.runs.live_run(name)
+            if pending is not None:  # launched, not running yet: never launch a second one
+                try:
+                    vm = self.runs.confirm_running(name, pending)
+                finally:
+                    self.inventory.changed()
+                return changed(vm, True)
+            self._reserve_slot(name, self.inventory.list_vms())
+            try:
+                run = self.runs.launch(name, suspendable)
+                try:
+                    vm = self.runs.confirm_running(name, run)
+                finally:
+                    self.inventory.changed()
+            finally:
+                with self._guard:
+                    self._starting.discard(name)
+            return changed(vm, True)
+
+    def _launched_macos(self, name: str) -> set[str]:
+        """Other macOS VMs whose ``tart run`` (ours) lives but is not listed running yet."""
+        found = set()
+        for other in self.runs.supervised(but=name):
+            try:
+                if self.inventory.is_macos(other):
+                    found.add(other)
+            except TartError:  # deleted meanwhile: it holds no slot
+                pass
+        return found
+
+    def _reserve_slot(self, name: VmName, vms: list[Vm]) -> None:
+        """Refuse a start that would exceed the cap on running macOS guests, before Tart is asked.
+
+        Apple's licence (and Virtualization.framework) allows two macOS guests per host;
+        Linux guests do not count.
+        """
+        if self.max_running <= 0 or not self.inventory.is_macos(name):
+            return
+        running = {
+            vm["name"]
+            for vm in vms
+            if vm["state"] == "running" and vm["source"] == "local"
+            and self.inventory.is_macos(vm["name"])
+        } | self._launched_macos(name)
+        with self._guard:
+            busy = running | self._starting
+            if len(busy) >= self.max_running:
+                raise VmLimit(
+                    f"at most {self.max_running} macOS VMs may run at once "
+                    f"(VM_OPERATOR_MAX_RUNNING, Apple's licence limit); running or starting: "
+                    f"{', '.join(sorted(busy))}",
+                    limit=self.max_running,
+                )
+            self._starting.add(name)
+
+    # --- stop and suspend -------------------------------------------------------------------
+
+    def stop(self, name: VmName, timeout: int) -> ChangedVm:
+        with self._locked(name):
+            vm = self.inventory.local_vm(name, "stop", fresh=True)
+            if vm["state"] == "stopped":
+                return changed(vm, False)
+            try:
+                self.tart.stop(name, timeout)
+            except TartNotRunning:
+                pass  # it stopped on its own meanwhile
+            finally:
+                self.inventory.changed()
+            self.runs.await_reaped(name)
+            return changed(self.inventory.find(name, fresh=True), True)
+
+    def suspend(self, name: VmName) -> ChangedVm:
+        with self._locked(name):
+            vm = self.inventory.local_vm(name, "suspend", fresh=True)
+            if vm["state"] == "suspended":
+                return changed(vm, False)
+            if vm["state"] != "running":
+                raise not_running(name, "only a running VM can be suspended")
+            if self.runs.suspendable(name) is False:
+                # Tart is not asked: a snapshot of a VM run without --suspendable fails
+                # and ends that run
+                raise not_suspendable(name)
+            try:
+                self.tart.suspend(name)
+            except TartNotSuspendable as exc:
+                raise not_suspendable(name, exc.message) from None
+            finally:
+                self.inventory.changed()
+            self.runs.await_reaped(name)
+            return changed(self.inventory.find(name, fresh=True), True)

@@ -1,0 +1,80 @@
+"""The VM operations behind the API, in one facade: what the handlers call.
+
+It only composes the three parts of the core: ``Inventory`` (cached reads), ``RunSupervisor``
+(the ``tart run`` processes) and ``Power`` (start, stop, suspend). It is given its Tart
+adapter, state store and clock, and builds none of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vm_operator.core.clock import Clock
+from vm_operator.core.inventory import Inventory
+from vm_operator.core.ports import StorePort, TartPort
+from vm_operator.core.power import Power
+from vm_operator.core.records import ChangedVm, TartStatus, VmDetail
+from vm_operator.core.runs import RunSupervisor
+from vm_operator.store.state import LogTail
+from vm_operator.tart.names import VmName
+from vm_operator.tart.records import Vm
+
+
+@dataclass(frozen=True)
+class Settings:
+    cache_ttl: float = 1.0  # how stale a read may be for changes made outside the API
+    start_timeout: float = 30.0  # how long a start waits for Tart to report the VM running
+    poll_interval: float = 0.02  # between two looks at a starting VM
+    max_running: int = 2  # running macOS guests at once (0: no cap)
+
+
+class VmService:
+    """List, inspect, start, stop and suspend VMs."""
+
+    def __init__(self, tart: TartPort, store: StorePort, clock: Clock,
+                 settings: Settings = Settings()) -> None:
+        self.inventory = Inventory(tart, store, clock, settings.cache_ttl)
+        self.runs = RunSupervisor(tart, store, clock, self.inventory, settings.start_timeout,
+                                  settings.poll_interval)
+        self.power = Power(tart, self.inventory, self.runs, settings.max_running)
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def list_vms(self, fresh: bool = False) -> list[Vm]:
+        return self.inventory.list_vms(fresh)
+
+    def ready(self) -> int:
+        return self.inventory.ready()
+
+    def cached_vms(self) -> list[Vm] | None:
+        return self.inventory.cached_vms()
+
+    def describe(self, name: VmName) -> VmDetail:
+        return self.inventory.describe(name)
+
+    def ip(self, name: VmName, wait: int) -> str:
+        return self.inventory.ip(name, wait)
+
+    def logs(self, name: VmName, lines: int | None = None) -> LogTail:
+        return self.runs.logs(name, lines)
+
+    def tart_status(self) -> TartStatus:
+        return self.inventory.tart_status()
+
+    def running_runs(self) -> int:
+        return self.runs.running_runs()
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def start(self, name: VmName, suspendable: bool = False) -> ChangedVm:
+        return self.power.start(name, suspendable)
+
+    def stop(self, name: VmName, timeout: int) -> ChangedVm:
+        return self.power.stop(name, timeout)
+
+    def suspend(self, name: VmName) -> ChangedVm:
+        return self.power.suspend(name)
+
+    def adopt_earlier_runs(self) -> int:
+        """Finish the records of the runs an earlier operator process launched."""
+        return self.runs.adopt_earlier_runs()

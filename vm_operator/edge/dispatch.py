@@ -1,0 +1,160 @@
+"""``dispatch``: one request, as plain data (method, target, headers, body), to a response.
+
+It never touches a socket, which is what lets the server shell stay thin. The order of the
+checks is part of the contract: the route (404, 405), the path parameters (400), the query's
+keys (400), who may call it (401, 403, 415), the body (400), the query's values (400), then
+the handler.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from dataclasses import dataclass, replace
+from typing import Any, Generic
+from urllib.parse import quote
+
+from vm_operator.core.errors import OperatorError
+from vm_operator.edge.body import Body
+from vm_operator.edge.errors import ApiError, problem_for
+from vm_operator.edge.responses import Response
+from vm_operator.edge.routing import (
+    A,
+    Candidates,
+    Request,
+    Route,
+    RouteTable,
+    allowed_methods,
+    choose,
+    parse_query,
+    path_values,
+    split_target,
+    with_query_values,
+)
+from vm_operator.edge.security import Access, Headers, check_access, cors_headers
+from vm_operator.tart.errors import TartError
+
+UNMATCHED = "unmatched"  # the metrics label of a request no route's path fits
+
+
+@dataclass(frozen=True)
+class Site(Generic[A]):
+    """What dispatch serves: the routes, who may call them, and what their handlers are given."""
+
+    routes: RouteTable[A]
+    access: Access
+    app: A
+
+
+def _routes_for(routes: RouteTable[A], target: str) -> tuple[list[str], str, Candidates[A]]:
+    """Segments, query and the routes whose path fits the target; 404 when none does."""
+    segments, query = split_target(target)
+    candidates = routes.match(segments)
+    if not candidates:
+        raise ApiError("no-route", "no such route; see GET /openapi.json")
+    return segments, query, candidates
+
+
+def resolve(routes: RouteTable[A], method: str, target: str,
+            headers: Headers | None = None) -> tuple[Route[A], Request]:
+    """Find the route for a request and decode its parameters, or raise the right ApiError."""
+    segments, query, candidates = _routes_for(routes, target)
+    route, raw_params = choose(method, candidates)
+    return route, _request(route, method, segments, raw_params, query, headers)
+
+
+def _request(
+    route: Route[A], method: str, segments: list[str], raw_params: dict[str, str], query: str,
+    headers: Headers | None,
+) -> Request:
+    return Request(method, "/" + "/".join(segments), path_values(route, raw_params),
+                   parse_query(query, route.query_names), {} if headers is None else headers)
+
+
+def route_body(routes: RouteTable[A], method: str, target: str) -> Body[Any] | None:
+    """The body the route of a request takes (None: none, or no such route): the server reads
+    a body only up to its bound."""
+    try:
+        _, _, candidates = _routes_for(routes, target)
+        return choose(method, candidates)[0].body
+    except ApiError:
+        return None
+
+
+def route_label(routes: RouteTable[A], target: str) -> str:
+    """The pattern of the route a target's path names, or ``unmatched``: a bounded label."""
+    try:
+        return _routes_for(routes, target)[2][0][0].pattern
+    except ApiError:
+        return UNMATCHED
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return quote(str(value), safe="")
+    return quote(json.dumps(value, separators=(",", ":")), safe="")
+
+
+def body_refusal(route: Route[A], body: bytes) -> str:
+    """Why a body is refused on ``route``, and where what it tried to say goes instead."""
+    try:
+        sent = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        sent = None
+    fields: dict[str, Any] = sent if isinstance(sent, dict) else {}
+    moved = [key for key in fields if key in route.query_names]
+    if moved:
+        names = " and ".join(moved)
+        where = "as a query parameter" if len(moved) == 1 else "as query parameters"
+        example = "&".join(f"{key}={_query_value(fields[key])}" for key in moved)
+        return f"this route takes no body; pass {names} {where}: ?{example}"
+    if route.query:
+        return ("this route takes no body; its parameters go in the query string: "
+                + ", ".join(route.query_names))
+    return "this route takes no body and no parameters: send the request without a body"
+
+
+def dispatch(
+    site: Site[A], method: str, target: str, headers: Headers, body: bytes = b""
+) -> tuple[Response, str]:
+    """Serve one request: returns the response and the route pattern (for logs and metrics).
+
+    Every response carries the CORS headers of an allowed origin, refusals included; the
+    label is the pattern of the route the path names even when the request is refused
+    (a bad name or query, a wrong method, a missing token), ``unmatched`` only for a path
+    that no route has.
+    """
+    label = UNMATCHED
+    try:
+        segments, query, candidates = _routes_for(site.routes, target)
+        label = candidates[0][0].pattern
+        if method == "OPTIONS":
+            return _options(site, candidates, headers), label
+        route, raw_params = choose(method, candidates)
+        label = route.pattern
+        req = _request(route, method, segments, raw_params, query, headers)
+        refusal = check_access(site.access, method, route.public, headers)
+        if refusal is not None:
+            raise refusal
+        if route.body is not None:
+            req = replace(req, body=route.body.parse(body, headers.get("Content-Type")))
+        elif body:
+            raise ApiError("unexpected-body", body_refusal(route, body))
+        response = route.handler(site.app, with_query_values(route, req))
+    except ApiError as exc:
+        response = exc.response()
+    except (OperatorError, TartError) as exc:
+        response = problem_for(exc).response()
+    except Exception:  # noqa: BLE001 - a bug: log it for us, never show a traceback to the client
+        traceback.print_exc(file=sys.stderr)
+        response = ApiError("internal-error", "the operator failed; see its log").response()
+    return response.with_headers(*cors_headers(site.access, headers)), label
+
+
+def _options(site: Site[A], candidates: Candidates[A], headers: Headers) -> Response:
+    """OPTIONS (and CORS preflight): which methods a path takes."""
+    allow = allowed_methods(candidates)
+    return Response(204, b"", "", (("Allow", allow),) + cors_headers(site.access, headers, allow))

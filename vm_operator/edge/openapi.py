@@ -1,0 +1,136 @@
+"""/openapi.json (OpenAPI 3.1), generated from the route declarations (pure).
+
+Each operation comes from one ``Route``: its operationId and summary, its parameters with
+the schemas of their types, its successes, and a response for every status its problems
+can have. A route's problems are those it declares (its handler's) and those of the
+mechanism that serves it: a parameter its type can refuse (400), the token and browser
+checks of a route that is not public (401, 403), the media type of a write (415).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vm_operator.edge.body import JSON_MEDIA
+from vm_operator.edge.params import Schema
+from vm_operator.edge.problems import PROBLEMS, ProblemType, Slug, problem_of
+from vm_operator.edge.responses import PROBLEM_JSON
+from vm_operator.edge.routing import OptionalQuery, PathParam, Query, Route, Success
+from vm_operator.edge.security import READ_METHODS
+
+PROBLEM_SCHEMA: Schema = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {"type": {"type": "string", "format": "uri-reference",
+                            "description": "/problems/{slug}, relative to the request URI: "
+                            "GET it for the problem type's documentation"},
+                   "title": {"type": "string"},
+                   "status": {"type": "integer"}, "detail": {"type": "string"}},
+}
+GUARDED: tuple[Slug, ...] = ("unauthorized", "forbidden", "host-not-allowed", "cross-site")
+QUERY_PROBLEMS: tuple[Slug, ...] = ("bad-query", "unknown-parameter", "repeated-parameter")
+BODY_PROBLEMS: tuple[Slug, ...] = ("invalid-body", "body-too-large", "unsupported-media-type",
+                                   "length-required")
+
+
+@dataclass(frozen=True)
+class Info:
+    title: str
+    version: str
+    description: str
+
+
+def openapi_document(routes: Sequence[Route[Any]], schemas: Mapping[str, Schema],
+                     info: Info) -> dict[str, object]:
+    paths: dict[str, dict[str, object]] = {}
+    for route in routes:
+        paths.setdefault(route.pattern, {})[route.method.lower()] = _operation(route)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": info.title, "version": info.version, "description": info.description},
+        "components": {
+            "schemas": {"Problem": PROBLEM_SCHEMA, **schemas},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{}, {"bearer": []}],
+        "paths": paths,
+    }
+
+
+def _operation(route: Route[Any]) -> dict[str, object]:
+    operation: dict[str, object] = {"operationId": route.operation_id, "summary": route.summary}
+    if route.public:
+        operation["security"] = [{}]
+    parameters = [_path_parameter(p) for p in route.path] + [_query_parameter(q)
+                                                                for q in route.query]
+    if parameters:
+        operation["parameters"] = parameters
+    if route.body is not None:
+        operation["requestBody"] = {
+            "required": True, "description": route.body.doc,
+            "content": {JSON_MEDIA: {"schema": route.body.schema()}},
+        }
+    operation["responses"] = _responses(route)
+    return operation
+
+
+def _path_parameter(param: PathParam[Any]) -> dict[str, object]:
+    return {"name": param.name, "in": "path", "required": True, "description": param.doc,
+            "schema": dict(param.type.schema())}
+
+
+def _query_parameter(param: Query[Any] | OptionalQuery[Any]) -> dict[str, object]:
+    schema = dict(param.type.schema())
+    if isinstance(param, Query):
+        schema["default"] = param.default
+    return {"name": param.name, "in": "query", "required": False, "schema": schema,
+            "description": param.doc}
+
+
+def route_problems(route: Route[Any]) -> list[ProblemType]:
+    """Every problem a route can answer, each once: its mechanism's, then its handler's."""
+    slugs: list[Slug] = []
+    refusable = [param.type.problem for param in (*route.path, *route.query)
+                 if param.type.refuses]
+    if refusable:
+        slugs += refusable
+        slugs += QUERY_PROBLEMS if route.query else ()
+    if route.body is not None:
+        slugs += BODY_PROBLEMS
+    elif refusable:
+        slugs.append("unexpected-body")
+    if not route.public:
+        slugs += GUARDED
+    if route.method not in READ_METHODS:
+        slugs.append("unsupported-media-type")
+    problems = [PROBLEMS[slug] for slug in slugs]
+    for declared in route.problems:
+        found = PROBLEMS[declared] if isinstance(declared, str) else problem_of(declared)
+        if found is None:
+            raise ValueError(f"{route.method} {route.pattern}: {declared!r} is not catalogued")
+        problems.append(found)
+    return list(dict.fromkeys(problems))
+
+
+def _responses(route: Route[Any]) -> dict[str, object]:
+    responses: dict[int, object] = {ok.status: _success(ok) for ok in route.ok}
+    by_status: dict[int, list[ProblemType]] = {}
+    for problem in route_problems(route):
+        by_status.setdefault(problem.status, []).append(problem)
+    for status, problems in by_status.items():
+        responses[status] = {
+            "description": "; ".join(f"{p.title} ({p.slug})" for p in problems),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+    return {str(status): responses[status] for status in sorted(responses)}
+
+
+def _success(ok: Success) -> dict[str, object]:
+    answer: dict[str, object] = {"description": ok.description,
+                                 "content": {ok.media_type: {"schema": ok.schema}}}
+    if ok.headers:
+        answer["headers"] = dict(ok.headers)
+    return answer

@@ -1,0 +1,118 @@
+"""Tart's output as the operator's records: pure functions over the text Tart prints.
+
+``tart list --format json`` has had three shapes across Tart versions (see TART_FACTS.md); all
+of them are read here, and anything else is a ``TartBadOutput``. This is where the raw JSON
+(``Any``) ends: what leaves this module is typed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from vm_operator.tart.errors import TartBadOutput
+from vm_operator.tart.records import Vm, VmInfo
+
+STATES = ("running", "suspended", "stopped")
+SOURCES = ("local", "oci")
+
+
+# --- parsing (pure) ---------------------------------------------------------
+
+
+def _load_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise TartBadOutput(f"{what} did not print JSON") from None
+
+
+def _int_field(raw: Mapping[str, Any], key: str, default: int | None = None) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TartBadOutput(f"{key!r} is not a number in Tart's output")
+    return int(value)
+
+
+def _state_of(raw: Mapping[str, Any]) -> str:
+    """Tart before 1.8 had no ``State``: derive it from ``Running`` as Tart itself did."""
+    state = raw.get("State")
+    if isinstance(state, str) and state.lower() in STATES:
+        return state.lower()
+    if state is not None:
+        raise TartBadOutput(f"unknown VM state {state!r} in Tart's output")
+    running = raw.get("Running")
+    if not isinstance(running, bool):
+        raise TartBadOutput("neither 'State' nor 'Running' in Tart's output")
+    return "running" if running else "stopped"
+
+
+def normalize_vm(raw: Any) -> Vm:
+    """Map one entry of ``tart list --format json`` (any of its three shapes) to the API's VM."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("Name"), str):
+        raise TartBadOutput("a 'tart list' entry has no name")
+    source = str(raw.get("Source", "local")).lower()
+    if source not in SOURCES:
+        raise TartBadOutput(f"unknown VM source {raw.get('Source')!r} in Tart's output")
+    state = _state_of(raw)
+    accessed = raw.get("Accessed")
+    return {
+        "name": raw["Name"],
+        "source": source,
+        "state": state,
+        "status": state,
+        "running": state == "running",
+        "disk_gb": _int_field(raw, "Disk", 0),
+        "size_gb": _int_field(raw, "Size", 0),
+        "accessed": accessed if isinstance(accessed, str) else None,
+    }
+
+
+def parse_vm_list(text: str) -> list[Vm]:
+    """Parse ``tart list --format json``; unknown keys are ignored, missing ones are errors."""
+    data = _load_json(text, "'tart list'")
+    if not isinstance(data, list):
+        raise TartBadOutput("'tart list' did not print a JSON array")
+    return [normalize_vm(entry) for entry in data]
+
+
+def parse_vm_info(text: str) -> VmInfo:
+    """Parse ``tart get NAME --format json`` into the detail fields the API adds to a VM."""
+    raw = _load_json(text, "'tart get'")
+    if not isinstance(raw, dict):
+        raise TartBadOutput("'tart get' did not print a JSON object")
+    memory = raw.get("Memory")
+    return {
+        "os": raw.get("OS"),
+        "cpu": _int_field(raw, "CPU") if "CPU" in raw else None,
+        "memory_mb": _int_field(raw, "Memory") if memory is not None else None,
+        "disk_format": raw.get("DiskFormat"),
+        "display": raw.get("Display"),
+    }
+
+
+def parse_version(text: str) -> str:
+    """``tart --version`` prints one line such as ``2.31.0``."""
+    version = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if not version or len(version) > 64:
+        raise TartBadOutput("'tart --version' printed no version")
+    return version
+
+
+def parse_ip(text: str) -> str:
+    """``tart ip`` prints one IPv4 address; anything else is not Tart's answer."""
+    line = text.strip()
+    try:
+        return str(ipaddress.ip_address(line))
+    except ValueError:
+        raise TartBadOutput("'tart ip' did not print an IP address") from None
+
+
+def error_message(stderr: str, exit_code: int) -> str:
+    """The last non-empty line Tart printed on stderr is its message."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if not lines:
+        return f"tart exited with code {exit_code} and printed nothing"
+    return lines[-1][:1000]

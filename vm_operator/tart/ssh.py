@@ -1,0 +1,239 @@
+"""Tart on another machine, over SSH: how a container reaches the Tart of its Mac host.
+
+Tart is a macOS program; Docker on a Mac runs containers inside a Linux VM, where a
+mounted ``tart`` binary cannot execute. With ``VM_OPERATOR_TART_SSH=user@host`` every
+Tart call becomes one ``ssh`` call to that host instead (the command lines are built in
+``ssh_commands``): same timeouts, same errors as the local transport.
+
+Failures of ``ssh`` itself (exit 255: refused, timed out, host key mismatch, key refused)
+and a missing remote Tart (126/127) become a ``TransportError`` that says which.
+
+``tart run`` on the host: one ssh call starts it under ``nohup``, detached from the SSH
+session, its output to ``~/.vm-operator/logs/<percent-encoded name>.log`` on the host and its
+exit code, when it ends, to ``<that>.exit``; the call returns the remote PID at once (the
+logs of earlier runs are kept as ``<that>.1`` ... ``<that>.3``). A waiter (``RemoteRun``:
+bounded ssh calls polling on the host) learns when it has ended and with what code, which is
+what the start confirmation and the reaper of the core need; a restarted operator waits the
+same way on a run an earlier one launched, and learns its real exit code from the ``.exit``
+file. The run log's size and its last bytes are read back with ``wc -c`` and ``tail -c``
+(bounded), and cut to lines here (``state.cut_tail``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from vm_operator.store.state import LOG_TAIL_BYTES, LogTail, cut_tail, last_line
+from vm_operator.tart.errors import (
+    RemoteTartUnavailable,
+    SshAuthFailed,
+    SshFailed,
+    SshHostKeyMismatch,
+    SshUnavailable,
+    TartCommandError,
+    TartError,
+    TartHostUnreachable,
+    TartUnavailable,
+    TransportError,
+)
+from vm_operator.tart.local import run_captured
+from vm_operator.tart.ssh_commands import (
+    LAUNCH_SCRIPT,
+    LOG_MISSING,
+    LOG_SCRIPT,
+    WAIT_DELAY,
+    WAIT_SCRIPT,
+    WAIT_TICKS,
+    remote_log_path,
+    script_words,
+    ssh_argv,
+    tart_argv,
+)
+from vm_operator.tart.ssh_settings import SshSettings
+from vm_operator.tart.transport import Observer, no_observer, observed
+
+_UNREACHABLE = (
+    "connection refused",
+    "timed out",
+    "no route to host",
+    "network is unreachable",
+    "could not resolve hostname",
+    "name or service not known",
+    "nodename nor servname",
+    "connection reset",
+    "connection closed",
+    "kex_exchange_identification",
+    "broken pipe",
+)
+
+
+def classify(settings: SshSettings, exc: TartCommandError) -> TartError:
+    """Tell ssh's own failures (exit 255) and a missing remote Tart (126/127) from Tart's
+    refusals, which pass through unchanged."""
+    message = exc.message.strip()
+    lowered = message.lower()
+    where = settings.label
+    if exc.exit_code in (126, 127):
+        return RemoteTartUnavailable(
+            f"Tart cannot be run on {where}: {message}. Point VM_OPERATOR_TART / --tart at "
+            "Tart's path on that host (e.g. /opt/homebrew/bin/tart)."
+        )
+    if exc.exit_code != 255:
+        return exc
+    if "host key" in lowered or "host identification has changed" in lowered:
+        pinned = settings.known_hosts or "~/.ssh/known_hosts"
+        return SshHostKeyMismatch(
+            f"ssh to {where} refused the host: {message} The key it presented is not the one "
+            f"pinned in {pinned}. If the host was reinstalled, check its fingerprint and pin it "
+            f"again (ssh-keyscan -p {settings.port} HOST)."
+        )
+    if "permission denied" in lowered or "too many authentication failures" in lowered:
+        return SshAuthFailed(
+            f"ssh to {where}: {message} Add the operator's public key to that user's "
+            "~/.ssh/authorized_keys (and check VM_OPERATOR_SSH_KEY)."
+        )
+    if any(needle in lowered for needle in _UNREACHABLE):
+        return TartHostUnreachable(
+            f"ssh to {where} failed: {message} (is Remote Login on, and the host up?)"
+        )
+    return SshFailed(f"ssh to {where} failed: {message}")
+
+
+@dataclass
+class SshTransport:
+    """Every Tart call runs ``tart`` on another host through ``ssh``; ``tart run`` runs there
+    detached, and survives the SSH session, with its output in a file on the host."""
+
+    settings: SshSettings
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    timeout: float = 10.0
+    observe: Observer = no_observer
+    reachable: bool = True  # the last call got through (for health probes, never blocks)
+    _ended: dict[str, str] = field(default_factory=dict)  # VM name -> last log line, once ended
+
+    def call(self, args: Sequence[str], timeout: float | None = None) -> str:
+        label = args[0] if args else ""
+        with observed(self.observe, label):
+            return self._ssh(tart_argv(self.settings, args), label, timeout)
+
+    def remote(self, label: str, words: Sequence[str], timeout: float | None = None) -> str:
+        """Run remote words (not a Tart command): same errors, no Tart metrics."""
+        return self._ssh(ssh_argv(self.settings, words), label, timeout)
+
+    def _ssh(self, argv: list[str], label: str, timeout: float | None) -> str:
+        try:
+            stdout = run_captured(argv, self.env, self.timeout if timeout is None else timeout,
+                                  label)
+        except TartCommandError as exc:
+            error = classify(self.settings, exc)
+            self.reachable = not isinstance(error, TransportError)
+            if error is exc:
+                raise
+            raise error from None
+        except TartUnavailable:  # the local ssh client itself is missing
+            self.reachable = False
+            raise SshUnavailable(
+                f"VM_OPERATOR_TART_SSH is set but the ssh client {self.settings.ssh!r} cannot be "
+                "run here: install OpenSSH's client (Debian: apt-get install openssh-client)"
+            ) from None
+        self.reachable = True
+        return stdout
+
+    def launch(self, name: str, args: Sequence[str]) -> RemoteRun:
+        self._ended.pop(name, None)
+        log = remote_log_path(name)
+        words = script_words(LAUNCH_SCRIPT, log, self.settings.tart, *args)
+        with observed(self.observe, args[0] if args else ""):  # counted like any Tart call
+            out = self.remote("run", words)
+            try:
+                pid = int(out.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                where = self.settings.label
+                raise TartError(f"starting tart run on {where} printed no PID") from None
+        return RemoteRun(self, log, pid, name, self._ended)
+
+    def adopt(self, name: str, pid: int) -> RemoteRun:
+        """A run an earlier operator launched: its waiter reads the same ``.exit`` file."""
+        return RemoteRun(self, remote_log_path(name), pid, name, self._ended)
+
+    def tail_log(self, name: str, lines: int | None = None) -> LogTail | None:
+        try:
+            text = self.remote(
+                "logs",
+                script_words(LOG_SCRIPT, remote_log_path(name), str(LOG_TAIL_BYTES + 1)),
+            )
+        except TartCommandError as exc:
+            if exc.exit_code == LOG_MISSING:
+                return None
+            raise
+        return parse_log_answer(text, lines)
+
+    def read_log(self, name: str) -> bytes | None:
+        tail = self.tail_log(name)
+        return None if tail is None else tail.data
+
+    def last_log_line(self, name: str) -> str:
+        ended = self._ended.get(name)
+        if ended is not None:  # our run ended: its waiter brought the tail along
+            return ended
+        try:
+            data = self.read_log(name) or b""
+        except TartError:
+            return ""
+        return last_line(data[-8192:].decode("utf-8", errors="replace"))
+
+    def locate(self) -> tuple[str, bool]:
+        path = f"ssh://{self.settings.label} {self.settings.tart}"
+        return path, shutil.which(self.settings.ssh) is not None and self.reachable
+
+
+@dataclass
+class RemoteRun:
+    """A ``tart run`` started on the host; ``wait`` blocks until it has ended there."""
+
+    transport: SshTransport
+    log: str
+    pid: int
+    name: str = ""
+    ended: dict[str, str] = field(default_factory=dict)  # VM name -> last log line, once ended
+
+    def wait(self) -> int | None:
+        backoff = 1.0
+        while True:
+            try:
+                answer = self.transport.remote(
+                    "wait",
+                    script_words(WAIT_SCRIPT, self.log, str(self.pid), str(WAIT_TICKS),
+                                 str(WAIT_DELAY)),
+                    timeout=WAIT_TICKS * WAIT_DELAY * 2 + self.transport.timeout,
+                )
+            except TartError:  # host unreachable for now: it will come back, or never
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            backoff = 1.0
+            status, _, tail = answer.partition("\n")
+            if status.strip() == "running":
+                continue
+            self.ended[self.name] = last_line(tail)
+            try:
+                code = int(status)
+            except ValueError:  # "gone": killed before it could write its exit code
+                return None
+            # sh reports "killed by signal N" as 128+N; Popen.wait() as -N: say it the same way.
+            return -(code - 128) if 128 < code < 160 else code
+
+
+def parse_log_answer(text: str, lines: int | None = None) -> LogTail:
+    """LOG_SCRIPT's answer (the size, then the log's last bytes) as a LogTail."""
+    size_line, _, data = text.partition("\n")
+    chunk = data.encode("utf-8", errors="replace")
+    try:
+        size = int(size_line.strip())
+    except ValueError:
+        raise TartError("reading the run log on the Tart host printed no size") from None
+    return cut_tail(chunk, max(size, len(chunk)), lines)

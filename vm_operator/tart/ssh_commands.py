@@ -1,0 +1,143 @@
+"""The SSH transport's command lines (pure): the ssh argument list and the remote scripts.
+
+Safety of the remote command line. ``ssh`` hands the remote login shell ONE string. That
+string is built here from words, every one passed through ``shlex.quote``; the logic that
+runs remotely is a fixed ``/bin/sh -c`` script (constant text, below) and every value (VM
+names, paths, Tart's arguments) reaches it as a positional parameter, never as script text.
+A VM name therefore can never become a command. ``BatchMode=yes`` and ``ConnectTimeout``
+make sure nothing ever waits for a prompt or a dead host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from collections.abc import Sequence
+from urllib.parse import quote
+
+from vm_operator.store.state import LOG_GENERATIONS
+from vm_operator.tart.ssh_settings import SshSettings
+
+REMOTE_LOG_DIR = ".vm-operator/logs"  # relative to the remote user's home
+# Where Homebrew puts tart. `ssh host cmd` runs a NON-login shell, whose PATH on macOS is
+# /usr/bin:/bin:/usr/sbin:/sbin: appended (never prepended) so that a plain `tart` resolves.
+REMOTE_PATH_EXTRA = "/opt/homebrew/bin:/usr/local/bin"
+WAIT_DELAY = 0.2  # seconds between two looks at the remote run, on the host
+WAIT_TICKS = 300  # looks per waiter ssh call: one connection per minute per running VM
+LOG_MISSING = 3  # exit code of LOG_SCRIPT when the run log does not exist
+
+# --- the remote scripts: constant text; every value comes in as "$1", "$2", ... ---------
+
+_PATH_SETUP = f'PATH="$PATH:{REMOTE_PATH_EXTRA}"; export PATH; '
+_NEED_TART = (
+    'command -v "$1" >/dev/null 2>&1 || '
+    '{ echo "vm-operator: $1: not found on this host (PATH=$PATH)" >&2; exit 127; }; '
+)
+
+# sh -c TART_SCRIPT vm-operator TART ARGS...: run Tart.
+TART_SCRIPT = _PATH_SETUP + _NEED_TART + 'exec "$@"'
+
+# sh -c LAUNCH_SCRIPT vm-operator LOG TART run ... NAME: start `tart run` detached from this
+# SSH session (nohup, every stdio redirected, background), its output to LOG; when it ends,
+# its exit code goes to LOG.exit (written atomically). The logs of earlier runs move to
+# LOG.1 ... LOG.<LOG_GENERATIONS> first. Prints the PID of the wrapper.
+_RUN_WRAPPER = (
+    '"$@"; code=$?; printf "%s\\n" "$code" >"$0.exit.tmp" && mv -f "$0.exit.tmp" "$0.exit"'
+)
+LAUNCH_SCRIPT = (
+    _PATH_SETUP
+    + 'log=$1; shift; '
+    + _NEED_TART
+    + "umask 077; cd || exit 1; "
+    + 'mkdir -p "${log%/*}" || exit 1; '
+    + f"i={LOG_GENERATIONS}; "
+    + 'while [ "$i" -gt 1 ]; do j=$((i - 1)); '
+    + 'if [ -f "$log.$j" ]; then mv -f "$log.$j" "$log.$i"; fi; i=$j; done; '
+    + 'if [ -f "$log" ]; then mv -f "$log" "$log.1"; fi; '
+    + 'rm -f "$log.exit" "$log.exit.tmp"; '
+    + f"nohup /bin/sh -c {shlex.quote(_RUN_WRAPPER)} "
+    + '"$log" "$@" </dev/null >"$log" 2>&1 & '
+    + 'echo "$!"'
+)
+
+# sh -c WAIT_SCRIPT vm-operator LOG PID TICKS DELAY: once LOG.exit exists, its exit code then
+# the log's tail (Tart's message, without another round trip); "gone" (then the tail) when the
+# wrapper died without writing it; "running" after TICKS looks.
+WAIT_SCRIPT = (
+    'cd || exit 1; log=$1; pid=$2; ticks=$3; delay=$4; n=0; '
+    'while [ ! -e "$log.exit" ]; do '
+    'if ! kill -0 "$pid" 2>/dev/null; then '
+    '[ -e "$log.exit" ] && break; echo gone; tail -c 8192 "$log" 2>/dev/null; exit 0; fi; '
+    'if [ "$n" -ge "$ticks" ]; then echo running; exit 0; fi; '
+    'n=$((n + 1)); sleep "$delay"; '
+    'done; cat "$log.exit"; tail -c 8192 "$log" 2>/dev/null'
+)
+
+# sh -c LOG_SCRIPT vm-operator LOG BYTES: LOG's size on one line, then its last BYTES; exit 3
+# when there is no LOG.
+LOG_SCRIPT = f'cd || exit 1; [ -f "$1" ] || exit {LOG_MISSING}; wc -c <"$1"; tail -c "$2" "$1"'
+
+
+# --- command lines (pure) -----------------------------------------------------------------
+
+
+def remote_command(words: Sequence[str]) -> str:
+    """The one string the remote shell parses: every word quoted, so each stays one word."""
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def _option_path(path: str) -> str:
+    # ssh splits -o values on whitespace and expands %-tokens: quote, and escape '%'.
+    path = path.replace("%", "%%")
+    return f'"{path}"' if any(ch.isspace() for ch in path) else path
+
+
+def ssh_options(settings: SshSettings) -> list[str]:
+    """Never prompt, never wait on a dead host, trust only the pinned host key."""
+    options = [
+        "-T",  # no TTY: no SIGHUP for what we leave running, no terminal escapes in output
+        "-a",
+        "-x",
+        "-o", "BatchMode=yes",
+        "-o", f"ConnectTimeout={settings.connect_timeout}",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", "UpdateHostKeys=no",
+        "-o", "ControlMaster=no",
+        "-o", "ControlPath=none",
+        "-o", "ServerAliveInterval=10",
+        "-o", "ServerAliveCountMax=3",
+        "-o", "LogLevel=ERROR",
+        "-p", str(settings.port),
+    ]
+    if settings.known_hosts:
+        options += [
+            "-o", f"UserKnownHostsFile={_option_path(settings.known_hosts)}",
+            "-o", "GlobalKnownHostsFile=/dev/null",
+        ]
+    if settings.key:
+        options += ["-i", settings.key.replace("%", "%%"), "-o", "IdentitiesOnly=yes"]
+    return options
+
+
+def ssh_argv(settings: SshSettings, remote_args: Sequence[str]) -> list[str]:
+    """``ssh OPTIONS -- DESTINATION 'word' 'word' ...`` as an argument list, the remote
+    command as ONE string of quoted words."""
+    return [settings.ssh, *ssh_options(settings), "--", settings.destination,
+            remote_command(remote_args)]
+
+
+def script_words(script: str, *args: str) -> list[str]:
+    """``/bin/sh -c SCRIPT vm-operator ARGS...``: fixed script text, values as parameters."""
+    return ["/bin/sh", "-c", script, "vm-operator", *args]
+
+
+def tart_argv(settings: SshSettings, args: Sequence[str]) -> list[str]:
+    return ssh_argv(settings, script_words(TART_SCRIPT, settings.tart, *args))
+
+
+def remote_log_path(name: str) -> str:
+    """The run log of ``name`` on the host, relative to the remote home."""
+    encoded = quote(name, safe="")
+    if len(encoded) > 200:  # stay well below NAME_MAX (255) with a stable, unique name
+        encoded = f"{encoded[:150]}-{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+    return f"{REMOTE_LOG_DIR}/{encoded}.log"

@@ -1,0 +1,95 @@
+"""Where Tart runs: the one interface of the local and the SSH transport.
+
+A transport runs ``tart ARGS`` and returns what it printed (``call``), starts the long-lived
+``tart run`` detached (``launch``) and keeps its output, the run log (``tail_log``,
+``last_log_line``). It never builds Tart's arguments: ``commands.Tart`` does, and hands them
+over as a list.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Protocol
+
+from vm_operator.store.state import LogTail
+from vm_operator.tart.errors import TartCommandError, TartTimeout, TartUnavailable
+
+Observer = Callable[[str, str, float], None]
+"""Called after every Tart call with (command, outcome, seconds): the metrics hook."""
+
+
+def no_observer(command: str, outcome: str, seconds: float) -> None:
+    del command, outcome, seconds
+
+
+class RunHandle(Protocol):
+    """A started ``tart run``: ``subprocess.Popen`` is one."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def wait(self) -> int | None:
+        """Block until ``tart run`` has ended; its exit code (negative: killed by that
+        signal), None when it ended but its exit code cannot be known."""
+        ...
+
+
+class Transport(Protocol):
+    """Runs Tart commands somewhere: always an argument list, a timeout, captured output."""
+
+    @property
+    def timeout(self) -> float:
+        """Seconds a Tart call may take, unless the call says otherwise."""
+        ...
+
+    def call(self, args: Sequence[str], timeout: float | None = None) -> str:
+        """Run ``tart ARGS``, return stdout; raise a TartError on every kind of failure."""
+        ...
+
+    def launch(self, name: str, args: Sequence[str]) -> RunHandle:
+        """Start ``tart ARGS`` (a ``tart run``) detached for VM ``name``, its output to the
+        VM's run log; raise a TartError (RunStillAlive among them) when it cannot start."""
+        ...
+
+    def adopt(self, name: str, pid: int) -> RunHandle:
+        """A handle on the run an earlier operator process launched for ``name``."""
+        ...
+
+    def tail_log(self, name: str, lines: int | None = None) -> LogTail | None:
+        """The end of the current run's output (state.cut_tail), None when there is none."""
+        ...
+
+    def last_log_line(self, name: str) -> str:
+        """The last non-empty line of that output ("" when there is none): Tart's message."""
+        ...
+
+    def locate(self) -> tuple[str, bool]:
+        """Where Tart is and whether it can be run, without running it (for health probes)."""
+        ...
+
+
+@contextmanager
+def observed(observe: Observer, command: str) -> Iterator[None]:
+    """Report one Tart call to ``observe``: its command, how it ended, how long it took.
+
+    Every call goes through here, ``tart run`` launches included (timed to the launch, not
+    over the VM's life), so the metrics count every Tart process the operator starts.
+    """
+    started = time.monotonic()
+    outcome = "error"
+    try:
+        yield
+        outcome = "ok"
+    except TartCommandError:
+        outcome = "refused"
+        raise
+    except TartTimeout:
+        outcome = "timeout"
+        raise
+    except TartUnavailable:
+        outcome = "unavailable"
+        raise
+    finally:
+        observe(command, outcome, time.monotonic() - started)
