@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from fakes import SAFETY, Call, FakeClock, FakeStore, FakeTart, Gate, begin, wait_parked
 
-from vm_operator.core.service import Settings, VmService
 from vm_operator.core.errors import OperatorError, VmBusy, VmLimit
+from vm_operator.core.service import Settings, VmService
 from vm_operator.edge.errors import ApiError, problem_for
 from vm_operator.tart.errors import TartCommandError, TartError
 
@@ -402,11 +402,6 @@ def test_concurrent_readers_share_one_list_call(core: Core) -> None:
 # --- found while writing these: a run the operator launched that Tart does not list yet --------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Power.start's pending-run path (a run left by a start timeout) answers without checking "
-    "?suspendable: the run was launched without --suspendable, yet start?suspendable=true gets "
-    "200 changed:true; a running VM gets 409 not-suspendable for the same request (issue 9 "
-    "item 8)"))
 def test_a_suspendable_start_joining_a_run_launched_without_it_is_refused(core: Core) -> None:
     vm = core.tart.add("mac")
     vm.boots = False

@@ -66,14 +66,17 @@ class Power:
         already running (not ``changed``)."""
         with self._locked(name):
             vm = self.inventory.local_vm(name, "start", fresh=True)
-            if vm["state"] == "running":
-                if suspendable and self.runs.suspendable(name) is False:
-                    raise NotSuspendable(
-                        f'VM "{name}" already runs, started without ?suspendable=true; a running '
-                        f"VM cannot become suspendable, it must be stopped first: {HOW_TO_SUSPEND}"
-                    )
-                return changed(vm, False)
             pending = self.runs.live_run(name)
+            # a run that lives (listed running, or launched and not running yet) cannot become
+            # suspendable: asking for it is refused, whichever way the run is found
+            lives = vm["state"] == "running" or pending is not None
+            if lives and suspendable and self.runs.suspendable(name) is False:
+                raise NotSuspendable(
+                    f'VM "{name}" already runs, started without ?suspendable=true; a running '
+                    f"VM cannot become suspendable, it must be stopped first: {HOW_TO_SUSPEND}"
+                )
+            if vm["state"] == "running":
+                return changed(vm, False)
             if pending is not None:  # launched, not running yet: never launch a second one
                 try:
                     vm = self.runs.confirm_running(name, pending)
