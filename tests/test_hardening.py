@@ -20,31 +20,12 @@ from typing import Any
 
 import pytest
 from conftest import MACOS_VMS, Operator, wait_for
-from support import children_of, threads_of
+from support import children_of, raw_exchange, threads_of
 
 from vm_operator.api import ROUTES
 
 TOKEN = "full-access-token-0123456789abcdef"
 READ_TOKEN = "read-only-token-0123456789abcdef"
-
-
-def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
-    """Send raw bytes on a fresh connection and read until the server closes it."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        try:
-            sock.sendall(data)
-        except OSError:
-            pass  # the server may answer (and close) before reading everything
-        chunks = []
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except (ConnectionResetError, TimeoutError):
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def parse_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:

@@ -17,6 +17,7 @@ from urllib.parse import urljoin
 
 import pytest
 from conftest import Operator, wait_for
+from support import raw_exchange
 
 from vm_operator.edge.problems import CATALOGUE
 
@@ -24,25 +25,6 @@ TOKEN = "full-access-token-0123456789abcdef"
 READ_TOKEN = "read-only-token-0123456789abcdef"
 ORIGIN = "https://dash.example"
 SEQUOIA = "macos-sequoia-base"
-
-
-def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
-    """Send raw bytes on a fresh connection, read until the server closes it."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        try:
-            sock.sendall(data)
-        except OSError:
-            pass  # the server may answer (and close) before it read everything
-        chunks = []
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except (ConnectionResetError, TimeoutError):
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def parse(raw: bytes) -> tuple[int, dict[str, str], bytes]:
