@@ -418,6 +418,7 @@ def test_every_change_is_an_event_in_order(queue: OperationQueue) -> None:
     op = queue.submit("create", Job(run), vm="vm", image="ghcr.io/org/img:1")
     gate.set()
     queue.wait(op.id, WAIT)
+    queue.close(WAIT)  # the worker has delivered every event
     seen = [(e.operation.state, e.operation.phase, e.operation.progress, e.operation.result)
             for e in events]
     assert seen == [
@@ -434,6 +435,7 @@ def test_updates_after_the_end_are_dropped(queue: OperationQueue) -> None:
     contexts: list[OperationContext] = []
     op = queue.submit("pull", Job(contexts.append), image="img")
     done = queue.wait(op.id, WAIT)
+    queue.close(WAIT)  # the worker has delivered every event
     events: list[OperationEvent] = []
     queue.add_listener(events.append)
     contexts[0].set_progress(99)  # e.g. a reader thread that lagged behind
@@ -445,6 +447,7 @@ def test_listeners_run_without_the_queue_locked(queue: OperationQueue) -> None:
     """A listener may call the queue back, from its own thread or another one."""
     answered: list[int] = []
     nested: list[Operation] = []
+    submitted = threading.Event()
 
     def listener(event: OperationEvent) -> None:
         reader = threading.Thread(target=lambda: answered.append(len(queue.list_operations())))
@@ -453,17 +456,18 @@ def test_listeners_run_without_the_queue_locked(queue: OperationQueue) -> None:
         assert not reader.is_alive(), "the listener was called with the queue locked"
         if event.operation.image == "first" and event.operation.state == "succeeded":
             nested.append(queue.submit("pull", Job(lambda ctx: None), image="second"))
+            submitted.set()
 
     def broken(event: OperationEvent) -> None:
         raise RuntimeError("a broken listener")
 
     queue.add_listener(broken)
     queue.add_listener(listener)
-    first = queue.submit("pull", Job(lambda ctx: None), image="first")
-    queue.wait(first.id, WAIT)
-    assert len(nested) == 1
+    queue.submit("pull", Job(lambda ctx: None), image="first")
+    assert submitted.wait(WAIT)  # listeners are called after the change, not within it
     assert queue.wait(nested[0].id, WAIT).state == "succeeded"
-    assert len(answered) >= 6  # queued, running, succeeded of each: the broken one stopped none
+    queue.close(WAIT)  # the worker has delivered every event
+    assert len(answered) == 6  # queued, running, succeeded of each: the broken one stopped none
 
 
 def test_restored_operations(clock: FakeClock) -> None:
