@@ -5,10 +5,11 @@
 #   - a virtualenv with pytest and the other test-only packages (.venv, reused when present);
 #   - in CI (CI=true) or with --docker: Docker engine, docker-compose, debootstrap and the
 #     cached local base image (scripts/docker-provision.sh), plus Debian's sshd for the
-#     SSH-transport suite and acl (setfacl) for the compose recipe; there a missing engine or
-#     sshd is a failure, never a skip;
-#   - elsewhere the Docker and SSH tiers run when an engine / sshd is there and skip
-#     with a visible reason when not.
+#     SSH-transport suite, Debian's prometheus for tests/test_prometheus.py and acl (setfacl)
+#     for the compose recipe; there a missing engine, sshd or prometheus is a failure, never a
+#     skip;
+#   - elsewhere the Docker, SSH and Prometheus tiers run when an engine / sshd / prometheus is
+#     there and skip with a visible reason when not.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k health).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +53,24 @@ if [ "$provision" = 1 ]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server openssh-client python3 >/dev/null
     fi
     export VM_OPERATOR_REQUIRE_SSH=1
+    step "Prometheus (Debian's package) for tests/test_prometheus.py, its packaged service not started"
+    if ! [ -x /usr/bin/prometheus ]; then
+        # The package's postinst starts its own service (a daemon on :9090) through invoke-rc.d
+        # or deb-systemd-invoke; both obey policy-rc.d, and exit 101 there means "do not start".
+        # The test runs /usr/bin/prometheus itself, with its own config, TSDB and port.
+        made_policy=0
+        if ! [ -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+            chmod 755 /usr/sbin/policy-rc.d
+            made_policy=1
+        fi
+        installed=0
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends prometheus >/dev/null; } || installed=$?
+        if [ "$made_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+        if [ "$installed" != 0 ]; then echo "apt-get install prometheus failed" >&2; exit 1; fi
+    fi
+    export VM_OPERATOR_REQUIRE_PROMETHEUS=1
     step "acl (setfacl) for the README's compose token recipe (tests/docker/test_compose_recipes.py)"
     if ! command -v setfacl >/dev/null; then
         apt-get update -qq

@@ -77,27 +77,32 @@ def image_facts() -> ImageFacts:
 
 
 class RecordingEnv(Mapping[str, str]):
-    """An empty environment that notes every name looked up in it."""
+    """An environment holding only ``given`` that notes every name looked up in it."""
 
-    def __init__(self) -> None:
+    def __init__(self, given: dict[str, str] | None = None) -> None:
+        self.given = given or {}
         self.asked: set[str] = set()
 
     def __getitem__(self, key: str) -> str:
         self.asked.add(key)
-        raise KeyError(key)
+        return self.given[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(())
+        return iter(self.given)
 
     def __len__(self) -> int:
-        return 0
+        return len(self.given)
 
 
 def variables_config_reads() -> set[str]:
-    """The environment variables vm_operator/config.py reads, observed, not listed by hand."""
-    env = RecordingEnv()
-    load_config([], env)
-    return env.asked
+    """The environment variables vm_operator/config.py reads, observed, not listed by hand:
+    once with nothing set, once with the SSH transport on (its settings are read only then)."""
+    asked: set[str] = set()
+    for given in ({}, {"VM_OPERATOR_TART_SSH": "admin@mac.example"}):
+        env = RecordingEnv(given)
+        load_config([], env)
+        asked |= env.asked
+    return asked
 
 
 # --- rendering -------------------------------------------------------------------------------

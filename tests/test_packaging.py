@@ -136,3 +136,15 @@ def test_installed_console_script_and_module(venv: Path, elsewhere: Path) -> Non
         unknown = subprocess.run([*argv, "frobnicate"], cwd=elsewhere / "cwd", env=env,
                                  capture_output=True, text=True, timeout=30, check=False)
         assert unknown.returncode == 64 and unknown.stderr.startswith("Error: ")
+
+
+def test_installed_client_talks_to_the_demo(venv: Path, demo: subprocess.Popen[bytes],
+                                            elsewhere: Path) -> None:
+    """The client sub-package is installed with the rest (pyproject lists it)."""
+    port = listening_port(demo, elsewhere / "demo.stdout", elsewhere / "demo.stderr")
+    listed = subprocess.run([str(venv / "bin" / "python"), "-m", "vm_operator.client", "vms",
+                             "--json", "--url", f"http://127.0.0.1:{port}"],
+                            cwd=elsewhere / "cwd", env=clean_env(elsewhere / "tmp"),
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert "ubuntu-runner" in {vm["name"] for vm in json.loads(listed.stdout)}

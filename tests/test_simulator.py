@@ -335,27 +335,28 @@ def test_call_log(env, tmp_path):
 
 
 def test_clone_create_pull_delete(env, start):
-    out = tart(env, "clone", "macos-sequoia-base", "ubuntu-runner")
-    assert out.returncode == 1 and "already exists" in out.stderr
+    # Cloning onto an existing name, pull progress, set/rename/prune: test_simulator_lifecycle.py
     assert tart(env, "clone", OCI, "from-oci").returncode == 0
     assert json.loads(tart(env, "get", "from-oci", "--format", "json").stdout)["OS"] == "darwin"
-    assert tart(env, "clone", "ghcr.io/cirruslabs/ubuntu:22.04", "u2").returncode == 0  # auto-pull
+    ubuntu = "ghcr.io/cirruslabs/ubuntu:22.04"
+    assert tart(env, "clone", ubuntu, "u2", TART_SIM_PULL_SECONDS="0").returncode == 0  # auto-pull
     assert tart(env, "create", "lin", "--linux", "--disk-size", "30").returncode == 0
     info = json.loads(tart(env, "get", "lin", "--format", "json").stdout)
     assert info["OS"] == "linux" and info["Disk"] == 30
     assert tart(env, "create", "lin", "--linux").returncode == 1
     assert tart(env, "create", "mac", "--from-ipsw", "latest").returncode == 0
-    assert tart(env, "pull", "ghcr.io/acme/img:v1").returncode == 0
+    assert tart(env, "pull", "ghcr.io/cirruslabs/ubuntu:jammy").returncode == 0  # 22.04's digest
     names = tart(env, "list", "-q").stdout.split()
-    assert names[-3:] == ["ghcr.io/acme/img:v1", "ghcr.io/cirruslabs/macos-sequoia-base:latest",
-                          "ghcr.io/cirruslabs/ubuntu:22.04"]
+    assert names[-4:-1] == [OCI, ubuntu, "ghcr.io/cirruslabs/ubuntu:jammy"]
+    assert names[-1].startswith("ghcr.io/cirruslabs/ubuntu@sha256:")
     start("lin")
     out = tart(env, "delete", "lin")
-    assert out.returncode == 1 and "running" in out.stderr
-    for name in ("from-oci", "ghcr.io/acme/img:v1"):
+    assert out.returncode == 1 and out.stderr == 'VM "lin" is running\n'
+    for name in ("from-oci", "ghcr.io/cirruslabs/ubuntu:jammy"):
         assert tart(env, "delete", name).returncode == 0
     names = tart(env, "list", "-q").stdout.split()
-    assert "from-oci" not in names and "ghcr.io/acme/img:v1" not in names
+    assert "from-oci" not in names and "ghcr.io/cirruslabs/ubuntu:jammy" not in names
+    assert ubuntu in names  # the digest stays while a tag points to it
 
 
 def test_concurrent_lists_during_run_and_stop(env, start):

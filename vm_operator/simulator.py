@@ -12,6 +12,18 @@ state lives under $TART_HOME. Deliberate choices:
 - TART_SIM_HANG_CHILD=PATH, with TART_SIM_HANG: the hanging command first forks a
   child that hangs too (in its process group, holding its stdout/stderr) and writes
   the child's pid to PATH, so a test can tell whether a timeout killed the group.
+- Pulls come from a small built-in registry (CATALOGUE); any other reference fails
+  as a registry's 404 would. The OCI cache is laid out as Tart's: one directory per
+  digest (`NAMESPACE/sha256:HEX`) and a symlink per tag, so `list` shows both forms.
+  The demo seed's image is an older layout, a plain tag directory: it lists only by
+  its tag, and counts as cached and linked.
+- Pull progress runs on the real clock: TART_SIM_PULL_SECONDS for the whole disk,
+  a percentage line at most every TART_SIM_PROGRESS_INTERVAL seconds (Tart: 1 s).
+- Like Tart, `clone` does not print the `pulling REF...` line that `pull` prints,
+  and a clone of a cached image prints nothing at all.
+- No automatic pruning (TART_NO_AUTO_PRUNE, --prune-limit): the simulated disks take
+  no space. Minimums Tart cannot read here (Virtualization.framework's): 1 CPU and
+  128 MiB of memory.
 
 Run it as `tart-simulator ARGS` (the console script of an installed operator),
 `python -m vm_operator.simulator ARGS`, or bin/tart-simulator in a checkout.
@@ -27,6 +39,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -60,7 +73,6 @@ DEMO_LOCAL = [  # name, os, disk GB, seconds since last access
     ("macos-sonoma-xcode", "darwin", 100, 7200),
     ("ubuntu-runner", "linux", 20, 3 * 86400),
 ]
-DEMO_OCI = "ghcr.io/cirruslabs/macos-sequoia-base:latest"
 
 
 class TartError(Exception):
@@ -176,19 +188,55 @@ def oci_root() -> Path:
     return tart_home() / "cache" / "OCIs"
 
 
+def tmp_root() -> Path:
+    """Where Tart builds clones and pulls; entries nobody holds locked are garbage."""
+    return tart_home() / "tmp"
+
+
 def is_oci(name: str) -> bool:
     """Local names are plain; OCI names carry a host and path (`/`)."""
     return "/" in name
 
 
-def split_ref(name: str) -> tuple[str, str]:
-    """`host/path:tag` or `host/path@digest` -> (repository, tag dir name)."""
-    if "@" in name:
-        repo, _, digest = name.partition("@")
-        return repo, "@" + digest
-    head, _, last = name.rpartition("/")
-    last, _, tag = last.partition(":")
-    return f"{head}/{last}", tag or "latest"
+# Tart's grammar for remote names: host[:port]/namespace[:tag | @sha256:digest]
+REF = re.compile(r"(?P<host>[A-Za-z0-9]+(?:[.-][A-Za-z0-9]+)*(?::[0-9]+)?)/"
+                 r"(?P<namespace>[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)*)"
+                 r"(?::(?P<tag>[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*)|@(?P<digest>sha256:[0-9a-f]{64}))?")
+
+
+class Ref:
+    """A parsed OCI reference: by tag (default `latest`) or by digest."""
+
+    def __init__(self, host: str, namespace: str, tag: str | None, digest: str | None) -> None:
+        self.host, self.namespace = host, namespace
+        self.tag = None if digest else tag or "latest"
+        self.digest = digest
+
+    @property
+    def repo(self) -> str:
+        return f"{self.host}/{self.namespace}"
+
+    @property
+    def name(self) -> str:
+        """As Tart prints it: `host/namespace:tag` or `host/namespace@sha256:…`."""
+        return f"{self.repo}@{self.digest}" if self.digest else f"{self.repo}:{self.tag}"
+
+    def host_dir(self) -> Path:
+        return oci_root() / self.host.replace(":", "%3A")  # Tart percent-encodes the port's `:`
+
+    def path(self) -> Path:
+        """The cache entry: a symlink for a tag, a directory for a digest."""
+        return self.host_dir().joinpath(*self.namespace.split("/"), self.digest or str(self.tag))
+
+    def by_digest(self, digest: str) -> Ref:
+        return Ref(self.host, self.namespace, None, digest)
+
+
+def parse_ref(name: str) -> Ref | None:
+    match = REF.fullmatch(name)
+    if match is None:
+        return None
+    return Ref(match["host"], match["namespace"], match["tag"], match["digest"])
 
 
 def local_dir(name: str) -> Path:
@@ -197,19 +245,23 @@ def local_dir(name: str) -> Path:
     return vms_root() / name
 
 
-def oci_dir(name: str) -> Path:
-    repo, tag = split_ref(name)
-    parts = repo.split("/") + [tag]
-    if any(not p or p.startswith(".") or "\0" in p for p in parts):
-        raise does_not_exist(name)
-    return oci_root().joinpath(*parts)
+def local_exists(name: str) -> bool:
+    """Like Tart's VMStorageLocal.exists: a plain name whose directory holds a VM."""
+    try:
+        return (local_dir(name) / "config.json").is_file()
+    except TartError:
+        return False
 
 
 def existing(name: str, local_only: bool = True) -> Path:
     """The directory of an existing VM, or Tart's does-not-exist error."""
-    if local_only and is_oci(name):
-        raise does_not_exist(name)
-    d = oci_dir(name) if is_oci(name) else local_dir(name)
+    if is_oci(name):
+        ref = None if local_only else parse_ref(name)
+        if ref is None:
+            raise does_not_exist(name)
+        d = ref.path()
+    else:
+        d = local_dir(name)
     if not (d / "config.json").is_file():
         raise does_not_exist(name)
     return d
@@ -223,16 +275,36 @@ def local_entries() -> list[tuple[str, Path]]:
     return [(n, vms_root() / n) for n in names]
 
 
-def oci_entries() -> list[tuple[str, Path]]:
-    """Every tag/digest directory holding a config.json, named like Tart shows it."""
-    root, found = oci_root(), []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        if "config.json" in filenames:
-            *repo, tag = Path(dirpath).relative_to(root).parts
-            name = "/".join(repo) + ("" if tag.startswith("@") else ":") + tag
-            found.append((name, Path(dirpath)))
-            dirnames[:] = []
+def oci_entries(tags: bool = True) -> list[tuple[str, Path]]:
+    """Every cached image, named as Tart lists it: tags (symlinks) as `repo:tag`, digest
+    directories as `repo@sha256:…` (the seed's plain tag directory as `repo:tag`).
+    tags=False: only the directories (what `prune` considers). Broken symlinks are skipped."""
+    found: list[tuple[str, Path]] = []
+
+    def walk(d: Path, repo: str) -> None:
+        try:
+            names = os.listdir(d)
+        except OSError:
+            return
+        for n in names:
+            p = d / n
+            if n.startswith("."):
+                continue
+            link = p.is_symlink()
+            if (p / "config.json").is_file():
+                if link and not tags:
+                    continue
+                sep = "@" if n.startswith("sha256:") and not link else ":"
+                found.append((f"{repo}{sep}{n}", p))
+            elif not link and p.is_dir():
+                walk(p, f"{repo}/{n}")
+
+    try:
+        hosts = [h for h in os.listdir(oci_root()) if not h.startswith(".")]
+    except OSError:
+        return []
+    for host in hosts:  # a host holds namespaces only: never an entry of its own
+        walk(oci_root() / host, host.replace("%3A", ":"))
     return sorted(found)
 
 
@@ -242,18 +314,31 @@ def mac_for(name: str) -> str:
     return "7e:" + ":".join(f"{(h >> (8 * i)) & 0xFF:02x}" for i in range(5))
 
 
-def new_config(name: str, os_name: str, disk_gb: int, disk_format: str = "raw") -> Json:
+def random_mac() -> str:
+    """Like VZMACAddress.randomLocallyAdministered()."""
+    octets = bytearray(os.urandom(6))
+    octets[0] = (octets[0] & 0xFC) | 0x02  # unicast, locally administered
+    return ":".join(f"{o:02x}" for o in octets)
+
+
+def new_config(name: str, os_name: str, disk_gb: int, disk_format: str = "raw",
+               cpu: int = 0, memory_mb: int = 0, used_gb: float = -1.0) -> Json:
     """A Tart-like config.json plus the simulator's size fields (no big files)."""
     h = name_hash(name)
-    cpu, mem_mb = (4, 8192) if os_name == "darwin" else (2, 4096)
-    used = round(disk_gb * (0.4 if os_name == "darwin" else 0.15) + (h % 1000) / 1000, 3)
-    return {
+    if not cpu:
+        cpu, memory_mb = (4, 8192) if os_name == "darwin" else (2, 4096)
+    if used_gb < 0:
+        used_gb = disk_gb * (0.4 if os_name == "darwin" else 0.15) + (h % 1000) / 1000
+    config: Json = {
         "version": 1, "os": os_name, "arch": "arm64",
         "cpuCountMin": cpu, "cpuCount": cpu,
-        "memorySizeMin": mem_mb << 20, "memorySize": mem_mb << 20,
+        "memorySizeMin": memory_mb << 20, "memorySize": memory_mb << 20,
         "macAddress": mac_for(name), "display": {"width": 1024, "height": 768},
-        "diskFormat": disk_format, "diskSize": disk_gb, "sizeOnDisk": used,
+        "diskFormat": disk_format, "diskSize": disk_gb, "sizeOnDisk": round(used_gb, 3),
     }
+    if os_name == "darwin":
+        config["ecid"] = f"{h:016x}"  # the simulator's stand-in for the machine identifier
+    return config
 
 
 def touch_accessed(d: Path, when: float | None = None) -> None:
@@ -271,10 +356,11 @@ def accessed(d: Path) -> float:
 
 
 def fill_vm(d: Path, config: Json, when: float | None = None) -> None:
-    """Populate a VM directory: config, an empty disk marker, the access time."""
+    """Populate a VM directory: config, empty disk and NVRAM markers, the access time."""
     d.mkdir(parents=True, exist_ok=True)
     (d / "config.json").write_text(json.dumps(config, indent=2))
     (d / "disk.img").touch()
+    (d / "nvram.bin").touch()
     touch_accessed(d, when)
 
 
@@ -290,20 +376,286 @@ def install_dir(target: Path, fill: Callable[[Path], None]) -> None:
         raise
 
 
-def pull_oci(name: str) -> bool:
-    """Create a cache entry instantly (no network); False if already present."""
-    target = oci_dir(name)
-    if (target / "config.json").exists():
-        return False
-    linux = any(word in name.lower() for word in ("ubuntu", "debian", "fedora", "linux"))
-    config = new_config(name, "linux" if linux else "darwin", 20 if linux else 50)
+def replace_dir(source: Path, target: Path) -> None:
+    """Move a finished directory into place, replacing whatever is there (Tart's
+    FileManager.replaceItemAt): the old one is renamed away first, then removed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        install_dir(target, lambda d: fill_vm(d, config))
+        os.rename(source, target)
+        return
+    except OSError as e:
+        if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise
+    old = target.parent / f".replaced-{target.name}-{os.getpid()}"
+    if target.is_symlink() or not target.is_dir():
+        os.unlink(target)
+    else:
+        os.rename(target, old)
+    os.rename(source, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_config(path: Path, config: Json) -> None:
+    """Rewrite config.json in place, as Tart does: a `tart run` holds its fcntl lock on
+    this very file, so replacing the file would make a running VM look stopped. Padded
+    with spaces to at least the old length, so a reader never sees a shorter file."""
+    data = json.dumps(config, indent=2).encode()
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, data.ljust(os.fstat(fd).st_size), 0)
+    finally:
+        os.close(fd)  # this process holds no lock on it, so none is lost
+
+
+def try_lock_dir(path: Path) -> int | None:
+    """flock(2) a directory without waiting, like Tart's FileLock.trylock(): the open
+    descriptor that holds the lock, or None if someone else holds it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def lock_dir(path: Path, busy_message: str = "") -> int:
+    """flock(2) a directory, waiting for it (printing busy_message first, if any)."""
+    fd = try_lock_dir(path)
+    if fd is not None:
+        return fd
+    if busy_message:
+        say(busy_message)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def locked_tmp_dir(name: str = "") -> tuple[Path, int]:
+    """A directory under tmp/ (tmp/NAME, or a fresh one) and the descriptor by which this
+    process holds it locked, so that gc_tmp of other commands leaves it alone. Made again
+    if such a gc removed it between its creation and our lock."""
+    tmp_root().mkdir(parents=True, exist_ok=True)
+    while True:
+        d = tmp_root() / name if name else Path(tempfile.mkdtemp(prefix="", dir=tmp_root()))
+        d.mkdir(exist_ok=True)
+        try:
+            fd = lock_dir(d)
+        except FileNotFoundError:
+            continue
+        with contextlib.suppress(OSError):
+            if os.path.samestat(os.fstat(fd), os.stat(d)):
+                return d, fd
+        os.close(fd)
+
+
+def gc_tmp() -> None:
+    """Tart's Config.gc() before every command but pull and clone: remove the leftovers
+    of killed clones and pulls (temporary directories nobody holds locked)."""
+    try:
+        names = os.listdir(tmp_root())
+    except OSError:
+        return
+    for n in names:
+        with contextlib.suppress(OSError):
+            fd = try_lock_dir(tmp_root() / n)
+            if fd is not None:
+                try:
+                    shutil.rmtree(tmp_root() / n, ignore_errors=True)
+                finally:
+                    os.close(fd)
+
+
+def gc_images(host_dir: Path) -> None:
+    """Tart's OCI gc (for one registry host, under its lock): drop broken tag symlinks,
+    then digest directories no tag points to, unless they were pulled by digest."""
+    linked: set[str] = set()
+    digests: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(host_dir):
+        for n in dirnames + filenames:  # a broken symlink is listed among the files
+            p = Path(dirpath) / n
+            if p.is_symlink():
+                if p.exists():
+                    linked.add(os.path.realpath(p))
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(p)
+            elif n.startswith("sha256:") and p.is_dir():
+                digests.append(p)
+        dirnames[:] = [n for n in dirnames
+                       if not n.startswith("sha256:") and not (Path(dirpath) / n).is_symlink()]
+    for p in digests:
+        if os.path.realpath(p) not in linked and not (p / EXPLICITLY_PULLED).exists():
+            shutil.rmtree(p, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the registry
+
+class Image:
+    """An image of the simulated registry (sizes in GB): what `tart pull` can fetch."""
+
+    def __init__(self, repo: str, tags: tuple[str, ...], os_name: str, cpu: int,
+                 memory_mb: int, disk_gb: int, compressed_gb: float, size_gb: float) -> None:
+        self.repo, self.tags, self.os_name = repo, tags, os_name
+        self.cpu, self.memory_mb, self.disk_gb = cpu, memory_mb, disk_gb
+        self.compressed_gb, self.size_gb = compressed_gb, size_gb
+        key = f"{repo}:{tags[0]}".encode()
+        self.digest = "sha256:" + "".join(f"{zlib.crc32(bytes([i]) + key):08x}" for i in range(8))
+
+    def config(self) -> Json:
+        """The image's config.json: its minimums are its defaults, as Tart's images ship."""
+        return new_config(f"{self.repo}@{self.digest}", self.os_name, self.disk_gb,
+                          cpu=self.cpu, memory_mb=self.memory_mb, used_gb=self.size_gb)
+
+
+CATALOGUE = (  # repository, tags, os, CPUs, memory MB, disk GB, compressed GB, size GB
+    Image("ghcr.io/cirruslabs/macos-sequoia-base", ("latest",), "darwin", 4, 8192, 50, 25.3, 31.2),
+    Image("ghcr.io/cirruslabs/macos-sonoma-base", ("latest",), "darwin", 4, 8192, 50, 23.8, 29.6),
+    Image("ghcr.io/cirruslabs/macos-sequoia-xcode", ("latest",), "darwin", 4, 8192, 120, 58.4, 80.3),
+    Image("ghcr.io/cirruslabs/ubuntu", ("jammy", "22.04"), "linux", 2, 2048, 20, 1.2, 3.4),
+    Image("ghcr.io/cirruslabs/ubuntu", ("latest", "noble", "24.04"), "linux", 2, 2048, 20, 1.3, 3.6),
+)
+DEMO_OCI = "ghcr.io/cirruslabs/macos-sequoia-base:latest"
+EXPLICITLY_PULLED = ".explicitly-pulled"  # Tart's mark on an image pulled by its digest
+MANIFEST_UNKNOWN = ('Error: UnexpectedHTTPStatusCode(when: "pulling manifest", code: 404, '
+                    'details: "{\\"errors\\":[{\\"code\\":\\"MANIFEST_UNKNOWN\\",'
+                    '\\"message\\":\\"manifest unknown\\"}]}")')
+REDRAW = "\x1b[1A\r\x1b[J"  # Tart's InteractiveConsoleLogger: up a line, column 0, erase down
+
+
+def find_image(ref: Ref) -> Image | None:
+    for image in CATALOGUE:
+        if image.repo == ref.repo and (ref.tag in image.tags or ref.digest == image.digest):
+            return image
+    return None
+
+
+def initialized(d: Path) -> bool:
+    return (d / "config.json").is_file()
+
+
+def fault_point() -> tuple[int | None, str | None]:
+    """TART_SIM_PULL_FAIL=PCT:MSG / TART_SIM_PULL_HANG=PCT: where a pull stops, and its
+    error message (None: it hangs there)."""
+    pct, _, message = os.environ.get("TART_SIM_PULL_FAIL", "").partition(":")
+    if pct.strip().isdigit():
+        return min(100, int(pct)), message.strip() or "simulated pull failure"
+    pct = os.environ.get("TART_SIM_PULL_HANG", "").strip()
+    return (min(100, int(pct)), None) if pct.isdigit() else (None, None)
+
+
+def show_progress() -> None:
+    """Tart's ProgressObserver over the disk download: `0%`, then a line when the value
+    changed, at most once per interval (and at once when finished); lines after the
+    first redraw the previous one unless CI is set."""
+    seconds = max(0.0, env_float("TART_SIM_PULL_SECONDS", 2.0))
+    every = max(0.0, env_float("TART_SIM_PROGRESS_INTERVAL", 1.0))
+    stop_at, failure = fault_point()
+    redraw = "" if "CI" in os.environ else REDRAW
+    say("0%")
+    shown, started = 0, time.monotonic()
+    last = started
+    while True:
+        if stop_at is not None and shown >= stop_at:
+            if failure is not None:
+                raise TartError(failure, 1)
+            while True:  # TART_SIM_PULL_HANG: stalled until killed
+                time.sleep(3600)
+        if shown >= 100:
+            return
+        if seconds > 0:
+            time.sleep(min(0.05, every) if every > 0 else 0.01)
+        now = time.monotonic()
+        value = 100 if seconds <= 0 else min(100, int(100 * (now - started) / seconds))
+        if stop_at is not None:
+            value = min(value, stop_at)
+        if value != shown and (value == 100 or now - last >= every):
+            say(f"{redraw}{value}%")
+            shown, last = value, now
+
+
+def download(image: Image, ref: Ref, target: Path) -> None:
+    """Fetch an image into Tart's per-reference temporary directory, then move it into
+    place: a pull killed midway leaves only that directory (gc'd later), never an entry."""
+    tmp, lock = locked_tmp_dir(f"{name_hash(ref.name):016x}")  # reused after a killed pull
+    try:
+        (tmp / "config.json").write_text(json.dumps(image.config(), indent=2))
+        say(f"pulling disk ({image.compressed_gb:.1f} GB compressed)...")
+        show_progress()
+        (tmp / "disk.img").touch()
+        say("pulling NVRAM...")
+        (tmp / "nvram.bin").touch()
+        (tmp / "manifest.json").write_text(json.dumps({"schemaVersion": 2, "digest": image.digest}))
+        touch_accessed(tmp)
+        replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        os.close(lock)
+
+
+def linked(ref: Ref, digest_dir: Path) -> bool:
+    """The tag's entry is (a symlink to) the digest's directory, or the seed's plain tag dir."""
+    tag = ref.path()
+    if tag.is_symlink():
+        return os.path.realpath(tag) == os.path.realpath(digest_dir) and initialized(digest_dir)
+    return initialized(tag)
+
+
+def pull_image(ref: Ref) -> None:
+    """Tart's VMStorageOCI.pull: manifest, then the disk with progress, NVRAM; a digest
+    directory plus a tag symlink, under a lock per registry host."""
+    say("pulling manifest...")
+    image = find_image(ref)
+    if image is None:
+        raise TartError(MANIFEST_UNKNOWN, 1)
+    digest_ref = ref.by_digest(image.digest)
+    digest_dir = digest_ref.path()
+    if ref.tag is not None and linked(ref, digest_dir):
+        say(f"{digest_ref.name} image is already cached and linked!")
+        return
+    host = ref.host_dir()
+    host.mkdir(parents=True, exist_ok=True)
+    lock = lock_dir(host, "waiting for lock...")
+    try:
+        if not initialized(digest_dir):
+            download(image, ref, digest_dir)
+        else:
+            say(f"{digest_ref.name} image is already cached! creating a symlink...")
+        if ref.tag is not None:
+            link = ref.path()
+            if link.is_symlink() or link.is_file():
+                os.unlink(link)
+            elif link.is_dir():
+                shutil.rmtree(link)
+            os.symlink(digest_dir.name, link)  # relative: both sit in the namespace's directory
+            gc_images(host)
+        else:
+            (digest_dir / EXPLICITLY_PULLED).touch()
+        touch_accessed(digest_dir)
+    finally:
+        os.close(lock)
+
+
+def seed_image(name: str) -> None:
+    """The demo's cached image, instantly, as a plain tag directory (older layout)."""
+    ref = parse_ref(name)
+    image = find_image(ref) if ref else None
+    if ref is None or image is None or initialized(ref.path()):
+        return
+    try:
+        install_dir(ref.path(), lambda d: fill_vm(d, image.config()))
     except OSError as e:
         if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
             raise
-        return False
-    return True
 
 
 def maybe_seed() -> None:
@@ -312,7 +664,7 @@ def maybe_seed() -> None:
         return
     home = tart_home()
     home.mkdir(parents=True, exist_ok=True)
-    pull_oci(DEMO_OCI)  # first, so whoever sees vms/ also sees the image
+    seed_image(DEMO_OCI)  # first, so whoever sees vms/ also sees the image
     tmp = Path(tempfile.mkdtemp(prefix=".seed-", dir=home))
     try:
         now = time.time()
@@ -433,7 +785,8 @@ def cmd_get(a: argparse.Namespace) -> int:
         "Memory": int(cfg.get("memorySize", 0)) >> 20, "Disk": int(cfg.get("diskSize", 0)),
         "DiskFormat": cfg.get("diskFormat", "raw"),
         "Size": f"{float(cfg.get('sizeOnDisk', 0)):.3f}",
-        "Display": f"{display.get('width', 1024)}x{display.get('height', 768)}",
+        "Display": f"{display.get('width', 1024)}x{display.get('height', 768)}"
+                   f"{display.get('unit', '')}",
         "Running": state == "running", "State": state,
     }
     if a.format == "json":
@@ -511,7 +864,7 @@ def cmd_suspend(a: argparse.Namespace) -> int:
 
 
 def install_local(name: str, fill: Callable[[Path], None]) -> None:
-    """Create vms/NAME atomically; an existing VM is an error, as in Tart."""
+    """Create vms/NAME atomically; an existing VM is an error (`create`)."""
     target = local_dir(name)
     try:
         if target.exists():
@@ -523,39 +876,119 @@ def install_local(name: str, fill: Callable[[Path], None]) -> None:
         raise
 
 
-def cmd_clone(a: argparse.Namespace) -> int:
-    """Copy a local VM or an OCI image (pulled instantly if missing) to a new local VM."""
-    if is_oci(a.new_name):
-        raise UsageError("<new-name> should be a local name")
-    if is_oci(a.source_name) and pull_oci(a.source_name):  # Tart pulls first
-        say(f"pulling {a.source_name}...")
-    src = existing(a.source_name, local_only=False)
+def copy_vm(src: Path, dst: Path) -> None:
+    """Tart's VMDirectory.clone: config, NVRAM, disk and any saved state; a fresh MAC
+    address only when a local VM already uses the source's and it is not suspended."""
     cfg = read_json(src / "config.json")
     if cfg is None:
-        raise does_not_exist(a.source_name)
-    cfg["macAddress"] = mac_for(a.new_name)  # like Tart, avoid a MAC clash with the source
+        raise does_not_exist(src.name)
+    for item in ("disk.img", "nvram.bin", STATE_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            shutil.copy2(src / item, dst / item)
+    mac = cfg.get("macAddress")
+    taken = any((read_json(d / "config.json") or {}).get("macAddress") == mac
+                for _, d in local_entries())
+    if taken and vm_state(src) != "suspended":
+        cfg["macAddress"] = random_mac()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(dst / STATE_FILE)
+    (dst / "config.json").write_text(json.dumps(cfg, indent=2))
+    touch_accessed(dst)
 
-    def fill(d: Path) -> None:
-        for item in src.iterdir():
-            if not item.name.startswith(".") and item.name != "config.json" and item.is_file():
-                shutil.copy2(item, d / item.name)
-        fill_vm(d, cfg)
 
-    install_local(a.new_name, fill)
+def cmd_clone(a: argparse.Namespace) -> int:
+    """Tart's clone: pull an uncached OCI image first; copy in a locked temporary directory
+    under the global lock on TART_HOME; move it into place, REPLACING an existing NEW."""
+    if is_oci(a.new_name):
+        raise UsageError("<new-name> should be a local name")
+    if a.concurrency < 1:
+        raise UsageError("network concurrency cannot be less than 1")
+    ref = parse_ref(a.source_name) if is_oci(a.source_name) else None
+    if ref is not None and not initialized(ref.path()):
+        pull_image(ref)
+    src = existing(a.source_name, local_only=False)
+    touch_accessed(src)  # opening a VM updates its access date (what prune goes by)
+    target = local_dir(a.new_name)
+    tmp, tmp_lock = locked_tmp_dir()
+    try:
+        home_lock = lock_dir(tart_home())  # one clone (or `run` start) at a time
+        try:
+            copy_vm(src, tmp)
+            time.sleep(max(0.0, env_float("TART_SIM_CLONE_SECONDS")))
+            replace_dir(tmp, target)
+        finally:
+            os.close(home_lock)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        os.close(tmp_lock)
     return 0
 
 
-def cmd_delete(a: argparse.Namespace) -> int:
-    """Remove a local VM or an OCI cache entry; a running VM is refused."""
-    d = existing(a.name, local_only=False)
-    if lock_holder(d / "config.json") is not None:
-        raise TartError(f'failed to delete VM "{a.name}": the VM is running', 1)
+def delete_local(name: str) -> None:
+    """Tart's VMDirectory.delete: try the VM's lock; a held lock means it runs."""
+    d = local_dir(name)
+    try:
+        fd = os.open(d / "config.json", os.O_RDWR)
+    except (FileNotFoundError, NotADirectoryError):
+        raise does_not_exist(name)
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EAGAIN):
+                raise TartError(f'VM "{name}" is running', 1)
+            raise
+        gone = d.parent / f".deleting-{d.name}-{os.getpid()}"
+        try:  # rename away first so listings never see a half-deleted VM
+            os.rename(d, gone)
+        except FileNotFoundError:
+            raise does_not_exist(name)
+    finally:
+        os.close(fd)
+    shutil.rmtree(gone, ignore_errors=True)
+
+
+def delete_image(name: str) -> None:
+    """Remove a cached tag (a symlink) or digest (a directory), then what that orphans:
+    a digest no tag points to any more (unless pulled by digest), tags pointing nowhere."""
+    ref = parse_ref(name)
+    path = ref.path() if ref else None
+    if path is None or not (path.is_symlink() or path.is_dir()):
+        raise does_not_exist(name)
+    if path.is_symlink():
+        target = Path(os.path.realpath(path))
+        os.unlink(path)
+        siblings = [p for p in path.parent.iterdir() if p.is_symlink()]
+        if (target.name.startswith("sha256:") and not (target / EXPLICITLY_PULLED).exists()
+                and not any(os.path.realpath(p) == str(target) for p in siblings)):
+            shutil.rmtree(target, ignore_errors=True)
+    else:
+        remove_tree(path)
+        for p in path.parent.iterdir():
+            if p.is_symlink() and not p.exists():
+                with contextlib.suppress(OSError):
+                    os.unlink(p)
+
+
+def remove_tree(d: Path) -> None:
+    """Rename away first so listings never see a half-deleted entry, then remove."""
     gone = d.parent / f".deleting-{d.name}-{os.getpid()}"
-    try:  # rename away first so listings never see a half-deleted VM
+    try:
         os.rename(d, gone)
     except FileNotFoundError:
-        raise does_not_exist(a.name)
+        return
     shutil.rmtree(gone, ignore_errors=True)
+
+
+def cmd_delete(a: argparse.Namespace) -> int:
+    """Delete VMs or cached images in order, stopping at the first error (as Tart)."""
+    for name in a.names:
+        if is_oci(name):
+            delete_image(name)
+        else:
+            delete_local(name)
     return 0
 
 
@@ -572,10 +1005,165 @@ def cmd_create(a: argparse.Namespace) -> int:
 
 
 def cmd_pull(a: argparse.Namespace) -> int:
-    """Add an OCI cache entry instantly: there is no registry behind the simulator."""
-    if not is_oci(a.name):
-        raise TartError(f'"{a.name}" is not a remote VM name (expected host/path[:tag])', 1)
-    say(f"pulling {a.name}..." if pull_oci(a.name) else f"{a.name} is already pulled")
+    """Fill the OCI cache from the built-in registry, with Tart's progress output."""
+    if a.concurrency < 1:
+        raise UsageError("network concurrency cannot be less than 1")
+    if local_exists(a.name):
+        say(f'"{a.name}" is a local image, nothing to pull here!')
+        return 0
+    ref = parse_ref(a.name)
+    if ref is None:
+        raise TartError(f"failed to parse remote name: no viable alternative at input "
+                        f"'{a.name}' (character 1)", 1)
+    say(f"pulling {ref.name}...")
+    pull_image(ref)
+    return 0
+
+
+VZ_MIN_CPUS = 1  # Virtualization.framework's minimumAllowedCPUCount
+VZ_MIN_MEMORY = 128 << 20  # its minimumAllowedMemorySize (not readable here: an assumption)
+
+
+def too_little(text: str) -> TartError:
+    """Tart's LessThanMinimalResourcesError, as ArgumentParser reports it (exit 1)."""
+    return TartError(f"Error: LessThanMinimalResourcesError: {text}", 1)
+
+
+def parse_display(text: str) -> tuple[int, int, str | None]:
+    """`WIDTHxHEIGHT[pt|px]`; like Tart, what doesn't parse counts as 0 (left unchanged)."""
+    unit = None
+    for suffix in ("px", "pt"):
+        if text.endswith(suffix):
+            text, unit = text[: -len(suffix)], suffix
+            break
+    parts = [int(p) if p.isdigit() else 0 for p in text.split("x")]
+    return parts[0], parts[1] if len(parts) > 1 else 0, unit
+
+
+def human_bytes(count: int) -> str:
+    """Like Foundation's ByteCountFormatter (file style: decimal units)."""
+    if count == 0:
+        return "Zero KB"
+    for unit, size in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if count >= size:
+            return f"{count / size:.2f}".rstrip("0").rstrip(".") + f" {unit}"
+    return f"{count} bytes"
+
+
+def cmd_set(a: argparse.Namespace) -> int:
+    """Tart's set: edit a local VM's config (running or not: it applies at the next run);
+    resources checked against the image's minimums; the disk only grows, checked last."""
+    d = existing(a.name)
+    path = d / "config.json"
+    cfg = read_json(path)
+    if cfg is None:
+        raise does_not_exist(a.name)
+    darwin = cfg.get("os", "darwin") == "darwin"
+    if a.cpu is not None:
+        minimum = int(cfg.get("cpuCountMin", VZ_MIN_CPUS))
+        if darwin and a.cpu < minimum:
+            raise too_little(f"VM should have {minimum} CPU cores at minimum (requested {a.cpu})")
+        if a.cpu < VZ_MIN_CPUS:
+            raise too_little(f"VM should have {VZ_MIN_CPUS} CPU cores at minimum "
+                             f"(requested {a.cpu})")
+        cfg["cpuCount"] = a.cpu
+    if a.memory is not None:
+        wanted, minimum = a.memory << 20, int(cfg.get("memorySizeMin", VZ_MIN_MEMORY))
+        if darwin and wanted < minimum:
+            raise too_little(f"VM should have {minimum} bytes of memory at minimum "
+                             f"(requested {wanted})")
+        if wanted < VZ_MIN_MEMORY:
+            raise too_little(f"VM should have {VZ_MIN_MEMORY} bytes of memory at minimum "
+                             f"(requested {wanted})")
+        cfg["memorySize"] = wanted
+    if a.display is not None:
+        width, height, unit = parse_display(a.display)
+        display = dict(cfg.get("display") or {"width": 1024, "height": 768})
+        display.update({k: v for k, v in (("width", width), ("height", height)) if v > 0})
+        display.pop("unit", None)
+        if unit:
+            display["unit"] = unit
+        cfg["display"] = display
+    cfg.pop("displayRefit", None)  # Tart sets it from the flag, absent when not given
+    if a.display_refit is not None:
+        cfg["displayRefit"] = a.display_refit
+    if a.random_mac:
+        cfg["macAddress"] = random_mac()
+    if a.random_serial and darwin:
+        cfg["ecid"] = os.urandom(8).hex()
+    write_config(path, cfg)
+    touch_accessed(d)
+    if a.disk is not None:
+        try:
+            shutil.copyfile(a.disk, d / "disk.img")
+        except OSError as e:
+            raise TartError(f"{a.disk}: {e.strerror}", 1)
+    if a.disk_size is not None:
+        current, wanted = int(cfg.get("diskSize", 0)) * 10**9, a.disk_size * 10**9
+        if wanted < current:
+            first = "New" if cfg.get("diskFormat") == "asif" else "new"
+            raise TartError(f"{first} disk size of {human_bytes(wanted)} should be larger than "
+                            f"the current disk size of {human_bytes(current)}", 1)
+        if wanted > current:
+            cfg["diskSize"] = a.disk_size
+            write_config(path, cfg)
+    return 0
+
+
+def cmd_rename(a: argparse.Namespace) -> int:
+    """Tart's rename: local VMs only; refuses a missing source and an existing target."""
+    if is_oci(a.new_name):
+        raise UsageError("<new-name> should be a local name")
+    if not local_exists(a.name):
+        raise UsageError(f"failed to rename a non-existent local VM: {a.name}")
+    if local_exists(a.new_name):
+        raise UsageError(f"failed to rename VM {a.name}, target VM {a.new_name} already exists, "
+                         "delete it first!")
+    replace_dir(local_dir(a.name), local_dir(a.new_name))
+    return 0
+
+
+def allocated_bytes(d: Path) -> int:
+    return int(float((read_json(d / "config.json") or {}).get("sizeOnDisk", 0)) * 10**9)
+
+
+def prunables(entries: str) -> list[tuple[str, Path]]:
+    """Cached images (directories, not tags) or the local VMs that are not running."""
+    if entries == "caches":
+        return oci_entries(tags=False)
+    return [(n, d) for n, d in local_entries() if lock_holder(d / "config.json") is None]
+
+
+def prune_one(entries: str, name: str, d: Path) -> None:
+    if entries == "caches":
+        remove_tree(d)  # like Tart, no gc here: its tags stop listing (they point nowhere)
+    else:
+        delete_local(name)
+
+
+def cmd_prune(a: argparse.Namespace) -> int:
+    """Tart's prune: entries last accessed --older-than DAYS ago, then the least recently
+    accessed ones that don't fit --space-budget GB (GiB, as Tart computes it)."""
+    if a.older_than is None and a.space_budget is None:
+        raise UsageError("at least one pruning criteria must be specified")
+    if a.entries not in ("caches", "vms"):
+        raise UsageError('unsupported --entries value, please specify either "caches" or "vms"')
+    if a.older_than is not None:
+        cutoff = time.time() - a.older_than * 86400
+        for name, d in prunables(a.entries):
+            if accessed(d) <= cutoff:
+                prune_one(a.entries, name, d)
+    if a.space_budget is not None:
+        budget = a.space_budget << 30
+        doomed = []
+        for name, d in sorted(prunables(a.entries), key=lambda e: accessed(e[1]), reverse=True):
+            size = allocated_bytes(d)
+            if size <= budget:
+                budget -= size
+            else:
+                doomed.append((name, d))
+        for name, d in doomed:
+            prune_one(a.entries, name, d)
     return 0
 
 
@@ -704,6 +1292,13 @@ def non_negative(text: str) -> int:
     return value
 
 
+def uint16(text: str) -> int:
+    value = non_negative(text)
+    if value > 0xFFFF:
+        raise ValueError(text)
+    return value
+
+
 RUN_FLAGS = ("--no-graphics", "--graphics", "--suspendable", "--serial", "--no-audio",
              "--no-clipboard", "--recovery", "--vnc", "--vnc-experimental", "--net-softnet",
              "--net-host", "--capture-system-keys")
@@ -723,12 +1318,26 @@ ARGUMENTS: dict[str, list[ArgSpec]] = {  # subcommand -> add_argument calls
            (("--resolver",), {"choices": ["dhcp", "arp", "agent"], "default": "dhcp"})],
     "clone": [(("source_name",), {}), (("new_name",), {}),
               (("--insecure",), {"action": "store_true"}),
-              (("--concurrency",), {"type": non_negative, "default": 4})],
-    "delete": [(("name",), {})],
+              (("--concurrency",), {"type": non_negative, "default": 4}),
+              (("--prune-limit",), {"type": non_negative, "default": 100})],
+    "delete": [(("names",), {"nargs": "+", "metavar": "name"})],
     "create": [(("name",), {}), (("--linux",), {"action": "store_true"}), (("--from-ipsw",), {}),
                (("--disk-size",), {"type": non_negative, "default": 50}),
                (("--disk-format",), {"choices": ["raw", "asif"], "default": "raw"})],
-    "pull": [(("name",), {}), (("--insecure",), {"action": "store_true"})],
+    "pull": [(("name",), {}), (("--insecure",), {"action": "store_true"}),
+             (("--concurrency",), {"type": non_negative, "default": 4})],
+    "set": [(("name",), {}), (("--cpu",), {"type": uint16}), (("--memory",), {"type": non_negative}),
+            (("--display",), {}),
+            (("--display-refit",), {"action": "store_const", "const": True}),
+            (("--no-display-refit",), {"action": "store_const", "const": False,
+                                       "dest": "display_refit"}),
+            (("--random-mac",), {"action": "store_true"}),
+            (("--random-serial",), {"action": "store_true"}),
+            (("--disk",), {}), (("--disk-size",), {"type": uint16})],
+    "rename": [(("name",), {}), (("new_name",), {})],
+    "prune": [(("--entries",), {"default": "caches"}),
+              (("--older-than",), {"type": non_negative}),
+              (("--space-budget",), {"type": non_negative})],
 }
 
 
@@ -739,10 +1348,13 @@ SUMMARIES = {  # subcommand -> its line in --help
     "stop": "stop a running VM (SIGKILL after --timeout); discard a suspended state",
     "suspend": "suspend a VM run with --suspendable",
     "ip": "print a running VM's IP address (--wait S for it to boot)",
-    "clone": "copy a local VM or an OCI image (pulled first) to a new local VM",
-    "delete": "delete a local VM or a cached OCI image (not a running VM)",
+    "clone": "copy a local VM or an OCI image (pulled first) to a new local VM; replaces NEW",
+    "delete": "delete local VMs (not a running one) or cached OCI images",
     "create": "create an empty local VM (--linux or --from-ipsw)",
-    "pull": "add an OCI image to the cache (instantly: no registry behind it)",
+    "pull": "pull an OCI image of the built-in registry into the cache, with progress",
+    "set": "change a local VM's CPUs, memory, display, MAC, serial, disk size (grow only)",
+    "rename": "rename a local VM",
+    "prune": "remove least recently accessed cached images (or --entries vms)",
 }
 KNOBS = (  # environment variable -> what it does, for the --help epilog
     ("TART_HOME", "where VMs live (default ~/.tart), as for Tart"),
@@ -758,12 +1370,18 @@ KNOBS = (  # environment variable -> what it does, for the --help epilog
     ("TART_SIM_HANG_CHILD=PATH", "with TART_SIM_HANG: fork a child that hangs too; its pid to PATH"),
     ("TART_SIM_GARBAGE=CMDS", "these subcommands print garbage instead of their output"),
     ("TART_SIM_CALL_LOG=FILE", "append a line to FILE when each call starts and ends"),
+    ("TART_SIM_PULL_SECONDS=S", "a pull's disk download takes S seconds (default 2)"),
+    ("TART_SIM_PROGRESS_INTERVAL=S", "a pull prints a percentage at most every S s (default 1)"),
+    ("TART_SIM_PULL_FAIL=PCT:MSG", "pulls fail with MSG (exit 1) once PCT% was printed"),
+    ("TART_SIM_PULL_HANG=PCT", "pulls stall at PCT% until killed"),
+    ("TART_SIM_CLONE_SECONDS=S", "clone holds Tart's global lock S seconds while it copies"),
+    ("CI", "as for Tart: set (to anything), progress lines are plain, no terminal redraws"),
 )
 
 
 def build_parser() -> Parser:
     """The command tree; `run` also accepts Tart's flags it doesn't model."""
-    knobs = "\n".join(f"  {name:<24}{text}" for name, text in KNOBS)
+    knobs = "\n".join(f"  {name:<30}{text}" for name, text in KNOBS)
     p = Parser(prog="tart", description="Tart simulator (VMs are simulated).",
                epilog=f"environment:\n{knobs}",
                formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -780,6 +1398,7 @@ def build_parser() -> Parser:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": cmd_list, "get": cmd_get, "run": cmd_run, "stop": cmd_stop, "suspend": cmd_suspend,
     "ip": cmd_ip, "clone": cmd_clone, "delete": cmd_delete, "create": cmd_create, "pull": cmd_pull,
+    "set": cmd_set, "rename": cmd_rename, "prune": cmd_prune,
 }
 
 
@@ -838,6 +1457,8 @@ def dispatch(argv: list[str]) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command not in ("pull", "clone"):  # as Tart: those two may own tmp/ entries
+        gc_tmp()
     return COMMANDS[args.command](args)
 
 

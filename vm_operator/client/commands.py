@@ -1,0 +1,391 @@
+"""The subcommands: for each, its arguments and what it does with the API's answer.
+
+A subcommand is one ``Command`` in ``TABLE``: a function that adds its arguments and a
+function that runs it with a ``Client`` and a ``Console``. With ``--json`` a command prints
+the server's body exactly as it came; otherwise it renders the typed record for people.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from vm_operator.client import render
+from vm_operator.client.http import Client, Reply
+from vm_operator.client.records import Change, LogChunk, VmDetail
+
+STATES = ("running", "suspended", "stopped")
+SOURCES = ("local", "oci")
+FOLLOW_WINDOW = 1000  # lines asked for by each poll of logs --follow (the whole log if short)
+
+
+@dataclass
+class Console:
+    """Where output goes, and how: ``terminal`` when stdout is one, ``width`` to fit tables
+    to (None: no limit), ``json`` for the server's bodies as they came."""
+
+    out: TextIO
+    err: TextIO
+    terminal: bool
+    width: int | None
+    json: bool = False
+
+    def line(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+
+    def lines(self, texts: Sequence[str]) -> None:
+        for text in texts:
+            self.line(text)
+
+    def note(self, text: str) -> None:
+        """A message for the person, not the output: on stderr."""
+        self.err.write(f"vm-operator: {render.safe(text)}\n")
+        self.err.flush()
+
+    def body(self, data: bytes) -> None:
+        """A body as the server sent it (``--json``)."""
+        self.raw(data if data.endswith(b"\n") else data + b"\n")
+
+    def raw(self, data: bytes) -> None:
+        self.out.flush()
+        buffer = getattr(self.out, "buffer", None)
+        if buffer is not None:
+            buffer.write(data)
+            buffer.flush()
+        else:  # a text stream without bytes (io.StringIO)
+            self.out.write(data.decode("utf-8", "replace"))
+            self.out.flush()
+
+    def log(self, data: bytes) -> None:
+        """Run log output: as is into a pipe or file; on a terminal with its control
+        characters escaped (a guest's output must not drive the terminal)."""
+        if not data:
+            return
+        if self.terminal:
+            self.out.write(render.safe_log(data.decode("utf-8", "replace")))
+            self.out.flush()
+        else:
+            self.raw(data)
+
+
+def terminal_width(env: dict[str, str], out: TextIO, terminal: bool) -> int | None:
+    """Columns to fit tables to: ``COLUMNS`` when set, else the terminal's, else no limit."""
+    columns = env.get("COLUMNS", "")
+    if re.fullmatch(r"[0-9]{1,5}", columns) and int(columns) > 0:
+        return int(columns)
+    if terminal:
+        try:
+            return os.get_terminal_size(out.fileno()).columns
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def console_for(out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+                env: dict[str, str] | None = None) -> Console:
+    terminal = out.isatty()
+    return Console(out, err, terminal, terminal_width(dict(os.environ) if env is None else env,
+                                                       out, terminal))
+
+
+# --- argument types --------------------------------------------------------------------------
+
+
+def vm_name(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("a VM name cannot be empty")
+    return text
+
+
+def whole(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not re.fullmatch(r"[0-9]{1,6}", text) or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}")
+        return int(text)
+
+    parse.__name__ = "number"
+    return parse
+
+
+def seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high:  # also refuses nan and inf
+            raise argparse.ArgumentTypeError(f"must be a number of seconds from {low:g} to {high:g}")
+        return value
+
+    parse.__name__ = "seconds"
+    return parse
+
+
+# --- rendering of records ----------------------------------------------------------------------
+
+
+def _size(value: int | None) -> str:
+    return "-" if value is None else f"{value} GB"
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+VM_COLUMNS = (
+    render.Column("NAME", shrink=True),
+    render.Column("SOURCE", drop=1),
+    render.Column("STATE"),
+    render.Column("DISK", right=True, drop=3),
+    render.Column("SIZE", right=True, drop=2),
+    render.Column("ACCESSED", drop=4),
+)
+
+
+def detail_pairs(detail: VmDetail) -> list[tuple[str, str]]:
+    vm = detail.vm
+    items = [("name", vm.name), ("source", vm.source), ("state", vm.state),
+             ("os", _text(detail.os)), ("cpu", _text(detail.cpu)),
+             ("memory", "-" if detail.memory_mb is None else f"{detail.memory_mb} MB"),
+             ("disk", _size(vm.disk_gb)), ("size", _size(vm.size_gb)),
+             ("disk format", _text(detail.disk_format)), ("display", _text(detail.display)),
+             ("accessed", _text(vm.accessed))]
+    run = detail.last_run
+    if run is None:
+        return items + [("last run", "-")]
+    exit_code = _text(run.exit_code) if run.exit_code_known else "unknown"
+    return items + [("last run started", run.started_at),
+                    ("last run finished", _text(run.finished_at)),
+                    ("last run exit code", "-" if run.finished_at is None else exit_code),
+                    ("last run error", _text(run.error)),
+                    ("last run pid", _text(run.pid)),
+                    ("last run suspendable", _text(run.suspendable))]
+
+
+# --- the subcommands -----------------------------------------------------------------------------
+
+
+def _vms_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state", choices=STATES, help="only VMs in this state")
+    parser.add_argument("--source", choices=SOURCES, help="only local VMs, or only OCI images")
+
+
+def _vms(client: Client, args: argparse.Namespace, console: Console) -> int:
+    reply = client.list_vms(args.state, args.source)
+    if console.json:
+        console.body(reply.body)
+        return 0
+    if not reply.value:
+        console.note("no VMs" + (" match" if args.state or args.source else ""))
+        return 0
+    rows = [[vm.name, vm.source, vm.state, _size(vm.disk_gb), _size(vm.size_gb),
+             _text(vm.accessed)] for vm in reply.value]
+    console.lines(render.table(VM_COLUMNS, rows, console.width))
+    return 0
+
+
+def _name_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", type=vm_name,
+                        help="the VM's name as Tart shows it (OCI names such as "
+                        "ghcr.io/org/img:tag too)")
+
+
+def _get(client: Client, args: argparse.Namespace, console: Console) -> int:
+    reply = client.get_vm(args.name)
+    if console.json:
+        console.body(reply.body)
+    else:
+        console.lines(render.pairs(detail_pairs(reply.value)))
+    return 0
+
+
+def _changed(console: Console, reply: Reply[Change], done: str) -> int:
+    if console.json:
+        console.body(reply.body)
+        return 0
+    vm = reply.value.vm
+    if reply.value.changed:
+        console.line(f"{done} {render.safe(vm.name)}")
+    else:
+        console.line(f"{render.safe(vm.name)} was already {render.safe(vm.state)}")
+    return 0
+
+
+def _start_arguments(parser: argparse.ArgumentParser) -> None:
+    _name_argument(parser)
+    parser.add_argument("--suspendable", action="store_true",
+                        help="start it so that it can be suspended later (macOS guests)")
+
+
+def _start(client: Client, args: argparse.Namespace, console: Console) -> int:
+    return _changed(console, client.start_vm(args.name, args.suspendable), "started")
+
+
+def _stop_arguments(parser: argparse.ArgumentParser) -> None:
+    _name_argument(parser)
+    parser.add_argument("--timeout", type=whole(0, 300), metavar="SECONDS",
+                        help="how long Tart lets the guest shut down before it is killed "
+                        "(0-300, the server's default 30); the request waits that much longer")
+
+
+def _stop(client: Client, args: argparse.Namespace, console: Console) -> int:
+    return _changed(console, client.stop_vm(args.name, args.timeout), "stopped")
+
+
+def _suspend(client: Client, args: argparse.Namespace, console: Console) -> int:
+    return _changed(console, client.suspend_vm(args.name), "suspended")
+
+
+def _ip_arguments(parser: argparse.ArgumentParser) -> None:
+    _name_argument(parser)
+    parser.add_argument("--wait", type=whole(0, 120), nargs="?", const=60, default=0,
+                        metavar="SECONDS",
+                        help="wait up to SECONDS (0-120; 60 when --wait has no value) for the "
+                        "VM to have an address; the request waits that much longer")
+
+
+def _ip(client: Client, args: argparse.Namespace, console: Console) -> int:
+    reply = client.vm_ip(args.name, args.wait)
+    if console.json:
+        console.body(reply.body)
+    else:
+        console.line(render.safe(reply.value.ip))
+    return 0
+
+
+def _logs_arguments(parser: argparse.ArgumentParser) -> None:
+    _name_argument(parser)
+    parser.add_argument("--tail", type=whole(1, 100000), metavar="N",
+                        help="only the last N lines (1-100000)")
+    parser.add_argument("--follow", "-f", action="store_true",
+                        help="then print new lines as they come, until the VM stops or Ctrl-C")
+    parser.add_argument("--interval", type=seconds(0.1, 60), default=1.0, metavar="SECONDS",
+                        help="with --follow: how often to ask for new lines (default 1)")
+
+
+def _logs(client: Client, args: argparse.Namespace, console: Console) -> int:
+    chunk = client.vm_logs(args.name, args.tail)
+    if chunk.truncated:
+        console.note(f"the first {chunk.omitted} bytes of the log are not shown "
+                     "(the operator sends at most its last 4 MiB)")
+    if not args.follow:
+        console.log(chunk.data)
+        return 0
+    return follow(client, args.name, chunk, console, args.interval)
+
+
+@dataclass(frozen=True)
+class LogStep:
+    """What one read of the log adds: the bytes to print, the offset printed up to after
+    them, and how many bytes were lost between ``shown`` and the start of the answer."""
+
+    data: bytes
+    shown: int
+    skipped: int
+
+
+def log_step(chunk: LogChunk, shown: int, final: bool) -> LogStep:
+    """The part of ``chunk`` after log offset ``shown``. A last line without its newline is
+    held back (it is still being written) unless ``final``. When ``chunk`` starts after
+    ``shown``, the bytes in between are ``skipped``."""
+    skipped = max(0, chunk.omitted - shown)
+    start = max(shown, chunk.omitted)
+    data = chunk.data[start - chunk.omitted:]
+    if not final:
+        data = data[:data.rfind(b"\n") + 1]
+    return LogStep(data, start + len(data), skipped)
+
+
+def follow(client: Client, name: str, first: LogChunk, console: Console,
+           interval: float) -> int:
+    """Print ``first``, then poll the log and print only what is new, until the VM is no
+    longer running (its last lines printed) or the user interrupts.
+
+    The server has no offsets to ask from, but every answer says where it starts:
+    ``Vm-Operator-Log-Omitted-Bytes`` is the number of bytes before it, so the answer ends
+    at byte ``omitted + len(body)`` of the log. The client remembers the offset up to which it
+    printed (always the end of a whole line) and prints each answer from there (``log_step``).
+    Each poll asks for the last FOLLOW_WINDOW lines; when that answer starts after the offset
+    (more arrived in between), it asks for the whole log (at most its last 4 MiB) and says on
+    stderr how many bytes it could not show. A new ``tart run`` (``last_run`` started anew,
+    or a log shorter than the offset) has a new log: it is printed from its beginning. The
+    VM's state is read before the log, so the last read after it stopped holds its last line.
+    """
+    step = log_step(first, first.omitted, final=False)
+    console.log(step.data)
+    shown = step.shown
+    run: tuple[str, int | None] | None = None
+    while True:
+        detail = client.get_vm(name).value
+        current = None if detail.last_run is None else (detail.last_run.started_at,
+                                                         detail.last_run.pid)
+        chunk = client.vm_logs(name, FOLLOW_WINDOW)
+        if (run is not None and current != run) or chunk.end < shown:
+            console.note(f"{name}: a new run started; its log follows")
+            shown = 0
+        run = current
+        if chunk.omitted > shown:
+            chunk = client.vm_logs(name)
+        running = detail.vm.running
+        step = log_step(chunk, shown, final=not running)
+        if step.skipped:
+            console.note(f"{step.skipped} bytes of the log could not be shown "
+                         "(more than the operator's 4 MiB arrived between two reads)")
+        console.log(step.data)
+        shown = step.shown
+        if not running:
+            return 0
+        time.sleep(interval)
+
+
+def _health(client: Client, args: argparse.Namespace, console: Console) -> int:
+    reply = client.health()
+    if console.json:
+        console.body(reply.body)
+        return 0
+    health = reply.value
+    console.lines(render.pairs([
+        ("status", health.status), ("message", health.message), ("version", health.version),
+        ("tart", health.tart.path), ("tart available", _text(health.tart.available)),
+        ("tart version", _text(health.tart.version)), ("timestamp", health.timestamp)]))
+    return 0
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+Run = Callable[[Client, argparse.Namespace, Console], int]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    summary: str
+    run: Run
+    arguments: Callable[[argparse.ArgumentParser], None] = field(default=_name_argument)
+    json: bool = True  # takes --json (the server's JSON as is)
+
+
+TABLE: tuple[Command, ...] = (
+    Command("vms", "list the VMs and OCI images (a table; --json for the API's array)", _vms,
+            _vms_arguments),
+    Command("get", "show one VM: settings, state, last run", _get),
+    Command("start", "start a VM (answers once Tart reports it running)", _start,
+            _start_arguments),
+    Command("stop", "stop a VM", _stop, _stop_arguments),
+    Command("suspend", "suspend a VM started with --suspendable", _suspend),
+    Command("ip", "print a running VM's IP address", _ip, _ip_arguments),
+    Command("logs", "print the output of the VM's last tart run (--follow: and what comes)",
+            _logs, _logs_arguments, json=False),
+    Command("health", "is the operator serving, and can it run Tart?", _health,
+            lambda parser: None),
+)

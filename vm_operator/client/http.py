@@ -1,0 +1,271 @@
+"""A small API client over ``urllib``: one method per route, typed records back.
+
+Every request has a timeout (a stuck server never hangs the client), goes to the configured
+URL only (no proxies from the environment, no redirects: the token goes nowhere else), and
+ends in one of three ways: a ``Reply`` with the typed record and the body as sent, a
+``ClientError`` carrying the operator's problem document, or ``Unreachable`` / ``TimedOut``.
+
+A route of a later issue is one more small method here: build the path with ``path()``,
+call ``self._call`` and read the record.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.message import Message
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote, urlencode, urlsplit
+
+from vm_operator import __version__
+from vm_operator.client.records import (
+    BadAnswer,
+    Change,
+    Health,
+    LogChunk,
+    Problem,
+    Vm,
+    VmDetail,
+    VmIp,
+    vm_list,
+)
+
+DEFAULT_URL = "http://127.0.0.1:8082"
+MAX_ANSWER_BYTES = 64 << 20  # the largest answer today is a 4 MiB log
+T = TypeVar("T")
+
+
+class ClientError(Exception):
+    """The operator refused: its status and problem document (``detail`` says why)."""
+
+    def __init__(self, status: int, problem: Problem, body: bytes) -> None:
+        super().__init__(f"{status} {problem.slug}: {problem.detail}")
+        self.status = status
+        self.problem = problem
+        self.body = body
+
+
+class Unreachable(Exception):
+    """No vm-operator answered: connection refused or broken, DNS, TLS, or an answer that
+    is not the operator's (an error without a problem document, JSON that is not its)."""
+
+
+class TimedOut(Exception):
+    """No answer within the request's timeout."""
+
+
+class BadUrl(ValueError):
+    """A server URL the client will not use."""
+
+
+@dataclass(frozen=True)
+class Reply(Generic[T]):
+    """A successful answer: the typed record, and the body exactly as the server sent it."""
+
+    value: T
+    body: bytes
+    status: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: Message
+    body: bytes
+
+
+# --- URLs (pure) ------------------------------------------------------------------------
+
+
+def check_base_url(url: str) -> str:
+    """The server URL without a trailing slash, or ``BadUrl`` saying what is wrong.
+
+    The message never repeats the URL: it may hold a password (``http://user:secret@…``).
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise BadUrl("the server URL cannot be parsed (expected http://HOST:PORT)") from None
+    if parts.scheme not in ("http", "https"):
+        raise BadUrl("the server URL must start with http:// or https://")
+    if not parts.hostname:
+        raise BadUrl("the server URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise BadUrl("the server URL must not hold credentials: give the token with "
+                     "--token-file, VM_OPERATOR_TOKEN_FILE or VM_OPERATOR_TOKEN")
+    if parts.query or parts.fragment:
+        raise BadUrl("the server URL must not have a query or fragment")
+    del port
+    return url.rstrip("/")
+
+
+def path(*segments: str) -> str:
+    """An API path from segments, each percent-encoded whole: a VM name such as
+    ``ghcr.io/org/img:tag`` stays one segment (``ghcr.io%2Forg%2Fimg%3Atag``)."""
+    return "".join("/" + quote(segment, safe="") for segment in segments)
+
+
+def build_url(base: str, api_path: str, query: Mapping[str, str | int | bool | None]) -> str:
+    """``base`` + path + the query parameters that are set (None leaves one out)."""
+    pairs = [(key, _query_value(value)) for key, value in query.items() if value is not None]
+    return base + api_path + ("?" + urlencode(pairs, quote_via=quote) if pairs else "")
+
+
+def _query_value(value: str | int | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+# --- transport errors (pure) --------------------------------------------------------------
+
+
+def transport_error(exc: BaseException, url: str) -> Unreachable | TimedOut:
+    """What a failed exchange means for the user: timed out, or no operator reachable."""
+    reason: object = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    where = _origin(url)
+    if isinstance(reason, TimeoutError):  # socket.timeout is TimeoutError
+        return TimedOut(f"no answer from {where} in time")
+    if isinstance(reason, socket.gaierror):
+        return Unreachable(f"cannot resolve the host of {where}: {reason.strerror or reason}")
+    if isinstance(reason, ssl.SSLError | ssl.CertificateError):
+        return Unreachable(f"TLS with {where} failed: {getattr(reason, 'reason', None) or reason}")
+    if isinstance(reason, ConnectionRefusedError):
+        return Unreachable(f"connection to {where} refused: is vm-operator running there?")
+    if isinstance(reason, http.client.HTTPException | ConnectionError):
+        return Unreachable(f"the connection to {where} broke: {type(reason).__name__}")
+    if isinstance(reason, OSError):
+        return Unreachable(f"cannot reach {where}: {reason.strerror or reason}")
+    return Unreachable(f"cannot reach {where}: {reason}")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def refusal(status: int, headers: Message, body: bytes, url: str) -> ClientError | Unreachable:
+    """An error status: the operator's refusal when it carries a problem document, else an
+    answer from something that is not the operator (a proxy, another web server)."""
+    content_type = headers.get("Content-Type", "")
+    if content_type.split(";")[0].strip() == "application/problem+json":
+        try:
+            return ClientError(status, Problem.from_json(json.loads(body)), body)
+        except (ValueError, BadAnswer):
+            pass
+    return Unreachable(f"{_origin(url)} answered HTTP {status} without a problem document: "
+                       "is the URL that of vm-operator?")
+
+
+# --- the client -----------------------------------------------------------------------------
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """The operator never redirects: a 3xx is an answer of something else, and following it
+    could carry the token to another host."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Message, newurl: str) -> None:
+        return None
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    # ProxyHandler({}): no proxy from http_proxy & co., the token goes to --url only
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+
+
+class Client:
+    """The vm-operator API. ``timeout`` bounds every request; calls that wait on the server
+    (stop's Tart timeout, ip's wait) get that wait on top."""
+
+    def __init__(self, base_url: str, token: str | None, timeout: float) -> None:
+        self.base_url = check_base_url(base_url)
+        self.timeout = timeout
+        self.__token = token  # name-mangled and never in a repr or a message
+        self._open = _opener()
+
+    def __repr__(self) -> str:
+        return f"Client({self.base_url!r}, token={'set' if self.__token else 'none'})"
+
+    def _call(self, method: str, api_path: str,
+              query: Mapping[str, str | int | bool | None] | None = None,
+              wait: float = 0) -> Answer:
+        url = build_url(self.base_url, api_path, query or {})
+        headers = {"Accept": "application/json, application/problem+json",
+                   "User-Agent": f"vm-operator-client/{__version__}"}
+        if self.__token:
+            headers["Authorization"] = f"Bearer {self.__token}"
+        request = urllib.request.Request(url, method=method, headers=headers)
+        try:
+            with self._open.open(request, timeout=self.timeout + wait) as response:
+                body = _read(response)
+                return Answer(response.status, response.headers, body)
+        except urllib.error.HTTPError as exc:
+            try:
+                body = _read(exc)
+            except (OSError, http.client.HTTPException) as inner:
+                raise transport_error(inner, url) from None
+            finally:
+                exc.close()
+            raise refusal(exc.code, exc.headers, body, url) from None
+        except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
+            raise transport_error(exc, url) from None
+
+    def _json(self, answer: Answer, read: Callable[[Any], T]) -> Reply[T]:
+        try:
+            return Reply(read(json.loads(answer.body)), answer.body, answer.status)
+        except (ValueError, BadAnswer) as exc:  # JSONDecodeError is a ValueError
+            raise Unreachable(f"{_origin(self.base_url)} answered something that is not "
+                              f"vm-operator's JSON ({exc}): is the URL that of vm-operator?"
+                              ) from None
+
+    # --- one method per route -----------------------------------------------------------
+
+    def health(self) -> Reply[Health]:
+        return self._json(self._call("GET", "/health"), Health.from_json)
+
+    def list_vms(self, state: str | None = None, source: str | None = None) -> Reply[list[Vm]]:
+        return self._json(self._call("GET", "/vms", {"state": state, "source": source}), vm_list)
+
+    def get_vm(self, name: str) -> Reply[VmDetail]:
+        return self._json(self._call("GET", path("vms", name)), VmDetail.from_json)
+
+    def start_vm(self, name: str, suspendable: bool = False) -> Reply[Change]:
+        query = {"suspendable": True if suspendable else None}
+        return self._json(self._call("POST", path("vms", name, "start"), query), Change.from_json)
+
+    def stop_vm(self, name: str, timeout: int | None = None) -> Reply[Change]:
+        waits = 30 if timeout is None else timeout  # the server's default Tart stop timeout
+        answer = self._call("POST", path("vms", name, "stop"), {"timeout": timeout}, waits)
+        return self._json(answer, Change.from_json)
+
+    def suspend_vm(self, name: str) -> Reply[Change]:
+        return self._json(self._call("POST", path("vms", name, "suspend")), Change.from_json)
+
+    def vm_ip(self, name: str, wait: int = 0) -> Reply[VmIp]:
+        answer = self._call("GET", path("vms", name, "ip"), {"wait": wait or None}, wait)
+        return self._json(answer, VmIp.from_json)
+
+    def vm_logs(self, name: str, tail: int | None = None) -> LogChunk:
+        answer = self._call("GET", path("vms", name, "logs"), {"tail": tail})
+        try:
+            omitted = int(answer.headers.get("Vm-Operator-Log-Omitted-Bytes", ""))
+        except ValueError:
+            raise Unreachable("the log answer has no Vm-Operator-Log-Omitted-Bytes header: "
+                              "is the URL that of vm-operator?") from None
+        truncated = answer.headers.get("Vm-Operator-Log-Truncated", "false") == "true"
+        return LogChunk(answer.body, max(0, omitted), truncated)
+
+
+def _read(response: Any) -> bytes:
+    data: bytes = response.read(MAX_ANSWER_BYTES + 1)
+    if len(data) > MAX_ANSWER_BYTES:
+        raise Unreachable(f"the answer is larger than {MAX_ANSWER_BYTES >> 20} MiB")
+    return data

@@ -1,0 +1,206 @@
+"""Typed records of the API's answers, read from its JSON.
+
+Reading is strict about the fields the client uses (a missing or mistyped one means the
+answer is not the operator's, ``BadAnswer``) and ignores fields it does not know, so a newer
+operator that adds fields still works with this client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class BadAnswer(ValueError):
+    """A 2xx answer whose JSON is not what vm-operator sends."""
+
+
+def _field(data: dict[str, Any], key: str, kind: type | tuple[type, ...],
+           optional: bool = False) -> Any:
+    value = data.get(key)
+    if value is None and optional:
+        return None
+    # bool is an int in Python: a count or a size must not be true/false
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+        raise BadAnswer(f"field {key!r} is missing or not a {_kind_name(kind)}")
+    return value
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    return " or ".join(k.__name__ for k in _as_tuple(kind))
+
+
+def _object(data: Any, what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise BadAnswer(f"{what} is not a JSON object")
+    return data
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An RFC 9457 problem document, as the operator answers every refusal."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+
+    @property
+    def slug(self) -> str:
+        """The problem type's last segment (``oci-image`` of ``/problems/oci-image``)."""
+        return self.type.rstrip("/").rsplit("/", 1)[-1]
+
+    @classmethod
+    def from_json(cls, data: Any) -> Problem:
+        obj = _object(data, "the problem document")
+        return cls(type=_field(obj, "type", str), title=_field(obj, "title", str),
+                   status=_field(obj, "status", int), detail=_field(obj, "detail", str))
+
+
+@dataclass(frozen=True)
+class Vm:
+    """One entry of ``GET /vms``."""
+
+    name: str
+    source: str
+    state: str
+    running: bool
+    disk_gb: int | None
+    size_gb: int | None
+    accessed: str | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> Vm:
+        obj = _object(data, "a VM")
+        return cls(name=_field(obj, "name", str), source=_field(obj, "source", str),
+                   state=_field(obj, "state", str), running=_field(obj, "running", bool),
+                   disk_gb=_field(obj, "disk_gb", int, optional=True),
+                   size_gb=_field(obj, "size_gb", int, optional=True),
+                   accessed=_field(obj, "accessed", str, optional=True))
+
+
+def vm_list(data: Any) -> list[Vm]:
+    if not isinstance(data, list):
+        raise BadAnswer("the VM list is not a JSON array")
+    return [Vm.from_json(item) for item in data]
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """The ``tart run`` that owns a VM (``last_run`` of ``GET /vms/{name}``)."""
+
+    started_at: str
+    finished_at: str | None
+    exit_code: int | None
+    exit_code_known: bool
+    error: str | None
+    pid: int | None
+    suspendable: bool
+
+    @classmethod
+    def from_json(cls, data: Any) -> LastRun:
+        obj = _object(data, "last_run")
+        return cls(started_at=_field(obj, "started_at", str),
+                   finished_at=_field(obj, "finished_at", str, optional=True),
+                   exit_code=_field(obj, "exit_code", int, optional=True),
+                   exit_code_known=bool(obj.get("exit_code_known", False)),
+                   error=_field(obj, "error", str, optional=True),
+                   pid=_field(obj, "pid", int, optional=True),
+                   suspendable=bool(obj.get("suspendable", False)))
+
+
+@dataclass(frozen=True)
+class VmDetail:
+    """``GET /vms/{name}``: the list fields, Tart's settings and the last run."""
+
+    vm: Vm
+    os: str | None
+    cpu: int | None
+    memory_mb: int | None
+    disk_format: str | None
+    display: str | None
+    last_run: LastRun | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> VmDetail:
+        obj = _object(data, "a VM")
+        run = obj.get("last_run")
+        return cls(vm=Vm.from_json(obj), os=_field(obj, "os", str, optional=True),
+                   cpu=_field(obj, "cpu", int, optional=True),
+                   memory_mb=_field(obj, "memory_mb", int, optional=True),
+                   disk_format=_field(obj, "disk_format", str, optional=True),
+                   display=_field(obj, "display", str, optional=True),
+                   last_run=None if run is None else LastRun.from_json(run))
+
+
+@dataclass(frozen=True)
+class Change:
+    """The answer of start, stop and suspend: the VM afterwards, and whether it changed."""
+
+    vm: Vm
+    changed: bool
+
+    @classmethod
+    def from_json(cls, data: Any) -> Change:
+        obj = _object(data, "a VM")
+        return cls(vm=Vm.from_json(obj), changed=_field(obj, "changed", bool))
+
+
+@dataclass(frozen=True)
+class VmIp:
+    name: str
+    ip: str
+
+    @classmethod
+    def from_json(cls, data: Any) -> VmIp:
+        obj = _object(data, "the IP answer")
+        return cls(name=_field(obj, "name", str), ip=_field(obj, "ip", str))
+
+
+@dataclass(frozen=True)
+class TartStatus:
+    path: str
+    available: bool
+    version: str | None
+
+
+@dataclass(frozen=True)
+class Health:
+    status: str
+    message: str
+    timestamp: str
+    version: str
+    tart: TartStatus
+
+    @classmethod
+    def from_json(cls, data: Any) -> Health:
+        obj = _object(data, "the health answer")
+        tart = _object(obj.get("tart"), "tart")
+        return cls(status=_field(obj, "status", str), message=_field(obj, "message", str),
+                   timestamp=_field(obj, "timestamp", str), version=_field(obj, "version", str),
+                   tart=TartStatus(path=_field(tart, "path", str),
+                                   available=_field(tart, "available", bool),
+                                   version=_field(tart, "version", str, optional=True)))
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """``GET /vms/{name}/logs``: the bytes, and where they sit in the whole run log.
+
+    ``omitted`` (header ``Vm-Operator-Log-Omitted-Bytes``) counts the bytes of the log before
+    ``data``, so ``end`` is the log's length when it was read: the offset the next read
+    continues from. ``truncated`` (``Vm-Operator-Log-Truncated``) says the server's 4 MiB
+    limit cut what was asked for.
+    """
+
+    data: bytes
+    omitted: int
+    truncated: bool
+
+    @property
+    def end(self) -> int:
+        return self.omitted + len(self.data)
