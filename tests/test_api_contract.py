@@ -176,8 +176,10 @@ def published_name_schema(doc: dict[str, Any]) -> dict[str, Any]:
                for param in operation.get("parameters", []) if param["in"] == "path"
                and param["name"] == "name"]
     from vm_operator.api import ROUTES
+    from vm_operator.api.params import VM_NAME
 
-    assert len(schemas) == sum("{name}" in route.pattern for route in ROUTES) >= 6, schemas
+    declared = sum(param.type is VM_NAME for route in ROUTES for param in route.path)
+    assert len(schemas) == declared >= 6, schemas
     assert all(schema == schemas[0] for schema in schemas), schemas
     return schemas[0]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vm_operator.api import ROUTES
+from vm_operator.api import ROUTES, openapi
 from vm_operator.api.app import App
 from vm_operator.config import Config
 from vm_operator.core.clock import Clock, SystemClock
@@ -21,7 +21,6 @@ from vm_operator.core.ports import TartPort
 from vm_operator.core.service import Settings, VmService
 from vm_operator.edge.dispatch import Site
 from vm_operator.edge.metrics import Metrics
-from vm_operator.edge.openapi import openapi_document
 from vm_operator.edge.routing import RouteTable
 from vm_operator.edge.security import Access
 from vm_operator.store.operations import OperationStore
@@ -94,6 +93,7 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
     service = VmService(tart, store, clock, operations, settings)
     service.adopt_earlier_runs()  # finish the records of runs an earlier process launched
     access = Access(config.token, config.read_token, config.allowed_hosts, config.cors_origins)
-    app = App(service, metrics, openapi_document)
+    document = openapi()  # fixed: built once
+    app = App(service, metrics, lambda: document)
     site: Site[Any] = Site(RouteTable(ROUTES), access, app)
     return Built(site, metrics, service, tart, operations, operation_store)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from vm_operator.core.service import VmService
 from vm_operator.edge.metrics import Metrics
@@ -14,4 +13,4 @@ from vm_operator.edge.metrics import Metrics
 class App:
     service: VmService
     metrics: Metrics
-    openapi: Callable[[], dict[str, Any]] = field(default=dict)
+    openapi: Callable[[], dict[str, object]] = field(default=dict)

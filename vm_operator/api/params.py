@@ -1,31 +1,56 @@
-"""Query parameter values (pure)."""
+"""The parameters the routes share: a VM name (a ``VmName``, wherever it comes from) and the
+query parameters of the VM routes."""
 
 from __future__ import annotations
 
-import re
-
-from vm_operator.edge.errors import ApiError
-from vm_operator.edge.routing import Request
-
-
-def int_param(req: Request, key: str, default: int, low: int, high: int) -> int:
-    raw = req.query.get(key)
-    if raw is None:
-        return default
-    if not re.fullmatch(r"[0-9]{1,6}", raw) or not low <= int(raw) <= high:
-        raise ApiError("invalid-parameter", f"{key} must be a whole number from {low} to {high}")
-    return int(raw)
+from vm_operator.edge.params import Boolean, Int, OneOf, ParamType, Schema, Verbatim
+from vm_operator.edge.problems import CATALOGUE
+from vm_operator.edge.routing import OptionalQuery, PathParam, Query
+from vm_operator.store.state import LOG_TAIL_LINES_MAX
+from vm_operator.tart.names import MAX_NAME_LENGTH, NAME_PATTERN, InvalidName, VmName
+from vm_operator.tart.parse import SOURCES, STATES
 
 
-def bool_param(req: Request, key: str) -> bool:
-    raw = req.query.get(key, "false").lower()
-    if raw not in ("true", "false", "1", "0"):
-        raise ApiError("invalid-parameter", f"{key} must be true or false")
-    return raw in ("true", "1")
+class VmNameType(ParamType[VmName]):
+    """A VM name: validated by ``VmName`` (the name rules of tart/names.py), so a name from
+    a path, a query or a body is checked the same way, once, before anything uses it."""
+
+    problem = "invalid-name"
+
+    def schema(self) -> Schema:
+        return {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH,
+                "pattern": NAME_PATTERN}
+
+    def from_text(self, key: str, text: str) -> VmName:
+        try:
+            return VmName(text)
+        except InvalidName as exc:
+            raise ValueError(str(exc)) from None
+
+    def from_json(self, key: str, value: object) -> VmName:
+        if isinstance(value, str):
+            return self.from_text(key, value)
+        raise ValueError(f"{key} must be a VM name (a string)")
 
 
-def choice_param(req: Request, key: str, choices: tuple[str, ...]) -> str | None:
-    raw = req.query.get(key)
-    if raw is not None and raw not in choices:
-        raise ApiError("invalid-parameter", f"{key} must be one of: {', '.join(choices)}")
-    return raw
+VM_NAME = VmNameType()
+
+NAME = PathParam(
+    "name", VM_NAME,
+    "VM name, percent-encoded (an OCI name such as ghcr.io/org/img:tag "
+    "is sent as ghcr.io%2Forg%2Fimg%3Atag): 1 to 255 printable ASCII characters (U+0021 to "
+    "U+007E: no spaces, controls or non-ASCII), not starting with '-', and no empty, '.' or '..' "
+    "segment between '/'. Any other name is refused (400) before Tart is asked.",
+)
+SLUG = PathParam(
+    "slug", Verbatim({"type": "string", "enum": [problem.slug for problem in CATALOGUE]}),
+    "A problem type: the last segment of a problem document's type",
+)
+
+STATE = OptionalQuery("state", OneOf(STATES), "Only this state")
+SOURCE = OptionalQuery("source", OneOf(SOURCES), "Only this source")
+SUSPENDABLE = Query("suspendable", Boolean(), False,
+                    "Add --suspendable (needed for a later suspend)")
+TIMEOUT = Query("timeout", Int(0, 300), 30, "Seconds before Tart kills the VM")
+WAIT = Query("wait", Int(0, 120), 0, "Seconds to wait for an address, while the VM runs")
+TAIL = OptionalQuery("tail", Int(1, LOG_TAIL_LINES_MAX), "Only the last N lines")

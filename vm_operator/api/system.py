@@ -6,11 +6,14 @@ import html
 
 from vm_operator import __version__
 from vm_operator.api.app import App
+from vm_operator.api.params import SLUG
+from vm_operator.api.schemas import OBJECT, TEXT, ref
 from vm_operator.core.clock import utc_now
+from vm_operator.core.errors import NotReady
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.problems import CATALOGUE, ProblemType
 from vm_operator.edge.responses import HTML, Response, json_response
-from vm_operator.edge.routing import Request, Route
+from vm_operator.edge.routing import Request, Route, Success
 
 
 def health(app: App, req: Request) -> Response:
@@ -42,6 +45,9 @@ def metrics(app: App, req: Request) -> Response:
     service = app.service
     text = app.metrics.render(vms=service.cached_vms(), tart_runs=service.running_runs())
     return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
+
+
+# --- the documentation of the problem types (pure) --------------------------------------------
 
 
 def _page(title: str, body: str) -> bytes:
@@ -92,7 +98,7 @@ def problem_index(app: App, req: Request) -> Response:
 
 def problem_doc(app: App, req: Request) -> Response:
     """The documentation of a problem type: what a problem document's ``type`` resolves to."""
-    slug = req.params["slug"]
+    slug = req.get(SLUG)
     page = _PROBLEM_PAGES.get(slug)
     if page is None:
         raise ApiError("unknown-problem", f"there is no problem type {slug[:80]!r}; see GET /problems")
@@ -100,10 +106,20 @@ def problem_doc(app: App, req: Request) -> Response:
 
 
 ROUTES: tuple[Route[App], ...] = (
-    Route("GET", "/health", health, public=True),
-    Route("GET", "/ready", ready, public=True),
-    Route("GET", "/openapi.json", openapi),
-    Route("GET", "/metrics", metrics),
-    Route("GET", "/problems", problem_index, public=True),
-    Route("GET", "/problems/{slug}", problem_doc, public=True),
+    Route("GET", "/health", health, "Liveness: 200 while the process serves", "getHealth",
+          ok=(Success(200, "Serving", ref("Health")),), public=True),
+    Route("GET", "/ready", ready, "Readiness: whether tart list works", "getReady",
+          ok=(Success(200, "Ready", OBJECT),), problems=(NotReady,), public=True),
+    Route("GET", "/openapi.json", openapi, "This document", "getOpenApi",
+          ok=(Success(200, "OpenAPI", OBJECT),)),
+    Route("GET", "/metrics", metrics, "Prometheus metrics (text format 0.0.4)", "getMetrics",
+          ok=(Success(200, "Metrics", TEXT, "text/plain"),)),
+    Route("GET", "/problems", problem_index, "Every problem type, with its status and title",
+          "listProblems", ok=(Success(200, "The index of problem types", TEXT, "text/html"),),
+          public=True),
+    Route("GET", "/problems/{slug}", problem_doc,
+          "The documentation of one problem type (a problem's type URI)", "getProblem",
+          path=(SLUG,),
+          ok=(Success(200, "What the problem means and what to do", TEXT, "text/html"),),
+          problems=("unknown-problem",), public=True),
 )

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 from vm_operator.api.app import App
-from vm_operator.api.params import int_param
+from vm_operator.api.params import NAME, WAIT
+from vm_operator.api.problems import TART_FAILURES
+from vm_operator.core.errors import NotRunning, OciImage, VmNotFound
 from vm_operator.edge.responses import Response, json_response
-from vm_operator.edge.routing import Request, Route
+from vm_operator.edge.routing import Request, Route, Success
+from vm_operator.tart.errors import TartNoIp, TartNotRunning
+
+ADDRESS = {"type": "object", "properties": {"name": {"type": "string"}, "ip": {"type": "string"}}}
 
 
 def vm_ip(app: App, req: Request) -> Response:
-    wait = int_param(req, "wait", 0, 0, 120)
-    name = req.params["name"]
-    return json_response(200, {"name": name, "ip": app.service.ip(name, wait)})
+    name = req.get(NAME)
+    return json_response(200, {"name": name, "ip": app.service.ip(name, req.get(WAIT))})
 
 
 ROUTES: tuple[Route[App], ...] = (
-    Route("GET", "/vms/{name}/ip", vm_ip, ("wait",)),
+    Route("GET", "/vms/{name}/ip", vm_ip,
+          "The VM's IP address (tart ip --wait W, only while it runs)", "getVmIp",
+          path=(NAME,), query=(WAIT,), ok=(Success(200, "Its address", ADDRESS),),
+          problems=(VmNotFound, OciImage, NotRunning, TartNotRunning, TartNoIp,
+                    *TART_FAILURES)),
 )

@@ -3,27 +3,62 @@
 from __future__ import annotations
 
 from vm_operator.api.app import App
-from vm_operator.api.params import bool_param, int_param
+from vm_operator.api.params import NAME, SUSPENDABLE, TIMEOUT
+from vm_operator.api.problems import TART_FAILURES
+from vm_operator.api.schemas import VM
+from vm_operator.core.errors import (
+    AlreadyRunning,
+    NotRunning,
+    NotSuspendable,
+    OciImage,
+    RunEnded,
+    StartTimeout,
+    StateDirUnwritable,
+    VmBusy,
+    VmLimit,
+    VmNotFound,
+)
 from vm_operator.edge.responses import Response, json_response
-from vm_operator.edge.routing import Request, Route
+from vm_operator.edge.routing import Request, Route, Success
+from vm_operator.tart.errors import (
+    TartAlreadyRunning,
+    TartNotRunning,
+    TartNotSuspendable,
+    TartSuspendUnsupported,
+    TartVmLimit,
+)
 
 
 def start_vm(app: App, req: Request) -> Response:
-    vm = app.service.start(req.params["name"], bool_param(req, "suspendable"))
+    vm = app.service.start(req.get(NAME), req.get(SUSPENDABLE))
     return json_response(202 if vm["changed"] else 200, vm)
 
 
 def stop_vm(app: App, req: Request) -> Response:
-    timeout = int_param(req, "timeout", 30, 0, 300)
-    return json_response(200, app.service.stop(req.params["name"], timeout))
+    return json_response(200, app.service.stop(req.get(NAME), req.get(TIMEOUT)))
 
 
 def suspend_vm(app: App, req: Request) -> Response:
-    return json_response(200, app.service.suspend(req.params["name"]))
+    return json_response(200, app.service.suspend(req.get(NAME)))
 
 
 ROUTES: tuple[Route[App], ...] = (
-    Route("POST", "/vms/{name}/start", start_vm, ("suspendable",)),
-    Route("POST", "/vms/{name}/stop", stop_vm, ("timeout",)),
-    Route("POST", "/vms/{name}/suspend", suspend_vm),
+    Route("POST", "/vms/{name}/start", start_vm,
+          "Start a VM (tart run --no-graphics, detached) and confirm it runs", "startVm",
+          path=(NAME,), query=(SUSPENDABLE,),
+          ok=(Success(200, "Already running (changed: false)", VM),
+              Success(202, "Started: Tart reports it running", VM)),
+          problems=(VmNotFound, OciImage, NotSuspendable, AlreadyRunning, TartAlreadyRunning,
+                    VmLimit, TartVmLimit, TartSuspendUnsupported, VmBusy, StateDirUnwritable,
+                    StartTimeout, RunEnded, *TART_FAILURES)),
+    Route("POST", "/vms/{name}/stop", stop_vm, "Stop a VM (tart stop --timeout T)", "stopVm",
+          path=(NAME,), query=(TIMEOUT,),
+          ok=(Success(200, "Stopped (changed tells if it ran)", VM),),
+          problems=(VmNotFound, OciImage, VmBusy, *TART_FAILURES)),
+    Route("POST", "/vms/{name}/suspend", suspend_vm,
+          "Suspend a VM started with suspendable=true", "suspendVm", path=(NAME,),
+          ok=(Success(200, "Suspended (changed: true), or already suspended (changed: false)",
+                      VM),),
+          problems=(VmNotFound, OciImage, NotRunning, NotSuspendable, TartNotRunning,
+                    TartNotSuspendable, TartSuspendUnsupported, VmBusy, *TART_FAILURES)),
 )

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from vm_operator.api.app import App
-from vm_operator.api.params import choice_param
+from vm_operator.api.params import NAME, SOURCE, STATE
+from vm_operator.api.problems import TART_FAILURES
+from vm_operator.api.schemas import VM, ref
+from vm_operator.core.errors import StateDirUnwritable, VmNotFound
 from vm_operator.edge.responses import Response, json_response
-from vm_operator.edge.routing import Request, Route
-from vm_operator.tart.parse import SOURCES, STATES
+from vm_operator.edge.routing import Request, Route, Success
+from vm_operator.tart.errors import TartVmMissing
 
 
 def list_vms(app: App, req: Request) -> Response:
-    state = choice_param(req, "state", STATES)
-    source = choice_param(req, "source", SOURCES)
+    state, source = req.optional(STATE), req.optional(SOURCE)
     vms = [
         vm
         for vm in app.service.list_vms()
@@ -21,10 +23,14 @@ def list_vms(app: App, req: Request) -> Response:
 
 
 def get_vm(app: App, req: Request) -> Response:
-    return json_response(200, app.service.describe(req.params["name"]))
+    return json_response(200, app.service.describe(req.get(NAME)))
 
 
 ROUTES: tuple[Route[App], ...] = (
-    Route("GET", "/vms", list_vms, ("state", "source")),
-    Route("GET", "/vms/{name}", get_vm),
+    Route("GET", "/vms", list_vms, "List VMs", "listVms", query=(STATE, SOURCE),
+          ok=(Success(200, "The VMs", {"type": "array", "items": VM}),),
+          problems=TART_FAILURES),
+    Route("GET", "/vms/{name}", get_vm, "One VM, with tart get's fields and its last run",
+          "getVm", path=(NAME,), ok=(Success(200, "The VM", ref("VMDetail")),),
+          problems=(VmNotFound, TartVmMissing, StateDirUnwritable, *TART_FAILURES)),
 )

@@ -2,7 +2,8 @@
 
 It never touches a socket, which is what lets the server shell stay thin. The order of the
 checks is part of the contract: the route (404, 405), the path parameters (400), the query's
-keys (400), who may call it (401, 403, 415), the body (400), then the handler.
+keys (400), who may call it (401, 403, 415), the body (400), the query's values (400), then
+the handler.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from vm_operator.edge.routing import (
     RouteTable,
     allowed_methods,
     choose,
-    decode_params,
     parse_query,
+    path_values,
     split_target,
+    with_query_values,
 )
 from vm_operator.edge.security import Access, Headers, check_access, cors_headers
 from vm_operator.tart.errors import TartError
@@ -65,8 +67,8 @@ def _request(
     route: Route[A], method: str, segments: list[str], raw_params: dict[str, str], query: str,
     headers: Headers | None,
 ) -> Request:
-    return Request(method, "/" + "/".join(segments), decode_params(raw_params),
-                   parse_query(query, route.query), {} if headers is None else headers)
+    return Request(method, "/" + "/".join(segments), path_values(route, raw_params),
+                   parse_query(query, route.query_names), {} if headers is None else headers)
 
 
 def route_label(routes: RouteTable[A], target: str) -> str:
@@ -92,7 +94,7 @@ def body_refusal(route: Route[A], body: bytes) -> str:
     except (ValueError, UnicodeDecodeError):
         sent = None
     fields: dict[str, Any] = sent if isinstance(sent, dict) else {}
-    moved = [key for key in fields if key in route.query]
+    moved = [key for key in fields if key in route.query_names]
     if moved:
         names = " and ".join(moved)
         where = "as a query parameter" if len(moved) == 1 else "as query parameters"
@@ -100,7 +102,7 @@ def body_refusal(route: Route[A], body: bytes) -> str:
         return f"this route takes no body; pass {names} {where}: ?{example}"
     if route.query:
         return ("this route takes no body; its parameters go in the query string: "
-                + ", ".join(route.query))
+                + ", ".join(route.query_names))
     return "this route takes no body and no parameters: send the request without a body"
 
 
@@ -128,7 +130,7 @@ def dispatch(
             raise refusal
         if body and not route.takes_body:
             raise ApiError("unexpected-body", body_refusal(route, body))
-        response = route.handler(site.app, req)
+        response = route.handler(site.app, with_query_values(route, req))
     except ApiError as exc:
         response = exc.response()
     except (OperatorError, TartError) as exc:

@@ -12,7 +12,7 @@ from vm_operator.core.errors import (
     VmHeldByOperation,
     VmLimit,
 )
-from vm_operator.edge.problems import PROBLEMS, RAISED, ProblemType, Slug
+from vm_operator.edge.problems import PROBLEMS, ProblemType, Slug, problem_of
 from vm_operator.edge.responses import PROBLEM_JSON, Response, encode_json
 from vm_operator.tart.errors import TartCommandError, TartError
 
@@ -45,7 +45,7 @@ class ApiError(Exception):
 def problem_for(exc: OperatorError | TartError) -> ApiError:
     """The problem a failure of the core or of the Tart adapter answers: the catalogue entry
     of its most specific class, with the detail, headers and extras the exception carries."""
-    problem = next((RAISED[kind] for kind in type(exc).__mro__ if kind in RAISED), None)
+    problem = problem_of(type(exc))
     if problem is None:  # a class the catalogue lacks: a bug, which a unit test rules out
         return ApiError("internal-error", "the operator failed; see its log")
     return ApiError(problem.slug, exc.detail, _headers(exc), **_extra(exc))

@@ -472,3 +472,8 @@ PROBLEMS: dict[str, ProblemType] = {problem.slug: problem for problem in CATALOG
 RAISED: dict[type[Exception], ProblemType] = {
     kind: problem for problem in CATALOGUE for kind in problem.raised_by
 }
+
+
+def problem_of(kind: type[Exception]) -> ProblemType | None:
+    """The entry that answers an exception class: that of its most specific catalogued class."""
+    return next((RAISED[cls] for cls in kind.__mro__ if cls in RAISED), None)

@@ -1,34 +1,93 @@
-"""Routes and how a request target finds one: matching, path and query decoding (pure).
+"""Routes: what each declares once, and how a request target finds one (pure).
 
-A ``Route`` declares a method, a path pattern (``/vms/{name}/start``) and its handler; the
-route table is handed to ``dispatch`` (the API layer declares it), so nothing here knows
-any route in particular.
+A ``Route`` declares its method, path pattern, handler, summary, typed path and query
+parameters, body, success answers and the problems it can answer; the route table is built
+by the API layer and handed to ``dispatch``, and /openapi.json is generated from the same
+declarations. Handlers get a typed request: ``req.get(NAME)`` is a value the parameter's
+type has already decoded and validated, never raw text to parse.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 from vm_operator.edge.errors import ApiError
+from vm_operator.edge.params import ParamType, Schema
+from vm_operator.edge.problems import Slug
 from vm_operator.edge.responses import Response
 from vm_operator.edge.security import Headers
-from vm_operator.tart.names import InvalidName, validate_name
 
 A = TypeVar("A")  # what handlers are given: the API's application object
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PathParam(Generic[T]):
+    """``{name}`` in a pattern: always required."""
+
+    name: str
+    type: ParamType[T]
+    doc: str
+
+
+@dataclass(frozen=True)
+class Query(Generic[T]):
+    """A query parameter with a default (taken when it is not given)."""
+
+    name: str
+    type: ParamType[T]
+    default: T
+    doc: str
+
+
+@dataclass(frozen=True)
+class OptionalQuery(Generic[T]):
+    """A query parameter without a default: ``req.optional(...)`` is None when not given."""
+
+    name: str
+    type: ParamType[T]
+    doc: str
+
+
+@dataclass(frozen=True)
+class Success:
+    """An answer of a route that is not a problem: its status and what it carries."""
+
+    status: int
+    description: str
+    schema: Schema  # of its body
+    media_type: str = "application/json"
+    headers: Mapping[str, Schema] = field(default_factory=dict)  # documented response headers
 
 
 @dataclass(frozen=True)
 class Request:
+    """A request as a handler sees it. ``params`` holds the typed path values, ``query`` the
+    query as sent (keys checked), ``values`` the typed query values, ``body`` the typed body."""
+
     method: str
     path: str
-    params: Mapping[str, str]
+    params: Mapping[str, object]
     query: Mapping[str, str]
     headers: Headers
+    values: Mapping[str, object] = field(default_factory=dict)
+    body: object = None
+
+    def get(self, param: PathParam[T] | Query[T]) -> T:
+        """The typed value of a path parameter, or of a query parameter (or its default)."""
+        found = self.params if isinstance(param, PathParam) else self.values
+        return cast(T, found[param.name])
+
+    def optional(self, param: OptionalQuery[T]) -> T | None:
+        return cast(T | None, self.values.get(param.name))
+
+
+Problem = type[Exception] | Slug  # an exception of the core or the adapter, or an edge slug
 
 
 @dataclass(frozen=True)
@@ -36,7 +95,12 @@ class Route(Generic[A]):
     method: str
     pattern: str
     handler: Callable[[A, Request], Response]
-    query: tuple[str, ...] = ()
+    summary: str
+    operation_id: str
+    path: tuple[PathParam[Any], ...] = ()
+    query: tuple[Query[Any] | OptionalQuery[Any], ...] = ()
+    ok: tuple[Success, ...] = ()
+    problems: tuple[Problem, ...] = ()  # what the handler can answer besides its successes
     public: bool = False  # no token, Host or cross-site checks: the probes and the documentation
     takes_body: bool = False  # a route that takes none refuses a request with a body (400)
 
@@ -44,8 +108,12 @@ class Route(Generic[A]):
     def segments(self) -> tuple[str, ...]:
         return tuple(self.pattern.strip("/").split("/"))
 
+    @cached_property
+    def query_names(self) -> tuple[str, ...]:
+        return tuple(param.name for param in self.query)
 
-Candidates = list[tuple[Route[A], dict[str, str]]]
+
+Candidates = list[tuple["Route[A]", dict[str, str]]]
 
 
 class RouteTable(Generic[A]):
@@ -103,15 +171,17 @@ def choose(method: str, candidates: Candidates[A]) -> tuple[Route[A], dict[str, 
         if route.method == lookup:
             return route, params
     raise ApiError("method-not-allowed", f"{method[:32]} is not allowed here",
-        (("Allow", allowed_methods(candidates)),),
-    )
+                   (("Allow", allowed_methods(candidates)),))
+
+
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def parse_query(query: str, allowed: tuple[str, ...]) -> dict[str, str]:
     """Strict query parsing: unknown keys, repeats and bad encodings are all errors."""
     if not query:
         return {}
-    if "%" in query and re.search(r"%(?![0-9A-Fa-f]{2})", query):
+    if "%" in query and _BAD_PERCENT.search(query):
         raise ApiError("bad-query", "the query holds an invalid percent-encoding")
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True,
@@ -122,40 +192,57 @@ def parse_query(query: str, allowed: tuple[str, ...]) -> dict[str, str]:
     for key, value in pairs:
         if key not in allowed:
             known = ", ".join(allowed) or "none"
-            raise ApiError("unknown-parameter", f"unknown query parameter {key!r} (known: {known})")
+            raise ApiError("unknown-parameter",
+                           f"unknown query parameter {key!r} (known: {known})")
         if key in result:
             raise ApiError("repeated-parameter", f"query parameter {key!r} is given twice")
         result[key] = value
     return result
 
 
-_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-
-
 def decode_segment(raw: str) -> str:
-    """Percent-decode one path segment strictly: malformed escapes and non-UTF-8 are errors.
+    """Percent-decode one path segment strictly: malformed escapes and non-UTF-8 are errors
+    (ValueError).
 
     ``urllib.parse.unquote`` silently keeps ``%zz`` and replaces bad UTF-8; a strict
     decoder means two different byte strings can never decode to the same name.
     """
     if _BAD_PERCENT.search(raw):
-        raise InvalidName("the path holds an invalid percent-encoding")
+        raise ValueError("the path holds an invalid percent-encoding")
     try:
         return unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidName("the path does not decode as UTF-8") from None
+        raise ValueError("the path does not decode as UTF-8") from None
 
 
-def decode_params(raw_params: dict[str, str]) -> dict[str, str]:
-    """A VM name is decoded strictly and validated; any other parameter (a problem slug) is
-    looked up as sent and never reaches Tart."""
-    params = {}
-    for key, raw in raw_params.items():
-        if key != "name":
-            params[key] = raw
-            continue
+def _parsed(key: str, kind: ParamType[T], text: str) -> T:
+    try:
+        return kind.from_text(key, text)
+    except ValueError as exc:
+        raise ApiError(kind.problem, str(exc)) from None
+
+
+def path_values(route: Route[A], raw_params: Mapping[str, str]) -> dict[str, object]:
+    """The typed path parameters: each decoded and validated by its type, exactly once."""
+    values: dict[str, object] = {}
+    for param in route.path:
+        raw = raw_params[param.name]
         try:
-            params[key] = validate_name(decode_segment(raw))
-        except InvalidName as exc:
-            raise ApiError("invalid-name", str(exc)) from None
-    return params
+            text = decode_segment(raw) if param.type.decoded else raw
+        except ValueError as exc:
+            raise ApiError(param.type.problem, str(exc)) from None
+        values[param.name] = _parsed(param.name, param.type, text)
+    return values
+
+
+def with_query_values(route: Route[A], req: Request) -> Request:
+    """The request with its typed query values (defaults for those not given)."""
+    values: dict[str, object] = {}
+    for param in route.query:
+        text = req.query.get(param.name)
+        if text is not None:
+            values[param.name] = _parsed(param.name, param.type, text)
+        elif isinstance(param, Query):
+            values[param.name] = param.default
+    return replace(req, values=values)
+

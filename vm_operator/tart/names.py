@@ -11,6 +11,8 @@ two names look alike: Tart's local names and OCI references are ASCII in practic
 
 from __future__ import annotations
 
+from typing import Self
+
 MAX_NAME_LENGTH = 255
 
 # The same rules as ``name_problem``, as a pattern that means the same in ECMA-262 (JSON Schema)
@@ -47,9 +49,20 @@ def name_problem(name: str) -> str | None:
     return None
 
 
-def validate_name(name: str) -> str:
-    """Return ``name`` unchanged when it is safe to pass to Tart, else raise InvalidName."""
-    problem = name_problem(name)
-    if problem is not None:
-        raise InvalidName(problem)
-    return name
+class VmName(str):
+    """A VM name that may reach Tart. It can only be built through the rules: ``VmName(text)``
+    raises InvalidName for any other text, so a function that takes a VmName (every Tart
+    command that names a VM does) can only be given a validated name."""
+
+    __slots__ = ()
+
+    def __new__(cls, name: str) -> Self:
+        problem = name_problem(name)
+        if problem is not None:
+            raise InvalidName(problem)
+        return super().__new__(cls, name)
+
+
+def validate_name(name: str) -> VmName:
+    """``name`` as a VmName when it is safe to pass to Tart, else raise InvalidName."""
+    return VmName(name)

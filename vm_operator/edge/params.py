@@ -1,0 +1,125 @@
+"""Parameter types: how a parameter's text (path, query) or JSON value (body) becomes a typed
+value, what a refusal says, and how /openapi.json describes it (pure).
+
+A type raises ``ValueError`` with the whole detail a client reads; the router turns it into
+the type's problem (``invalid-parameter`` unless the type says otherwise).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Generic, TypeVar
+
+from vm_operator.edge.problems import Slug
+
+T = TypeVar("T")
+
+Schema = Mapping[str, object]
+
+_DIGITS = re.compile(r"[0-9]{1,6}")
+
+
+class ParamType(Generic[T]):
+    """A parameter's type. Subclasses give ``schema``, ``from_text`` and ``from_json``."""
+
+    problem: Slug = "invalid-parameter"  # what a refused value is
+    decoded: bool = True  # a path value is percent-decoded (strictly) before ``from_text``
+    refuses: bool = True  # whether any value can be refused (/openapi.json then lists a 400)
+
+    def schema(self) -> Schema:
+        raise NotImplementedError
+
+    def from_text(self, key: str, text: str) -> T:
+        """The value of a path or query parameter; ValueError(detail) when it is refused."""
+        raise NotImplementedError
+
+    def from_json(self, key: str, value: object) -> T:
+        """The value of a field of a JSON body; ValueError(detail) when it is refused."""
+        raise NotImplementedError
+
+
+class Int(ParamType[int]):
+    """A whole number from ``low`` to ``high``."""
+
+    def __init__(self, low: int, high: int) -> None:
+        self.low = low
+        self.high = high
+
+    def schema(self) -> Schema:
+        return {"type": "integer", "minimum": self.low, "maximum": self.high}
+
+    def _refusal(self, key: str) -> ValueError:
+        return ValueError(f"{key} must be a whole number from {self.low} to {self.high}")
+
+    def from_text(self, key: str, text: str) -> int:
+        if not _DIGITS.fullmatch(text) or not self.low <= int(text) <= self.high:
+            raise self._refusal(key)
+        return int(text)
+
+    def from_json(self, key: str, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._refusal(key)
+        if not self.low <= value <= self.high:
+            raise self._refusal(key)
+        return value
+
+
+class Boolean(ParamType[bool]):
+    """true or false (also 1 or 0, in any case, in a query)."""
+
+    def schema(self) -> Schema:
+        return {"type": "boolean"}
+
+    def from_text(self, key: str, text: str) -> bool:
+        word = text.lower()
+        if word not in ("true", "false", "1", "0"):
+            raise ValueError(f"{key} must be true or false")
+        return word in ("true", "1")
+
+    def from_json(self, key: str, value: object) -> bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{key} must be true or false")
+
+
+class OneOf(ParamType[str]):
+    """One of a fixed set of words."""
+
+    def __init__(self, choices: tuple[str, ...]) -> None:
+        self.choices = choices
+
+    def schema(self) -> Schema:
+        return {"enum": list(self.choices)}
+
+    def from_text(self, key: str, text: str) -> str:
+        if text not in self.choices:
+            raise ValueError(f"{key} must be one of: {', '.join(self.choices)}")
+        return text
+
+    def from_json(self, key: str, value: object) -> str:
+        if isinstance(value, str):
+            return self.from_text(key, value)
+        raise ValueError(f"{key} must be one of: {', '.join(self.choices)}")
+
+
+class Verbatim(ParamType[str]):
+    """Any text, taken as sent (not even percent-decoded) and never refused: a key to look up
+    (a problem type's slug), which never reaches Tart."""
+
+    decoded = False
+    refuses = False
+
+    def __init__(self, schema: Schema) -> None:
+        self._schema = schema
+
+    def schema(self) -> Schema:
+        return self._schema
+
+    def from_text(self, key: str, text: str) -> str:
+        return text
+
+    def from_json(self, key: str, value: object) -> str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"{key} must be a string")
