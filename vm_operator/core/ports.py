@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from vm_operator.store.state import LogTail, RunRecord
-from vm_operator.tart.transport import RunHandle
+from vm_operator.tart.records import HostDisk, Image
+from vm_operator.tart.transport import OutputSink, RunHandle, StartedSink
 
 
 class TartPort(Protocol):
@@ -37,6 +38,25 @@ class TartPort(Protocol):
     def last_log_line(self, name: str) -> str: ...
 
     def locate(self) -> tuple[str, bool]: ...
+
+    def clone(self, source: str, new: str, *, insecure: bool = ...,
+              on_output: OutputSink = ..., on_started: StartedSink = ...) -> None: ...
+
+    def pull(self, ref: str, *, insecure: bool = ..., on_output: OutputSink = ...,
+             on_started: StartedSink = ...) -> None: ...
+
+    def set(self, name: str, *, cpu: int | None = ..., memory_mb: int | None = ...,
+            disk_gb: int | None = ..., display: str | None = ...,
+            random_mac: bool = ...) -> None: ...
+
+    def delete(self, name: str) -> None: ...
+
+    def prune(self, *, older_than_days: int | None = ...,
+              space_budget_gb: int | None = ...) -> None: ...
+
+    def list_images(self) -> list[Image]: ...
+
+    def host_disk(self) -> HostDisk: ...
 
 
 class StorePort(Protocol):

@@ -1,8 +1,9 @@
 """The VM operations behind the API, in one facade: what the handlers call.
 
-It only composes the three parts of the core: ``Inventory`` (cached reads), ``RunSupervisor``
-(the ``tart run`` processes) and ``Power`` (start, stop, suspend). It is given its Tart
-adapter, state store and clock, and builds none of them.
+It only composes the parts of the core: ``Inventory`` (cached reads), ``RunSupervisor``
+(the ``tart run`` processes), ``Power`` (start, stop, suspend) and the queue of long-running
+operations (``operations``). It is given its Tart adapter, state store, clock and operations
+queue, and builds none of them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from vm_operator.core.clock import Clock
 from vm_operator.core.inventory import VM, Inventory
+from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.core.power import Power
 from vm_operator.core.runs import RunSupervisor
@@ -30,7 +32,10 @@ class VmService:
     """List, inspect, start, stop and suspend VMs."""
 
     def __init__(self, tart: TartPort, store: StorePort, clock: Clock,
-                 settings: Settings = Settings()) -> None:
+                 operations: OperationQueue, settings: Settings = Settings()) -> None:
+        self.tart = tart
+        self.clock = clock
+        self.operations = operations
         self.inventory = Inventory(tart, store, clock, settings.cache_ttl)
         self.runs = RunSupervisor(tart, store, clock, self.inventory, settings.start_timeout,
                                   settings.poll_interval)

@@ -4,7 +4,14 @@ its entry in the catalogue (problems.py). Every problem document is built by ``A
 
 from __future__ import annotations
 
-from vm_operator.core.errors import OperatorError, StateDirUnwritable, VmBusy, VmLimit
+from vm_operator.core.errors import (
+    OperationsFull,
+    OperatorError,
+    StateDirUnwritable,
+    VmBusy,
+    VmHeldByOperation,
+    VmLimit,
+)
 from vm_operator.edge.problems import PROBLEMS, ProblemType, Slug, problem_of
 from vm_operator.edge.responses import PROBLEM_JSON, Response, encode_json
 from vm_operator.tart.errors import TartCommandError, TartError
@@ -45,7 +52,7 @@ def problem_for(exc: OperatorError | TartError) -> ApiError:
 
 
 def _headers(exc: Exception) -> tuple[tuple[str, str], ...]:
-    if isinstance(exc, VmBusy):
+    if isinstance(exc, VmBusy | OperationsFull):
         return (("Retry-After", str(exc.retry_after)),)
     return ()
 
@@ -58,4 +65,6 @@ def _extra(exc: Exception) -> dict[str, object]:
         return {"limit": exc.limit}
     if isinstance(exc, StateDirUnwritable):
         return {"state_dir": exc.path}
+    if isinstance(exc, VmHeldByOperation):
+        return {"operation": exc.operation}
     return {}
