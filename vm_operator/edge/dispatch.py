@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic
 from urllib.parse import quote
 
 from vm_operator.core.errors import OperatorError
+from vm_operator.edge.body import Body
 from vm_operator.edge.errors import ApiError, problem_for
 from vm_operator.edge.responses import Response
 from vm_operator.edge.routing import (
@@ -69,6 +70,16 @@ def _request(
 ) -> Request:
     return Request(method, "/" + "/".join(segments), path_values(route, raw_params),
                    parse_query(query, route.query_names), {} if headers is None else headers)
+
+
+def route_body(routes: RouteTable[A], method: str, target: str) -> Body[Any] | None:
+    """The body the route of a request takes (None: none, or no such route): the server reads
+    a body only up to its bound."""
+    try:
+        _, _, candidates = _routes_for(routes, target)
+        return choose(method, candidates)[0].body
+    except ApiError:
+        return None
 
 
 def route_label(routes: RouteTable[A], target: str) -> str:
@@ -128,7 +139,9 @@ def dispatch(
         refusal = check_access(site.access, method, route.public, headers)
         if refusal is not None:
             raise refusal
-        if body and not route.takes_body:
+        if route.body is not None:
+            req = replace(req, body=route.body.parse(body, headers.get("Content-Type")))
+        elif body:
             raise ApiError("unexpected-body", body_refusal(route, body))
         response = route.handler(site.app, with_query_values(route, req))
     except ApiError as exc:

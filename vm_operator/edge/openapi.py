@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vm_operator.edge.body import JSON_MEDIA
 from vm_operator.edge.params import Schema
 from vm_operator.edge.problems import PROBLEMS, ProblemType, Slug, problem_of
 from vm_operator.edge.responses import PROBLEM_JSON
@@ -31,6 +32,8 @@ PROBLEM_SCHEMA: Schema = {
 }
 GUARDED: tuple[Slug, ...] = ("unauthorized", "forbidden", "host-not-allowed", "cross-site")
 QUERY_PROBLEMS: tuple[Slug, ...] = ("bad-query", "unknown-parameter", "repeated-parameter")
+BODY_PROBLEMS: tuple[Slug, ...] = ("invalid-body", "body-too-large", "unsupported-media-type",
+                                   "length-required")
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,11 @@ def _operation(route: Route[Any]) -> dict[str, object]:
                                                                 for q in route.query]
     if parameters:
         operation["parameters"] = parameters
+    if route.body is not None:
+        operation["requestBody"] = {
+            "required": True, "description": route.body.doc,
+            "content": {JSON_MEDIA: {"schema": route.body.schema()}},
+        }
     operation["responses"] = _responses(route)
     return operation
 
@@ -90,6 +98,9 @@ def route_problems(route: Route[Any]) -> list[ProblemType]:
     if refusable:
         slugs += refusable
         slugs += QUERY_PROBLEMS if route.query else ()
+    if route.body is not None:
+        slugs += BODY_PROBLEMS
+    elif refusable:
         slugs.append("unexpected-body")
     if not route.public:
         slugs += GUARDED

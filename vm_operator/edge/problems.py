@@ -70,7 +70,8 @@ PROBLEM_BASE = "/problems/"  # a problem's type is PROBLEM_BASE + slug: a page t
 
 Slug = Literal[
     "malformed-request", "bad-target", "bad-header", "bad-query", "unknown-parameter",
-    "repeated-parameter", "invalid-parameter", "invalid-name", "unexpected-body", "unauthorized",
+    "repeated-parameter", "invalid-parameter", "invalid-name", "unexpected-body", "invalid-body",
+    "unauthorized",
     "forbidden", "host-not-allowed", "cross-site", "no-route", "vm-not-found", "no-logs",
     "unknown-problem", "method-not-allowed", "already-running", "not-running", "not-suspendable",
     "suspend-unsupported", "vm-limit", "no-ip", "oci-image", "length-required", "body-too-large",
@@ -159,6 +160,14 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "string only; the body would have been ignored.",
         "Send no body; pass parameters in the query string, as the detail shows "
         "(e.g. POST /vms/NAME/start?suspendable=true).",
+    ),
+    ProblemType(
+        "invalid-body", 400, "Invalid JSON body",
+        "The route takes a JSON object as its body, and this one is not UTF-8 JSON, repeats a "
+        "key, is not an object, or has fields that are unknown, missing or of a wrong value; "
+        "the errors member names each wrong field with a JSON pointer.",
+        "Fix what the detail and the errors name; the route's requestBody in GET /openapi.json "
+        "describes the fields.",
     ),
     ProblemType(
         "unauthorized", 401, "A valid bearer token is needed",
@@ -307,13 +316,16 @@ CATALOGUE: tuple[ProblemType, ...] = (
     ),
     ProblemType(
         "length-required", 411, "Length required",
-        "The request has a chunked body (Transfer-Encoding); no route takes a body.",
-        "Send no body.",
+        "The request has a chunked body (Transfer-Encoding); a body must come with a "
+        "Content-Length.",
+        "Send no body, or a JSON body with a Content-Length where a route takes one.",
     ),
     ProblemType(
         "body-too-large", 413, "Content too large",
-        "The request's body is larger than 1 KiB; it was not read.",
-        "Send no body; parameters go in the query string.",
+        "The request's body is larger than the route takes (1 KiB where a route takes no body, "
+        "64 KiB for a JSON body); it was not read.",
+        "Send no body where a route takes none (parameters go in the query string); keep a JSON "
+        "body under 64 KiB.",
     ),
     ProblemType(
         "uri-too-long", 414, "Request line too long",

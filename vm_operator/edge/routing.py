@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import Any, Generic, TypeVar, cast
 from urllib.parse import parse_qsl, unquote_to_bytes
 
+from vm_operator.edge.body import Body
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.params import ParamType, Schema
 from vm_operator.edge.problems import Slug
@@ -78,8 +79,11 @@ class Request:
     values: Mapping[str, object] = field(default_factory=dict)
     body: object = None
 
-    def get(self, param: PathParam[T] | Query[T]) -> T:
-        """The typed value of a path parameter, or of a query parameter (or its default)."""
+    def get(self, param: PathParam[T] | Query[T] | Body[T]) -> T:
+        """The typed value of a path parameter, of a query parameter (or its default), or
+        the typed body."""
+        if isinstance(param, Body):
+            return cast(T, self.body)
         found = self.params if isinstance(param, PathParam) else self.values
         return cast(T, found[param.name])
 
@@ -102,7 +106,7 @@ class Route(Generic[A]):
     ok: tuple[Success, ...] = ()
     problems: tuple[Problem, ...] = ()  # what the handler can answer besides its successes
     public: bool = False  # no token, Host or cross-site checks: the probes and the documentation
-    takes_body: bool = False  # a route that takes none refuses a request with a body (400)
+    body: Body[Any] | None = None  # None: a request with a body is refused (400)
 
     @cached_property
     def segments(self) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from vm_operator.core.clock import utc_now
-from vm_operator.edge.dispatch import UNMATCHED, Site, dispatch, route_label
+from vm_operator.edge.dispatch import UNMATCHED, Site, dispatch, route_body, route_label
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.http1 import (
     MAX_REQUEST_LINE,
@@ -43,7 +43,7 @@ from vm_operator.edge.responses import Response
 from vm_operator.edge.security import cors_headers
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
-MAX_BODY = 1024  # a larger body is refused unread (413); a smaller one is read, then judged
+MAX_BODY = 1024  # a larger body is refused unread (413), unless its route takes a JSON body
 # Problems found here, before a route is known: http.server's own statuses, each its type.
 _SHELL_PROBLEMS: dict[int, Slug] = {
     400: "malformed-request",
@@ -279,17 +279,31 @@ class Handler(BaseHTTPRequestHandler):
         if len(hosts or ()) > 1:
             return closing(ApiError("bad-header", "more than one Host header").response())
         if self.headers.get("Transfer-Encoding") is not None:
-            return closing(ApiError("length-required", "chunked bodies are not accepted: no "
-                                    "route takes a body").response())
+            takes = route_body(self.server.site.routes, self.command, self.path) is not None
+            why = "send a Content-Length" if takes else "no route takes a body"
+            return closing(ApiError("length-required",
+                                    f"chunked bodies are not accepted: {why}").response())
         length = self.headers.get("Content-Length")
         if length is None:
             return b""
         if not length.isdigit() or len(self.headers.get_all("Content-Length") or ()) > 1:
             return closing(ApiError("bad-header", "invalid Content-Length").response())
         if int(length) > MAX_BODY:
+            refusal = self._too_large(int(length))
+            if refusal is not None:
+                return refusal
+        return self.rfile.read(int(length)) if int(length) else b""
+
+    def _too_large(self, length: int) -> Response | None:
+        """A body over MAX_BODY is read only for a route that takes one, up to its bound."""
+        spec = route_body(self.server.site.routes, self.command, self.path)
+        if spec is None:
             return closing(ApiError("body-too-large", f"the body is larger than {MAX_BODY} "
                                     "bytes (it was not read); no route takes a body").response())
-        return self.rfile.read(int(length)) if int(length) else b""
+        if length > spec.limit:
+            return closing(ApiError("body-too-large", f"the body is larger than {spec.limit} "
+                                    "bytes (it was not read)").response())
+        return None
 
     def _refusal(self, response: Response) -> Response:
         """A response made here, not by the router: with the CORS headers of an allowed origin."""

@@ -1,0 +1,187 @@
+"""JSON request bodies (issue 10), through dispatch with a test-only route that takes one:
+the size bound, application/json only, no key twice, no unknown field, every wrong field named
+with a JSON pointer, a typed result; and the routes of the API still refuse any body."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import pytest
+
+from vm_operator.api import ROUTES
+from vm_operator.api.params import VM_NAME
+from vm_operator.edge.body import MAX_JSON_BODY, Body, Field, pointer
+from vm_operator.edge.dispatch import Site, dispatch, route_body
+from vm_operator.edge.openapi import Info, openapi_document
+from vm_operator.edge.params import Boolean, Int
+from vm_operator.edge.responses import Response, json_response
+from vm_operator.edge.routing import Request, Route, RouteTable, Success
+from vm_operator.edge.security import Access
+from vm_operator.tart.names import VmName
+
+
+@dataclass(frozen=True)
+class Shape:
+    cpu: Annotated[int, Field(Int(1, 64), "Virtual CPUs")]
+    name: Annotated[VmName | None, Field(VM_NAME, "A VM to copy")] = None
+    suspendable: Annotated[bool, Field(Boolean(), "Suspendable")] = False
+
+
+SHAPE = Body(Shape)
+seen: list[Shape] = []
+
+
+def make_shape(app: None, req: Request) -> Response:
+    shape = req.get(SHAPE)
+    seen.append(shape)
+    return json_response(200, dataclasses.asdict(shape))
+
+
+TEST_ROUTE = Route("POST", "/shapes", make_shape, "Make a shape", "makeShape", body=SHAPE,
+                   ok=(Success(200, "The shape", SHAPE.schema()),))
+SITE = Site(RouteTable((TEST_ROUTE,)), Access(), None)
+JSON = {"Content-Type": "application/json"}
+
+
+def post(body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    response, label = dispatch(SITE, "POST", "/shapes", JSON if headers is None else headers,
+                               body)
+    assert label == "/shapes"
+    return response.status, json.loads(response.body)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"cpu": 4}', {"cpu": 4, "name": None, "suspendable": False}),
+        (b'{"cpu": 64, "name": "ghcr.io/org/img:tag", "suspendable": true}',
+         {"cpu": 64, "name": "ghcr.io/org/img:tag", "suspendable": True}),
+        (b' {"suspendable": false, "cpu": 1} ', {"cpu": 1, "name": None, "suspendable": False}),
+    ],
+)
+def test_a_good_body_reaches_the_handler_typed(body: bytes, expected: dict[str, Any]) -> None:
+    seen.clear()
+    assert post(body) == (200, expected)
+    assert seen == [Shape(**expected)]
+    assert seen[0].name is None or isinstance(seen[0].name, VmName)
+
+
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        (b'{"cpu": 0}', [("/cpu", "cpu must be a whole number from 1 to 64")]),
+        (b'{"cpu": 65}', [("/cpu", "cpu must be a whole number from 1 to 64")]),
+        (b'{"cpu": "4"}', [("/cpu", "cpu must be a whole number from 1 to 64")]),
+        (b'{"cpu": true}', [("/cpu", "cpu must be a whole number from 1 to 64")]),
+        (b'{"cpu": 4.0}', [("/cpu", "cpu must be a whole number from 1 to 64")]),
+        (b"{}", [("/cpu", "cpu is required")]),
+        (b'{"cpu": 2, "suspendable": "yes"}', [("/suspendable", "suspendable must be true or false")]),
+        (b'{"cpu": 2, "name": "-rf"}', [("/name", "a VM name may not start with '-'")]),
+        (b'{"cpu": 2, "name": 7}', [("/name", "name must be a VM name (a string)")]),
+        (b'{"cpu": 2, "colour": "red"}',
+         [("/colour", "unknown field 'colour' (known: cpu, name, suspendable)")]),
+        (b'{"a/b~": 1, "cpu": 2}',
+         [("/a~1b~0", "unknown field 'a/b~' (known: cpu, name, suspendable)")]),
+        (b'{"cpu": 99, "name": "a b", "x": 1}',
+         [("/x", "unknown field 'x' (known: cpu, name, suspendable)"),
+          ("/cpu", "cpu must be a whole number from 1 to 64"),
+          ("/name", ("the VM name holds a character outside printable ASCII (U+0020); names "
+                     "use the characters U+0021 to U+007E: no spaces, controls or non-ASCII"))]),
+    ],
+)
+def test_each_wrong_field_is_named_with_a_pointer(body: bytes,
+                                                  errors: list[tuple[str, str]]) -> None:
+    seen.clear()
+    status, doc = post(body)
+    assert (status, doc["type"]) == (400, "/problems/invalid-body")
+    assert [(e["pointer"], e["detail"]) for e in doc["errors"]] == errors
+    for where, _ in errors:
+        assert where in doc["detail"]
+    assert seen == []
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b'{"cpu": 4, "cpu": 5}', "the key 'cpu' appears twice in an object"),
+        (b'{"cpu": 4, "name": {"a": 1, "a": 2}}', "the key 'a' appears twice in an object"),
+        (b"[4]", "the body must be a JSON object"),
+        (b'"cpu"', "the body must be a JSON object"),
+        (b"cpu=4", "the body is not JSON"),
+        (b'{"cpu": NaN}', "the body is not JSON: NaN is not a JSON number"),
+        (b'{"cpu": 4}{"cpu": 5}', "the body is not JSON"),
+        (b'{"cpu": "\xff"}', "the body is not UTF-8"),
+        (b"", "this route takes a JSON object as its body; none was sent"),
+        (b"[" * 30000 + b"]" * 30000, "the body is nested too deeply"),
+    ],
+)
+def test_a_body_that_is_not_one_json_object_is_refused(body: bytes, detail: str) -> None:
+    seen.clear()
+    status, doc = post(body)
+    assert (status, doc["type"]) == (400, "/problems/invalid-body")
+    assert doc["detail"].startswith(detail), doc
+    assert "errors" not in doc and seen == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 415),
+        ({"Content-Type": "text/plain"}, 415),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
+        ({"Content-Type": "application/jsonx"}, 415),
+        ({"Content-Type": "application/json; charset=utf-8"}, 200),
+        ({"Content-Type": "Application/JSON"}, 200),
+    ],
+)
+def test_only_application_json(headers: dict[str, str], status: int) -> None:
+    got, doc = post(b'{"cpu": 2}', headers)
+    assert got == status, doc
+    if status == 415:
+        assert doc["type"] == "/problems/unsupported-media-type"
+
+
+def test_the_size_bound() -> None:
+    padding = b" " * (MAX_JSON_BODY - len(b'{"cpu": 2}'))
+    assert post(b'{"cpu": 2}' + padding)[0] == 200  # exactly 64 KiB
+    status, doc = post(b'{"cpu": 2}' + padding + b" ")
+    assert (status, doc["type"]) == (413, "/problems/body-too-large")
+    # the server reads no more than the route's bound (a larger body is refused unread)
+    spec = route_body(SITE.routes, "POST", "/shapes")
+    assert spec is not None and spec.limit == MAX_JSON_BODY == 65536
+
+
+@pytest.mark.parametrize(("key", "expected"), [("cpu", "/cpu"), ("a/b", "/a~1b"),
+                                               ("~x", "/~0x"), ("", "/")])
+def test_pointer(key: str, expected: str) -> None:
+    assert pointer(key) == expected
+
+
+def test_the_api_routes_take_no_body_and_refuse_one() -> None:
+    table = RouteTable(ROUTES)
+    assert all(route.body is None for route in ROUTES)
+    for route in ROUTES:
+        target = route.pattern.replace("{name}", "vm").replace("{slug}", "no-route")
+        assert route_body(table, route.method, target) is None
+
+
+def test_the_schema_of_a_body() -> None:
+    schema = SHAPE.schema()
+    assert schema["required"] == ["cpu"] and schema["additionalProperties"] is False
+    properties = schema["properties"]
+    assert isinstance(properties, dict)
+    assert properties["cpu"] == {"type": "integer", "minimum": 1, "maximum": 64,
+                                 "description": "Virtual CPUs"}
+    assert properties["suspendable"]["default"] is False
+
+
+def test_the_openapi_operation_of_a_body_route() -> None:
+    doc = openapi_document((TEST_ROUTE,), {}, Info("t", "0", "d"))
+    operation = doc["paths"]["/shapes"]["post"]  # type: ignore[index]
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == SHAPE.schema()
+    responses = operation["responses"]
+    assert {"400", "413", "415"} <= set(responses)
+    assert "(invalid-body)" in responses["400"]["description"]
