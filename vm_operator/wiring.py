@@ -21,9 +21,11 @@ from vm_operator.core.ports import TartPort
 from vm_operator.core.service import Settings, VmService
 from vm_operator.edge.dispatch import Site
 from vm_operator.edge.metrics import Metrics
+from vm_operator.edge.problems import problem_of
 from vm_operator.edge.routing import RouteTable
 from vm_operator.edge.security import Access
 from vm_operator.store.operations import OperationStore
+from vm_operator.store.specs import SpecStore
 from vm_operator.store.state import StateStore
 from vm_operator.tart.commands import Tart
 from vm_operator.tart.local import LocalTransport
@@ -81,6 +83,12 @@ def build_operations(state_dir: str, tart: TartPort,
     return queue, store
 
 
+def error_kind(exc: Exception) -> str:
+    """The problem type of an operation's failure: the catalogue's slug for the exception."""
+    problem = problem_of(type(exc))
+    return problem.slug if problem is not None else "internal-error"
+
+
 def build_app(config: Config, env: Mapping[str, str]) -> Built:
     metrics = Metrics()
     store = StateStore(config.state_dir)
@@ -90,7 +98,8 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
                         max_running=config.max_running)
     clock = SystemClock()
     operations, operation_store = build_operations(config.state_dir, tart, clock)
-    service = VmService(tart, store, clock, operations, settings)
+    specs = SpecStore(Path(config.state_dir) / "specs", Path(config.state_dir))
+    service = VmService(tart, store, clock, operations, specs, error_kind, settings)
     service.adopt_earlier_runs()  # finish the records of runs an earlier process launched
     access = Access(config.token, config.read_token, config.allowed_hosts, config.cors_origins)
     document = openapi()  # fixed: built once

@@ -1,11 +1,30 @@
-"""Creating and removing VMs through the operations queue, and what a stop or a restart of
-the operator does to the operations that were under way."""
+"""Creating and removing VMs through the operations queue: the create request (reserve the
+name, check Tart's fresh list, queue the job), the operations as the API sees them, the VMs
+being created, and what a stop or a restart of the operator does to the operations that were
+under way."""
 
 from __future__ import annotations
 
 import logging
 
-from vm_operator.core.operation_records import AlreadyFinished, Operation, OperationNotFound
+from vm_operator.core.create import CreateJob, CreateRequest, Parts
+from vm_operator.core.errors import (
+    OperationFinished,
+    OperationMissing,
+    OperationsClosed,
+    OperationsFull,
+    VmExists,
+    VmHeldByOperation,
+    vm_not_found,
+)
+from vm_operator.core.operation_records import (
+    AlreadyFinished,
+    NameBusy,
+    Operation,
+    OperationNotFound,
+    QueueClosed,
+    QueueFull,
+)
 from vm_operator.core.operations import Listener, OperationQueue
 from vm_operator.core.ports import TartPort
 from vm_operator.tart.errors import TartVmMissing
@@ -15,6 +34,87 @@ log = logging.getLogger(__name__)
 # A create interrupted in these phases (or before its first) has made no VM worth keeping;
 # one interrupted while starting made it whole.
 UNFINISHED_PHASES = (None, "pulling", "cloning", "configuring")
+
+
+def operation_path(op_id: str) -> str:
+    return f"/operations/{op_id}"
+
+
+def is_local_name(name: str) -> bool:
+    """Local VM names have no '/'; OCI references always have one."""
+    return "/" not in name
+
+
+class Lifecycle:
+    """Create VMs, and the operations that do it, for the API."""
+
+    def __init__(self, parts: Parts, queue: OperationQueue) -> None:
+        self.parts = parts
+        self.queue = queue
+
+    # --- create -----------------------------------------------------------------------------
+
+    def create(self, request: CreateRequest) -> Operation:
+        """Queue the create of ``request.name``. The name is reserved first, then Tart's fresh
+        list is checked, so that of two creates of one name one is refused (VmExists) and Tart
+        is never asked to clone onto an existing VM (it would replace it)."""
+        try:
+            reservation = self.queue.reserve(request.name)
+        except NameBusy as exc:
+            raise self._held(request.name, exc.operation_id) from None
+        with reservation:  # released unless submit took it over
+            vms = {vm["name"]: vm for vm in self.parts.inventory.list_vms(fresh=True)}
+            if request.name in vms:
+                raise VmExists(f'a VM named "{request.name}" exists already')
+            if is_local_name(request.source) and request.source not in vms:
+                raise vm_not_found(request.source)
+            job = CreateJob(self.parts, request).job()
+            try:
+                return self.queue.submit("create", job, vm=request.name, image=request.source,
+                                         reservation=reservation)
+            except QueueFull as exc:
+                raise OperationsFull(str(exc), exc.retry_after) from None
+            except QueueClosed as exc:
+                raise OperationsClosed(str(exc)) from None
+
+    def _held(self, name: str, op_id: str | None) -> VmExists | VmHeldByOperation:
+        holder = self.queue.get(op_id) if op_id is not None else None
+        if holder is not None and holder.kind == "create":
+            return VmExists(f'VM "{name}" is being created (operation {holder.id})')
+        path = None if op_id is None else operation_path(op_id)
+        return VmHeldByOperation(f'an operation holds VM "{name}"', path)
+
+    def refuse_if_held(self, name: str) -> None:
+        """A start, stop or suspend of a VM an operation works on is refused (409)."""
+        holder = self.queue.holder(name)
+        if holder is not None:
+            raise VmHeldByOperation(
+                f'VM "{name}" is held by a {holder.kind} operation ({holder.id}); wait for it '
+                "or cancel it", operation_path(holder.id))
+
+    def creating(self) -> dict[str, Operation]:
+        """The VMs being created, by name: their queued or running create."""
+        return {op.vm: op for op in self.queue.active() if op.kind == "create" and op.vm}
+
+    # --- operations -------------------------------------------------------------------------
+
+    def operations(self) -> list[Operation]:
+        return self.queue.list_operations()
+
+    def operation(self, op_id: str) -> Operation:
+        try:
+            return self.queue.get(op_id)
+        except OperationNotFound:
+            raise OperationMissing(f"no operation {op_id!r}") from None
+
+    def cancel(self, op_id: str) -> Operation:
+        try:
+            return self.queue.cancel(op_id)
+        except OperationNotFound:
+            raise OperationMissing(f"no operation {op_id!r}") from None
+        except AlreadyFinished as exc:
+            raise OperationFinished(
+                f"operation {op_id} has {exc.operation.state} already") from None
 
 
 def remove_leftovers(tart: TartPort, op: Operation) -> None:

@@ -42,6 +42,12 @@ class Power:
         self._starting: set[str] = set()
 
     @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold the VM against starts, stops and suspends (a delete while it works)."""
+        with self._locked(name):
+            yield
+
+    @contextmanager
     def _locked(self, name: str) -> Iterator[None]:
         """Serialise every write to one VM: two starts launch one ``tart run``."""
         with self._guard:

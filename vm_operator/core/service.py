@@ -12,11 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from vm_operator.core.clock import Clock
-from vm_operator.core.inventory import VM, Inventory
+from vm_operator.core.create import CreateRequest, ErrorKind, Parts
+from vm_operator.core.ephemeral import EphemeralVms
+from vm_operator.core.inventory import DETAIL_FIELDS, VM, Inventory
+from vm_operator.core.lifecycle import Lifecycle, operation_path
+from vm_operator.core.operation_records import Operation
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.core.power import Power
 from vm_operator.core.runs import RunSupervisor
+from vm_operator.store.specs import SpecStore
 from vm_operator.store.state import LogTail
 
 
@@ -32,7 +37,8 @@ class VmService:
     """List, inspect, start, stop and suspend VMs."""
 
     def __init__(self, tart: TartPort, store: StorePort, clock: Clock,
-                 operations: OperationQueue, settings: Settings = Settings()) -> None:
+                 operations: OperationQueue, specs: SpecStore, kind_of: ErrorKind,
+                 settings: Settings = Settings()) -> None:
         self.tart = tart
         self.clock = clock
         self.operations = operations
@@ -40,11 +46,25 @@ class VmService:
         self.runs = RunSupervisor(tart, store, clock, self.inventory, settings.start_timeout,
                                   settings.poll_interval)
         self.power = Power(tart, self.inventory, self.runs, settings.max_running)
+        parts = Parts(tart, self.inventory, self.power, self.runs, store, specs, clock, kind_of)
+        self.lifecycle = Lifecycle(parts, operations)
+        self.ephemeral = EphemeralVms(parts, operations)
+        self.runs.on_run_ended(self.ephemeral.run_ended)
+        operations.add_listener(self.ephemeral.operation_changed)
 
     # --- reads ------------------------------------------------------------------------------
 
     def list_vms(self, fresh: bool = False) -> list[VM]:
-        return self.inventory.list_vms(fresh)
+        """Tart's VMs, and the VMs being created (``state`` ``creating``, with the path of
+        their operation) among the local ones, in name order, as Tart sorts them."""
+        vms = self.inventory.list_vms(fresh)
+        creating = self.lifecycle.creating()
+        if not creating:
+            return vms
+        local = [vm for vm in vms if vm["source"] == "local" and vm["name"] not in creating]
+        local += [creating_vm(op) for op in creating.values()]
+        local.sort(key=lambda vm: str(vm["name"]))
+        return local + [vm for vm in vms if vm["source"] != "local"]
 
     def ready(self) -> int:
         return self.inventory.ready()
@@ -53,6 +73,9 @@ class VmService:
         return self.inventory.cached_vms()
 
     def describe(self, name: str) -> VM:
+        op = self.lifecycle.creating().get(name)
+        if op is not None:  # not Tart's yet (or half made): nothing to ask Tart
+            return {**creating_vm(op), **dict.fromkeys(DETAIL_FIELDS), "last_run": None}
         return self.inventory.describe(name)
 
     def ip(self, name: str, wait: int) -> str:
@@ -70,14 +93,31 @@ class VmService:
     # --- writes -----------------------------------------------------------------------------
 
     def start(self, name: str, suspendable: bool = False) -> VM:
+        self.lifecycle.refuse_if_held(name)
         return self.power.start(name, suspendable)
 
     def stop(self, name: str, timeout: int) -> VM:
+        self.lifecycle.refuse_if_held(name)
         return self.power.stop(name, timeout)
 
     def suspend(self, name: str) -> VM:
+        self.lifecycle.refuse_if_held(name)
         return self.power.suspend(name)
 
+    def create(self, request: CreateRequest) -> Operation:
+        return self.lifecycle.create(request)
+
     def adopt_earlier_runs(self) -> int:
-        """Finish the records of the runs an earlier operator process launched."""
-        return self.runs.adopt_earlier_runs()
+        """Finish the records of the runs an earlier operator process launched (an ephemeral
+        VM whose run ended meanwhile is deleted), and delete the ephemeral VMs whose run had
+        ended before."""
+        found = self.runs.adopt_earlier_runs()
+        self.ephemeral.sweep()
+        return found
+
+
+def creating_vm(op: Operation) -> VM:
+    """A VM being created, as GET /vms shows it: what Tart cannot tell yet is null."""
+    return {"name": op.vm, "source": "local", "state": "creating", "status": "creating",
+            "running": False, "disk_gb": None, "size_gb": None, "accessed": None,
+            "operation": operation_path(op.id)}
