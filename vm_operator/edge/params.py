@@ -58,6 +58,8 @@ class Int(ParamType[int]):
         return int(text)
 
     def from_json(self, key: str, value: object) -> int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 8.0 is an integer to JSON Schema (and to JSON: one number type)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self._refusal(key)
         if not self.low <= value <= self.high:
