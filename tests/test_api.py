@@ -311,7 +311,7 @@ def test_unknown_route_is_404(operator):
 
 def test_wrong_method_is_405_with_allow(operator):
     for method, path, allowed in (
-        ("DELETE", f"/vms/{SEQUOIA}", "GET"),
+        ("PUT", f"/vms/{SEQUOIA}", "GET"),
         ("GET", f"/vms/{SEQUOIA}/start", "POST"),
         ("PUT", f"/vms/{SEQUOIA}/stop", "POST"),
         ("GET", f"/vms/{SEQUOIA}/suspend", "POST"),

@@ -71,4 +71,62 @@ SCHEMAS: dict[str, Schema] = {
                 "version": {"type": ["string", "null"]}}},
         },
     },
+    "Image": {
+        "type": "object",
+        "description": "An image of Tart's OCI cache (tart list --source oci): listed once by "
+                       "each tag that points at it and once by its digest",
+        "required": ["ref", "kind", "disk_gb", "size_gb", "accessed"],
+        "properties": {
+            "ref": {"type": "string", "description": "The reference, e.g. "
+                    "ghcr.io/cirruslabs/macos-sequoia-base:latest or ...@sha256:..."},
+            "kind": {"enum": ["tag", "digest"], "description": "Which form ref is"},
+            "disk_gb": {"type": "integer", "description": "The disk size of a VM cloned from it"},
+            "size_gb": {"type": "integer", "description": "Space it takes in the cache"},
+            "accessed": {"type": ["string", "null"], "format": "date-time",
+                         "description": "Its last use (what prune goes by); null before Tart "
+                         "2.31"},
+        },
+    },
+    "Operation": {
+        "type": "object",
+        "description": "A long-running operation (GET /operations/{id} follows it)",
+        "required": ["id", "kind", "vm", "image", "state", "phase", "progress", "created_at",
+                     "started_at", "finished_at", "error", "result"],
+        "properties": {
+            "id": {"type": "string"},
+            "kind": {"enum": ["create", "delete", "pull", "prune"]},
+            "vm": {"type": ["string", "null"]},
+            "image": {"type": ["string", "null"]},
+            "state": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+            "phase": {"type": ["string", "null"]},
+            "progress": {"type": ["integer", "null"], "minimum": 0, "maximum": 100},
+            "cancel_requested": {"type": "boolean"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "started_at": {"type": ["string", "null"], "format": "date-time"},
+            "finished_at": {"type": ["string", "null"], "format": "date-time"},
+            "error": {"type": ["object", "null"]},
+            "result": {"type": ["string", "null"]},
+        },
+    },
+    "Host": {
+        "type": "object",
+        "required": ["tart", "tart_home", "disk", "macos_guests", "operations"],
+        "properties": {
+            "tart": {"type": "object", "required": ["path", "version"], "properties": {
+                "path": {"type": "string"}, "version": {"type": ["string", "null"]}}},
+            "tart_home": {"type": "string", "description": "$TART_HOME, or ~/.tart"},
+            "disk": {"type": "object", "required": ["total_bytes", "free_bytes"],
+                     "description": "The file system that holds the Tart home",
+                     "properties": {"total_bytes": {"type": "integer", "minimum": 0},
+                                    "free_bytes": {"type": "integer", "minimum": 0}}},
+            "macos_guests": {"type": "object", "required": ["running", "limit"], "properties": {
+                "running": {"type": "integer", "minimum": 0},
+                "limit": {"type": ["integer", "null"],
+                          "description": "VM_OPERATOR_MAX_RUNNING; null: no cap"}}},
+            "operations": {"type": "object", "required": ["running", "queued", "max_queued"],
+                           "properties": {"running": {"type": "integer", "minimum": 0},
+                                          "queued": {"type": "integer", "minimum": 0},
+                                          "max_queued": {"type": "integer", "minimum": 1}}},
+        },
+    },
 }

@@ -133,17 +133,21 @@ class Power:
 
     def stop(self, name: str, timeout: int) -> VM:
         with self._locked(name):
-            vm = self.inventory.local_vm(name, "stop", fresh=True)
-            if vm["state"] == "stopped":
-                return {**vm, "changed": False}
-            try:
-                self.tart.stop(name, timeout)
-            except TartNotRunning:
-                pass  # it stopped on its own meanwhile
-            finally:
-                self.inventory.changed()
-            self.runs.await_reaped(name)
-            return {**self.inventory.find(name, fresh=True), "changed": True}
+            return self.stop_held(name, timeout)
+
+    def stop_held(self, name: str, timeout: int) -> VM:
+        """``stop``, for a caller that holds the VM's write lock (``exclusive``)."""
+        vm = self.inventory.local_vm(name, "stop", fresh=True)
+        if vm["state"] == "stopped":
+            return {**vm, "changed": False}
+        try:
+            self.tart.stop(name, timeout)
+        except TartNotRunning:
+            pass  # it stopped on its own meanwhile
+        finally:
+            self.inventory.changed()
+        self.runs.await_reaped(name)
+        return {**self.inventory.find(name, fresh=True), "changed": True}
 
     def suspend(self, name: str) -> VM:
         with self._locked(name):

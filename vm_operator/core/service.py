@@ -14,6 +14,8 @@ from typing import Any
 from vm_operator.core.clock import Clock
 from vm_operator.core.create import CreateRequest, ErrorKind, Parts
 from vm_operator.core.ephemeral import EphemeralVms
+from vm_operator.core.host import Host
+from vm_operator.core.images import Images
 from vm_operator.core.inventory import DETAIL_FIELDS, VM, Inventory
 from vm_operator.core.lifecycle import Lifecycle, operation_path
 from vm_operator.core.operation_records import Operation
@@ -21,6 +23,7 @@ from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.core.power import Power
 from vm_operator.core.runs import RunSupervisor
+from vm_operator.core.vm_manage import VmManager
 from vm_operator.store.specs import SpecStore
 from vm_operator.store.state import LogTail
 
@@ -49,6 +52,9 @@ class VmService:
         parts = Parts(tart, self.inventory, self.power, self.runs, store, specs, clock, kind_of)
         self.lifecycle = Lifecycle(parts, operations)
         self.ephemeral = EphemeralVms(parts, operations)
+        self.manage = VmManager(parts, operations)
+        self.images = Images(parts, operations)
+        self.host = Host(parts, operations, settings.max_running)
         self.runs.on_run_ended(self.ephemeral.run_ended)
         operations.add_listener(self.ephemeral.operation_changed)
 

@@ -281,8 +281,10 @@ CATALOGUE: tuple[ProblemType, ...] = (
     ),
     ProblemType(
         "oci-image", 409, "Tart runs only local VMs",
-        "The name is an OCI image in Tart's cache; Tart cannot run it directly.",
-        "Clone it to a local VM (tart clone IMAGE NEW-NAME) and use that VM.",
+        "The name is an OCI image in Tart's cache; Tart cannot run or change it directly, and "
+        "it leaves the cache through DELETE /images/{ref}, not as a VM.",
+        "Clone it to a local VM (tart clone IMAGE NEW-NAME) and use that VM; remove it with "
+        "DELETE /images/REF.",
         raised_by=(OciImage,),
     ),
     ProblemType(
@@ -301,8 +303,9 @@ CATALOGUE: tuple[ProblemType, ...] = (
     ),
     ProblemType(
         "vm-busy-operation", 409, "An operation holds the VM",
-        "An operation (a create or a delete) is working on this VM; the operation member names "
-        "it.",
+        "An operation (a create or a delete) is working on this VM, or another change of it (a "
+        "PATCH, a DELETE) is under way; the operation member names the operation (null for such "
+        "a change).",
         "Wait for the operation to finish (GET /operations/ID), or cancel it "
         "(DELETE /operations/ID).",
         raised_by=(VmHeldByOperation,),
