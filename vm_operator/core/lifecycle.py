@@ -78,11 +78,19 @@ class Lifecycle:
                 raise OperationsClosed(str(exc)) from None
 
     def _held(self, name: str, op_id: str | None) -> VmExists | VmHeldByOperation:
-        holder = self.queue.get(op_id) if op_id is not None else None
-        if holder is not None and holder.kind == "create":
-            return VmExists(f'VM "{name}" is being created (operation {holder.id})')
-        path = None if op_id is None else operation_path(op_id)
-        return VmHeldByOperation(f'an operation holds VM "{name}"', path)
+        """Why a create cannot have the name: another create has it (or a request holds it
+        while it checks or changes the VM: it exists, or is about to), or another operation."""
+        if op_id is None:
+            return VmExists(f'VM "{name}" exists or is being created (another request holds '
+                            "its name)")
+        try:
+            holder = self.queue.get(op_id)
+        except OperationNotFound:  # finished and forgotten meanwhile
+            holder = None
+        if holder is None or holder.kind == "create":
+            return VmExists(f'VM "{name}" is being created (operation {op_id})')
+        return VmHeldByOperation(f'a {holder.kind} operation holds VM "{name}"',
+                                 operation_path(op_id))
 
     def refuse_if_held(self, name: str) -> None:
         """A start, stop or suspend of a VM an operation works on is refused (409)."""
