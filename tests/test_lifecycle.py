@@ -95,7 +95,7 @@ def test_a_create_pulls_with_progress_rising_to_100_then_configures(
 
 def test_the_creating_vm_in_detail_and_busy_for_power(operator_factory: Factory) -> None:
     op = operator_factory(env={**FAST, "TART_SIM_PULL_HANG": "40"})
-    status, doc, headers = create(op, name="slow", **{"from": UBUNTU})
+    status, _doc, headers = create(op, name="slow", **{"from": UBUNTU})
     assert status == 202
     wait_for(lambda: operation(op, headers["Location"])["phase"] == "pulling",
              message="pulling")
@@ -171,7 +171,7 @@ def test_a_body_with_a_key_twice_is_refused(operator: Operator) -> None:
 
 
 def test_an_image_the_registry_does_not_know_fails_the_operation(operator: Operator) -> None:
-    status, doc, headers = create(operator, name="x", **{"from": "ghcr.io/cirruslabs/nope:1"})
+    status, _doc, headers = create(operator, name="x", **{"from": "ghcr.io/cirruslabs/nope:1"})
     assert status == 202
     final = finished(operator, headers["Location"])
     assert final["state"] == "failed"
@@ -185,7 +185,7 @@ def test_an_image_the_registry_does_not_know_fails_the_operation(operator: Opera
 
 def test_cancel_mid_pull_kills_tart_and_leaves_no_vm(operator_factory: Factory) -> None:
     op = operator_factory(env={**FAST, "TART_SIM_PULL_HANG": "30"})
-    status, doc, headers = create(op, name="doomed", **{"from": UBUNTU})
+    status, _doc, headers = create(op, name="doomed", **{"from": UBUNTU})
     path = headers["Location"]
     wait_for(lambda: operation(op, path)["progress"] == 30, message="stalled at 30%")
     assert tart_processes(op)  # Tart is pulling
@@ -203,7 +203,7 @@ def test_a_restart_mid_pull_fails_the_create_and_leaves_nothing(
         operator_factory: Factory) -> None:
     env = {**FAST, "TART_SIM_PULL_HANG": "20"}
     first = operator_factory(env=env)
-    status, doc, headers = create(first, name="half", **{"from": UBUNTU})
+    _status, doc, headers = create(first, name="half", **{"from": UBUNTU})
     path = headers["Location"]
     wait_for(lambda: operation(first, path)["progress"] == 20, message="stalled at 20%")
     code, _ = first.stop()
@@ -247,7 +247,7 @@ def test_operations_unknown_ids_are_404(operator: Operator) -> None:
 
 def test_a_failed_start_keeps_the_vm_stopped_and_says_so(operator_factory: Factory) -> None:
     op = operator_factory(env={"TART_SIM_RUN_FAIL": "no bootable disk"})
-    status, doc, headers = create(op, name="kept", **{"from": "ubuntu-runner"}, start=True)
+    status, _doc, headers = create(op, name="kept", **{"from": "ubuntu-runner"}, start=True)
     assert status == 202
     final = finished(op, headers["Location"])
     assert final["state"] == "failed" and final["phase"] == "starting"
@@ -301,7 +301,7 @@ def test_an_ephemeral_vm_whose_run_ended_while_the_operator_was_down_is_deleted(
 
 
 def test_a_vm_that_is_not_ephemeral_stays_after_its_run(operator: Operator) -> None:
-    status, doc, headers = create(operator, name="keep", **{"from": "ubuntu-runner"},
+    status, _doc, headers = create(operator, name="keep", **{"from": "ubuntu-runner"},
                                   start=True)
     assert finished(operator, headers["Location"])["state"] == "succeeded"
     assert operator.json("POST", "/vms/keep/stop?timeout=5")[0] == 200
