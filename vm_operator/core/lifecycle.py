@@ -28,6 +28,7 @@ from vm_operator.core.operation_records import (
 from vm_operator.core.operations import Listener, OperationQueue
 from vm_operator.core.ports import TartPort
 from vm_operator.tart.errors import TartVmMissing
+from vm_operator.tart.names import VmName
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def remove_leftovers(tart: TartPort, op: Operation) -> None:
     if op.phase not in UNFINISHED_PHASES:
         return
     try:
-        tart.delete(op.vm)
+        tart.delete(VmName(op.vm))  # a record that names no valid VM: kept, logged
     except TartVmMissing:
         return
     log.info("operation %s: deleted VM %r, whose create a restart interrupted", op.id, op.vm)
