@@ -47,6 +47,12 @@ def tart_processes(op: Operator) -> list[int]:
     return [pid for pid in processes_with_tart_home(op.tart_home) if pid != op.pid]
 
 
+def metric_lines(op: Operator) -> list[str]:
+    status, _, body = op.request("GET", "/metrics")
+    assert status == 200
+    return body.decode().splitlines()
+
+
 def vm_names(op: Operator) -> list[str]:
     status, vms = op.json("GET", "/vms")
     assert status == 200
@@ -197,6 +203,9 @@ def test_cancel_mid_pull_kills_tart_and_leaves_no_vm(operator_factory: Factory) 
     wait_for(lambda: tart_processes(op) == [], message="no Tart process left")
     status, problem = op.json("DELETE", path)
     assert (status, problem["type"]) == (409, "/problems/operation-finished")
+    lines = metric_lines(op)
+    assert 'vm_operator_operations_finished_total{kind="create",state="cancelled"} 1' in lines
+    assert 'vm_operator_operations{state="running"} 0' in lines
 
 
 def test_a_restart_mid_pull_fails_the_create_and_leaves_nothing(
@@ -232,6 +241,9 @@ def test_past_the_queue_bound_a_create_is_503_with_retry_after(
     assert statuses == [202] * 17 + [503]
     states = [o["state"] for o in op.json("GET", "/operations")[1]]
     assert states.count("running") == 1 and states.count("queued") == 16
+    lines = metric_lines(op)
+    assert 'vm_operator_operations{state="running"} 1' in lines
+    assert 'vm_operator_operations{state="queued"} 16' in lines
 
 
 def test_operations_unknown_ids_are_404(operator: Operator) -> None:
