@@ -227,6 +227,23 @@ def test_a_restart_mid_pull_fails_the_create_and_leaves_nothing(
     assert [o["id"] for o in second.json("GET", "/operations")[1]] == [doc["id"]]
 
 
+def test_an_operator_killed_mid_pull_takes_tart_with_it(operator_factory: Factory) -> None:
+    """SIGKILL: no shutdown code runs; Tart's guard sees the operator's pipe end and kills
+    Tart, so no clone finishes a VM after the restart has cleaned up."""
+    env = {**FAST, "TART_SIM_PULL_HANG": "20"}
+    first = operator_factory(env=env)
+    _status, doc, headers = create(first, name="orphan", **{"from": UBUNTU})
+    path = headers["Location"]
+    wait_for(lambda: operation(first, path)["progress"] == 20, message="stalled at 20%")
+    first.stop(signal.SIGKILL)
+    wait_for(lambda: processes_with_tart_home(first.tart_home) == [],
+             message="Tart gone with the operator")
+    second = operator_factory(env=env, tart_home=first.tart_home, state_dir=first.state_dir)
+    final = operation(second, path)
+    assert (final["state"], final["error"]["type"]) == ("failed", "/problems/interrupted")
+    assert "orphan" not in vm_names(second)
+
+
 def test_past_the_queue_bound_a_create_is_503_with_retry_after(
         operator_factory: Factory) -> None:
     op = operator_factory(env={**FAST, "TART_SIM_PULL_HANG": "10"})
