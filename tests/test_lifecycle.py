@@ -232,7 +232,7 @@ def test_an_operator_killed_mid_pull_takes_tart_with_it(operator_factory: Factor
     Tart, so no clone finishes a VM after the restart has cleaned up."""
     env = {**FAST, "TART_SIM_PULL_HANG": "20"}
     first = operator_factory(env=env)
-    _status, doc, headers = create(first, name="orphan", **{"from": UBUNTU})
+    _status, _doc, headers = create(first, name="orphan", **{"from": UBUNTU})
     path = headers["Location"]
     wait_for(lambda: operation(first, path)["progress"] == 20, message="stalled at 20%")
     first.stop(signal.SIGKILL)
