@@ -3,6 +3,8 @@
 #
 # On a fresh machine it sets up what the suites need, then runs all of them:
 #   - a virtualenv with pytest and the other test-only packages (.venv, reused when present);
+#   - the static checks first: ruff (pyproject's [tool.ruff]) and mypy --strict (pyproject's
+#     [tool.mypy]); a finding fails the run (the suites still run, to report everything);
 #   - in CI (CI=true) or with --docker: Docker engine, docker-compose, debootstrap and the
 #     cached local base image (scripts/docker-provision.sh), plus Debian's sshd for the
 #     SSH-transport suite, Debian's prometheus for tests/test_prometheus.py and acl (setfacl)
@@ -20,7 +22,7 @@ if [ "${1:-}" = "--docker" ]; then provision=1; shift; fi
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "Python virtualenv (.venv) with pytest, kubernetes-validate, PyYAML and schemathesis (tests only)"
+step "Python virtualenv (.venv) with pytest, kubernetes-validate, PyYAML, schemathesis, ruff and mypy (tests only)"
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     if ! "$PYTHON" -m venv .venv 2>/dev/null; then
@@ -36,10 +38,12 @@ fi
     || { echo "Python >= 3.11 is required (set PYTHON=...)" >&2; exit 1; }
 # Test-only dependencies (pyproject's "test" extra): kubernetes-validate checks the Kubernetes
 # manifests against Kubernetes' published schemas (tests/test_kubernetes.py); schemathesis
-# generates requests from /openapi.json (tests/test_schemathesis.py).
-.venv/bin/python -c 'import pytest, kubernetes_validate, yaml, schemathesis' 2>/dev/null \
+# generates requests from /openapi.json (tests/test_schemathesis.py); ruff and mypy are the
+# static checks (versions pinned: a new release brings new rules).
+{ .venv/bin/python -c 'import pytest, kubernetes_validate, yaml, schemathesis' 2>/dev/null \
+    && [ -x .venv/bin/ruff ] && [ -x .venv/bin/mypy ]; } \
     || .venv/bin/python -m pip install -q 'pytest>=7' 'kubernetes-validate>=1.30' 'pyyaml>=6' \
-        'schemathesis>=4.32,<5'
+        'schemathesis>=4.32,<5' 'ruff>=0.17,<0.18' 'mypy>=2.4,<3'
 # The simulator's "#!/usr/bin/env python3" must find a fast interpreter: the venv's.
 export PATH="$PWD/.venv/bin:$PATH"
 
@@ -79,8 +83,12 @@ if [ "$provision" = 1 ]; then
 fi
 export BASE_IMAGE=${BASE_IMAGE:-vm-operator-base:bookworm}
 
-step "pytest: unit, API over loopback, hardening, SSH transport, Docker tier"
 status=0
+step "Static checks: ruff check . and mypy --strict (pyproject's configuration)"
+.venv/bin/ruff check . || { echo "FAIL: ruff found problems (above)" >&2; status=1; }
+.venv/bin/mypy || { echo "FAIL: mypy found problems (above)" >&2; status=1; }
+
+step "pytest: unit, API over loopback, hardening, SSH transport, Docker tier"
 .venv/bin/python -m pytest -p no:cacheprovider "$@" || status=$?
 
 docker_ready=0

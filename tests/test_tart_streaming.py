@@ -56,6 +56,21 @@ def test_a_pull_hands_its_progress_over_while_it_runs(tmp_path: Path) -> None:
     assert [image.ref for image in tart.list_images() if image.kind == "tag"].count(UBUNTU) == 1
 
 
+def test_the_simulator_logs_when_it_printed_each_percentage(tmp_path: Path) -> None:
+    """TART_SIM_PROGRESS_LOG (for scripts/bench.py's progress freshness): one line per
+    percentage printed, with the time it was printed."""
+    progress_log = tmp_path / "progress.log"
+    tart = tart_for(tmp_path, TART_SIM_PROGRESS_LOG=str(progress_log))
+    parser = ProgressParser()
+    printed: list[int] = []
+    tart.pull(UBUNTU, on_output=lambda chunk: printed.extend(
+        e.percent for e in parser.feed(chunk) if isinstance(e, ProgressChanged)))
+    lines = [line.split() for line in progress_log.read_text().splitlines()]
+    assert [int(percent) for _, percent in lines] == printed
+    times = [float(when) for when, _ in lines]
+    assert times == sorted(times)
+
+
 def test_a_clone_makes_the_vm(tmp_path: Path) -> None:
     tart = tart_for(tmp_path)
     tart.clone("ubuntu-runner", "copy")

@@ -22,6 +22,7 @@ from vm_operator import __version__
 from vm_operator.config import Config, load_config
 from vm_operator.edge.server import OperatorServer, log_line
 from vm_operator.tart.errors import TartError, tart_advice
+from vm_operator.tart.names import VmName, name_problem
 from vm_operator.tart.ssh_settings import describe
 from vm_operator.wiring import Built, build_app
 
@@ -117,8 +118,8 @@ def _stop_demo_vms(built: Built) -> None:
     """The demo's Tart home is about to be deleted: its simulated VMs go with it."""
     try:
         for vm in built.service.list_vms(fresh=True):
-            if vm["state"] != "stopped":
-                built.tart.stop(vm["name"], 2)
+            if vm["state"] != "stopped" and name_problem(vm["name"]) is None:
+                built.tart.stop(VmName(vm["name"]), 2)
     except TartError:
         pass
 

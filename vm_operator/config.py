@@ -29,9 +29,8 @@ from vm_operator.tart.ssh_settings import (
     parse_target,
     ssh_settings,
 )
+from vm_operator.tokens import MIN_TOKEN_LENGTH, secret
 
-MIN_TOKEN_LENGTH = 16
-MAX_TOKEN_FILE_BYTES = 4096
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
@@ -185,70 +184,6 @@ _CACHE_TTL = _decimal(0, 60)
 _MAX_RUNNING = _integer(0)
 _MAX_CONNECTIONS = _integer(1, 10000)
 _HEADER_TIMEOUT = _decimal(0.1, 300)
-
-
-# --- tokens -----------------------------------------------------------------------------------
-
-
-def unreadable_secret_file(variable: str, path: str, exc: OSError, uid: int | None = None,
-                           gid: int | None = None) -> str:
-    """One line: which file could not be read, as which user, and how to let that user read it."""
-    uid = os.getuid() if uid is None else uid
-    gid = os.getgid() if gid is None else gid
-    message = f"vm-operator: cannot read {variable} ({path}): {exc.strerror or exc}"
-    if isinstance(exc, PermissionError):
-        return (f"{message}; the operator runs as UID {uid} (GID {gid}): let that user read the "
-                f"file, e.g. on the host `setfacl -m u:{uid}:r FILE` (README: Tokens in compose)")
-    return message
-
-
-def _read_token_file(path: str, file_name: str) -> str:
-    source = f"{file_name} ({path})"
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_TOKEN_FILE_BYTES + 1)
-    except OSError as exc:
-        raise SystemExit(unreadable_secret_file(file_name, path, exc)) from None
-    if len(data) > MAX_TOKEN_FILE_BYTES:
-        raise SystemExit(f"vm-operator: {source} is larger than {MAX_TOKEN_FILE_BYTES} bytes; "
-                         "it must hold just the token")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SystemExit(f"vm-operator: {source} is not text; it must hold just the token") from None
-
-
-def _secret(env: Mapping[str, str], name: str) -> str | None:
-    """A token from ``NAME`` or from the file named by ``NAME_FILE`` (Docker/Kubernetes secrets).
-
-    Neither set: None (no token). Set at all: it must yield a usable token, or start-up stops;
-    an empty value never means "no authentication".
-    """
-    file_name = f"{name}_FILE"
-    value, path = env.get(name), env.get(file_name)
-    if value is not None and path is not None:
-        raise SystemExit(f"vm-operator: both {name} and {file_name} are set; set only one")
-    if path is not None:
-        if not path.strip():
-            raise SystemExit(f"vm-operator: {file_name} is set but empty; name the token file, "
-                             f"or unset {file_name} to run without this token")
-        source, setting = f"{file_name} ({path})", file_name
-        value = _read_token_file(path, file_name)
-    elif value is not None:
-        source, setting = name, name
-    else:
-        return None
-    token = value.strip()
-    if not token:
-        raise SystemExit(f"vm-operator: {source} is empty; put the token there, "
-                         f"or unset {setting} to run without this token")
-    if len(token) < MIN_TOKEN_LENGTH:
-        raise SystemExit(f"vm-operator: {source} is shorter than {MIN_TOKEN_LENGTH} characters")
-    if not all(" " <= char <= "~" for char in token):
-        raise SystemExit(f"vm-operator: {source} holds a line break, control or non-ASCII "
-                         "character, which a client cannot send in an HTTP header; "
-                         "use one line of printable ASCII")
-    return token
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -415,8 +350,8 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
     tart = sources.value("tart", _text, "")
     # --no-access-log turns it off; else VM_OPERATOR_ACCESS_LOG (a yes/no variable) decides.
     access_log = not args.no_access_log and sources.value("access_log", _boolean, True)
-    token = _secret(env, "VM_OPERATOR_TOKEN")
-    read_token = _secret(env, "VM_OPERATOR_READ_TOKEN")
+    token = secret(env, "VM_OPERATOR_TOKEN")
+    read_token = secret(env, "VM_OPERATOR_READ_TOKEN")
     if token is not None and token == read_token:
         raise SystemExit("vm-operator: the read-only token is the full-access token; "
                          "give VM_OPERATOR_READ_TOKEN a token of its own")

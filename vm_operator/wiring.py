@@ -16,6 +16,7 @@ from vm_operator.api.app import App
 from vm_operator.config import Config
 from vm_operator.core.clock import Clock, SystemClock
 from vm_operator.core.lifecycle import remove_leftovers, shut_down
+from vm_operator.core.operation_records import OperationEvent
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ports import TartPort
 from vm_operator.core.service import Settings, VmService
@@ -83,6 +84,12 @@ def build_operations(state_dir: str, tart: TartPort,
     return queue, store
 
 
+def count_finished(metrics: Metrics, event: OperationEvent) -> None:
+    """The metrics' counter of finished operations (not those the history forgets)."""
+    if event.operation.finished and not event.forgotten:
+        metrics.observe_operation(event.operation.kind, event.operation.state)
+
+
 def error_kind(exc: Exception) -> str:
     """The problem type of an operation's failure: the catalogue's slug for the exception."""
     problem = problem_of(type(exc))
@@ -100,6 +107,7 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
     operations, operation_store = build_operations(config.state_dir, tart, clock)
     specs = SpecStore(Path(config.state_dir) / "specs", Path(config.state_dir))
     service = VmService(tart, store, clock, operations, specs, error_kind, settings)
+    operations.add_listener(lambda event: count_finished(metrics, event))
     service.adopt_earlier_runs()  # finish the records of runs an earlier process launched
     access = Access(config.token, config.read_token, config.allowed_hosts, config.cors_origins)
     document = openapi()  # fixed: built once

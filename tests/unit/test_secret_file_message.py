@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from vm_operator.config import load_config, unreadable_secret_file
+from vm_operator.config import load_config
+from vm_operator.tokens import unreadable_secret_file
 
 PATH = "/run/secrets/vm_operator_token"
 

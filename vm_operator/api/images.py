@@ -6,19 +6,17 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from vm_operator.api.app import App
+from vm_operator.api.operations import operation_answer
 from vm_operator.api.params import IMAGE_PATH, IMAGE_REF
 from vm_operator.api.problems import TART_FAILURES
-from vm_operator.api.schemas import ref
+from vm_operator.api.schemas import OPERATION, ref
 from vm_operator.core.errors import ImageNotFound, OperationsClosed, OperationsFull
-from vm_operator.core.operation_records import Operation
 from vm_operator.edge.body import Body, Field
 from vm_operator.edge.params import Boolean, Int
 from vm_operator.edge.responses import Response, json_response
 from vm_operator.edge.routing import Request, Route, Success
 from vm_operator.tart.errors import TartVmMissing
 from vm_operator.tart.names import VmName
-
-OPERATION = ref("Operation")
 
 
 @dataclass(frozen=True)
@@ -44,19 +42,13 @@ PULL = Body(PullBody, "The image to pull into Tart's cache")
 PRUNE = Body(PruneBody, "Which cached images to remove: at least one criterion", min_fields=1)
 
 
-def accepted(op: Operation) -> Response:
-    """202: the operation is queued; GET its Location to follow it."""
-    location = f"/operations/{op.id}"
-    return json_response(202, op.to_json(), ("Location", location))
-
-
 def list_images(app: App, req: Request) -> Response:
     return json_response(200, [image.to_json() for image in app.service.images.list_images()])
 
 
 def pull_image(app: App, req: Request) -> Response:
     body = req.get(PULL)
-    return accepted(app.service.images.pull(body.ref, body.insecure))
+    return operation_answer(202, app.service.images.pull(body.ref, body.insecure))
 
 
 def delete_image(app: App, req: Request) -> Response:
@@ -66,7 +58,7 @@ def delete_image(app: App, req: Request) -> Response:
 
 def prune_images(app: App, req: Request) -> Response:
     body = req.get(PRUNE)
-    return accepted(app.service.images.prune(body.older_than_days, body.space_budget_gb))
+    return operation_answer(202, app.service.images.prune(body.older_than_days, body.space_budget_gb))
 
 
 QUEUED = Success(202, "Queued: the operation (its Location header is its URL)", OPERATION,

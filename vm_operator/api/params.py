@@ -10,6 +10,7 @@ from vm_operator.edge.problems import CATALOGUE
 from vm_operator.edge.routing import OptionalQuery, PathParam, Query
 from vm_operator.store.state import LOG_TAIL_LINES_MAX
 from vm_operator.tart.names import (
+    LOCAL_NAME_PATTERN,
     MAX_NAME_LENGTH,
     NAME_PATTERN,
     OCI_PATTERN,
@@ -43,6 +44,52 @@ class VmNameType(ParamType[VmName]):
 
 VM_NAME = VmNameType()
 
+
+class LocalVmNameType(VmNameType):
+    """The name of a local VM to create: a VM name without '/' (Tart: ``<new-name> should be a
+    local name``; a '/' makes it an OCI reference)."""
+
+    def schema(self) -> Schema:
+        return {**super().schema(), "pattern": LOCAL_NAME_PATTERN}
+
+    def from_text(self, key: str, text: str) -> VmName:
+        name = super().from_text(key, text)
+        if "/" in name:
+            raise ValueError(f"{key} must be a local VM name, without '/' (a '/' makes it an "
+                             "OCI reference)")
+        return name
+
+
+LOCAL_VM_NAME = LocalVmNameType()
+
+_DISPLAY = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")
+
+
+class Display(ParamType[str]):
+    """A display size for ``tart set --display``: WIDTHxHEIGHT in pixels, e.g. 1920x1080."""
+
+    PATTERN = "^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$"
+
+    def schema(self) -> Schema:
+        return {"type": "string", "pattern": self.PATTERN, "maxLength": 11,
+                "examples": ["1920x1080"]}
+
+    def from_text(self, key: str, text: str) -> str:
+        if not _DISPLAY.fullmatch(text):
+            raise ValueError(f"{key} must be WIDTHxHEIGHT in pixels, e.g. 1920x1080")
+        return text
+
+    def from_json(self, key: str, value: object) -> str:
+        if isinstance(value, str):
+            return self.from_text(key, value)
+        raise ValueError(f"{key} must be WIDTHxHEIGHT in pixels, e.g. 1920x1080")
+
+
+DISPLAY = Display()
+CPU = Int(1, 64)
+MEMORY_MB = Int(512, 1048576)
+DISK_GB = Int(1, 4096)
+
 NAME = PathParam(
     "name", VM_NAME,
     "VM name, percent-encoded (an OCI name such as ghcr.io/org/img:tag "
@@ -55,7 +102,7 @@ SLUG = PathParam(
     "A problem type: the last segment of a problem document's type",
 )
 
-STATE = OptionalQuery("state", OneOf(STATES), "Only this state")
+STATE = OptionalQuery("state", OneOf((*STATES, "creating")), "Only this state")
 SOURCE = OptionalQuery("source", OneOf(SOURCES), "Only this source")
 SUSPENDABLE = Query("suspendable", Boolean(), False,
                     "Add --suspendable (needed for a later suspend)")
@@ -83,28 +130,7 @@ class ImageRefType(VmNameType):
         return ref
 
 
-_DISPLAY = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")
-
-
-class DisplayType(ParamType[str]):
-    """A display size in pixels, ``WIDTHxHEIGHT`` (Tart's ``--display``)."""
-
-    def schema(self) -> Schema:
-        return {"type": "string", "pattern": f"^{_DISPLAY.pattern}$", "examples": ["1920x1080"]}
-
-    def from_text(self, key: str, text: str) -> str:
-        if not _DISPLAY.fullmatch(text):
-            raise ValueError(f"{key} must be WIDTHxHEIGHT in pixels, e.g. 1920x1080")
-        return text
-
-    def from_json(self, key: str, value: object) -> str:
-        if isinstance(value, str):
-            return self.from_text(key, value)
-        raise ValueError(f"{key} must be WIDTHxHEIGHT in pixels, e.g. 1920x1080")
-
-
 IMAGE_REF = ImageRefType()
-DISPLAY = DisplayType()
 
 IMAGE_PATH = PathParam(  # any VM name: one that is no cached image (a local VM's) is a 404
     "ref", VM_NAME,

@@ -10,6 +10,7 @@ def ref(name: str) -> Schema:
 
 
 VM = ref("VM")
+OPERATION = ref("Operation")
 OBJECT: Schema = {"type": "object"}
 TEXT: Schema = {"type": "string"}
 
@@ -21,13 +22,16 @@ SCHEMAS: dict[str, Schema] = {
         "properties": {
             "name": {"type": "string"},
             "source": {"enum": ["local", "oci"]},
-            "state": {"enum": ["running", "suspended", "stopped"]},
-            "status": {"enum": ["running", "suspended", "stopped"],
+            "state": {"enum": ["running", "suspended", "stopped", "creating"],
+                      "description": "creating: an operation is creating it (see operation)"},
+            "status": {"enum": ["running", "suspended", "stopped", "creating"],
                        "description": "Same as state, kept for clients of the original API"},
             "running": {"type": "boolean"},
-            "disk_gb": {"type": "integer"},
-            "size_gb": {"type": "integer"},
+            "disk_gb": {"type": ["integer", "null"], "description": "null while creating"},
+            "size_gb": {"type": ["integer", "null"], "description": "null while creating"},
             "accessed": {"type": ["string", "null"], "format": "date-time"},
+            "operation": {"type": "string",
+                          "description": "While creating: the path of the create operation"},
             "changed": {"type": "boolean",
                         "description": "On start/stop: whether anything changed"},
         },
@@ -58,6 +62,34 @@ SCHEMAS: dict[str, Schema] = {
                 }}]},
         }}],
     },
+    "Operation": {
+        "type": "object",
+        "required": ["id", "kind", "vm", "image", "state", "phase", "progress",
+                     "cancel_requested", "created_at", "started_at", "finished_at", "error",
+                     "result"],
+        "properties": {
+            "id": {"type": "string"},
+            "kind": {"enum": ["create", "delete", "pull", "prune"]},
+            "vm": {"type": ["string", "null"], "description": "The VM it creates or deletes"},
+            "image": {"type": ["string", "null"],
+                      "description": "The image it pulls, or a create's source"},
+            "state": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+            "phase": {"type": ["string", "null"], "description":
+                      "pulling, cloning, configuring, starting, deleting or pruning"},
+            "progress": {"type": ["integer", "null"], "minimum": 0, "maximum": 100,
+                         "description": "Percent of the image pulled, from Tart's output; "
+                         "null when Tart printed none (a cached image)"},
+            "cancel_requested": {"type": "boolean"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "started_at": {"type": ["string", "null"], "format": "date-time"},
+            "finished_at": {"type": ["string", "null"], "format": "date-time"},
+            "error": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Problem"}],
+                      "description": "Why it failed: a problem document, with Tart's message "
+                      "(tart_message) and exit code (tart_exit_code) when Tart refused"},
+            "result": {"type": ["string", "null"],
+                       "description": "A note on the outcome, e.g. that a VM was kept"},
+        },
+    },
     "Health": {
         "type": "object",
         "required": ["status", "message", "timestamp", "version", "tart"],
@@ -85,27 +117,6 @@ SCHEMAS: dict[str, Schema] = {
             "accessed": {"type": ["string", "null"], "format": "date-time",
                          "description": "Its last use (what prune goes by); null before Tart "
                          "2.31"},
-        },
-    },
-    "Operation": {
-        "type": "object",
-        "description": "A long-running operation (GET /operations/{id} follows it)",
-        "required": ["id", "kind", "vm", "image", "state", "phase", "progress", "created_at",
-                     "started_at", "finished_at", "error", "result"],
-        "properties": {
-            "id": {"type": "string"},
-            "kind": {"enum": ["create", "delete", "pull", "prune"]},
-            "vm": {"type": ["string", "null"]},
-            "image": {"type": ["string", "null"]},
-            "state": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
-            "phase": {"type": ["string", "null"]},
-            "progress": {"type": ["integer", "null"], "minimum": 0, "maximum": 100},
-            "cancel_requested": {"type": "boolean"},
-            "created_at": {"type": "string", "format": "date-time"},
-            "started_at": {"type": ["string", "null"], "format": "date-time"},
-            "finished_at": {"type": ["string", "null"], "format": "date-time"},
-            "error": {"type": ["object", "null"]},
-            "result": {"type": ["string", "null"]},
         },
     },
     "Host": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from typing import TypedDict
 
 from vm_operator import __version__
 from vm_operator.api.app import App
@@ -10,31 +11,44 @@ from vm_operator.api.params import SLUG
 from vm_operator.api.schemas import OBJECT, TEXT, ref
 from vm_operator.core.clock import utc_now
 from vm_operator.core.errors import NotReady
+from vm_operator.core.records import TartStatus
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.problems import CATALOGUE, ProblemType
 from vm_operator.edge.responses import HTML, Response, json_response
 from vm_operator.edge.routing import Request, Route, Success
 
 
+class Health(TypedDict):
+    status: str  # "healthy", or "degraded" when Tart cannot be run
+    message: str
+    timestamp: str
+    version: str
+    tart: TartStatus
+
+
+class Ready(TypedDict):
+    status: str
+    vms: int
+
+
 def health(app: App, req: Request) -> Response:
     tart = app.service.tart_status()
     healthy = tart["available"]
-    return json_response(
-        200,
-        {
-            "status": "healthy" if healthy else "degraded",
-            "message": "vm-operator is serving"
-            if healthy
-            else f"vm-operator is serving, but Tart cannot be run ({tart['path']})",
-            "timestamp": utc_now(),
-            "version": __version__,
-            "tart": tart,
-        },
-    )
+    answer: Health = {
+        "status": "healthy" if healthy else "degraded",
+        "message": "vm-operator is serving"
+        if healthy
+        else f"vm-operator is serving, but Tart cannot be run ({tart['path']})",
+        "timestamp": utc_now(),
+        "version": __version__,
+        "tart": tart,
+    }
+    return json_response(200, answer)
 
 
 def ready(app: App, req: Request) -> Response:
-    return json_response(200, {"status": "ready", "vms": app.service.ready()})
+    answer: Ready = {"status": "ready", "vms": app.service.ready()}
+    return json_response(200, answer)
 
 
 def openapi(app: App, req: Request) -> Response:
@@ -43,7 +57,9 @@ def openapi(app: App, req: Request) -> Response:
 
 def metrics(app: App, req: Request) -> Response:
     service = app.service
-    text = app.metrics.render(vms=service.cached_vms(), tart_runs=service.running_runs())
+    queue = service.operations.stats()
+    text = app.metrics.render(vms=service.cached_vms(), tart_runs=service.running_runs(),
+                              operations=(queue.running, queue.queued))
     return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from vm_operator.api.app import App
 from vm_operator.api.params import NAME, WAIT
 from vm_operator.api.problems import TART_FAILURES
@@ -13,9 +15,15 @@ from vm_operator.tart.errors import TartNoIp, TartNotRunning
 ADDRESS = {"type": "object", "properties": {"name": {"type": "string"}, "ip": {"type": "string"}}}
 
 
+class Address(TypedDict):
+    name: str
+    ip: str
+
+
 def vm_ip(app: App, req: Request) -> Response:
     name = req.get(NAME)
-    return json_response(200, {"name": name, "ip": app.service.ip(name, req.get(WAIT))})
+    answer: Address = {"name": name, "ip": app.service.ip(name, req.get(WAIT))}
+    return json_response(200, answer)
 
 
 ROUTES: tuple[Route[App], ...] = (

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from vm_operator.api.app import App
-from vm_operator.api.params import DISPLAY, FORCE, NAME, STOP_TIMEOUT
+from vm_operator.api.params import CPU, DISK_GB, DISPLAY, FORCE, MEMORY_MB, NAME, STOP_TIMEOUT
 from vm_operator.api.problems import TART_FAILURES
 from vm_operator.api.schemas import ref
 from vm_operator.core.errors import (
@@ -19,7 +19,7 @@ from vm_operator.core.errors import (
 )
 from vm_operator.core.vm_manage import VmPatch
 from vm_operator.edge.body import JSON_MEDIA, MERGE_PATCH_MEDIA, Body, Field
-from vm_operator.edge.params import Boolean, Int
+from vm_operator.edge.params import Boolean
 from vm_operator.edge.responses import Response, json_response
 from vm_operator.edge.routing import Request, Route, Success
 from vm_operator.tart.errors import TartInvalidResources, TartVmIsRunning, TartVmMissing
@@ -29,11 +29,11 @@ from vm_operator.tart.errors import TartInvalidResources, TartVmIsRunning, TartV
 class PatchBody:
     """A JSON merge patch (RFC 7396) of a VM's settings: the fields given are changed."""
 
-    cpu: Annotated[int | None, Field(Int(1, 64), "Virtual CPUs (tart set --cpu)")] = None
+    cpu: Annotated[int | None, Field(CPU, "Virtual CPUs (tart set --cpu)")] = None
     memory_mb: Annotated[int | None, Field(
-        Int(512, 1048576), "Memory in MiB (tart set --memory)")] = None
+        MEMORY_MB, "Memory in MiB (tart set --memory)")] = None
     disk_gb: Annotated[int | None, Field(
-        Int(1, 4096), "Disk size in GB; a disk only grows (tart set --disk-size)")] = None
+        DISK_GB, "Disk size in GB; a disk only grows (tart set --disk-size)")] = None
     display: Annotated[str | None, Field(
         DISPLAY, "Display size in pixels, WIDTHxHEIGHT (tart set --display)")] = None
     random_mac: Annotated[bool, Field(

@@ -32,6 +32,7 @@ from vm_operator.core.runs import RunSupervisor
 from vm_operator.store.specs import SpecStore, VmSpec
 from vm_operator.store.state import StateDirError
 from vm_operator.tart.errors import TartCommandError, TartError, TartVmIsRunning, TartVmMissing
+from vm_operator.tart.names import VmName
 from vm_operator.tart.progress import (
     PhaseChanged,
     ProgressChanged,
@@ -52,8 +53,8 @@ STOP_TIMEOUT = 10  # seconds Tart gives a VM to shut down when a create must sto
 class CreateRequest:
     """A VM to create: ``source`` is an OCI reference or a local VM (``from`` in the API)."""
 
-    name: str
-    source: str
+    name: VmName
+    source: VmName
     cpu: int | None = None
     memory_mb: int | None = None
     disk_gb: int | None = None
@@ -89,7 +90,7 @@ class Parts:
         code = exc.exit_code if isinstance(exc, TartCommandError) else None
         return OperationFailed(OperationError(self.kind_of(exc), detail, message, code))
 
-    def remove_vm(self, name: str) -> None:
+    def remove_vm(self, name: VmName) -> None:
         """Delete the VM if it exists (stopping it first if it runs) and forget its spec."""
         try:
             try:

@@ -18,13 +18,16 @@ from vm_operator.core.create import Parts
 from vm_operator.core.errors import OperatorError, VmNotFound
 from vm_operator.core.operation_records import (
     NameBusy,
+    OperationError,
     OperationEvent,
+    OperationFailed,
     QueueClosed,
     QueueFull,
 )
 from vm_operator.core.operations import Job, OperationContext, OperationQueue
 from vm_operator.store.state import StateDirError
 from vm_operator.tart.errors import TartError, TartVmMissing
+from vm_operator.tart.names import InvalidName, VmName
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,7 @@ class EphemeralVms:
                     ctx.note(f"kept: it is {vm['state']}; it goes when that run ends")
                     return
                 try:
-                    parts.tart.delete(name)
+                    parts.tart.delete(VmName(name))
                 except TartVmMissing:
                     pass
                 finally:
@@ -115,3 +118,5 @@ class EphemeralVms:
             parts.specs.delete(name)
         except (OperatorError, TartError, StateDirError) as exc:
             raise parts.failure(exc) from None
+        except InvalidName as exc:  # a spec written by hand: not a name Tart may be given
+            raise OperationFailed(OperationError("invalid-name", str(exc))) from None

@@ -16,6 +16,7 @@ from vm_operator.core.errors import ImageNotFound, OperationsClosed, OperationsF
 from vm_operator.core.operation_records import Operation, OperationKind, QueueClosed, QueueFull
 from vm_operator.core.operations import Job, OperationContext, OperationQueue
 from vm_operator.tart.errors import TartError, TartVmMissing
+from vm_operator.tart.names import VmName
 from vm_operator.tart.progress import PhaseChanged, ProgressChanged, ProgressEvent, ProgressParser
 from vm_operator.tart.records import Image
 
@@ -62,7 +63,7 @@ class Images:
     def list_images(self) -> list[Image]:
         return self.tart.list_images()
 
-    def delete(self, ref: str) -> None:
+    def delete(self, ref: VmName) -> None:
         """``tart delete REF`` of an image the cache holds: never of a local VM."""
         if "/" not in ref or ref not in {image.ref for image in self.tart.list_images()}:
             raise _not_cached(ref)
@@ -73,7 +74,7 @@ class Images:
         finally:
             self.inventory.changed()
 
-    def pull(self, ref: str, insecure: bool = False) -> Operation:
+    def pull(self, ref: VmName, insecure: bool = False) -> Operation:
         """Queue ``tart pull REF``: the operation's progress is the download's."""
 
         def run(ctx: OperationContext) -> None:

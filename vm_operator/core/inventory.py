@@ -10,7 +10,6 @@ for the benchmark's comparison).
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from vm_operator.core.cache import FreshCache
 from vm_operator.core.clock import Clock
@@ -22,11 +21,11 @@ from vm_operator.core.errors import (
     vm_not_found,
 )
 from vm_operator.core.ports import StorePort, TartPort
+from vm_operator.core.records import NO_INFO, TartStatus, VmDetail, detail
 from vm_operator.store.state import StateDirError
 from vm_operator.tart.errors import TartError
-
-VM = dict[str, Any]
-DETAIL_FIELDS = ("os", "cpu", "memory_mb", "disk_format", "display")
+from vm_operator.tart.names import InvalidName, VmName
+from vm_operator.tart.records import Vm, VmInfo
 
 
 class Inventory:
@@ -40,7 +39,7 @@ class Inventory:
         self._changed_at = float("-inf")
         self._guard = threading.Lock()
         self._list = FreshCache(tart.list_vms, clock.monotonic)
-        self._info: dict[str, FreshCache[dict[str, Any]]] = {}
+        self._info: dict[str, FreshCache[VmInfo]] = {}
         self._version: str | None = None
         self._version_refresh = threading.Lock()
 
@@ -58,7 +57,7 @@ class Inventory:
         """A change was made through the API: no later read may answer from before it."""
         self._changed_at = self.clock.monotonic()
 
-    def list_vms(self, fresh: bool = False) -> list[VM]:
+    def list_vms(self, fresh: bool = False) -> list[Vm]:
         if self.cache_ttl <= 0:
             return self.tart.list_vms()
         return self._list.get(self._not_before(fresh), self._refresh_after(fresh))
@@ -70,24 +69,24 @@ class Inventory:
         except TartError as exc:
             raise NotReady(f"tart list fails: {exc.detail}") from None
 
-    def cached_vms(self) -> list[VM] | None:
+    def cached_vms(self) -> list[Vm] | None:
         """The last listing, however old, without calling Tart: for metrics."""
         return self._list.peek()
 
-    def find(self, name: str, fresh: bool = False) -> VM:
+    def find(self, name: str, fresh: bool = False) -> Vm:
         for vm in self.list_vms(fresh):
             if vm["name"] == name:
                 return vm
         raise vm_not_found(name)
 
-    def local_vm(self, name: str, action: str, fresh: bool = False) -> VM:
+    def local_vm(self, name: str, action: str, fresh: bool = False) -> Vm:
         """The VM, or the same refusal for an OCI image on every action that needs a local VM."""
         vm = self.find(name, fresh)
         if vm["source"] != "local":
             raise oci_image(name, action)
         return vm
 
-    def info(self, name: str) -> dict[str, Any]:
+    def info(self, name: VmName) -> VmInfo:
         """``tart get``'s fields of a local VM, cached like the listing."""
         if self.cache_ttl <= 0:
             return self.tart.get(name)
@@ -104,21 +103,25 @@ class Inventory:
             self._info.pop(name, None)
 
     def is_macos(self, name: str) -> bool:
-        return self.info(name).get("os") == "darwin"
+        """Whether ``tart get`` says the VM is a macOS guest. A name from Tart's own list
+        that the name rules refuse is never passed to Tart: it counts as not macOS."""
+        try:
+            checked = VmName(name)
+        except InvalidName:
+            return False
+        return self.info(checked)["os"] == "darwin"
 
-    def describe(self, name: str) -> VM:
+    def describe(self, name: VmName) -> VmDetail:
         """The list fields, ``tart get``'s fields (local VMs only) and the last run."""
         vm = self.find(name)
-        info = dict.fromkeys(DETAIL_FIELDS)
-        if vm["source"] == "local":
-            info.update(self.info(name))
+        info = self.info(name) if vm["source"] == "local" else NO_INFO
         try:
             last_run = self.store.read_last_run(name)
         except StateDirError as exc:
             raise state_dir_unwritable(exc) from None
-        return {**vm, **info, "last_run": last_run}
+        return detail(vm, info, last_run)
 
-    def ip(self, name: str, wait: int) -> str:
+    def ip(self, name: VmName, wait: int) -> str:
         """``tart ip --wait W``, only for a running VM: Tart would wait the whole W seconds
         for a stopped one. With a wait the state is checked fresh, as that wait is long."""
         vm = self.local_vm(name, "ask for the IP address of", fresh=wait > 0)
@@ -128,7 +131,7 @@ class Inventory:
 
     # --- Tart's own health ------------------------------------------------------------------
 
-    def tart_status(self) -> dict[str, Any]:
+    def tart_status(self) -> TartStatus:
         """Path, availability and version of Tart without ever blocking on it.
 
         Health probes must answer even when Tart hangs, so the version is fetched by a

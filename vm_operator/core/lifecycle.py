@@ -28,6 +28,7 @@ from vm_operator.core.operation_records import (
 from vm_operator.core.operations import Listener, OperationQueue
 from vm_operator.core.ports import TartPort
 from vm_operator.tart.errors import TartVmMissing
+from vm_operator.tart.names import VmName
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +79,19 @@ class Lifecycle:
                 raise OperationsClosed(str(exc)) from None
 
     def _held(self, name: str, op_id: str | None) -> VmExists | VmHeldByOperation:
-        holder = self.queue.get(op_id) if op_id is not None else None
-        if holder is not None and holder.kind == "create":
-            return VmExists(f'VM "{name}" is being created (operation {holder.id})')
-        path = None if op_id is None else operation_path(op_id)
-        return VmHeldByOperation(f'an operation holds VM "{name}"', path)
+        """Why a create cannot have the name: another create has it (or a request holds it
+        while it checks or changes the VM: it exists, or is about to), or another operation."""
+        if op_id is None:
+            return VmExists(f'VM "{name}" exists or is being created (another request holds '
+                            "its name)")
+        try:
+            holder = self.queue.get(op_id)
+        except OperationNotFound:  # finished and forgotten meanwhile
+            holder = None
+        if holder is None or holder.kind == "create":
+            return VmExists(f'VM "{name}" is being created (operation {op_id})')
+        return VmHeldByOperation(f'a {holder.kind} operation holds VM "{name}"',
+                                 operation_path(op_id))
 
     def refuse_if_held(self, name: str) -> None:
         """A start, stop or suspend of a VM an operation works on is refused (409)."""
@@ -128,7 +137,7 @@ def remove_leftovers(tart: TartPort, op: Operation) -> None:
     if op.phase not in UNFINISHED_PHASES:
         return
     try:
-        tart.delete(op.vm)
+        tart.delete(VmName(op.vm))  # a record that names no valid VM: kept, logged
     except TartVmMissing:
         return
     log.info("operation %s: deleted VM %r, whose create a restart interrupted", op.id, op.vm)

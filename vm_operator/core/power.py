@@ -20,10 +20,13 @@ from vm_operator.core.errors import (
     not_suspendable,
 )
 from vm_operator.core.fifo import FifoLock
-from vm_operator.core.inventory import VM, Inventory
+from vm_operator.core.inventory import Inventory
 from vm_operator.core.ports import TartPort
+from vm_operator.core.records import ChangedVm, changed
 from vm_operator.core.runs import RunSupervisor
 from vm_operator.tart.errors import TartError, TartNotRunning, TartNotSuspendable
+from vm_operator.tart.names import VmName
+from vm_operator.tart.records import Vm
 
 MAX_QUEUED_WRITES = 16  # per VM; each write takes a few Tart calls, so more is minutes of waiting
 
@@ -64,7 +67,9 @@ class Power:
 
     # --- start ------------------------------------------------------------------------------
 
-    def start(self, name: str, suspendable: bool = False) -> VM:
+    def start(self, name: VmName, suspendable: bool = False) -> ChangedVm:
+        """Start the VM and wait until Tart reports it running (``changed``), or find it
+        already running (not ``changed``)."""
         with self._locked(name):
             vm = self.inventory.local_vm(name, "start", fresh=True)
             if vm["state"] == "running":
@@ -73,14 +78,14 @@ class Power:
                         f'VM "{name}" already runs, started without ?suspendable=true; a running '
                         f"VM cannot become suspendable, it must be stopped first: {HOW_TO_SUSPEND}"
                     )
-                return {**vm, "changed": False}
+                return changed(vm, False)
             pending = self.runs.live_run(name)
             if pending is not None:  # launched, not running yet: never launch a second one
                 try:
                     vm = self.runs.confirm_running(name, pending)
                 finally:
                     self.inventory.changed()
-                return {**vm, "changed": True}
+                return changed(vm, True)
             self._reserve_slot(name, self.inventory.list_vms())
             try:
                 run = self.runs.launch(name, suspendable)
@@ -91,7 +96,7 @@ class Power:
             finally:
                 with self._guard:
                     self._starting.discard(name)
-            return {**vm, "changed": True}
+            return changed(vm, True)
 
     def _launched_macos(self, name: str) -> set[str]:
         """Other macOS VMs whose ``tart run`` (ours) lives but is not listed running yet."""
@@ -104,7 +109,7 @@ class Power:
                 pass
         return found
 
-    def _reserve_slot(self, name: str, vms: list[VM]) -> None:
+    def _reserve_slot(self, name: VmName, vms: list[Vm]) -> None:
         """Refuse a start that would exceed the cap on running macOS guests, before Tart is asked.
 
         Apple's licence (and Virtualization.framework) allows two macOS guests per host;
@@ -131,15 +136,15 @@ class Power:
 
     # --- stop and suspend -------------------------------------------------------------------
 
-    def stop(self, name: str, timeout: int) -> VM:
+    def stop(self, name: VmName, timeout: int) -> ChangedVm:
         with self._locked(name):
             return self.stop_held(name, timeout)
 
-    def stop_held(self, name: str, timeout: int) -> VM:
+    def stop_held(self, name: VmName, timeout: int) -> ChangedVm:
         """``stop``, for a caller that holds the VM's write lock (``exclusive``)."""
         vm = self.inventory.local_vm(name, "stop", fresh=True)
         if vm["state"] == "stopped":
-            return {**vm, "changed": False}
+            return changed(vm, False)
         try:
             self.tart.stop(name, timeout)
         except TartNotRunning:
@@ -147,13 +152,13 @@ class Power:
         finally:
             self.inventory.changed()
         self.runs.await_reaped(name)
-        return {**self.inventory.find(name, fresh=True), "changed": True}
+        return changed(self.inventory.find(name, fresh=True), True)
 
-    def suspend(self, name: str) -> VM:
+    def suspend(self, name: VmName) -> ChangedVm:
         with self._locked(name):
             vm = self.inventory.local_vm(name, "suspend", fresh=True)
             if vm["state"] == "suspended":
-                return {**vm, "changed": False}
+                return changed(vm, False)
             if vm["state"] != "running":
                 raise not_running(name, "only a running VM can be suspended")
             if self.runs.suspendable(name) is False:
@@ -167,4 +172,4 @@ class Power:
             finally:
                 self.inventory.changed()
             self.runs.await_reaped(name)
-            return {**self.inventory.find(name, fresh=True), "changed": True}
+            return changed(self.inventory.find(name, fresh=True), True)

@@ -28,10 +28,12 @@ from vm_operator.core.errors import (
     oci_image,
     state_dir_unwritable,
 )
-from vm_operator.core.inventory import VM, Inventory
+from vm_operator.core.inventory import Inventory
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.store.state import LogTail, RunRecord, StateDirError
 from vm_operator.tart.errors import RunStillAlive, TartError, command_error
+from vm_operator.tart.names import VmName
+from vm_operator.tart.records import Vm
 from vm_operator.tart.transport import RunHandle
 
 log = logging.getLogger(__name__)
@@ -101,7 +103,7 @@ class RunSupervisor:
         run = self.live_run(name)
         return None if run is None else bool(run.record["suspendable"])
 
-    def launch(self, name: str, suspendable: bool) -> Run:
+    def launch(self, name: VmName, suspendable: bool) -> Run:
         """Start ``tart run`` for ``name`` and watch it; its record is written first."""
         try:
             self.store.check_writable(name)  # before launching: a run must never go unrecorded
@@ -168,7 +170,7 @@ class RunSupervisor:
             except Exception:  # one listener must not stop the others, nor kill the reaper
                 log.exception("run of %r ended: a listener failed", name)
 
-    def confirm_running(self, name: str, run: Run) -> VM:
+    def confirm_running(self, name: str, run: Run) -> Vm:
         """Wait until Tart lists the VM as running, or ``tart run`` exits and says why."""
         deadline = self.clock.monotonic() + self.start_timeout
         while True:
@@ -223,7 +225,7 @@ class RunSupervisor:
         """No run log: OciImage for an OCI image, like every action on one, else NoLogs. Tart
         is asked only to tell an image apart; when it cannot tell, "no run log" is still true."""
         try:
-            vm: VM | None = self.inventory.find(name)
+            vm: Vm | None = self.inventory.find(name)
         except (OperatorError, TartError):
             vm = None
         if vm is not None and vm["source"] != "local":

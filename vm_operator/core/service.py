@@ -9,23 +9,32 @@ queue, and builds none of them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from vm_operator.core.clock import Clock
 from vm_operator.core.create import CreateRequest, ErrorKind, Parts
 from vm_operator.core.ephemeral import EphemeralVms
 from vm_operator.core.host import Host
 from vm_operator.core.images import Images
-from vm_operator.core.inventory import DETAIL_FIELDS, VM, Inventory
+from vm_operator.core.inventory import Inventory
 from vm_operator.core.lifecycle import Lifecycle, operation_path
 from vm_operator.core.operation_records import Operation
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.core.power import Power
+from vm_operator.core.records import (
+    NO_INFO,
+    ChangedVm,
+    CreatingVm,
+    CreatingVmDetail,
+    TartStatus,
+    VmDetail,
+)
 from vm_operator.core.runs import RunSupervisor
 from vm_operator.core.vm_manage import VmManager
 from vm_operator.store.specs import SpecStore
 from vm_operator.store.state import LogTail
+from vm_operator.tart.names import VmName
+from vm_operator.tart.records import Vm
 
 
 @dataclass(frozen=True)
@@ -60,37 +69,38 @@ class VmService:
 
     # --- reads ------------------------------------------------------------------------------
 
-    def list_vms(self, fresh: bool = False) -> list[VM]:
+    def list_vms(self, fresh: bool = False) -> list[Vm | CreatingVm]:
         """Tart's VMs, and the VMs being created (``state`` ``creating``, with the path of
         their operation) among the local ones, in name order, as Tart sorts them."""
         vms = self.inventory.list_vms(fresh)
         creating = self.lifecycle.creating()
         if not creating:
-            return vms
-        local = [vm for vm in vms if vm["source"] == "local" and vm["name"] not in creating]
+            return list(vms)
+        local: list[Vm | CreatingVm] = [
+            vm for vm in vms if vm["source"] == "local" and vm["name"] not in creating]
         local += [creating_vm(op) for op in creating.values()]
-        local.sort(key=lambda vm: str(vm["name"]))
+        local.sort(key=lambda vm: vm["name"])
         return local + [vm for vm in vms if vm["source"] != "local"]
 
     def ready(self) -> int:
         return self.inventory.ready()
 
-    def cached_vms(self) -> list[VM] | None:
+    def cached_vms(self) -> list[Vm] | None:
         return self.inventory.cached_vms()
 
-    def describe(self, name: str) -> VM:
+    def describe(self, name: VmName) -> VmDetail | CreatingVmDetail:
         op = self.lifecycle.creating().get(name)
         if op is not None:  # not Tart's yet (or half made): nothing to ask Tart
-            return {**creating_vm(op), **dict.fromkeys(DETAIL_FIELDS), "last_run": None}
+            return {**creating_vm(op), **NO_INFO, "last_run": None}
         return self.inventory.describe(name)
 
-    def ip(self, name: str, wait: int) -> str:
+    def ip(self, name: VmName, wait: int) -> str:
         return self.inventory.ip(name, wait)
 
-    def logs(self, name: str, lines: int | None = None) -> LogTail:
+    def logs(self, name: VmName, lines: int | None = None) -> LogTail:
         return self.runs.logs(name, lines)
 
-    def tart_status(self) -> dict[str, Any]:
+    def tart_status(self) -> TartStatus:
         return self.inventory.tart_status()
 
     def running_runs(self) -> int:
@@ -98,15 +108,15 @@ class VmService:
 
     # --- writes -----------------------------------------------------------------------------
 
-    def start(self, name: str, suspendable: bool = False) -> VM:
+    def start(self, name: VmName, suspendable: bool = False) -> ChangedVm:
         self.lifecycle.refuse_if_held(name)
         return self.power.start(name, suspendable)
 
-    def stop(self, name: str, timeout: int) -> VM:
+    def stop(self, name: VmName, timeout: int) -> ChangedVm:
         self.lifecycle.refuse_if_held(name)
         return self.power.stop(name, timeout)
 
-    def suspend(self, name: str) -> VM:
+    def suspend(self, name: VmName) -> ChangedVm:
         self.lifecycle.refuse_if_held(name)
         return self.power.suspend(name)
 
@@ -122,8 +132,8 @@ class VmService:
         return found
 
 
-def creating_vm(op: Operation) -> VM:
+def creating_vm(op: Operation) -> CreatingVm:
     """A VM being created, as GET /vms shows it: what Tart cannot tell yet is null."""
-    return {"name": op.vm, "source": "local", "state": "creating", "status": "creating",
+    return {"name": op.vm or "", "source": "local", "state": "creating", "status": "creating",
             "running": False, "disk_gb": None, "size_gb": None, "accessed": None,
             "operation": operation_path(op.id)}

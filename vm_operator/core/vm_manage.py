@@ -26,11 +26,13 @@ from vm_operator.core.errors import (
     state_dir_unwritable,
     vm_not_found,
 )
-from vm_operator.core.inventory import VM
 from vm_operator.core.operation_records import NameBusy
 from vm_operator.core.operations import OperationQueue
+from vm_operator.core.records import VmDetail
 from vm_operator.store.state import StateDirError
 from vm_operator.tart.errors import TartVmIsRunning, TartVmMissing
+from vm_operator.tart.names import VmName
+from vm_operator.tart.records import Vm
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ class VmManager:
         self.queue = queue
 
     @contextmanager
-    def _hold(self, name: str) -> Iterator[None]:
+    def _hold(self, name: VmName) -> Iterator[None]:
         """The VM's name (refused while an operation or another change holds it), then its
         write lock."""
         try:
@@ -88,7 +90,7 @@ class VmManager:
         with reservation, self.power.exclusive(name):
             yield
 
-    def _local_vm(self, name: str, hint: str) -> VM:
+    def _local_vm(self, name: VmName, hint: str) -> Vm:
         vm = self.inventory.find(name, fresh=True)
         if vm["source"] != "local":
             raise OciImage(f'"{name}" is an OCI image in Tart\'s cache, not a VM: {hint}')
@@ -96,7 +98,7 @@ class VmManager:
 
     # --- delete -------------------------------------------------------------------------------
 
-    def delete(self, name: str, force: bool = False, timeout: int = 30) -> None:
+    def delete(self, name: VmName, force: bool = False, timeout: int = 30) -> None:
         """``tart delete NAME``. A running or suspended VM is refused, unless ``force``: then it
         is stopped first (``tart stop --timeout T``; a suspended VM's saved state is dropped)."""
         with self._hold(name):
@@ -118,7 +120,7 @@ class VmManager:
                 self.inventory.changed()
             self._forget(name)
 
-    def _forget(self, name: str) -> None:
+    def _forget(self, name: VmName) -> None:
         """The VM is gone: so are its run records and logs, its spec (a VM created again under
         its name is another VM) and its cached ``tart get``."""
         self.inventory.forget(name)
@@ -130,7 +132,7 @@ class VmManager:
 
     # --- change resources -----------------------------------------------------------------
 
-    def patch(self, name: str, patch: VmPatch) -> VM:
+    def patch(self, name: VmName, patch: VmPatch) -> VmDetail:
         """``tart set`` with the fields of ``patch``, on a stopped VM (Tart would take a change
         of a running VM and apply it, silently, at its next start); the VM's new detail."""
         with self._hold(name):

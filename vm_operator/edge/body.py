@@ -36,17 +36,21 @@ MERGE_PATCH_MEDIA = "application/merge-patch+json"  # RFC 7396: a PATCH body is 
 @dataclass(frozen=True)
 class Field:
     """What a field of a body's dataclass is (``Annotated[int, Field(...)]``): the type that
-    checks its value, and its description. A field with a default is optional."""
+    checks its value, and its description. A field with a default is optional. ``key`` is its
+    name in the JSON when that cannot be the attribute's (``from``, a Python keyword: the
+    attribute ``from_`` with ``key="from"``)."""
 
     type: ParamType[Any]
     doc: str
+    key: str | None = None
 
 
 @dataclass(frozen=True)
 class _Member:
-    name: str
+    name: str  # in the JSON
     field: Field
     default: object  # dataclasses.MISSING when the member is required
+    attribute: str = ""  # of the dataclass
 
     @property
     def required(self) -> bool:
@@ -98,7 +102,8 @@ class Body(Generic[D]):
                         if isinstance(extra, Field)]
             if len(declared) != 1:
                 raise TypeError(f"{self.spec.__name__}.{item.name} needs one Field annotation")
-            found.append(_Member(item.name, declared[0], item.default))
+            found.append(_Member(declared[0].key or item.name, declared[0], item.default,
+                                 item.name))
         return tuple(found)
 
     def schema(self) -> Schema:
@@ -151,7 +156,7 @@ def _value(member: _Member, sent: Mapping[str, object], values: dict[str, object
     if member.name not in sent:
         return f"{member.name} is required" if member.required else None
     try:
-        values[member.name] = member.field.type.from_json(member.name, sent[member.name])
+        values[member.attribute] = member.field.type.from_json(member.name, sent[member.name])
     except ValueError as exc:
         return str(exc)
     return None

@@ -35,11 +35,14 @@ class ApiError(Exception):
         self.headers = headers
         self.extra = extra
 
+    def document(self) -> dict[str, object]:
+        """The problem document (RFC 9457) as JSON-ready data."""
+        return {"type": self.problem.uri, "title": self.title, "status": self.status,
+                "detail": self.detail, **self.extra}
+
     def response(self) -> Response:
         """The problem document, as ``application/problem+json``."""
-        doc = {"type": self.problem.uri, "title": self.title, "status": self.status,
-               "detail": self.detail, **self.extra}
-        return Response(self.status, encode_json(doc), PROBLEM_JSON, self.headers)
+        return Response(self.status, encode_json(self.document()), PROBLEM_JSON, self.headers)
 
 
 def problem_for(exc: OperatorError | TartError) -> ApiError:

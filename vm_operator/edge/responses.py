@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
@@ -32,12 +31,12 @@ class Response:
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
-def encode_json(data: Any) -> bytes:
+def encode_json(data: object) -> bytes:
     """Compact JSON with a final newline, so that curl's output never runs into the prompt."""
     return (_ENCODER.encode(data) + "\n").encode("utf-8")
 
 
-def json_response(status: int, data: Any, *headers: tuple[str, str]) -> Response:
+def json_response(status: int, data: object, *headers: tuple[str, str]) -> Response:
     return Response(status, encode_json(data), JSON, headers)
 
 

@@ -19,6 +19,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -53,7 +54,7 @@ _SHELL_PROBLEMS: dict[int, Slug] = {
 }
 
 
-def log_line(record: dict[str, Any]) -> None:
+def log_line(record: Mapping[str, object]) -> None:
     """One JSON object per line on stdout, in a single write so lines never interleave."""
     os.write(1, (json.dumps(record, separators=(",", ":")) + "\n").encode())
 

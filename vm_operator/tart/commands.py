@@ -2,14 +2,14 @@
 
 One method per command, each an argument list with the VM name as one argument of its own
 (never a shell, never text to parse), handed to a ``Transport`` (local or SSH), and each
-answer read by a pure parser (``parse``).
+answer read by a pure parser (``parse``). A command that names a VM takes a ``VmName``: only a
+name that passed the name rules can reach an argument list.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from vm_operator.store.state import LogTail
+from vm_operator.tart.names import VmName
 from vm_operator.tart.parse import (
     parse_image_list,
     parse_ip,
@@ -17,7 +17,7 @@ from vm_operator.tart.parse import (
     parse_vm_info,
     parse_vm_list,
 )
-from vm_operator.tart.records import HostDisk, Image
+from vm_operator.tart.records import HostDisk, Image, Vm, VmInfo
 from vm_operator.tart.transport import (
     OutputSink,
     RunHandle,
@@ -42,11 +42,11 @@ class Tart:
     def timeout(self) -> float:
         return self.transport.timeout
 
-    def list_vms(self) -> list[dict[str, Any]]:
+    def list_vms(self) -> list[Vm]:
         """``tart list --format json``"""
         return parse_vm_list(self.transport.call(["list", "--format", "json"]))
 
-    def get(self, name: str) -> dict[str, Any]:
+    def get(self, name: VmName) -> VmInfo:
         """``tart get NAME --format json``: the detail fields of a local VM."""
         return parse_vm_info(self.transport.call(["get", name, "--format", "json"]))
 
@@ -54,7 +54,7 @@ class Tart:
         """``tart --version``"""
         return parse_version(self.transport.call(["--version"]))
 
-    def run(self, name: str, suspendable: bool) -> RunHandle:
+    def run(self, name: VmName, suspendable: bool) -> RunHandle:
         """``tart run --no-graphics [--suspendable] NAME``, detached: it blocks for the VM's
         whole life, so the handle is what tells when (and how) it ended."""
         flags = ["--suspendable"] if suspendable else []
@@ -64,23 +64,23 @@ class Tart:
         """The ``tart run`` an earlier operator process launched for ``name``."""
         return self.transport.adopt(name, pid)
 
-    def stop(self, name: str, timeout: int) -> None:
+    def stop(self, name: VmName, timeout: int) -> None:
         """``tart stop --timeout T NAME``: Tart waits T seconds before it kills the VM."""
         self.transport.call(["stop", "--timeout", str(timeout), name],
                             timeout + self.transport.timeout)
 
-    def suspend(self, name: str) -> None:
+    def suspend(self, name: VmName) -> None:
         """``tart suspend NAME``"""
         self.transport.call(["suspend", name])
 
-    def ip(self, name: str, wait: int) -> str:
+    def ip(self, name: VmName, wait: int) -> str:
         """``tart ip --wait W NAME``: Tart waits up to W seconds for an address."""
         return parse_ip(self.transport.call(["ip", "--wait", str(wait), name],
                                             wait + self.transport.timeout))
 
     # --- lifecycle: create, configure, remove ---------------------------------------------
 
-    def clone(self, source: str, new: str, *, insecure: bool = False,
+    def clone(self, source: VmName, new: VmName, *, insecure: bool = False,
               on_output: OutputSink = ignore_output,
               on_started: StartedSink = ignore_started) -> None:
         """``tart clone [--insecure] SOURCE NEW``: an uncached OCI image is pulled first, its
@@ -89,13 +89,13 @@ class Tart:
         self.transport.stream(["clone", *flags, source, new], on_output, on_started,
                               self.pull_timeout)
 
-    def pull(self, ref: str, *, insecure: bool = False, on_output: OutputSink = ignore_output,
+    def pull(self, ref: VmName, *, insecure: bool = False, on_output: OutputSink = ignore_output,
              on_started: StartedSink = ignore_started) -> None:
         """``tart pull [--insecure] REF``: fill the OCI cache, with progress in the output."""
         flags = ["--insecure"] if insecure else []
         self.transport.stream(["pull", *flags, ref], on_output, on_started, self.pull_timeout)
 
-    def set(self, name: str, *, cpu: int | None = None, memory_mb: int | None = None,
+    def set(self, name: VmName, *, cpu: int | None = None, memory_mb: int | None = None,
             disk_gb: int | None = None, display: str | None = None,
             random_mac: bool = False) -> None:
         """``tart set NAME [--cpu N] [--memory MB] [--disk-size GB] [--display WxH]
@@ -114,7 +114,7 @@ class Tart:
             flags.append("--random-mac")
         self.transport.call(["set", name, *flags])
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: VmName) -> None:
         """``tart delete NAME``: a local VM, or a cached OCI image by its reference."""
         self.transport.call(["delete", name])
 

@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from vm_operator.tart.transport import (
     observed,
 )
 
+GUARD = Path(__file__).with_name("guard.py")  # runs a long Tart call, kills it if we die
 ADOPTED_POLL = 0.2  # seconds between two looks at the lock of a run an earlier operator launched
 
 
@@ -112,9 +114,22 @@ class LocalTransport:
 
     def stream(self, args: Sequence[str], on_output: OutputSink, on_started: StartedSink,
                timeout: float) -> None:
+        """Through ``guard.py``, so that Tart dies with the operator (a SIGKILL included)."""
         label = args[0] if args else ""
         with observed(self.observe, label):
-            run_streaming([self.binary, *args], self.env, timeout, label, on_output, on_started)
+            path = self._runnable()
+            argv = [sys.executable, "-I", "-S", str(GUARD), path, *args]
+            run_streaming(argv, self.env, timeout, label, on_output, on_started,
+                          hold_stdin=True)
+
+    def _runnable(self) -> str:
+        """The Tart binary's path, or TartUnavailable (the guard would only say exit 127)."""
+        path = shutil.which(self.binary, path=self.env.get("PATH")) or self.binary
+        if not os.path.isfile(path):
+            raise binary_unavailable(self.binary, FileNotFoundError())
+        if not os.access(path, os.X_OK):
+            raise binary_unavailable(self.binary, PermissionError())
+        return path
 
     def tart_home(self) -> Path:
         """``$TART_HOME`` as Tart reads it, else ``~/.tart``."""

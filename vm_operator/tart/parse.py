@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vm_operator.tart.errors import TartBadOutput
-from vm_operator.tart.records import HostDisk, Image
+from vm_operator.tart.records import HostDisk, Image, Vm, VmInfo
 
 STATES = ("running", "suspended", "stopped")
 SOURCES = ("local", "oci")
@@ -50,7 +50,7 @@ def _state_of(raw: Mapping[str, Any]) -> str:
     return "running" if running else "stopped"
 
 
-def normalize_vm(raw: Any) -> dict[str, Any]:
+def normalize_vm(raw: Any) -> Vm:
     """Map one entry of ``tart list --format json`` (any of its three shapes) to the API's VM."""
     if not isinstance(raw, dict) or not isinstance(raw.get("Name"), str):
         raise TartBadOutput("a 'tart list' entry has no name")
@@ -71,7 +71,7 @@ def normalize_vm(raw: Any) -> dict[str, Any]:
     }
 
 
-def parse_vm_list(text: str) -> list[dict[str, Any]]:
+def parse_vm_list(text: str) -> list[Vm]:
     """Parse ``tart list --format json``; unknown keys are ignored, missing ones are errors."""
     data = _load_json(text, "'tart list'")
     if not isinstance(data, list):
@@ -109,7 +109,7 @@ def parse_disk(text: str) -> HostDisk:
     return HostDisk(path=home.strip(), total_bytes=total, free_bytes=free)
 
 
-def parse_vm_info(text: str) -> dict[str, Any]:
+def parse_vm_info(text: str) -> VmInfo:
     """Parse ``tart get NAME --format json`` into the detail fields the API adds to a VM."""
     raw = _load_json(text, "'tart get'")
     if not isinstance(raw, dict):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
 
 DEFAULT_CONNECT_TIMEOUT = 5
 
@@ -118,7 +117,7 @@ def ssh_settings(
     )
 
 
-def describe(settings: SshSettings | None) -> dict[str, Any]:
+def describe(settings: SshSettings | None) -> dict[str, str]:
     """For the startup log line."""
     if settings is None:
         return {"transport": "local"}

@@ -1,0 +1,42 @@
+"""The typed records and the JSON schemas /openapi.json publishes for them say the same keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vm_operator.api.operations import OperationDoc
+from vm_operator.api.schemas import SCHEMAS
+from vm_operator.api.system import Health
+from vm_operator.core.records import ChangedVm, CreatingVm, TartStatus, VmDetail
+from vm_operator.store.state import RunRecord
+from vm_operator.tart.records import Vm, VmInfo
+
+
+def properties(schema: Any) -> set[str]:
+    return set(schema["properties"])
+
+
+def test_vm() -> None:
+    assert set(SCHEMAS["VM"]["required"]) == set(Vm.__required_keys__)  # type: ignore[index]
+    assert properties(SCHEMAS["VM"]) == (set(ChangedVm.__required_keys__)
+                                         | set(CreatingVm.__required_keys__))
+
+
+def test_operation() -> None:
+    keys = set(OperationDoc.__required_keys__)
+    assert set(SCHEMAS["Operation"]["required"]) == keys == properties(SCHEMAS["Operation"])
+
+
+def test_vm_detail() -> None:
+    vm, extra = SCHEMAS["VMDetail"]["allOf"]  # type: ignore[index]
+    assert vm == {"$ref": "#/components/schemas/VM"}
+    assert properties(extra) == set(VmInfo.__required_keys__) | {"last_run"}
+    assert set(VmDetail.__required_keys__) == set(Vm.__required_keys__) | properties(extra)
+    last_run = extra["properties"]["last_run"]["oneOf"][1]
+    assert properties(last_run) == set(RunRecord.__required_keys__)
+
+
+def test_health() -> None:
+    assert set(SCHEMAS["Health"]["required"]) == set(Health.__required_keys__)  # type: ignore[index]
+    assert properties(SCHEMAS["Health"]["properties"]["tart"]) == set(  # type: ignore[index]
+        TartStatus.__required_keys__)

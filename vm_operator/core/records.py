@@ -1,0 +1,60 @@
+"""The records the core answers with: JSON-ready, typed (TypedDict)."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from vm_operator.store.state import RunRecord
+from vm_operator.tart.records import Vm, VmInfo
+
+NO_INFO: VmInfo = {"os": None, "cpu": None, "memory_mb": None, "disk_format": None,
+                   "display": None}
+
+
+class VmDetail(Vm, VmInfo):
+    """A VM with ``tart get``'s fields and the record of the run that owns it."""
+
+    last_run: RunRecord | None
+
+
+class ChangedVm(Vm):
+    """A VM after a start, stop or suspend: ``changed`` tells whether anything changed."""
+
+    changed: bool
+
+
+class CreatingVm(TypedDict):
+    """A VM an operation is creating: Tart has not got it (whole) yet, so what only Tart could
+    tell is null; ``operation`` is the path of the create."""
+
+    name: str
+    source: str  # "local"
+    state: str  # "creating"
+    status: str  # "creating"
+    running: bool  # False
+    disk_gb: None
+    size_gb: None
+    accessed: None
+    operation: str
+
+
+class CreatingVmDetail(CreatingVm, VmInfo):
+    """GET /vms/{name} of a VM being created: no ``tart get`` fields, no run."""
+
+    last_run: None
+
+
+class TartStatus(TypedDict):
+    """Where Tart is, whether it can be run, and its version once known."""
+
+    path: str
+    available: bool
+    version: str | None
+
+
+def detail(vm: Vm, info: VmInfo, last_run: RunRecord | None) -> VmDetail:
+    return {**vm, **info, "last_run": last_run}
+
+
+def changed(vm: Vm, did: bool) -> ChangedVm:
+    return {**vm, "changed": did}
