@@ -97,6 +97,7 @@ def error_kind(exc: Exception) -> str:
 
 
 def build_app(config: Config, env: Mapping[str, str]) -> Built:
+    """Every part of the operator, from its configuration."""
     metrics = Metrics()
     store = StateStore(config.state_dir)
     tart = build_tart(config.ssh, config.tart, env, config.tart_timeout, store,
