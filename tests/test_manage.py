@@ -208,6 +208,32 @@ def test_delete_while_another_request_changes_the_vm_is_409(operator_factory):
     assert UBUNTU in tart_names(op)
 
 
+def test_a_vm_being_created_cannot_be_deleted_or_changed_meanwhile(operator_factory):
+    op = operator_factory(env={**FAST_PULL, "TART_SIM_PULL_HANG": "30"})
+    location = submit(op, "/vms", {"name": "fresh", "from": UBUNTU_IMAGE})
+    wait_for(lambda: ok(op, "GET", location)["progress"] == 30, message="the pull stalled at 30%")
+    doc = problem(op, "DELETE", "/vms/fresh?force=true", 409, "vm-busy-operation")
+    assert doc["operation"] == location
+    doc = problem(op, "PATCH", "/vms/fresh", 409, "vm-busy-operation", {"cpu": 2})
+    assert doc["operation"] == location
+    assert op.calls("delete") == [] and op.calls("set") == []
+    ok(op, "DELETE", location, 200)  # cancel the create
+    assert await_operation(op, location)[0]["state"] == "cancelled"
+
+
+def test_a_deleted_ephemeral_vm_is_forgotten(operator):
+    """A VM made again under the name of a deleted ephemeral VM is another VM: kept after its run."""
+    location = submit(operator, "/vms", {"name": "eph", "from": UBUNTU, "ephemeral": True})
+    assert await_operation(operator, location)[0]["state"] == "succeeded"
+    assert operator.request("DELETE", "/vms/eph")[0] == 204
+    assert operator.tart("clone", UBUNTU, "eph").returncode == 0  # outside the API
+    start(operator, "eph")
+    assert ok(operator, "POST", "/vms/eph/stop?timeout=5")["state"] == "stopped"
+    assert ok(operator, "GET", "/vms/eph")["state"] == "stopped"
+    assert [o["kind"] for o in ok(operator, "GET", "/operations")] == ["create"]
+    assert "eph" in tart_names(operator)
+
+
 # --- PATCH /vms/{name} -----------------------------------------------------------------
 
 
@@ -381,6 +407,19 @@ def test_pull_of_an_image_the_registry_lacks_fails(operator_factory):
     assert doc["state"] == "failed" and "manifest unknown" in json.dumps(doc["error"]), doc
 
 
+def test_a_pull_cancelled_midway_kills_tart_and_caches_nothing(operator_factory):
+    op = operator_factory(env={**FAST_PULL, "TART_SIM_PULL_HANG": "30"})
+    location = submit(op, "/images", {"ref": UBUNTU_IMAGE})
+    wait_for(lambda: ok(op, "GET", location)["progress"] == 30, message="the pull stalled at 30%")
+    assert [call for call in op.calls("pull") if not call.finished]
+    ok(op, "DELETE", location, 200)
+    doc, _ = await_operation(op, location)
+    assert doc["state"] == "cancelled" and doc["cancel_requested"] is True
+    wait_for(lambda: not [pid for pid in processes_with_tart_home(op.tart_home) if pid != op.pid],
+             message="no Tart process left")
+    assert UBUNTU_IMAGE not in tart_names(op, "oci")
+
+
 @pytest.mark.parametrize(("body", "pointer"), [
     ({}, "/ref"),
     ({"ref": UBUNTU}, "/ref"),  # a local name: Tart would answer "nothing to pull"
@@ -468,6 +507,21 @@ def test_host_says_what_a_scheduler_checks(operator):
     start(operator, SEQUOIA)
     start(operator, UBUNTU)  # a Linux guest does not count
     assert ok(operator, "GET", "/host")["macos_guests"] == {"running": 1, "limit": 2}
+
+
+def test_host_counts_the_operations_running_and_queued(operator_factory):
+    op = operator_factory(env={**FAST_PULL, "TART_SIM_PULL_HANG": "30"})
+    pulling = submit(op, "/images", {"ref": UBUNTU_IMAGE})
+    wait_for(lambda: ok(op, "GET", pulling)["progress"] == 30, message="the pull stalled at 30%")
+    waiting = submit(op, "/images/prune", {"older_than_days": 1})
+    operations = ok(op, "GET", "/host")["operations"]
+    assert (operations["running"], operations["queued"]) == (1, 1)
+    for location in (waiting, pulling):
+        ok(op, "DELETE", location, 200)
+    assert await_operation(op, pulling)[0]["state"] == "cancelled"
+    operations = ok(op, "GET", "/host")["operations"]
+    assert (operations["running"], operations["queued"]) == (0, 0)
+    assert op.calls("prune") == []
 
 
 def test_host_without_a_guest_limit(operator_factory):
