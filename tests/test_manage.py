@@ -366,6 +366,17 @@ def test_images_lists_the_cache(operator):
     assert not any(image["ref"] in LOCAL_VMS for image in images)
 
 
+def test_images_are_read_from_the_cached_listing(operator_factory):
+    """GET /images costs no Tart call of its own: the VM listing has the images too."""
+    op = operator_factory(args=["--cache-ttl", "60"])
+    vms = ok(op, "GET", "/vms?source=oci")
+    images = ok(op, "GET", "/images")
+    assert [image["ref"] for image in images] == [vm["name"] for vm in vms] == [OCI_NAME]
+    assert len(op.calls("list")) == 1
+    assert op.request("DELETE", f"/images/{quote(OCI_NAME, safe='')}")[0] == 204
+    assert ok(op, "GET", "/images") == []  # fresh after a change through the API
+
+
 def tart_list_entry(op: Operator, name: str) -> dict[str, Any]:
     out = op.tart("list", "--source", "oci", "--format", "json")
     return next(entry for entry in json.loads(out.stdout) if entry["Name"] == name)  # type: ignore[no-any-return]

@@ -17,6 +17,7 @@ from vm_operator.core.operation_records import Operation, OperationKind, QueueCl
 from vm_operator.core.operations import Job, OperationContext, OperationQueue
 from vm_operator.tart.errors import TartError, TartVmMissing
 from vm_operator.tart.names import VmName
+from vm_operator.tart.parse import image_of
 from vm_operator.tart.progress import PhaseChanged, ProgressChanged, ProgressEvent, ProgressParser
 from vm_operator.tart.records import Image
 
@@ -61,11 +62,16 @@ class Images:
             raise OperationsClosed(str(exc)) from None
 
     def list_images(self) -> list[Image]:
-        return self.tart.list_images()
+        """The cache, from the VM listing (it lists the images too): cached as GET /vms is,
+        fresh after every change made through the API."""
+        return [image_of(vm) for vm in self.inventory.list_vms() if vm["source"] == "oci"]
 
     def delete(self, ref: VmName) -> None:
         """``tart delete REF`` of an image the cache holds: never of a local VM."""
-        if "/" not in ref or ref not in {image.ref for image in self.tart.list_images()}:
+        if "/" not in ref:  # a local VM's name: never deleted here, Tart not even asked
+            raise _not_cached(ref)
+        cached = {vm["name"] for vm in self.inventory.list_vms(fresh=True) if vm["source"] == "oci"}
+        if ref not in cached:
             raise _not_cached(ref)
         try:
             self.tart.delete(ref)

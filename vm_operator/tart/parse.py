@@ -82,15 +82,14 @@ def parse_vm_list(text: str) -> list[Vm]:
 def parse_image_list(text: str) -> list[Image]:
     """Parse ``tart list --source oci --format json``: the OCI cache, one entry per reference
     (a tag, or a digest: ``…@sha256:…``). Local entries, should any appear, are skipped."""
-    images = []
-    for vm in parse_vm_list(text):
-        if vm["source"] != "oci":
-            continue
-        ref = vm["name"]
-        images.append(Image(ref=ref, kind="digest" if "@" in ref else "tag",
-                            disk_gb=vm["disk_gb"], size_gb=vm["size_gb"],
-                            accessed=vm["accessed"]))
-    return images
+    return [image_of(vm) for vm in parse_vm_list(text) if vm["source"] == "oci"]
+
+
+def image_of(vm: Vm) -> Image:
+    """An OCI entry of ``tart list`` as a cached image: its reference is a tag or a digest."""
+    ref = vm["name"]
+    return Image(ref=ref, kind="digest" if "@" in ref else "tag", disk_gb=vm["disk_gb"],
+                 size_gb=vm["size_gb"], accessed=vm["accessed"])
 
 
 # df -Pk's data line: ... 1024-blocks used available capacity% mount point
