@@ -317,7 +317,7 @@ def test_wrong_method_is_405_with_allow(operator):
         ("GET", f"/vms/{SEQUOIA}/suspend", "POST"),
         ("POST", f"/vms/{SEQUOIA}/ip", "GET"),
         ("POST", f"/vms/{SEQUOIA}/logs", "GET"),
-        ("POST", "/vms", "GET"),
+        ("PUT", "/vms", "GET"),
         ("POST", "/health", "GET"),
         ("DELETE", "/ready", "GET"),
         ("POST", "/openapi.json", "GET"),
