@@ -159,3 +159,14 @@ def test_specs_round_trip_whole_files(tmp_path: Path) -> None:
     store.delete("ci")
     store.delete("ci")
     assert store.load("ci") is None
+
+
+def test_the_pull_timeout_setting() -> None:
+    from vm_operator.config import load_config
+
+    assert load_config([], {}).pull_timeout == 3600.0
+    assert load_config([], {"VM_OPERATOR_PULL_TIMEOUT": "120"}).pull_timeout == 120.0
+    assert load_config(["--pull-timeout", "60"],
+                       {"VM_OPERATOR_PULL_TIMEOUT": "120"}).pull_timeout == 60.0
+    with pytest.raises(SystemExit, match="VM_OPERATOR_PULL_TIMEOUT: must be from 1 to 86400"):
+        load_config([], {"VM_OPERATOR_PULL_TIMEOUT": "0"})
