@@ -53,6 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import bench_lifecycle
+
 REPO = Path(__file__).resolve().parent.parent
 OPERATOR_SRC = REPO  # where `python -m vm_operator` is imported from (--operator-src)
 SIMULATOR = REPO / "bin" / "tart-simulator"  # runs vm_operator/simulator.py
@@ -79,6 +81,8 @@ TARGETS = {
     "idle_rss_mib": 30.0,
     "rss_growth_mib": 10.0,
     "start_after_running_ms": 150.0,
+    "create_own_ms": 50.0,
+    "progress_fresh_ms": 1000.0,
 }
 
 
@@ -258,7 +262,7 @@ class Fleet:
                            self.env(), home)
 
     def start_operator(self, kind: str, cache_ttl: float, tart_delay: float,
-                       access_log: bool) -> Server:
+                       access_log: bool, extra_env: dict[str, str] | None = None) -> Server:
         home = self.root / kind
         tart_home = home / "tart"
         call_log = home / "tart-calls.log"
@@ -269,6 +273,7 @@ class Fleet:
         subprocess.run([str(SIMULATOR), "list", "--format", "json"], env=env, check=True,
                        stdout=subprocess.DEVNULL, timeout=30)
         env.update({"TART_SIM_DELAY": f"{tart_delay:g}", "TART_SIM_CALL_LOG": str(call_log)})
+        env.update(extra_env or {})
         argv = [sys.executable, "-m", "vm_operator", "--host", HOST, "--port", "0",
                 "--tart", str(SIMULATOR), "--state-dir", str(home / "state"),
                 "--cache-ttl", f"{cache_ttl:g}"]
@@ -1050,6 +1055,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                 else round(after - before, 2)),
             "long_samples": samples,
         })
+        report["lifecycle"] = measure_lifecycle(fleet, args, tart_delay)
         all_calls = read_calls(op.call_log) if op.call_log else []
         report.update({
             "bare": bare_results,
@@ -1068,6 +1074,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         log("stopping everything this run started")
         fleet.close()
+
+
+def measure_lifecycle(fleet: Fleet, args: argparse.Namespace, tart_delay: float) -> dict[str, Any]:
+    """Creates on an operator of their own (its own Tart home and logs): the operator's own cost
+    per create from a cached image, and how soon a pull's percentages show (bench_lifecycle)."""
+    progress_log = fleet.root / "lifecycle-progress.log"
+    log(f"lifecycle: {args.create_samples} creates from a cached image, one create that pulls")
+    server = fleet.start_operator("lifecycle", args.cache_ttl, tart_delay, args.access_log,
+                                  bench_lifecycle.lifecycle_env(progress_log, args.pull_seconds))
+    assert server.call_log is not None
+    return bench_lifecycle.measure(server.port, server.call_log, progress_log,
+                                   args.create_samples)
 
 
 def evaluate(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -1112,6 +1130,18 @@ def evaluate(report: dict[str, Any]) -> list[dict[str, Any]]:
     add(f"POST start <= {t['start_after_running_ms']:g} ms after Tart reports running (median)",
         f"median {start['median_ms']} ms, max {start['max_ms']} ms",
         start["median_ms"] is not None and start["median_ms"] <= t["start_after_running_ms"])
+    create = report["lifecycle"]["create"]
+    add(f"a create from a cached image: the operator's own time <= {t['create_own_ms']:g} ms "
+        "beyond its Tart calls (median)",
+        f"median {create['own_median_ms']} ms, max {create['own_max_ms']} ms",
+        create["own_median_ms"] <= t["create_own_ms"])
+    fresh = report["lifecycle"]["progress"]
+    add(f"every percentage Tart printed shows in GET /operations/{{id}} within "
+        f"{t['progress_fresh_ms']:g} ms",
+        f"max {fresh['max_ms']} ms, median {fresh['median_ms']} ms, "
+        f"{fresh['percentages_printed']} printed, {fresh['never_shown']} never shown",
+        fresh["max_ms"] is not None and fresh["never_shown"] == 0
+        and fresh["max_ms"] <= t["progress_fresh_ms"])
     return targets
 
 
@@ -1272,6 +1302,10 @@ def markdown(report: dict[str, Any]) -> str:
          "fork/exec and an interpreter start: the gap between the two columns is that extra, "
          "which a real Tart does not add on top.)"),
         "",
+        "### Creating VMs (operations)",
+        "",
+        *lifecycle_text(report["lifecycle"]),
+        "",
         "### Targets",
         "",
         "| target | measured | result |",
@@ -1279,6 +1313,28 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     out += [f"| {t['target']} | {t['measured']} | **{t['result']}** |" for t in report["targets"]]
     return "\n".join(out) + "\n"
+
+
+def lifecycle_text(lifecycle: dict[str, Any]) -> list[str]:
+    create, fresh = lifecycle["create"], lifecycle["progress"]
+    own = ", ".join(f"{row['own_ms']}" for row in create["samples"])
+    calls = " + ".join(create["samples"][0]["tart_calls"]) if create["samples"] else "none"
+    return [
+        (f"A create from a cached image (`{create['image']}`: Tart calls {calls}) takes "
+         f"{fmt(create['wall_median_ms'])} ms from sending POST /vms to the operation's "
+         f"`finished_at` (median): {fmt(create['tart_logged_median_ms'])} ms in the Tart calls "
+         f"as the simulator's call log times them, {fmt(create['tart_spawn_median_ms'])} ms "
+         "starting them (the operator's timing of each call less the call log's: fork/exec and "
+         "the simulator's Python interpreter, which a real Tart does not cost), and "
+         f"{fmt(create['own_median_ms'])} ms the operator itself (median; max "
+         f"{fmt(create['own_max_ms'])} ms; samples: {own}): HTTP, the name's reservation, the "
+         "queue, the operation records written whole on every change."),
+        "",
+        (f"A create that pulls (`{fresh['image']}`, {fresh['percentages_printed']} percentages "
+         f"printed): each showed in GET /operations/{{id}} {fmt(fresh['median_ms'])} ms (median; "
+         f"max {fmt(fresh['max_ms'])} ms) after the simulator printed it (its progress log), "
+         f"polled every {fresh['poll_ms']:g} ms; {fresh['never_shown']} never shown."),
+    ]
 
 
 # --- entry point ----------------------------------------------------------------------------
@@ -1315,6 +1371,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="long run: each client opens a new connection after this many "
                    "requests (default 1000)")
     p.add_argument("--start-samples", type=int, help="POST start measurements (default 7; quick 2)")
+    p.add_argument("--create-samples", type=int,
+                   help="creates from a cached image measured (default 10; quick 3)")
+    p.add_argument("--pull-seconds", type=float,
+                   help="how long the simulated pull of the progress measure takes "
+                   "(TART_SIM_PULL_SECONDS; default 5; quick 2)")
     p.add_argument("--tart-delay", type=float, default=50.0,
                    help="milliseconds added to every simulated Tart call "
                    "(TART_SIM_DELAY; default 50)")
@@ -1340,7 +1401,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = {"duration": 0.4 if quick else 3.0, "rounds": 1 if quick else 3,
                 "long": 2000 if quick else 100_000, "start_samples": 2 if quick else 7,
                 "naive_drain": 3.0 if quick else 30.0, "long_max_seconds": 10.0 if quick else 300.0,
-                "drain": 2.0 if quick else 10.0}
+                "drain": 2.0 if quick else 10.0, "create_samples": 3 if quick else 10,
+                "pull_seconds": 2.0 if quick else 5.0}
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)

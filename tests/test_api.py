@@ -311,13 +311,13 @@ def test_unknown_route_is_404(operator):
 
 def test_wrong_method_is_405_with_allow(operator):
     for method, path, allowed in (
-        ("DELETE", f"/vms/{SEQUOIA}", "GET"),
+        ("PUT", f"/vms/{SEQUOIA}", "GET"),
         ("GET", f"/vms/{SEQUOIA}/start", "POST"),
         ("PUT", f"/vms/{SEQUOIA}/stop", "POST"),
         ("GET", f"/vms/{SEQUOIA}/suspend", "POST"),
         ("POST", f"/vms/{SEQUOIA}/ip", "GET"),
         ("POST", f"/vms/{SEQUOIA}/logs", "GET"),
-        ("POST", "/vms", "GET"),
+        ("PUT", "/vms", "GET"),
         ("POST", "/health", "GET"),
         ("DELETE", "/ready", "GET"),
         ("POST", "/openapi.json", "GET"),

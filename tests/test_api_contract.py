@@ -174,7 +174,7 @@ def test_every_operation_has_a_unique_camel_case_operation_id(operator):
 def published_name_schema(doc: dict[str, Any]) -> dict[str, Any]:
     schemas = [param["schema"] for item in doc["paths"].values() for operation in item.values()
                for param in operation.get("parameters", []) if param["in"] == "path"
-               and param["name"] == "name"]
+               and param["name"] in ("name", "ref")]  # an image is named as a VM is
     from vm_operator.api import ROUTES
     from vm_operator.api.params import VM_NAME
 
@@ -199,7 +199,8 @@ def test_the_name_schema_states_the_rules_the_server_applies(operator):
     for name in SAMPLES:
         # JSON Schema's (ECMA-262) reading of an anchored pattern is Python's fullmatch
         allowed = len(name) <= schema["maxLength"] and re.fullmatch(pattern, name) is not None
-        for method, template in (("GET", "/vms/{}"), ("POST", "/vms/{}/suspend")):
+        for method, template in (("GET", "/vms/{}"), ("POST", "/vms/{}/suspend"),
+                                 ("DELETE", "/images/{}")):
             status, _, body = operator.request(method, template.format(quote(name, safe="")))
             if (status != 400) != allowed:
                 disagree.append(f"{name!a}: schema allows={allowed}, {method} -> {status} {body[:160]!r}")

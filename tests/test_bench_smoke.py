@@ -99,6 +99,18 @@ def test_memory_and_start_figures(report: dict[str, Any]) -> None:
     assert is_number(start["median_ms"])
 
 
+def test_lifecycle_figures(report: dict[str, Any]) -> None:
+    create, fresh = report["lifecycle"]["create"], report["lifecycle"]["progress"]
+    assert create["samples"] and all(row["tart_calls"] for row in create["samples"])
+    assert "clone" in create["samples"][0]["tart_calls"]
+    for key in ("own_median_ms", "own_max_ms", "wall_median_ms", "tart_logged_median_ms"):
+        assert is_number(create[key]), key
+    assert fresh["state"] == "succeeded" and fresh["percentages_printed"] > 2
+    assert is_number(fresh["max_ms"]) and is_number(fresh["median_ms"])
+    names = " ".join(t["target"] for t in report["targets"])
+    assert "a create from a cached image" in names and "every percentage" in names
+
+
 def test_targets_and_context_are_reported(report: dict[str, Any]) -> None:
     assert {t["result"] for t in report["targets"]} <= {"PASS", "MISS", "n/a"}
     assert len(report["targets"]) >= 6

@@ -28,11 +28,29 @@ RUN_TIMEOUT = 600  # seconds: a hung run is killed (its process group) and fails
 
 CONFIG = """\
 # written by tests/test_schemathesis.py
+# Hypothesis gives up on an operation whose only parameter is a patterned path parameter (e.g.
+# DELETE /images/{ref}) when too few of its negative draws negate anything: a limit of the
+# generator, not a finding about the API.
+suppress-health-check = ["filter_too_much"]
+
 [cache]
 enabled = false
 
 [phases.stateful]
 max-steps = 4
+
+# In a stateful scenario schemathesis may send a value it drew in negative mode (a control
+# character in a path parameter) and judge the answer as if it were positive; acceptance of
+# valid data is checked by the coverage and fuzzing phases.
+[phases.stateful.checks.positive_data_acceptance]
+enabled = false
+
+# Tart refuses resources below the image's minimum or a shrinking disk (422): a schema cannot say
+# what a VM's minimum or current disk is.
+[[operations]]
+include-path = "/vms/{name}"
+include-method = "PATCH"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 """
 
 

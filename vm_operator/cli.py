@@ -164,6 +164,7 @@ def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) ->
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())
+    built.start()
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                      name="serve", daemon=True).start()
     _announce(config, server, built)
@@ -179,6 +180,7 @@ def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) ->
         pass
     server.shutdown()
     busy = server.drain(SHUTDOWN_GRACE)
+    built.close(SHUTDOWN_GRACE)
     log_line({"level": "info", "event": "stopped", "unfinished_requests": busy})
     if demo_home is not None:
         _stop_demo_vms(built)

@@ -44,6 +44,7 @@ class Config:
     tart: str = "tart"
     state_dir: str = ""
     tart_timeout: float = 10.0
+    pull_timeout: float = 3600.0
     start_timeout: float = 30.0
     cache_ttl: float = 1.0
     max_running: int = 2
@@ -177,6 +178,7 @@ _PORT = _integer(0, 65535)
 _SSH_PORT = _integer(1, 65535)
 _SSH_CONNECT_TIMEOUT = _integer(1, 600)
 _TART_TIMEOUT = _decimal(0.1, 600)
+_PULL_TIMEOUT = _decimal(1, 86400)
 _START_TIMEOUT = _decimal(0.1, 600)
 _CACHE_TTL = _decimal(0, 60)
 _MAX_RUNNING = _integer(0)
@@ -231,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(VM_OPERATOR_STATE_DIR)")
     parser.add_argument("--tart-timeout", type=_TART_TIMEOUT,
                         help="seconds a Tart call may take (VM_OPERATOR_TART_TIMEOUT, default 10)")
+    parser.add_argument("--pull-timeout", type=_PULL_TIMEOUT,
+                        help="seconds a tart clone or tart pull may take (an image of tens of "
+                        "GB) before it is killed (VM_OPERATOR_PULL_TIMEOUT, default 3600)")
     parser.add_argument("--start-timeout", type=_START_TIMEOUT,
                         help="seconds a start waits for Tart to report the VM running "
                         "(VM_OPERATOR_START_TIMEOUT, default 30)")
@@ -359,6 +364,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         tart=tart or default_tart(),
         state_dir=sources.value("state_dir", _text, "") or default_state_dir(env),
         tart_timeout=sources.value("tart_timeout", _TART_TIMEOUT, 10.0),
+        pull_timeout=sources.value("pull_timeout", _PULL_TIMEOUT, 3600.0),
         start_timeout=sources.value("start_timeout", _START_TIMEOUT, 30.0),
         cache_ttl=sources.value("cache_ttl", _CACHE_TTL, 1.0),
         max_running=sources.value("max_running", _MAX_RUNNING, 2),

@@ -551,6 +551,20 @@ def fault_point() -> tuple[int | None, str | None]:
     return (min(100, int(pct)), None) if pct.isdigit() else (None, None)
 
 
+def progress_logged(value: int) -> None:
+    """TART_SIM_PROGRESS_LOG: when each percentage was printed (wall clock), one O_APPEND
+    write per line, so that a benchmark can tell how soon the operator shows it."""
+    path = os.environ.get("TART_SIM_PROGRESS_LOG")
+    if not path:
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{time.time():.6f} {value}\n".encode())
+        finally:
+            os.close(fd)
+
+
 def show_progress() -> None:
     """Tart's ProgressObserver over the disk download: `0%`, then a line when the value
     changed, at most once per interval (and at once when finished); lines after the
@@ -560,6 +574,7 @@ def show_progress() -> None:
     stop_at, failure = fault_point()
     redraw = "" if "CI" in os.environ else REDRAW
     say("0%")
+    progress_logged(0)
     shown, started = 0, time.monotonic()
     last = started
     while True:
@@ -578,6 +593,7 @@ def show_progress() -> None:
             value = min(value, stop_at)
         if value != shown and (value == 100 or now - last >= every):
             say(f"{redraw}{value}%")
+            progress_logged(value)
             shown, last = value, now
 
 
@@ -1375,6 +1391,7 @@ KNOBS = (  # environment variable -> what it does, for the --help epilog
     ("TART_SIM_PULL_FAIL=PCT:MSG", "pulls fail with MSG (exit 1) once PCT% was printed"),
     ("TART_SIM_PULL_HANG=PCT", "pulls stall at PCT% until killed"),
     ("TART_SIM_CLONE_SECONDS=S", "clone holds Tart's global lock S seconds while it copies"),
+    ("TART_SIM_PROGRESS_LOG=FILE", "append 'TIME PERCENT' to FILE when a pull prints a percentage"),
     ("CI", "as for Tart: set (to anything), progress lines are plain, no terminal redraws"),
 )
 

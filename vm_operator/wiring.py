@@ -8,16 +8,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from vm_operator.api import ROUTES, openapi
 from vm_operator.api.app import App
 from vm_operator.config import Config
-from vm_operator.core.clock import SystemClock
+from vm_operator.core.clock import Clock, SystemClock
+from vm_operator.core.lifecycle import remove_leftovers, shut_down
+from vm_operator.core.operation_records import OperationEvent
+from vm_operator.core.operations import OperationQueue
+from vm_operator.core.ports import TartPort
 from vm_operator.core.service import Settings, VmService
 from vm_operator.edge.dispatch import Site
 from vm_operator.edge.metrics import Metrics
+from vm_operator.edge.problems import problem_of
 from vm_operator.edge.routing import RouteTable
 from vm_operator.edge.security import Access
+from vm_operator.store.operations import OperationStore
+from vm_operator.store.specs import SpecStore
 from vm_operator.store.state import StateStore
 from vm_operator.tart.commands import Tart
 from vm_operator.tart.local import LocalTransport
@@ -34,17 +43,57 @@ class Built:
     metrics: Metrics
     service: VmService
     tart: Tart
+    operations: OperationQueue
+    operation_store: OperationStore
+
+    def start(self) -> None:
+        """Start the work that runs beside the requests: the operations' worker."""
+        self.operations.start()
+
+    def close(self, grace: float) -> None:
+        """The operator stops: no new operations; the running one's Tart is killed and its
+        record left as it was on disk, for the restarted operator to finish (core.lifecycle)."""
+        shut_down(self.operations, self.operation_store.record, grace)
 
 
 def build_tart(ssh: SshSettings | None, binary: str, env: Mapping[str, str], timeout: float,
-               store: StateStore, observe: Observer = no_observer) -> Tart:
+               store: StateStore, observe: Observer = no_observer,
+               pull_timeout: float = 3600.0) -> Tart:
     """Tart through the configured transport: here, or on a host over SSH."""
     transport: Transport
     if ssh is None:
         transport = LocalTransport(binary, store, env, timeout, observe)
     else:
         transport = SshTransport(ssh, env, timeout, observe)
-    return Tart(transport)
+    return Tart(transport, pull_timeout)
+
+
+def build_operations(state_dir: str, tart: TartPort,
+                     clock: Clock) -> tuple[OperationQueue, OperationStore]:
+    """The operations queue, its records under ``<state dir>/operations/``: the finished ones
+    of earlier runs listed again, those a stop interrupted failed and their leftovers removed.
+    Not started: ``Built.start``."""
+    store = OperationStore(Path(state_dir) / "operations", clock.utc_now)
+    try:
+        loaded = store.load(lambda op: remove_leftovers(tart, op))
+    except OSError as exc:
+        raise SystemExit(f"vm-operator: the operation records in {store.directory} cannot be "
+                         f"read: {exc.strerror or exc}") from None
+    queue = OperationQueue(clock.utc_now, restored=loaded.operations)
+    queue.add_listener(store.record)
+    return queue, store
+
+
+def count_finished(metrics: Metrics, event: OperationEvent) -> None:
+    """The metrics' counter of finished operations (not those the history forgets)."""
+    if event.operation.finished and not event.forgotten:
+        metrics.observe_operation(event.operation.kind, event.operation.state)
+
+
+def error_kind(exc: Exception) -> str:
+    """The problem type of an operation's failure: the catalogue's slug for the exception."""
+    problem = problem_of(type(exc))
+    return problem.slug if problem is not None else "internal-error"
 
 
 def build_app(config: Config, env: Mapping[str, str]) -> Built:
@@ -52,12 +101,17 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
     metrics = Metrics()
     store = StateStore(config.state_dir)
     tart = build_tart(config.ssh, config.tart, env, config.tart_timeout, store,
-                      metrics.observe_tart)
+                      metrics.observe_tart, config.pull_timeout)
     settings = Settings(cache_ttl=config.cache_ttl, start_timeout=config.start_timeout,
                         max_running=config.max_running)
-    service = VmService(tart, store, SystemClock(), settings)
+    clock = SystemClock()
+    operations, operation_store = build_operations(config.state_dir, tart, clock)
+    specs = SpecStore(Path(config.state_dir) / "specs", Path(config.state_dir))
+    service = VmService(tart, store, clock, operations, specs, error_kind, settings)
+    operations.add_listener(lambda event: count_finished(metrics, event))
     service.adopt_earlier_runs()  # finish the records of runs an earlier process launched
     access = Access(config.token, config.read_token, config.allowed_hosts, config.cors_origins)
     document = openapi()  # fixed: built once
     app = App(service, metrics, lambda: document)
-    return Built(Site(RouteTable(ROUTES), access, app), metrics, service, tart)
+    site: Site[Any] = Site(RouteTable(ROUTES), access, app)
+    return Built(site, metrics, service, tart, operations, operation_store)

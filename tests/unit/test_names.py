@@ -103,12 +103,13 @@ def test_decode_segment_is_strict(raw: str) -> None:
 
 
 def published_name_schemas() -> list[dict[str, object]]:
-    """The schema of the ``name`` path parameter of every operation in /openapi.json."""
+    """The schema of the VM name path parameter (``name``, ``ref``: an image is named the same
+    way) of every operation in /openapi.json."""
     schemas = []
     for item in openapi()["paths"].values():
         for operation in item.values():
             for param in operation.get("parameters", []):
-                if param["in"] == "path" and param["name"] == "name":
+                if param["in"] == "path" and param["name"] in ("name", "ref"):
                     schemas.append(param["schema"])
     return schemas
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from vm_operator.api.operations import OperationDoc
 from vm_operator.api.schemas import SCHEMAS
 from vm_operator.api.system import Health
-from vm_operator.core.records import ChangedVm, TartStatus, VmDetail
+from vm_operator.core.records import ChangedVm, CreatingVm, TartStatus, VmDetail
 from vm_operator.store.state import RunRecord
 from vm_operator.tart.records import Vm, VmInfo
 
@@ -17,7 +18,13 @@ def properties(schema: Any) -> set[str]:
 
 def test_vm() -> None:
     assert set(SCHEMAS["VM"]["required"]) == set(Vm.__required_keys__)  # type: ignore[index]
-    assert properties(SCHEMAS["VM"]) == set(ChangedVm.__required_keys__)
+    assert properties(SCHEMAS["VM"]) == (set(ChangedVm.__required_keys__)
+                                         | set(CreatingVm.__required_keys__))
+
+
+def test_operation() -> None:
+    keys = set(OperationDoc.__required_keys__)
+    assert set(SCHEMAS["Operation"]["required"]) == keys == properties(SCHEMAS["Operation"])
 
 
 def test_vm_detail() -> None:

@@ -68,7 +68,7 @@ def test_405_names_the_allowed_methods() -> None:
         resolve("PUT", "/vms/a/stop")
     assert dict(caught.value.headers)["Allow"] == "OPTIONS, POST"
     with pytest.raises(ApiError) as caught:
-        resolve("POST", "/vms")
+        resolve("PUT", "/operations")
     assert dict(caught.value.headers)["Allow"] == "GET, HEAD, OPTIONS"
 
 

@@ -3,11 +3,20 @@ query parameters of the VM routes."""
 
 from __future__ import annotations
 
+import re
+
 from vm_operator.edge.params import Boolean, Int, OneOf, ParamType, Schema, Verbatim
 from vm_operator.edge.problems import CATALOGUE
 from vm_operator.edge.routing import OptionalQuery, PathParam, Query
 from vm_operator.store.state import LOG_TAIL_LINES_MAX
-from vm_operator.tart.names import MAX_NAME_LENGTH, NAME_PATTERN, InvalidName, VmName
+from vm_operator.tart.names import (
+    LOCAL_NAME_PATTERN,
+    MAX_NAME_LENGTH,
+    NAME_PATTERN,
+    OCI_PATTERN,
+    InvalidName,
+    VmName,
+)
 from vm_operator.tart.parse import SOURCES, STATES
 
 
@@ -35,6 +44,52 @@ class VmNameType(ParamType[VmName]):
 
 VM_NAME = VmNameType()
 
+
+class LocalVmNameType(VmNameType):
+    """The name of a local VM to create: a VM name without '/' (Tart: ``<new-name> should be a
+    local name``; a '/' makes it an OCI reference)."""
+
+    def schema(self) -> Schema:
+        return {**super().schema(), "pattern": LOCAL_NAME_PATTERN}
+
+    def from_text(self, key: str, text: str) -> VmName:
+        name = super().from_text(key, text)
+        if "/" in name:
+            raise ValueError(f"{key} must be a local VM name, without '/' (a '/' makes it an "
+                             "OCI reference)")
+        return name
+
+
+LOCAL_VM_NAME = LocalVmNameType()
+
+_DISPLAY = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")
+
+
+class Display(ParamType[str]):
+    """A display size for ``tart set --display``: WIDTHxHEIGHT in pixels, e.g. 1920x1080."""
+
+    PATTERN = "^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$"
+
+    def schema(self) -> Schema:
+        return {"type": "string", "pattern": self.PATTERN, "maxLength": 11,
+                "examples": ["1920x1080"]}
+
+    def from_text(self, key: str, text: str) -> str:
+        if not _DISPLAY.fullmatch(text):
+            raise ValueError(f"{key} must be WIDTHxHEIGHT in pixels, e.g. 1920x1080")
+        return text
+
+    def from_json(self, key: str, value: object) -> str:
+        if isinstance(value, str):
+            return self.from_text(key, value)
+        raise ValueError(f"{key} must be WIDTHxHEIGHT in pixels, e.g. 1920x1080")
+
+
+DISPLAY = Display()
+CPU = Int(1, 64)
+MEMORY_MB = Int(512, 1048576)
+DISK_GB = Int(1, 4096)
+
 NAME = PathParam(
     "name", VM_NAME,
     "VM name, percent-encoded (an OCI name such as ghcr.io/org/img:tag "
@@ -47,10 +102,41 @@ SLUG = PathParam(
     "A problem type: the last segment of a problem document's type",
 )
 
-STATE = OptionalQuery("state", OneOf(STATES), "Only this state")
+STATE = OptionalQuery("state", OneOf((*STATES, "creating")), "Only this state")
 SOURCE = OptionalQuery("source", OneOf(SOURCES), "Only this source")
 SUSPENDABLE = Query("suspendable", Boolean(), False,
                     "Add --suspendable (needed for a later suspend)")
 TIMEOUT = Query("timeout", Int(0, 300), 30, "Seconds before Tart kills the VM")
 WAIT = Query("wait", Int(0, 120), 0, "Seconds to wait for an address, while the VM runs")
 TAIL = OptionalQuery("tail", Int(1, LOG_TAIL_LINES_MAX), "Only the last N lines")
+
+
+# --- changing VMs and the image cache -------------------------------------------------------
+
+
+class ImageRefType(VmNameType):
+    """An OCI reference (``ghcr.io/org/image:tag``, ``...@sha256:…``): a VM name with a '/', so
+    that Tart can never take it for a local VM."""
+
+    def schema(self) -> Schema:
+        return {**super().schema(), "pattern": OCI_PATTERN}
+
+    def from_text(self, key: str, text: str) -> VmName:
+        ref = super().from_text(key, text)
+        if "/" not in ref:
+            raise ValueError(f"{key} must be an OCI reference such as "
+                             "ghcr.io/cirruslabs/macos-sequoia-base:latest (a local VM name has "
+                             "no '/')")
+        return ref
+
+
+IMAGE_REF = ImageRefType()
+
+IMAGE_PATH = PathParam(  # any VM name: one that is no cached image (a local VM's) is a 404
+    "ref", VM_NAME,
+    "An OCI reference of Tart's cache, percent-encoded as one path segment "
+    "(ghcr.io/org/img:tag is sent as ghcr.io%2Forg%2Fimg%3Atag), as GET /images lists it",
+)
+FORCE = Query("force", Boolean(), False, "Stop a running or suspended VM first, then delete it")
+STOP_TIMEOUT = Query("timeout", Int(0, 300), 30,
+                     "With force: seconds Tart gives the VM to shut down before it kills it")

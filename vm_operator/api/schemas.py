@@ -10,6 +10,7 @@ def ref(name: str) -> Schema:
 
 
 VM = ref("VM")
+OPERATION = ref("Operation")
 OBJECT: Schema = {"type": "object"}
 TEXT: Schema = {"type": "string"}
 
@@ -21,13 +22,16 @@ SCHEMAS: dict[str, Schema] = {
         "properties": {
             "name": {"type": "string"},
             "source": {"enum": ["local", "oci"]},
-            "state": {"enum": ["running", "suspended", "stopped"]},
-            "status": {"enum": ["running", "suspended", "stopped"],
+            "state": {"enum": ["running", "suspended", "stopped", "creating"],
+                      "description": "creating: an operation is creating it (see operation)"},
+            "status": {"enum": ["running", "suspended", "stopped", "creating"],
                        "description": "Same as state, kept for clients of the original API"},
             "running": {"type": "boolean"},
-            "disk_gb": {"type": "integer"},
-            "size_gb": {"type": "integer"},
+            "disk_gb": {"type": ["integer", "null"], "description": "null while creating"},
+            "size_gb": {"type": ["integer", "null"], "description": "null while creating"},
             "accessed": {"type": ["string", "null"], "format": "date-time"},
+            "operation": {"type": "string",
+                          "description": "While creating: the path of the create operation"},
             "changed": {"type": "boolean",
                         "description": "On start/stop: whether anything changed"},
         },
@@ -58,6 +62,34 @@ SCHEMAS: dict[str, Schema] = {
                 }}]},
         }}],
     },
+    "Operation": {
+        "type": "object",
+        "required": ["id", "kind", "vm", "image", "state", "phase", "progress",
+                     "cancel_requested", "created_at", "started_at", "finished_at", "error",
+                     "result"],
+        "properties": {
+            "id": {"type": "string"},
+            "kind": {"enum": ["create", "delete", "pull", "prune"]},
+            "vm": {"type": ["string", "null"], "description": "The VM it creates or deletes"},
+            "image": {"type": ["string", "null"],
+                      "description": "The image it pulls, or a create's source"},
+            "state": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+            "phase": {"type": ["string", "null"], "description":
+                      "pulling, cloning, configuring, starting, deleting or pruning"},
+            "progress": {"type": ["integer", "null"], "minimum": 0, "maximum": 100,
+                         "description": "Percent of the image pulled, from Tart's output; "
+                         "null when Tart printed none (a cached image)"},
+            "cancel_requested": {"type": "boolean"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "started_at": {"type": ["string", "null"], "format": "date-time"},
+            "finished_at": {"type": ["string", "null"], "format": "date-time"},
+            "error": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Problem"}],
+                      "description": "Why it failed: a problem document, with Tart's message "
+                      "(tart_message) and exit code (tart_exit_code) when Tart refused"},
+            "result": {"type": ["string", "null"],
+                       "description": "A note on the outcome, e.g. that a VM was kept"},
+        },
+    },
     "Health": {
         "type": "object",
         "required": ["status", "message", "timestamp", "version", "tart"],
@@ -69,6 +101,43 @@ SCHEMAS: dict[str, Schema] = {
             "tart": {"type": "object", "properties": {
                 "path": {"type": "string"}, "available": {"type": "boolean"},
                 "version": {"type": ["string", "null"]}}},
+        },
+    },
+    "Image": {
+        "type": "object",
+        "description": "An image of Tart's OCI cache (tart list --source oci): listed once by "
+                       "each tag that points at it and once by its digest",
+        "required": ["ref", "kind", "disk_gb", "size_gb", "accessed"],
+        "properties": {
+            "ref": {"type": "string", "description": "The reference, e.g. "
+                    "ghcr.io/cirruslabs/macos-sequoia-base:latest or ...@sha256:..."},
+            "kind": {"enum": ["tag", "digest"], "description": "Which form ref is"},
+            "disk_gb": {"type": "integer", "description": "The disk size of a VM cloned from it"},
+            "size_gb": {"type": "integer", "description": "Space it takes in the cache"},
+            "accessed": {"type": ["string", "null"], "format": "date-time",
+                         "description": "Its last use (what prune goes by); null before Tart "
+                         "2.31"},
+        },
+    },
+    "Host": {
+        "type": "object",
+        "required": ["tart", "tart_home", "disk", "macos_guests", "operations"],
+        "properties": {
+            "tart": {"type": "object", "required": ["path", "version"], "properties": {
+                "path": {"type": "string"}, "version": {"type": ["string", "null"]}}},
+            "tart_home": {"type": "string", "description": "$TART_HOME, or ~/.tart"},
+            "disk": {"type": "object", "required": ["total_bytes", "free_bytes"],
+                     "description": "The file system that holds the Tart home",
+                     "properties": {"total_bytes": {"type": "integer", "minimum": 0},
+                                    "free_bytes": {"type": "integer", "minimum": 0}}},
+            "macos_guests": {"type": "object", "required": ["running", "limit"], "properties": {
+                "running": {"type": "integer", "minimum": 0},
+                "limit": {"type": ["integer", "null"],
+                          "description": "VM_OPERATOR_MAX_RUNNING; null: no cap"}}},
+            "operations": {"type": "object", "required": ["running", "queued", "max_queued"],
+                           "properties": {"running": {"type": "integer", "minimum": 0},
+                                          "queued": {"type": "integer", "minimum": 0},
+                                          "max_queued": {"type": "integer", "minimum": 1}}},
         },
     },
 }

@@ -57,7 +57,9 @@ def openapi(app: App, req: Request) -> Response:
 
 def metrics(app: App, req: Request) -> Response:
     service = app.service
-    text = app.metrics.render(vms=service.cached_vms(), tart_runs=service.running_runs())
+    queue = service.operations.stats()
+    text = app.metrics.render(vms=service.cached_vms(), tart_runs=service.running_runs(),
+                              operations=(queue.running, queue.queued))
     return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
 
 

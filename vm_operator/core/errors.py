@@ -79,6 +79,53 @@ class NotReady(OperatorError):
     """Tart cannot list the VMs, so the operator cannot serve them."""
 
 
+# --- the lifecycle: create, configure, delete, and the operations that do it ----------------
+
+
+class VmExists(OperatorError):
+    """A VM of this name exists already, or is being created."""
+
+
+class VmRunning(OperatorError):
+    """The change needs a stopped VM (delete, configure), and it runs or is suspended."""
+
+
+class VmHeldByOperation(OperatorError):
+    """An operation (create, delete) holds the VM's name; ``operation`` is its path."""
+
+    def __init__(self, detail: str, operation: str | None) -> None:
+        super().__init__(detail)
+        self.operation = operation  # /operations/{id}, None when a request holds the name
+
+
+class InvalidResources(OperatorError):
+    """Tart refused the resources: below the image's minimum, or a disk that would shrink."""
+
+
+class ImageNotFound(OperatorError):
+    """No such OCI image: not in Tart's cache, or not in its registry."""
+
+
+class OperationMissing(OperatorError):
+    """No operation of this id (never, or past the bounded history)."""
+
+
+class OperationFinished(OperatorError):
+    """The operation has finished: too late to cancel it."""
+
+
+class OperationsFull(OperatorError):
+    """Too many operations are waiting already."""
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after  # seconds
+
+
+class OperationsClosed(OperatorError):
+    """The operator is shutting down and takes no new operations."""
+
+
 # --- the words, where several places say the same ---------------------------------------------
 
 HOW_TO_SUSPEND = ("stop it (POST /vms/{name}/stop), then start it with "

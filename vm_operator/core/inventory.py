@@ -97,6 +97,11 @@ class Inventory:
                                                       self.clock.monotonic)
         return cache.get(self._not_before(False), self._refresh_after(False))
 
+    def forget(self, name: str) -> None:
+        """The VM was deleted: drop its cached ``tart get``."""
+        with self._guard:
+            self._info.pop(name, None)
+
     def is_macos(self, name: str) -> bool:
         """Whether ``tart get`` says the VM is a macOS guest. A name from Tart's own list
         that the name rules refuse is never passed to Tart: it counts as not macOS."""

@@ -8,8 +8,8 @@ from typing import Protocol
 
 from vm_operator.store.state import LogTail, RunRecord
 from vm_operator.tart.names import VmName
-from vm_operator.tart.records import Vm, VmInfo
-from vm_operator.tart.transport import RunHandle
+from vm_operator.tart.records import HostDisk, Image, Vm, VmInfo
+from vm_operator.tart.transport import OutputSink, RunHandle, StartedSink
 
 
 class TartPort(Protocol):
@@ -40,6 +40,25 @@ class TartPort(Protocol):
 
     def locate(self) -> tuple[str, bool]: ...
 
+    def clone(self, source: VmName, new: VmName, *, insecure: bool = ...,
+              on_output: OutputSink = ..., on_started: StartedSink = ...) -> None: ...
+
+    def pull(self, ref: VmName, *, insecure: bool = ..., on_output: OutputSink = ...,
+             on_started: StartedSink = ...) -> None: ...
+
+    def set(self, name: VmName, *, cpu: int | None = ..., memory_mb: int | None = ...,
+            disk_gb: int | None = ..., display: str | None = ...,
+            random_mac: bool = ...) -> None: ...
+
+    def delete(self, name: VmName) -> None: ...
+
+    def prune(self, *, older_than_days: int | None = ...,
+              space_budget_gb: int | None = ...) -> None: ...
+
+    def list_images(self) -> list[Image]: ...
+
+    def host_disk(self) -> HostDisk: ...
+
 
 class StorePort(Protocol):
     """The run records the core keeps (see ``store.state.StateStore``)."""
@@ -53,3 +72,5 @@ class StorePort(Protocol):
     def finish_run(self, name: str, record: RunRecord) -> bool: ...
 
     def unfinished_runs(self) -> list[tuple[str, RunRecord]]: ...
+
+    def forget(self, name: str) -> None: ...

@@ -45,6 +45,12 @@ class Power:
         self._starting: set[str] = set()
 
     @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold the VM against starts, stops and suspends (a delete while it works)."""
+        with self._locked(name):
+            yield
+
+    @contextmanager
     def _locked(self, name: str) -> Iterator[None]:
         """Serialise every write to one VM: two starts launch one ``tart run``."""
         with self._guard:
@@ -135,17 +141,21 @@ class Power:
 
     def stop(self, name: VmName, timeout: int) -> ChangedVm:
         with self._locked(name):
-            vm = self.inventory.local_vm(name, "stop", fresh=True)
-            if vm["state"] == "stopped":
-                return changed(vm, False)
-            try:
-                self.tart.stop(name, timeout)
-            except TartNotRunning:
-                pass  # it stopped on its own meanwhile
-            finally:
-                self.inventory.changed()
-            self.runs.await_reaped(name)
-            return changed(self.inventory.find(name, fresh=True), True)
+            return self.stop_held(name, timeout)
+
+    def stop_held(self, name: VmName, timeout: int) -> ChangedVm:
+        """``stop``, for a caller that holds the VM's write lock (``exclusive``)."""
+        vm = self.inventory.local_vm(name, "stop", fresh=True)
+        if vm["state"] == "stopped":
+            return changed(vm, False)
+        try:
+            self.tart.stop(name, timeout)
+        except TartNotRunning:
+            pass  # it stopped on its own meanwhile
+        finally:
+            self.inventory.changed()
+        self.runs.await_reaped(name)
+        return changed(self.inventory.find(name, fresh=True), True)
 
     def suspend(self, name: VmName) -> ChangedVm:
         with self._locked(name):

@@ -23,6 +23,27 @@ class ChangedVm(Vm):
     changed: bool
 
 
+class CreatingVm(TypedDict):
+    """A VM an operation is creating: Tart has not got it (whole) yet, so what only Tart could
+    tell is null; ``operation`` is the path of the create."""
+
+    name: str
+    source: str  # "local"
+    state: str  # "creating"
+    status: str  # "creating"
+    running: bool  # False
+    disk_gb: None
+    size_gb: None
+    accessed: None
+    operation: str
+
+
+class CreatingVmDetail(CreatingVm, VmInfo):
+    """GET /vms/{name} of a VM being created: no ``tart get`` fields, no run."""
+
+    last_run: None
+
+
 class TartStatus(TypedDict):
     """Where Tart is, whether it can be run, and its version once known."""
 

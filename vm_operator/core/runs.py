@@ -12,7 +12,9 @@ another; it answers from that run. ``last_run`` is always the record of that run
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -33,6 +35,8 @@ from vm_operator.tart.errors import RunStillAlive, TartError, command_error
 from vm_operator.tart.names import VmName
 from vm_operator.tart.records import Vm
 from vm_operator.tart.transport import RunHandle
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -69,6 +73,12 @@ class RunSupervisor:
         self.poll_interval = poll_interval
         self._guard = threading.Lock()
         self._runs: dict[str, Run] = {}
+        self._ended: list[Callable[[str], None]] = []
+
+    def on_run_ended(self, listener: Callable[[str], None]) -> None:
+        """``listener(name)`` is called (on the reaper's thread) once a run of ``name`` has
+        ended and its record is finished: runs launched here and adopted ones alike."""
+        self._ended.append(listener)
 
     def live_run(self, name: str) -> Run | None:
         """The ``tart run`` this operator launched (or adopted) for ``name``, while it lives."""
@@ -154,6 +164,11 @@ class RunSupervisor:
             pass  # kept in memory: the API still shows how the run ended
         self.inventory.changed()
         run.exited.set()  # after the record: whoever waits on it reads the finished record
+        for listener in list(self._ended):
+            try:
+                listener(name)
+            except Exception:  # one listener must not stop the others, nor kill the reaper
+                log.exception("run of %r ended: a listener failed", name)
 
     def confirm_running(self, name: str, run: Run) -> Vm:
         """Wait until Tart lists the VM as running, or ``tart run`` exits and says why."""

@@ -1,8 +1,9 @@
 """The VM operations behind the API, in one facade: what the handlers call.
 
-It only composes the three parts of the core: ``Inventory`` (cached reads), ``RunSupervisor``
-(the ``tart run`` processes) and ``Power`` (start, stop, suspend). It is given its Tart
-adapter, state store and clock, and builds none of them.
+It only composes the parts of the core: ``Inventory`` (cached reads), ``RunSupervisor``
+(the ``tart run`` processes), ``Power`` (start, stop, suspend) and the queue of long-running
+operations (``operations``). It is given its Tart adapter, state store, clock and operations
+queue, and builds none of them.
 """
 
 from __future__ import annotations
@@ -10,11 +11,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vm_operator.core.clock import Clock
+from vm_operator.core.create import CreateRequest, ErrorKind, Parts
+from vm_operator.core.ephemeral import EphemeralVms
+from vm_operator.core.host import Host
+from vm_operator.core.images import Images
 from vm_operator.core.inventory import Inventory
+from vm_operator.core.lifecycle import Lifecycle, operation_path
+from vm_operator.core.operation_records import Operation
+from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.core.power import Power
-from vm_operator.core.records import ChangedVm, TartStatus, VmDetail
+from vm_operator.core.records import (
+    NO_INFO,
+    ChangedVm,
+    CreatingVm,
+    CreatingVmDetail,
+    TartStatus,
+    VmDetail,
+)
 from vm_operator.core.runs import RunSupervisor
+from vm_operator.core.vm_manage import VmManager
+from vm_operator.store.specs import SpecStore
 from vm_operator.store.state import LogTail
 from vm_operator.tart.names import VmName
 from vm_operator.tart.records import Vm
@@ -32,16 +49,38 @@ class VmService:
     """List, inspect, start, stop and suspend VMs."""
 
     def __init__(self, tart: TartPort, store: StorePort, clock: Clock,
+                 operations: OperationQueue, specs: SpecStore, kind_of: ErrorKind,
                  settings: Settings = Settings()) -> None:
+        self.tart = tart
+        self.clock = clock
+        self.operations = operations
         self.inventory = Inventory(tart, store, clock, settings.cache_ttl)
         self.runs = RunSupervisor(tart, store, clock, self.inventory, settings.start_timeout,
                                   settings.poll_interval)
         self.power = Power(tart, self.inventory, self.runs, settings.max_running)
+        parts = Parts(tart, self.inventory, self.power, self.runs, store, specs, clock, kind_of)
+        self.lifecycle = Lifecycle(parts, operations)
+        self.ephemeral = EphemeralVms(parts, operations)
+        self.manage = VmManager(parts, operations)
+        self.images = Images(parts, operations)
+        self.host = Host(parts, operations, settings.max_running)
+        self.runs.on_run_ended(self.ephemeral.run_ended)
+        operations.add_listener(self.ephemeral.operation_changed)
 
     # --- reads ------------------------------------------------------------------------------
 
-    def list_vms(self, fresh: bool = False) -> list[Vm]:
-        return self.inventory.list_vms(fresh)
+    def list_vms(self, fresh: bool = False) -> list[Vm | CreatingVm]:
+        """Tart's VMs, and the VMs being created (``state`` ``creating``, with the path of
+        their operation) among the local ones, in name order, as Tart sorts them."""
+        vms = self.inventory.list_vms(fresh)
+        creating = self.lifecycle.creating()
+        if not creating:
+            return list(vms)
+        local: list[Vm | CreatingVm] = [
+            vm for vm in vms if vm["source"] == "local" and vm["name"] not in creating]
+        local += [creating_vm(op) for op in creating.values()]
+        local.sort(key=lambda vm: vm["name"])
+        return local + [vm for vm in vms if vm["source"] != "local"]
 
     def ready(self) -> int:
         return self.inventory.ready()
@@ -49,7 +88,10 @@ class VmService:
     def cached_vms(self) -> list[Vm] | None:
         return self.inventory.cached_vms()
 
-    def describe(self, name: VmName) -> VmDetail:
+    def describe(self, name: VmName) -> VmDetail | CreatingVmDetail:
+        op = self.lifecycle.creating().get(name)
+        if op is not None:  # not Tart's yet (or half made): nothing to ask Tart
+            return {**creating_vm(op), **NO_INFO, "last_run": None}
         return self.inventory.describe(name)
 
     def ip(self, name: VmName, wait: int) -> str:
@@ -67,14 +109,31 @@ class VmService:
     # --- writes -----------------------------------------------------------------------------
 
     def start(self, name: VmName, suspendable: bool = False) -> ChangedVm:
+        self.lifecycle.refuse_if_held(name)
         return self.power.start(name, suspendable)
 
     def stop(self, name: VmName, timeout: int) -> ChangedVm:
+        self.lifecycle.refuse_if_held(name)
         return self.power.stop(name, timeout)
 
     def suspend(self, name: VmName) -> ChangedVm:
+        self.lifecycle.refuse_if_held(name)
         return self.power.suspend(name)
 
+    def create(self, request: CreateRequest) -> Operation:
+        return self.lifecycle.create(request)
+
     def adopt_earlier_runs(self) -> int:
-        """Finish the records of the runs an earlier operator process launched."""
-        return self.runs.adopt_earlier_runs()
+        """Finish the records of the runs an earlier operator process launched (an ephemeral
+        VM whose run ended meanwhile is deleted), and delete the ephemeral VMs whose run had
+        ended before."""
+        found = self.runs.adopt_earlier_runs()
+        self.ephemeral.sweep()
+        return found
+
+
+def creating_vm(op: Operation) -> CreatingVm:
+    """A VM being created, as GET /vms shows it: what Tart cannot tell yet is null."""
+    return {"name": op.vm or "", "source": "local", "state": "creating", "status": "creating",
+            "running": False, "disk_gb": None, "size_gb": None, "accessed": None,
+            "operation": operation_path(op.id)}

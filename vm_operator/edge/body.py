@@ -30,22 +30,27 @@ D = TypeVar("D")
 
 MAX_JSON_BODY = 64 * 1024
 JSON_MEDIA = "application/json"
+MERGE_PATCH_MEDIA = "application/merge-patch+json"  # RFC 7396: a PATCH body is a JSON object too
 
 
 @dataclass(frozen=True)
 class Field:
     """What a field of a body's dataclass is (``Annotated[int, Field(...)]``): the type that
-    checks its value, and its description. A field with a default is optional."""
+    checks its value, and its description. A field with a default is optional. ``key`` is its
+    name in the JSON when that cannot be the attribute's (``from``, a Python keyword: the
+    attribute ``from_`` with ``key="from"``)."""
 
     type: ParamType[Any]
     doc: str
+    key: str | None = None
 
 
 @dataclass(frozen=True)
 class _Member:
-    name: str
+    name: str  # in the JSON
     field: Field
     default: object  # dataclasses.MISSING when the member is required
+    attribute: str = ""  # of the dataclass
 
     @property
     def required(self) -> bool:
@@ -85,6 +90,8 @@ class Body(Generic[D]):
     spec: type[D]
     doc: str = ""
     limit: int = MAX_JSON_BODY
+    media_types: tuple[str, ...] = (JSON_MEDIA,)  # the Content-Types it takes, all JSON objects
+    min_fields: int = 0  # fields it must name at least (1: a patch, criteria of which one will do)
 
     def members(self) -> tuple[_Member, ...]:
         """The fields of ``spec``, each with its ``Field``."""
@@ -95,7 +102,8 @@ class Body(Generic[D]):
                         if isinstance(extra, Field)]
             if len(declared) != 1:
                 raise TypeError(f"{self.spec.__name__}.{item.name} needs one Field annotation")
-            found.append(_Member(item.name, declared[0], item.default))
+            found.append(_Member(declared[0].key or item.name, declared[0], item.default,
+                                 item.name))
         return tuple(found)
 
     def schema(self) -> Schema:
@@ -108,14 +116,17 @@ class Body(Generic[D]):
             else:
                 prop["default"] = member.default
             properties[member.name] = prop
-        return {"type": "object", "additionalProperties": False, "required": required,
-                "properties": properties}
+        schema: dict[str, object] = {"type": "object", "additionalProperties": False,
+                                     "required": required, "properties": properties}
+        if self.min_fields:
+            schema["minProperties"] = self.min_fields
+        return schema
 
     def parse(self, data: bytes, content_type: str | None) -> D:
         """The typed body, or the ApiError that says what is wrong with it."""
-        if _media_type(content_type) != JSON_MEDIA:
-            raise ApiError("unsupported-media-type",
-                           f"this route takes a JSON body: send Content-Type: {JSON_MEDIA}")
+        if _media_type(content_type) not in self.media_types:
+            raise ApiError("unsupported-media-type", "this route takes a JSON body: send "
+                           f"Content-Type: {' or '.join(self.media_types)}")
         if len(data) > self.limit:
             raise ApiError("body-too-large", f"the body is larger than {self.limit} bytes")
         sent = _object(data)
@@ -132,6 +143,11 @@ class Body(Generic[D]):
         if errors:
             wrong = ", ".join(error["pointer"] for error in errors)
             raise ApiError("invalid-body", f"the body has wrong fields: {wrong}", errors=errors)
+        if len(sent) < self.min_fields:  # "" points at the whole body (RFC 6901)
+            few = (f"the body names no field: give at least one of {', '.join(known)}"
+                   if self.min_fields == 1 else
+                   f"give at least {self.min_fields} of the fields {', '.join(known)}")
+            raise ApiError("invalid-body", few, errors=[{"pointer": "", "detail": few}])
         return self.spec(**values)
 
 
@@ -140,7 +156,7 @@ def _value(member: _Member, sent: Mapping[str, object], values: dict[str, object
     if member.name not in sent:
         return f"{member.name} is required" if member.required else None
     try:
-        values[member.name] = member.field.type.from_json(member.name, sent[member.name])
+        values[member.attribute] = member.field.type.from_json(member.name, sent[member.name])
     except ValueError as exc:
         return str(exc)
     return None

@@ -4,7 +4,14 @@ its entry in the catalogue (problems.py). Every problem document is built by ``A
 
 from __future__ import annotations
 
-from vm_operator.core.errors import OperatorError, StateDirUnwritable, VmBusy, VmLimit
+from vm_operator.core.errors import (
+    OperationsFull,
+    OperatorError,
+    StateDirUnwritable,
+    VmBusy,
+    VmHeldByOperation,
+    VmLimit,
+)
 from vm_operator.edge.problems import PROBLEMS, ProblemType, Slug, problem_of
 from vm_operator.edge.responses import PROBLEM_JSON, Response, encode_json
 from vm_operator.tart.errors import TartCommandError, TartError
@@ -28,11 +35,14 @@ class ApiError(Exception):
         self.headers = headers
         self.extra = extra
 
+    def document(self) -> dict[str, object]:
+        """The problem document (RFC 9457) as JSON-ready data."""
+        return {"type": self.problem.uri, "title": self.title, "status": self.status,
+                "detail": self.detail, **self.extra}
+
     def response(self) -> Response:
         """The problem document, as ``application/problem+json``."""
-        doc = {"type": self.problem.uri, "title": self.title, "status": self.status,
-               "detail": self.detail, **self.extra}
-        return Response(self.status, encode_json(doc), PROBLEM_JSON, self.headers)
+        return Response(self.status, encode_json(self.document()), PROBLEM_JSON, self.headers)
 
 
 def problem_for(exc: OperatorError | TartError) -> ApiError:
@@ -45,7 +55,7 @@ def problem_for(exc: OperatorError | TartError) -> ApiError:
 
 
 def _headers(exc: Exception) -> tuple[tuple[str, str], ...]:
-    if isinstance(exc, VmBusy):
+    if isinstance(exc, VmBusy | OperationsFull):
         return (("Retry-After", str(exc.retry_after)),)
     return ()
 
@@ -58,4 +68,6 @@ def _extra(exc: Exception) -> dict[str, object]:
         return {"limit": exc.limit}
     if isinstance(exc, StateDirUnwritable):
         return {"state_dir": exc.path}
+    if isinstance(exc, VmHeldByOperation):
+        return {"operation": exc.operation}
     return {}

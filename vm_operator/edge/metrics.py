@@ -59,6 +59,7 @@ class Metrics:
         self._request_seconds: dict[Labels, Histogram] = {}
         self._tart_calls: defaultdict[Labels, int] = defaultdict(int)
         self._tart_seconds: dict[Labels, Histogram] = {}
+        self._operations: defaultdict[Labels, int] = defaultdict(int)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (("method", method), ("route", route), ("status", str(status)))
@@ -78,10 +79,18 @@ class Metrics:
                 hist = self._tart_seconds[key] = Histogram(TART_BUCKETS)
             hist.observe(seconds)
 
-    def render(self, vms: Sequence[Mapping[str, object]] | None = None,
-               tart_runs: int | None = None) -> str:
-        """The exposition; ``vms`` (the last listing) and ``tart_runs`` add their gauges."""
+    def observe_operation(self, kind: str, state: str) -> None:
+        """An operation (create, delete, pull, prune) finished: succeeded, failed, cancelled."""
         with self._lock:
+            self._operations[(("kind", kind), ("state", state))] += 1
+
+    def render(self, vms: Sequence[Mapping[str, object]] | None = None,
+               tart_runs: int | None = None,
+               operations: tuple[int, int] | None = None) -> str:
+        """The exposition; ``vms`` (the last listing), ``tart_runs`` and ``operations``
+        (running, queued) add their gauges."""
+        with self._lock:
+            finished = dict(self._operations)
             requests = dict(self._requests)
             request_hists = {k: (list(h.counts), h.sum, h.buckets) for k, h in self._request_seconds.items()}
             tart_calls = dict(self._tart_calls)
@@ -104,6 +113,14 @@ class Metrics:
         if tart_runs is not None:
             _gauge(out, "vm_operator_tart_runs", "tart run processes this operator launched "
                    "and still supervises.", {(): tart_runs})
+        if operations is not None:
+            running, queued = operations
+            _gauge(out, "vm_operator_operations", "Operations (create, delete, pull, prune) "
+                   "running and waiting in the queue.",
+                   {(("state", "running"),): running, (("state", "queued"),): queued})
+        _counter(out, "vm_operator_operations_finished_total",
+                 "Operations finished since the operator started, by kind and outcome.",
+                 finished)
         _gauge(out, "process_start_time_seconds",
                "Start time of the process since unix epoch in seconds.", {(): self.start_time})
         return "\n".join(out) + "\n"

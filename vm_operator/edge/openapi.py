@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vm_operator.edge.body import JSON_MEDIA
 from vm_operator.edge.params import Schema
 from vm_operator.edge.problems import PROBLEMS, ProblemType, Slug, problem_of
 from vm_operator.edge.responses import PROBLEM_JSON
@@ -71,7 +70,8 @@ def _operation(route: Route[Any]) -> dict[str, object]:
     if route.body is not None:
         operation["requestBody"] = {
             "required": True, "description": route.body.doc,
-            "content": {JSON_MEDIA: {"schema": route.body.schema()}},
+            "content": {media: {"schema": route.body.schema()}
+                        for media in route.body.media_types},
         }
     operation["responses"] = _responses(route)
     return operation
@@ -129,8 +129,9 @@ def _responses(route: Route[Any]) -> dict[str, object]:
 
 
 def _success(ok: Success) -> dict[str, object]:
-    answer: dict[str, object] = {"description": ok.description,
-                                 "content": {ok.media_type: {"schema": ok.schema}}}
+    answer: dict[str, object] = {"description": ok.description}
+    if ok.schema is not None:
+        answer["content"] = {ok.media_type: {"schema": ok.schema}}
     if ok.headers:
         answer["headers"] = dict(ok.headers)
     return answer

@@ -58,6 +58,9 @@ class Int(ParamType[int]):
         return int(text)
 
     def from_json(self, key: str, value: object) -> int:
+        # JSON Schema counts 416.0 as an integer (a number without a fraction): so do we.
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self._refusal(key)
         if not self.low <= value <= self.high:

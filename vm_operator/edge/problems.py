@@ -19,17 +19,26 @@ from typing import Literal
 
 from vm_operator.core.errors import (
     AlreadyRunning,
+    ImageNotFound,
+    InvalidResources,
     NoLogs,
     NotReady,
     NotRunning,
     NotSuspendable,
     OciImage,
+    OperationFinished,
+    OperationMissing,
+    OperationsClosed,
+    OperationsFull,
     RunEnded,
     StartTimeout,
     StateDirUnwritable,
     VmBusy,
+    VmExists,
+    VmHeldByOperation,
     VmLimit,
     VmNotFound,
+    VmRunning,
 )
 from vm_operator.tart.errors import (
     RemoteTartUnavailable,
@@ -42,12 +51,17 @@ from vm_operator.tart.errors import (
     TartCommandError,
     TartError,
     TartHostUnreachable,
+    TartImageMissing,
+    TartInvalidResources,
     TartNoIp,
+    TartNotLocalName,
     TartNotRunning,
     TartNotSuspendable,
     TartSuspendUnsupported,
     TartTimeout,
     TartUnavailable,
+    TartVmExists,
+    TartVmIsRunning,
     TartVmLimit,
     TartVmMissing,
 )
@@ -65,6 +79,8 @@ Slug = Literal[
     "tart-bad-output", "ssh-host-key", "ssh-auth-failed", "ssh-failed", "not-ready",
     "tart-unavailable", "tart-host-unreachable", "ssh-unavailable", "state-dir-unwritable",
     "vm-busy", "overloaded", "tart-timeout", "start-timeout", "http-version-not-supported",
+    "vm-exists", "vm-running", "vm-busy-operation", "invalid-resources", "image-not-found",
+    "operation-not-found", "operation-finished", "queue-full", "shutting-down", "interrupted",
 ]
 """Every problem type: ``ApiError`` takes only these, so mypy proves each one is catalogued."""
 
@@ -134,7 +150,9 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "in Unicode normalization form C, has an empty, '.' or '..' segment, or is not valid "
         "percent-encoded UTF-8. It never reached Tart.",
         "Percent-encode the name as one path segment (an OCI name such as "
-        "ghcr.io/org/img:tag is sent as ghcr.io%2Forg%2Fimg%3Atag).",
+        "ghcr.io/org/img:tag is sent as ghcr.io%2Forg%2Fimg%3Atag). The name of a VM to create "
+        "must be local: no '/'.",
+        raised_by=(TartNotLocalName,),
     ),
     ProblemType(
         "unexpected-body", 400, "This route takes no body",
@@ -188,6 +206,21 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "Tart has no VM (local or OCI) of this name.",
         "List the VMs with GET /vms; names are case-sensitive.",
         raised_by=(VmNotFound, TartVmMissing),
+    ),
+    ProblemType(
+        "image-not-found", 404, "No such OCI image",
+        "The OCI image is not in Tart's cache, or its registry does not know it (Tart: "
+        "manifest unknown).",
+        "Check the reference (GET /images lists the cache); a private registry may need "
+        "credentials on the Tart host.",
+        raised_by=(ImageNotFound, TartImageMissing),
+    ),
+    ProblemType(
+        "operation-not-found", 404, "No such operation",
+        "The operator has no operation of this id: it never existed, or it left the bounded "
+        "history of finished operations.",
+        "List the operations with GET /operations.",
+        raised_by=(OperationMissing,),
     ),
     ProblemType(
         "no-logs", 404, "No logs",
@@ -248,9 +281,41 @@ CATALOGUE: tuple[ProblemType, ...] = (
     ),
     ProblemType(
         "oci-image", 409, "Tart runs only local VMs",
-        "The name is an OCI image in Tart's cache; Tart cannot run it directly.",
-        "Clone it to a local VM (tart clone IMAGE NEW-NAME) and use that VM.",
+        "The name is an OCI image in Tart's cache; Tart cannot run or change it directly, and "
+        "it leaves the cache through DELETE /images/{ref}, not as a VM.",
+        "Clone it to a local VM (tart clone IMAGE NEW-NAME) and use that VM; remove it with "
+        "DELETE /images/REF.",
         raised_by=(OciImage,),
+    ),
+    ProblemType(
+        "vm-exists", 409, "The VM exists already",
+        "A VM of this name exists, or an operation is creating it. Tart's clone would silently "
+        "replace it, so the operator never asks Tart to.",
+        "Choose another name, or delete the VM first (DELETE /vms/NAME).",
+        raised_by=(VmExists, TartVmExists),
+    ),
+    ProblemType(
+        "vm-running", 409, "The VM is running",
+        "The change needs a stopped VM (a delete, a change of its resources), and it runs or "
+        "is suspended.",
+        "Stop it first (POST /vms/NAME/stop), or delete it with ?force=true.",
+        raised_by=(VmRunning, TartVmIsRunning),
+    ),
+    ProblemType(
+        "vm-busy-operation", 409, "An operation holds the VM",
+        "An operation (a create or a delete) is working on this VM, or another change of it (a "
+        "PATCH, a DELETE) is under way; the operation member names the operation (null for such "
+        "a change).",
+        "Wait for the operation to finish (GET /operations/ID), or cancel it "
+        "(DELETE /operations/ID).",
+        raised_by=(VmHeldByOperation,),
+    ),
+    ProblemType(
+        "operation-finished", 409, "The operation has finished",
+        "The operation has finished (succeeded, failed or cancelled): there is nothing left "
+        "to cancel.",
+        "Read its outcome with GET /operations/ID.",
+        raised_by=(OperationFinished,),
     ),
     ProblemType(
         "length-required", 411, "Length required",
@@ -275,6 +340,14 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "A change was sent with a form, multipart, plain-text or other non-JSON body type, as "
         "a cross-site form of a web page would.",
         "Send no body (or application/json).",
+    ),
+    ProblemType(
+        "invalid-resources", 422, "Tart refused the resources",
+        "Tart refused the VM's new resources: fewer CPUs or less memory than the image's "
+        "minimum, or a disk smaller than it is (a disk can only grow). The detail is Tart's "
+        "message.",
+        "Ask for at least the minimum the message names; grow disks only.",
+        raised_by=(InvalidResources, TartInvalidResources),
     ),
     ProblemType(
         "headers-too-large", 431, "Request header fields too large",
@@ -361,6 +434,26 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "More than 16 start, stop or suspend requests for this VM are already waiting.",
         "Retry after the Retry-After header's seconds.",
         raised_by=(VmBusy,),
+    ),
+    ProblemType(
+        "queue-full", 503, "Too many operations are waiting",
+        "Operations run one at a time (Tart holds a global lock while it clones) and the queue "
+        "of waiting ones is full.",
+        "Retry after the Retry-After header's seconds; GET /operations shows what waits.",
+        raised_by=(OperationsFull,),
+    ),
+    ProblemType(
+        "shutting-down", 503, "The operator is shutting down",
+        "The operator is stopping and takes no new operations.",
+        "Retry once it has restarted.",
+        raised_by=(OperationsClosed,),
+    ),
+    ProblemType(
+        "interrupted", 503, "Interrupted by a restart",
+        "The operator stopped while this operation was queued or running; the restarted "
+        "operator marked it failed and removed what it had left half done (a VM whose create "
+        "had not finished).",
+        "Submit the operation again.",
     ),
     ProblemType(
         "overloaded", 503, "Too many connections",

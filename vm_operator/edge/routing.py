@@ -61,7 +61,7 @@ class Success:
 
     status: int
     description: str
-    schema: Schema  # of its body
+    schema: Schema | None  # of its body; None: it has none (a 204)
     media_type: str = "application/json"
     headers: Mapping[str, Schema] = field(default_factory=dict)  # documented response headers
 
@@ -135,8 +135,12 @@ class RouteTable(Generic[A]):
                 self._literal.setdefault(route.segments, []).append(route)
 
     def match(self, segments: list[str]) -> Candidates[A]:
-        """All routes whose pattern fits the raw segments, with their raw parameters."""
+        """All routes whose pattern fits the raw segments, with their raw parameters. A path
+        that a literal pattern names is that resource alone: ``/images/prune`` is not also an
+        ``/images/{ref}``."""
         found: Candidates[A] = [(route, {}) for route in self._literal.get(tuple(segments), ())]
+        if found:
+            return found
         for route in self._patterned.get(len(segments), ()):
             params: dict[str, str] = {}
             for want, got in zip(route.segments, segments):

@@ -88,6 +88,11 @@ def check_token(access: Access, method: str, authorization: str | None) -> ApiEr
     return _refuse_token("the token is not valid", "invalid_token")
 
 
+# What a write may carry: JSON (a JSON merge patch, RFC 7396, is JSON too). Neither is a type a
+# cross-site form can send without a CORS preflight.
+JSON_TYPES = ("application/json", "application/merge-patch+json")
+
+
 def _media_type(headers: Headers) -> str | None:
     value = headers.get("Content-Type")
     return value.split(";", 1)[0].strip().lower() if value is not None else None
@@ -112,7 +117,7 @@ def check_access(
 ) -> ApiError | None:
     """Return why a request is refused, or None. Probes stay open so health checks work."""
     media = _media_type(headers)
-    if method not in READ_METHODS and media is not None and media != "application/json":
+    if method not in READ_METHODS and media is not None and media not in JSON_TYPES:
         kind = "a form or plain-text body" if media in SIMPLE_TYPES else f"content type {media!r}"
         return ApiError("unsupported-media-type",
                         f"{kind} is not accepted: send no body, or application/json")

@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
+import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -263,6 +265,21 @@ class StateStore:
             os.replace(tmp, folder / "last_run.json")
         except OSError as exc:
             raise self._error(exc) from None
+
+    def forget(self, name: str) -> None:
+        """Remove everything kept of a VM (its last run record and run logs): it was deleted.
+        The folder is renamed away first, so no half-removed folder is ever read as the VM's."""
+        with self._writing:
+            self._records.pop(name, None)
+            folder = self._dir(name)
+            gone = self.root / f".forgotten-{secrets.token_hex(8)}"
+            try:
+                os.rename(folder, gone)
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                raise self._error(exc) from None
+        shutil.rmtree(gone, ignore_errors=True)
 
     def read_last_run(self, name: str) -> RunRecord | None:
         if name in self._records:

@@ -10,16 +10,33 @@ from __future__ import annotations
 
 from vm_operator.store.state import LogTail
 from vm_operator.tart.names import VmName
-from vm_operator.tart.parse import parse_ip, parse_version, parse_vm_info, parse_vm_list
-from vm_operator.tart.records import Vm, VmInfo
-from vm_operator.tart.transport import RunHandle, Transport
+from vm_operator.tart.parse import (
+    parse_image_list,
+    parse_ip,
+    parse_version,
+    parse_vm_info,
+    parse_vm_list,
+)
+from vm_operator.tart.records import HostDisk, Image, Vm, VmInfo
+from vm_operator.tart.transport import (
+    OutputSink,
+    RunHandle,
+    StartedSink,
+    Transport,
+    ignore_output,
+    ignore_started,
+)
+
+DEFAULT_PULL_TIMEOUT = 3600.0  # seconds a clone or a pull may take: tens of GB
 
 
 class Tart:
-    """Tart, wherever its transport runs it."""
+    """Tart, wherever its transport runs it. ``pull_timeout`` bounds the long calls (clone,
+    pull); every other call has the transport's timeout."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, pull_timeout: float = DEFAULT_PULL_TIMEOUT) -> None:
         self.transport = transport
+        self.pull_timeout = pull_timeout
 
     @property
     def timeout(self) -> float:
@@ -60,6 +77,66 @@ class Tart:
         """``tart ip --wait W NAME``: Tart waits up to W seconds for an address."""
         return parse_ip(self.transport.call(["ip", "--wait", str(wait), name],
                                             wait + self.transport.timeout))
+
+    # --- lifecycle: create, configure, remove ---------------------------------------------
+
+    def clone(self, source: VmName, new: VmName, *, insecure: bool = False,
+              on_output: OutputSink = ignore_output,
+              on_started: StartedSink = ignore_started) -> None:
+        """``tart clone [--insecure] SOURCE NEW``: an uncached OCI image is pulled first, its
+        progress in the output. Tart REPLACES an existing NEW: the caller checks first."""
+        flags = ["--insecure"] if insecure else []
+        self.transport.stream(["clone", *flags, source, new], on_output, on_started,
+                              self.pull_timeout)
+
+    def pull(self, ref: VmName, *, insecure: bool = False, on_output: OutputSink = ignore_output,
+             on_started: StartedSink = ignore_started) -> None:
+        """``tart pull [--insecure] REF``: fill the OCI cache, with progress in the output."""
+        flags = ["--insecure"] if insecure else []
+        self.transport.stream(["pull", *flags, ref], on_output, on_started, self.pull_timeout)
+
+    def set(self, name: VmName, *, cpu: int | None = None, memory_mb: int | None = None,
+            disk_gb: int | None = None, display: str | None = None,
+            random_mac: bool = False) -> None:
+        """``tart set NAME [--cpu N] [--memory MB] [--disk-size GB] [--display WxH]
+        [--random-mac]``: only the flags given. Tart edits the config whether or not the VM
+        runs (a running VM gets the change at its next run)."""
+        flags: list[str] = []
+        if cpu is not None:
+            flags += ["--cpu", str(cpu)]
+        if memory_mb is not None:
+            flags += ["--memory", str(memory_mb)]
+        if disk_gb is not None:
+            flags += ["--disk-size", str(disk_gb)]
+        if display is not None:
+            flags += ["--display", display]
+        if random_mac:
+            flags.append("--random-mac")
+        self.transport.call(["set", name, *flags])
+
+    def delete(self, name: VmName) -> None:
+        """``tart delete NAME``: a local VM, or a cached OCI image by its reference."""
+        self.transport.call(["delete", name])
+
+    def prune(self, *, older_than_days: int | None = None,
+              space_budget_gb: int | None = None) -> None:
+        """``tart prune --entries caches [--older-than DAYS] [--space-budget GB]``: the OCI
+        cache only, never local VMs. Tart wants at least one criterion."""
+        flags = ["--entries", "caches"]
+        if older_than_days is not None:
+            flags += ["--older-than", str(older_than_days)]
+        if space_budget_gb is not None:
+            flags += ["--space-budget", str(space_budget_gb)]
+        self.transport.call(["prune", *flags], self.pull_timeout)
+
+    def list_images(self) -> list[Image]:
+        """``tart list --source oci --format json``: the OCI cache."""
+        return parse_image_list(self.transport.call(["list", "--source", "oci", "--format",
+                                                     "json"]))
+
+    def host_disk(self) -> HostDisk:
+        """Total and free bytes of the disk that holds the Tart home."""
+        return self.transport.disk_usage()
 
     def tail_log(self, name: str, lines: int | None = None) -> LogTail | None:
         """The end of the output of the VM's current ``tart run``."""

@@ -45,6 +45,15 @@ class TartUnavailable(TartError):
         return f"{self}. {tart_advice(self.binary)}"
 
 
+def binary_unavailable(binary: str, exc: OSError) -> TartUnavailable:
+    """Why the binary (Tart, or the ssh client) could not be started."""
+    if isinstance(exc, FileNotFoundError):
+        return TartUnavailable(f"the Tart binary {binary!r} does not exist", binary)
+    if isinstance(exc, PermissionError):
+        return TartUnavailable(f"the Tart binary {binary!r} is not executable", binary)
+    return TartUnavailable(f"the Tart binary {binary!r} cannot run: {exc.strerror}", binary)
+
+
 class TartTimeout(TartError):
     """Tart outlived its timeout; the process was killed."""
 
@@ -101,11 +110,43 @@ class TartNotSuspendable(TartCommandError):
     """``... it was not started with --suspendable`` (a suspend of a VM run without it)."""
 
 
-# Tart's own messages (see TART_FACTS.md), the first match wins.
+class TartVmExists(TartCommandError):
+    """``VM "NAME" already exists`` (``tart create``; ``tart rename``'s ``target VM NEW
+    already exists``). ``tart clone`` never says it: it silently replaces NEW."""
+
+
+class TartVmIsRunning(TartCommandError):
+    """``VM "NAME" is running`` (``tart delete`` of a running VM)."""
+
+
+class TartInvalidResources(TartCommandError):
+    """``tart set`` refused the resources: below the image's minimum (``VM should have N CPU
+    cores at minimum (requested M)``, ``... bytes of memory at minimum ...``) or a disk that
+    would shrink (``new disk size of ... should be larger than the current disk size ...``)."""
+
+
+class TartNotLocalName(TartCommandError):
+    """``<new-name> should be a local name`` (a ``/`` in the name of a VM to create)."""
+
+
+class TartImageMissing(TartCommandError):
+    """The registry has no such image: ``... "pulling manifest", code: 404 ... manifest
+    unknown``."""
+
+
+# Tart's own messages (see TART_FACTS.md), the first match wins: "is running" after the two
+# longer messages that contain "running".
 _REFUSALS: tuple[tuple[str, type[TartCommandError]], ...] = (
     ("does not exist", TartVmMissing),
+    ("failed to rename a non-existent local VM", TartVmMissing),
     ("is already running", TartAlreadyRunning),
     ("is not running", TartNotRunning),
+    ("\" is running", TartVmIsRunning),
+    ("already exists", TartVmExists),
+    ("at minimum (requested", TartInvalidResources),
+    ("should be larger than the current disk size", TartInvalidResources),
+    ("should be a local name", TartNotLocalName),
+    ("manifest unknown", TartImageMissing),
     ("exceeds the system limit", TartVmLimit),
     ("no IP address found", TartNoIp),
     ("You can only suspend macOS VMs", TartSuspendUnsupported),

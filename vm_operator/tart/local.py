@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,22 +28,25 @@ from pathlib import Path
 from vm_operator.store.state import LogTail, StateStore
 from vm_operator.tart.errors import (
     RunStillAlive,
+    TartError,
     TartTimeout,
-    TartUnavailable,
+    binary_unavailable,
     command_error,
 )
 from vm_operator.tart.parse import error_message
-from vm_operator.tart.transport import Observer, RunHandle, no_observer, observed
+from vm_operator.tart.records import HostDisk
+from vm_operator.tart.streaming import run_streaming
+from vm_operator.tart.transport import (
+    Observer,
+    OutputSink,
+    RunHandle,
+    StartedSink,
+    no_observer,
+    observed,
+)
 
+GUARD = Path(__file__).with_name("guard.py")  # runs a long Tart call, kills it if we die
 ADOPTED_POLL = 0.2  # seconds between two looks at the lock of a run an earlier operator launched
-
-
-def _unavailable(binary: str, exc: OSError) -> TartUnavailable:
-    if isinstance(exc, FileNotFoundError):
-        return TartUnavailable(f"the Tart binary {binary!r} does not exist", binary)
-    if isinstance(exc, PermissionError):
-        return TartUnavailable(f"the Tart binary {binary!r} is not executable", binary)
-    return TartUnavailable(f"the Tart binary {binary!r} cannot run: {exc.strerror}", binary)
 
 
 def run_captured(argv: Sequence[str], env: Mapping[str, str], timeout: float, label: str) -> str:
@@ -60,7 +64,7 @@ def run_captured(argv: Sequence[str], env: Mapping[str, str], timeout: float, la
             start_new_session=True,  # so a timeout can kill Tart and anything it spawned
         )
     except OSError as exc:
-        raise _unavailable(argv[0], exc) from None
+        raise binary_unavailable(argv[0], exc) from None
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -108,6 +112,44 @@ class LocalTransport:
             return run_captured([self.binary, *args], self.env,
                                 self.timeout if timeout is None else timeout, label)
 
+    def stream(self, args: Sequence[str], on_output: OutputSink, on_started: StartedSink,
+               timeout: float) -> None:
+        """Through ``guard.py``, so that Tart dies with the operator (a SIGKILL included)."""
+        label = args[0] if args else ""
+        with observed(self.observe, label):
+            path = self._runnable()
+            argv = [sys.executable, "-I", "-S", str(GUARD), path, *args]
+            run_streaming(argv, self.env, timeout, label, on_output, on_started,
+                          hold_stdin=True)
+
+    def _runnable(self) -> str:
+        """The Tart binary's path, or TartUnavailable (the guard would only say exit 127)."""
+        path = shutil.which(self.binary, path=self.env.get("PATH")) or self.binary
+        if not os.path.isfile(path):
+            raise binary_unavailable(self.binary, FileNotFoundError())
+        if not os.access(path, os.X_OK):
+            raise binary_unavailable(self.binary, PermissionError())
+        return path
+
+    def tart_home(self) -> Path:
+        """``$TART_HOME`` as Tart reads it, else ``~/.tart``."""
+        home = self.env.get("TART_HOME", "").strip()
+        if home:
+            return Path(home)
+        return Path(self.env.get("HOME") or Path.home()) / ".tart"
+
+    def disk_usage(self) -> HostDisk:
+        home = self.tart_home()
+        measured = home
+        while not measured.is_dir() and measured.parent != measured:
+            measured = measured.parent  # not created yet: the disk it will be created on
+        try:
+            usage = shutil.disk_usage(measured)
+        except OSError as exc:
+            raise TartError(f"cannot read the disk space of the Tart home {home}: "
+                            f"{exc.strerror or exc}") from None
+        return HostDisk(path=str(home), total_bytes=usage.total, free_bytes=usage.free)
+
     def launch(self, name: str, args: Sequence[str]) -> RunHandle:
         """Start ``tart ARGS`` detached, holding the VM's run lock, its output to the run log.
 
@@ -142,7 +184,7 @@ class LocalTransport:
                     pass_fds=(lock,),
                 )
         except OSError as exc:
-            raise _unavailable(self.binary, exc) from None
+            raise binary_unavailable(self.binary, exc) from None
 
     def adopt(self, name: str, pid: int) -> RunHandle:
         return AdoptedRun(self.store.run_lock_path(name), pid)

@@ -26,6 +26,8 @@ _SEGMENT_TAIL = f"\\.{_NOT_DOT}{_ANY}*|\\.\\.{_ANY}+"
 _FIRST = f"(?:[!-,0-~]{_ANY}*|{_SEGMENT_TAIL})"  # the first segment: not '-' either
 _SEGMENT = f"(?:{_NOT_DOT}{_ANY}*|{_SEGMENT_TAIL})"
 NAME_PATTERN = f"^{_FIRST}(?:/{_SEGMENT})*$"
+OCI_PATTERN = f"^{_FIRST}(?:/{_SEGMENT})+$"  # a name with a '/': an OCI reference
+LOCAL_NAME_PATTERN = f"^{_FIRST}$"  # a local VM's name: one segment, no '/'
 
 
 class InvalidName(ValueError):

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from vm_operator.tart.errors import TartBadOutput
-from vm_operator.tart.records import Vm, VmInfo
+from vm_operator.tart.records import HostDisk, Image, Vm, VmInfo
 
 STATES = ("running", "suspended", "stopped")
 SOURCES = ("local", "oci")
@@ -76,6 +77,35 @@ def parse_vm_list(text: str) -> list[Vm]:
     if not isinstance(data, list):
         raise TartBadOutput("'tart list' did not print a JSON array")
     return [normalize_vm(entry) for entry in data]
+
+
+def parse_image_list(text: str) -> list[Image]:
+    """Parse ``tart list --source oci --format json``: the OCI cache, one entry per reference
+    (a tag, or a digest: ``…@sha256:…``). Local entries, should any appear, are skipped."""
+    return [image_of(vm) for vm in parse_vm_list(text) if vm["source"] == "oci"]
+
+
+def image_of(vm: Vm) -> Image:
+    """An OCI entry of ``tart list`` as a cached image: its reference is a tag or a digest."""
+    ref = vm["name"]
+    return Image(ref=ref, kind="digest" if "@" in ref else "tag", disk_gb=vm["disk_gb"],
+                 size_gb=vm["size_gb"], accessed=vm["accessed"])
+
+
+# df -Pk's data line: ... 1024-blocks used available capacity% mount point
+_DF_LINE = re.compile(r"\s(\d+)\s+(\d+)\s+(\d+)\s+\d+%\s")
+
+
+def parse_disk(text: str) -> HostDisk:
+    """The remote disk script's answer: the Tart home on one line, then ``df -Pk``'s data line
+    (the file system's name and mount point may hold spaces: the numbers are found between)."""
+    home, _, line = text.partition("\n")
+    match = _DF_LINE.search(" " + line.strip() + " ")
+    if not home.strip() or match is None:
+        raise TartBadOutput("the disk space of the Tart home could not be read (df printed "
+                            "something unexpected)")
+    total, _used, free = (int(group) * 1024 for group in match.groups())
+    return HostDisk(path=home.strip(), total_bytes=total, free_bytes=free)
 
 
 def parse_vm_info(text: str) -> VmInfo:

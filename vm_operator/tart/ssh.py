@@ -24,8 +24,9 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from vm_operator.store.state import LOG_TAIL_BYTES, LogTail, cut_tail, last_line
 from vm_operator.tart.errors import (
@@ -41,10 +42,14 @@ from vm_operator.tart.errors import (
     TransportError,
 )
 from vm_operator.tart.local import run_captured
+from vm_operator.tart.parse import parse_disk
+from vm_operator.tart.records import HostDisk
 from vm_operator.tart.ssh_commands import (
+    DISK_SCRIPT,
     LAUNCH_SCRIPT,
     LOG_MISSING,
     LOG_SCRIPT,
+    STREAM_SCRIPT,
     WAIT_DELAY,
     WAIT_SCRIPT,
     WAIT_TICKS,
@@ -54,7 +59,10 @@ from vm_operator.tart.ssh_commands import (
     tart_argv,
 )
 from vm_operator.tart.ssh_settings import SshSettings
-from vm_operator.tart.transport import Observer, no_observer, observed
+from vm_operator.tart.streaming import run_streaming
+from vm_operator.tart.transport import Observer, OutputSink, StartedSink, no_observer, observed
+
+T = TypeVar("T")
 
 _UNREACHABLE = (
     "connection refused",
@@ -124,10 +132,27 @@ class SshTransport:
         """Run remote words (not a Tart command): same errors, no Tart metrics."""
         return self._ssh(ssh_argv(self.settings, words), label, timeout)
 
+    def stream(self, args: Sequence[str], on_output: OutputSink, on_started: StartedSink,
+               timeout: float) -> None:
+        """Tart's output streams back through ssh. Its kill switch kills the local ssh's
+        process group; the remote STREAM_SCRIPT then sees its stdin end and stops Tart."""
+        label = args[0] if args else ""
+        argv = ssh_argv(self.settings, script_words(STREAM_SCRIPT, self.settings.tart, *args))
+        with observed(self.observe, label):
+            self._guarded(lambda: run_streaming(argv, self.env, timeout, label, on_output,
+                                                on_started, hold_stdin=True))
+
+    def disk_usage(self) -> HostDisk:
+        return parse_disk(self.remote("df", script_words(DISK_SCRIPT)))
+
     def _ssh(self, argv: list[str], label: str, timeout: float | None) -> str:
+        wait = self.timeout if timeout is None else timeout
+        return self._guarded(lambda: run_captured(argv, self.env, wait, label))
+
+    def _guarded(self, call: Callable[[], T]) -> T:
+        """Run one ssh process: ssh's own failures classified, reachability noted."""
         try:
-            stdout = run_captured(argv, self.env, self.timeout if timeout is None else timeout,
-                                  label)
+            result = call()
         except TartCommandError as exc:
             error = classify(self.settings, exc)
             self.reachable = not isinstance(error, TransportError)
@@ -141,7 +166,7 @@ class SshTransport:
                 "run here: install OpenSSH's client (Debian: apt-get install openssh-client)"
             ) from None
         self.reachable = True
-        return stdout
+        return result
 
     def launch(self, name: str, args: Sequence[str]) -> RemoteRun:
         self._ended.pop(name, None)

@@ -37,6 +37,28 @@ _NEED_TART = (
 # sh -c TART_SCRIPT vm-operator TART ARGS...: run Tart.
 TART_SCRIPT = _PATH_SETUP + _NEED_TART + 'exec "$@"'
 
+# sh -c STREAM_SCRIPT vm-operator TART ARGS...: run Tart (a clone, a pull) in the background and
+# watch this session's stdin, which the operator holds open and never writes: when it ends (the
+# local ssh was killed to cancel the call, or the connection broke), Tart gets SIGTERM instead
+# of running on unseen. Exits with Tart's exit code (128+N: killed by signal N). The stdin is
+# kept on descriptor 3 first: sh gives a background list /dev/null as its stdin.
+STREAM_SCRIPT = (
+    _PATH_SETUP + _NEED_TART
+    + 'exec 3<&0 </dev/null; '
+    + '"$@" 3<&- & tart=$!; '
+    + '{ cat <&3 >/dev/null 2>&1; kill -TERM "$tart" 2>/dev/null; } >/dev/null 2>&1 & '
+    + 'watcher=$!; exec 3<&-; '
+    + 'wait "$tart"; code=$?; kill "$watcher" 2>/dev/null; exit "$code"'
+)
+
+# sh -c DISK_SCRIPT vm-operator: the Tart home ($TART_HOME, else ~/.tart) on one line, then
+# df -Pk's line for it (for its nearest existing parent when it does not exist yet).
+DISK_SCRIPT = (
+    'home=${TART_HOME:-$HOME/.tart}; d=$home; '
+    'while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done; '
+    'printf "%s\\n" "$home"; df -Pk -- "$d" | tail -n 1'
+)
+
 # sh -c LAUNCH_SCRIPT vm-operator LOG TART run ... NAME: start `tart run` detached from this
 # SSH session (nohup, every stdio redirected, background), its output to LOG; when it ends,
 # its exit code goes to LOG.exit (written atomically). The logs of earlier runs move to

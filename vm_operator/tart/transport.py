@@ -1,9 +1,10 @@
 """Where Tart runs: the one interface of the local and the SSH transport.
 
-A transport runs ``tart ARGS`` and returns what it printed (``call``), starts the long-lived
-``tart run`` detached (``launch``) and keeps its output, the run log (``tail_log``,
-``last_log_line``). It never builds Tart's arguments: ``commands.Tart`` does, and hands them
-over as a list.
+A transport runs ``tart ARGS`` and returns what it printed (``call``), runs a long Tart call
+(a clone, a pull) handing over its output as it comes and a way to kill it (``stream``), starts
+the long-lived ``tart run`` detached (``launch``) and keeps its output, the run log
+(``tail_log``, ``last_log_line``), and measures the disk of the Tart home (``disk_usage``). It
+never builds Tart's arguments: ``commands.Tart`` does, and hands them over as a list.
 """
 
 from __future__ import annotations
@@ -15,9 +16,28 @@ from typing import Protocol
 
 from vm_operator.store.state import LogTail
 from vm_operator.tart.errors import TartCommandError, TartTimeout, TartUnavailable
+from vm_operator.tart.records import HostDisk
 
 Observer = Callable[[str, str, float], None]
 """Called after every Tart call with (command, outcome, seconds): the metrics hook."""
+
+OutputSink = Callable[[bytes], None]
+"""Given each chunk of a streamed call's stdout as it arrives (any size, split anywhere)."""
+
+Kill = Callable[[], None]
+"""Kills a streamed call's process group (SIGKILL); safe to call at any time, any number of
+times, from any thread: once the process has been reaped it does nothing."""
+
+StartedSink = Callable[[Kill], None]
+"""Given the ``Kill`` of a streamed call as soon as its process exists (for cancel hooks)."""
+
+
+def ignore_output(chunk: bytes) -> None:
+    del chunk
+
+
+def ignore_started(kill: Kill) -> None:
+    del kill
 
 
 def no_observer(command: str, outcome: str, seconds: float) -> None:
@@ -46,6 +66,17 @@ class Transport(Protocol):
 
     def call(self, args: Sequence[str], timeout: float | None = None) -> str:
         """Run ``tart ARGS``, return stdout; raise a TartError on every kind of failure."""
+        ...
+
+    def stream(self, args: Sequence[str], on_output: OutputSink, on_started: StartedSink,
+               timeout: float) -> None:
+        """Run ``tart ARGS``, handing its stdout to ``on_output`` as it arrives and the kill
+        switch of its process group to ``on_started``; raise a TartError on every kind of
+        failure (a killed call: a TartCommandError with a negative exit code)."""
+        ...
+
+    def disk_usage(self) -> HostDisk:
+        """Total and free bytes of the file system that holds the Tart home."""
         ...
 
     def launch(self, name: str, args: Sequence[str]) -> RunHandle:

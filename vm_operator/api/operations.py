@@ -1,0 +1,117 @@
+"""Long-running operations (create, delete, pull, prune): list, read, cancel."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from vm_operator.api.app import App
+from vm_operator.api.schemas import OPERATION
+from vm_operator.core.errors import OperationFinished, OperationMissing
+from vm_operator.core.lifecycle import operation_path
+from vm_operator.core.operation_records import Operation, OperationKind, OperationState
+from vm_operator.edge.errors import ApiError
+from vm_operator.edge.params import ParamType, Schema
+from vm_operator.edge.problems import PROBLEMS
+from vm_operator.edge.responses import Response, json_response
+from vm_operator.edge.routing import PathParam, Request, Route, Success
+
+CANCEL_WAIT = 5.0  # seconds a cancel waits for the operation to end (Tart killed, cleanup done)
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+class OperationDoc(TypedDict):
+    """GET /operations/{id}: the operation, its error as a problem document."""
+
+    id: str
+    kind: OperationKind
+    vm: str | None
+    image: str | None
+    state: OperationState
+    phase: str | None
+    progress: int | None
+    cancel_requested: bool
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    error: dict[str, object] | None
+    result: str | None
+
+
+def operation_document(op: Operation) -> OperationDoc:
+    doc = op.to_json()
+    error = None
+    if op.error is not None:  # its kind is a problem type of the catalogue
+        slug = op.error.kind if op.error.kind in PROBLEMS else "internal-error"
+        extra: dict[str, object] = {}
+        if op.error.tart_message is not None:
+            extra["tart_message"] = op.error.tart_message
+        if op.error.exit_code is not None:
+            extra["tart_exit_code"] = op.error.exit_code
+        error = ApiError(slug, op.error.detail, **extra).document()  # type: ignore[arg-type]
+    return {**doc, "error": error}
+
+
+def operation_answer(status: int, op: Operation) -> Response:
+    """An operation document, with its ``Location``."""
+    return json_response(status, operation_document(op), ("Location", operation_path(op.id)))
+
+
+class OperationId(ParamType[str]):
+    """An operation's id: 16 URL-safe characters (at most 64 accepted); any other text names
+    no operation."""
+
+    problem = "operation-not-found"
+    decoded = False
+
+    def schema(self) -> Schema:
+        return {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+
+    def from_text(self, key: str, text: str) -> str:
+        if not 1 <= len(text) <= 64 or not set(text) <= _ID_CHARS:
+            raise ValueError(f"no operation {text[:64]!r}")
+        return text
+
+    def from_json(self, key: str, value: object) -> str:
+        if isinstance(value, str):
+            return self.from_text(key, value)
+        raise ValueError(f"{key} must be an operation id")
+
+
+ID = PathParam("id", OperationId(), "The operation's id (the last segment of its Location)")
+
+
+def list_operations(app: App, req: Request) -> Response:
+    return json_response(200, [operation_document(op) for op in app.service.lifecycle.operations()])
+
+
+def get_operation(app: App, req: Request) -> Response:
+    return json_response(200, operation_document(app.service.lifecycle.operation(req.get(ID))))
+
+
+def cancel_operation(app: App, req: Request) -> Response:
+    """A queued operation ends at once; a running one's Tart is killed and its cleanup run:
+    wait a moment for that, so the answer usually says ``cancelled``."""
+    lifecycle = app.service.lifecycle
+    op = lifecycle.cancel(req.get(ID))
+    if not op.finished:
+        op = lifecycle.queue.wait(op.id, CANCEL_WAIT)
+    return json_response(200 if op.finished else 202, operation_document(op))
+
+
+ROUTES: tuple[Route[App], ...] = (
+    Route("GET", "/operations", list_operations,
+          "Operations: running, queued and the recent finished ones (bounded history)",
+          "listOperations",
+          ok=(Success(200, "The operations, in the order they were submitted",
+                      {"type": "array", "items": OPERATION}),)),
+    Route("GET", "/operations/{id}", get_operation, "One operation: state, phase, progress",
+          "getOperation", path=(ID,), ok=(Success(200, "The operation", OPERATION),),
+          problems=(OperationMissing,)),
+    Route("DELETE", "/operations/{id}", cancel_operation,
+          "Cancel an operation: Tart is killed, a create leaves no VM behind",
+          "cancelOperation", path=(ID,),
+          ok=(Success(200, "Cancelled (or it finished meanwhile: state says how)", OPERATION),
+              Success(202, "Cancel requested; still cleaning up (cancel_requested: true)",
+                      OPERATION)),
+          problems=(OperationMissing, OperationFinished)),
+)

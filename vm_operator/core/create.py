@@ -1,0 +1,210 @@
+"""The create operation: ``tart clone`` (pulling the image when it is not cached), ``tart set``,
+then optionally a confirmed start, as a job of the operations queue.
+
+Progress: Tart's clone output goes through the ``ProgressParser``; the phase is ``pulling``
+while Tart downloads, else ``cloning``, then ``configuring`` and ``starting``. Cancelling kills
+Tart's process group (the job hands the queue the kill switch of the running Tart call).
+
+What is left behind: a cancelled or failed create leaves no VM (``cleanup`` deletes the VM if
+it exists, stopping it first if it runs), except that a failure of the start step alone keeps
+the created VM, stopped, and says so in the operation's result.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vm_operator.core.clock import Clock
+from vm_operator.core.errors import OperatorError
+from vm_operator.core.inventory import Inventory
+from vm_operator.core.operation_records import (
+    Cancelled,
+    Ending,
+    OperationError,
+    OperationFailed,
+)
+from vm_operator.core.operations import Job, OperationContext
+from vm_operator.core.ports import StorePort, TartPort
+from vm_operator.core.power import Power
+from vm_operator.core.runs import RunSupervisor
+from vm_operator.store.specs import SpecStore, VmSpec
+from vm_operator.store.state import StateDirError
+from vm_operator.tart.errors import TartCommandError, TartError, TartVmIsRunning, TartVmMissing
+from vm_operator.tart.names import VmName
+from vm_operator.tart.progress import (
+    PhaseChanged,
+    ProgressChanged,
+    ProgressEvent,
+    ProgressParser,
+)
+
+log = logging.getLogger(__name__)
+
+ErrorKind = Callable[[Exception], str]
+"""The problem type (slug) of a failure: the edge's catalogue, handed down by the wiring."""
+
+KEPT_STOPPED = "VM kept, stopped: the start failed"
+STOP_TIMEOUT = 10  # seconds Tart gives a VM to shut down when a create must stop it
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """A VM to create: ``source`` is an OCI reference or a local VM (``from`` in the API)."""
+
+    name: VmName
+    source: VmName
+    cpu: int | None = None
+    memory_mb: int | None = None
+    disk_gb: int | None = None
+    display: str | None = None
+    random_mac: bool = True
+    start: bool = False
+    ephemeral: bool = False
+    insecure: bool = False
+
+    def configures(self) -> bool:
+        """Whether ``tart set`` has anything to do."""
+        return self.random_mac or any(value is not None for value in (
+            self.cpu, self.memory_mb, self.disk_gb, self.display))
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What the lifecycle jobs work with."""
+
+    tart: TartPort
+    inventory: Inventory
+    power: Power
+    runs: RunSupervisor
+    store: StorePort
+    specs: SpecStore
+    clock: Clock
+    kind_of: ErrorKind
+
+    def failure(self, exc: OperatorError | TartError | StateDirError) -> OperationFailed:
+        """A failure of the core or of Tart, as the operation's error (Tart's message kept)."""
+        detail = exc.detail if isinstance(exc, OperatorError | TartError) else str(exc)
+        message = exc.message if isinstance(exc, TartCommandError) else None
+        code = exc.exit_code if isinstance(exc, TartCommandError) else None
+        return OperationFailed(OperationError(self.kind_of(exc), detail, message, code))
+
+    def remove_vm(self, name: VmName) -> None:
+        """Delete the VM if it exists (stopping it first if it runs) and forget its spec."""
+        try:
+            try:
+                self.tart.delete(name)
+            except TartVmIsRunning:
+                self.power.stop(name, STOP_TIMEOUT)
+                self.tart.delete(name)
+        except TartVmMissing:
+            pass
+        finally:
+            self.inventory.changed()
+        self.specs.delete(name)
+
+
+class CloneProgress:
+    """Feeds a clone's output to the parser, and what it finds to the operation."""
+
+    def __init__(self, ctx: OperationContext) -> None:
+        self.ctx = ctx
+        self.parser = ProgressParser()
+
+    def __call__(self, chunk: bytes) -> None:
+        self._apply(self.parser.feed(chunk))
+
+    def finish(self) -> None:
+        """Tart has ended: a last line without its line end counts too."""
+        self._apply(self.parser.close())
+
+    def _apply(self, events: list[ProgressEvent]) -> None:
+        for event in events:
+            if isinstance(event, PhaseChanged):
+                self.ctx.set_phase("pulling" if event.phase == "pulling" else "cloning")
+            elif isinstance(event, ProgressChanged):
+                self.ctx.set_progress(event.percent)
+
+
+class CreateJob:
+    """One create: ``job()`` is what the queue runs."""
+
+    def __init__(self, parts: Parts, request: CreateRequest) -> None:
+        self.parts = parts
+        self.request = request
+        self.keep = False  # the VM stays even though the operation failed (its start did)
+
+    def job(self) -> Job:
+        return Job(self.run, self.cleanup)
+
+    def run(self, ctx: OperationContext) -> None:
+        self._clone(ctx)
+        ctx.raise_if_cancelled()
+        self._configure(ctx)
+        ctx.raise_if_cancelled()
+        if self.request.start:
+            self._start(ctx)
+            ctx.raise_if_cancelled()
+
+    def _clone(self, ctx: OperationContext) -> None:
+        request, tart = self.request, self.parts.tart
+        ctx.set_phase("cloning")
+        progress = CloneProgress(ctx)
+        try:
+            tart.clone(request.source, request.name, insecure=request.insecure,
+                       on_output=progress, on_started=ctx.on_cancel)
+        except TartError as exc:
+            ctx.on_cancel(None)
+            if ctx.cancelled:
+                raise Cancelled() from None
+            raise self.parts.failure(exc) from None
+        finally:
+            self.parts.inventory.changed()
+        ctx.on_cancel(None)
+        progress.finish()
+
+    def _configure(self, ctx: OperationContext) -> None:
+        request, parts = self.request, self.parts
+        ctx.set_phase("configuring")
+        try:
+            if request.configures():
+                parts.tart.set(request.name, cpu=request.cpu, memory_mb=request.memory_mb,
+                               disk_gb=request.disk_gb, display=request.display,
+                               random_mac=request.random_mac)
+            if request.ephemeral:
+                parts.specs.save(VmSpec(request.name, True, parts.clock.utc_now(), ctx.id))
+        except (OperatorError, TartError, StateDirError) as exc:
+            raise parts.failure(exc) from None
+        finally:
+            parts.inventory.changed()
+
+    def _start(self, ctx: OperationContext) -> None:
+        request, parts = self.request, self.parts
+        ctx.set_phase("starting")
+        try:
+            parts.power.start(request.name)
+        except (OperatorError, TartError) as exc:
+            self._stop_quietly()
+            if request.ephemeral:  # its run ended: an ephemeral VM goes
+                ctx.note("the start failed; the VM was ephemeral, so it was deleted")
+            else:
+                self.keep = True
+                ctx.note(KEPT_STOPPED)
+            raise parts.failure(exc) from None
+
+    def _stop_quietly(self) -> None:
+        """After a failed start: a run left behind (a start timeout leaves it) is stopped."""
+        try:
+            self.parts.power.stop(self.request.name, STOP_TIMEOUT)
+        except (OperatorError, TartError) as exc:
+            log.warning("create of %r: stopping it after its failed start failed: %s",
+                        self.request.name, exc)
+
+    def cleanup(self, ctx: OperationContext, ending: Ending) -> None:
+        if ending == "failed" and self.keep:
+            return
+        try:
+            self.parts.remove_vm(self.request.name)
+        except (OperatorError, TartError, StateDirError) as exc:
+            raise self.parts.failure(exc) from None

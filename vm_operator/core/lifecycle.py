@@ -1,0 +1,159 @@
+"""Creating and removing VMs through the operations queue: the create request (reserve the
+name, check Tart's fresh list, queue the job), the operations as the API sees them, the VMs
+being created, and what a stop or a restart of the operator does to the operations that were
+under way."""
+
+from __future__ import annotations
+
+import logging
+
+from vm_operator.core.create import CreateJob, CreateRequest, Parts
+from vm_operator.core.errors import (
+    OperationFinished,
+    OperationMissing,
+    OperationsClosed,
+    OperationsFull,
+    VmExists,
+    VmHeldByOperation,
+    vm_not_found,
+)
+from vm_operator.core.operation_records import (
+    AlreadyFinished,
+    NameBusy,
+    Operation,
+    OperationNotFound,
+    QueueClosed,
+    QueueFull,
+)
+from vm_operator.core.operations import Listener, OperationQueue
+from vm_operator.core.ports import TartPort
+from vm_operator.tart.errors import TartVmMissing
+from vm_operator.tart.names import VmName
+
+log = logging.getLogger(__name__)
+
+# A create interrupted in these phases (or before its first) has made no VM worth keeping;
+# one interrupted while starting made it whole.
+UNFINISHED_PHASES = (None, "pulling", "cloning", "configuring")
+
+
+def operation_path(op_id: str) -> str:
+    return f"/operations/{op_id}"
+
+
+def is_local_name(name: str) -> bool:
+    """Local VM names have no '/'; OCI references always have one."""
+    return "/" not in name
+
+
+class Lifecycle:
+    """Create VMs, and the operations that do it, for the API."""
+
+    def __init__(self, parts: Parts, queue: OperationQueue) -> None:
+        self.parts = parts
+        self.queue = queue
+
+    # --- create -----------------------------------------------------------------------------
+
+    def create(self, request: CreateRequest) -> Operation:
+        """Queue the create of ``request.name``. The name is reserved first, then Tart's fresh
+        list is checked, so that of two creates of one name one is refused (VmExists) and Tart
+        is never asked to clone onto an existing VM (it would replace it)."""
+        try:
+            reservation = self.queue.reserve(request.name)
+        except NameBusy as exc:
+            raise self._held(request.name, exc.operation_id) from None
+        with reservation:  # released unless submit took it over
+            vms = {vm["name"]: vm for vm in self.parts.inventory.list_vms(fresh=True)}
+            if request.name in vms:
+                raise VmExists(f'a VM named "{request.name}" exists already')
+            if is_local_name(request.source) and request.source not in vms:
+                raise vm_not_found(request.source)
+            job = CreateJob(self.parts, request).job()
+            try:
+                return self.queue.submit("create", job, vm=request.name, image=request.source,
+                                         reservation=reservation)
+            except QueueFull as exc:
+                raise OperationsFull(str(exc), exc.retry_after) from None
+            except QueueClosed as exc:
+                raise OperationsClosed(str(exc)) from None
+
+    def _held(self, name: str, op_id: str | None) -> VmExists | VmHeldByOperation:
+        """Why a create cannot have the name: another create has it (or a request holds it
+        while it checks or changes the VM: it exists, or is about to), or another operation."""
+        if op_id is None:
+            return VmExists(f'VM "{name}" exists or is being created (another request holds '
+                            "its name)")
+        try:
+            holder = self.queue.get(op_id)
+        except OperationNotFound:  # finished and forgotten meanwhile
+            holder = None
+        if holder is None or holder.kind == "create":
+            return VmExists(f'VM "{name}" is being created (operation {op_id})')
+        return VmHeldByOperation(f'a {holder.kind} operation holds VM "{name}"',
+                                 operation_path(op_id))
+
+    def refuse_if_held(self, name: str) -> None:
+        """A start, stop or suspend of a VM an operation works on is refused (409)."""
+        holder = self.queue.holder(name)
+        if holder is not None:
+            raise VmHeldByOperation(
+                f'VM "{name}" is held by a {holder.kind} operation ({holder.id}); wait for it '
+                "or cancel it", operation_path(holder.id))
+
+    def creating(self) -> dict[str, Operation]:
+        """The VMs being created, by name: their queued or running create."""
+        return {op.vm: op for op in self.queue.active() if op.kind == "create" and op.vm}
+
+    # --- operations -------------------------------------------------------------------------
+
+    def operations(self) -> list[Operation]:
+        return self.queue.list_operations()
+
+    def operation(self, op_id: str) -> Operation:
+        try:
+            return self.queue.get(op_id)
+        except OperationNotFound:
+            raise OperationMissing(f"no operation {op_id!r}") from None
+
+    def cancel(self, op_id: str) -> Operation:
+        try:
+            return self.queue.cancel(op_id)
+        except OperationNotFound:
+            raise OperationMissing(f"no operation {op_id!r}") from None
+        except AlreadyFinished as exc:
+            raise OperationFinished(
+                f"operation {op_id} has {exc.operation.state} already") from None
+
+
+def remove_leftovers(tart: TartPort, op: Operation) -> None:
+    """``OperationStore.load``'s ``on_interrupted``: an operation the operator stopped in the
+    middle of. A create that had begun and not got as far as its start step leaves no VM
+    behind: Tart's clone only moves a VM into place whole, so what exists under the name is
+    the half-configured VM it made. Raising keeps the record as it was, to try again at the
+    next start."""
+    if op.kind != "create" or op.vm is None or op.started_at is None:
+        return
+    if op.phase not in UNFINISHED_PHASES:
+        return
+    try:
+        tart.delete(VmName(op.vm))  # a record that names no valid VM: kept, logged
+    except TartVmMissing:
+        return
+    log.info("operation %s: deleted VM %r, whose create a restart interrupted", op.id, op.vm)
+
+
+def shut_down(queue: OperationQueue, recorder: Listener, grace: float) -> None:
+    """The operator is stopping: take no more operations, and kill the running one's Tart
+    (a pull may take half an hour) WITHOUT recording its end, so that the restarted operator
+    finds it running on disk, reports it "interrupted by a restart" and removes its
+    leftovers. Queued ones stay queued on disk, and end the same way."""
+    queue.close(timeout=0)
+    queue.remove_listener(recorder)
+    for op in queue.active():
+        if op.state == "running":
+            try:
+                queue.cancel(op.id)
+            except (AlreadyFinished, OperationNotFound):
+                pass
+    queue.close(timeout=grace)

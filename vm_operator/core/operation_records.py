@@ -1,0 +1,159 @@
+"""Long-running operations (create, delete, pull, prune): what they are and how they fail.
+
+The records are immutable snapshots: the queue (operations.py) replaces an operation's snapshot
+on every change and hands the new one to its listeners. ``to_json`` gives the JSON-ready form;
+the HTTP layer maps an ``OperationError.kind`` and the exceptions below to problem documents.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Literal, TypedDict
+
+OperationKind = Literal["create", "delete", "pull", "prune"]
+OperationState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+Ending = Literal["failed", "cancelled"]
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def new_operation_id() -> str:
+    """16 URL-safe characters, 96 random bits."""
+    return secrets.token_urlsafe(12)
+
+
+class OperationErrorJson(TypedDict):
+    kind: str
+    detail: str
+    tart_message: str | None
+    exit_code: int | None
+
+
+@dataclass(frozen=True)
+class OperationError:
+    """Why an operation failed. ``kind`` is a slug (``tart-failed``, ``interrupted``, ...) that the
+    HTTP layer maps to a problem type; ``tart_message`` and ``exit_code`` are Tart's, if any."""
+
+    kind: str
+    detail: str
+    tart_message: str | None = None
+    exit_code: int | None = None
+
+    def to_json(self) -> OperationErrorJson:
+        return {"kind": self.kind, "detail": self.detail,
+                "tart_message": self.tart_message, "exit_code": self.exit_code}
+
+
+class OperationJson(TypedDict):
+    id: str
+    kind: OperationKind
+    vm: str | None
+    image: str | None
+    state: OperationState
+    phase: str | None
+    progress: int | None
+    cancel_requested: bool
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    error: OperationErrorJson | None
+    result: str | None
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One snapshot of an operation; the queue replaces it on every change.
+
+    ``vm`` is the VM it creates or deletes, ``image`` the OCI image it pulls (or a create's
+    source); ``seq`` orders operations by submission, across restarts. ``result`` is a note on
+    the outcome, e.g. "created VM kept, stopped: start failed".
+    """
+
+    id: str
+    kind: OperationKind
+    state: OperationState
+    created_at: str
+    seq: int
+    vm: str | None = None
+    image: str | None = None
+    phase: str | None = None
+    progress: int | None = None
+    cancel_requested: bool = False
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: OperationError | None = None
+    result: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+    def to_json(self) -> OperationJson:
+        return {
+            "id": self.id, "kind": self.kind, "vm": self.vm, "image": self.image,
+            "state": self.state, "phase": self.phase, "progress": self.progress,
+            "cancel_requested": self.cancel_requested, "created_at": self.created_at,
+            "started_at": self.started_at, "finished_at": self.finished_at,
+            "error": None if self.error is None else self.error.to_json(),
+            "result": self.result,
+        }
+
+
+@dataclass(frozen=True)
+class OperationEvent:
+    """A change of one operation. ``forgotten``: the operation left the bounded history (a store
+    deletes its record); ``operation`` is then its last snapshot."""
+
+    operation: Operation
+    forgotten: bool = False
+
+
+class OperationFailed(Exception):
+    """Raised by a job's ``run`` (or ``cleanup``) to fail its operation with ``error``."""
+
+    def __init__(self, error: OperationError) -> None:
+        super().__init__(error.detail)
+        self.error = error
+
+
+class Cancelled(OperationFailed):
+    """Raised by ``OperationContext.raise_if_cancelled``."""
+
+    def __init__(self) -> None:
+        super().__init__(OperationError("cancelled", "the operation was cancelled"))
+
+
+class QueueFull(Exception):
+    """``limit`` operations are queued already; try again in ``retry_after`` seconds."""
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(f"{limit} operations are waiting already; retry in {retry_after} s")
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class NameBusy(Exception):
+    """The VM name is held by the operation ``operation_id`` (None: by a ``reserve``)."""
+
+    def __init__(self, name: str, operation_id: str | None) -> None:
+        super().__init__(f"VM {name!r} is held by another operation")
+        self.name = name
+        self.operation_id = operation_id
+
+
+class OperationNotFound(Exception):
+    def __init__(self, operation_id: str) -> None:
+        super().__init__(f"no operation {operation_id!r}")
+        self.operation_id = operation_id
+
+
+class AlreadyFinished(Exception):
+    """Too late to cancel: the operation has finished, or its work has and it is finishing."""
+
+    def __init__(self, operation: Operation) -> None:
+        super().__init__(f"operation {operation.id} has finished")
+        self.operation = operation
+
+
+class QueueClosed(Exception):
+    """The queue is shutting down and takes no more operations."""

@@ -1,0 +1,447 @@
+"""The queue that runs long-running operations (create, delete, pull, prune).
+
+Tart holds a global lock while it clones, so the queue runs ONE operation at a time, first come
+first served, on a worker thread of its own; the others wait (``queued``), and past a bound a new
+one is refused at once (``QueueFull``, with a retry-after hint).
+
+An operation is a ``Job``: ``run(ctx)`` does the work and reports through its ``OperationContext``
+(phase, progress, a result note, the hook that kills Tart on cancellation); ``cleanup(ctx,
+ending)`` runs after ``run`` when the operation failed or was cancelled, before the operation is
+marked finished, so a cancelled create has removed what it made by the time it says
+``cancelled``. ``run`` fails by raising ``OperationFailed`` with a typed ``OperationError``.
+
+Every change gives listeners an ``OperationEvent`` (the new immutable ``Operation`` snapshot), in
+the order the changes happened, and never while a lock of the queue is held: a listener may call
+the queue back.
+
+VM names: an operation on a VM holds its name from ``submit`` until it has finished, and
+``reserve`` holds one for work done outside the queue, so two creates of one name cannot both be
+accepted. The caller reserves, THEN checks that the VM does not exist, then hands the reservation
+to ``submit``: that way no create of the name can finish between the check and the submit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Self
+
+from vm_operator.core.operation_records import (
+    AlreadyFinished,
+    Cancelled,
+    Ending,
+    NameBusy,
+    Operation,
+    OperationError,
+    OperationEvent,
+    OperationFailed,
+    OperationKind,
+    OperationNotFound,
+    OperationState,
+    QueueClosed,
+    QueueFull,
+    new_operation_id,
+)
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[OperationEvent], None]
+CancelHook = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class Job:
+    """The work of an operation. ``cleanup(ctx, ending)`` runs after ``run`` when it failed or
+    the operation was cancelled (not for an operation cancelled while still queued)."""
+
+    run: Callable[[OperationContext], None]
+    cleanup: Callable[[OperationContext, Ending], None] | None = None
+
+
+@dataclass(eq=False)
+class _Entry:
+    op: Operation
+    job: Job | None  # None for an operation restored from the store (always finished)
+    token: threading.Event = field(default_factory=threading.Event)
+    hook_lock: threading.Lock = field(default_factory=threading.Lock)  # held while a hook runs
+    hook: CancelHook | None = None
+    ended: bool = False  # run() has returned: too late to cancel
+
+
+class OperationContext:
+    """What a job sees of its operation; safe to use from any thread."""
+
+    def __init__(self, queue: OperationQueue, entry: _Entry) -> None:
+        self._queue = queue
+        self._entry = entry
+
+    @property
+    def id(self) -> str:
+        return self._entry.op.id
+
+    @property
+    def cancelled(self) -> bool:
+        return self._entry.token.is_set()
+
+    def wait_cancelled(self, timeout: float | None = None) -> bool:
+        return self._entry.token.wait(timeout)
+
+    def raise_if_cancelled(self) -> None:
+        if self._entry.token.is_set():
+            raise Cancelled()
+
+    def set_phase(self, phase: str | None) -> None:
+        self._queue._modify(self._entry, lambda op: replace(op, phase=phase))
+
+    def set_progress(self, percent: int | None) -> None:
+        """0-100 (clamped), or None when Tart prints no percentages."""
+        value = None if percent is None else max(0, min(100, percent))
+        self._queue._modify(self._entry, lambda op: replace(op, progress=value))
+
+    def note(self, result: str | None) -> None:
+        """The operation's result note, e.g. "created VM kept, stopped: start failed"."""
+        self._queue._modify(self._entry, lambda op: replace(op, result=result))
+
+    def on_cancel(self, hook: CancelHook | None) -> None:
+        """``hook`` is called (once, from the cancelling thread) if the operation is cancelled
+        while ``run`` runs; at once if it has been already. Pass None to drop it: once that
+        returns, the hook is not running and will not be called, so drop it BEFORE reaping the
+        process it kills (a reaped process's group id may be reused). Ignored in ``cleanup``."""
+        entry = self._entry
+        with entry.hook_lock:
+            if entry.ended:  # run() has returned: cleanup's processes are never killed
+                return
+            if hook is not None and entry.token.is_set():
+                _call_hook(entry, hook)
+                hook = None
+            entry.hook = hook
+
+
+def _call_hook(entry: _Entry, hook: CancelHook) -> None:
+    try:
+        hook()
+    except Exception:  # a failed kill must not fail the canceller
+        log.exception("operation %s: the cancel hook failed", entry.op.id)
+
+
+class Reservation:
+    """A VM name held for the caller: ``release`` it (or leave its ``with`` block), or hand it to
+    ``OperationQueue.submit``, which makes the operation its holder."""
+
+    def __init__(self, queue: OperationQueue, name: str) -> None:
+        self._queue = queue
+        self.name = name
+
+    def release(self) -> None:
+        """Idempotent; nothing once handed to ``submit``."""
+        self._queue._release(self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    running: int
+    queued: int
+    max_queued: int
+
+
+class OperationQueue:
+    """FIFO, one operation running at a time, at most ``max_queued`` waiting, the last
+    ``history`` finished ones kept (plus all queued and running ones). ``start()`` it.
+
+    ``now`` gives the timestamps (ISO 8601 strings); ``restored`` are finished operations from
+    the store (those past the history bound are forgotten at once, with events).
+    """
+
+    def __init__(self, now: Callable[[], str], *, max_queued: int = 16, history: int = 200,
+                 retry_after: int = 30, new_id: Callable[[], str] = new_operation_id,
+                 restored: Iterable[Operation] = ()) -> None:
+        if max_queued < 1 or history < 0 or retry_after < 1:
+            raise ValueError("max_queued and retry_after must be positive, history not negative")
+        self._now = now
+        self._new_id = new_id
+        self._max_queued = max_queued
+        self._history = history
+        self._retry_after = retry_after
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # an operation was queued or finished
+        self._entries: dict[str, _Entry] = {}
+        self._queued: deque[_Entry] = deque()
+        self._running: _Entry | None = None
+        self._finished: deque[str] = deque()  # ids, oldest first
+        self._names: dict[str, str | Reservation] = {}  # VM name -> operation id or reservation
+        self._listeners: list[Listener] = []
+        self._pending: deque[OperationEvent] = deque()  # events not yet delivered, in order
+        self._delivering = False
+        self._closed = False
+        self._worker: threading.Thread | None = None
+        self._seq = 0
+        for op in sorted(restored, key=lambda op: op.seq):
+            if not op.finished or op.id in self._entries:
+                raise ValueError(f"operation {op.id} cannot be restored: {op.state} or a duplicate")
+            self._entries[op.id] = _Entry(op, None)
+            self._seq = max(self._seq, op.seq + 1)
+            self._finished.append(op.id)
+        self._forget_overflow()
+
+    # -- submitting and cancelling --------------------------------------------------------
+
+    def reserve(self, name: str) -> Reservation:
+        """Hold a VM name, or raise NameBusy if an operation or reservation holds it."""
+        with self._lock:
+            self._refuse_if_held(name)
+            reservation = Reservation(self, name)
+            self._names[name] = reservation
+            return reservation
+
+    def submit(self, kind: OperationKind, job: Job, *, vm: str | None = None,
+               image: str | None = None, reservation: Reservation | None = None) -> Operation:
+        """Queue an operation; it holds ``vm`` until it has finished (taking over
+        ``reservation``, which must hold ``vm``). Raises NameBusy, QueueFull, QueueClosed."""
+        with self._lock:
+            if self._closed:
+                raise QueueClosed("the operator is shutting down")
+            if reservation is not None:
+                if vm != reservation.name or self._names.get(vm) is not reservation:
+                    raise ValueError(f"the reservation does not hold the VM name {vm!r}")
+            elif vm is not None:
+                self._refuse_if_held(vm)
+            if len(self._queued) >= self._max_queued:
+                raise QueueFull(self._max_queued, self._retry_after)
+            op_id = self._new_id()
+            while op_id in self._entries:
+                op_id = self._new_id()
+            entry = _Entry(Operation(op_id, kind, "queued", self._now(), self._seq, vm=vm,
+                                     image=image), job)
+            self._seq += 1
+            self._entries[op_id] = entry
+            self._queued.append(entry)
+            if vm is not None:
+                self._names[vm] = op_id
+            self._pending.append(OperationEvent(entry.op))
+            self._changed.notify_all()
+            snapshot = entry.op
+        self._deliver()
+        return snapshot
+
+    def cancel(self, op_id: str) -> Operation:
+        """A queued operation is cancelled at once. A running one gets its cancel token set and
+        its cancel hook called; it ends ``cancelled`` once its cleanup has run. A repeated
+        cancel returns at once. Raises OperationNotFound, AlreadyFinished."""
+        with self._lock:
+            entry = self._entries.get(op_id)
+            if entry is None:
+                raise OperationNotFound(op_id)
+            if entry.op.finished or entry.ended:
+                raise AlreadyFinished(entry.op)
+            running = entry.op.state == "running"
+            first = not entry.token.is_set()
+            if running and first:
+                entry.token.set()
+                self._set(entry, replace(entry.op, cancel_requested=True))
+            elif not running:
+                self._queued.remove(entry)
+                self._retire(entry, replace(entry.op, state="cancelled", cancel_requested=True,
+                                            finished_at=self._now()))
+            snapshot = entry.op
+        self._deliver()
+        if running and first:
+            with entry.hook_lock:
+                hook, entry.hook = entry.hook, None
+                if hook is not None:
+                    _call_hook(entry, hook)
+        return snapshot
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get(self, op_id: str) -> Operation:
+        with self._lock:
+            entry = self._entries.get(op_id)
+            if entry is None:
+                raise OperationNotFound(op_id)
+            return entry.op
+
+    def list_operations(self) -> list[Operation]:
+        """Running, queued and the kept finished ones, in the order they were submitted."""
+        with self._lock:
+            return sorted((entry.op for entry in self._entries.values()), key=lambda op: op.seq)
+
+    def active(self) -> list[Operation]:
+        """The running operation, then the queued ones in the order they will run."""
+        with self._lock:
+            running = [] if self._running is None else [self._running.op]
+            return running + [entry.op for entry in self._queued]
+
+    def holder(self, name: str) -> Operation | None:
+        """The queued or running operation that holds this VM name."""
+        with self._lock:
+            holder = self._names.get(name)
+            return self._entries[holder].op if isinstance(holder, str) else None
+
+    def stats(self) -> QueueStats:
+        with self._lock:
+            return QueueStats(int(self._running is not None), len(self._queued), self._max_queued)
+
+    def wait(self, op_id: str, timeout: float | None = None) -> Operation:
+        """The operation once finished, or as it is when ``timeout`` seconds have passed."""
+        with self._changed:
+            entry = self._entries.get(op_id)
+            if entry is None:
+                raise OperationNotFound(op_id)
+            self._changed.wait_for(lambda: entry.op.finished, timeout)
+            return entry.op
+
+    def add_listener(self, listener: Listener) -> None:
+        """Called with every event from now on (and those not delivered yet), never while a lock
+        of the queue is held, in the order of the changes, from the thread that made the change
+        (or one delivering earlier events); an exception it raises is logged and dropped."""
+        with self._lock:
+            self._listeners.append(listener)
+        self._deliver()
+
+    def remove_listener(self, listener: Listener) -> None:
+        with self._lock:
+            self._listeners.remove(listener)
+
+    # -- the worker -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._lock:
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="operations", daemon=True)
+                self._worker.start()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Take no more operations; the running one finishes, queued ones stay queued (the
+        store turns them into "interrupted by a restart" at the next start)."""
+        with self._lock:
+            self._closed = True
+            self._changed.notify_all()
+            worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queued and not self._closed:
+                    self._changed.wait()
+                if self._closed:
+                    return
+                entry = self._running = self._queued.popleft()
+                self._set(entry, replace(entry.op, state="running", started_at=self._now()))
+            self._deliver()
+            self._execute(entry)
+
+    def _execute(self, entry: _Entry) -> None:
+        job = entry.job
+        assert job is not None
+        ctx = OperationContext(self, entry)
+        error = _attempt(entry, lambda: job.run(ctx))
+        with entry.hook_lock, self._lock:
+            entry.hook = None  # the job's processes are gone: never kill by a stale hook
+            entry.ended = True  # from now on: no cancel, no new hook
+            ending: Ending | None = ("cancelled" if entry.token.is_set()
+                                     else "failed" if error is not None else None)
+        cleanup_error = None
+        if ending is not None and job.cleanup is not None:
+            cleanup = job.cleanup
+            cleanup_error = _attempt(entry, lambda: cleanup(ctx, ending))
+        with self._lock:
+            op = entry.op
+            result = op.result
+            if cleanup_error is not None:
+                failure = f"cleanup failed: {cleanup_error.detail}"
+                result = failure if result is None else f"{result}; {failure}"
+            state: OperationState = "succeeded" if ending is None else ending
+            self._running = None
+            self._retire(entry, replace(op, state=state, finished_at=self._now(), result=result,
+                                        error=error if state == "failed" else None))
+        self._deliver()
+
+    # -- bookkeeping (the caller holds self._lock, except in _modify and _deliver) ---------
+
+    def _modify(self, entry: _Entry, change: Callable[[Operation], Operation]) -> None:
+        """A job's update: applied while its operation runs, dropped after."""
+        with self._lock:
+            if entry.op.state != "running":
+                return
+            new = change(entry.op)
+            if new == entry.op:
+                return
+            self._set(entry, new)
+        self._deliver()
+
+    def _set(self, entry: _Entry, op: Operation) -> None:
+        entry.op = op
+        self._pending.append(OperationEvent(op))
+
+    def _retire(self, entry: _Entry, op: Operation) -> None:
+        """``op`` is the finished snapshot: release its name, keep it in the history."""
+        self._set(entry, op)
+        if op.vm is not None and self._names.get(op.vm) == op.id:
+            del self._names[op.vm]
+        self._finished.append(op.id)
+        self._forget_overflow()
+        self._changed.notify_all()
+
+    def _forget_overflow(self) -> None:
+        while len(self._finished) > self._history:
+            forgotten = self._entries.pop(self._finished.popleft())
+            self._pending.append(OperationEvent(forgotten.op, forgotten=True))
+
+    def _refuse_if_held(self, name: str) -> None:
+        holder = self._names.get(name)
+        if holder is not None:
+            raise NameBusy(name, holder if isinstance(holder, str) else None)
+
+    def _release(self, reservation: Reservation) -> None:
+        with self._lock:
+            if self._names.get(reservation.name) is reservation:
+                del self._names[reservation.name]
+
+    def _deliver(self) -> None:
+        """Hand the pending events to the listeners, in order, without holding the lock. One
+        thread delivers at a time; others leave their events to it."""
+        with self._lock:
+            if self._delivering:
+                return
+            self._delivering = True
+        try:
+            while True:
+                with self._lock:
+                    if not self._pending:
+                        self._delivering = False  # in the same hold as the check: none stranded
+                        return
+                    event = self._pending.popleft()
+                    listeners = list(self._listeners)
+                for listener in listeners:
+                    try:
+                        listener(event)
+                    except Exception:  # one listener must not stop the others
+                        log.exception("operation %s: a listener failed", event.operation.id)
+        except BaseException:
+            with self._lock:
+                self._delivering = False
+            raise
+
+
+def _attempt(entry: _Entry, step: Callable[[], None]) -> OperationError | None:
+    """Run a job's step; its failure as an OperationError (None if it succeeded)."""
+    try:
+        step()
+    except OperationFailed as exc:
+        return exc.error
+    except Exception as exc:  # recorded on the operation, logged in full
+        log.exception("operation %s: unexpected error", entry.op.id)
+        return OperationError("internal-error",
+                              f"unexpected {type(exc).__name__} (see the operator's log)")
+    return None

@@ -1,0 +1,150 @@
+"""What the operator remembers about the VMs it created, one small record per VM::
+
+    <directory>/<folder name of the VM>.json    {"format": 1, "name": ..., "ephemeral": ..., ...}
+
+Today a spec says whether the VM is ephemeral (deleted once its run ends); issue 12 grows it
+into the VM's desired state. Each record is written whole (write, fsync, rename, fsync the
+directory): a crash at any instant leaves it either as it was or as it became.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypedDict
+
+from vm_operator.store.state import StateDirError, folder_name
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+_TMP_PREFIX = ".tmp-"
+
+
+class BadSpec(ValueError):
+    """A spec file that is not a valid spec."""
+
+
+class VmSpecJson(TypedDict):
+    format: int
+    name: str
+    ephemeral: bool
+    created_at: str
+    operation: str | None
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    """``created_at``: when the operator created the VM (a run that started before that was
+    a run of an earlier VM of the same name); ``operation``: the id of the create."""
+
+    name: str
+    ephemeral: bool
+    created_at: str
+    operation: str | None = None
+
+    def to_json(self) -> VmSpecJson:
+        return {"format": FORMAT, "name": self.name, "ephemeral": self.ephemeral,
+                "created_at": self.created_at, "operation": self.operation}
+
+
+def spec_from_json(data: object) -> VmSpec:
+    """The inverse of ``VmSpec.to_json``; ValueError says what is wrong."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise BadSpec(f"not a VM spec of format {FORMAT}")
+    name, ephemeral = data.get("name"), data.get("ephemeral")
+    created_at, operation = data.get("created_at"), data.get("operation")
+    if not isinstance(name, str) or not isinstance(ephemeral, bool):
+        raise BadSpec("name must be a string and ephemeral a boolean")
+    if not isinstance(created_at, str) or not (operation is None or isinstance(operation, str)):
+        raise BadSpec("created_at must be a string and operation a string or null")
+    return VmSpec(name, ephemeral, created_at, operation)
+
+
+class SpecStore:
+    """One directory of specs. Failures are ``StateDirError``s naming the state directory."""
+
+    def __init__(self, directory: Path, state_root: Path | None = None) -> None:
+        self.directory = directory
+        self._root = state_root or directory  # what an error names
+        self._lock = threading.Lock()
+
+    def _path(self, name: str) -> Path:
+        return self.directory / f"{folder_name(name)}.json"
+
+    def _error(self, exc: OSError) -> StateDirError:
+        return StateDirError(self._root, exc.strerror or str(exc))
+
+    def save(self, spec: VmSpec) -> None:
+        data = json.dumps(spec.to_json(), ensure_ascii=False).encode()
+        with self._lock:
+            try:
+                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=_TMP_PREFIX)
+                try:
+                    with os.fdopen(fd, "wb") as out:
+                        out.write(data)
+                        out.flush()
+                        os.fsync(out.fileno())
+                    os.replace(tmp, self._path(spec.name))
+                except BaseException:
+                    Path(tmp).unlink(missing_ok=True)
+                    raise
+                self._sync_directory()
+            except OSError as exc:
+                raise self._error(exc) from None
+
+    def load(self, name: str) -> VmSpec | None:
+        """The VM's spec; None when there is none (or it cannot be read: logged)."""
+        try:
+            spec = spec_from_json(json.loads(self._path(name).read_bytes()))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("the spec of VM %r cannot be read: %s", name, exc)
+            return None
+        return spec if spec.name == name else None
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            try:
+                self._path(name).unlink(missing_ok=True)
+                self._sync_directory()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise self._error(exc) from None
+
+    def all(self) -> list[VmSpec]:
+        """Every readable spec (a write a crash cut short is removed)."""
+        try:
+            paths = sorted(self.directory.iterdir())
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise self._error(exc) from None
+        found = []
+        for path in paths:
+            if path.name.startswith(_TMP_PREFIX):
+                path.unlink(missing_ok=True)
+            elif path.suffix == ".json":
+                try:
+                    spec = spec_from_json(json.loads(path.read_bytes()))
+                except (OSError, ValueError) as exc:
+                    log.warning("spec %s cannot be read: %s", path, exc)
+                    continue
+                if path == self._path(spec.name):
+                    found.append(spec)
+        return found
+
+    def _sync_directory(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
