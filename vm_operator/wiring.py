@@ -16,7 +16,6 @@ from vm_operator.api.app import App
 from vm_operator.config import Config
 from vm_operator.core.clock import Clock, SystemClock
 from vm_operator.core.lifecycle import remove_leftovers, shut_down
-from vm_operator.core.operation_records import OperationEvent
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ports import TartPort
 from vm_operator.core.service import Settings, VmService
@@ -25,6 +24,7 @@ from vm_operator.edge.metrics import Metrics
 from vm_operator.edge.problems import problem_of
 from vm_operator.edge.routing import RouteTable
 from vm_operator.edge.security import Access
+from vm_operator.store.operation_records import OperationEvent
 from vm_operator.store.operations import OperationStore
 from vm_operator.store.specs import SpecStore
 from vm_operator.store.state import StateStore

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes import SAFETY, Call, FakeClock, FakeStore, FakeTart, Gate, begin, wait_parked
 
 from vm_operator.core.errors import OperatorError, VmBusy, VmLimit
+from vm_operator.core.operations import OperationQueue
 from vm_operator.core.service import Settings, VmService
 from vm_operator.edge.errors import ApiError, problem_for
+from vm_operator.store.specs import SpecStore
 from vm_operator.tart.errors import TartCommandError, TartError
 
 SETTINGS = Settings(cache_ttl=60.0, start_timeout=30.0, poll_interval=0.001, max_running=2)
@@ -74,11 +77,16 @@ def outcome_error(call: Call) -> Exception:
 
 
 class Core:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, directory: Path) -> None:
         self.tart = FakeTart()
         self.store = FakeStore()
         self.clock = FakeClock()
-        self.service = VmService(self.tart, self.store, self.clock, settings)
+        # the long-running operations (create, delete, …) are not under test here: a queue that
+        # is never started, specs in a throw-away directory, failures named by their class
+        operations = OperationQueue(lambda: "2026-01-01T00:00:00.000Z")
+        specs = SpecStore(directory / "specs", directory)
+        self.service = VmService(self.tart, self.store, self.clock, operations, specs,
+                                 lambda exc: type(exc).__name__, settings)
 
     def state(self, name: str) -> str:
         """The VM's state in a plain read (the cache's answer, when it may give one)."""
@@ -90,8 +98,8 @@ class Core:
 
 
 @pytest.fixture
-def core() -> Iterator[Core]:
-    core = Core(SETTINGS)
+def core(tmp_path: Path) -> Iterator[Core]:
+    core = Core(SETTINGS, tmp_path)
     yield core
     core.tart.release_all()  # no thread the test began waits on after it
 

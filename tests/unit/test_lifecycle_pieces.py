@@ -13,8 +13,8 @@ from vm_operator.api.params import DISPLAY, LOCAL_VM_NAME
 from vm_operator.api.vm_create import CREATE, CreateVm
 from vm_operator.core.create import CreateRequest
 from vm_operator.core.lifecycle import remove_leftovers
-from vm_operator.core.operation_records import Operation, OperationError
 from vm_operator.edge.errors import ApiError
+from vm_operator.store.operation_records import Operation, OperationError
 from vm_operator.store.specs import SpecStore, VmSpec
 from vm_operator.tart.errors import TartVmMissing
 from vm_operator.tart.names import LOCAL_NAME_PATTERN, VmName

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from vm_operator.core.operation_records import Operation, OperationError
 from vm_operator.core.operations import Job, OperationContext, OperationQueue
+from vm_operator.store.operation_records import Operation, OperationError
 from vm_operator.store.operations import (
     INTERRUPTED,
     BadRecord,
@@ -179,7 +179,7 @@ def test_the_store_follows_a_queue_and_a_restart_restores_it(tmp_path: Path) -> 
 WRITER = """
 import os, random, sys
 from pathlib import Path
-from vm_operator.core.operation_records import Operation
+from vm_operator.store.operation_records import Operation
 from vm_operator.store.operations import OperationStore
 
 if sys.argv[3] == "pause":  # stop in each save, after the write, before the rename

@@ -14,7 +14,8 @@ from typing import ClassVar
 
 import pytest
 
-from vm_operator.core.operation_records import (
+from vm_operator.core.operations import Job, OperationContext, OperationQueue
+from vm_operator.store.operation_records import (
     AlreadyFinished,
     Ending,
     NameBusy,
@@ -27,7 +28,6 @@ from vm_operator.core.operation_records import (
     QueueFull,
     new_operation_id,
 )
-from vm_operator.core.operations import Job, OperationContext, OperationQueue
 
 WAIT = 10.0  # seconds: only reached when something is broken
 

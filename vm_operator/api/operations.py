@@ -8,12 +8,12 @@ from vm_operator.api.app import App
 from vm_operator.api.schemas import OPERATION
 from vm_operator.core.errors import OperationFinished, OperationMissing
 from vm_operator.core.lifecycle import operation_path
-from vm_operator.core.operation_records import Operation, OperationKind, OperationState
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.params import ParamType, Schema
 from vm_operator.edge.problems import PROBLEMS
 from vm_operator.edge.responses import Response, json_response
 from vm_operator.edge.routing import PathParam, Request, Route, Success
+from vm_operator.store.operation_records import Operation, OperationKind, OperationState
 
 CANCEL_WAIT = 5.0  # seconds a cancel waits for the operation to end (Tart killed, cleanup done)
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")

@@ -19,16 +19,16 @@ from dataclasses import dataclass
 from vm_operator.core.clock import Clock
 from vm_operator.core.errors import OperatorError
 from vm_operator.core.inventory import Inventory
-from vm_operator.core.operation_records import (
+from vm_operator.core.operations import Job, OperationContext
+from vm_operator.core.ports import StorePort, TartPort
+from vm_operator.core.power import Power
+from vm_operator.core.runs import RunSupervisor
+from vm_operator.store.operation_records import (
     Cancelled,
     Ending,
     OperationError,
     OperationFailed,
 )
-from vm_operator.core.operations import Job, OperationContext
-from vm_operator.core.ports import StorePort, TartPort
-from vm_operator.core.power import Power
-from vm_operator.core.runs import RunSupervisor
 from vm_operator.store.specs import SpecStore, VmSpec
 from vm_operator.store.state import StateDirError
 from vm_operator.tart.errors import TartCommandError, TartError, TartVmIsRunning, TartVmMissing

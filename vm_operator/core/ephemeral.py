@@ -16,7 +16,8 @@ import threading
 
 from vm_operator.core.create import Parts
 from vm_operator.core.errors import OperatorError, VmNotFound
-from vm_operator.core.operation_records import (
+from vm_operator.core.operations import Job, OperationContext, OperationQueue
+from vm_operator.store.operation_records import (
     NameBusy,
     OperationError,
     OperationEvent,
@@ -24,7 +25,6 @@ from vm_operator.core.operation_records import (
     QueueClosed,
     QueueFull,
 )
-from vm_operator.core.operations import Job, OperationContext, OperationQueue
 from vm_operator.store.state import StateDirError
 from vm_operator.tart.errors import TartError, TartVmMissing
 from vm_operator.tart.names import InvalidName, VmName

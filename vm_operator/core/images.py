@@ -13,8 +13,8 @@ from urllib.parse import quote
 
 from vm_operator.core.create import Parts
 from vm_operator.core.errors import ImageNotFound, OperationsClosed, OperationsFull
-from vm_operator.core.operation_records import Operation, OperationKind, QueueClosed, QueueFull
 from vm_operator.core.operations import Job, OperationContext, OperationQueue
+from vm_operator.store.operation_records import Operation, OperationKind, QueueClosed, QueueFull
 from vm_operator.tart.errors import TartError, TartVmMissing
 from vm_operator.tart.names import VmName
 from vm_operator.tart.parse import image_of

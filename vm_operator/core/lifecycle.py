@@ -17,7 +17,9 @@ from vm_operator.core.errors import (
     VmHeldByOperation,
     vm_not_found,
 )
-from vm_operator.core.operation_records import (
+from vm_operator.core.operations import Listener, OperationQueue
+from vm_operator.core.ports import TartPort
+from vm_operator.store.operation_records import (
     AlreadyFinished,
     NameBusy,
     Operation,
@@ -25,8 +27,6 @@ from vm_operator.core.operation_records import (
     QueueClosed,
     QueueFull,
 )
-from vm_operator.core.operations import Listener, OperationQueue
-from vm_operator.core.ports import TartPort
 from vm_operator.tart.errors import TartVmMissing
 from vm_operator.tart.names import VmName
 

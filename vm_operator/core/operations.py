@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Self
 
-from vm_operator.core.operation_records import (
+from vm_operator.store.operation_records import (
     AlreadyFinished,
     Cancelled,
     Ending,

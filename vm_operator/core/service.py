@@ -17,7 +17,6 @@ from vm_operator.core.host import Host
 from vm_operator.core.images import Images
 from vm_operator.core.inventory import Inventory
 from vm_operator.core.lifecycle import Lifecycle, operation_path
-from vm_operator.core.operation_records import Operation
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.core.power import Power
@@ -31,6 +30,7 @@ from vm_operator.core.records import (
 )
 from vm_operator.core.runs import RunSupervisor
 from vm_operator.core.vm_manage import VmManager
+from vm_operator.store.operation_records import Operation
 from vm_operator.store.specs import SpecStore
 from vm_operator.store.state import LogTail
 from vm_operator.tart.names import VmName

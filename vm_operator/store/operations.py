@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypedDict, TypeVar, cast, get_args
 
-from vm_operator.core.operation_records import (
+from vm_operator.store.operation_records import (
     Operation,
     OperationError,
     OperationEvent,
