@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from vm_operator.api import ROUTES, openapi
 from vm_operator.api.app import App
@@ -97,6 +96,7 @@ def error_kind(exc: Exception) -> str:
 
 
 def build_app(config: Config, env: Mapping[str, str]) -> Built:
+    """Every part of the operator, from its configuration."""
     metrics = Metrics()
     store = StateStore(config.state_dir)
     tart = build_tart(config.ssh, config.tart, env, config.tart_timeout, store,
@@ -112,5 +112,5 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
     access = Access(config.token, config.read_token, config.allowed_hosts, config.cors_origins)
     document = openapi()  # fixed: built once
     app = App(service, metrics, lambda: document)
-    site: Site[Any] = Site(RouteTable(ROUTES), access, app)
-    return Built(site, metrics, service, tart, operations, operation_store)
+    return Built(Site(RouteTable(ROUTES), access, app), metrics, service, tart, operations,
+                 operation_store)

@@ -7,7 +7,7 @@ a restart of the operator (and of its container, with a volume)::
         last_run.json             the record of the run that owns the VM (RunRecord)
         run.log                   that run's output
         run.1.log ... run.3.log   the output of earlier runs, newest first
-        run.lock                  flock'ed by the live ``tart run`` (see launcher.py)
+        run.lock                  flock'ed by the live ``tart run`` (see tart/local.py)
 """
 
 from __future__ import annotations
