@@ -266,7 +266,8 @@ def test_an_unknown_problem_type_is_a_404(operator: Operator) -> None:
 @pytest.mark.parametrize("method", ["TRACE", "PATCH", "PUT", "DELETE", "CONNECT", "FOO"])
 def test_a_method_a_route_does_not_take_is_405_with_allow(operator: Operator, method: str) -> None:
     for target, allow in ((f"/vms/{SEQUOIA}/start", "OPTIONS, POST"),
-                          ("/vms", "GET, HEAD, OPTIONS"), ("/health", "GET, HEAD, OPTIONS")):
+                          ("/vms", "GET, HEAD, OPTIONS, POST"),
+                          ("/health", "GET, HEAD, OPTIONS")):
         status, headers, body = request(
             operator, f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close")
         assert (status, headers.get("allow")) == (405, allow), (method, target, body)

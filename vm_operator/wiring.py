@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from vm_operator.api import ROUTES, openapi
 from vm_operator.api.app import App
@@ -113,5 +112,5 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
     access = Access(config.token, config.read_token, config.allowed_hosts, config.cors_origins)
     document = openapi()  # fixed: built once
     app = App(service, metrics, lambda: document)
-    site: Site[Any] = Site(RouteTable(ROUTES), access, app)
-    return Built(site, metrics, service, tart, operations, operation_store)
+    return Built(Site(RouteTable(ROUTES), access, app), metrics, service, tart, operations,
+                 operation_store)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import TypedDict, cast
 
 from vm_operator.api.app import App
 from vm_operator.api.schemas import OPERATION
@@ -10,7 +10,7 @@ from vm_operator.core.errors import OperationFinished, OperationMissing
 from vm_operator.core.lifecycle import operation_path
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.params import ParamType, Schema
-from vm_operator.edge.problems import PROBLEMS
+from vm_operator.edge.problems import PROBLEMS, Slug
 from vm_operator.edge.responses import Response, json_response
 from vm_operator.edge.routing import PathParam, Request, Route, Success
 from vm_operator.store.operation_records import Operation, OperationKind, OperationState
@@ -41,13 +41,13 @@ def operation_document(op: Operation) -> OperationDoc:
     doc = op.to_json()
     error = None
     if op.error is not None:  # its kind is a problem type of the catalogue
-        slug = op.error.kind if op.error.kind in PROBLEMS else "internal-error"
+        slug = cast(Slug, op.error.kind if op.error.kind in PROBLEMS else "internal-error")
         extra: dict[str, object] = {}
         if op.error.tart_message is not None:
             extra["tart_message"] = op.error.tart_message
         if op.error.exit_code is not None:
             extra["tart_exit_code"] = op.error.exit_code
-        error = ApiError(slug, op.error.detail, **extra).document()  # type: ignore[arg-type]
+        error = {**ApiError(slug, op.error.detail).document(), **extra}
     return {**doc, "error": error}
 
 
@@ -91,10 +91,7 @@ def get_operation(app: App, req: Request) -> Response:
 def cancel_operation(app: App, req: Request) -> Response:
     """A queued operation ends at once; a running one's Tart is killed and its cleanup run:
     wait a moment for that, so the answer usually says ``cancelled``."""
-    lifecycle = app.service.lifecycle
-    op = lifecycle.cancel(req.get(ID))
-    if not op.finished:
-        op = lifecycle.queue.wait(op.id, CANCEL_WAIT)
+    op = app.service.lifecycle.cancel(req.get(ID), CANCEL_WAIT)
     return json_response(200 if op.finished else 202, operation_document(op))
 
 

@@ -116,14 +116,17 @@ class Lifecycle:
         except OperationNotFound:
             raise OperationMissing(f"no operation {op_id!r}") from None
 
-    def cancel(self, op_id: str) -> Operation:
+    def cancel(self, op_id: str, wait: float = 0.0) -> Operation:
+        """Cancel the operation; then wait up to ``wait`` seconds for it to end (a running one
+        ends once Tart is killed and its cleanup has run)."""
         try:
-            return self.queue.cancel(op_id)
+            op = self.queue.cancel(op_id)
         except OperationNotFound:
             raise OperationMissing(f"no operation {op_id!r}") from None
         except AlreadyFinished as exc:
             raise OperationFinished(
                 f"operation {op_id} has {exc.operation.state} already") from None
+        return op if op.finished or wait <= 0 else self.queue.wait(op_id, wait)
 
 
 def remove_leftovers(tart: TartPort, op: Operation) -> None:
