@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from vm_operator.core.operations import Job, OperationContext, OperationQueue
+from vm_operator.store.atomic import write_whole
 from vm_operator.store.operation_records import Operation, OperationError
 from vm_operator.store.operations import (
     INTERRUPTED,
@@ -260,3 +261,17 @@ def test_a_crash_between_write_and_rename_keeps_the_old_record(tmp_path: Path) -
         assert records(tmp_path) == before
         assert any(p.name.startswith(".tmp-") for p in tmp_path.iterdir())
         assert_every_record_loads(tmp_path)
+
+
+def test_write_whole_replaces_the_file_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """store/atomic.write_whole, the one writer of every record: the new content replaces
+    the old whole, and a write that fails (here: the target is a directory) keeps the old
+    state and leaves no temporary file."""
+    target = tmp_path / "record.json"
+    write_whole(target, b"old", ".tmp.")
+    write_whole(target, b"new", ".tmp.")
+    assert target.read_bytes() == b"new"
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(OSError):
+        write_whole(tmp_path / "taken", b"x", ".tmp.")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["record.json", "taken"]

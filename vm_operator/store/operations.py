@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypedDict, TypeVar, cast, get_args
 
+from vm_operator.store.atomic import sync_directory, write_whole
 from vm_operator.store.operation_records import (
     Operation,
     OperationError,
@@ -108,22 +107,12 @@ class OperationStore:
         record: StoredOperation = {"format": FORMAT, "seq": op.seq, "operation": op.to_json()}
         data = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
         with self._lock:
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=_TMP_PREFIX)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(data)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            self._sync_directory()
+            write_whole(path, data, _TMP_PREFIX)
 
     def delete(self, op_id: str) -> None:
         with self._lock:
             self._path(op_id).unlink(missing_ok=True)
-            self._sync_directory()
+            sync_directory(self.directory)
 
     def record(self, event: OperationEvent) -> None:
         """OperationQueue listener: save every change, delete what the history forgot."""
@@ -136,14 +125,6 @@ class OperationStore:
         if not _ID.fullmatch(op_id):
             raise ValueError(f"not an operation id: {op_id!r}")
         return self.directory / f"{op_id}.json"
-
-    def _sync_directory(self) -> None:
-        """Make a rename or unlink durable (the directory entry itself)."""
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def read_record(path: Path) -> Operation:

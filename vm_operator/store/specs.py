@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
+from vm_operator.store.atomic import sync_directory, write_whole
 from vm_operator.store.state import StateDirError, folder_name
 
 log = logging.getLogger(__name__)
@@ -85,17 +84,7 @@ class SpecStore:
         with self._lock:
             try:
                 self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=_TMP_PREFIX)
-                try:
-                    with os.fdopen(fd, "wb") as out:
-                        out.write(data)
-                        out.flush()
-                        os.fsync(out.fileno())
-                    os.replace(tmp, self._path(spec.name))
-                except BaseException:
-                    Path(tmp).unlink(missing_ok=True)
-                    raise
-                self._sync_directory()
+                write_whole(self._path(spec.name), data, _TMP_PREFIX)
             except OSError as exc:
                 raise self._error(exc) from None
 
@@ -114,7 +103,7 @@ class SpecStore:
         with self._lock:
             try:
                 self._path(name).unlink(missing_ok=True)
-                self._sync_directory()
+                sync_directory(self.directory)
             except FileNotFoundError:
                 pass
             except OSError as exc:
@@ -142,9 +131,3 @@ class SpecStore:
                     found.append(spec)
         return found
 
-    def _sync_directory(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TypedDict, cast
 from urllib.parse import quote, unquote
 
+from vm_operator.store.atomic import write_whole
+
 LOG_TAIL_BYTES = 4 * 1024 * 1024  # the most of a run log one answer holds
 LOG_TAIL_LINES_MAX = 100_000  # the largest ?tail=N
 LOG_GENERATIONS = 3  # earlier runs' logs kept beside run.log
@@ -257,12 +259,7 @@ class StateStore:
         self._records[name] = record.copy()
         folder = self._folder(name)
         try:
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".last_run.")
-            with os.fdopen(fd, "w") as out:
-                json.dump(record, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, folder / "last_run.json")
+            write_whole(folder / "last_run.json", json.dumps(record).encode(), ".last_run.")
         except OSError as exc:
             raise self._error(exc) from None
 
