@@ -13,11 +13,14 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Operator, wait_for
 from support import processes_with_tart_home
+
+from vm_operator.store.specs import SpecStore, VmSpec
 
 UBUNTU = "ghcr.io/cirruslabs/ubuntu:latest"  # not in the demo's cache: a create pulls it
 FAST = {"TART_SIM_PULL_SECONDS": "0.3", "TART_SIM_PROGRESS_INTERVAL": "0.05"}
@@ -337,3 +340,19 @@ def test_a_vm_that_is_not_ephemeral_stays_after_its_run(operator: Operator) -> N
     status, vm = operator.json("GET", "/vms/keep")
     assert status == 200 and vm["state"] == "stopped"
     assert [o["kind"] for o in operator.json("GET", "/operations")[1]] == ["create"]
+
+
+def test_a_vm_created_where_an_ephemeral_record_was_left_is_not_ephemeral(
+        operator: Operator) -> None:
+    """An ephemeral VM deleted outside the API (`tart delete`) leaves the operator's record of
+    it behind; a VM created again under that name without ``ephemeral`` must not inherit it."""
+    specs = SpecStore(Path(operator.state_dir) / "specs")
+    specs.save(VmSpec("again", True, "2000-01-01T00:00:00.000Z", "an-earlier-create"))
+    status, _doc, headers = create(operator, name="again", **{"from": "ubuntu-runner"},
+                                  start=True)
+    assert status == 202
+    assert finished(operator, headers["Location"])["state"] == "succeeded"
+    assert operator.json("POST", "/vms/again/stop?timeout=5")[0] == 200
+    status, vm = operator.json("GET", "/vms/again")
+    assert status == 200 and vm["state"] == "stopped"
+    assert specs.load("again") is None

@@ -153,6 +153,21 @@ def test_a_good_token_file_turns_authentication_on(operator_factory: Any, tmp_pa
     assert op.request("GET", "/vms", {"Authorization": f"Bearer {token}"})[0] == 200
 
 
+def test_tart_processes_never_carry_the_tokens(operator_factory: Any) -> None:
+    """The tokens are the operator's: a VM's `tart run` (and every other Tart process) gets the
+    operator's environment without them."""
+    token, read_token = "a-token-of-some-length-0123456789", "a-read-token-of-some-length-0123"
+    op = operator_factory(env={"VM_OPERATOR_TOKEN": token, "VM_OPERATOR_READ_TOKEN": read_token})
+    auth = {"Authorization": f"Bearer {token}"}
+    status, _headers, body = op.request("POST", "/vms/macos-sequoia-base/start", auth)
+    assert status == 202, body
+    _status, vm = op.json("GET", "/vms/macos-sequoia-base", auth)
+    environ = Path(f"/proc/{vm['last_run']['pid']}/environ").read_bytes().split(b"\0")
+    assert any(entry.startswith(b"TART_HOME=") for entry in environ)  # the rest is passed on
+    assert not [entry for entry in environ if token.encode() in entry
+                or read_token.encode() in entry]
+
+
 # --- item 3: a state directory that cannot be written stops start-up, naming it --------------
 
 

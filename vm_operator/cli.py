@@ -15,6 +15,7 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -125,6 +126,15 @@ def _stop_demo_vms(built: Built) -> None:
         pass
 
 
+SECRET_VARIABLES = frozenset({"VM_OPERATOR_TOKEN", "VM_OPERATOR_READ_TOKEN"})
+
+
+def tart_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment every Tart process is given: the operator's own (TART_HOME, PATH, …)
+    without the API's tokens, which no Tart process needs to carry."""
+    return {key: value for key, value in environ.items() if key not in SECRET_VARIABLES}
+
+
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     if words[:1] == ["launchd"]:  # vm-operator launchd install|uninstall|print (macOS agent)
@@ -136,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return client_main(words)
     config = load_config(argv)
-    env = dict(os.environ)
+    env = tart_environment(os.environ)
     if not config.demo:
         return serve(config, env)
     config, demo_home = demo_setup(config, env)

@@ -67,14 +67,14 @@ def build_tart(ssh: SshSettings | None, binary: str, env: Mapping[str, str], tim
     return Tart(transport, pull_timeout)
 
 
-def build_operations(state_dir: str, tart: TartPort,
+def build_operations(state_dir: str, tart: TartPort, specs: SpecStore,
                      clock: Clock) -> tuple[OperationQueue, OperationStore]:
     """The operations queue, its records under ``<state dir>/operations/``: the finished ones
     of earlier runs listed again, those a stop interrupted failed and their leftovers removed.
     Not started: ``Built.start``."""
     store = OperationStore(Path(state_dir) / "operations", clock.utc_now)
     try:
-        loaded = store.load(lambda op: remove_leftovers(tart, op))
+        loaded = store.load(lambda op: remove_leftovers(tart, specs, op))
     except OSError as exc:
         raise SystemExit(f"vm-operator: the operation records in {store.directory} cannot be "
                          f"read: {exc.strerror or exc}") from None
@@ -104,8 +104,8 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
     settings = Settings(cache_ttl=config.cache_ttl, start_timeout=config.start_timeout,
                         max_running=config.max_running)
     clock = SystemClock()
-    operations, operation_store = build_operations(config.state_dir, tart, clock)
     specs = SpecStore(Path(config.state_dir) / "specs", Path(config.state_dir))
+    operations, operation_store = build_operations(config.state_dir, tart, specs, clock)
     service = VmService(tart, store, clock, operations, specs, error_kind, settings)
     operations.add_listener(lambda event: count_finished(metrics, event))
     service.adopt_earlier_runs()  # finish the records of runs an earlier process launched

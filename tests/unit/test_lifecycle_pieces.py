@@ -134,14 +134,21 @@ class Deleting:
     (op(kind="delete", phase="deleting"), False),
     (op(vm=None), False),
 ])
-def test_what_a_restart_removes(operation: Operation, deletes: bool) -> None:
+def test_what_a_restart_removes(operation: Operation, deletes: bool, tmp_path: Path) -> None:
     tart = Deleting()
-    remove_leftovers(tart, operation)  # type: ignore[arg-type]
+    specs = SpecStore(tmp_path / "specs")
+    specs.save(VmSpec("ci", True, "2026-01-01T00:00:00.000Z", "op1"))
+    remove_leftovers(tart, specs, operation)  # type: ignore[arg-type]
     assert tart.deleted == (["ci"] if deletes else [])
+    # the record of a VM a restart removed goes with it: a later VM of that name is not ephemeral
+    assert (specs.load("ci") is None) == deletes
 
 
-def test_a_leftover_already_gone_is_fine() -> None:
-    remove_leftovers(Deleting(missing=True), op())  # type: ignore[arg-type]
+def test_a_leftover_already_gone_is_fine(tmp_path: Path) -> None:
+    specs = SpecStore(tmp_path / "specs")
+    specs.save(VmSpec("ci", True, "2026-01-01T00:00:00.000Z", "op1"))
+    remove_leftovers(Deleting(missing=True), specs, op())  # type: ignore[arg-type]
+    assert specs.load("ci") is None
 
 
 def test_specs_round_trip_whole_files(tmp_path: Path) -> None:
@@ -152,10 +159,14 @@ def test_specs_round_trip_whole_files(tmp_path: Path) -> None:
     store.save(VmSpec("ghcr.io/x:1", False, "t"))
     assert store.load("ci") == spec
     assert sorted(s.name for s in store.all()) == ["ci", "ghcr.io/x:1"]
-    (tmp_path / "specs" / ".tmp-crashed").write_text("{")
+    (tmp_path / "specs" / "%tmp-crashed").write_text("{")
     (tmp_path / "specs" / "junk.json").write_text("not json")
     assert len(store.all()) == 2
-    assert not (tmp_path / "specs" / ".tmp-crashed").exists()
+    assert not (tmp_path / "specs" / "%tmp-crashed").exists()
+    # a VM whose name looks like a temporary file keeps its record through a sweep
+    store.save(VmSpec(".tmp-ci", True, "t"))
+    assert len(store.all()) == 3 and store.load(".tmp-ci") is not None
+    store.delete(".tmp-ci")
     store.delete("ci")
     store.delete("ci")
     assert store.load("ci") is None

@@ -174,6 +174,8 @@ class CreateJob:
                                random_mac=request.random_mac)
             if request.ephemeral:
                 parts.specs.save(VmSpec(request.name, True, parts.clock.utc_now(), ctx.id))
+            else:  # a record left by an earlier VM of this name must never make this one ephemeral
+                parts.specs.delete(request.name)
         except (OperatorError, TartError, StateDirError) as exc:
             raise parts.failure(exc) from None
         finally:

@@ -27,6 +27,7 @@ from vm_operator.store.operation_records import (
     QueueClosed,
     QueueFull,
 )
+from vm_operator.store.specs import SpecStore
 from vm_operator.tart.errors import TartVmMissing
 from vm_operator.tart.names import VmName
 
@@ -129,7 +130,7 @@ class Lifecycle:
         return op if op.finished or wait <= 0 else self.queue.wait(op_id, wait)
 
 
-def remove_leftovers(tart: TartPort, op: Operation) -> None:
+def remove_leftovers(tart: TartPort, specs: SpecStore, op: Operation) -> None:
     """``OperationStore.load``'s ``on_interrupted``: an operation the operator stopped in the
     middle of. A create that had begun and not got as far as its start step leaves no VM
     behind: Tart's clone only moves a VM into place whole, so what exists under the name is
@@ -142,7 +143,9 @@ def remove_leftovers(tart: TartPort, op: Operation) -> None:
     try:
         tart.delete(VmName(op.vm))  # a record that names no valid VM: kept, logged
     except TartVmMissing:
+        specs.delete(op.vm)
         return
+    specs.delete(op.vm)  # the VM is gone, and so is what the operator remembered of it
     log.info("operation %s: deleted VM %r, whose create a restart interrupted", op.id, op.vm)
 
 

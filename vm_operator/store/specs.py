@@ -22,7 +22,7 @@ from vm_operator.store.state import StateDirError, folder_name
 log = logging.getLogger(__name__)
 
 FORMAT = 1
-_TMP_PREFIX = ".tmp-"
+_TMP_PREFIX = "%tmp-"  # no record can start with it: folder_name() escapes every "%"
 
 
 class BadSpec(ValueError):
