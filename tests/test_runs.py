@@ -190,8 +190,9 @@ def test_a_restarted_operator_finishes_the_records_of_earlier_runs(operator_fact
     outside = wait_for(lambda: finished_run(second, SONOMA))
     assert (outside["exit_code"], outside["exit_code_known"]) == (None, False)
 
-    # Persisted: a third operator shows the same finished records.
-    assert second.stop()[0] == 0
+    # Persisted: a third operator shows the same finished records. (Its shutdown latency is
+    # checked elsewhere; here a loaded CI machine once took over 10 s: see the session note.)
+    assert second.stop(timeout=30)[0] == 0
     third = operator_factory(tart_home=first.tart_home, state_dir=first.state_dir)
     assert last_run(third, SEQUOIA) == stopped
     # A run this operator launches itself has its exit code again.
