@@ -14,6 +14,7 @@ from vm_operator.api import ROUTES, openapi
 from vm_operator.api.app import App
 from vm_operator.config import Config
 from vm_operator.core.clock import Clock, SystemClock
+from vm_operator.core.events import EventBus
 from vm_operator.core.lifecycle import remove_leftovers, shut_down
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ports import TartPort
@@ -106,7 +107,8 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
     clock = SystemClock()
     specs = SpecStore(Path(config.state_dir) / "specs", Path(config.state_dir))
     operations, operation_store = build_operations(config.state_dir, tart, specs, clock)
-    service = VmService(tart, store, clock, operations, specs, error_kind, settings)
+    service = VmService(tart, store, clock, operations, specs, error_kind, settings,
+                        EventBus(clock.utc_now))
     operations.add_listener(lambda event: count_finished(metrics, event))
     service.adopt_earlier_runs()  # finish the records of runs an earlier process launched
     access = Access(config.token, config.read_token, config.allowed_hosts, config.cors_origins)

@@ -1,9 +1,10 @@
 """The VM operations behind the API, in one facade: what the handlers call.
 
 It only composes the parts of the core: ``Inventory`` (cached reads), ``RunSupervisor``
-(the ``tart run`` processes), ``Power`` (start, stop, suspend) and the queue of long-running
-operations (``operations``). It is given its Tart adapter, state store, clock and operations
-queue, and builds none of them.
+(the ``tart run`` processes), ``Power`` (start, stop, suspend), the queue of long-running
+operations (``operations``) and the bus of events (``events``: every part publishes there).
+It is given its Tart adapter, state store, clock and operations queue, and builds none of
+them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from vm_operator.core.clock import Clock
 from vm_operator.core.create import CreateRequest, ErrorKind, Parts
 from vm_operator.core.ephemeral import EphemeralVms
+from vm_operator.core.events import EventBus
 from vm_operator.core.host import Host
 from vm_operator.core.images import Images
 from vm_operator.core.inventory import Inventory
@@ -50,9 +52,10 @@ class VmService:
 
     def __init__(self, tart: TartPort, store: StorePort, clock: Clock,
                  operations: OperationQueue, specs: SpecStore, kind_of: ErrorKind,
-                 settings: Settings = Settings()) -> None:
+                 settings: Settings = Settings(), events: EventBus | None = None) -> None:
         self.tart = tart
         self.clock = clock
+        self.events = events or EventBus(clock.utc_now)  # what changed, for GET /events
         self.operations = operations
         self.inventory = Inventory(tart, store, clock, settings.cache_ttl)
         self.runs = RunSupervisor(tart, store, clock, self.inventory, settings.start_timeout,

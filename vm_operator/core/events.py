@@ -1,0 +1,200 @@
+"""The operator's events: what changed, in order, for whoever watches (``GET /events``).
+
+Every part of the core that changes something, or observes a change, publishes an ``Event``
+on the one ``EventBus``. Each event gets the next ``id`` (monotonic, from 1 for a process),
+the wall-clock time, the VM it is about (or None) and a small JSON-ready ``data`` mapping.
+
+The bus keeps a bounded history: a subscriber that comes back with the id of the last event it
+saw (SSE's ``Last-Event-ID``) gets what it missed, or — when that is older than the history —
+is told to reset (``Subscription.reset``) and starts from now. A subscriber that does not keep
+up (its queue is full) is dropped: publishing never blocks and never holds memory for a slow
+reader. Per VM, a shorter history of its own serves ``GET /vms/{name}/events``.
+
+Publishing is safe from any thread, and calls nothing outside the bus while it holds its lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+# What a ``data`` value may hold: what json.dumps writes without help.
+JsonScalar = str | int | float | bool | None
+JsonValue = JsonScalar | list["JsonValue"] | Mapping[str, "JsonValue"]
+
+# The event types. ``vm.state`` causes: ``api`` (a request of this operator), ``outside`` (someone
+# used Tart directly), ``reconciler`` (the operator acted for a VM's desired state), ``exited``
+# (the VM's run ended by itself; ``exit_code`` says how).
+VM_CREATED = "vm.created"
+VM_DELETED = "vm.deleted"
+VM_STATE = "vm.state"
+VM_READY = "vm.ready"
+RESET = "reset"  # never published: what a subscriber is told when its history is gone
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    type: str
+    time: str
+    vm: str | None
+    data: Mapping[str, JsonValue]
+
+    def to_json(self) -> dict[str, JsonValue]:
+        """The event as the stream and ``GET /vms/{name}/events`` write it."""
+        return {"id": self.id, "type": self.type, "time": self.time, "vm": self.vm,
+                "data": dict(self.data)}
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One watcher's view of the bus. ``backlog``: the events it missed (resumed with an id);
+    ``reset``: the id it resumed from is gone from the history."""
+
+    bus: EventBus
+    vm: str | None
+    limit: int
+    backlog: list[Event] = field(default_factory=list)
+    reset: bool = False
+    dropped: bool = False  # it fell ``limit`` events behind: the bus let it go
+    closed: bool = False
+    _queue: deque[Event] = field(default_factory=deque)
+    _ready: threading.Condition = field(default_factory=threading.Condition)
+
+    def wants(self, event: Event) -> bool:
+        return self.vm is None or event.vm == self.vm
+
+    def offer(self, event: Event) -> None:
+        """Called by the bus with its lock held: never blocks."""
+        with self._ready:
+            if self.closed or self.dropped:
+                return
+            if len(self._queue) >= self.limit:
+                self.dropped = True
+                self._queue.clear()
+            else:
+                self._queue.append(event)
+            self._ready.notify_all()
+
+    def get(self, timeout: float) -> Event | None:
+        """The next event, or None after ``timeout`` seconds, or when dropped or closed."""
+        with self._ready:
+            if not self._queue and not (self.dropped or self.closed):
+                self._ready.wait(timeout)
+            if self._queue and not self.dropped:
+                return self._queue.popleft()
+            return None
+
+    @property
+    def ended(self) -> bool:
+        return self.dropped or self.closed
+
+    def close(self) -> None:
+        with self._ready:
+            self.closed = True
+            self._queue.clear()
+            self._ready.notify_all()
+        self.bus.unsubscribe(self)
+
+
+WatchListener = Callable[[int], None]
+
+
+class EventBus:
+    """Events in order, a bounded history, subscribers that may come and go."""
+
+    def __init__(self, utc_now: Callable[[], str], history: int = 1000,
+                 per_vm_history: int = 200, max_vms: int = 1000,
+                 queue_limit: int = 1000) -> None:
+        self._utc_now = utc_now
+        self._lock = threading.Lock()
+        self._next_id = 1
+        self._history: deque[Event] = deque(maxlen=history)
+        self._per_vm: OrderedDict[str, deque[Event]] = OrderedDict()
+        self._per_vm_history = per_vm_history
+        self._max_vms = max_vms
+        self._queue_limit = queue_limit
+        self._subscribers: list[Subscription] = []
+        self._watch_listeners: list[WatchListener] = []
+        self._published = 0
+        self._dropped = 0
+
+    def publish(self, type_: str, vm: str | None = None,
+                data: Mapping[str, JsonValue] | None = None) -> Event:
+        with self._lock:
+            event = Event(self._next_id, type_, self._utc_now(), vm, dict(data or {}))
+            self._next_id += 1
+            self._published += 1
+            self._history.append(event)
+            if vm is not None:
+                self._remember(vm, event)
+            for sub in self._subscribers:
+                if sub.wants(event):
+                    sub.offer(event)
+                    if sub.dropped:
+                        self._dropped += 1
+            self._subscribers = [sub for sub in self._subscribers if not sub.ended]
+        return event
+
+    def _remember(self, vm: str, event: Event) -> None:
+        events = self._per_vm.get(vm)
+        if events is None:
+            events = self._per_vm[vm] = deque(maxlen=self._per_vm_history)
+            while len(self._per_vm) > self._max_vms:  # forget the VM heard of least recently
+                self._per_vm.popitem(last=False)
+        else:
+            self._per_vm.move_to_end(vm)
+        events.append(event)
+
+    def subscribe(self, vm: str | None = None, after: int | None = None) -> Subscription:
+        """A new subscription to the events after now, or — given ``after``, the id of the last
+        event the watcher saw — after that one (``backlog``), if the history still holds it."""
+        sub = Subscription(self, vm, self._queue_limit)
+        with self._lock:
+            if after is not None and after < self._next_id - 1:
+                oldest = self._history[0].id if self._history else self._next_id
+                if after + 1 < oldest:
+                    sub.reset = True
+                else:
+                    sub.backlog = [e for e in self._history if e.id > after and sub.wants(e)]
+            self._subscribers.append(sub)
+            count = len(self._subscribers)
+            listeners = list(self._watch_listeners)
+        for listener in listeners:
+            listener(count)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            if sub in self._subscribers:
+                self._subscribers.remove(sub)
+            count = len(self._subscribers)
+            listeners = list(self._watch_listeners)
+        for listener in listeners:
+            listener(count)
+
+    def on_watchers(self, listener: WatchListener) -> None:
+        """Call ``listener(count)`` whenever a subscription begins or ends."""
+        with self._lock:
+            self._watch_listeners.append(listener)
+
+    def watchers(self) -> int:
+        with self._lock:
+            self._subscribers = [sub for sub in self._subscribers if not sub.ended]
+            return len(self._subscribers)
+
+    def last_id(self) -> int:
+        with self._lock:
+            return self._next_id - 1
+
+    def history(self, vm: str) -> list[Event]:
+        """The recent events of one VM, oldest first."""
+        with self._lock:
+            return list(self._per_vm.get(vm, ()))
+
+    def counts(self) -> tuple[int, int]:
+        """(events published, subscribers dropped for falling behind), for the metrics."""
+        with self._lock:
+            return self._published, self._dropped
