@@ -151,6 +151,7 @@ def test_missing_binary_is_degraded_and_503(operator_factory):
     assert health["tart"]["available"] is False
     assert health["tart"]["path"] == "/nonexistent/tart"
     assert health["tart"]["version"] is None
+    assert "brew install cirruslabs/cli/tart" in health["message"]  # what to do, not only what
     expect_problem(op, "GET", "/ready", 503)
     expect_problem(op, "GET", "/vms", 503)
     expect_problem(op, "GET", f"/vms/{SEQUOIA}", 503)

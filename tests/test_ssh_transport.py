@@ -633,6 +633,7 @@ def test_host_key_mismatch_is_a_prompt_502(start_operator: Start, host: sshd_env
     assert op.json("GET", "/ready")[0] == 503
     health = op.json("GET", "/health")[1]
     assert (health["status"], health["tart"]["available"]) == ("degraded", False)
+    assert "VM_OPERATOR_TART_SSH" in health["message"]  # advice for the transport in use
 
 
 def test_sshd_down_is_a_prompt_503(start_operator: Start, host: sshd_env.SshdEnv) -> None:

@@ -16,6 +16,7 @@ from vm_operator.edge.errors import ApiError
 from vm_operator.edge.problems import CATALOGUE, ProblemType
 from vm_operator.edge.responses import HTML, Response, json_response
 from vm_operator.edge.routing import Request, Route, Success
+from vm_operator.tart.errors import unavailable_advice
 
 
 class Health(TypedDict):
@@ -38,7 +39,8 @@ def health(app: App, req: Request) -> Response:
         "status": "healthy" if healthy else "degraded",
         "message": "vm-operator is serving"
         if healthy
-        else f"vm-operator is serving, but Tart cannot be run ({tart['path']})",
+        else f"vm-operator is serving, but Tart cannot be run ({tart['path']}). "
+        f"{unavailable_advice(tart['path'])}",
         "timestamp": utc_now(),
         "version": __version__,
         "tart": tart,

@@ -24,6 +24,16 @@ def tart_advice(binary: str) -> str:
             "at it; to try the API without Tart, run vm-operator --demo.")
 
 
+def unavailable_advice(path: str) -> str:
+    """What to do when the health probe finds Tart cannot be run at ``path`` (as ``locate``
+    names it: a local path, or ``ssh://host tart`` over the SSH transport)."""
+    if path.startswith("ssh://"):
+        return ("Check that the host answers SSH with the configured key and known_hosts "
+                "(VM_OPERATOR_TART_SSH and its VM_OPERATOR_SSH_* settings) and that Tart is "
+                "installed there; GET /vms answers with the exact error.")
+    return tart_advice(path)
+
+
 class TartError(Exception):
     """A Tart call did not give the operator what it asked for."""
 
