@@ -365,3 +365,12 @@ def test_a_missing_tart_natively_gets_install_advice(operator_factory: Any) -> N
     warning = next(r for r in op.log_records() if r.get("event") == "tart-unavailable")
     assert "brew install cirruslabs/cli/tart" in warning["message"]
     assert "/app/bin/tart-binary" not in warning["message"]
+
+
+def test_a_misspelled_variable_is_warned_about_with_the_likely_name(operator_factory: Any) -> None:
+    op = operator_factory(env={"VM_OPERATOR_MAX_RUNING": "1"})
+    assert op.request("GET", "/health")[0] == 200
+    warnings = [r for r in op.log_records() if r.get("event") == "unknown-variable"]
+    assert warnings == [{"level": "warning", "event": "unknown-variable",
+                         "variable": "VM_OPERATOR_MAX_RUNING",
+                         "did_you_mean": "VM_OPERATOR_MAX_RUNNING"}]

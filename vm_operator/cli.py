@@ -21,7 +21,7 @@ from pathlib import Path
 
 from vm_operator import __version__
 from vm_operator.client.main import COMMANDS as CLIENT_COMMANDS
-from vm_operator.config import Config, load_config
+from vm_operator.config import Config, load_config, unknown_variables
 from vm_operator.edge.server import OperatorServer, log_line
 from vm_operator.tart.errors import TartError, tart_advice
 from vm_operator.tart.names import VmName, name_problem
@@ -174,6 +174,9 @@ def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) ->
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())
+    for variable, close in unknown_variables(os.environ):  # a typo must not pass unseen
+        log_line({"level": "warning", "event": "unknown-variable", "variable": variable,
+                  "did_you_mean": close})
     built.start()
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                      name="serve", daemon=True).start()

@@ -11,6 +11,7 @@ variables: a configured secret that is empty or unreadable is an error, never "n
 from __future__ import annotations
 
 import argparse
+import difflib
 import ipaddress
 import os
 import re
@@ -278,6 +279,38 @@ def build_parser() -> argparse.ArgumentParser:
                         help="serve the bundled Tart simulator with demo VMs in a throw-away "
                         "Tart home (for trying the API without a Mac)")
     return parser
+
+
+# Variables read outside the parser: the secrets (tokens.secret), the client's own, and those
+# of docker-compose.yml and the Dockerfile (a shell that runs compose may well export them).
+OTHER_VARIABLES = frozenset({
+    "VM_OPERATOR_TOKEN", "VM_OPERATOR_TOKEN_FILE", "VM_OPERATOR_READ_TOKEN",
+    "VM_OPERATOR_READ_TOKEN_FILE", "VM_OPERATOR_URL",
+    "VM_OPERATOR_BIND", "VM_OPERATOR_IMAGE", "VM_OPERATOR_VERSION", "VM_OPERATOR_UID",
+    "VM_OPERATOR_GID",
+})
+
+
+def known_variables() -> frozenset[str]:
+    """Every VM_OPERATOR_* variable the operator or its client reads."""
+    flags = {variable_for(action.dest) for action in build_parser()._actions
+             if action.dest not in ("help", "version", "demo", "no_access_log")}
+    return frozenset(flags | {"VM_OPERATOR_ACCESS_LOG"} | OTHER_VARIABLES)
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """The VM_OPERATOR_* variables set that nothing reads (a typo, or a setting of another
+    version), each with the closest known name, if any: start-up warns about them."""
+    prefix = "VM_OPERATOR_"
+    known = known_variables()
+    suffixes = sorted(name.removeprefix(prefix) for name in known)
+    found: list[tuple[str, str | None]] = []
+    for name in sorted(env):
+        if name.startswith(prefix) and name not in known:
+            close = difflib.get_close_matches(name.removeprefix(prefix), suffixes, n=1,
+                                              cutoff=0.75)
+            found.append((name, prefix + close[0] if close else None))
+    return found
 
 
 def _refusal(origin: str, problem: object) -> SystemExit:

@@ -1,8 +1,10 @@
 """Flags, their environment variables, and which wins."""
 
+import re
+
 import pytest
 
-from vm_operator.config import load_config
+from vm_operator.config import build_parser, known_variables, load_config, unknown_variables
 
 
 def test_defaults() -> None:
@@ -228,3 +230,21 @@ def test_help_explains_the_token_variables(capsys) -> None:
         assert f"\n  {line_start}" in text, line_start
     assert "full access" in text and "reads only" in text and "stops start-up" in text
     assert "1/true/yes/on" in text and "0/false/no/off" in text
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"VM_OPERATOR_PORT": "8082", "HOME": "/root"}, []),
+    ({"VM_OPERATOR_TOKEN_FIEL": "/run/t"}, [("VM_OPERATOR_TOKEN_FIEL", "VM_OPERATOR_TOKEN_FILE")]),
+    ({"VM_OPERATOR_MAX_RUNING": "3"}, [("VM_OPERATOR_MAX_RUNING", "VM_OPERATOR_MAX_RUNNING")]),
+    ({"VM_OPERATOR_ZZZ": "1"}, [("VM_OPERATOR_ZZZ", None)]),
+    ({"VM_OPERATOR_URL": "http://127.0.0.1:8082", "VM_OPERATOR_BIND": "0.0.0.0",
+      "VM_OPERATOR_READ_TOKEN_FILE": "/t", "VM_OPERATOR_SSH_KNOWN_HOSTS": "/k"}, []),
+])
+def test_unknown_variables_are_named_with_the_closest_known_one(
+        env: dict[str, str], expected: list[tuple[str, str | None]]) -> None:
+    assert unknown_variables(env) == expected
+
+
+def test_every_variable_the_help_names_is_known() -> None:
+    named = set(re.findall(r"VM_OPERATOR_[A-Z_]*[A-Z]", build_parser().format_help()))
+    assert named and named <= known_variables()
