@@ -182,7 +182,8 @@ class Watcher:
             self._wake.notify_all()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        """Started by the first watcher, whose subscription has just looked: wait, look."""
+        while not self._stop.wait(self.interval):
             with self._wake:  # the count passed to listeners may arrive out of order: ask
                 while self.bus.watchers() == 0 and not self._stop.is_set():
                     self._wake.wait()
@@ -194,7 +195,6 @@ class Watcher:
                 log.debug("watcher: tart list failed: %s", exc)
             except Exception:  # the thread must live on; a bug is logged
                 log.exception("watcher: a look failed")
-            self._stop.wait(self.interval)
 
     def look(self) -> None:
         """One listing, and the events it shows. The first one only learns the states."""
