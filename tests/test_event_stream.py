@@ -156,6 +156,20 @@ def test_start_and_stop_through_the_api_are_told_once_with_cause_api(
     assert history["events"][0] == started
 
 
+def test_a_suspend_through_the_api_is_told_with_cause_api(operator_factory: Factory) -> None:
+    op = fast(operator_factory)
+    mac = "macos-sequoia-base"
+    with EventReader(op.port, f"/events?vm={mac}") as reader:
+        assert reader.next() is not None
+        assert op.json("POST", f"/vms/{mac}/start?suspendable=true")[0] == 202
+        assert op.json("POST", f"/vms/{mac}/suspend")[0] == 200
+        started, suspended = states(reader, 2)
+        assert started["data"]["to"] == "running"
+        assert suspended["data"] == {"from": "running", "to": "suspended", "cause": "api",
+                                     "exit_code": None}
+        assert reader.next_event(3.0, "vm.state") is None  # the run's end is not told again
+
+
 def test_changes_made_outside_are_told_while_anyone_watches(operator_factory: Factory) -> None:
     op = fast(operator_factory)
     with EventReader(op.port) as reader:
