@@ -26,7 +26,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--json", "--json-file", str(out)],
-        check=False, cwd=ROOT, capture_output=True, text=True, timeout=170,
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data: dict[str, Any] = json.loads(proc.stdout)
