@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vm_operator.api import ROUTES, openapi
-from vm_operator.api.app import App
+from vm_operator.api.app import App, StreamSlots
+from vm_operator.api.events import OperationEvents
 from vm_operator.config import Config
 from vm_operator.core.clock import Clock, SystemClock
 from vm_operator.core.events import EventBus
@@ -57,6 +58,7 @@ class Built:
         record left as it was on disk, for the restarted operator to finish (core.lifecycle).
         The reconciler stops first: it starts nothing more."""
         self.service.reconciler.close()
+        self.service.watcher.stop()
         shut_down(self.operations, self.operation_store.record, grace)
 
 
@@ -108,16 +110,20 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
                       metrics.observe_tart, config.pull_timeout)
     settings = Settings(cache_ttl=config.cache_ttl, start_timeout=config.start_timeout,
                         max_running=config.max_running,
-                        reconcile_interval=config.reconcile_interval)
+                        reconcile_interval=config.reconcile_interval,
+                        watch_interval=config.watch_interval)
     clock = SystemClock()
     specs = SpecStore(Path(config.state_dir) / "specs", Path(config.state_dir))
     operations, operation_store = build_operations(config.state_dir, tart, specs, clock)
     service = VmService(tart, store, clock, operations, specs, error_kind, settings,
-                        EventBus(clock.utc_now), metrics.observe_reconcile)
+                        EventBus(clock.utc_now, history=config.events_history,
+                                 queue_limit=config.events_queue), metrics.observe_reconcile)
     operations.add_listener(lambda event: count_finished(metrics, event))
+    operations.add_listener(OperationEvents(service.events))
     service.adopt_earlier_runs()  # finish the records of runs an earlier process launched
     access = Access(config.token, config.read_token, config.allowed_hosts, config.cors_origins)
     document = openapi()  # fixed: built once
-    app = App(service, metrics, lambda: document)
+    app = App(service, metrics, lambda: document,
+              StreamSlots(config.events_max_streams, config.events_heartbeat))
     return Built(Site(RouteTable(ROUTES), access, app), metrics, service, tart, operations,
                  operation_store)

@@ -59,6 +59,7 @@ class Subscription:
     backlog: list[Event] = field(default_factory=list)
     reset: bool = False
     dropped: bool = False  # it fell ``limit`` events behind: the bus let it go
+    last_id: int = 0  # the newest event's id when it subscribed (what a reset tells)
     closed: bool = False
     _queue: deque[Event] = field(default_factory=deque)
     _ready: threading.Condition = field(default_factory=threading.Condition)
@@ -100,6 +101,7 @@ class Subscription:
 
 
 WatchListener = Callable[[int], None]
+PublishListener = Callable[[Event], None]
 
 
 class EventBus:
@@ -118,6 +120,7 @@ class EventBus:
         self._queue_limit = queue_limit
         self._subscribers: list[Subscription] = []
         self._watch_listeners: list[WatchListener] = []
+        self._publish_listeners: list[PublishListener] = []
         self._published = 0
         self._dropped = 0
 
@@ -136,7 +139,16 @@ class EventBus:
                     if sub.dropped:
                         self._dropped += 1
             self._subscribers = [sub for sub in self._subscribers if not sub.ended]
+            listeners = list(self._publish_listeners)
+        for listener in listeners:
+            listener(event)
         return event
+
+    def on_publish(self, listener: PublishListener) -> None:
+        """Call ``listener(event)`` after each event is published, on the publishing thread,
+        without the bus's lock held: two publishers may call it out of id order."""
+        with self._lock:
+            self._publish_listeners.append(listener)
 
     def _remember(self, vm: str, event: Event) -> None:
         events = self._per_vm.get(vm)
@@ -153,6 +165,7 @@ class EventBus:
         event the watcher saw — after that one (``backlog``), if the history still holds it."""
         sub = Subscription(self, vm, self._queue_limit)
         with self._lock:
+            sub.last_id = self._next_id - 1
             if after is not None and after < self._next_id - 1:
                 oldest = self._history[0].id if self._history else self._next_id
                 if after + 1 < oldest:

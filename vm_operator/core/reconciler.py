@@ -34,7 +34,7 @@ from typing import Literal
 
 from vm_operator.core.create import Parts
 from vm_operator.core.errors import OperatorError, VmLimit, state_dir_unwritable
-from vm_operator.core.events import VM_STATE, EventBus, JsonValue
+from vm_operator.core.events import EventBus, JsonValue
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.records import DesiredStatus, LastExit, SpecView
 from vm_operator.store.operation_records import NameBusy
@@ -440,14 +440,12 @@ class Reconciler:
         with self._lock:
             self._watch(name).asked = True
         try:
-            self.parts.power.stop(name, STOP_TIMEOUT)
+            self.parts.power.stop(name, STOP_TIMEOUT, cause="reconciler")  # tells vm.state
         except (OperatorError, TartError) as exc:
             self.events.publish(RECONCILE_FAILED, name, {
                 "error": f"stop: {exc.detail}", "restart_count": self._watch_count(name),
                 "next_attempt_at": None})
             return
-        self.events.publish(VM_STATE, name, {"from": "running", "to": "stopped",
-                                             "cause": "reconciler", "exit_code": None})
 
     def _watch_count(self, name: str) -> int:
         with self._lock:
@@ -460,7 +458,7 @@ class Reconciler:
             watch.ours = True
             watch.asked = False
         try:
-            self.parts.power.start(name)
+            self.parts.power.start(name, cause="reconciler")  # tells vm.state
         except (VmLimit, TartVmLimit):
             with self._lock:
                 watch.running_since, watch.ours = None, False
@@ -486,5 +484,3 @@ class Reconciler:
                 watch.retry_at = None
                 watch.next_attempt_at = None
                 watch.settled = False
-        self.events.publish(VM_STATE, name, {"from": "stopped", "to": "running",
-                                             "cause": "reconciler", "exit_code": None})
