@@ -57,6 +57,7 @@ class Config:
     access_log: bool = True
     demo: bool = False
     ssh: SshSettings | None = None  # run Tart on another host over SSH (tart/ssh.py)
+    ready_port: int = 22  # a running VM is ready once its guest accepts connections here
 
     @property
     def auth_enabled(self) -> bool:
@@ -184,6 +185,7 @@ _CACHE_TTL = _decimal(0, 60)
 _MAX_RUNNING = _integer(0)
 _MAX_CONNECTIONS = _integer(1, 10000)
 _HEADER_TIMEOUT = _decimal(0.1, 300)
+_READY_PORT = _integer(1, 65535)
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -274,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ssh-connect-timeout", type=_SSH_CONNECT_TIMEOUT,
                         help="seconds ssh may take to connect before the call fails with a 503 "
                         f"(VM_OPERATOR_SSH_CONNECT_TIMEOUT, default {DEFAULT_CONNECT_TIMEOUT})")
+    parser.add_argument("--ready-port", type=_READY_PORT,
+                        help="a running VM is ready once its guest accepts a TCP connection on "
+                        "this port, tried from where Tart runs (VM_OPERATOR_READY_PORT, default "
+                        "22: the guest's sshd)")
     parser.add_argument("--demo", action="store_true",
                         help="serve the bundled Tart simulator with demo VMs in a throw-away "
                         "Tart home (for trying the API without a Mac)")
@@ -377,5 +383,6 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         access_log=access_log,
         demo=args.demo,
         ssh=_ssh_settings(sources, tart, args.demo),
+        ready_port=sources.value("ready_port", _READY_PORT, 22),
     )
 
