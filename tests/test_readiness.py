@@ -158,3 +158,21 @@ def test_openapi_documents_wait_timeout_and_the_504(operator):
     assert detail_schema["ready"]["type"] == "boolean"
     status, _, page = operator.request("GET", "/problems/ready-timeout")
     assert status == 200 and b"The VM did not become ready in time" in page
+
+
+def test_the_simulators_guests_listen_on_loopback_addresses_of_their_own(operator):
+    """Outside the API: each running VM's `tart ip` is a loopback address of its own, where
+    its `tart run` accepts connections; a bad TART_SIM_GUEST_PORT fails the run at once."""
+    for name in (UBUNTU, SEQUOIA):
+        operator.spawn_run(name)
+    ips = []
+    for name in (UBUNTU, SEQUOIA):
+        out = operator.tart("ip", name, "--wait", "20", timeout=30)
+        assert out.returncode == 0, out.stderr
+        ips.append(loopback(out.stdout.strip()))
+    assert ips[0] != ips[1]
+    for ip in ips:
+        wait_for(lambda ip=ip: not refused(ip, operator.guest_port), timeout=20)
+        assert banner(ip, operator.guest_port).startswith(b"SSH-2.0-")
+    bad = operator.tart("run", SONOMA, "--no-graphics", env={"TART_SIM_GUEST_PORT": "70000"})
+    assert bad.returncode == 1 and "TART_SIM_GUEST_PORT" in bad.stderr
