@@ -111,7 +111,7 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
     settings = Settings(cache_ttl=config.cache_ttl, start_timeout=config.start_timeout,
                         max_running=config.max_running,
                         reconcile_interval=config.reconcile_interval,
-                        watch_interval=config.watch_interval)
+                        watch_interval=config.watch_interval, ready_port=config.ready_port)
     clock = SystemClock()
     specs = SpecStore(Path(config.state_dir) / "specs", Path(config.state_dir))
     operations, operation_store = build_operations(config.state_dir, tart, specs, clock)

@@ -17,6 +17,14 @@ class VmDetail(Vm, VmInfo):
     last_run: RunRecord | None
 
 
+class ReadyVmDetail(VmDetail):
+    """GET /vms/{name}: the detail, with whether the guest is ready and its IP address (null
+    while Tart reports none, and whenever the VM does not run)."""
+
+    ready: bool
+    ip: str | None
+
+
 class ChangedVm(Vm):
     """A VM after a start, stop or suspend: ``changed`` tells whether anything changed."""
 
@@ -42,6 +50,8 @@ class CreatingVmDetail(CreatingVm, VmInfo):
     """GET /vms/{name} of a VM being created: no ``tart get`` fields, no run."""
 
     last_run: None
+    ready: bool  # False
+    ip: None
 
 
 class TartStatus(TypedDict):
@@ -89,8 +99,15 @@ class DesiredStatus(TypedDict):
     condition: str | None
 
 
-class ManagedVmDetail(VmDetail, DesiredStatus):
-    """GET /vms/{name}: the VM, its last run, its spec and the reconciler's view of it."""
+class ManagedVmDetail(ReadyVmDetail, DesiredStatus):
+    """GET /vms/{name}: the VM, its last run, its readiness, its spec and the reconciler's
+    view of it."""
+
+
+class StartedReadyVm(ManagedVmDetail):
+    """POST /vms/{name}/start?wait=ready: the detail once ready, ``changed`` as a start's."""
+
+    changed: bool
 
 
 class CreatingManagedVmDetail(CreatingVmDetail, DesiredStatus):

@@ -23,6 +23,7 @@ from vm_operator.core.lifecycle import Lifecycle, operation_path
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.core.power import Power
+from vm_operator.core.readiness import Readiness, ReadinessProbe
 from vm_operator.core.reconciler import RECONCILE_INTERVAL, Reconciler
 from vm_operator.core.records import (
     NO_INFO,
@@ -30,6 +31,8 @@ from vm_operator.core.records import (
     CreatingManagedVmDetail,
     CreatingVm,
     ManagedVmDetail,
+    ReadyVmDetail,
+    StartedReadyVm,
     TartStatus,
 )
 from vm_operator.core.runs import RunSupervisor
@@ -50,6 +53,7 @@ class Settings:
     max_running: int = 2  # running macOS guests at once (0: no cap)
     reconcile_interval: float = RECONCILE_INTERVAL  # seconds between the reconciler's passes
     watch_interval: float = 1.0  # between two looks at Tart while anyone watches the events
+    ready_port: int = 22  # a running VM is ready once its guest accepts connections here
 
 
 class VmService:
@@ -83,6 +87,9 @@ class VmService:
                                      settings.reconcile_interval, on_reconcile)
         self.runs.on_run_ended(self.ephemeral.run_ended)
         self.runs.on_run_ended(self.reconciler.run_ended)
+        self.readiness = ReadinessProbe(tart, clock, self.events, settings.ready_port,
+                                        ttl=settings.cache_ttl)
+        self.runs.on_run_ended(self.readiness.forget)
         operations.add_listener(self.ephemeral.operation_changed)
 
     # --- events -----------------------------------------------------------------------------
@@ -134,12 +141,21 @@ class VmService:
         return self.inventory.cached_vms()
 
     def describe(self, name: VmName) -> ManagedVmDetail | CreatingManagedVmDetail:
-        """The VM, its last run, its spec and what the reconciler knows of it."""
+        """The VM, its last run, its readiness (a running one is probed: ``readiness``,
+        cached), its spec and what the reconciler knows of it."""
         op = self.lifecycle.creating().get(name)
         if op is not None:  # not Tart's yet (or half made): nothing to ask Tart
-            return {**creating_vm(op), **NO_INFO, "last_run": None,
+            return {**creating_vm(op), **NO_INFO, "last_run": None, "ready": False, "ip": None,
                     **self.reconciler.status(name)}
-        return {**self.inventory.describe(name), **self.reconciler.status(name)}
+        return {**self._ready_detail(name), **self.reconciler.status(name)}
+
+    def _ready_detail(self, name: VmName) -> ReadyVmDetail:
+        found = self.inventory.describe(name)
+        if found["state"] != "running":
+            self.readiness.forget(name)
+            return {**found, "ready": False, "ip": None}
+        seen = self.readiness.check(name)
+        return {**found, "ready": seen.ready, "ip": seen.ip}
 
     def spec(self, name: VmName) -> VmSpec | None:
         """What the operator remembers of the VM: its desired state; None when it has none."""
@@ -165,6 +181,19 @@ class VmService:
         vm = self.power.start(name, suspendable)
         self.reconciler.started(name)
         return vm
+
+    def start_ready(self, name: VmName, suspendable: bool, timeout: float) -> StartedReadyVm:
+        """Start the VM (``start``), then wait until it is ready: Tart reports its IP address
+        and its guest accepts a TCP connection on the ready port. ``timeout`` seconds bound
+        the whole (ReadyTimeout when they run out; the VM is left running)."""
+        began = self.clock.monotonic()
+        started = self.start(name, suspendable)
+        seen: Readiness = self.readiness.wait(
+            name, began + timeout, timeout,
+            lambda: self.inventory.find(name)["state"] == "running")
+        found = self.inventory.describe(name)
+        return {**found, "ready": seen.ready, "ip": seen.ip, **self.reconciler.status(name),
+                "changed": started["changed"]}
 
     def stop(self, name: VmName, timeout: int) -> ChangedVm:
         """Stop the VM, desired stopped from now on: the reconciler never undoes it."""
@@ -197,7 +226,7 @@ class VmService:
             self.manage.patch(name, patch)
         if wishes:
             self.set_desired(name, desired, restart, "api")
-        return {**self.inventory.describe(name), **self.reconciler.status(name)}
+        return {**self._ready_detail(name), **self.reconciler.status(name)}
 
     def create(self, request: CreateRequest) -> Operation:
         return self.lifecycle.create(request)
