@@ -101,7 +101,7 @@ class Parts:
         except TartVmMissing:
             pass
         finally:
-            self.inventory.changed()
+            self.inventory.reconfigured(name)
         self.specs.delete(name)
 
 
@@ -160,7 +160,7 @@ class CreateJob:
                 raise Cancelled() from None
             raise self.parts.failure(exc) from None
         finally:
-            self.parts.inventory.changed()
+            self.parts.inventory.reconfigured(request.name)
         ctx.on_cancel(None)
         progress.finish()
 
@@ -179,7 +179,7 @@ class CreateJob:
         except (OperatorError, TartError, StateDirError) as exc:
             raise parts.failure(exc) from None
         finally:
-            parts.inventory.changed()
+            parts.inventory.reconfigured(request.name)
 
     def _start(self, ctx: OperationContext) -> None:
         request, parts = self.request, self.parts

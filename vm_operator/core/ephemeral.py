@@ -114,7 +114,7 @@ class EphemeralVms:
                 except TartVmMissing:
                     pass
                 finally:
-                    parts.inventory.changed()
+                    parts.inventory.reconfigured(name)
             parts.specs.delete(name)
         except (OperatorError, TartError, StateDirError) as exc:
             raise parts.failure(exc) from None

@@ -45,6 +45,7 @@ class Settings:
     start_timeout: float = 30.0  # how long a start waits for Tart to report the VM running
     poll_interval: float = 0.02  # between two looks at a starting VM
     max_running: int = 2  # running macOS guests at once (0: no cap)
+    config_ttl: float = 300.0  # how long a VM's `tart get` is kept while nothing changes it
 
 
 class VmService:
@@ -57,7 +58,8 @@ class VmService:
         self.clock = clock
         self.events = events or EventBus(clock.utc_now)  # what changed, for GET /events
         self.operations = operations
-        self.inventory = Inventory(tart, store, clock, settings.cache_ttl)
+        self.inventory = Inventory(tart, store, clock, settings.cache_ttl,
+                                   settings.config_ttl)
         self.runs = RunSupervisor(tart, store, clock, self.inventory, settings.start_timeout,
                                   settings.poll_interval)
         self.power = Power(tart, self.inventory, self.runs, settings.max_running)

@@ -117,7 +117,7 @@ class VmManager:
                 raise VmRunning(f'VM "{name}" was started again meanwhile, so Tart did not '
                                 f"delete it ({exc.message})") from None
             finally:
-                self.inventory.changed()
+                self.inventory.reconfigured(name)
             self._forget(name)
 
     def _forget(self, name: VmName) -> None:
@@ -149,6 +149,6 @@ class VmManager:
                               disk_gb=change.disk_gb, display=change.display,
                               random_mac=change.random_mac)
             finally:
-                self.inventory.changed()
+                self.inventory.reconfigured(name)
         return self.inventory.describe(name)
 
