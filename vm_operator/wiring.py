@@ -52,8 +52,11 @@ class Built:
 
     def close(self, grace: float) -> None:
         """The operator stops: no new operations; the running one's Tart is killed and its
-        record left as it was on disk, for the restarted operator to finish (core.lifecycle)."""
+        record left as it was on disk, for the restarted operator to finish (core.lifecycle).
+        Over SSH, the shared connection ends too."""
         shut_down(self.operations, self.operation_store.record, grace)
+        if isinstance(self.tart.transport, SshTransport):
+            self.tart.transport.close()
 
 
 def build_tart(ssh: SshSettings | None, binary: str, env: Mapping[str, str], timeout: float,
