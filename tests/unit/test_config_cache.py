@@ -11,6 +11,7 @@ import pytest
 from fakes import SAFETY, FakeClock, FakeStore, FakeTart
 
 from vm_operator.config import load_config
+from vm_operator.core.cache import FreshCache
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.service import Settings, VmService
 from vm_operator.core.vm_manage import VmPatch
@@ -140,3 +141,34 @@ def test_a_bad_config_ttl_stops_start_up(value: str, expected: str) -> None:
     with pytest.raises(SystemExit) as caught:
         load_config([], {"HOME": "/home/u", "VM_OPERATOR_CONFIG_TTL": value})
     assert str(caught.value.code).startswith(expected)
+
+
+# --- the listing: one fetch per burst of a dashboard ------------------------------------------
+
+
+def test_a_listing_that_only_just_arrived_is_not_refreshed_at_once() -> None:
+    """A slow fetch (0.7 s of a 1 s bound) ends while a dashboard's burst still runs: the
+    burst's later requests take the new answer; it is old by its start, but it has only just
+    arrived, and refreshing it again would double the Tart calls of a 1 Hz poller."""
+    clock = FakeClock(start=0.0)
+    fetches = []
+
+    def slow_list() -> int:
+        fetches.append(clock.monotonic())
+        clock.advance(0.7)
+        return len(fetches)
+
+    cache = FreshCache(slow_list, clock.monotonic)
+
+    def read() -> int:
+        now = clock.monotonic()
+        return cache.get(now - CACHE_TTL, now - CACHE_TTL / 2)
+
+    assert read() == 1  # the burst's first request waits for the fetch (0 .. 0.7 s)
+    clock.advance(0.05)
+    assert read() == 1  # 0.75 s: past half the bound since the fetch began, just arrived
+    clock.advance(0.2)
+    assert read() == 1  # 0.95 s: still within the bound
+    assert len(fetches) == 1
+    clock.advance(0.3)  # the next burst, 1.25 s after the fetch began: a fetch, and the answer
+    assert read() == 2  # is never older than the bound

@@ -23,6 +23,7 @@ class _Outcome(Generic[T]):
     started: float
     value: T | None
     error: Exception | None
+    ended: float = float("-inf")
 
 
 class FreshCache(Generic[T]):
@@ -39,14 +40,17 @@ class FreshCache(Generic[T]):
     def get(self, not_before: float, refresh_after: float | None = None) -> T:
         """Return a value fetched no earlier than ``not_before``, fetching it if need be.
 
-        A good-enough value fetched before ``refresh_after`` is returned at once and refreshed
-        in the background (still one fetch at a time), so steady traffic never waits for Tart.
+        A good-enough value whose fetch ended before ``refresh_after`` is returned at once and
+        refreshed in the background (still one fetch at a time), so steady traffic never waits
+        for Tart. The fetch's end, not its start, decides: a value that has only just arrived
+        is never refreshed at once, so a burst of requests (a dashboard's, once a second)
+        that outlasts a slow fetch costs one fetch, not two.
         """
         with self._cond:
             while True:
                 last = self._last
                 if last is not None and last.error is None and last.started >= not_before:
-                    if (refresh_after is not None and last.started < refresh_after
+                    if (refresh_after is not None and last.ended < refresh_after
                             and self._flight_started is None):
                         started = self._flight_started = self._clock()
                         threading.Thread(target=self._complete, args=(started,),
@@ -62,9 +66,9 @@ class FreshCache(Generic[T]):
 
     def _complete(self, started: float) -> _Outcome[T]:
         try:
-            outcome: _Outcome[T] = _Outcome(started, self._fetch(), None)
+            outcome: _Outcome[T] = _Outcome(started, self._fetch(), None, self._clock())
         except Exception as exc:  # noqa: BLE001 - shared with the readers that joined this fetch
-            outcome = _Outcome(started, None, exc)
+            outcome = _Outcome(started, None, exc, self._clock())
         with self._cond:
             self._last = outcome
             self._flight_started = None
