@@ -40,17 +40,18 @@ class FreshCache(Generic[T]):
     def get(self, not_before: float, refresh_after: float | None = None) -> T:
         """Return a value fetched no earlier than ``not_before``, fetching it if need be.
 
-        A good-enough value whose fetch ended before ``refresh_after`` is returned at once and
-        refreshed in the background (still one fetch at a time), so steady traffic never waits
-        for Tart. The fetch's end, not its start, decides: a value that has only just arrived
-        is never refreshed at once, so a burst of requests (a dashboard's, once a second)
-        that outlasts a slow fetch costs one fetch, not two.
+        A good-enough value fetched before ``refresh_after`` is returned at once and refreshed
+        in the background (still one fetch at a time), so steady traffic never waits for Tart;
+        but not before it has been kept as long as its fetch took: a burst of requests (a
+        dashboard's, once a second) that outlasts a slow fetch takes the value that has just
+        arrived, and costs one fetch, not two.
         """
         with self._cond:
             while True:
                 last = self._last
                 if last is not None and last.error is None and last.started >= not_before:
-                    if (refresh_after is not None and last.ended < refresh_after
+                    if (refresh_after is not None and last.started < refresh_after
+                            and self._clock() - last.ended >= last.ended - last.started
                             and self._flight_started is None):
                         started = self._flight_started = self._clock()
                         threading.Thread(target=self._complete, args=(started,),

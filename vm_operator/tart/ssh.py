@@ -22,10 +22,11 @@ One connection, many calls: every short call (Tart's, the waiters', the log read
 through one multiplexed SSH connection (OpenSSH ``ControlMaster=auto``), so that it costs a
 round trip, not a login. Its control socket lives in a directory only the operator can
 enter (``mkdtemp``: 0700), made at the first call and short enough for a Unix socket path
-(104 bytes on macOS). The first call finds no master and becomes it: ssh moves it to the
-background with its stdio on /dev/null, so the call's own pipes end with the call and it
-returns at once. A master that dies (killed, or its connection dropped: ServerAlive) leaves
-a stale socket, which the next call removes before it becomes the new master. ``close``
+(104 bytes on macOS). A call that finds no master answering there first opens one, one call
+at a time (``ssh … true``, which becomes the master: ssh moves it to the background with its
+stdio on /dev/null, so that call's own pipes end with it and it returns at once); calls made
+together would each log in otherwise. A master that dies (killed, or its connection dropped:
+ServerAlive) leaves a stale socket, which the next opening removes. ``close``
 (at shutdown) ends the master with ``ssh -O exit`` and removes the directory; a master left
 by a killed operator ends by itself ``ControlPersist`` seconds after its last call. Streams
 (clone, pull) keep a connection of their own: killing their ssh must end the remote Tart.
