@@ -13,13 +13,15 @@ import re
 import signal
 import stat
 import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import sshd_env
-from conftest import Operator, wait_for
+from conftest import REPO_ROOT, Operator, wait_for
 
 from vm_operator.tart.commands import Tart
 from vm_operator.tart.errors import TartTimeout
@@ -115,6 +117,26 @@ def test_many_tart_calls_cost_one_login(sshd: sshd_env.SshdEnv,
     assert master_pid(transport) is not None
 
 
+def test_calls_made_together_before_any_connection_log_in_once(
+        sshd: sshd_env.SshdEnv, transport: SshTransport) -> None:
+    before = logins(sshd)
+    tart = Tart(transport)
+    barrier = threading.Barrier(4)
+    answers: list[int] = []
+
+    def list_at_once() -> None:
+        barrier.wait(10)
+        answers.append(len(tart.list_vms()))
+
+    threads = [threading.Thread(target=list_at_once) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(answers) == 4 and all(answers)
+    assert logins(sshd) - before == 1
+
+
 def test_the_control_socket_is_in_a_private_short_directory(transport: SshTransport) -> None:
     Tart(transport).list_vms()
     path = transport.control_path()
@@ -175,6 +197,28 @@ def test_close_ends_the_master_and_removes_its_directory(sshd: sshd_env.SshdEnv)
     wait_for(lambda: not alive(master), timeout=10)
     assert not Path(path).parent.exists()
     assert transport.remote("echo", ["echo", "alone"]) == "alone\n"  # closed: its own login
+
+
+def test_a_process_that_never_closes_its_transport_ends_the_master_at_exit(
+        sshd: sshd_env.SshdEnv) -> None:
+    settings = settings_for(sshd)
+    script = (
+        "import sys\n"
+        "from vm_operator.tart.ssh import SshTransport\n"
+        "from vm_operator.tart.ssh_settings import ssh_settings\n"
+        "settings = ssh_settings(sys.argv[1], key=sys.argv[2], known_hosts=sys.argv[3])\n"
+        "transport = SshTransport(settings, {'PATH': sys.argv[4]}, 20.0)\n"
+        "transport.remote('true', ['true'])\n"
+        "print(transport.control_path())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, sshd.target, str(settings.key), str(settings.known_hosts),
+         ENV["PATH"]], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 0, done.stderr
+    directory = Path(done.stdout.strip()).parent
+    assert directory.name.startswith("vmo-ssh-")
+    assert not directory.exists()
 
 
 def test_an_operator_over_ssh_logs_in_once_and_ends_its_master(

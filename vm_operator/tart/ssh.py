@@ -34,6 +34,7 @@ by a killed operator ends by itself ``ControlPersist`` seconds after its last ca
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
@@ -176,6 +177,7 @@ class SshTransport:
                 if self._control_dir is None:
                     self.multiplex = False
                     return None
+                atexit.register(self.close)  # also when nobody calls it (a killed one cannot)
             return None if self._control_dir is None else (
                 os.path.join(self._control_dir, CONTROL_SOCKET))
 
