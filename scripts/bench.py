@@ -17,6 +17,10 @@ What it starts, all on 127.0.0.1 and all as separate processes (``sys.executable
   fairness fixes as the operator (HTTP/1.1 keep-alive, TCP_NODELAY, one write per response):
   the ceiling of this design.
 
+Then what a 1 Hz dashboard over 10 VMs costs the host (``bench_hostcost``): Tart processes per
+second locally, SSH logins per minute and a cold ``GET /vms/{name}`` over SSH to a throw-away
+sshd on 127.0.0.1 (tests/sshd_env.py: Linux and root; ``--no-ssh`` skips it).
+
 Each server gets its own throw-away ``TART_HOME`` and ``TART_SIM_CALL_LOG``. The clients are
 threads of this process, one keep-alive connection each; by default they send pre-built
 request bytes over a raw socket and parse just the status line and Content-Length
@@ -49,11 +53,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import bench_events
+import bench_hostcost
 import bench_lifecycle
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,6 +92,9 @@ TARGETS = {
     "progress_fresh_ms": 1000.0,
     "outside_event_ms": 1500.0,
     "watchers_rss_mib": 40.0,
+    "dashboard_tart_per_second": 1.0,
+    "ssh_logins_per_minute": 1.0,
+    "ssh_cold_detail_ms": 200.0,
 }
 
 
@@ -265,7 +274,8 @@ class Fleet:
                            self.env(), home)
 
     def start_operator(self, kind: str, cache_ttl: float, tart_delay: float,
-                       access_log: bool, extra_env: dict[str, str] | None = None) -> Server:
+                       access_log: bool, extra_env: dict[str, str] | None = None,
+                       prepare: Callable[[dict[str, str]], None] | None = None) -> Server:
         home = self.root / kind
         tart_home = home / "tart"
         call_log = home / "tart-calls.log"
@@ -275,6 +285,8 @@ class Fleet:
         # Seed the demo VMs before the operator starts, outside the call log and the delay.
         subprocess.run([str(SIMULATOR), "list", "--format", "json"], env=env, check=True,
                        stdout=subprocess.DEVNULL, timeout=30)
+        if prepare is not None:  # e.g. more VMs, also outside the call log
+            prepare(env)
         env.update({"TART_SIM_DELAY": f"{tart_delay:g}", "TART_SIM_CALL_LOG": str(call_log)})
         env.update(extra_env or {})
         argv = [sys.executable, "-m", "vm_operator", "--host", HOST, "--port", "0",
@@ -283,6 +295,19 @@ class Fleet:
         if not access_log:
             argv.append("--no-access-log")
         server = self._spawn(kind, argv, env, home, call_log=call_log, tart_home=tart_home)
+        server.argv = argv
+        return server
+
+    def start_ssh_operator(self, kind: str, cache_ttl: float, settings: dict[str, str]) -> Server:
+        """An operator whose Tart is reached over SSH (``settings``: its VM_OPERATOR_* SSH
+        variables); Tart's name on that host is its own ``tart``."""
+        home = self.root / kind
+        home.mkdir()
+        env = {**self.env(), **settings}
+        argv = [sys.executable, "-m", "vm_operator", "--host", HOST, "--port", "0",
+                "--state-dir", str(home / "state"), "--cache-ttl", f"{cache_ttl:g}",
+                "--no-access-log"]
+        server = self._spawn(kind, argv, env, home)
         server.argv = argv
         return server
 
@@ -977,6 +1002,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "operator_src": str(OPERATOR_SRC),
         },
     }
+    if args.host_cost_only:
+        try:
+            report["host_cost"] = measure_host_cost(fleet, args, tart_delay)
+            report["machine"]["loadavg_at_end"] = loadavg()
+            report["targets"] = host_cost_targets(report["host_cost"])
+            return report
+        finally:
+            log("stopping everything this run started")
+            fleet.close()
     try:
         log(f"starting servers in {fleet.root}")
         bare = fleet.start_bare()
@@ -1060,6 +1094,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         })
         report["lifecycle"] = measure_lifecycle(fleet, args, tart_delay)
         report["events"] = measure_events(fleet, args, tart_delay)
+        report["host_cost"] = measure_host_cost(fleet, args, tart_delay)
         all_calls = read_calls(op.call_log) if op.call_log else []
         report.update({
             "bare": bare_results,
@@ -1102,6 +1137,33 @@ def measure_events(fleet: Fleet, args: argparse.Namespace, tart_delay: float) ->
     assert server.call_log is not None and server.tart_home is not None
     return bench_events.measure(server.port, server.pid, server.call_log, server.tart_home,
                                 SIMULATOR, fleet.env(), args.events_window, args.events_samples)
+
+
+def measure_host_cost(fleet: Fleet, args: argparse.Namespace,
+                      tart_delay: float) -> dict[str, Any]:
+    """Issue 13: a 1 Hz dashboard over 10 VMs, locally and over SSH (bench_hostcost)."""
+    log(f"host cost: a 1 Hz dashboard over {bench_hostcost.VM_COUNT} VMs for "
+        f"{args.dashboard_seconds:g} s")
+    server = fleet.start_operator("dashboard", args.cache_ttl, tart_delay, args.access_log,
+                                  prepare=bench_hostcost.add_local_vms)
+    assert server.call_log is not None
+    local = bench_hostcost.local_dashboard(server.port, server.call_log, args.dashboard_seconds,
+                                           args.cold_samples)
+    if args.no_ssh:
+        ssh: dict[str, Any] = {"skipped": "--no-ssh"}
+    else:
+        log(f"host cost over SSH: {args.cold_samples} cold details, the dashboard for "
+            f"{args.ssh_dashboard_seconds:g} s")
+
+        def start(settings: dict[str, str]) -> int:
+            return fleet.start_ssh_operator("dashboard-ssh", args.cache_ttl, settings).port
+
+        ssh = bench_hostcost.over_ssh(start, args.ssh_dashboard_seconds, args.cold_samples,
+                                      tart_delay)
+        if local["cold_detail_median_ms"] is not None and ssh.get("cold_detail_median_ms"):
+            ssh["cold_detail_ssh_adds_ms"] = round(
+                ssh["cold_detail_median_ms"] - local["cold_detail_median_ms"], 1)
+    return {"local": local, "ssh": ssh}
 
 
 def evaluate(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -1175,7 +1237,54 @@ def evaluate(report: dict[str, Any]) -> list[dict[str, Any]]:
         f"{rss} MiB (idle {events['rss_idle_mib']} MiB, after the changes "
         f"{events['rss_100_watchers_after_changes_mib']} MiB)",
         rss is not None and rss <= t["watchers_rss_mib"])
+    return targets + host_cost_targets(report["host_cost"])
+
+
+def host_cost_targets(cost: dict[str, Any]) -> list[dict[str, Any]]:
+    """PASS/MISS for the targets of issue 13."""
+    t = TARGETS
+    targets = []
+
+    def add(name: str, measured: str, ok: bool | None) -> None:
+        targets.append({"target": name, "measured": measured,
+                        "result": "n/a" if ok is None else ("PASS" if ok else "MISS")})
+
+    local, ssh = cost["local"], cost["ssh"]
+    add(f"1 Hz dashboard over {local['vms']} VMs (GET /vms + each detail): <= "
+        f"{t['dashboard_tart_per_second']:g} Tart process per second",
+        f"{local['tart_per_second']}/s ({local['tart_processes']} in {local['seconds']} s)",
+        local["tart_per_second"] <= t["dashboard_tart_per_second"])
+    if "skipped" in ssh:
+        add("over SSH: the dashboard's logins, a cold detail", f"skipped: {ssh['skipped']}", None)
+    else:
+        add(f"over SSH, the same dashboard: <= {t['ssh_logins_per_minute']:g} SSH login per "
+            "minute",
+            f"{ssh['logins_per_minute']}/min ({ssh['logins_during_dashboard']} in "
+            f"{ssh['seconds']} s; {ssh['logins_whole_run']} in the whole run)",
+            ssh["logins_per_minute"] <= t["ssh_logins_per_minute"])
+        cold = ssh["cold_detail_median_ms"]
+        add(f"over loopback SSH, a cold GET /vms/{{name}} <= {t['ssh_cold_detail_ms']:g} ms "
+            "(median)",
+            f"median {cold} ms ({len(ssh['cold_detail_samples_ms'])} samples; locally, on the "
+            f"same simulator: {local['cold_detail_median_ms']} ms, so SSH adds "
+            f"{ssh.get('cold_detail_ssh_adds_ms')} ms); the first request, which "
+            f"logs in: {ssh['first_request_ms']} ms",
+            cold is not None and cold <= t["ssh_cold_detail_ms"])
     return targets
+
+
+def host_cost_markdown(report: dict[str, Any]) -> str:
+    """``--host-cost-only``: the host-cost section and its targets."""
+    m = report["machine"]
+    out = ["## vm-operator benchmark: a host that barely notices", "",
+           (f"- machine: {m['nproc']} CPUs usable, {m['cpu_model']}, {m['system']} "
+            f"{m['kernel']}, {m['implementation']} {m['python']}; load average "
+            f"{m['loadavg_at_start']} at start, {m.get('loadavg_at_end', '?')} at end"),
+           f"- command: `{report['command']}`", "",
+           *host_cost_text(report["host_cost"]), "",
+           "| target | measured | result |", "|---|---|---|"]
+    out += [f"| {t['target']} | {t['measured']} | **{t['result']}** |" for t in report["targets"]]
+    return "\n".join(out) + "\n"
 
 
 # --- output ---------------------------------------------------------------------------------
@@ -1343,6 +1452,10 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         *events_text(report["events"]),
         "",
+        "### A host that barely notices",
+        "",
+        *host_cost_text(report["host_cost"]),
+        "",
         "### Targets",
         "",
         "| target | measured | result |",
@@ -1365,6 +1478,33 @@ def events_text(events: dict[str, Any]) -> list[str]:
          f"{events['outside_samples']} lost), {fmt(events['outside_from_command_median_ms'])} ms "
          "after the command was started (the simulator's own start-up included)."),
     ]
+
+
+def host_cost_text(cost: dict[str, Any]) -> list[str]:
+    local, ssh = cost["local"], cost["ssh"]
+    out = [(f"A dashboard polling GET /vms and each of {local['vms']} VMs' detail once a second "
+            f"({local['requests_per_tick']} requests a tick, {local['ticks']} ticks after a "
+            f"warm-up one) made the operator spawn {local['tart_processes']} Tart processes in "
+            f"{local['seconds']} s: {local['tart_per_second']} per second. A cold GET "
+            f"/vms/{{name}} (a VM not described yet, past the listing's bound: a `tart list` "
+            f"and a `tart get`) took {fmt(local['cold_detail_median_ms'])} ms (median of "
+            f"{len(local['cold_detail_samples_ms'])}).")]
+    if "skipped" in ssh:
+        out += ["", f"Over SSH: skipped ({ssh['skipped']})."]
+    else:
+        out += ["", (f"Over SSH (a throw-away sshd on 127.0.0.1, the simulator as its `tart`): "
+                     f"the same dashboard for {ssh['seconds']} s cost "
+                     f"{ssh['logins_during_dashboard']} SSH logins "
+                     f"({ssh['logins_per_minute']} per minute; {ssh['logins_whole_run']} in the "
+                     f"whole run, the first request's included); a cold GET /vms/{{name}} took "
+                     f"{fmt(ssh['cold_detail_median_ms'])} ms (median of "
+                     f"{len(ssh['cold_detail_samples_ms'])}: "
+                     f"{', '.join(str(x) for x in ssh['cold_detail_samples_ms'])}); the very "
+                     f"first request, which opens the connection, "
+                     f"{fmt(ssh['first_request_ms'])} ms. The difference to the same figure "
+                     "locally is what SSH adds; the rest is the simulator's own cost (a Python "
+                     "interpreter started per Tart call, and TART_SIM_DELAY).")]
+    return out
 
 
 def lifecycle_text(lifecycle: dict[str, Any]) -> list[str]:
@@ -1434,6 +1574,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pull-seconds", type=float,
                    help="how long the simulated pull of the progress measure takes "
                    "(TART_SIM_PULL_SECONDS; default 5; quick 2)")
+    p.add_argument("--dashboard-seconds", type=float,
+                   help="how long the 1 Hz dashboard over 10 VMs runs locally "
+                   "(default 30; quick 3)")
+    p.add_argument("--ssh-dashboard-seconds", type=float,
+                   help="how long it runs over SSH (default 60; quick 5)")
+    p.add_argument("--cold-samples", type=int,
+                   help="cold GET /vms/{name} over SSH measured (default 9; quick 3)")
+    p.add_argument("--host-cost-only", action="store_true",
+                   help="measure only the dashboard's cost to the host (locally and over SSH)")
+    p.add_argument("--no-ssh", action="store_true",
+                   help="skip the figures over SSH (they need Linux, root and sshd)")
     p.add_argument("--tart-delay", type=float, default=50.0,
                    help="milliseconds added to every simulated Tart call "
                    "(TART_SIM_DELAY; default 50)")
@@ -1461,7 +1612,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 "naive_drain": 3.0 if quick else 30.0, "long_max_seconds": 10.0 if quick else 300.0,
                 "drain": 2.0 if quick else 10.0, "create_samples": 3 if quick else 10,
                 "pull_seconds": 2.0 if quick else 5.0,
-                "events_window": 2.0 if quick else 5.0, "events_samples": 1 if quick else 5}
+                "events_window": 2.0 if quick else 5.0, "events_samples": 1 if quick else 5,
+                "dashboard_seconds": 3.0 if quick else 30.0,
+                "ssh_dashboard_seconds": 5.0 if quick else 60.0,
+                "cold_samples": 3 if quick else 9}
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -1509,7 +1663,8 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(report, indent=2)
     if args.json_file:
         Path(args.json_file).write_text(text + "\n")
-    print(text if args.json else markdown(report), flush=True)
+    pretty = host_cost_markdown if args.host_cost_only else markdown
+    print(text if args.json else pretty(report), flush=True)
     if args.strict and any(t["result"] == "MISS" for t in report["targets"]):
         return 1
     return 0

@@ -48,6 +48,7 @@ class Config:
     pull_timeout: float = 3600.0
     start_timeout: float = 30.0
     cache_ttl: float = 1.0
+    config_ttl: float = 300.0
     max_running: int = 2
     max_connections: int = 256
     header_timeout: float = 10.0
@@ -189,6 +190,7 @@ _TART_TIMEOUT = _decimal(0.1, 600)
 _PULL_TIMEOUT = _decimal(1, 86400)
 _START_TIMEOUT = _decimal(0.1, 600)
 _CACHE_TTL = _decimal(0, 60)
+_CONFIG_TTL = _decimal(0, 86400)
 _MAX_RUNNING = _integer(0)
 _MAX_CONNECTIONS = _integer(1, 10000)
 _HEADER_TIMEOUT = _decimal(0.1, 300)
@@ -257,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-ttl", type=_CACHE_TTL,
                         help="how stale a read may be for changes made outside the API, in "
                         "seconds; 0 spawns Tart on every request (VM_OPERATOR_CACHE_TTL, default 1)")
+    parser.add_argument("--config-ttl", type=_CONFIG_TTL,
+                        help="how long a VM's configuration (tart get) is kept while the "
+                        "operator does not change it, in seconds: the bound for a `tart set` "
+                        "typed by hand; 0 runs tart get on every read (VM_OPERATOR_CONFIG_TTL, "
+                        "default 300)")
     parser.add_argument("--max-running", type=_MAX_RUNNING,
                         help="cap on running macOS guests, 0 for none (VM_OPERATOR_MAX_RUNNING, "
                         "default 2: Apple's licence limit; Linux guests do not count)")
@@ -439,6 +446,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         pull_timeout=sources.value("pull_timeout", _PULL_TIMEOUT, 3600.0),
         start_timeout=sources.value("start_timeout", _START_TIMEOUT, 30.0),
         cache_ttl=sources.value("cache_ttl", _CACHE_TTL, 1.0),
+        config_ttl=sources.value("config_ttl", _CONFIG_TTL, 300.0),
         max_running=sources.value("max_running", _MAX_RUNNING, 2),
         max_connections=sources.value("max_connections", _MAX_CONNECTIONS, 256),
         header_timeout=sources.value("header_timeout", _HEADER_TIMEOUT, 10.0),

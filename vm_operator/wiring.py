@@ -56,10 +56,13 @@ class Built:
     def close(self, grace: float) -> None:
         """The operator stops: no new operations; the running one's Tart is killed and its
         record left as it was on disk, for the restarted operator to finish (core.lifecycle).
-        The reconciler stops first: it starts nothing more."""
+        The reconciler stops first: it starts nothing more. Over SSH, the shared connection
+        ends too."""
         self.service.reconciler.close()
         self.service.watcher.stop()
         shut_down(self.operations, self.operation_store.record, grace)
+        if isinstance(self.tart.transport, SshTransport):
+            self.tart.transport.close()
 
 
 def build_tart(ssh: SshSettings | None, binary: str, env: Mapping[str, str], timeout: float,
@@ -111,7 +114,8 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
     settings = Settings(cache_ttl=config.cache_ttl, start_timeout=config.start_timeout,
                         max_running=config.max_running,
                         reconcile_interval=config.reconcile_interval,
-                        watch_interval=config.watch_interval, ready_port=config.ready_port)
+                        watch_interval=config.watch_interval, ready_port=config.ready_port,
+                        config_ttl=config.config_ttl)
     clock = SystemClock()
     specs = SpecStore(Path(config.state_dir) / "specs", Path(config.state_dir))
     operations, operation_store = build_operations(config.state_dir, tart, specs, clock)

@@ -168,6 +168,7 @@ class FakeVm:
     run: FakeRun | None = None
     run_suspendable: bool = False
     log: list[str] = field(default_factory=list)
+    cpu: int = 4  # what `tart get` reports, and `tart set --cpu` changes
 
 
 class FakeTart:
@@ -297,13 +298,32 @@ class FakeTart:
         self._enter("get", name)
         try:
             vm = self._vm(name)
-            return parse_vm_info(json.dumps({"OS": vm.os, "CPU": 4, "Memory": 8192,
+            return parse_vm_info(json.dumps({"OS": vm.os, "CPU": vm.cpu, "Memory": 8192,
                                              "DiskFormat": "raw", "Display": "1024x768"}))
         finally:
             self._leave("get")
 
     def version(self) -> str:
         return "2.31.0"
+
+    def set(self, name: str, *, cpu: int | None = None, memory_mb: int | None = None,
+            disk_gb: int | None = None, display: str | None = None,
+            random_mac: bool = False) -> None:
+        self._enter("set", name)
+        try:
+            vm = self._vm(name)
+            if cpu is not None:
+                vm.cpu = cpu
+        finally:
+            self._leave("set")
+
+    def delete(self, name: str) -> None:
+        self._enter("delete", name)
+        try:
+            self._vm(name)
+            del self.vms[name]
+        finally:
+            self._leave("delete")
 
     def run(self, name: str, suspendable: bool) -> FakeRun:
         self._enter("run", name, suspendable)

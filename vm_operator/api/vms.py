@@ -29,8 +29,8 @@ def get_vm(app: App, req: Request) -> Response:
 ROUTES: tuple[Route[App], ...] = (
     Route("GET", "/vms", list_vms, "List VMs", "listVms", query=(STATE, SOURCE),
           ok=(Success(200, "The VMs", {"type": "array", "items": VM}),),
-          problems=TART_FAILURES),
+          problems=TART_FAILURES, etag=True),
     Route("GET", "/vms/{name}", get_vm, "One VM, with tart get's fields and its last run",
           "getVm", path=(NAME,), ok=(Success(200, "The VM", ref("VMDetail")),),
-          problems=(VmNotFound, TartVmMissing, StateDirUnwritable, *TART_FAILURES)),
+          problems=(VmNotFound, TartVmMissing, StateDirUnwritable, *TART_FAILURES), etag=True),
 )

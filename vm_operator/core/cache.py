@@ -23,6 +23,7 @@ class _Outcome(Generic[T]):
     started: float
     value: T | None
     error: Exception | None
+    ended: float = float("-inf")
 
 
 class FreshCache(Generic[T]):
@@ -40,7 +41,10 @@ class FreshCache(Generic[T]):
         """Return a value fetched no earlier than ``not_before``, fetching it if need be.
 
         A good-enough value fetched before ``refresh_after`` is returned at once and refreshed
-        in the background (still one fetch at a time), so steady traffic never waits for Tart.
+        in the background (still one fetch at a time), so steady traffic never waits for Tart;
+        but not before it has been kept as long as its fetch took: a burst of requests (a
+        dashboard's, once a second) that outlasts a slow fetch takes the value that has just
+        arrived, and costs one fetch, not two.
         """
         return self.get_stamped(not_before, refresh_after)[1]
 
@@ -52,6 +56,7 @@ class FreshCache(Generic[T]):
                 last = self._last
                 if last is not None and last.error is None and last.started >= not_before:
                     if (refresh_after is not None and last.started < refresh_after
+                            and self._clock() - last.ended >= last.ended - last.started
                             and self._flight_started is None):
                         started = self._flight_started = self._clock()
                         threading.Thread(target=self._complete, args=(started,),
@@ -68,9 +73,9 @@ class FreshCache(Generic[T]):
 
     def _complete(self, started: float) -> _Outcome[T]:
         try:
-            outcome: _Outcome[T] = _Outcome(started, self._fetch(), None)
+            outcome: _Outcome[T] = _Outcome(started, self._fetch(), None, self._clock())
         except Exception as exc:  # noqa: BLE001 - shared with the readers that joined this fetch
-            outcome = _Outcome(started, None, exc)
+            outcome = _Outcome(started, None, exc, self._clock())
         with self._cond:
             self._last = outcome
             self._flight_started = None

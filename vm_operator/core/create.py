@@ -111,7 +111,7 @@ class Parts:
             if self.power.states.known(name) is not None:  # told created: tell it went
                 self.power.states.deleted(name, "api")
         finally:
-            self.inventory.changed()
+            self.inventory.reconfigured(name)
         self.specs.delete(name)
 
 
@@ -170,7 +170,7 @@ class CreateJob:
                 raise Cancelled() from None
             raise self.parts.failure(exc) from None
         finally:
-            self.parts.inventory.changed()
+            self.parts.inventory.reconfigured(request.name)
         ctx.on_cancel(None)
         progress.finish()
         self.parts.power.states.created(request.name, ctx.id)  # a clone is stopped
@@ -189,7 +189,7 @@ class CreateJob:
         except (OperatorError, TartError, StateDirError) as exc:
             raise parts.failure(exc) from None
         finally:
-            parts.inventory.changed()
+            parts.inventory.reconfigured(request.name)
 
     def _start(self, ctx: OperationContext) -> None:
         request, parts = self.request, self.parts

@@ -117,7 +117,7 @@ class EphemeralVms:
                 else:
                     parts.power.states.deleted(name, "ephemeral")
                 finally:
-                    parts.inventory.changed()
+                    parts.inventory.reconfigured(name)
             parts.specs.delete(name)
         except (OperatorError, TartError, StateDirError) as exc:
             raise parts.failure(exc) from None

@@ -1,10 +1,16 @@
 """What Tart knows about the VMs, read through the cache: list, find, describe, IP address,
 and Tart's own health (path, availability, version) without ever blocking on it.
 
-Reads are cached, never stale: a read uses a ``tart list`` (or ``tart get``) that started
-after every change made through the API (``changed``), and within ``cache_ttl`` of now for
-changes made outside it. With ``cache_ttl`` 0 every read calls Tart (the naive design, kept
-for the benchmark's comparison).
+Reads are cached, never stale: a read uses a ``tart list`` that started after every change
+made through the API (``changed``), and within ``cache_ttl`` of now for changes made outside
+it. With ``cache_ttl`` 0 every read calls Tart (the naive design, kept for the benchmark's
+comparison).
+
+A VM's configuration (``tart get``: OS, CPU, memory, disk format, display) changes only
+through ``tart set`` or a re-create, so it is kept far longer: until the operator changes
+that VM (``reconfigured``: a PATCH, a create, a delete), until a listing no longer shows the
+VM, and at most ``config_ttl`` (for a ``tart set`` typed by hand). A start, a stop or a
+change to another VM leaves it alone. The state always comes from the listing.
 """
 
 from __future__ import annotations
@@ -31,14 +37,16 @@ from vm_operator.tart.records import Vm, VmInfo
 class Inventory:
     """Cached reads of Tart's VMs."""
 
-    def __init__(self, tart: TartPort, store: StorePort, clock: Clock, cache_ttl: float) -> None:
+    def __init__(self, tart: TartPort, store: StorePort, clock: Clock, cache_ttl: float,
+                 config_ttl: float = 300.0) -> None:
         self.tart = tart
         self.store = store
         self.clock = clock
         self.cache_ttl = cache_ttl
+        self.config_ttl = config_ttl
         self._changed_at = float("-inf")
         self._guard = threading.Lock()
-        self._list = FreshCache(tart.list_vms, clock.monotonic)
+        self._list = FreshCache(self._fetch_list, clock.monotonic)
         self._info: dict[str, FreshCache[VmInfo]] = {}
         self._version: str | None = None
         self._version_refresh = threading.Lock()
@@ -56,6 +64,22 @@ class Inventory:
     def changed(self) -> None:
         """A change was made through the API: no later read may answer from before it."""
         self._changed_at = self.clock.monotonic()
+
+    def reconfigured(self, name: str) -> None:
+        """The operator changed, created or deleted VM ``name`` (``tart set``, clone, delete):
+        no later read may answer from before it, its configuration included."""
+        self.changed()
+        self.forget(name)
+
+    def _fetch_list(self) -> list[Vm]:
+        """``tart list``; a VM it no longer shows (deleted or renamed outside the operator)
+        loses its cached configuration: one created again under its name is another VM."""
+        vms = self.tart.list_vms()
+        names = {vm["name"] for vm in vms}
+        with self._guard:
+            for gone in [name for name in self._info if name not in names]:
+                del self._info[gone]
+        return vms
 
     def list_vms(self, fresh: bool = False) -> list[Vm]:
         if self.cache_ttl <= 0:
@@ -96,18 +120,20 @@ class Inventory:
         return vm
 
     def info(self, name: VmName) -> VmInfo:
-        """``tart get``'s fields of a local VM, cached like the listing."""
-        if self.cache_ttl <= 0:
+        """``tart get``'s fields of a local VM: cached until the operator changes the VM, a
+        listing no longer shows it, or ``config_ttl`` has passed (then refreshed ahead)."""
+        if self.cache_ttl <= 0 or self.config_ttl <= 0:
             return self.tart.get(name)
         with self._guard:
             cache = self._info.get(name)
             if cache is None:
                 cache = self._info[name] = FreshCache(lambda: self.tart.get(name),
                                                       self.clock.monotonic)
-        return cache.get(self._not_before(False), self._refresh_after(False))
+        now = self.clock.monotonic()
+        return cache.get(now - self.config_ttl, now - self.config_ttl / 2)
 
     def forget(self, name: str) -> None:
-        """The VM was deleted: drop its cached ``tart get``."""
+        """The VM was deleted or reconfigured: drop its cached ``tart get``."""
         with self._guard:
             self._info.pop(name, None)
 

@@ -54,6 +54,7 @@ class Settings:
     reconcile_interval: float = RECONCILE_INTERVAL  # seconds between the reconciler's passes
     watch_interval: float = 1.0  # between two looks at Tart while anyone watches the events
     ready_port: int = 22  # a running VM is ready once its guest accepts connections here
+    config_ttl: float = 300.0  # how long a VM's `tart get` is kept while nothing changes it
 
 
 class VmService:
@@ -69,7 +70,8 @@ class VmService:
         self.states = VmStates(self.events, clock.monotonic)
         self.store = store
         self.operations = operations
-        self.inventory = Inventory(tart, store, clock, settings.cache_ttl)
+        self.inventory = Inventory(tart, store, clock, settings.cache_ttl,
+                                   settings.config_ttl)
         self.runs = RunSupervisor(tart, store, clock, self.inventory, settings.start_timeout,
                                   settings.poll_interval)
         self.power = Power(tart, self.inventory, self.runs, settings.max_running, self.states)

@@ -117,7 +117,7 @@ class VmManager:
                 raise VmRunning(f'VM "{name}" was started again meanwhile, so Tart did not '
                                 f"delete it ({exc.message})") from None
             finally:
-                self.inventory.changed()
+                self.inventory.reconfigured(name)
             self.power.states.deleted(name, "api")
             self._forget(name)
 
@@ -150,6 +150,6 @@ class VmManager:
                               disk_gb=change.disk_gb, display=change.display,
                               random_mac=change.random_mac)
             finally:
-                self.inventory.changed()
+                self.inventory.reconfigured(name)
         return self.inventory.describe(name)
 

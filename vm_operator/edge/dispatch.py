@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from vm_operator.core.errors import OperatorError
 from vm_operator.edge.body import Body
+from vm_operator.edge.conditional import conditional
 from vm_operator.edge.errors import ApiError, problem_for
 from vm_operator.edge.responses import Response
 from vm_operator.edge.routing import (
@@ -144,6 +145,8 @@ def dispatch(
         elif body:
             raise ApiError("unexpected-body", body_refusal(route, body))
         response = route.handler(site.app, with_query_values(route, req))
+        if route.etag:
+            response = conditional(response, headers)
     except ApiError as exc:
         response = exc.response()
     except (OperatorError, TartError) as exc:

@@ -96,7 +96,9 @@ def _http_date() -> str:
 def serialize(response: Response, close: bool, head_only: bool = False) -> bytes:
     """Status line, headers and body as the bytes of one write."""
     status_line = _STATUS_LINES.get(response.status) or f"HTTP/1.1 {response.status} \r\n"
-    head = [status_line, _FIXED_HEADERS, _http_date(), f"Content-Length: {len(response.body)}\r\n"]
+    head = [status_line, _FIXED_HEADERS, _http_date()]
+    if response.status != 304:  # a 304's length would be that of the answer it stands for
+        head.append(f"Content-Length: {len(response.body)}\r\n")
     if response.content_type:
         head.append(f"Content-Type: {response.content_type}\r\n")
     head.extend(f"{key}: {value}\r\n" for key, value in response.headers)

@@ -115,8 +115,18 @@ def route_problems(route: Route[Any]) -> list[ProblemType]:
     return list(dict.fromkeys(problems))
 
 
+_ETAG_HEADER = {"ETag": {"description": "a hash of the body: send it back in If-None-Match",
+                         "schema": {"type": "string"}}}
+
+
 def _responses(route: Route[Any]) -> dict[str, object]:
     responses: dict[int, object] = {ok.status: _success(ok) for ok in route.ok}
+    if route.etag:  # edge/conditional.py: the 200 is tagged, and If-None-Match may get a 304
+        ok = responses.get(200)
+        if isinstance(ok, dict):
+            ok["headers"] = {**ok.get("headers", {}), **_ETAG_HEADER}
+        responses[304] = {"description": "Not modified: If-None-Match names the current ETag "
+                          "(no body)", "headers": _ETAG_HEADER}
     by_status: dict[int, list[ProblemType]] = {}
     for problem in route_problems(route):
         by_status.setdefault(problem.status, []).append(problem)

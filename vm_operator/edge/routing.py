@@ -107,6 +107,7 @@ class Route(Generic[A]):
     problems: tuple[Problem, ...] = ()  # what the handler can answer besides its successes
     public: bool = False  # no token, Host or cross-site checks: the probes and the documentation
     body: Body[Any] | None = None  # None: a request with a body is refused (400)
+    etag: bool = False  # its 200 carries an ETag, and If-None-Match gets a 304 (conditional.py)
 
     @cached_property
     def segments(self) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The content types a browser may send cross-site without a CORS preflight.
 SIMPLE_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
 # Response headers a browser app may read besides the CORS-safelisted ones: why it was refused.
-EXPOSED_HEADERS = "Allow, Retry-After, WWW-Authenticate"
+EXPOSED_HEADERS = "Allow, ETag, Retry-After, WWW-Authenticate"
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 
 
@@ -150,7 +150,7 @@ def cors_headers(
     else:
         result += [
             ("Access-Control-Allow-Methods", preflight_methods),
-            ("Access-Control-Allow-Headers", "Authorization, Content-Type"),
+            ("Access-Control-Allow-Headers", "Authorization, Content-Type, If-None-Match"),
             ("Access-Control-Max-Age", "600"),
         ]
     return tuple(result)

@@ -17,12 +17,30 @@ what the start confirmation and the reaper of the core need; a restarted operato
 same way on a run an earlier one launched, and learns its real exit code from the ``.exit``
 file. The run log's size and its last bytes are read back with ``wc -c`` and ``tail -c``
 (bounded), and cut to lines here (``state.cut_tail``).
+
+One connection, many calls: every short call (Tart's, the waiters', the log reads) goes
+through one multiplexed SSH connection (OpenSSH ``ControlMaster=auto``), so that it costs a
+round trip, not a login. Its control socket lives in a directory only the operator can
+enter (``mkdtemp``: 0700), made at the first call and short enough for a Unix socket path
+(104 bytes on macOS). A call that finds no master answering there first opens one, one call
+at a time (``ssh … true``, which becomes the master: ssh moves it to the background with its
+stdio on /dev/null, so that call's own pipes end with it and it returns at once); calls made
+together would each log in otherwise. A master that dies (killed, or its connection dropped:
+ServerAlive) leaves a stale socket, which the next opening removes. ``close``
+(at shutdown) ends the master with ``ssh -O exit`` and removes the directory; a master left
+by a killed operator ends by itself ``ControlPersist`` seconds after its last call. Streams
+(clone, pull) keep a connection of their own: killing their ssh must end the remote Tart.
 """
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
 import shutil
+import socket
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +73,7 @@ from vm_operator.tart.ssh_commands import (
     WAIT_DELAY,
     WAIT_SCRIPT,
     WAIT_TICKS,
+    control_argv,
     remote_log_path,
     script_words,
     ssh_argv,
@@ -65,6 +84,13 @@ from vm_operator.tart.streaming import run_streaming
 from vm_operator.tart.transport import Observer, OutputSink, StartedSink, no_observer, observed
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+CONTROL_SOCKET = "mux"  # the shared connection's socket, in the transport's private directory
+# A Unix socket path holds at most 104 bytes on macOS (108 on Linux); while it binds, ssh uses
+# the path plus 17 characters.
+MAX_CONTROL_PATH = 104 - 1 - 17
 
 _UNREACHABLE = (
     "connection refused",
@@ -123,21 +149,73 @@ class SshTransport:
     timeout: float = 10.0
     observe: Observer = no_observer
     reachable: bool = True  # the last call got through (for health probes, never blocks)
+    multiplex: bool = True  # share one connection between calls (False: a login per call)
     _ended: dict[str, str] = field(default_factory=dict)  # VM name -> last log line, once ended
+    _control_dir: str | None = field(default=None, init=False, repr=False)
+    _control_lock: threading.Lock = field(default_factory=threading.Lock, init=False,
+                                          repr=False)
+    _closed: bool = field(default=False, init=False, repr=False)
+    _opening: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def call(self, args: Sequence[str], timeout: float | None = None) -> str:
         label = args[0] if args else ""
         with observed(self.observe, label):
-            return self._ssh(tart_argv(self.settings, args), label, timeout)
+            return self._ssh(tart_argv(self.settings, args, self._shared()), label, timeout)
 
     def remote(self, label: str, words: Sequence[str], timeout: float | None = None) -> str:
         """Run remote words (not a Tart command): same errors, no Tart metrics."""
-        return self._ssh(ssh_argv(self.settings, words), label, timeout)
+        return self._ssh(ssh_argv(self.settings, words, self._shared()), label, timeout)
+
+    # --- the shared connection -------------------------------------------------------------
+
+    def control_path(self) -> str | None:
+        """The shared connection's socket (its private directory made at the first call), or
+        None: no sharing (turned off, closed, or no short private directory could be made)."""
+        if not self.multiplex or self._closed:
+            return None
+        with self._control_lock:
+            if self._control_dir is None and not self._closed:
+                self._control_dir = _private_dir()
+                if self._control_dir is None:
+                    self.multiplex = False
+                    return None
+                atexit.register(self.close)  # also when nobody calls it (a killed one cannot)
+            return None if self._control_dir is None else (
+                os.path.join(self._control_dir, CONTROL_SOCKET))
+
+    def _shared(self) -> str | None:
+        """The control path for a call, its master started first when none listens there:
+        by one call at a time, so that calls made together do not each log in (ssh lets the
+        first become the master, and the others make connections of their own)."""
+        path = self.control_path()
+        if path is None or _listening(path):
+            return path
+        with self._opening:
+            if not _listening(path):
+                self._ssh(ssh_argv(self.settings, ["true"], path), "ssh", None)
+        return path
+
+    def close(self) -> None:
+        """The operator stops: end the shared connection (``ssh -O exit``) and remove its
+        directory. Later calls make a connection each."""
+        with self._control_lock:
+            self._closed = True
+            directory, self._control_dir = self._control_dir, None
+        if directory is None:
+            return
+        path = os.path.join(directory, CONTROL_SOCKET)
+        if os.path.exists(path):
+            try:
+                run_captured(control_argv(self.settings, path, "exit"), self.env, 5.0, "ssh -O")
+            except TartError as exc:  # no master any more, or it would not answer: it ends
+                log.debug("ssh -O exit: %s", exc)  # by itself after ControlPersist
+        shutil.rmtree(directory, ignore_errors=True)
 
     def stream(self, args: Sequence[str], on_output: OutputSink, on_started: StartedSink,
                timeout: float) -> None:
-        """Tart's output streams back through ssh. Its kill switch kills the local ssh's
-        process group; the remote STREAM_SCRIPT then sees its stdin end and stops Tart."""
+        """Tart's output streams back through ssh, on a connection of its own. Its kill switch
+        kills the local ssh's process group; the remote STREAM_SCRIPT then sees its stdin end
+        and stops Tart."""
         label = args[0] if args else ""
         argv = ssh_argv(self.settings, script_words(STREAM_SCRIPT, self.settings.tart, *args))
         with observed(self.observe, label):
@@ -264,6 +342,35 @@ class RemoteRun:
                 return None
             # sh reports "killed by signal N" as 128+N; Popen.wait() as -N: say it the same way.
             return -(code - 128) if 128 < code < 160 else code
+
+
+def _listening(path: str) -> bool:
+    """Whether a master answers on the control socket (a connection, closed at once)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+def _private_dir() -> str | None:
+    """A new directory only this user can enter (0700), for the control socket: under the
+    temporary directory, or /tmp when that path would make the socket's too long."""
+    for base in (tempfile.gettempdir(), "/tmp"):
+        # mkdtemp adds 8 characters to the prefix
+        if len(os.path.join(base, "vmo-ssh-12345678", CONTROL_SOCKET)) > MAX_CONTROL_PATH:
+            continue
+        try:
+            return tempfile.mkdtemp(prefix="vmo-ssh-", dir=base)
+        except OSError as exc:
+            log.warning("cannot make a private directory in %s for the SSH control socket "
+                        "(%s): every Tart call logs in anew", base, exc.strerror or exc)
+            return None
+    log.warning("no temporary directory short enough for the SSH control socket: every Tart "
+                "call logs in anew (set TMPDIR to a short path)")
+    return None
 
 
 def parse_log_answer(text: str, lines: int | None = None) -> LogTail:

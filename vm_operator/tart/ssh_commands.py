@@ -127,8 +127,19 @@ def _option_path(path: str) -> str:
     return f'"{path}"' if any(ch.isspace() for ch in path) else path
 
 
-def ssh_options(settings: SshSettings) -> list[str]:
-    """Never prompt, never wait on a dead host, trust only the pinned host key."""
+def ssh_options(settings: SshSettings, control_path: str | None = None) -> list[str]:
+    """Never prompt, never wait on a dead host, trust only the pinned host key.
+
+    With a ``control_path`` the call shares one connection (OpenSSH multiplexing): the first
+    call that finds no live master there becomes it, in the background, and it stays up
+    ``ControlPersist`` seconds after the last call; a call that finds a stale socket (the
+    master was killed) removes it and becomes the master itself. Without one, the call makes
+    its own connection, and so logs in."""
+    if control_path is None:
+        sharing = ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
+    else:
+        sharing = ["-o", "ControlMaster=auto", "-o", f"ControlPath={_option_path(control_path)}",
+                   "-o", f"ControlPersist={settings.control_persist}"]
     options = [
         "-T",  # no TTY: no SIGHUP for what we leave running, no terminal escapes in output
         "-a",
@@ -137,8 +148,7 @@ def ssh_options(settings: SshSettings) -> list[str]:
         "-o", f"ConnectTimeout={settings.connect_timeout}",
         "-o", "StrictHostKeyChecking=yes",
         "-o", "UpdateHostKeys=no",
-        "-o", "ControlMaster=no",
-        "-o", "ControlPath=none",
+        *sharing,
         "-o", "ServerAliveInterval=10",
         "-o", "ServerAliveCountMax=3",
         "-o", "LogLevel=ERROR",
@@ -154,11 +164,18 @@ def ssh_options(settings: SshSettings) -> list[str]:
     return options
 
 
-def ssh_argv(settings: SshSettings, remote_args: Sequence[str]) -> list[str]:
+def ssh_argv(settings: SshSettings, remote_args: Sequence[str],
+             control_path: str | None = None) -> list[str]:
     """``ssh OPTIONS -- DESTINATION 'word' 'word' ...`` as an argument list, the remote
     command as ONE string of quoted words."""
-    return [settings.ssh, *ssh_options(settings), "--", settings.destination,
+    return [settings.ssh, *ssh_options(settings, control_path), "--", settings.destination,
             remote_command(remote_args)]
+
+
+def control_argv(settings: SshSettings, control_path: str, command: str) -> list[str]:
+    """``ssh -O COMMAND`` (``check``, ``exit``) to the shared connection's master."""
+    return [settings.ssh, *ssh_options(settings, control_path), "-O", command, "--",
+            settings.destination]
 
 
 def script_words(script: str, *args: str) -> list[str]:
@@ -166,8 +183,9 @@ def script_words(script: str, *args: str) -> list[str]:
     return ["/bin/sh", "-c", script, "vm-operator", *args]
 
 
-def tart_argv(settings: SshSettings, args: Sequence[str]) -> list[str]:
-    return ssh_argv(settings, script_words(TART_SCRIPT, settings.tart, *args))
+def tart_argv(settings: SshSettings, args: Sequence[str],
+              control_path: str | None = None) -> list[str]:
+    return ssh_argv(settings, script_words(TART_SCRIPT, settings.tart, *args), control_path)
 
 
 def remote_log_path(name: str) -> str:

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 
 DEFAULT_CONNECT_TIMEOUT = 5
+# Seconds the shared SSH connection (ssh_commands.ssh_options) stays open after its last call.
+DEFAULT_CONTROL_PERSIST = 120
 
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
@@ -29,6 +31,7 @@ class SshSettings:
     connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
     tart: str = "tart"  # the Tart binary on the remote host
     ssh: str = "ssh"  # the local OpenSSH client
+    control_persist: int = DEFAULT_CONTROL_PERSIST  # idle seconds before the shared connection ends
 
     @property
     def label(self) -> str:
