@@ -191,7 +191,20 @@ def test_answers_are_reused_for_the_ttl_unless_fresh_is_asked() -> None:
     assert (tart.count("ip"), tart.count("probe")) == (2, 2)
     clock.advance(1.5)
     probe.check(VmName("vm"))
+    assert tart.count("ip") == 2  # seen ready: ready until the run ends, unasked
+    probe.forget("vm")  # the run ended
+    probe.check(VmName("vm"))
     assert tart.count("ip") == 3
+
+
+def test_a_not_ready_vm_is_looked_at_again_after_the_ttl() -> None:
+    tart, clock = FakeTart(), FakeClock()
+    tart.add("vm", state="running")
+    probe, _ = probe_over(tart, clock)
+    probe.check(VmName("vm"))
+    clock.advance(1.5)
+    probe.check(VmName("vm"))
+    assert (tart.count("ip"), tart.count("probe")) == (2, 2)
 
 
 def test_the_waiter_returns_once_ready() -> None:

@@ -6,10 +6,12 @@ a DHCP lease (``tart ip`` answers), and its sshd listens later still. Clients th
 IP alone race that sshd (cirrus-cli#714). The core never opens a socket: the connection is
 tried by the Tart adapter (``TartPort.probe``), from where Tart runs (over SSH: on the host).
 
-Answers are cached per VM for ``ttl`` seconds (the detail of a polled VM costs at most one
-``tart ip`` and one probe per ``ttl``); the start waiter asks fresh. The first time a run is
-seen ready, ``vm.ready`` {"ip", "port"} is published on the bus; a run that ends (or a VM seen
-not running) is forgotten, so the next run announces itself again.
+Answers are cached per VM for ``ttl`` seconds (the detail of a polled VM that is not ready yet
+costs at most one ``tart ip`` and one probe per ``ttl``); the start waiter asks fresh. Once a run
+is seen ready it stays ready, unasked, until it ends: a polled ready VM costs Tart nothing (its
+guest's sshd going away later is not noticed; a ``fresh`` look, as the waiter makes, sees it).
+The first time a run is seen ready, ``vm.ready`` {"ip", "port"} is published on the bus; a run
+that ends (or a VM seen not running) is forgotten, so the next run announces itself again.
 """
 
 from __future__ import annotations
@@ -77,10 +79,14 @@ class ReadinessProbe:
         self._guard = threading.Lock()
         self._caches: dict[str, FreshCache[Readiness]] = {}
         self._announced: set[str] = set()
+        self._ready: dict[str, Readiness] = {}  # runs seen ready: not looked at again
 
     def check(self, name: VmName, fresh: bool = False) -> Readiness:
-        """Readiness of a VM Tart lists as running: at most ``ttl`` old unless ``fresh``."""
+        """Readiness of a VM Tart lists as running: at most ``ttl`` old unless ``fresh``; a run
+        once seen ready is ready until it ends, unless ``fresh``."""
         with self._guard:
+            if not fresh and name in self._ready:
+                return self._ready[name]
             cache = self._caches.get(name)
             if cache is None:
                 cache = self._caches[name] = FreshCache(lambda: self._look(name),
@@ -104,6 +110,7 @@ class ReadinessProbe:
 
     def _announce(self, name: str, seen: Readiness) -> None:
         with self._guard:
+            self._ready[name] = seen
             if name in self._announced:
                 return
             self._announced.add(name)
@@ -114,6 +121,7 @@ class ReadinessProbe:
         with self._guard:
             self._caches.pop(name, None)
             self._announced.discard(name)
+            self._ready.pop(name, None)
 
     def wait(self, name: VmName, deadline: float, seconds: float,
              running: Callable[[], bool]) -> Readiness:
