@@ -8,6 +8,7 @@ create and images pull follow their operation: the simulator's knobs make a pull
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import pty
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -340,3 +342,88 @@ def test_every_command_is_in_the_readme() -> None:
             assert f"| `{command.name} {action.name}" in section, (command.name, action.name)
     for code in ("| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 4 |", "| 130 |"):
         assert code in section, code
+
+
+# --- events: a dropped stream is resumed ------------------------------------------------------------
+
+
+def _event(event_id: int, kind: str, vm: str, data: dict[str, Any]) -> str:
+    doc = {"id": event_id, "type": kind, "time": "2026-11-29T18:00:00Z", "vm": vm, "data": data}
+    return f"id: {event_id}\nevent: {kind}\ndata: {json.dumps(doc)}\n\n"
+
+
+class EventServer:
+    """A loopback stand-in for the operator's ``GET /events`` that drops the stream after two
+    events: the first connection gets events 1 and 2 and is closed; the next ones get event 3
+    and a ``reset``, then stay open. It records each request's ``Last-Event-ID``."""
+
+    def __init__(self) -> None:
+        self.resumed_from: list[str | None] = []
+        self.done = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.resumed_from.append(self.headers.get("Last-Event-ID"))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                if len(outer.resumed_from) == 1:
+                    body = ("retry: 100\n\n: heartbeat\n\n"
+                            + _event(1, "vm.state", "ci", {"from": "stopped", "to": "running",
+                                                           "cause": "api", "exit_code": None})
+                            + _event(2, "vm.ready", "ci", {"ip": "192.168.64.2", "port": 22}))
+                    self.wfile.write(body.encode())
+                    return  # HTTP/1.0: the connection closes, the stream drops
+                body = (_event(3, "vm.deleted", "ci", {"cause": "api"})
+                        + "event: reset\ndata: {\"last_id\": 9}\n\n")
+                self.wfile.write(body.encode())
+                self.wfile.flush()
+                outer.done.wait(30)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.done.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_events_resume_a_dropped_stream_with_last_event_id(json_mode: bool,
+                                                           tmp_path: Path) -> None:
+    server = EventServer()
+    extra = ["--json"] if json_mode else []
+    out_path = tmp_path / "events.out"
+    with open(out_path, "wb") as sink:
+        proc = subprocess.Popen([*CLIENT, "events", *extra, "--url", server.url],
+                                cwd=REPO_ROOT, env=client_env(), stdin=subprocess.DEVNULL,
+                                stdout=sink, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: out_path.read_bytes().count(b"\n") >= 3, timeout=20,
+                 message="three events printed")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        server.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert server.resumed_from[:2] == [None, "2"]
+    lines = out_path.read_text().splitlines()
+    if json_mode:
+        assert [json.loads(line)["id"] for line in lines] == [1, 2, 3]
+    else:
+        assert [line.split()[1:3] for line in lines] == [
+            ["vm.state", "ci"], ["vm.ready", "ci"], ["vm.deleted", "ci"]]
+        assert lines[0].endswith("stopped -> running (api)")
+        assert lines[1].endswith("ready at 192.168.64.2:22")
+    assert b"reconnecting after event 2" in err
+    assert b"events were missed" in err
