@@ -427,3 +427,62 @@ def test_events_resume_a_dropped_stream_with_last_event_id(json_mode: bool,
         assert lines[1].endswith("ready at 192.168.64.2:22")
     assert b"reconnecting after event 2" in err
     assert b"events were missed" in err
+
+
+# --- events against the operator ---------------------------------------------------------------------
+
+
+def connected(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds an established TCP connection to loopback ``port``
+    (from /proc: its socket inodes, and /proc/net/tcp's remote port and state)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            if remote_port == port and fields[3] == "01" and fields[9] in inodes:
+                return True
+    return False
+
+
+def test_events_follows_the_operator_across_its_restart(operator_factory: Factory,
+                                                        tmp_path: Path) -> None:
+    """The client holds a stream; the operator restarts on the same port; the client
+    reconnects by itself and holds a stream of the new operator."""
+    args = ["--events-heartbeat", "0.2"]
+    first = operator_factory(args=args)
+    with open(tmp_path / "events.out", "wb") as sink:
+        proc = subprocess.Popen([*CLIENT, "events", "--url", first.url], cwd=REPO_ROOT,
+                                env=client_env(), stdin=subprocess.DEVNULL, stdout=sink,
+                                stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: connected(proc.pid, first.port), timeout=20, message="the client watches")
+        first.stop()
+        wait_for(lambda: not connected(proc.pid, first.port), timeout=20,
+                 message="the stream dropped")
+        second = operator_factory(args=[*args, "--port", str(first.port)],
+                                  tart_home=first.tart_home, state_dir=first.state_dir)
+        wait_for(lambda: connected(proc.pid, second.port), timeout=30,
+                 message="the client watches the restarted operator")
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert b"the event stream dropped; reconnecting" in err
+
+
+def test_events_refused_exits_1(operator_factory: Factory) -> None:
+    guarded = operator_factory(env={"VM_OPERATOR_TOKEN": "events-test-token-0123456789"})
+    result = cli(guarded, "events")
+    assert result.returncode == 1 and result.stderr.startswith(b"vm-operator: 401 ")
