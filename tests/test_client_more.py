@@ -486,3 +486,68 @@ def test_events_refused_exits_1(operator_factory: Factory) -> None:
     guarded = operator_factory(env={"VM_OPERATOR_TOKEN": "events-test-token-0123456789"})
     result = cli(guarded, "events")
     assert result.returncode == 1 and result.stderr.startswith(b"vm-operator: 401 ")
+
+
+# --- start --wait ready ---------------------------------------------------------------------------
+
+
+def test_start_wait_ready_answers_once_the_guest_accepts_connections(
+        operator_factory: Factory) -> None:
+    """The guest has its address 1 s after it starts and accepts connections 1 s later; the
+    1 s request timeout alone would give up (exit 4): --timeout 30 adds its wait to it."""
+    op = operator_factory(env={"TART_SIM_BOOT_DELAY": "1", "TART_SIM_SSH_DELAY": "1"})
+    result = cli(op, "start", "ubuntu-runner", "--wait", "ready", "--timeout", "30",
+                 "--request-timeout", "1")
+    detail = api(op, "GET", "/vms/ubuntu-runner")
+    assert detail["ready"] is True and detail["ip"]
+    assert ok(result) == f"ubuntu-runner is ready at {detail['ip']}\n"
+    again = json.loads(ok(cli(op, "start", "ubuntu-runner", "--wait", "ready", "--json")))
+    assert again["ready"] is True and again["changed"] is False and again["ip"] == detail["ip"]
+
+
+def test_start_wait_ready_that_times_out_exits_4(operator_factory: Factory) -> None:
+    op = operator_factory(env={"TART_SIM_BOOT_DELAY": "0", "TART_SIM_SSH_DELAY": "60"})
+    result = cli(op, "start", "ubuntu-runner", "--wait", "ready", "--timeout", "2")
+    assert result.returncode == 4 and result.stdout == b""
+    assert result.stderr.startswith(b"vm-operator: 504 ready-timeout: ")
+    assert api(op, "GET", "/vms/ubuntu-runner")["state"] == "running"  # left running
+
+
+def test_events_prints_a_line_per_event_of_the_vm_asked_for(operator_factory: Factory,
+                                                           tmp_path: Path) -> None:
+    """vm.ready is published once per run; --vm leaves out another VM's, which comes first."""
+    op = operator_factory(env={"TART_SIM_BOOT_DELAY": "0", "TART_SIM_SSH_DELAY": "0"})
+    sinks = {mode: tmp_path / f"events{mode}.out" for mode in ("", "--json")}
+    procs = []
+    for mode, path in sinks.items():
+        with open(path, "wb") as sink:
+            procs.append(subprocess.Popen(
+                [*CLIENT, "events", "--vm", "ubuntu-runner", *([mode] if mode else []),
+                 "--url", op.url], cwd=REPO_ROOT, env=client_env(), stdin=subprocess.DEVNULL,
+                stdout=sink, stderr=subprocess.PIPE))
+    try:
+        for proc in procs:
+            wait_for(lambda proc=proc: connected(proc.pid, op.port), timeout=20,
+                     message="the client watches")
+        ok(cli(op, "start", "macos-sequoia-base", "--wait", "ready"))
+        ok(cli(op, "start", "ubuntu-runner", "--wait", "ready"))
+        for path in sinks.values():
+            wait_for(lambda path=path: b"vm.ready" in path.read_bytes(), timeout=20,
+                     message="vm.ready printed")
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=20) == 130
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    published = [json.loads(line) for line in sinks["--json"].read_text().splitlines()]
+    ready = [doc for doc in published if doc["type"] == "vm.ready"]
+    assert len(ready) == 1 and ready[0]["vm"] == "ubuntu-runner"
+    assert {doc["vm"] for doc in published} == {"ubuntu-runner"}
+    lines = sinks[""].read_text().splitlines()
+    assert len(lines) == len(published)
+    line = next(line for line in lines if " vm.ready " in line)
+    assert line.split()[2] == "ubuntu-runner"
+    assert line.endswith(f"ready at {ready[0]['data']['ip']}:{ready[0]['data']['port']}")

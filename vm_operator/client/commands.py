@@ -230,9 +230,9 @@ def _start_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wait", choices=("ready",),
                         help="ready: answer once the guest accepts connections on its SSH port "
                         "(exit 4 when it does not in time)")
-    parser.add_argument("--timeout", type=whole(1, 3600), metavar="SECONDS",
-                        help="with --wait ready: how long the server waits (the server's "
-                        "default when not given); the request waits that much longer")
+    parser.add_argument("--timeout", type=whole(1, 900), metavar="SECONDS",
+                        help="with --wait ready: how long the server waits, the start included "
+                        "(1-900, the server's default 120); the request waits that much longer")
 
 
 def _start(client: Client, args: argparse.Namespace, console: Console) -> int:

@@ -46,7 +46,7 @@ DEFAULT_URL = "http://127.0.0.1:8082"
 JSON_MEDIA = "application/json"
 MERGE_PATCH_MEDIA = "application/merge-patch+json"
 STREAM_READ_TIMEOUT = 45.0  # an event stream sends a heartbeat every 15 s: three missed = dropped
-READY_WAIT = 300  # seconds a start --wait ready without --timeout allows the server
+READY_WAIT = 120  # the server's default wait of start?wait=ready (without timeout)
 CANCEL_WAIT = 5  # seconds the server waits for a cancelled operation to end
 MAX_ANSWER_BYTES = 64 << 20  # the largest answer today is a 4 MiB log
 T = TypeVar("T")
