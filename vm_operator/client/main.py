@@ -46,13 +46,13 @@ the server and the token:
 exit codes:
   0    done
   1    refused by the server: its problem detail and status on stderr (with --json the
-       problem document on stdout)
+       problem document on stdout); or a followed operation failed or was cancelled
   2    usage: a bad command line, URL or token setting
   3    unreachable: connection refused or broken, DNS, TLS, or an answer that is not
        vm-operator's
-  4    timed out: no answer within the request timeout, or the server's own 504 (Tart or
-       the VM's start did not finish in time)
-  130  interrupted (Ctrl-C)
+  4    timed out: no answer within the request timeout, or the server's own 504 (Tart, the
+       VM's start or its readiness did not finish in time), also as a followed operation's
+  130  interrupted (Ctrl-C); a followed operation goes on (ops cancel ID cancels it)
 """
 
 
