@@ -125,12 +125,15 @@ class Watch:
 
 
 def _stream_width(console: Console) -> int:
+    """Columns for the bar: the table width (COLUMNS, stdout's terminal), else stderr's
+    terminal, else 80 (also for a terminal that reports no size)."""
     if console.width is not None:
         return console.width
     try:
-        return os.get_terminal_size(console.err.fileno()).columns
+        columns = os.get_terminal_size(console.err.fileno()).columns
     except (OSError, ValueError):
         return 80
+    return columns if columns > 0 else 80
 
 
 def follow_operation(client: Client, reply: Reply[Operation], console: Console,
