@@ -556,3 +556,19 @@ def test_events_prints_a_line_per_event_of_the_vm_asked_for(operator_factory: Fa
     line = next(line for line in lines if " vm.ready " in line)
     assert line.split()[2] == "ubuntu-runner"
     assert line.endswith(f"ready at {ready[0]['data']['ip']}:{ready[0]['data']['port']}")
+
+
+# --- restart policies (issue 12's desired state) -------------------------------------------------
+
+
+def test_create_and_set_give_the_restart_policy(operator: Operator) -> None:
+    """Runs once the operator has restart policies (the desired-state routes); before, it is
+    skipped, saying so."""
+    document = api(operator, "GET", "/openapi.json")
+    if '"restart"' not in json.dumps(document):
+        pytest.skip("this operator has no restart policies yet (issue 12's desired state)")
+    ok(cli(operator, "create", "keeper", "--from", "ubuntu-runner", "--restart", "always"))
+    assert api(operator, "GET", "/vms/keeper")["spec"]["restart"] == "always"
+    shown = json.loads(ok(cli(operator, "set", "keeper", "--restart", "on-failure", "--json")))
+    assert api(operator, "GET", "/vms/keeper")["spec"]["restart"] == "on-failure"
+    assert shown["name"] == "keeper"
