@@ -218,7 +218,9 @@ def test_ip_wait_lengthens_the_request_timeout(operator_factory: Callable[..., O
     op = operator_factory(env={"TART_SIM_BOOT_DELAY": "3"})
     ok(cli(op, "start", "ubuntu-runner"))
     result = cli(op, "ip", "ubuntu-runner", "--wait", "10", "--request-timeout", "1")
-    assert ipaddress.ip_address(ok(result).strip()).is_loopback  # the simulator's guests
+    address = ok(result).strip()
+    assert ipaddress.ip_address(address).is_loopback  # the simulator's guests
+    assert address == api(op, "GET", "/vms/ubuntu-runner/ip")["ip"]
 
 
 def test_logs_whole_and_tail(operator: Operator) -> None:
@@ -513,5 +515,6 @@ def test_the_client_imports_nothing_of_the_server() -> None:
                           for name in loaded), loaded
     from vm_operator.client import COMMANDS, main  # the lead's dispatch uses these
 
-    assert {"vms", "get", "start", "stop", "suspend", "logs", "ip", "health"} == COMMANDS
+    assert {"vms", "get", "start", "stop", "suspend", "logs", "ip", "health", "create", "delete",
+            "set", "images", "ops", "host", "events"} == COMMANDS
     assert callable(main)

@@ -23,6 +23,7 @@ from vm_operator.client.records import Change, LogChunk, VmDetail
 STATES = ("running", "suspended", "stopped")
 SOURCES = ("local", "oci")
 FOLLOW_WINDOW = 1000  # lines asked for by each poll of logs --follow (the whole log if short)
+EXIT_USAGE = 2  # as main.EXIT_USAGE: options that go together only, checked by the command
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Console:
     terminal: bool
     width: int | None
     json: bool = False
+    err_terminal: bool = False  # stderr is a terminal: progress bars are drawn there
 
     def line(self, text: str = "") -> None:
         self.out.write(text + "\n")
@@ -91,7 +93,7 @@ def console_for(out: TextIO = sys.stdout, err: TextIO = sys.stderr,
                 env: dict[str, str] | None = None) -> Console:
     terminal = out.isatty()
     return Console(out, err, terminal, terminal_width(dict(os.environ) if env is None else env,
-                                                       out, terminal))
+                                                       out, terminal), err_terminal=err.isatty())
 
 
 # --- argument types --------------------------------------------------------------------------
@@ -105,7 +107,7 @@ def vm_name(text: str) -> str:
 
 def whole(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        if not re.fullmatch(r"[0-9]{1,6}", text) or not low <= int(text) <= high:
+        if not re.fullmatch(r"[0-9]{1,7}", text) or not low <= int(text) <= high:
             raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}")
         return int(text)
 
@@ -225,10 +227,28 @@ def _start_arguments(parser: argparse.ArgumentParser) -> None:
     _name_argument(parser)
     parser.add_argument("--suspendable", action="store_true",
                         help="start it so that it can be suspended later (macOS guests)")
+    parser.add_argument("--wait", choices=("ready",),
+                        help="ready: answer once the guest accepts connections on its SSH port "
+                        "(exit 4 when it does not in time)")
+    parser.add_argument("--timeout", type=whole(1, 900), metavar="SECONDS",
+                        help="with --wait ready: how long the server waits, the start included "
+                        "(1-900, the server's default 120); the request waits that much longer")
 
 
 def _start(client: Client, args: argparse.Namespace, console: Console) -> int:
-    return _changed(console, client.start_vm(args.name, args.suspendable), "started")
+    if args.wait is None:
+        if args.timeout is not None:
+            console.note("start: --timeout goes with --wait ready")
+            return EXIT_USAGE
+        return _changed(console, client.start_vm(args.name, args.suspendable), "started")
+    reply = client.start_vm_ready(args.name, args.suspendable, args.timeout)
+    if console.json:
+        console.body(reply.body)
+        return 0
+    name = render.safe(reply.value.change.vm.name)
+    address = f" at {render.safe(reply.value.ip)}" if reply.value.ip else ""
+    console.line(f"{name} is ready{address}")
+    return 0
 
 
 def _stop_arguments(parser: argparse.ArgumentParser) -> None:
@@ -373,13 +393,15 @@ class Command:
     run: Run
     arguments: Callable[[argparse.ArgumentParser], None] = field(default=_name_argument)
     json: bool = True  # takes --json (the server's JSON as is)
+    actions: tuple[Command, ...] = ()  # sub-actions (images pull, ops cancel); run is the default
 
 
 TABLE: tuple[Command, ...] = (
     Command("vms", "list the VMs and OCI images (a table; --json for the API's array)", _vms,
             _vms_arguments),
     Command("get", "show one VM: settings, state, last run", _get),
-    Command("start", "start a VM (answers once Tart reports it running)", _start,
+    Command("start", "start a VM (answers once Tart reports it running; --wait ready: once "
+            "its guest accepts connections)", _start,
             _start_arguments),
     Command("stop", "stop a VM", _stop, _stop_arguments),
     Command("suspend", "suspend a VM started with --suspendable", _suspend),

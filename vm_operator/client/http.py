@@ -28,15 +28,26 @@ from vm_operator.client.records import (
     BadAnswer,
     Change,
     Health,
+    Host,
+    Image,
     LogChunk,
+    Operation,
     Problem,
+    Ready,
     Vm,
     VmDetail,
     VmIp,
+    image_list,
+    operation_list,
     vm_list,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8082"
+JSON_MEDIA = "application/json"
+MERGE_PATCH_MEDIA = "application/merge-patch+json"
+STREAM_READ_TIMEOUT = 45.0  # an event stream sends a heartbeat every 15 s: three missed = dropped
+READY_WAIT = 120  # the server's default wait of start?wait=ready (without timeout)
+CANCEL_WAIT = 5  # seconds the server waits for a cancelled operation to end
 MAX_ANSWER_BYTES = 64 << 20  # the largest answer today is a 4 MiB log
 T = TypeVar("T")
 
@@ -194,27 +205,42 @@ class Client:
     def __repr__(self) -> str:
         return f"Client({self.base_url!r}, token={'set' if self.__token else 'none'})"
 
-    def _call(self, method: str, api_path: str,
-              query: Mapping[str, str | int | bool | None] | None = None,
-              wait: float = 0) -> Answer:
-        url = build_url(self.base_url, api_path, query or {})
-        headers = {"Accept": "application/json, application/problem+json",
-                   "User-Agent": f"vm-operator-client/{__version__}"}
+    def _request(self, method: str, url: str, body: Any, media: str,
+                 accept: str = "application/json, application/problem+json",
+                 extra: Mapping[str, str] | None = None) -> urllib.request.Request:
+        headers = {"Accept": accept, "User-Agent": f"vm-operator-client/{__version__}",
+                   **(extra or {})}
         if self.__token:
             headers["Authorization"] = f"Bearer {self.__token}"
-        request = urllib.request.Request(url, method=method, headers=headers)
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = media
+        return urllib.request.Request(url, data=data, method=method, headers=headers)
+
+    def _call(self, method: str, api_path: str,
+              query: Mapping[str, str | int | bool | None] | None = None,
+              wait: float = 0, body: Any = None, media: str = JSON_MEDIA) -> Answer:
+        url = build_url(self.base_url, api_path, query or {})
+        response = self._send(self._request(method, url, body, media), url, self.timeout + wait)
         try:
-            with self._open.open(request, timeout=self.timeout + wait) as response:
-                body = _read(response)
-                return Answer(response.status, response.headers, body)
+            with response:
+                return Answer(response.status, response.headers, _read(response))
+        except (OSError, http.client.HTTPException) as exc:
+            raise transport_error(exc, url) from None
+
+    def _send(self, request: urllib.request.Request, url: str, timeout: float) -> Any:
+        """The open response to ``request``; a refusal, ``Unreachable`` or ``TimedOut``."""
+        try:
+            return self._open.open(request, timeout=timeout)
         except urllib.error.HTTPError as exc:
             try:
-                body = _read(exc)
+                data = _read(exc)
             except (OSError, http.client.HTTPException) as inner:
                 raise transport_error(inner, url) from None
             finally:
                 exc.close()
-            raise refusal(exc.code, exc.headers, body, url) from None
+            raise refusal(exc.code, exc.headers, data, url) from None
         except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
             raise transport_error(exc, url) from None
 
@@ -241,6 +267,16 @@ class Client:
         query = {"suspendable": True if suspendable else None}
         return self._json(self._call("POST", path("vms", name, "start"), query), Change.from_json)
 
+    def start_vm_ready(self, name: str, suspendable: bool = False,
+                       timeout: int | None = None) -> Reply[Ready]:
+        """Start, and answer once the guest accepts connections (``?wait=ready``); the
+        request waits ``timeout`` (the server's default when None: READY_WAIT) longer."""
+        query: dict[str, str | int | bool | None] = {
+            "suspendable": True if suspendable else None, "wait": "ready", "timeout": timeout}
+        waits = READY_WAIT if timeout is None else timeout
+        answer = self._call("POST", path("vms", name, "start"), query, waits)
+        return self._json(answer, Ready.from_json)
+
     def stop_vm(self, name: str, timeout: int | None = None) -> Reply[Change]:
         waits = 30 if timeout is None else timeout  # the server's default Tart stop timeout
         answer = self._call("POST", path("vms", name, "stop"), {"timeout": timeout}, waits)
@@ -262,6 +298,65 @@ class Client:
                               "is the URL that of vm-operator?") from None
         truncated = answer.headers.get("Vm-Operator-Log-Truncated", "false") == "true"
         return LogChunk(answer.body, max(0, omitted), truncated)
+
+    def create_vm(self, spec: Mapping[str, object]) -> Reply[Operation]:
+        return self._json(self._call("POST", "/vms", body=dict(spec)), Operation.from_json)
+
+    def delete_vm(self, name: str, force: bool = False,
+                  timeout: int | None = None) -> Reply[Operation] | None:
+        """Delete: None when the server deleted it at once (204), else the operation (202)."""
+        query = {"force": True if force else None, "timeout": timeout}
+        waits = (30 if timeout is None else timeout) if force else 0
+        answer = self._call("DELETE", path("vms", name), query, waits)
+        if answer.status == 204:
+            return None
+        return self._json(answer, Operation.from_json)
+
+    def patch_vm(self, name: str, patch: Mapping[str, object]) -> Reply[VmDetail]:
+        answer = self._call("PATCH", path("vms", name), body=dict(patch), media=MERGE_PATCH_MEDIA)
+        return self._json(answer, VmDetail.from_json)
+
+    def operations(self) -> Reply[list[Operation]]:
+        return self._json(self._call("GET", "/operations"), operation_list)
+
+    def operation(self, operation_id: str) -> Reply[Operation]:
+        return self._json(self._call("GET", path("operations", operation_id)),
+                          Operation.from_json)
+
+    def cancel_operation(self, operation_id: str) -> Reply[Operation]:
+        answer = self._call("DELETE", path("operations", operation_id), wait=CANCEL_WAIT)
+        return self._json(answer, Operation.from_json)
+
+    def images(self) -> Reply[list[Image]]:
+        return self._json(self._call("GET", "/images"), image_list)
+
+    def pull_image(self, ref: str, insecure: bool = False) -> Reply[Operation]:
+        body: dict[str, object] = {"ref": ref}
+        if insecure:
+            body["insecure"] = True
+        return self._json(self._call("POST", "/images", body=body), Operation.from_json)
+
+    def delete_image(self, ref: str) -> None:
+        self._call("DELETE", path("images", ref))
+
+    def prune_images(self, older_than_days: int | None,
+                     space_budget_gb: int | None) -> Reply[Operation]:
+        body = {key: value for key, value in (("older_than_days", older_than_days),
+                                              ("space_budget_gb", space_budget_gb))
+                if value is not None}
+        return self._json(self._call("POST", "/images/prune", body=body), Operation.from_json)
+
+    def host(self) -> Reply[Host]:
+        return self._json(self._call("GET", "/host"), Host.from_json)
+
+    def open_events(self, vm: str | None, last_event_id: int | None) -> Any:
+        """``GET /events`` as an open response to read lines from (the caller closes it).
+        Each read waits at most STREAM_READ_TIMEOUT: the server sends a heartbeat every 15 s."""
+        url = build_url(self.base_url, "/events", {"vm": vm})
+        extra = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
+        request = self._request("GET", url, None, JSON_MEDIA,
+                                accept="text/event-stream, application/problem+json", extra=extra)
+        return self._send(request, url, max(self.timeout, STREAM_READ_TIMEOUT))
 
 
 def _read(response: Any) -> bytes:

@@ -6,9 +6,10 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
-from vm_operator.client.commands import TABLE, Command, console_for, seconds
+from vm_operator.client import commands, events, manage
+from vm_operator.client.commands import Command, console_for, seconds
 from vm_operator.client.http import (
     DEFAULT_URL,
     BadUrl,
@@ -19,6 +20,11 @@ from vm_operator.client.http import (
     check_base_url,
 )
 
+ORDER = ("vms", "get", "create", "start", "stop", "suspend", "delete", "set", "ip", "logs",
+         "events", "images", "ops", "host", "health")
+TABLE: tuple[Command, ...] = tuple(sorted(
+    commands.TABLE + manage.TABLE + events.TABLE,
+    key=lambda command: ORDER.index(command.name) if command.name in ORDER else len(ORDER)))
 COMMANDS: frozenset[str] = frozenset(command.name for command in TABLE)
 
 EXIT_OK = 0
@@ -40,13 +46,13 @@ the server and the token:
 exit codes:
   0    done
   1    refused by the server: its problem detail and status on stderr (with --json the
-       problem document on stdout)
+       problem document on stdout); or a followed operation failed or was cancelled
   2    usage: a bad command line, URL or token setting
   3    unreachable: connection refused or broken, DNS, TLS, or an answer that is not
        vm-operator's
-  4    timed out: no answer within the request timeout, or the server's own 504 (Tart or
-       the VM's start did not finish in time)
-  130  interrupted (Ctrl-C)
+  4    timed out: no answer within the request timeout, or the server's own 504 (Tart, the
+       VM's start or its readiness did not finish in time), also as a followed operation's
+  130  interrupted (Ctrl-C); a followed operation goes on (ops cancel ID cancels it)
 """
 
 
@@ -152,20 +158,37 @@ def token_on_command_line(argv: Sequence[str]) -> bool:
 # --- the parser ---------------------------------------------------------------------------------
 
 
-def _add_common(parser: argparse.ArgumentParser, command: Command) -> None:
+def _add_common(parser: argparse.ArgumentParser, command: Command, action: bool = False) -> None:
+    """The options every command takes. An action's (``images pull --url …``) have no
+    defaults of their own, so the same option given before the action still counts."""
+    unset = argparse.SUPPRESS if action else None
     group = parser.add_argument_group("server")
-    group.add_argument("--url", metavar="URL",
+    group.add_argument("--url", metavar="URL", default=unset,
                        help=f"the operator (default: VM_OPERATOR_URL, else {DEFAULT_URL})")
-    group.add_argument("--token-file", metavar="FILE",
+    group.add_argument("--token-file", metavar="FILE", default=unset,
                        help="read the bearer token from FILE (default: VM_OPERATOR_TOKEN_FILE, "
                        "else VM_OPERATOR_TOKEN; there is no --token)")
-    group.add_argument("--request-timeout", type=seconds(0.1, 3600), default=REQUEST_TIMEOUT,
+    group.add_argument("--request-timeout", type=seconds(0.1, 3600),
+                       default=argparse.SUPPRESS if action else REQUEST_TIMEOUT,
                        metavar="SECONDS",
                        help=f"give up on an answer after SECONDS (default {REQUEST_TIMEOUT:g}; "
-                       "stop --timeout and ip --wait add theirs)")
+                       "stop --timeout, ip --wait and start --timeout add theirs)")
     if command.json:
-        parser.add_argument("--json", action="store_true",
+        parser.add_argument("--json", action="store_true", default=unset or False,
                             help="print the server's JSON as it came (for scripts)")
+
+
+def _add_command(sub: Any, command: Command, action: bool = False) -> None:
+    child = sub.add_parser(command.name, help=command.summary, description=command.summary,
+                           allow_abbrev=False, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    command.arguments(child)
+    _add_common(child, command, action)
+    child.set_defaults(entry=command)
+    if command.actions:
+        actions = child.add_subparsers(dest="action", metavar="ACTION")
+        for each in command.actions:
+            _add_command(actions, each, action=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,12 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         "command: vm-operator COMMAND --help lists them.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in TABLE:
-        child = sub.add_parser(command.name, help=command.summary, description=command.summary,
-                               allow_abbrev=False, epilog=EPILOG,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
-        command.arguments(child)
-        _add_common(child, command)
-        child.set_defaults(entry=command)
+        _add_command(sub, command)
     return parser
 
 

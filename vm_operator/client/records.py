@@ -204,3 +204,162 @@ class LogChunk:
     @property
     def end(self) -> int:
         return self.omitted + len(self.data)
+
+
+# --- long-running operations, images, the host, events ----------------------------------------
+
+FINISHED_STATES = ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class OperationError:
+    """Why an operation failed: its problem document, with Tart's own message when Tart
+    refused (``tart_message``)."""
+
+    problem: Problem
+    tart_message: str | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> OperationError:
+        obj = _object(data, "an operation's error")
+        return cls(problem=Problem.from_json(obj),
+                   tart_message=_field(obj, "tart_message", str, optional=True))
+
+
+@dataclass(frozen=True)
+class Operation:
+    """``GET /operations/{id}``: a create, delete, pull or prune, and how far it got."""
+
+    id: str
+    kind: str
+    vm: str | None
+    image: str | None
+    state: str
+    phase: str | None
+    progress: int | None
+    cancel_requested: bool
+    created_at: str
+    finished_at: str | None
+    error: OperationError | None
+    result: str | None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+    @property
+    def target(self) -> str:
+        """What it works on: the VM, else the image, else ``-`` (a prune)."""
+        return self.vm or self.image or "-"
+
+    @classmethod
+    def from_json(cls, data: Any) -> Operation:
+        obj = _object(data, "an operation")
+        error = obj.get("error")
+        return cls(id=_field(obj, "id", str), kind=_field(obj, "kind", str),
+                   vm=_field(obj, "vm", str, optional=True),
+                   image=_field(obj, "image", str, optional=True),
+                   state=_field(obj, "state", str), phase=_field(obj, "phase", str, optional=True),
+                   progress=_field(obj, "progress", int, optional=True),
+                   cancel_requested=_field(obj, "cancel_requested", bool),
+                   created_at=_field(obj, "created_at", str),
+                   finished_at=_field(obj, "finished_at", str, optional=True),
+                   error=None if error is None else OperationError.from_json(error),
+                   result=_field(obj, "result", str, optional=True))
+
+
+def operation_list(data: Any) -> list[Operation]:
+    if not isinstance(data, list):
+        raise BadAnswer("the operation list is not a JSON array")
+    return [Operation.from_json(item) for item in data]
+
+
+@dataclass(frozen=True)
+class Image:
+    """One entry of ``GET /images``: a reference of Tart's OCI cache (a tag or a digest)."""
+
+    ref: str
+    kind: str
+    disk_gb: int
+    size_gb: int
+    accessed: str | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> Image:
+        obj = _object(data, "an image")
+        return cls(ref=_field(obj, "ref", str), kind=_field(obj, "kind", str),
+                   disk_gb=_field(obj, "disk_gb", int), size_gb=_field(obj, "size_gb", int),
+                   accessed=_field(obj, "accessed", str, optional=True))
+
+
+def image_list(data: Any) -> list[Image]:
+    if not isinstance(data, list):
+        raise BadAnswer("the image list is not a JSON array")
+    return [Image.from_json(item) for item in data]
+
+
+@dataclass(frozen=True)
+class Host:
+    """``GET /host``: Tart, its home's disk, macOS guests against the limit, operations."""
+
+    tart_path: str
+    tart_version: str | None
+    tart_home: str
+    disk_total_bytes: int
+    disk_free_bytes: int
+    macos_running: int
+    macos_limit: int | None
+    operations_running: int
+    operations_queued: int
+    operations_max_queued: int
+
+    @classmethod
+    def from_json(cls, data: Any) -> Host:
+        obj = _object(data, "the host")
+        tart = _object(obj.get("tart"), "tart")
+        disk = _object(obj.get("disk"), "disk")
+        guests = _object(obj.get("macos_guests"), "macos_guests")
+        ops = _object(obj.get("operations"), "operations")
+        return cls(tart_path=_field(tart, "path", str),
+                   tart_version=_field(tart, "version", str, optional=True),
+                   tart_home=_field(obj, "tart_home", str),
+                   disk_total_bytes=_field(disk, "total_bytes", int),
+                   disk_free_bytes=_field(disk, "free_bytes", int),
+                   macos_running=_field(guests, "running", int),
+                   macos_limit=_field(guests, "limit", int, optional=True),
+                   operations_running=_field(ops, "running", int),
+                   operations_queued=_field(ops, "queued", int),
+                   operations_max_queued=_field(ops, "max_queued", int))
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The answer of ``start --wait ready``: the VM (as start answers it) and, when the
+    server says so, the address its guest accepted a connection on."""
+
+    change: Change
+    ip: str | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> Ready:
+        obj = _object(data, "a VM")
+        return cls(change=Change.from_json(obj), ip=_field(obj, "ip", str, optional=True))
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event of ``GET /events``. ``data`` depends on ``type`` (see the event contract);
+    the client reads the few keys it shows and keeps the rest as sent."""
+
+    id: int
+    type: str
+    time: str
+    vm: str | None
+    data: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, data: Any) -> Event:
+        obj = _object(data, "an event")
+        return cls(id=_field(obj, "id", int), type=_field(obj, "type", str),
+                   time=_field(obj, "time", str), vm=_field(obj, "vm", str, optional=True),
+                   data=_object(obj.get("data", {}), "an event's data"))
