@@ -508,6 +508,13 @@ def test_service_links_cannot_override_the_operators_settings(rendered: Rendered
     assert pod["enableServiceLinks"] is False
 
 
+def test_an_init_reaps_the_ssh_masters_the_operator_leaves(rendered: Rendered) -> None:
+    """ssh's ControlMaster daemonises: its exit must be reaped by a PID 1 that is not the
+    operator (which only waits for its own subprocesses)."""
+    _, pod = pod_templates(rendered.objects)[0]
+    assert pod.get("shareProcessNamespace") is True
+
+
 def test_the_operator_starts_with_the_pods_environment_and_files(
         rendered: Rendered, operator_factory: Callable[..., Any], tmp_path: Path) -> None:
     """A real operator given the ConfigMap and the Deployment's environment, the secret files
