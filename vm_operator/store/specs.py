@@ -163,7 +163,10 @@ class SpecStore:
         found = []
         for path in paths:
             if path.name.startswith(_TMP_PREFIX):
-                path.unlink(missing_ok=True)
+                # a write a crash cut short, or one in flight: the lock waits for the latter,
+                # which renames its file away (so unlinking finds nothing)
+                with self._lock:
+                    path.unlink(missing_ok=True)
             elif path.suffix == ".json":
                 try:
                     spec = spec_from_json(json.loads(path.read_bytes()))

@@ -1,0 +1,54 @@
+"""The spec store's files: a listing (the reconciler's pass) never removes the temporary file
+of a write in flight, only those a crash left."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from vm_operator.store.specs import SpecStore, VmSpec
+
+
+def spec(name: str) -> VmSpec:
+    return VmSpec(name, False, "2026-11-29T00:00:00.000Z")
+
+
+def test_listing_specs_waits_for_a_write_in_flight_before_removing_its_temporary_file(
+        tmp_path: Path) -> None:
+    store = SpecStore(tmp_path / "specs")
+    store.save(spec("a"))
+    in_flight = store.directory / "%tmp-abc123"
+    listed: list[list[VmSpec]] = []
+    with store._lock:  # a save between its temporary file and its rename
+        in_flight.write_bytes(b"{")
+        lister = threading.Thread(target=lambda: listed.append(store.all()))
+        lister.start()
+        lister.join(0.3)
+        assert lister.is_alive() and in_flight.exists()  # the save is left to finish
+    lister.join(10)
+    assert [s.name for s in listed[0]] == ["a"]
+    assert not in_flight.exists()  # nobody renamed it: a crash's leftover, removed
+
+
+def test_saves_and_listings_together_never_fail(tmp_path: Path) -> None:
+    store = SpecStore(tmp_path / "specs")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def list_all() -> None:
+        while not stop.is_set():
+            store.all()
+
+    def save_many() -> None:
+        try:
+            for _ in range(300):
+                store.save(spec("a"))
+        except BaseException as exc:  # noqa: BLE001 - what the test looks for
+            errors.append(exc)
+
+    lister = threading.Thread(target=list_all)
+    lister.start()
+    save_many()
+    stop.set()
+    lister.join(10)
+    assert errors == []
