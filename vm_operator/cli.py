@@ -141,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         from vm_operator.platform.launchd import main as launchd_main
 
         return launchd_main(words[1:])
+    if words[:1] == ["plan"]:  # vm-operator plan FILE: what applying a --config file would do
+        from vm_operator.plan import main as plan_main
+
+        return plan_main(words[1:])
     if words[:1] and words[0] in CLIENT_COMMANDS:  # vm-operator vms|get|start|… (the client)
         from vm_operator.client import main as client_main
 
@@ -154,6 +158,36 @@ def main(argv: list[str] | None = None) -> int:
         return serve(config, env, demo_home)
     finally:  # however the demo ends, even when it never started, its Tart home goes
         shutil.rmtree(demo_home, ignore_errors=True)
+
+
+class Signals:
+    """What the signals asked for. The handlers only set flags and wake the main thread's loop,
+    which does the work (a handler runs between two bytecodes of that thread, anywhere)."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._reloads = 0  # SIGHUPs received; a counter, so that none is lost to a race
+        self._seen = 0  # SIGHUPs acted upon
+        self._wake = threading.Event()
+
+    def stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+        self._wake.set()
+
+    def reload(self, signum: int, frame: object) -> None:
+        self._reloads += 1
+        self._wake.set()
+
+    def wait(self) -> None:
+        self._wake.wait(3600)
+        self._wake.clear()
+
+    def take_reload(self) -> bool:
+        """Whether a SIGHUP came since the last call."""
+        count = self._reloads
+        asked = count != self._seen
+        self._seen = count
+        return asked
 
 
 def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) -> int:
@@ -171,9 +205,11 @@ def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) ->
         print(f"vm-operator: cannot listen on {config.host}:{config.port}: {exc.strerror}",
               file=sys.stderr)
         return 1
-    stop = threading.Event()
+    signals = Signals()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stop.set())
+        signal.signal(sig, signals.stop)
+    if config.config:  # without a declarative file, SIGHUP keeps its default action
+        signal.signal(signal.SIGHUP, signals.reload)
     built.start()
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                      name="serve", daemon=True).start()
@@ -186,8 +222,12 @@ def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) ->
               f"  curl -X POST http://{config.host}:{port}/vms/macos-sequoia-base/stop\n"
               "Ctrl-C stops the demo and removes its throw-away Tart home.\n",
               file=sys.stderr, flush=True)
-    while not stop.wait(3600):
-        pass
+    while not signals.stopping:
+        signals.wait()
+        if signals.take_reload() and not signals.stopping:
+            log_line({"level": "info", "event": "config-reload", "cause": "SIGHUP",
+                      "file": config.config})
+            built.reload_config("SIGHUP")
     server.shutdown()
     busy = server.drain(SHUTDOWN_GRACE)
     built.close(SHUTDOWN_GRACE)

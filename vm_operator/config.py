@@ -57,6 +57,7 @@ class Config:
     access_log: bool = True
     demo: bool = False
     ssh: SshSettings | None = None  # run Tart on another host over SSH (tart/ssh.py)
+    config: str | None = None  # the declarative file of VMs (core/fleet.py), absolute
 
     @property
     def auth_enabled(self) -> bool:
@@ -134,6 +135,18 @@ def _text(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty")
     return text
+
+
+def _readable_file(text: str) -> str:
+    """A file this process can read (the declarative file): its absolute path."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    try:
+        with open(text, "rb"):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {text}: {exc.strerror or exc}") from None
+    return os.path.abspath(text)
 
 
 def _is_host(text: str) -> bool:
@@ -274,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ssh-connect-timeout", type=_SSH_CONNECT_TIMEOUT,
                         help="seconds ssh may take to connect before the call fails with a 503 "
                         f"(VM_OPERATOR_SSH_CONNECT_TIMEOUT, default {DEFAULT_CONNECT_TIMEOUT})")
+    parser.add_argument("--config", type=_readable_file, metavar="FILE",
+                        help="a TOML file of VMs (examples/vms.toml) applied at start-up, on "
+                        "SIGHUP and on POST /config/reload (VM_OPERATOR_CONFIG; default: none)")
     parser.add_argument("--demo", action="store_true",
                         help="serve the bundled Tart simulator with demo VMs in a throw-away "
                         "Tart home (for trying the API without a Mac)")
@@ -377,5 +393,6 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         access_log=access_log,
         demo=args.demo,
         ssh=_ssh_settings(sources, tart, args.demo),
+        config=sources.value("config", _readable_file, None),
     )
 

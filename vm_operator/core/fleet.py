@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
@@ -113,6 +114,16 @@ def parse_fleet(text: str) -> Fleet:
     if not isinstance(vms, dict):
         raise FleetError("must be a table of VMs ([vms.NAME])", key_line(text, (), "vms"), "vms")
     return Fleet(tuple(_entry(text, name, table) for name, table in vms.items()), prune)
+
+
+def decode_fleet(data: bytes) -> Fleet:
+    """``parse_fleet`` of a file's bytes: TOML is UTF-8."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise FleetError("not UTF-8 text (a TOML file is UTF-8)", line) from None
+    return parse_fleet(text)
 
 
 def _entry(text: str, name: str, table: object) -> VmEntry:
@@ -415,3 +426,32 @@ def plan(fleet: Fleet, observed: list[Observed]) -> list[Step]:
     """What applying ``fleet`` does to the VMs ``observed`` (local VMs only), in the order it
     is done: stops, deletes, sets, creates, starts (stops and deletes free what starts need)."""
     return _Planner(fleet, {vm.name: vm for vm in observed}).run()
+
+
+# --- observed state from the API's records (GET /vms/{name}, as JSON or as the core's dict) ----
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def observed_spec(data: object) -> ObservedSpec | None:
+    """The ``spec`` member of ``GET /vms/{name}`` (or a spec's JSON) as the plan reads it; None
+    when the VM has none. ``created``: the spec has a ``created_at``."""
+    if not isinstance(data, dict):
+        return None
+    desired, restart, source = data.get("desired"), data.get("restart"), data.get("source")
+    return ObservedSpec(
+        desired=cast(Power, desired) if desired in POWERS else None,
+        restart=cast(Restart, restart) if restart in RESTARTS else None,
+        source=source if isinstance(source, str) else "api",
+        created=isinstance(data.get("created_at"), str))
+
+
+def observed_vm(detail: Mapping[str, object], spec: ObservedSpec | None) -> Observed:
+    """A VM's detail (``GET /vms/{name}``) and spec, as the plan compares them."""
+    display = detail.get("display")
+    resources = Resources(_int_or_none(detail.get("cpu")), _int_or_none(detail.get("memory_mb")),
+                          _int_or_none(detail.get("disk_gb")),
+                          display if isinstance(display, str) else None)
+    return Observed(str(detail.get("name")), str(detail.get("state")), resources, spec)

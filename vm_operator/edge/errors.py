@@ -5,6 +5,7 @@ its entry in the catalogue (problems.py). Every problem document is built by ``A
 from __future__ import annotations
 
 from vm_operator.core.errors import (
+    ConfigRefused,
     OperationsFull,
     OperatorError,
     StateDirUnwritable,
@@ -70,4 +71,6 @@ def _extra(exc: Exception) -> dict[str, object]:
         return {"state_dir": exc.path}
     if isinstance(exc, VmHeldByOperation):
         return {"operation": exc.operation}
+    if isinstance(exc, ConfigRefused):
+        return {"line": exc.line, "key": exc.key}
     return {}
