@@ -57,6 +57,7 @@ class Config:
     access_log: bool = True
     demo: bool = False
     ssh: SshSettings | None = None  # run Tart on another host over SSH (tart/ssh.py)
+    reconcile_interval: float = 5.0  # seconds between the reconciler's periodic passes
     config: str | None = None  # the declarative file of VMs (core/fleet.py), absolute
 
     @property
@@ -197,6 +198,7 @@ _CACHE_TTL = _decimal(0, 60)
 _MAX_RUNNING = _integer(0)
 _MAX_CONNECTIONS = _integer(1, 10000)
 _HEADER_TIMEOUT = _decimal(0.1, 300)
+_RECONCILE_INTERVAL = _decimal(0.1, 3600)
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -258,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-running", type=_MAX_RUNNING,
                         help="cap on running macOS guests, 0 for none (VM_OPERATOR_MAX_RUNNING, "
                         "default 2: Apple's licence limit; Linux guests do not count)")
+    parser.add_argument("--reconcile-interval", type=_RECONCILE_INTERVAL,
+                        help="seconds between two periodic passes of the reconciler, which "
+                        "keeps VMs as their desired state asks (VM_OPERATOR_RECONCILE_INTERVAL, "
+                        "default 5)")
     parser.add_argument("--max-connections", type=_MAX_CONNECTIONS,
                         help="connections served at once; more get a prompt 503 "
                         "(VM_OPERATOR_MAX_CONNECTIONS, default 256)")
@@ -393,6 +399,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         access_log=access_log,
         demo=args.demo,
         ssh=_ssh_settings(sources, tart, args.demo),
+        reconcile_interval=sources.value("reconcile_interval", _RECONCILE_INTERVAL, 5.0),
         config=sources.value("config", _readable_file, None),
     )
 

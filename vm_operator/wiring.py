@@ -50,9 +50,11 @@ class Built:
     fleet: FleetApplier | None = None  # the declarative file (--config), when there is one
 
     def start(self) -> None:
-        """Start the work that runs beside the requests: the operations' worker (and the
-        declarative file's applier, which applies the file once at start-up)."""
+        """Start the work that runs beside the requests: the operations' worker, the
+        reconciler (its first pass at once: VMs desired running come back) and the declarative
+        file's applier, which applies the file once at start-up."""
         self.operations.start()
+        self.service.reconciler.start()
         if self.fleet is not None:
             self.fleet.start()
             self.fleet.request("start-up")
@@ -64,9 +66,11 @@ class Built:
 
     def close(self, grace: float) -> None:
         """The operator stops: no new operations; the running one's Tart is killed and its
-        record left as it was on disk, for the restarted operator to finish (core.lifecycle)."""
+        record left as it was on disk, for the restarted operator to finish (core.lifecycle).
+        The applier and the reconciler stop first: they start nothing more."""
         if self.fleet is not None:
             self.fleet.close(grace)
+        self.service.reconciler.close()
         shut_down(self.operations, self.operation_store.record, grace)
 
 
@@ -117,12 +121,13 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
     tart = build_tart(config.ssh, config.tart, env, config.tart_timeout, store,
                       metrics.observe_tart, config.pull_timeout)
     settings = Settings(cache_ttl=config.cache_ttl, start_timeout=config.start_timeout,
-                        max_running=config.max_running)
+                        max_running=config.max_running,
+                        reconcile_interval=config.reconcile_interval)
     clock = SystemClock()
     specs = SpecStore(Path(config.state_dir) / "specs", Path(config.state_dir))
     operations, operation_store = build_operations(config.state_dir, tart, specs, clock)
     service = VmService(tart, store, clock, operations, specs, error_kind, settings,
-                        EventBus(clock.utc_now))
+                        EventBus(clock.utc_now), metrics.observe_reconcile)
     operations.add_listener(lambda event: count_finished(metrics, event))
     service.adopt_earlier_runs()  # finish the records of runs an earlier process launched
     access = Access(config.token, config.read_token, config.allowed_hosts, config.cors_origins)

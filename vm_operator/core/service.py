@@ -9,6 +9,7 @@ them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from vm_operator.core.clock import Clock
@@ -22,18 +23,19 @@ from vm_operator.core.lifecycle import Lifecycle, operation_path
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.core.power import Power
+from vm_operator.core.reconciler import RECONCILE_INTERVAL, Reconciler
 from vm_operator.core.records import (
     NO_INFO,
     ChangedVm,
+    CreatingManagedVmDetail,
     CreatingVm,
-    CreatingVmDetail,
+    ManagedVmDetail,
     TartStatus,
-    VmDetail,
 )
 from vm_operator.core.runs import RunSupervisor
-from vm_operator.core.vm_manage import VmManager
+from vm_operator.core.vm_manage import VmManager, VmPatch
 from vm_operator.store.operation_records import Operation
-from vm_operator.store.specs import SpecStore
+from vm_operator.store.specs import Desired, RestartPolicy, SpecSource, SpecStore, VmSpec
 from vm_operator.store.state import LogTail
 from vm_operator.tart.names import VmName
 from vm_operator.tart.records import Vm
@@ -45,6 +47,7 @@ class Settings:
     start_timeout: float = 30.0  # how long a start waits for Tart to report the VM running
     poll_interval: float = 0.02  # between two looks at a starting VM
     max_running: int = 2  # running macOS guests at once (0: no cap)
+    reconcile_interval: float = RECONCILE_INTERVAL  # seconds between the reconciler's passes
 
 
 class VmService:
@@ -52,7 +55,8 @@ class VmService:
 
     def __init__(self, tart: TartPort, store: StorePort, clock: Clock,
                  operations: OperationQueue, specs: SpecStore, kind_of: ErrorKind,
-                 settings: Settings = Settings(), events: EventBus | None = None) -> None:
+                 settings: Settings = Settings(), events: EventBus | None = None,
+                 on_reconcile: Callable[[str], None] = lambda action: None) -> None:
         self.tart = tart
         self.clock = clock
         self.events = events or EventBus(clock.utc_now)  # what changed, for GET /events
@@ -67,7 +71,11 @@ class VmService:
         self.manage = VmManager(parts, operations)
         self.images = Images(parts, operations)
         self.host = Host(parts, operations, settings.max_running)
+        self.specs = specs
+        self.reconciler = Reconciler(parts, operations, self.events,
+                                     settings.reconcile_interval, on_reconcile)
         self.runs.on_run_ended(self.ephemeral.run_ended)
+        self.runs.on_run_ended(self.reconciler.run_ended)
         operations.add_listener(self.ephemeral.operation_changed)
 
     # --- reads ------------------------------------------------------------------------------
@@ -91,11 +99,17 @@ class VmService:
     def cached_vms(self) -> list[Vm] | None:
         return self.inventory.cached_vms()
 
-    def describe(self, name: VmName) -> VmDetail | CreatingVmDetail:
+    def describe(self, name: VmName) -> ManagedVmDetail | CreatingManagedVmDetail:
+        """The VM, its last run, its spec and what the reconciler knows of it."""
         op = self.lifecycle.creating().get(name)
         if op is not None:  # not Tart's yet (or half made): nothing to ask Tart
-            return {**creating_vm(op), **NO_INFO, "last_run": None}
-        return self.inventory.describe(name)
+            return {**creating_vm(op), **NO_INFO, "last_run": None,
+                    **self.reconciler.status(name)}
+        return {**self.inventory.describe(name), **self.reconciler.status(name)}
+
+    def spec(self, name: VmName) -> VmSpec | None:
+        """What the operator remembers of the VM: its desired state; None when it has none."""
+        return self.specs.load(name)
 
     def ip(self, name: VmName, wait: int) -> str:
         return self.inventory.ip(name, wait)
@@ -112,16 +126,44 @@ class VmService:
     # --- writes -----------------------------------------------------------------------------
 
     def start(self, name: VmName, suspendable: bool = False) -> ChangedVm:
+        """Start the VM; once it runs, it is desired running (its spec says so)."""
         self.lifecycle.refuse_if_held(name)
-        return self.power.start(name, suspendable)
+        vm = self.power.start(name, suspendable)
+        self.reconciler.started(name)
+        return vm
 
     def stop(self, name: VmName, timeout: int) -> ChangedVm:
+        """Stop the VM, desired stopped from now on: the reconciler never undoes it."""
         self.lifecycle.refuse_if_held(name)
+        self.inventory.local_vm(name, "stop")  # a name Tart does not know gets no spec
+        self.reconciler.stopping(name)
         return self.power.stop(name, timeout)
 
     def suspend(self, name: VmName) -> ChangedVm:
         self.lifecycle.refuse_if_held(name)
+        self.reconciler.suspending(name)
         return self.power.suspend(name)
+
+    def set_desired(self, name: VmName, desired: Desired | None = None,
+                    restart: RestartPolicy | None = None,
+                    source: SpecSource = "api") -> VmSpec:
+        """Write the VM's desired power and restart policy (None: leave it as it is; a VM
+        without a spec gets one) and have the reconciler act on it: ``running`` starts it,
+        ``stopped`` stops it. The caller checks that the VM exists."""
+        return self.reconciler.set_desired(name, desired, restart, source)
+
+    def patch(self, name: VmName, patch: VmPatch, desired: Desired | None = None,
+              restart: RestartPolicy | None = None) -> ManagedVmDetail:
+        """PATCH /vms/{name}: ``tart set`` with the resources given (a stopped VM only), then
+        the desired state given (any local VM); the VM's new detail."""
+        wishes = desired is not None or restart is not None
+        if patch.empty and wishes:  # nothing for Tart to set: a running VM may be patched
+            self.inventory.local_vm(name, "set the desired state of", fresh=True)
+        else:
+            self.manage.patch(name, patch)
+        if wishes:
+            self.set_desired(name, desired, restart, "api")
+        return {**self.inventory.describe(name), **self.reconciler.status(name)}
 
     def create(self, request: CreateRequest) -> Operation:
         return self.lifecycle.create(request)
