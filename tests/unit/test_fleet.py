@@ -63,8 +63,9 @@ def test_the_example_recreates_the_original_fleet() -> None:
     assert set(by_name) == {"macos-ci", "macos-dev"}
     ci, dev = by_name["macos-ci"], by_name["macos-dev"]
     assert ci.source == dev.source == IMAGE
-    assert (ci.resources, ci.desired) == (Resources(2, 4096, 40), "running")
-    assert (dev.resources, dev.desired) == (Resources(4, 6144, 60), "stopped")
+    # the original's resources, raised to the image's minimum (4 CPUs, 8192 MB, a 50 GB disk)
+    assert (ci.resources, ci.desired, ci.restart) == (Resources(4, 8192, 50), "running", "always")
+    assert (dev.resources, dev.desired) == (Resources(4, 8192, 60), "stopped")
 
 
 # (text, line, key, words of the reason): every refusal names the line and the key

@@ -215,13 +215,16 @@ class FleetApplier:
             if vm["state"] == "creating":
                 found.append(Observed(name, "creating"))
                 continue
+            saved = self.service.spec(VmName(name))
+            spec = None if saved is None else observed_spec(dict(saved.to_json()))
+            if name not in fleet.names():  # a candidate for prune: its resources do not matter
+                found.append(Observed(name, vm["state"], spec=spec))
+                continue
             try:
                 detail = self.service.describe(VmName(name))
             except (OperatorError, TartError):  # deleted meanwhile
                 continue
-            spec = self.service.spec(VmName(name))
-            found.append(observed_vm(detail, None if spec is None
-                                     else observed_spec(dict(spec.to_json()))))
+            found.append(observed_vm(detail, spec))
         return found
 
     def _do(self, step: Step) -> StepOutcome:

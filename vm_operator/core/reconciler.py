@@ -109,7 +109,8 @@ def last_exit(exit_code: int | None, at: str) -> LastExit:
 def spec_view(spec: VmSpec | None) -> SpecView | None:
     if spec is None:
         return None
-    return {"desired": spec.desired, "restart": spec.restart, "source": spec.source}
+    return {"desired": spec.desired, "restart": spec.restart, "source": spec.source,
+            "created_at": spec.created_at}
 
 
 # --- what the reconciler remembers of a VM -----------------------------------------------------
