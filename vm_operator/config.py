@@ -220,7 +220,8 @@ On macOS, `vm-operator launchd install|uninstall|print` runs it as a launchd age
 (see `vm-operator launchd --help`).
 
 As a client of a running operator: `vm-operator vms`, `get`, `start`, `stop`, `suspend`, `logs`,
-`ip`, `health` (see `vm-operator vms --help`; --url / VM_OPERATOR_URL says where it runs)."""
+`ip`, `health` (see `vm-operator vms --help`; --url / VM_OPERATOR_URL says where it runs).
+`vm-operator plan FILE` prints what applying a --config file would do (nothing done)."""
 
 
 def variable_for(dest: str) -> str:
