@@ -190,9 +190,10 @@ class Reconciler:
         """Merge into the VM's spec (a new one if it has none) and write it whole."""
         with self._spec_lock:
             try:
-                old = self.parts.specs.load(name) or VmSpec(name)
-                spec = replace(old, desired=desired or old.desired,
-                               restart=restart or old.restart, source=source)
+                old = self.parts.specs.load(name)
+                base = old or VmSpec(name)
+                spec = replace(base, desired=desired or base.desired,
+                               restart=restart or base.restart, source=source)
                 if spec != old:
                     self.parts.specs.save(spec)
             except StateDirError as exc:
@@ -329,15 +330,13 @@ class Reconciler:
             except StateDirError as exc:
                 log.warning("the reconciler cannot read the specs: %s", exc)
                 return
-            if not specs:
-                return  # nothing to manage: no Tart call
-            try:
-                vms = {vm["name"]: vm for vm in self.parts.inventory.list_vms()}
-            except (OperatorError, TartError) as exc:
-                log.warning("the reconciler cannot list the VMs: %s", exc)
-                return
-            for spec in specs:
+            for spec in specs:  # none: nothing to manage, no Tart call
                 if self._closed.is_set():
+                    return
+                try:  # the cached list, fresh after every change (a start before takes long)
+                    vms = {vm["name"]: vm for vm in self.parts.inventory.list_vms()}
+                except (OperatorError, TartError) as exc:
+                    log.warning("the reconciler cannot list the VMs: %s", exc)
                     return
                 self._reconcile(spec, vms.get(spec.name))
 

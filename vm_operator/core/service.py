@@ -158,7 +158,7 @@ class VmService:
         the desired state given (any local VM); the VM's new detail."""
         wishes = desired is not None or restart is not None
         if patch.empty and wishes:  # nothing for Tart to set: a running VM may be patched
-            self.inventory.local_vm(name, "set the desired state of", fresh=True)
+            self.inventory.local_vm(name, "set the desired state of")
         else:
             self.manage.patch(name, patch)
         if wishes:
