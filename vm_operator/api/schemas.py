@@ -78,6 +78,9 @@ SCHEMAS: dict[str, Schema] = {
                         "source": {"enum": ["api", "config"],
                                    "description": "Who said so last: the API or the "
                                    "declarative file"},
+                        "created_at": {"type": ["string", "null"], "format": "date-time",
+                                       "description": "When the operator created the VM; null: "
+                                       "made another way (prune never deletes it)"},
                     }}]},
                 "restart_count": {"type": "integer", "minimum": 0,
                                   "description": "Starts the reconciler made, since the operator "
