@@ -7,7 +7,14 @@ from typing import Any
 from vm_operator.api.operations import OperationDoc
 from vm_operator.api.schemas import SCHEMAS
 from vm_operator.api.system import Health
-from vm_operator.core.records import ChangedVm, CreatingVm, TartStatus, VmDetail
+from vm_operator.core.records import (
+    ChangedVm,
+    CreatingVm,
+    DesiredStatus,
+    SpecView,
+    TartStatus,
+    VmDetail,
+)
 from vm_operator.store.state import RunRecord
 from vm_operator.tart.records import Vm, VmInfo
 
@@ -28,12 +35,15 @@ def test_operation() -> None:
 
 
 def test_vm_detail() -> None:
-    vm, extra = SCHEMAS["VMDetail"]["allOf"]  # type: ignore[index]
+    vm, extra, desired = SCHEMAS["VMDetail"]["allOf"]  # type: ignore[index]
     assert vm == {"$ref": "#/components/schemas/VM"}
     assert properties(extra) == set(VmInfo.__required_keys__) | {"last_run"}
     assert set(VmDetail.__required_keys__) == set(Vm.__required_keys__) | properties(extra)
     last_run = extra["properties"]["last_run"]["oneOf"][1]
     assert properties(last_run) == set(RunRecord.__required_keys__)
+    assert properties(desired) == set(DesiredStatus.__required_keys__)
+    spec = desired["properties"]["spec"]["oneOf"][1]
+    assert properties(spec) == set(SpecView.__required_keys__)
 
 
 def test_health() -> None:

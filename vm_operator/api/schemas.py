@@ -68,7 +68,7 @@ SCHEMAS: dict[str, Schema] = {
                 "spec": {"oneOf": [{"type": "null"}, {
                     "type": "object",
                     "description": "What the operator keeps the VM as; null: it only observes it",
-                    "required": ["desired", "restart", "source"],
+                    "required": ["desired", "restart", "source", "created_at"],
                     "properties": {
                         "desired": {"enum": ["running", "stopped", None],
                                     "description": "The power it should have; null: no wish"},
