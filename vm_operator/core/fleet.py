@@ -235,23 +235,21 @@ def _unescape(raw: str) -> str:
     return value if isinstance(value, str) else raw
 
 
-def _lines(text: str) -> list[tuple[int, tuple[str, ...], tuple[str, ...] | None]]:
-    """Each line's number, the table it is in, and the full key it writes (header or key)."""
-    found: list[tuple[int, tuple[str, ...], tuple[str, ...] | None]] = []
+def _lines(text: str) -> list[tuple[int, tuple[str, ...] | None]]:
+    """Each line's number and the full key it writes (a table header, or a key in its table)."""
+    found: list[tuple[int, tuple[str, ...] | None]] = []
     table: tuple[str, ...] = ()
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.lstrip()
         if stripped.startswith("[") and not stripped.startswith("[["):
-            key = _read_key(stripped, 1)
-            if key is not None:
-                table = key[0]
-                found.append((number, table, table))
+            header = _read_key(stripped, 1)
+            if header is not None:
+                table = header[0]
+                found.append((number, table))
                 continue
         key = _read_key(line, 0)
-        if key is not None and line[key[1]:key[1] + 1] == "=":
-            found.append((number, table, table + key[0]))
-        else:
-            found.append((number, table, None))
+        written = key is not None and line[key[1]:key[1] + 1] == "="
+        found.append((number, table + key[0] if key is not None and written else None))
     return found
 
 
@@ -260,7 +258,7 @@ def key_line(text: str, table: tuple[str, ...], key: str) -> int | None:
     as a dotted key; else the line of the nearest enclosing table or inline table."""
     wanted = (*table, key)
     nearest: tuple[int, int] | None = None  # (length of the matched prefix, line)
-    for number, _, full in _lines(text):
+    for number, full in _lines(text):
         if full is None:
             continue
         if full[:len(wanted)] == wanted:
@@ -272,7 +270,7 @@ def key_line(text: str, table: tuple[str, ...], key: str) -> int | None:
 
 def _key_on_line(text: str, line: int | None) -> str | None:
     """The dotted key a line writes (for TOML's own errors), if it writes one."""
-    for number, _, full in _lines(text):
+    for number, full in _lines(text):
         if number == line:
             return _dotted(full) if full else None
     return None
