@@ -11,6 +11,8 @@ from vm_operator.core.records import (
     ChangedVm,
     CreatingVm,
     DesiredStatus,
+    LastExit,
+    ManagedVmDetail,
     SpecView,
     TartStatus,
     VmDetail,
@@ -41,9 +43,13 @@ def test_vm_detail() -> None:
     assert set(VmDetail.__required_keys__) == set(Vm.__required_keys__) | properties(extra)
     last_run = extra["properties"]["last_run"]["oneOf"][1]
     assert properties(last_run) == set(RunRecord.__required_keys__)
-    assert properties(desired) == set(DesiredStatus.__required_keys__)
+    assert set(desired["required"]) == properties(desired) == set(DesiredStatus.__required_keys__)
+    assert set(ManagedVmDetail.__required_keys__) == (set(VmDetail.__required_keys__)
+                                                      | properties(desired))
     spec = desired["properties"]["spec"]["oneOf"][1]
-    assert properties(spec) == set(SpecView.__required_keys__)
+    assert set(spec["required"]) == properties(spec) == set(SpecView.__required_keys__)
+    last_exit = desired["properties"]["last_exit"]["oneOf"][1]
+    assert set(last_exit["required"]) == properties(last_exit) == set(LastExit.__required_keys__)
 
 
 def test_health() -> None:
