@@ -226,7 +226,7 @@ class Reconciler:
         them: desired ``stopped`` stops it once, ``running`` starts it."""
         spec = self._write(name, desired, restart, source)
         with self._lock:
-            watch = self._watch(name)
+            watch = self._watch_of(spec)  # not one a pass would then replace (stop_due lost)
             if desired is not None or restart is not None:
                 self._afresh(watch)
             watch.stop_due = desired == "stopped"
