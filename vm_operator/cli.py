@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import select
 import shlex
 import shutil
 import signal
@@ -161,33 +162,38 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class Signals:
-    """What the signals asked for. The handlers only set flags and wake the main thread's loop,
-    which does the work (a handler runs between two bytecodes of that thread, anywhere)."""
+    """The signals, read by the main thread's loop, which does the work.
+
+    The handlers do nothing: Python runs a handler between two bytecodes of the main thread,
+    wherever it is, so a handler that took a lock (``Event.set`` does) could wait forever for
+    a lock its own thread holds. The interpreter's C handler instead writes each signal's
+    number to a pipe (``signal.set_wakeup_fd``): the loop reads them from there, in order,
+    and none is lost."""
 
     def __init__(self) -> None:
         self.stopping = False
-        self._reloads = 0  # SIGHUPs received; a counter, so that none is lost to a race
-        self._seen = 0  # SIGHUPs acted upon
-        self._wake = threading.Event()
+        self._read, write = os.pipe()
+        os.set_blocking(write, False)
+        self._write = write
+        signal.set_wakeup_fd(write, warn_on_full_buffer=False)
 
-    def stop(self, signum: int, frame: object) -> None:
-        self.stopping = True
-        self._wake.set()
+    def handle(self, signum: int, frame: object) -> None:
+        """The Python-level handler: nothing (the pipe carries the signal)."""
 
-    def reload(self, signum: int, frame: object) -> None:
-        self._reloads += 1
-        self._wake.set()
+    def wait(self) -> list[int]:
+        """The signals that came since the last call (waiting up to an hour for one)."""
+        ready, _, _ = select.select([self._read], [], [], 3600)
+        if not ready:
+            return []
+        found = list(os.read(self._read, 512))
+        if any(sig in (signal.SIGTERM, signal.SIGINT) for sig in found):
+            self.stopping = True
+        return found
 
-    def wait(self) -> None:
-        self._wake.wait(3600)
-        self._wake.clear()
-
-    def take_reload(self) -> bool:
-        """Whether a SIGHUP came since the last call."""
-        count = self._reloads
-        asked = count != self._seen
-        self._seen = count
-        return asked
+    def close(self) -> None:
+        signal.set_wakeup_fd(-1)
+        os.close(self._read)
+        os.close(self._write)
 
 
 def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) -> int:
@@ -207,9 +213,9 @@ def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) ->
         return 1
     signals = Signals()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signals.stop)
+        signal.signal(sig, signals.handle)
     if config.config:  # without a declarative file, SIGHUP keeps its default action
-        signal.signal(signal.SIGHUP, signals.reload)
+        signal.signal(signal.SIGHUP, signals.handle)
     built.start()
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                      name="serve", daemon=True).start()
@@ -223,11 +229,12 @@ def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) ->
               "Ctrl-C stops the demo and removes its throw-away Tart home.\n",
               file=sys.stderr, flush=True)
     while not signals.stopping:
-        signals.wait()
-        if signals.take_reload() and not signals.stopping:
+        came = signals.wait()
+        if signal.SIGHUP in came and not signals.stopping:
             log_line({"level": "info", "event": "config-reload", "cause": "SIGHUP",
                       "file": config.config})
             built.reload_config("SIGHUP")
+    signals.close()
     server.shutdown()
     busy = server.drain(SHUTDOWN_GRACE)
     built.close(SHUTDOWN_GRACE)
