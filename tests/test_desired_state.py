@@ -92,7 +92,8 @@ def test_a_killed_run_comes_back_under_always_and_on_failure_not_under_never(
     policies = {MACOS_VMS[0]: "always", MACOS_VMS[1]: "on-failure", LINUX_VM: "never"}
     for name, policy in policies.items():
         vm = patch(op, name, restart=policy)
-        assert vm["spec"] == {"desired": None, "restart": policy, "source": "api"}
+        assert vm["spec"] == {"desired": None, "restart": policy, "source": "api",
+                              "created_at": None}
         start(op, name)
         assert detail(op, name)["spec"]["desired"] == "running"
     pids = {name: kill_run(op, name) for name in policies}
@@ -103,7 +104,8 @@ def test_a_killed_run_comes_back_under_always_and_on_failure_not_under_never(
     vm = with_condition(op, LINUX_VM, "exited")
     assert vm["state"] == "stopped" and vm["restart_count"] == 0
     assert vm["last_exit"]["signal"] == signal.SIGKILL
-    assert vm["spec"] == {"desired": "running", "restart": "never", "source": "api"}
+    assert vm["spec"] == {"desired": "running", "restart": "never", "source": "api",
+                          "created_at": None}
     assert runs_of(op, LINUX_VM) == 1
 
 
@@ -134,7 +136,7 @@ def test_a_stop_through_the_api_is_never_undone(
         start(op, name)
     stop(op, stopped)
     assert detail(op, stopped)["spec"] == {"desired": "stopped", "restart": "always",
-                                           "source": "api"}
+                                           "source": "api", "created_at": None}
     # the reconciler acts after the stop: it brings the witness back ...
     running_again(op, witness, kill_run(op, witness))
     # ... and never the VM stopped through the API
@@ -213,8 +215,9 @@ def test_a_create_records_its_restart_policy_and_desired_power(operator: Operato
     op_id = json.loads(data)["id"]
     wait_for(lambda: operator.json("GET", f"/operations/{op_id}")[1]["state"] == "succeeded",
              timeout=WAIT, message="create succeeded")
-    assert detail(operator, "svc")["spec"] == {"desired": "running", "restart": "on-failure",
-                                               "source": "api"}
+    spec = detail(operator, "svc")["spec"]
+    assert isinstance(spec.pop("created_at"), str)  # the operator created it
+    assert spec == {"desired": "running", "restart": "on-failure", "source": "api"}
     status, problem = operator.json("PATCH", "/vms/svc", MERGE, json.dumps({"restart": "maybe"}))
     assert status == 400 and problem["errors"][0]["pointer"] == "/restart"
     status, problem = operator.json("PATCH", "/vms/svc", MERGE, json.dumps({"desired": None}))

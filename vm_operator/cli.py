@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import select
 import shlex
 import shutil
 import signal
@@ -154,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         from vm_operator.platform.launchd import main as launchd_main
 
         return launchd_main(words[1:])
+    if words[:1] == ["plan"]:  # vm-operator plan FILE: what applying a --config file would do
+        from vm_operator.plan import main as plan_main
+
+        return plan_main(words[1:])
     if words[:1] and words[0] in CLIENT_COMMANDS:  # vm-operator vms|get|start|… (the client)
         from vm_operator.client import main as client_main
 
@@ -167,6 +172,41 @@ def main(argv: list[str] | None = None) -> int:
         return serve(config, env, demo_home)
     finally:  # however the demo ends, even when it never started, its Tart home goes
         shutil.rmtree(demo_home, ignore_errors=True)
+
+
+class Signals:
+    """The signals, read by the main thread's loop, which does the work.
+
+    The handlers do nothing: Python runs a handler between two bytecodes of the main thread,
+    wherever it is, so a handler that took a lock (``Event.set`` does) could wait forever for
+    a lock its own thread holds. The interpreter's C handler instead writes each signal's
+    number to a pipe (``signal.set_wakeup_fd``): the loop reads them from there, in order,
+    and none is lost."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._read, write = os.pipe()
+        os.set_blocking(write, False)
+        self._write = write
+        signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+
+    def handle(self, signum: int, frame: object) -> None:
+        """The Python-level handler: nothing (the pipe carries the signal)."""
+
+    def wait(self) -> list[int]:
+        """The signals that came since the last call (waiting up to an hour for one)."""
+        ready, _, _ = select.select([self._read], [], [], 3600)
+        if not ready:
+            return []
+        found = list(os.read(self._read, 512))
+        if any(sig in (signal.SIGTERM, signal.SIGINT) for sig in found):
+            self.stopping = True
+        return found
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(-1)
+        os.close(self._read)
+        os.close(self._write)
 
 
 def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) -> int:
@@ -184,9 +224,11 @@ def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) ->
         print(f"vm-operator: cannot listen on {config.host}:{config.port}: {exc.strerror}",
               file=sys.stderr)
         return 1
-    stop = threading.Event()
+    signals = Signals()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stop.set())
+        signal.signal(sig, signals.handle)
+    if config.config:  # without a declarative file, SIGHUP keeps its default action
+        signal.signal(signal.SIGHUP, signals.handle)
     for variable, close in unknown_variables(os.environ):  # a typo must not pass unseen
         log_line({"level": "warning", "event": "unknown-variable", "variable": variable,
                   "did_you_mean": close})
@@ -202,8 +244,13 @@ def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) ->
               f"  curl -X POST http://{config.host}:{port}/vms/macos-sequoia-base/stop\n"
               "Ctrl-C stops the demo and removes its throw-away Tart home.\n",
               file=sys.stderr, flush=True)
-    while not stop.wait(3600):
-        pass
+    while not signals.stopping:
+        came = signals.wait()
+        if signal.SIGHUP in came and not signals.stopping:
+            log_line({"level": "info", "event": "config-reload", "cause": "SIGHUP",
+                      "file": config.config})
+            built.reload_config("SIGHUP")
+    signals.close()
     server.shutdown()
     busy = server.drain(SHUTDOWN_GRACE)
     built.close(SHUTDOWN_GRACE)

@@ -66,6 +66,7 @@ class Config:
     events_history: int = 1000  # events kept for Last-Event-ID resumes
     watch_interval: float = 1.0  # seconds between two looks at Tart while anyone watches
     ready_port: int = 22  # a running VM is ready once its guest accepts connections here
+    config: str | None = None  # the declarative file of VMs (core/fleet.py), absolute
 
     @property
     def auth_enabled(self) -> bool:
@@ -145,6 +146,18 @@ def _text(text: str) -> str:
     return text
 
 
+def _readable_file(text: str) -> str:
+    """A file this process can read (the declarative file): its absolute path."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    try:
+        with open(text, "rb"):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {text}: {exc.strerror or exc}") from None
+    return os.path.abspath(text)
+
+
 def _is_host(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
@@ -222,7 +235,8 @@ On macOS, `vm-operator launchd install|uninstall|print` runs it as a launchd age
 (see `vm-operator launchd --help`).
 
 As a client of a running operator: `vm-operator vms`, `get`, `start`, `stop`, `suspend`, `logs`,
-`ip`, `health` (see `vm-operator vms --help`; --url / VM_OPERATOR_URL says where it runs)."""
+`ip`, `health` (see `vm-operator vms --help`; --url / VM_OPERATOR_URL says where it runs).
+`vm-operator plan FILE` prints what applying a --config file would do (nothing done)."""
 
 
 def variable_for(dest: str) -> str:
@@ -321,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a running VM is ready once its guest accepts a TCP connection on "
                         "this port, tried from where Tart runs (VM_OPERATOR_READY_PORT, default "
                         "22: the guest's sshd)")
+    parser.add_argument("--config", type=_readable_file, metavar="FILE",
+                        help="a TOML file of VMs (examples/vms.toml) applied at start-up, on "
+                        "SIGHUP and on POST /config/reload (VM_OPERATOR_CONFIG; default: none)")
     parser.add_argument("--demo", action="store_true",
                         help="serve the bundled Tart simulator with demo VMs in a throw-away "
                         "Tart home (for trying the API without a Mac)")
@@ -464,5 +481,6 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         events_history=sources.value("events_history", _EVENTS_HISTORY, 1000),
         watch_interval=sources.value("watch_interval", _WATCH_INTERVAL, 1.0),
         ready_port=sources.value("ready_port", _READY_PORT, 22),
+        config=sources.value("config", _readable_file, None),
     )
 

@@ -16,6 +16,7 @@ from vm_operator.api.events import OperationEvents
 from vm_operator.config import Config
 from vm_operator.core.clock import Clock, SystemClock
 from vm_operator.core.events import EventBus
+from vm_operator.core.fleet_apply import FleetApplier
 from vm_operator.core.lifecycle import remove_leftovers, shut_down
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ports import TartPort
@@ -25,6 +26,7 @@ from vm_operator.edge.metrics import Metrics
 from vm_operator.edge.problems import problem_of
 from vm_operator.edge.routing import RouteTable
 from vm_operator.edge.security import Access
+from vm_operator.edge.server import log_line
 from vm_operator.store.operation_records import OperationEvent
 from vm_operator.store.operations import OperationStore
 from vm_operator.store.specs import SpecStore
@@ -46,18 +48,30 @@ class Built:
     tart: Tart
     operations: OperationQueue
     operation_store: OperationStore
+    fleet: FleetApplier | None = None  # the declarative file (--config), when there is one
 
     def start(self) -> None:
-        """Start the work that runs beside the requests: the operations' worker, and the
-        reconciler (its first pass at once: VMs desired running come back)."""
+        """Start the work that runs beside the requests: the operations' worker, the
+        reconciler (its first pass at once: VMs desired running come back) and the declarative
+        file's applier, which applies the file once at start-up."""
         self.operations.start()
         self.service.reconciler.start()
+        if self.fleet is not None:
+            self.fleet.start()
+            self.fleet.request("start-up")
+
+    def reload_config(self, cause: str) -> None:
+        """Apply the declarative file again, on the applier's thread (SIGHUP)."""
+        if self.fleet is not None:
+            self.fleet.request(cause)
 
     def close(self, grace: float) -> None:
         """The operator stops: no new operations; the running one's Tart is killed and its
         record left as it was on disk, for the restarted operator to finish (core.lifecycle).
-        The reconciler stops first: it starts nothing more. Over SSH, the shared connection
-        ends too."""
+        The applier and the reconciler stop first: they start nothing more. Over SSH, the
+        shared connection ends too."""
+        if self.fleet is not None:
+            self.fleet.close(grace)
         self.service.reconciler.close()
         self.service.watcher.stop()
         shut_down(self.operations, self.operation_store.record, grace)
@@ -127,7 +141,8 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
     service.adopt_earlier_runs()  # finish the records of runs an earlier process launched
     access = Access(config.token, config.read_token, config.allowed_hosts, config.cors_origins)
     document = openapi()  # fixed: built once
+    fleet = FleetApplier(service, config.config, log_line) if config.config else None
     app = App(service, metrics, lambda: document,
-              StreamSlots(config.events_max_streams, config.events_heartbeat))
+              StreamSlots(config.events_max_streams, config.events_heartbeat), fleet)
     return Built(Site(RouteTable(ROUTES), access, app), metrics, service, tart, operations,
-                 operation_store)
+                 operation_store, fleet)

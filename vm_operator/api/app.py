@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from vm_operator.core.fleet_apply import FleetApplier
 from vm_operator.core.service import VmService
 from vm_operator.edge.metrics import Metrics
 
@@ -44,3 +45,4 @@ class App:
     metrics: Metrics
     openapi: Callable[[], dict[str, object]] = field(default=dict)
     streams: StreamSlots = field(default_factory=StreamSlots)
+    fleet: FleetApplier | None = None  # the declarative file (--config), when there is one

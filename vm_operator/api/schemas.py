@@ -75,7 +75,7 @@ SCHEMAS: dict[str, Schema] = {
                 "spec": {"oneOf": [{"type": "null"}, {
                     "type": "object",
                     "description": "What the operator keeps the VM as; null: it only observes it",
-                    "required": ["desired", "restart", "source"],
+                    "required": ["desired", "restart", "source", "created_at"],
                     "properties": {
                         "desired": {"enum": ["running", "stopped", None],
                                     "description": "The power it should have; null: no wish"},
@@ -85,6 +85,9 @@ SCHEMAS: dict[str, Schema] = {
                         "source": {"enum": ["api", "config"],
                                    "description": "Who said so last: the API or the "
                                    "declarative file"},
+                        "created_at": {"type": ["string", "null"], "format": "date-time",
+                                       "description": "When the operator created the VM; null: "
+                                       "made another way (prune never deletes it)"},
                     }}]},
                 "restart_count": {"type": "integer", "minimum": 0,
                                   "description": "Starts the reconciler made, since the operator "

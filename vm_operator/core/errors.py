@@ -136,6 +136,23 @@ class OperationsClosed(OperatorError):
     """The operator is shutting down and takes no new operations."""
 
 
+# --- the declarative file (--config) ----------------------------------------------------------
+
+
+class ConfigRefused(OperatorError):
+    """The declarative file cannot be read or is refused whole; ``line`` and ``key`` say where
+    (None when unknown). Nothing was changed."""
+
+    def __init__(self, detail: str, line: int | None, key: str | None) -> None:
+        super().__init__(detail)
+        self.line = line
+        self.key = key
+
+
+class NoConfigFile(OperatorError):
+    """No declarative file is configured (--config / VM_OPERATOR_CONFIG), so none to reload."""
+
+
 # --- the words, where several places say the same ---------------------------------------------
 
 HOW_TO_SUSPEND = ("stop it (POST /vms/{name}/stop), then start it with "

@@ -109,7 +109,8 @@ def last_exit(exit_code: int | None, at: str) -> LastExit:
 def spec_view(spec: VmSpec | None) -> SpecView | None:
     if spec is None:
         return None
-    return {"desired": spec.desired, "restart": spec.restart, "source": spec.source}
+    return {"desired": spec.desired, "restart": spec.restart, "source": spec.source,
+            "created_at": spec.created_at}
 
 
 # --- what the reconciler remembers of a VM -----------------------------------------------------
@@ -225,7 +226,7 @@ class Reconciler:
         them: desired ``stopped`` stops it once, ``running`` starts it."""
         spec = self._write(name, desired, restart, source)
         with self._lock:
-            watch = self._watch(name)
+            watch = self._watch_of(spec)  # not one a pass would then replace (stop_due lost)
             if desired is not None or restart is not None:
                 self._afresh(watch)
             watch.stop_due = desired == "stopped"

@@ -76,6 +76,7 @@ class SpecView(TypedDict):
     desired: str | None  # running, stopped, or null: no wish
     restart: str  # never, on-failure, always
     source: str  # api or config: who said so last
+    created_at: str | None  # when the operator created the VM; null: made another way
 
 
 class LastExit(TypedDict):

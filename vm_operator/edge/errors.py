@@ -5,6 +5,7 @@ its entry in the catalogue (problems.py). Every problem document is built by ``A
 from __future__ import annotations
 
 from vm_operator.core.errors import (
+    ConfigRefused,
     OperationsFull,
     OperatorError,
     ReadyTimeout,
@@ -73,4 +74,6 @@ def _extra(exc: Exception) -> dict[str, object]:
         return {"operation": exc.operation}
     if isinstance(exc, ReadyTimeout):
         return {"waiting_for": exc.waiting_for, "ip": exc.ip, "port": exc.port}
+    if isinstance(exc, ConfigRefused):
+        return {"line": exc.line, "key": exc.key}
     return {}

@@ -19,8 +19,10 @@ from typing import Literal
 
 from vm_operator.core.errors import (
     AlreadyRunning,
+    ConfigRefused,
     ImageNotFound,
     InvalidResources,
+    NoConfigFile,
     NoLogs,
     NotReady,
     NotRunning,
@@ -84,6 +86,7 @@ Slug = Literal[
     "operation-not-found", "operation-finished", "queue-full", "shutting-down", "interrupted",
     "too-many-streams",
     "ready-timeout",
+    "config-refused", "no-config",
 ]
 """Every problem type: ``ApiError`` takes only these, so mypy proves each one is catalogued."""
 
@@ -321,6 +324,13 @@ CATALOGUE: tuple[ProblemType, ...] = (
         raised_by=(OperationFinished,),
     ),
     ProblemType(
+        "no-config", 409, "No declarative file is configured",
+        "POST /config/reload applies the operator's declarative file, and it was started "
+        "without one (--config, VM_OPERATOR_CONFIG).",
+        "Start the operator with --config FILE (see examples/vms.toml).",
+        raised_by=(NoConfigFile,),
+    ),
+    ProblemType(
         "length-required", 411, "Length required",
         "The request has a chunked body (Transfer-Encoding); a body must come with a "
         "Content-Length.",
@@ -351,6 +361,15 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "message.",
         "Ask for at least the minimum the message names; grow disks only.",
         raised_by=(InvalidResources, TartInvalidResources),
+    ),
+    ProblemType(
+        "config-refused", 422, "The declarative file is refused",
+        "The declarative file (--config) cannot be read, is not valid TOML, or holds an unknown "
+        "key or a bad value; line and key say where. It was refused whole: nothing was "
+        "changed, the previous desired state stays in force.",
+        "Fix the file at the line and key named (vm-operator plan FILE checks it), then reload "
+        "again (POST /config/reload or SIGHUP).",
+        raised_by=(ConfigRefused,),
     ),
     ProblemType(
         "headers-too-large", 431, "Request header fields too large",
