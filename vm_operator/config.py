@@ -57,6 +57,10 @@ class Config:
     access_log: bool = True
     demo: bool = False
     ssh: SshSettings | None = None  # run Tart on another host over SSH (tart/ssh.py)
+    events_heartbeat: float = 15.0  # seconds between heartbeats of a quiet event stream
+    events_max_streams: int = 128  # event streams open at once
+    events_queue: int = 1000  # events a watcher may fall behind before it is dropped
+    watch_interval: float = 1.0  # seconds between two looks at Tart while anyone watches
 
     @property
     def auth_enabled(self) -> bool:
@@ -184,6 +188,10 @@ _CACHE_TTL = _decimal(0, 60)
 _MAX_RUNNING = _integer(0)
 _MAX_CONNECTIONS = _integer(1, 10000)
 _HEADER_TIMEOUT = _decimal(0.1, 300)
+_EVENTS_HEARTBEAT = _decimal(0.05, 300)
+_EVENTS_MAX_STREAMS = _integer(1, 10000)
+_EVENTS_QUEUE = _integer(1, 100000)
+_WATCH_INTERVAL = _decimal(0.1, 60)
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -274,6 +282,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ssh-connect-timeout", type=_SSH_CONNECT_TIMEOUT,
                         help="seconds ssh may take to connect before the call fails with a 503 "
                         f"(VM_OPERATOR_SSH_CONNECT_TIMEOUT, default {DEFAULT_CONNECT_TIMEOUT})")
+    parser.add_argument("--events-heartbeat", type=_EVENTS_HEARTBEAT,
+                        help="seconds after which a quiet event stream (GET /events) gets a "
+                        "heartbeat comment (VM_OPERATOR_EVENTS_HEARTBEAT, default 15)")
+    parser.add_argument("--events-max-streams", type=_EVENTS_MAX_STREAMS,
+                        help="event streams open at once, each holding a connection; more get "
+                        "a prompt 503 (VM_OPERATOR_EVENTS_MAX_STREAMS, default 128)")
+    parser.add_argument("--events-queue", type=_EVENTS_QUEUE,
+                        help="events a stream's reader may fall behind before it is dropped "
+                        "(VM_OPERATOR_EVENTS_QUEUE, default 1000)")
+    parser.add_argument("--watch-interval", type=_WATCH_INTERVAL,
+                        help="seconds between two tart list calls that look for changes made "
+                        "outside the operator, while anyone watches GET /events "
+                        "(VM_OPERATOR_WATCH_INTERVAL, default 1)")
     parser.add_argument("--demo", action="store_true",
                         help="serve the bundled Tart simulator with demo VMs in a throw-away "
                         "Tart home (for trying the API without a Mac)")
@@ -377,5 +398,9 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         access_log=access_log,
         demo=args.demo,
         ssh=_ssh_settings(sources, tart, args.demo),
+        events_heartbeat=sources.value("events_heartbeat", _EVENTS_HEARTBEAT, 15.0),
+        events_max_streams=sources.value("events_max_streams", _EVENTS_MAX_STREAMS, 128),
+        events_queue=sources.value("events_queue", _EVENTS_QUEUE, 1000),
+        watch_interval=sources.value("watch_interval", _WATCH_INTERVAL, 1.0),
     )
 

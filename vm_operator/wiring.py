@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vm_operator.api import ROUTES, openapi
-from vm_operator.api.app import App
+from vm_operator.api.app import App, StreamSlots
 from vm_operator.config import Config
 from vm_operator.core.clock import Clock, SystemClock
 from vm_operator.core.events import EventBus
@@ -108,11 +108,12 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
     specs = SpecStore(Path(config.state_dir) / "specs", Path(config.state_dir))
     operations, operation_store = build_operations(config.state_dir, tart, specs, clock)
     service = VmService(tart, store, clock, operations, specs, error_kind, settings,
-                        EventBus(clock.utc_now))
+                        EventBus(clock.utc_now, queue_limit=config.events_queue))
     operations.add_listener(lambda event: count_finished(metrics, event))
     service.adopt_earlier_runs()  # finish the records of runs an earlier process launched
     access = Access(config.token, config.read_token, config.allowed_hosts, config.cors_origins)
     document = openapi()  # fixed: built once
-    app = App(service, metrics, lambda: document)
+    app = App(service, metrics, lambda: document,
+              StreamSlots(config.events_max_streams, config.events_heartbeat))
     return Built(Site(RouteTable(ROUTES), access, app), metrics, service, tart, operations,
                  operation_store)

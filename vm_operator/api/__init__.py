@@ -6,6 +6,7 @@ from __future__ import annotations
 from vm_operator import __version__
 from vm_operator.api import (
     dashboard,
+    events,
     host,
     images,
     operations,
@@ -25,7 +26,7 @@ from vm_operator.edge.routing import Route
 ROUTES: tuple[Route[App], ...] = (
     system.ROUTES + vms.ROUTES + vm_create.ROUTES + vm_power.ROUTES + vm_ip.ROUTES
     + vm_logs.ROUTES + operations.ROUTES + vm_manage.ROUTES + images.ROUTES + host.ROUTES
-    + dashboard.ROUTES
+    + events.ROUTES + dashboard.ROUTES
 )
 
 INFO = Info(title="vm-operator", version=__version__,

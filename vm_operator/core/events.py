@@ -59,6 +59,7 @@ class Subscription:
     backlog: list[Event] = field(default_factory=list)
     reset: bool = False
     dropped: bool = False  # it fell ``limit`` events behind: the bus let it go
+    last_id: int = 0  # the newest event's id when it subscribed (what a reset tells)
     closed: bool = False
     _queue: deque[Event] = field(default_factory=deque)
     _ready: threading.Condition = field(default_factory=threading.Condition)
@@ -153,6 +154,7 @@ class EventBus:
         event the watcher saw — after that one (``backlog``), if the history still holds it."""
         sub = Subscription(self, vm, self._queue_limit)
         with self._lock:
+            sub.last_id = self._next_id - 1
             if after is not None and after < self._next_id - 1:
                 oldest = self._history[0].id if self._history else self._next_id
                 if after + 1 < oldest:

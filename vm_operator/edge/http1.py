@@ -106,6 +106,17 @@ def serialize(response: Response, close: bool, head_only: bool = False) -> bytes
     return "".join(head).encode("latin-1") + (b"" if head_only else response.body)
 
 
+def serialize_stream_head(response: Response) -> bytes:
+    """The head of a streamed response: no Content-Length, the body ends when the connection
+    closes (RFC 9112, section 6.3), and no proxy should buffer it."""
+    status_line = _STATUS_LINES.get(response.status) or f"HTTP/1.1 {response.status} \r\n"
+    head = [status_line, _FIXED_HEADERS, _http_date(), f"Content-Type: {response.content_type}\r\n",
+            "X-Accel-Buffering: no\r\n"]
+    head.extend(f"{key}: {value}\r\n" for key, value in response.headers)
+    head.append("Connection: close\r\n\r\n")
+    return "".join(head).encode("latin-1")
+
+
 def origin_of(head: bytes) -> str | None:
     """The ``Origin`` of a raw request head (or of as much of it as arrived)."""
     for line in head.split(b"\r\n")[1:]:

@@ -81,6 +81,7 @@ Slug = Literal[
     "vm-busy", "overloaded", "tart-timeout", "start-timeout", "http-version-not-supported",
     "vm-exists", "vm-running", "vm-busy-operation", "invalid-resources", "image-not-found",
     "operation-not-found", "operation-finished", "queue-full", "shutting-down", "interrupted",
+    "too-many-streams",
 ]
 """Every problem type: ``ApiError`` takes only these, so mypy proves each one is catalogued."""
 
@@ -460,6 +461,13 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "The operator serves at most VM_OPERATOR_MAX_CONNECTIONS connections at once; this one "
         "was answered at once instead of waiting.",
         "Retry after the Retry-After header's seconds; raise the limit if this is normal load.",
+    ),
+    ProblemType(
+        "too-many-streams", 503, "Too many event streams",
+        "The operator serves at most VM_OPERATOR_EVENTS_MAX_STREAMS event streams (GET /events) "
+        "at once, each holding a connection; this one was refused at once.",
+        "Retry after the Retry-After header's seconds; share one stream between watchers, or "
+        "raise the limit (below VM_OPERATOR_MAX_CONNECTIONS).",
     ),
     ProblemType(
         "tart-timeout", 504, "Tart did not answer in time",

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
 TEXT = "text/plain; charset=utf-8"
 HTML = "text/html; charset=utf-8"
+EVENT_STREAM = "text/event-stream; charset=utf-8"
+
+
+class Stream(Protocol):
+    """A body written as it comes (``GET /events``): the server writes the head, then each
+    chunk as ``chunks`` yields it, and calls ``close`` once, however the stream ends (the
+    client went away, the operator shuts down, the source ended). ``close`` may be called
+    from another thread, and makes ``chunks`` end promptly."""
+
+    def chunks(self) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -20,11 +34,13 @@ class Response:
     content_type: str = JSON
     headers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     close: bool = False
+    stream: Stream | None = None  # a streamed body: no Content-Length, the connection closes
 
     def with_headers(self, *extra: tuple[str, str]) -> Response:
         if not extra:
             return self
-        return Response(self.status, self.body, self.content_type, self.headers + extra, self.close)
+        return Response(self.status, self.body, self.content_type, self.headers + extra, self.close,
+                        self.stream)
 
 
 # One encoder for every response: json.dumps with options builds a new one per call.

@@ -35,15 +35,20 @@ from vm_operator.edge.http1 import (
     closing,
     read_headers,
     serialize,
+    serialize_stream_head,
     version_problem,
 )
 from vm_operator.edge.metrics import Metrics
 from vm_operator.edge.overflow import Overflow
 from vm_operator.edge.problems import Slug
-from vm_operator.edge.responses import Response
+from vm_operator.edge.responses import Response, Stream
 from vm_operator.edge.security import cors_headers
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+# A streamed response (GET /events) holds at most this much in the kernel for a reader that
+# does not read: past it a write blocks, the write deadline cuts the connection, and the bus
+# drops the reader's subscription. Without a bound Linux grows the buffer to megabytes.
+STREAM_SEND_BUFFER = 64 * 1024
 MAX_BODY = 1024  # a larger body is refused unread (413), unless its route takes a JSON body
 # Problems found here, before a route is known: http.server's own statuses, each its type.
 _SHELL_PROBLEMS: dict[int, Slug] = {
@@ -78,6 +83,7 @@ class OperatorServer(ThreadingHTTPServer):
         self._connections: set[socket.socket] = set()
         # connection -> (deadline, idle): waiting for a request head (idle) or writing an answer
         self._deadlines: dict[socket.socket, tuple[float, bool]] = {}
+        self._streams: dict[socket.socket, Stream] = {}  # the streamed responses being written
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
@@ -154,19 +160,37 @@ class OperatorServer(ThreadingHTTPServer):
         except OSError:
             pass
 
+    def streaming(self, conn: socket.socket, stream: Stream) -> bool:
+        """A streamed response begins on ``conn``; False when the server is draining."""
+        with self._lock:
+            if self.draining:
+                return False
+            self._streams[conn] = stream
+            return True
+
+    def stream_ended(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._streams.pop(conn, None)
+
     def drain(self, grace: float) -> int:
-        """Stop taking requests, close idle connections, let in-flight ones finish.
+        """Stop taking requests, close idle connections and end the streams, let in-flight
+        requests finish.
 
         Returns how many connections were still busy when ``grace`` ran out.
         """
-        self.draining = True
+        with self._lock:
+            self.draining = True
         self.server_close()
         deadline = time.monotonic() + grace
         while True:
             with self._lock:
                 idle = [conn for conn, (_, waiting) in self._deadlines.items() if waiting]
+                streams = list(self._streams.items())
                 busy = len(self._connections)
             for conn in idle:
+                self._cut(conn)
+            for conn, stream in streams:  # a stream never ends by itself: end it
+                stream.close()
                 self._cut(conn)
             if busy == 0 or time.monotonic() >= deadline:
                 return busy
@@ -253,9 +277,14 @@ class Handler(BaseHTTPRequestHandler):
         self._respond(response, route, started)
 
     def _respond(self, response: Response, route: str, started: float) -> None:
-        """Write the response, then count and log it (method and route are bounded labels)."""
+        """Write the response, then count and log it (method and route are bounded labels).
+        A streamed response is counted and logged once its head is written."""
         self.server.writing(self.connection)  # replaced by the next head's deadline, or dropped
-        self._write(response)
+        streaming = False
+        if response.stream is not None:
+            streaming = self._start_stream(response.stream, response)
+        else:
+            self._write(response)
         elapsed = time.perf_counter() - started
         method = self.command if self.command in KNOWN_METHODS else "other"
         self.server.metrics.observe_request(method, route, response.status, elapsed)
@@ -268,6 +297,43 @@ class Handler(BaseHTTPRequestHandler):
                 "duration_ms": round(elapsed * 1000, 3),
                 "client": self.client_address[0] if self.client_address else "",
             })
+        if streaming and response.stream is not None:
+            self._stream(response.stream)
+
+    def _start_stream(self, stream: Stream, response: Response) -> bool:
+        """Write the head of a streamed response; whether its body follows (not for HEAD,
+        nor while the server drains)."""
+        self.close_connection = True
+        try:
+            self.wfile.write(serialize_stream_head(response))
+        except OSError:
+            stream.close()
+            raise
+        self.server.clear_deadline(self.connection)  # events may be minutes apart
+        if self.command == "HEAD" or not self.server.streaming(self.connection, stream):
+            stream.close()
+            return False
+        return True
+
+    def _stream(self, stream: Stream) -> None:
+        """Write the chunks as they come. A reader that does not read makes a write block:
+        the write deadline (``header_timeout``) cuts it off, and the bus, never blocked by it,
+        drops its subscription once it falls too far behind."""
+        conn = self.connection
+        try:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER)
+            for chunk in stream.chunks():
+                if self.server.draining:
+                    break
+                self.server.writing(conn)
+                self.wfile.write(chunk)
+                self.server.clear_deadline(conn)
+        except OSError:
+            pass  # the client went away, or was cut off
+        finally:
+            stream.close()
+            self.server.stream_ended(conn)
+            self.server.clear_deadline(conn)
 
     def _check_request(self) -> Response | bytes:
         """The body (b"" when none), or a refusal of the head: ambiguous framing, a missing

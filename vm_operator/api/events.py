@@ -1,0 +1,145 @@
+"""The event stream (``GET /events``, Server-Sent Events) and a VM's recent events.
+
+The wire format is the contract of EVENTS.md: first ``retry: 2000``, then — for a watcher that
+resumes with ``Last-Event-ID`` (or ``?last_event_id=``) — the events it missed, or ``event:
+reset`` when the history no longer holds them; then each event as it is published, and a
+``: heartbeat`` comment whenever the stream has been quiet for the heartbeat interval.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+
+from vm_operator.api.app import App, StreamSlots
+from vm_operator.api.params import NAME, VM_NAME
+from vm_operator.api.problems import TART_FAILURES
+from vm_operator.core.errors import VmNotFound
+from vm_operator.core.events import RESET, Event, Subscription
+from vm_operator.edge.errors import ApiError
+from vm_operator.edge.params import Int, Schema
+from vm_operator.edge.responses import EVENT_STREAM, Response, json_response
+from vm_operator.edge.routing import OptionalQuery, Request, Route, Success
+from vm_operator.tart.errors import TartVmMissing
+
+RETRY_MS = 2000  # what a browser waits before it reconnects
+MAX_EVENT_ID = 2**53 - 1  # the largest id a JavaScript number holds exactly
+
+EVENT: Schema = {
+    "type": "object",
+    "required": ["id", "type", "time", "vm", "data"],
+    "properties": {
+        "id": {"type": "integer", "minimum": 1, "description": "Monotonic, from 1 per process"},
+        "type": {"type": "string", "examples": ["vm.state", "vm.created", "operation.progress"]},
+        "time": {"type": "string", "format": "date-time"},
+        "vm": {"type": ["string", "null"]},
+        "data": {"type": "object"},
+    },
+}
+
+VM_FILTER = OptionalQuery("vm", VM_NAME, "Only the events of this VM")
+LAST_EVENT_ID = OptionalQuery(
+    "last_event_id", Int(0, MAX_EVENT_ID),
+    "Resume after this event id (as the Last-Event-ID header does; the header wins)")
+
+
+def sse_event(event: Event) -> bytes:
+    """One event on the wire: its id, its type, its JSON on one data line, a blank line."""
+    body = json.dumps(event.to_json(), separators=(",", ":"), ensure_ascii=False)
+    return f"id: {event.id}\nevent: {event.type}\ndata: {body}\n\n".encode()
+
+
+def sse_reset(last_id: int) -> bytes:
+    return f"event: {RESET}\ndata: {json.dumps({'last_id': last_id})}\n\n".encode()
+
+
+HEARTBEAT = b": heartbeat\n\n"
+
+
+class EventStream:
+    """One watcher's stream (an ``edge.responses.Stream``): its subscription's events as
+    Server-Sent Events. ``close`` ends the subscription and gives back the stream's slot."""
+
+    def __init__(self, sub: Subscription, slots: StreamSlots) -> None:
+        self.sub = sub
+        self.slots = slots
+        self._closing = threading.Lock()
+        self._closed = False
+
+    def chunks(self) -> Iterator[bytes]:
+        sub = self.sub
+        yield f"retry: {RETRY_MS}\n\n".encode()
+        if sub.reset:
+            yield sse_reset(sub.last_id)
+        for missed in sub.backlog:
+            yield sse_event(missed)
+        sub.backlog = []
+        while not sub.ended:
+            event = sub.get(self.slots.heartbeat)
+            if event is not None:
+                yield sse_event(event)
+            elif not sub.ended:
+                yield HEARTBEAT
+
+    def close(self) -> None:
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
+        self.sub.close()
+        self.slots.give_back()
+
+
+def resume_after(req: Request) -> int | None:
+    """The id a watcher resumes after: the ``Last-Event-ID`` header (what a reconnecting
+    client sends), else ``?last_event_id=``; None for a new watcher."""
+    header = req.headers.get("Last-Event-ID")
+    if header is not None and header.strip():
+        text = header.strip()
+        if not text.isdigit() or int(text) > MAX_EVENT_ID:
+            raise ApiError("bad-header", "Last-Event-ID must be the id of an event: a whole "
+                           f"number from 0 to {MAX_EVENT_ID}")
+        return int(text)
+    return req.optional(LAST_EVENT_ID)
+
+
+def events(app: App, req: Request) -> Response:
+    after = resume_after(req)
+    if not app.streams.take():
+        raise ApiError("too-many-streams",
+                       f"{app.streams.limit} event streams are open already "
+                       "(VM_OPERATOR_EVENTS_MAX_STREAMS)", (("Retry-After", "5"),))
+    try:
+        sub = app.service.events.subscribe(req.optional(VM_FILTER), after)
+    except BaseException:
+        app.streams.give_back()
+        raise
+    return Response(200, b"", EVENT_STREAM, stream=EventStream(sub, app.streams))
+
+
+def vm_events(app: App, req: Request) -> Response:
+    """The VM's recent events, oldest first: what the bus remembers of it. A VM the bus has
+    heard nothing of is looked up in Tart: 404 only when neither knows it."""
+    name = req.get(NAME)
+    history = app.service.events.history(name)
+    if not history:
+        app.service.inventory.find(name)  # raises VmNotFound
+    return json_response(200, {"events": [event.to_json() for event in history]})
+
+
+ROUTES: tuple[Route[App], ...] = (
+    Route("GET", "/events", events,
+          "The event stream (Server-Sent Events): VM states, creates, deletes, operations; "
+          "resumable with Last-Event-ID", "streamEvents", query=(VM_FILTER, LAST_EVENT_ID),
+          ok=(Success(200, "Events as they happen (text/event-stream: id, event and data "
+                      "lines, data being the event's JSON; ': heartbeat' comments)",
+                      {"type": "string"}, "text/event-stream"),),
+          problems=("bad-header", "too-many-streams")),
+    Route("GET", "/vms/{name}/events", vm_events,
+          "A VM's recent events, oldest first (bounded history)", "getVmEvents", path=(NAME,),
+          ok=(Success(200, "The events", {
+              "type": "object", "required": ["events"],
+              "properties": {"events": {"type": "array", "items": EVENT}}}),),
+          problems=(VmNotFound, TartVmMissing, *TART_FAILURES)),
+)
