@@ -103,12 +103,17 @@ class EventReader:
                 return block
 
     def close(self) -> None:
+        """Close the connection for real (the server sees it at its next write): shut it
+        down, let the reader thread see the end, then close every reference to the socket."""
         try:
             if self.sock is not None:
                 self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        self.ended.wait(5)
         self.response.close()
+        if self.sock is not None:
+            self.sock.close()
         self.conn.close()
 
     def __enter__(self) -> Self:

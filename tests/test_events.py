@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import Callable
 
 from conftest import Operator, wait_for
@@ -128,3 +129,158 @@ def test_a_vms_history_is_404_only_when_nobody_knows_it(operator: Operator) -> N
     status, body = operator.json("GET", "/vms/no-such-vm/events")
     assert status == 404 and body["type"] == "/problems/vm-not-found"
 
+
+
+# --- what is told ------------------------------------------------------------------------------
+
+
+def test_start_and_stop_through_the_api_are_told_once_with_cause_api(
+        operator_factory: Factory) -> None:
+    op = fast(operator_factory)
+    with EventReader(op.port) as reader:
+        assert reader.next() is not None  # retry: subscribed, the watcher has looked
+        assert op.json("POST", f"/vms/{VM}/start")[0] == 202
+        assert op.json("POST", f"/vms/{VM}/stop")[0] == 200
+        started, stopped = states(reader, 2)
+        assert (started["vm"], started["data"]) == (VM, {
+            "from": "stopped", "to": "running", "cause": "api", "exit_code": None})
+        assert (stopped["vm"], stopped["data"]) == (VM, {
+            "from": "running", "to": "stopped", "cause": "api", "exit_code": None})
+        assert stopped["id"] > started["id"]
+        # the watcher, looking every second meanwhile, reports neither change again
+        assert reader.next_event(3.0, "vm.state") is None
+    _, history = op.json("GET", f"/vms/{VM}/events")
+    assert [e["data"]["to"] for e in history["events"] if e["type"] == "vm.state"] == [
+        "running", "stopped"]
+    assert history["events"][0] == started
+
+
+def test_changes_made_outside_are_told_while_anyone_watches(operator_factory: Factory) -> None:
+    op = fast(operator_factory)
+    with EventReader(op.port) as reader:
+        assert reader.next() is not None
+        run = op.spawn_run(VM)  # someone typed `tart run` on the host
+        (started,) = states(reader, 1)
+        assert (started["vm"], started["data"]) == (VM, {
+            "from": "stopped", "to": "running", "cause": "outside", "exit_code": None})
+        assert op.tart("stop", VM).returncode == 0
+        (stopped,) = states(reader, 1)
+        assert (stopped["vm"], stopped["data"]) == (VM, {
+            "from": "running", "to": "stopped", "cause": "outside", "exit_code": None})
+        run.wait(10)
+
+        assert op.tart("clone", VM, "made-outside").returncode == 0
+        created = reader.next_event(20, "vm.created")
+        assert created is not None
+        assert (created.data["vm"], created.data["data"]) == ("made-outside", {"operation": None})
+        (first,) = states(reader, 1)
+        assert (first["vm"], first["data"]) == ("made-outside", {
+            "from": None, "to": "stopped", "cause": "outside", "exit_code": None})
+        assert op.tart("delete", "made-outside").returncode == 0
+        deleted = reader.next_event(20, "vm.deleted")
+        assert deleted is not None
+        assert (deleted.data["vm"], deleted.data["data"]) == ("made-outside", {"cause": "outside"})
+
+
+def test_a_run_of_the_operator_that_ends_by_itself_is_told_exited(
+        operator_factory: Factory) -> None:
+    op = fast(operator_factory)
+    with EventReader(op.port) as reader:
+        assert reader.next() is not None
+        assert op.json("POST", f"/vms/{VM}/start")[0] == 202
+        (started,) = states(reader, 1)
+        assert started["data"]["cause"] == "api"
+        assert op.tart("stop", VM).returncode == 0  # the guest went away: the run ends, code 0
+        (ended,) = states(reader, 1)
+        assert (ended["vm"], ended["data"]) == (VM, {
+            "from": "running", "to": "stopped", "cause": "exited", "exit_code": 0})
+        assert reader.next_event(3.0, "vm.state") is None  # not told again as outside
+
+
+def test_create_and_delete_are_told_with_their_operation(operator_factory: Factory) -> None:
+    op = fast(operator_factory)
+    with EventReader(op.port) as reader:
+        assert reader.next() is not None
+        status, created_op = op.json("POST", "/vms", body=json.dumps(
+            {"name": "made-here", "from": VM}), headers={"Content-Type": "application/json"})
+        assert status == 202, created_op
+        types: list[str] = []
+        ops: dict[str, object] = {}
+        while "operation.succeeded" not in types:
+            block = reader.next_event(30)
+            assert block is not None, types
+            types.append(block.event or "")
+            if block.event and block.event.startswith("operation."):
+                ops[block.event] = block.data["data"]
+            if block.event == "vm.created":
+                assert block.data["data"] == {"operation": created_op["id"]}
+        assert types[0] == "operation.queued"
+        assert types.index("operation.started") < types.index("vm.created") < types.index(
+            "operation.succeeded")
+        assert types[types.index("vm.created") + 1] == "vm.state"
+        assert types.count("vm.state") == 1  # created stopped (no start asked)
+        _, final = op.json("GET", f"/operations/{created_op['id']}")
+        assert ops["operation.succeeded"] == final  # the operation as GET /operations/{id}
+        assert op.request("DELETE", "/vms/made-here")[0] == 204
+        deleted = reader.next_event(20, "vm.deleted")
+        assert deleted is not None
+        assert (deleted.data["vm"], deleted.data["data"]) == ("made-here", {"cause": "api"})
+        assert reader.next_event(3.0, "vm.created") is None  # the watcher adds nothing
+
+
+def test_the_vm_filter_shows_one_vms_events(operator_factory: Factory) -> None:
+    op = fast(operator_factory)
+    other = "macos-sequoia-base"
+    with EventReader(op.port, f"/events?vm={VM}") as mine, EventReader(op.port) as everything:
+        assert mine.next() is not None and everything.next() is not None
+        assert op.json("POST", f"/vms/{other}/start")[0] == 202
+        assert op.json("POST", f"/vms/{VM}/start")[0] == 202
+        assert [e["vm"] for e in states(everything, 2)] == [other, VM]
+        (only,) = states(mine, 1)
+        assert only["vm"] == VM
+        assert mine.next_event(2.0) is None
+    assert EventReader(op.port, "/events?vm=bad%20name").status == 400
+
+
+def test_last_event_id_resumes_or_resets(operator_factory: Factory) -> None:
+    op = fast(operator_factory, "--events-history", "4")
+    with EventReader(op.port) as reader:
+        assert reader.next() is not None
+        assert op.json("POST", f"/vms/{VM}/start")[0] == 202
+        assert op.json("POST", f"/vms/{VM}/stop")[0] == 200
+        first, second = states(reader, 2)
+    # resumed after the first: the second comes first, then live events
+    with EventReader(op.port, headers={"Last-Event-ID": str(first["id"])}) as resumed:
+        missed = resumed.next_event(10)
+        assert missed is not None and missed.id == second["id"] and missed.data == second
+    with EventReader(op.port, f"/events?last_event_id={first['id']}") as by_query:
+        missed = by_query.next_event(10)
+        assert missed is not None and missed.id == second["id"]
+    # the history holds 4 events: after four more, the first is gone
+    for _ in range(2):
+        assert op.json("POST", f"/vms/{VM}/start")[0] == 202
+        assert op.json("POST", f"/vms/{VM}/stop")[0] == 200
+    newest = op.json("GET", f"/vms/{VM}/events")[1]["events"][-1]["id"]
+    with EventReader(op.port, headers={"Last-Event-ID": str(first["id"])}) as late:
+        reset = late.next_event(10)
+        assert reset is not None and reset.event == "reset" and reset.id is None
+        assert reset.data == {"last_id": newest}
+        assert op.json("POST", f"/vms/{VM}/start")[0] == 202
+        live = late.next_event(10, "vm.state")
+        assert live is not None and live.id == newest + 1  # then live events
+
+
+def test_with_nobody_watching_the_operator_asks_tart_nothing(operator_factory: Factory) -> None:
+    op = fast(operator_factory, "--watch-interval", "0.2")
+    time.sleep(1.0)  # start-up's own calls are done
+    before = len(op.calls())
+    time.sleep(2.0)  # ten watch intervals, nobody watching, no requests
+    assert len(op.calls()) == before
+    with EventReader(op.port) as reader:  # somebody watches: the watcher lists
+        assert reader.next() is not None
+        wait_for(lambda: len(op.calls("list")) > 0, timeout=10,
+                 message="the watcher lists while a stream is open")
+    time.sleep(1.0)  # the stream is closed; its end noticed at the next heartbeat
+    quiet = len(op.calls())
+    time.sleep(2.0)
+    assert len(op.calls()) == quiet

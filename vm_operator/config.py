@@ -60,6 +60,7 @@ class Config:
     events_heartbeat: float = 15.0  # seconds between heartbeats of a quiet event stream
     events_max_streams: int = 128  # event streams open at once
     events_queue: int = 1000  # events a watcher may fall behind before it is dropped
+    events_history: int = 1000  # events kept for Last-Event-ID resumes
     watch_interval: float = 1.0  # seconds between two looks at Tart while anyone watches
 
     @property
@@ -191,6 +192,7 @@ _HEADER_TIMEOUT = _decimal(0.1, 300)
 _EVENTS_HEARTBEAT = _decimal(0.05, 300)
 _EVENTS_MAX_STREAMS = _integer(1, 10000)
 _EVENTS_QUEUE = _integer(1, 100000)
+_EVENTS_HISTORY = _integer(1, 100000)
 _WATCH_INTERVAL = _decimal(0.1, 60)
 
 
@@ -291,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--events-queue", type=_EVENTS_QUEUE,
                         help="events a stream's reader may fall behind before it is dropped "
                         "(VM_OPERATOR_EVENTS_QUEUE, default 1000)")
+    parser.add_argument("--events-history", type=_EVENTS_HISTORY,
+                        help="events kept in memory for a stream that resumes with "
+                        "Last-Event-ID; older ones are told as a reset "
+                        "(VM_OPERATOR_EVENTS_HISTORY, default 1000)")
     parser.add_argument("--watch-interval", type=_WATCH_INTERVAL,
                         help="seconds between two tart list calls that look for changes made "
                         "outside the operator, while anyone watches GET /events "
@@ -401,6 +407,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         events_heartbeat=sources.value("events_heartbeat", _EVENTS_HEARTBEAT, 15.0),
         events_max_streams=sources.value("events_max_streams", _EVENTS_MAX_STREAMS, 128),
         events_queue=sources.value("events_queue", _EVENTS_QUEUE, 1000),
+        events_history=sources.value("events_history", _EVENTS_HISTORY, 1000),
         watch_interval=sources.value("watch_interval", _WATCH_INTERVAL, 1.0),
     )
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from vm_operator.api import ROUTES, openapi
 from vm_operator.api.app import App, StreamSlots
+from vm_operator.api.events import OperationEvents
 from vm_operator.config import Config
 from vm_operator.core.clock import Clock, SystemClock
 from vm_operator.core.events import EventBus
@@ -53,6 +54,7 @@ class Built:
     def close(self, grace: float) -> None:
         """The operator stops: no new operations; the running one's Tart is killed and its
         record left as it was on disk, for the restarted operator to finish (core.lifecycle)."""
+        self.service.watcher.stop()
         shut_down(self.operations, self.operation_store.record, grace)
 
 
@@ -103,13 +105,15 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
     tart = build_tart(config.ssh, config.tart, env, config.tart_timeout, store,
                       metrics.observe_tart, config.pull_timeout)
     settings = Settings(cache_ttl=config.cache_ttl, start_timeout=config.start_timeout,
-                        max_running=config.max_running)
+                        max_running=config.max_running, watch_interval=config.watch_interval)
     clock = SystemClock()
     specs = SpecStore(Path(config.state_dir) / "specs", Path(config.state_dir))
     operations, operation_store = build_operations(config.state_dir, tart, specs, clock)
     service = VmService(tart, store, clock, operations, specs, error_kind, settings,
-                        EventBus(clock.utc_now, queue_limit=config.events_queue))
+                        EventBus(clock.utc_now, history=config.events_history,
+                                 queue_limit=config.events_queue))
     operations.add_listener(lambda event: count_finished(metrics, event))
+    operations.add_listener(OperationEvents(service.events))
     service.adopt_earlier_runs()  # finish the records of runs an earlier process launched
     access = Access(config.token, config.read_token, config.allowed_hosts, config.cors_origins)
     document = openapi()  # fixed: built once

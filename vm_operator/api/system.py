@@ -13,6 +13,7 @@ from vm_operator.core.clock import utc_now
 from vm_operator.core.errors import NotReady
 from vm_operator.core.records import TartStatus
 from vm_operator.edge.errors import ApiError
+from vm_operator.edge.metrics import EventFigures
 from vm_operator.edge.problems import CATALOGUE, ProblemType
 from vm_operator.edge.responses import HTML, Response, json_response
 from vm_operator.edge.routing import Request, Route, Success
@@ -58,8 +59,10 @@ def openapi(app: App, req: Request) -> Response:
 def metrics(app: App, req: Request) -> Response:
     service = app.service
     queue = service.operations.stats()
+    published, dropped = service.events.counts()
+    figures = EventFigures(published, dropped, service.events.watchers(), service.watcher.looks)
     text = app.metrics.render(vms=service.cached_vms(), tart_runs=service.running_runs(),
-                              operations=(queue.running, queue.queued))
+                              operations=(queue.running, queue.queued), events=figures)
     return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
 
 

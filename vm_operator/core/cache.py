@@ -42,6 +42,11 @@ class FreshCache(Generic[T]):
         A good-enough value fetched before ``refresh_after`` is returned at once and refreshed
         in the background (still one fetch at a time), so steady traffic never waits for Tart.
         """
+        return self.get_stamped(not_before, refresh_after)[1]
+
+    def get_stamped(self, not_before: float,
+                    refresh_after: float | None = None) -> tuple[float, T]:
+        """``get``, with the time its fetch started (what a value can be older than)."""
         with self._cond:
             while True:
                 last = self._last
@@ -51,14 +56,15 @@ class FreshCache(Generic[T]):
                         started = self._flight_started = self._clock()
                         threading.Thread(target=self._complete, args=(started,),
                                          name="cache-refresh", daemon=True).start()
-                    return last.value  # type: ignore[return-value]
+                    return last.started, last.value  # type: ignore[return-value]
                 if self._flight_started is None:
                     break
                 if self._flight_started >= not_before:
                     return self._join_flight()
                 self._cond.wait()  # an older fetch is running: let it end, then fetch anew
             started = self._flight_started = self._clock()
-        return _unwrap(self._complete(started))
+        outcome = self._complete(started)
+        return outcome.started, _unwrap(outcome)
 
     def _complete(self, started: float) -> _Outcome[T]:
         try:
@@ -72,13 +78,13 @@ class FreshCache(Generic[T]):
             self._cond.notify_all()
         return outcome
 
-    def _join_flight(self) -> T:
+    def _join_flight(self) -> tuple[float, T]:
         """Wait for the fetch in flight (caller holds the lock) and share its outcome."""
         flight = self._flights
         while self._flights == flight:
             self._cond.wait()
         assert self._last is not None
-        return _unwrap(self._last)
+        return self._last.started, _unwrap(self._last)
 
     def peek(self) -> T | None:
         """The last good value, however old: for metrics, never for answers."""

@@ -100,6 +100,9 @@ class Parts:
                 self.tart.delete(name)
         except TartVmMissing:
             pass
+        else:
+            if self.power.states.known(name) is not None:  # told created: tell it went
+                self.power.states.deleted(name, "api")
         finally:
             self.inventory.changed()
         self.specs.delete(name)
@@ -163,6 +166,7 @@ class CreateJob:
             self.parts.inventory.changed()
         ctx.on_cancel(None)
         progress.finish()
+        self.parts.power.states.created(request.name, ctx.id)  # a clone is stopped
 
     def _configure(self, ctx: OperationContext) -> None:
         request, parts = self.request, self.parts

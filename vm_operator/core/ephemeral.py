@@ -113,6 +113,8 @@ class EphemeralVms:
                     parts.tart.delete(VmName(name))
                 except TartVmMissing:
                     pass
+                else:
+                    parts.power.states.deleted(name, "ephemeral")
                 finally:
                     parts.inventory.changed()
             parts.specs.delete(name)

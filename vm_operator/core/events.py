@@ -101,6 +101,7 @@ class Subscription:
 
 
 WatchListener = Callable[[int], None]
+PublishListener = Callable[[Event], None]
 
 
 class EventBus:
@@ -119,6 +120,7 @@ class EventBus:
         self._queue_limit = queue_limit
         self._subscribers: list[Subscription] = []
         self._watch_listeners: list[WatchListener] = []
+        self._publish_listeners: list[PublishListener] = []
         self._published = 0
         self._dropped = 0
 
@@ -137,7 +139,16 @@ class EventBus:
                     if sub.dropped:
                         self._dropped += 1
             self._subscribers = [sub for sub in self._subscribers if not sub.ended]
+            listeners = list(self._publish_listeners)
+        for listener in listeners:
+            listener(event)
         return event
+
+    def on_publish(self, listener: PublishListener) -> None:
+        """Call ``listener(event)`` after each event is published, on the publishing thread,
+        without the bus's lock held: two publishers may call it out of id order."""
+        with self._lock:
+            self._publish_listeners.append(listener)
 
     def _remember(self, vm: str, event: Event) -> None:
         events = self._per_vm.get(vm)

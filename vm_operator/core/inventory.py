@@ -62,6 +62,15 @@ class Inventory:
             return self.tart.list_vms()
         return self._list.get(self._not_before(fresh), self._refresh_after(fresh))
 
+    def list_stamped(self, max_age: float) -> tuple[float, list[Vm]]:
+        """A listing whose ``tart list`` started at most ``max_age`` seconds ago (and after
+        every change made through the API), with the (monotonic) time it started: shared
+        with the requests' reads, so one ``tart list`` serves them and every watcher."""
+        if self.cache_ttl <= 0:
+            started = self.clock.monotonic()
+            return started, self.tart.list_vms()
+        return self._list.get_stamped(max(self._changed_at, self.clock.monotonic() - max_age))
+
     def ready(self) -> int:
         """How many VMs Tart lists; NotReady when it cannot list them."""
         try:

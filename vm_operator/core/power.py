@@ -24,6 +24,7 @@ from vm_operator.core.inventory import Inventory
 from vm_operator.core.ports import TartPort
 from vm_operator.core.records import ChangedVm, changed
 from vm_operator.core.runs import RunSupervisor
+from vm_operator.core.watch import VmStates
 from vm_operator.tart.errors import TartError, TartNotRunning, TartNotSuspendable
 from vm_operator.tart.names import VmName
 from vm_operator.tart.records import Vm
@@ -35,8 +36,9 @@ class Power:
     """Start, stop and suspend VMs."""
 
     def __init__(self, tart: TartPort, inventory: Inventory, runs: RunSupervisor,
-                 max_running: int) -> None:
+                 max_running: int, states: VmStates) -> None:
         self.tart = tart
+        self.states = states  # publishes each change as vm.state (cause api), under the lock
         self.inventory = inventory
         self.runs = runs
         self.max_running = max_running
@@ -61,7 +63,8 @@ class Power:
                 "already waiting; retry shortly", retry_after=1,
             )
         try:
-            yield
+            with self.states.busy(name):
+                yield
         finally:
             lock.release()
 
@@ -84,12 +87,15 @@ class Power:
             if vm["state"] == "running":
                 return changed(vm, False)
             if pending is not None:  # launched, not running yet: never launch a second one
+                before = vm["state"]
                 try:
                     vm = self.runs.confirm_running(name, pending)
                 finally:
                     self.inventory.changed()
+                self.states.changed(name, before, vm["state"])
                 return changed(vm, True)
             self._reserve_slot(name, self.inventory.list_vms())
+            before = vm["state"]
             try:
                 run = self.runs.launch(name, suspendable)
                 try:
@@ -99,6 +105,7 @@ class Power:
             finally:
                 with self._guard:
                     self._starting.discard(name)
+            self.states.changed(name, before, vm["state"])
             return changed(vm, True)
 
     def _launched_macos(self, name: str) -> set[str]:
@@ -155,7 +162,9 @@ class Power:
         finally:
             self.inventory.changed()
         self.runs.await_reaped(name)
-        return changed(self.inventory.find(name, fresh=True), True)
+        after = self.inventory.find(name, fresh=True)
+        self.states.changed(name, vm["state"], after["state"])
+        return changed(after, True)
 
     def suspend(self, name: VmName) -> ChangedVm:
         with self._locked(name):
@@ -175,4 +184,6 @@ class Power:
             finally:
                 self.inventory.changed()
             self.runs.await_reaped(name)
-            return changed(self.inventory.find(name, fresh=True), True)
+            after = self.inventory.find(name, fresh=True)
+            self.states.changed(name, vm["state"], after["state"])
+            return changed(after, True)

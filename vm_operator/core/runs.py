@@ -74,6 +74,7 @@ class RunSupervisor:
         self._guard = threading.Lock()
         self._runs: dict[str, Run] = {}
         self._ended: list[Callable[[str], None]] = []
+        self._ending: dict[str, int] = {}  # runs reaped whose listeners have not all returned
 
     def on_run_ended(self, listener: Callable[[str], None]) -> None:
         """``listener(name)`` is called (on the reaper's thread) once a run of ``name`` has
@@ -85,6 +86,12 @@ class RunSupervisor:
         with self._guard:
             run = self._runs.get(name)
         return run if run is not None and not run.exited.is_set() else None
+
+    def watching(self, name: str) -> bool:
+        """Whether a run of ``name`` that the operator launched (or adopted) lives, or has
+        ended and its listeners are still being told: its end is the supervisor's to tell."""
+        with self._guard:
+            return name in self._runs or name in self._ending
 
     def supervised(self, but: str) -> list[str]:
         """The VMs (``but`` aside) whose ``tart run`` this operator watches."""
@@ -157,6 +164,17 @@ class RunSupervisor:
         with self._guard:
             if self._runs.get(name) is run:
                 del self._runs[name]  # from now on a start launches a new run
+            self._ending[name] = self._ending.get(name, 0) + 1
+        try:
+            self._finish(name, run, code, error)
+        finally:
+            with self._guard:
+                self._ending[name] -= 1
+                if not self._ending[name]:
+                    del self._ending[name]
+
+    def _finish(self, name: str, run: Run, code: int | None, error: str | None) -> None:
+        """The run has ended: its record, then the listeners."""
         try:  # unless that new run's record is already there
             self.store.finish_run(name, finished_record(run.record, code, error,
                                                         self.clock.utc_now()))

@@ -32,9 +32,10 @@ from vm_operator.core.records import (
 )
 from vm_operator.core.runs import RunSupervisor
 from vm_operator.core.vm_manage import VmManager
+from vm_operator.core.watch import EXISTS, VmStates, Watcher
 from vm_operator.store.operation_records import Operation
 from vm_operator.store.specs import SpecStore
-from vm_operator.store.state import LogTail
+from vm_operator.store.state import LogTail, StateDirError
 from vm_operator.tart.names import VmName
 from vm_operator.tart.records import Vm
 
@@ -45,6 +46,7 @@ class Settings:
     start_timeout: float = 30.0  # how long a start waits for Tart to report the VM running
     poll_interval: float = 0.02  # between two looks at a starting VM
     max_running: int = 2  # running macOS guests at once (0: no cap)
+    watch_interval: float = 1.0  # between two looks at Tart while anyone watches the events
 
 
 class VmService:
@@ -56,11 +58,16 @@ class VmService:
         self.tart = tart
         self.clock = clock
         self.events = events or EventBus(clock.utc_now)  # what changed, for GET /events
+        self.states = VmStates(self.events, clock.monotonic)
+        self.store = store
         self.operations = operations
         self.inventory = Inventory(tart, store, clock, settings.cache_ttl)
         self.runs = RunSupervisor(tart, store, clock, self.inventory, settings.start_timeout,
                                   settings.poll_interval)
-        self.power = Power(tart, self.inventory, self.runs, settings.max_running)
+        self.power = Power(tart, self.inventory, self.runs, settings.max_running, self.states)
+        self.watcher = Watcher(self.states, self.inventory.list_stamped, self.held,
+                               settings.watch_interval)
+        self.runs.on_run_ended(self.run_ended)  # before the ephemeral delete: exited, deleted
         parts = Parts(tart, self.inventory, self.power, self.runs, store, specs, clock, kind_of)
         self.lifecycle = Lifecycle(parts, operations)
         self.ephemeral = EphemeralVms(parts, operations)
@@ -69,6 +76,33 @@ class VmService:
         self.host = Host(parts, operations, settings.max_running)
         self.runs.on_run_ended(self.ephemeral.run_ended)
         operations.add_listener(self.ephemeral.operation_changed)
+
+    # --- events -----------------------------------------------------------------------------
+
+    def held(self, name: str) -> bool:
+        """Whether a change of the operator works on the VM, or a run of the operator's
+        supervises it (its end is told as exited): the watcher leaves it alone."""
+        return (self.states.is_busy(name) or self.operations.holder(name) is not None
+                or self.runs.watching(name))
+
+    def run_ended(self, name: str) -> None:
+        """A ``tart run`` of the operator ended: ``vm.state`` running → stopped with cause
+        ``exited`` and its exit code, unless a stop or suspend of the operator ended it (that
+        one tells)."""
+        if self.states.is_busy(name):
+            return
+        with self.states.busy(name):
+            if self.states.known(name) not in (None, EXISTS, "running"):
+                return  # told already
+            exit_code = None
+            try:
+                record = self.store.read_last_run(name)
+                exit_code = record["exit_code"] if record is not None else None
+            except StateDirError:
+                pass
+            # Tart is not asked: a run that ends leaves its VM stopped (were it suspended from
+            # outside meanwhile, the watcher tells that next)
+            self.states.changed(name, "running", "stopped", "exited", exit_code)
 
     # --- reads ------------------------------------------------------------------------------
 

@@ -118,6 +118,7 @@ class VmManager:
                                 f"delete it ({exc.message})") from None
             finally:
                 self.inventory.changed()
+            self.power.states.deleted(name, "api")
             self._forget(name)
 
     def _forget(self, name: VmName) -> None:

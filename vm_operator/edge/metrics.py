@@ -12,11 +12,22 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 TART_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class EventFigures:
+    """The event bus's figures at render time."""
+
+    published: int  # events published since the operator started
+    dropped: int  # watchers dropped for falling behind
+    watchers: int  # subscribers (event streams) connected now
+    looks: int  # tart list listings the watcher looked at for outside changes
 
 
 class Histogram:
@@ -86,9 +97,10 @@ class Metrics:
 
     def render(self, vms: Sequence[Mapping[str, object]] | None = None,
                tart_runs: int | None = None,
-               operations: tuple[int, int] | None = None) -> str:
-        """The exposition; ``vms`` (the last listing), ``tart_runs`` and ``operations``
-        (running, queued) add their gauges."""
+               operations: tuple[int, int] | None = None,
+               events: EventFigures | None = None) -> str:
+        """The exposition; ``vms`` (the last listing), ``tart_runs``, ``operations``
+        (running, queued) and ``events`` add their series."""
         with self._lock:
             finished = dict(self._operations)
             requests = dict(self._requests)
@@ -121,6 +133,18 @@ class Metrics:
         _counter(out, "vm_operator_operations_finished_total",
                  "Operations finished since the operator started, by kind and outcome.",
                  finished)
+        if events is not None:
+            _counter(out, "vm_operator_events_published_total",
+                     "Events published on the event bus (GET /events).",
+                     {(): events.published})
+            _gauge(out, "vm_operator_event_watchers",
+                   "Event streams (GET /events) connected now.", {(): events.watchers})
+            _counter(out, "vm_operator_event_watchers_dropped_total",
+                     "Event streams dropped for falling too far behind.",
+                     {(): events.dropped})
+            _counter(out, "vm_operator_watch_looks_total",
+                     "tart list listings looked at for changes made outside the operator.",
+                     {(): events.looks})
         _gauge(out, "process_start_time_seconds",
                "Start time of the process since unix epoch in seconds.", {(): self.start_time})
         return "\n".join(out) + "\n"

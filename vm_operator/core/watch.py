@@ -1,0 +1,216 @@
+"""What the bus says of each VM's state, and the watcher that notices changes made outside.
+
+``VmStates`` remembers the last state the bus told of each VM (from every ``vm.state``,
+``vm.created`` and ``vm.deleted`` published, whoever published it) and which VMs a change of
+this operator is working on (``busy``). The core's writes publish through it: ``changed``
+(a start, stop or suspend: cause ``api``), ``created``, ``deleted``, ``exited``.
+
+``Watcher``: while at least one subscriber listens (``EventBus.on_watchers``), one thread
+looks at one shared ``tart list`` per interval (the inventory's cached listing: a request's
+fresh listing serves it too) and publishes what changed since the bus last told — ``vm.state``
+with cause ``outside``, ``vm.created``, ``vm.deleted`` — for the local VMs that no change of
+the operator holds and that the bus has not told of since the listing began, so a change made
+through the API is never reported twice. Nobody watching: the thread waits, and asks Tart
+nothing. A hundred watchers cost what one costs: they share the thread and the listing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from vm_operator.core.events import VM_CREATED, VM_DELETED, VM_STATE, Event, EventBus
+from vm_operator.tart.errors import TartError
+from vm_operator.tart.records import Vm
+
+log = logging.getLogger(__name__)
+
+EXISTS = ""  # a VM the bus told was created, whose state it has not told yet
+MAX_REMEMBERED = 2000  # VMs whose last word is kept; the oldest go first past it
+
+
+class VmStates:
+    """The last state the bus told of each VM, and the VMs a change of the operator holds."""
+
+    def __init__(self, bus: EventBus, monotonic: Callable[[], float]) -> None:
+        self.bus = bus
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._known: dict[str, str] = {}  # name -> state (EXISTS: created, state not told)
+        self._heard: dict[str, tuple[int, float]] = {}  # name -> (event id, monotonic time)
+        self._busy: dict[str, int] = {}
+        bus.on_publish(self._hear)
+
+    # --- what the bus said -----------------------------------------------------------------
+
+    def _hear(self, event: Event) -> None:
+        if event.vm is None or event.type not in (VM_STATE, VM_CREATED, VM_DELETED):
+            return
+        name = event.vm
+        with self._lock:
+            last = self._heard.get(name)
+            if last is not None and last[0] > event.id:
+                return  # a later word came first (two publishers raced)
+            self._heard[name] = (event.id, self._monotonic())
+            if event.type == VM_DELETED:
+                self._known.pop(name, None)
+            elif event.type == VM_CREATED:
+                self._known[name] = EXISTS
+            else:
+                to = event.data.get("to")
+                self._known[name] = to if isinstance(to, str) else EXISTS
+            if len(self._heard) > MAX_REMEMBERED:
+                oldest = min(self._heard, key=lambda vm: self._heard[vm][1])
+                del self._heard[oldest]
+
+    def known(self, name: str) -> str | None:
+        """The state last told (EXISTS: created, not told yet), None: not known to exist."""
+        with self._lock:
+            return self._known.get(name)
+
+    def snapshot(self) -> tuple[dict[str, str], dict[str, float]]:
+        """Every known VM's state, and when the bus last told of each VM (monotonic)."""
+        with self._lock:
+            return dict(self._known), {name: at for name, (_, at) in self._heard.items()}
+
+    def seed(self, states: dict[str, str]) -> None:
+        """Take a listing as what is known, without telling anyone (the first look)."""
+        with self._lock:
+            for name, state in states.items():
+                self._known.setdefault(name, state)
+
+    # --- the operator's own changes ----------------------------------------------------------
+
+    @contextmanager
+    def busy(self, name: str) -> Iterator[None]:
+        """A change of the operator works on ``name``: the watcher leaves it alone, as the
+        change publishes what it did itself."""
+        with self._lock:
+            self._busy[name] = self._busy.get(name, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy[name] -= 1
+                if not self._busy[name]:
+                    del self._busy[name]
+
+    def is_busy(self, name: str) -> bool:
+        with self._lock:
+            return name in self._busy
+
+    def changed(self, name: str, before: str | None, after: str, cause: str = "api",
+                exit_code: int | None = None) -> None:
+        """``vm.state`` from ``before`` to ``after``, unless nothing changed."""
+        if before == after:
+            return
+        self.bus.publish(VM_STATE, name, {"from": before, "to": after, "cause": cause,
+                                          "exit_code": exit_code})
+
+    def created(self, name: str, operation: str | None, state: str = "stopped",
+                cause: str = "api") -> None:
+        """A new VM: ``vm.created``, then its first ``vm.state``."""
+        self.bus.publish(VM_CREATED, name, {"operation": operation})
+        self.changed(name, None, state, cause)
+
+    def deleted(self, name: str, cause: str = "api") -> None:
+        self.bus.publish(VM_DELETED, name, {"cause": cause})
+
+
+def vm_changes(listed: list[Vm], known: dict[str, str], heard: dict[str, float],
+               started: float, held: Callable[[str], bool]) -> list[tuple[str, str | None, str | None]]:
+    """What a listing that began at ``started`` shows changed since the bus last told, as
+    (name, before, after) — before None: new; after None: gone. Only local VMs; none that a
+    change of the operator holds, nor any the bus told of after the listing began (pure)."""
+    changes: list[tuple[str, str | None, str | None]] = []
+    listed_names = set()
+    for vm in listed:
+        if vm["source"] != "local":
+            continue
+        name, state = vm["name"], vm["state"]
+        listed_names.add(name)
+        if held(name) or heard.get(name, float("-inf")) >= started:
+            continue
+        before = known.get(name)
+        if before is None or (before != state and before != EXISTS):
+            changes.append((name, before, state))
+    for name in sorted(set(known) - listed_names):
+        if not held(name) and heard.get(name, float("-inf")) < started:
+            changes.append((name, known[name], None))
+    return changes
+
+
+class Watcher:
+    """One thread, one ``tart list`` per interval, while anyone watches the bus."""
+
+    def __init__(self, states: VmStates, list_vms: Callable[[float], tuple[float, list[Vm]]],
+                 held: Callable[[str], bool], interval: float = 1.0) -> None:
+        self.states = states
+        self.bus = states.bus
+        self._list_vms = list_vms  # (max age) -> (when its tart list began, the VMs)
+        self._held = held
+        self.interval = interval
+        self._wake = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seeded = False
+        self._looking = threading.Lock()  # one look at a time
+        self.looks = 0  # how many listings it has looked at (tests and the benchmark)
+        self.bus.on_watchers(self._watchers_changed)
+
+    def _watchers_changed(self, count: int) -> None:
+        """A watcher came or went. The first one waits for the first look (which only learns
+        the states), so that every change after its subscription is told."""
+        if count <= 0:
+            return
+        if not self._seeded:
+            try:
+                self.look()
+            except TartError as exc:
+                log.debug("watcher: tart list failed: %s", exc)
+        with self._wake:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="watcher", daemon=True)
+                self._thread.start()
+            self._wake.notify_all()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._wake:
+            self._wake.notify_all()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._wake:  # the count passed to listeners may arrive out of order: ask
+                while self.bus.watchers() == 0 and not self._stop.is_set():
+                    self._wake.wait()
+            if self._stop.is_set():
+                return
+            try:
+                self.look()
+            except TartError as exc:  # Tart is down: say nothing, look again later
+                log.debug("watcher: tart list failed: %s", exc)
+            except Exception:  # the thread must live on; a bug is logged
+                log.exception("watcher: a look failed")
+            self._stop.wait(self.interval)
+
+    def look(self) -> None:
+        """One listing, and the events it shows. The first one only learns the states."""
+        with self._looking:
+            started, listed = self._list_vms(self.interval / 4)
+            self.looks += 1
+            known, heard = self.states.snapshot()
+            if not self._seeded:
+                self._seeded = True
+                self.states.seed({vm["name"]: vm["state"] for vm in listed
+                                  if vm["source"] == "local" and vm["name"] not in heard})
+                return
+            for name, before, after in vm_changes(listed, known, heard, started, self._held):
+                if after is None:
+                    self.states.deleted(name, "outside")
+                elif before is None:
+                    self.states.created(name, None, after, "outside")
+                else:
+                    self.states.changed(name, before, after, "outside")
