@@ -205,7 +205,8 @@ async function refreshVms() {
       scheduleDetail(vm.name);
     }
     if (before && before.state !== vm.state) debounce("host", 500, loadHost);
-    if (!before && state.routes.has("/vms/{name}/events")) loadHistory(vm.name);
+    const known = vm.state !== "creating" && (!before || before.state === "creating");
+    if (known && state.routes.has("/vms/{name}/events")) loadHistory(vm.name); // Tart has it
   }
   for (const name of [...state.vms.keys()]) {
     if (!seen.has(name)) forget(name);
@@ -434,6 +435,10 @@ function updateOperation(op) {
   if (op.id === state.createOp) renderCreate();
   if (op.id === state.pruneOp) renderPrune();
   if (FINISHED.has(op.state) && !(before && FINISHED.has(before.state))) {
+    if (op.vm) {
+      state.details.delete(op.vm); // what the operation set (CPUs, memory, disk) is read afresh
+      scheduleDetail(op.vm);
+    }
     debounce("vms", 100, refreshVms);
     debounce("host", 500, loadHost);
     if (op.kind === "prune" || op.kind === "pull" || op.kind === "create") {
