@@ -24,6 +24,9 @@ Fixtures
 
 Operator
     .url .port .pid .proc .tart_home .state_dir .call_log .stdout_path .stderr_path
+    .guest_port                    where the simulated guests listen (TART_SIM_GUEST_PORT) and the
+                                   operator probes for readiness (VM_OPERATOR_READY_PORT); the
+                                   guests' addresses are loopback ones (the simulator's default)
     .request(method, path, headers=None, body=None, timeout=30) -> (status, headers, body_bytes)
         one fresh HTTP/1.1 connection per call; ``headers`` is case-insensitive (HTTPMessage)
     .json(method, path, headers=None, body=None, timeout=30) -> (status, parsed body or None)
@@ -49,6 +52,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -83,6 +87,13 @@ def wait_for(predicate: Callable[[], T], timeout: float = 5.0, interval: float =
         if time.monotonic() >= deadline:
             pytest.fail(f"condition not reached within {timeout:g} s: {message or predicate}")
         time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _clean_env() -> dict[str, str]:
@@ -129,9 +140,15 @@ class Operator:
         self.seed = seed
         self._spawned: list[subprocess.Popen[bytes]] = []
 
+        # The simulated guests listen on loopback addresses of their own (the simulator's
+        # default), on a free unprivileged port, which the operator probes for readiness: no
+        # probe ever goes anywhere but loopback, nor to a real sshd on port 22.
+        self.guest_port = free_port()
         server_env: dict[str, str] = {**_clean_env(), "PYTHONPATH": str(REPO_ROOT),
                                       "TART_HOME": str(self.tart_home),
-                                      "TART_SIM_CALL_LOG": str(self.call_log)}
+                                      "TART_SIM_CALL_LOG": str(self.call_log),
+                                      "TART_SIM_GUEST_PORT": str(self.guest_port),
+                                      "VM_OPERATOR_READY_PORT": str(self.guest_port)}
         if seed:
             server_env["TART_SIM_SEED"] = "demo"
         for key, value in (env or {}).items():
@@ -207,7 +224,8 @@ class Operator:
     # --- Tart, outside the API ---------------------------------------------------------
 
     def _direct_env(self, env: dict[str, str] | None) -> dict[str, str]:
-        direct = {**_clean_env(), "TART_HOME": str(self.tart_home)}
+        direct = {**_clean_env(), "TART_HOME": str(self.tart_home),
+                  "TART_SIM_GUEST_PORT": str(self.guest_port)}
         if self.seed:
             direct["TART_SIM_SEED"] = "demo"
         direct.update(env or {})

@@ -7,8 +7,10 @@ What the SSH transport tests talk to, standing in for a Mac with Remote Login on
   allowed user, ``UsePAM no``, ``StrictModes no``, ``PidFile none``.
 - That user is ``vm-operator-ssh-test``, a system account (created once with ``useradd``,
   no password, shell ``/bin/sh``, home ``/``); each server gives it its own environment with
-  ``SetEnv``: HOME, TART_HOME, TART_SIM_SEED=demo, TART_SIM_CALL_LOG, and a PATH whose first
-  entry holds ``tart`` (a wrapper running a copy of vm_operator/simulator.py). So concurrent
+  ``SetEnv``: HOME, TART_HOME, TART_SIM_SEED=demo, TART_SIM_CALL_LOG, TART_SIM_GUEST_PORT (a free
+  port: the simulated guests listen there on loopback addresses; give it to the operator as
+  VM_OPERATOR_READY_PORT) and a PATH whose first entry holds ``tart`` (a wrapper running a copy
+  of vm_operator/simulator.py). So concurrent
   test sessions never share a home, and nothing on the host outside ``/tmp/vmop-sshd-*`` is
   touched besides the account itself.
 - A client key in ``authorized_keys``, a ``known_hosts`` pinning the host key, and a second
@@ -116,6 +118,7 @@ class SshdEnv:
     bin: Path
     sshd_log: Path
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    guest_port: int = 0  # TART_SIM_GUEST_PORT of the simulated guests on this "host"
 
     @property
     def target(self) -> str:
@@ -202,6 +205,7 @@ def create() -> SshdEnv:
         host_pub = keygen(host_key)
         other_pub = keygen(client / "other_host_key")
         port = free_port()
+        guest_port = free_port()
         (root / "authorized_keys").write_text(authorized + "\n")
         os.chmod(root / "authorized_keys", 0o644)
         known = client / "known_hosts"
@@ -244,10 +248,10 @@ PermitTTY no
 MaxStartups 200:30:400
 MaxSessions 50
 LogLevel VERBOSE
-SetEnv PATH={bin_dir}:/usr/bin:/bin HOME={home} TART_HOME={tart_home} TART_SIM_SEED=demo TART_SIM_CALL_LOG={call_log}
+SetEnv PATH={bin_dir}:/usr/bin:/bin HOME={home} TART_HOME={tart_home} TART_SIM_SEED=demo TART_SIM_CALL_LOG={call_log} TART_SIM_GUEST_PORT={guest_port}
 """)
         env = SshdEnv(root, port, USER, user_key, known, wrong, home, tart_home, call_log, bin_dir,
-                      root / "sshd.log")
+                      root / "sshd.log", guest_port=guest_port)
         env.start()
         return env
     except BaseException:

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,7 +34,13 @@ CMD = [sys.executable, "-S", "-m", "vm_operator.simulator"]
 def env(tmp_path: Path) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TART")}
     return {**clean, "PYTHONPATH": str(REPO), "TART_HOME": str(tmp_path / "tart"),
-            "TART_SIM_SEED": "demo"}
+            "TART_SIM_SEED": "demo", "TART_SIM_GUEST_PORT": str(free_port())}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def tart(env: dict[str, str], *args: str, timeout: float = 10,
@@ -200,7 +207,7 @@ def test_run_lock_ip_and_stop(env, start):
     info = json.loads(tart(env, "get", "macos-sequoia-base", "--format", "json").stdout)
     assert info["Running"] is True and info["State"] == "running"
     ip = tart(env, "ip", "macos-sequoia-base", "--wait", "2")
-    assert ip.returncode == 0 and re.fullmatch(r"192\.168\.64\.\d+\n", ip.stdout)
+    assert ip.returncode == 0 and re.fullmatch(r"127\.\d+\.\d+\.\d+\n", ip.stdout)  # loopback
     assert tart(env, "ip", "macos-sequoia-base").stdout == ip.stdout  # deterministic
     assert tart(env, "stop", "macos-sequoia-base").returncode == 0
     assert proc.wait(5) == 0 and state(env, "macos-sequoia-base") == "stopped"

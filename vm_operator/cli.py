@@ -12,6 +12,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -65,7 +66,19 @@ def demo_setup(config: Config, env: dict[str, str]) -> tuple[Config, Path]:
                          "directory)")
     env["TART_HOME"] = str(home / "tart")
     env["TART_SIM_SEED"] = "demo"
-    return replace(config, tart=str(simulator), state_dir=str(home / "state")), home
+    # The simulated guests listen on loopback addresses (the simulator's default), on a port
+    # of their own: the readiness probe goes there, never off this machine.
+    guest_port = env.get("TART_SIM_GUEST_PORT", "").strip() or str(free_loopback_port())
+    env["TART_SIM_GUEST_PORT"] = guest_port
+    return replace(config, tart=str(simulator), state_dir=str(home / "state"),
+                   ready_port=int(guest_port)), home
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for the demo's simulated guests)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def prepare_state_dir(path: str) -> None:

@@ -62,6 +62,7 @@ class Config:
     events_queue: int = 1000  # events a watcher may fall behind before it is dropped
     events_history: int = 1000  # events kept for Last-Event-ID resumes
     watch_interval: float = 1.0  # seconds between two looks at Tart while anyone watches
+    ready_port: int = 22  # a running VM is ready once its guest accepts connections here
 
     @property
     def auth_enabled(self) -> bool:
@@ -194,6 +195,7 @@ _EVENTS_MAX_STREAMS = _integer(1, 10000)
 _EVENTS_QUEUE = _integer(1, 100000)
 _EVENTS_HISTORY = _integer(1, 100000)
 _WATCH_INTERVAL = _decimal(0.1, 60)
+_READY_PORT = _integer(1, 65535)
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -301,6 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds between two tart list calls that look for changes made "
                         "outside the operator, while anyone watches GET /events "
                         "(VM_OPERATOR_WATCH_INTERVAL, default 1)")
+    parser.add_argument("--ready-port", type=_READY_PORT,
+                        help="a running VM is ready once its guest accepts a TCP connection on "
+                        "this port, tried from where Tart runs (VM_OPERATOR_READY_PORT, default "
+                        "22: the guest's sshd)")
     parser.add_argument("--demo", action="store_true",
                         help="serve the bundled Tart simulator with demo VMs in a throw-away "
                         "Tart home (for trying the API without a Mac)")
@@ -409,5 +415,6 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         events_queue=sources.value("events_queue", _EVENTS_QUEUE, 1000),
         events_history=sources.value("events_history", _EVENTS_HISTORY, 1000),
         watch_interval=sources.value("watch_interval", _WATCH_INTERVAL, 1.0),
+        ready_port=sources.value("ready_port", _READY_PORT, 22),
     )
 

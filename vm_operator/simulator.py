@@ -21,6 +21,14 @@ state lives under $TART_HOME. Deliberate choices:
   a percentage line at most every TART_SIM_PROGRESS_INTERVAL seconds (Tart: 1 s).
 - Like Tart, `clone` does not print the `pulling REF...` line that `pull` prints,
   and a clone of a cached image prints nothing at all.
+- The guest's address: each VM gets its own loopback address 127.A.B.C (from TART_HOME and
+  its name; Linux routes all of 127/8 to the loopback interface; elsewhere 127.0.0.1), or
+  TART_SIM_GUEST_IP for every VM. Never an address off this machine, so that whatever probes
+  the guest (the operator's readiness check) only ever talks to loopback.
+- The guest "boots": `ip` answers TART_SIM_BOOT_DELAY seconds after `run` took the lock, and
+  TART_SIM_SSH_DELAY seconds after that the `run` process itself listens on the guest's
+  address, port TART_SIM_GUEST_PORT (default 22, as a guest's sshd), and greets each
+  connection with an SSH banner: the listener lives and dies with the run.
 - No automatic pruning (TART_NO_AUTO_PRUNE, --prune-limit): the simulated disks take
   no space. Minimums Tart cannot read here (Virtualization.framework's): 1 CPU and
   128 MiB of memory.
@@ -43,6 +51,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import struct
 import sys
 import tempfile
@@ -156,8 +165,68 @@ def name_hash(name: str) -> int:
 
 
 def ip_of(name: str) -> str:
-    """A deterministic, never-contacted address on Tart's default NAT subnet."""
-    return f"192.168.64.{2 + name_hash(name) % 252}"
+    """The guest's address: TART_SIM_GUEST_IP for every VM, else a loopback address of its own
+    (127.A.B.C, never 127.0.0.x, stable for one TART_HOME and name) where Linux can listen on
+    it, else 127.0.0.1."""
+    fixed = os.environ.get("TART_SIM_GUEST_IP", "").strip()
+    if fixed:
+        return fixed
+    if not sys.platform.startswith("linux"):
+        return "127.0.0.1"
+    bits = zlib.crc32(f"{tart_home()}\0{name}".encode())
+    return f"127.{1 + bits % 254}.{bits >> 8 & 255}.{1 + (bits >> 16) % 254}"
+
+
+def guest_port() -> int:
+    """TART_SIM_GUEST_PORT: where the guest accepts connections (default 22, like sshd)."""
+    text = os.environ.get("TART_SIM_GUEST_PORT", "").strip()
+    try:
+        port = int(text) if text else 22
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise TartError(f"TART_SIM_GUEST_PORT must be a port number (1-65535), not {text!r}", 1)
+    return port
+
+
+class GuestPort:
+    """The booted guest's listening port (its "sshd"): accepts, greets, hangs up."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sock: socket.socket | None = None
+
+    def open(self) -> None:
+        address, port = ip_of(self.name), guest_port()
+        sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((address, port))
+            sock.listen(16)
+            sock.setblocking(False)
+        except OSError as e:
+            sock.close()
+            say(f"[tart-sim] VM {self.name}: the guest cannot listen on {address}:{port}: "
+                f"{e.strerror or e}", err=True)
+            return
+        self.sock = sock
+        say(f"[tart-sim] VM {self.name} accepts connections on {address}:{port}")
+
+    def serve(self) -> None:
+        """Answer every pending connection: the banner, then close."""
+        while self.sock is not None:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # nothing pending (EAGAIN), or a connection already gone
+                return
+            with conn, contextlib.suppress(OSError):
+                conn.setblocking(False)
+                conn.send(b"SSH-2.0-tart-sim\r\n")
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
 
 def iso(ts: float) -> str:
@@ -1247,6 +1316,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     if failure:
         interruptible_sleep(0.3, pending)
         raise TartError(failure, 1)
+    guest_port()  # a bad TART_SIM_GUEST_PORT fails the run before it takes the lock
     fd = os.open(d / "config.json", os.O_RDWR)  # held open for the VM's whole life
     take_run_lock(a.name, fd, os_name)
     try:
@@ -1271,11 +1341,26 @@ def run_vm(name: str, d: Path, cfg: Json, suspendable: bool, resume: bool,
         say("resuming VM...")
     say(f"[tart-sim] starting VM {name} ({cfg.get('os', 'darwin')}, {cfg.get('cpuCount')} CPUs, "
         f"{int(cfg.get('memorySize', 0)) >> 20} MB)")
-    booted = False
+    listens_at = booted_at + max(0.0, env_float("TART_SIM_SSH_DELAY"))
+    guest = GuestPort(name)
+    try:
+        return guest_life(name, d, suspendable, pending, booted_at, listens_at, guest)
+    finally:
+        guest.close()
+
+
+def guest_life(name: str, d: Path, suspendable: bool, pending: list[int], booted_at: float,
+               listens_at: float, guest: GuestPort) -> int:
+    """Boot (an IP address), listen (the guest's port), then wait for signals."""
+    booted = listening = False
     while True:
         if not booted and time.time() >= booted_at:
             say(f"[tart-sim] VM {name} booted, IP address {ip_of(name)}")
             booted = True
+        if booted and not listening and time.time() >= listens_at:
+            guest.open()
+            listening = True
+        guest.serve()
         while pending:
             if pending.pop(0) != signal.SIGUSR1:
                 say(f"[tart-sim] VM {name} shut down")
@@ -1381,6 +1466,9 @@ KNOBS = (  # environment variable -> what it does, for the --help epilog
     ("TART_SIM_DELAY=S", "sleep S seconds before every command"),
     ("TART_SIM_RUN_DELAY=S", "run waits S seconds before it takes the VM's lock"),
     ("TART_SIM_BOOT_DELAY=S", "a running VM has an IP address S seconds after it started"),
+    ("TART_SIM_SSH_DELAY=S", "its guest accepts connections S seconds after it has an IP"),
+    ("TART_SIM_GUEST_IP=ADDR", "every guest's IP (default: one loopback 127.A.B.C per VM)"),
+    ("TART_SIM_GUEST_PORT=N", "the port a booted guest listens on (default 22, as sshd)"),
     ("TART_SIM_RUN_FAIL=MSG", "run fails with MSG (exit 1) before it takes the lock"),
     ("TART_SIM_HANG=CMDS", "these subcommands (comma-separated, or all) hang until killed"),
     ("TART_SIM_HANG_CHILD=PATH", "with TART_SIM_HANG: fork a child that hangs too; its pid to PATH"),

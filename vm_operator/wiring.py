@@ -105,7 +105,8 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
     tart = build_tart(config.ssh, config.tart, env, config.tart_timeout, store,
                       metrics.observe_tart, config.pull_timeout)
     settings = Settings(cache_ttl=config.cache_ttl, start_timeout=config.start_timeout,
-                        max_running=config.max_running, watch_interval=config.watch_interval)
+                        max_running=config.max_running, watch_interval=config.watch_interval,
+                        ready_port=config.ready_port)
     clock = SystemClock()
     specs = SpecStore(Path(config.state_dir) / "specs", Path(config.state_dir))
     operations, operation_store = build_operations(config.state_dir, tart, specs, clock)

@@ -181,6 +181,7 @@ class FakeTart:
         self._cond = threading.Condition()
         self._gates: dict[tuple[str, str | None], Gate] = {}
         self._pids = itertools.count(4242)
+        self.accepting: set[tuple[str, int]] = set()  # guests' ip:port that accept connections
 
     # --- what the test does -------------------------------------------------------------------
 
@@ -358,6 +359,13 @@ class FakeTart:
             return "192.168.64.2"
         finally:
             self._leave("ip")
+
+    def probe(self, ip: str, port: int) -> bool:
+        self._enter("probe", None, (ip, port))
+        try:
+            return (ip, port) in self.accepting
+        finally:
+            self._leave("probe")
 
     def tail_log(self, name: str, lines: int | None = None) -> LogTail | None:
         vm = self.vms.get(name)

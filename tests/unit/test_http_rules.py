@@ -133,9 +133,11 @@ def test_any_method_a_path_does_not_take_is_405_with_allow(method: str, target: 
         ("GET", "/vms", b'{"state": "a b&c"}',
          "this route takes no body; pass state as a query parameter: ?state=a%20b%26c"),
         ("POST", "/vms/{name}/start", b"suspendable=true",
-         "this route takes no body; its parameters go in the query string: suspendable"),
+         ("this route takes no body; its parameters go in the query string: suspendable, wait, "
+         "timeout")),
         ("POST", "/vms/{name}/start", b"\xff\xfe",
-         "this route takes no body; its parameters go in the query string: suspendable"),
+         ("this route takes no body; its parameters go in the query string: suspendable, wait, "
+         "timeout")),
         ("POST", "/vms/{name}/suspend", b"{}",
          "this route takes no body and no parameters: send the request without a body"),
     ],

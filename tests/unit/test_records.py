@@ -7,7 +7,13 @@ from typing import Any
 from vm_operator.api.operations import OperationDoc
 from vm_operator.api.schemas import SCHEMAS
 from vm_operator.api.system import Health
-from vm_operator.core.records import ChangedVm, CreatingVm, TartStatus, VmDetail
+from vm_operator.core.records import (
+    ChangedVm,
+    CreatingVm,
+    ReadyVmDetail,
+    StartedReadyVm,
+    TartStatus,
+)
 from vm_operator.store.state import RunRecord
 from vm_operator.tart.records import Vm, VmInfo
 
@@ -30,10 +36,18 @@ def test_operation() -> None:
 def test_vm_detail() -> None:
     vm, extra = SCHEMAS["VMDetail"]["allOf"]  # type: ignore[index]
     assert vm == {"$ref": "#/components/schemas/VM"}
-    assert properties(extra) == set(VmInfo.__required_keys__) | {"last_run"}
-    assert set(VmDetail.__required_keys__) == set(Vm.__required_keys__) | properties(extra)
+    assert properties(extra) == set(VmInfo.__required_keys__) | {"last_run", "ready", "ip"}
+    assert set(ReadyVmDetail.__required_keys__) == set(Vm.__required_keys__) | properties(extra)
     last_run = extra["properties"]["last_run"]["oneOf"][1]
     assert properties(last_run) == set(RunRecord.__required_keys__)
+
+
+def test_started_ready_vm() -> None:
+    detail, extra = SCHEMAS["StartedReadyVM"]["allOf"]  # type: ignore[index]
+    assert detail == {"$ref": "#/components/schemas/VMDetail"}
+    assert set(StartedReadyVm.__required_keys__) == (set(ReadyVmDetail.__required_keys__)
+                                                     | properties(extra))
+    assert set(extra["required"]) == {"ready", "ip", "changed"}
 
 
 def test_health() -> None:

@@ -108,6 +108,15 @@ SUSPENDABLE = Query("suspendable", Boolean(), False,
                     "Add --suspendable (needed for a later suspend)")
 TIMEOUT = Query("timeout", Int(0, 300), 30, "Seconds before Tart kills the VM")
 WAIT = Query("wait", Int(0, 120), 0, "Seconds to wait for an address, while the VM runs")
+WAIT_FOR = OptionalQuery("wait", OneOf(("ready",)),
+                         "ready: answer once the VM is ready (Tart reports its IP address and "
+                         "its guest accepts a TCP connection on VM_OPERATOR_READY_PORT), with "
+                         "its detail; absent: answer once Tart reports it running")
+READY_TIMEOUT_DEFAULT = 120
+READY_TIMEOUT = OptionalQuery("timeout", Int(1, 900),
+                              f"With wait=ready: seconds to wait, the start included (default "
+                              f"{READY_TIMEOUT_DEFAULT}); then 504 ready-timeout, the VM left "
+                              "running. Only with wait=ready")
 TAIL = OptionalQuery("tail", Int(1, LOG_TAIL_LINES_MAX), "Only the last N lines")
 
 

@@ -60,7 +60,20 @@ SCHEMAS: dict[str, Schema] = {
                     "pid": {"type": "integer"},
                     "suspendable": {"type": "boolean"},
                 }}]},
+            "ready": {"type": "boolean", "description":
+                      "Running, Tart reports its IP address, and its guest accepts a TCP "
+                      "connection on VM_OPERATOR_READY_PORT (22: its sshd), tried from where "
+                      "Tart runs; looked at when asked, at most about 1 s old"},
+            "ip": {"type": ["string", "null"], "description":
+                   "The address Tart reports (tart ip) while it runs; null before the guest "
+                   "has one, and whenever it does not run"},
         }}],
+    },
+    "StartedReadyVM": {
+        "allOf": [ref("VMDetail"), {"type": "object", "required": ["ready", "ip", "changed"],
+                                    "properties": {"changed": {
+                                        "type": "boolean",
+                                        "description": "Whether this request started it"}}}],
     },
     "Operation": {
         "type": "object",

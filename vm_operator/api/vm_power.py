@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from vm_operator.api.app import App
-from vm_operator.api.params import NAME, SUSPENDABLE, TIMEOUT
+from vm_operator.api.params import (
+    NAME,
+    READY_TIMEOUT,
+    READY_TIMEOUT_DEFAULT,
+    SUSPENDABLE,
+    TIMEOUT,
+    WAIT_FOR,
+)
 from vm_operator.api.problems import TART_FAILURES
-from vm_operator.api.schemas import VM
+from vm_operator.api.schemas import VM, ref
 from vm_operator.core.errors import (
     AlreadyRunning,
     NotRunning,
     NotSuspendable,
     OciImage,
+    ReadyTimeout,
     RunEnded,
     StartTimeout,
     StateDirUnwritable,
@@ -19,6 +27,7 @@ from vm_operator.core.errors import (
     VmLimit,
     VmNotFound,
 )
+from vm_operator.edge.errors import ApiError
 from vm_operator.edge.responses import Response, json_response
 from vm_operator.edge.routing import Request, Route, Success
 from vm_operator.tart.errors import (
@@ -31,6 +40,15 @@ from vm_operator.tart.errors import (
 
 
 def start_vm(app: App, req: Request) -> Response:
+    timeout = req.optional(READY_TIMEOUT)
+    if req.optional(WAIT_FOR) == "ready":
+        ready = app.service.start_ready(req.get(NAME), req.get(SUSPENDABLE),
+                                        timeout or READY_TIMEOUT_DEFAULT)
+        return json_response(200, ready)
+    if timeout is not None:
+        raise ApiError("invalid-parameter", "timeout is only taken with wait=ready (how long to "
+                       "wait for the VM to be ready); a start without it answers once Tart "
+                       "reports the VM running")
     vm = app.service.start(req.get(NAME), req.get(SUSPENDABLE))
     return json_response(202 if vm["changed"] else 200, vm)
 
@@ -46,13 +64,15 @@ def suspend_vm(app: App, req: Request) -> Response:
 ROUTES: tuple[Route[App], ...] = (
     Route("POST", "/vms/{name}/start", start_vm,
           "Start a VM (tart run --no-graphics, detached) and confirm it runs", "startVm",
-          path=(NAME,), query=(SUSPENDABLE,),
-          ok=(Success(200, "Already running (changed: false)", VM),
-              Success(202, "Started: Tart reports it running", VM)),
+          path=(NAME,), query=(SUSPENDABLE, WAIT_FOR, READY_TIMEOUT),
+          ok=(Success(200, "Already running (changed: false); with wait=ready: the VM's detail "
+                      "(ready: true, ip) once it is ready, changed telling whether it was "
+                      "started", {"anyOf": [VM, ref("StartedReadyVM")]}),
+              Success(202, "Started: Tart reports it running (without wait)", VM)),
           problems=(VmNotFound, OciImage, NotSuspendable, AlreadyRunning, TartAlreadyRunning,
                     VmLimit, TartVmLimit, TartSuspendUnsupported, VmBusy, VmHeldByOperation,
                     StateDirUnwritable,
-                    StartTimeout, RunEnded, *TART_FAILURES)),
+                    StartTimeout, RunEnded, ReadyTimeout, NotRunning, *TART_FAILURES)),
     Route("POST", "/vms/{name}/stop", stop_vm, "Stop a VM (tart stop --timeout T)", "stopVm",
           path=(NAME,), query=(TIMEOUT,),
           ok=(Success(200, "Stopped (changed tells if it ran)", VM),),

@@ -59,6 +59,16 @@ class StartTimeout(OperatorError):
     """Tart did not report the VM running within the start timeout."""
 
 
+class ReadyTimeout(OperatorError):
+    """A VM did not become ready (an IP address, then a TCP connection) in time."""
+
+    def __init__(self, detail: str, waiting_for: str, ip: str | None, port: int) -> None:
+        super().__init__(detail)
+        self.waiting_for = waiting_for  # "ip" or "connection"
+        self.ip = ip  # None while Tart reported no address
+        self.port = port
+
+
 class RunEnded(OperatorError):
     """``tart run`` ended before Tart reported the VM running, without a refusal to classify."""
 

@@ -17,6 +17,20 @@ class VmDetail(Vm, VmInfo):
     last_run: RunRecord | None
 
 
+class ReadyVmDetail(VmDetail):
+    """GET /vms/{name}: the detail, with whether the guest is ready and its IP address (null
+    while Tart reports none, and whenever the VM does not run)."""
+
+    ready: bool
+    ip: str | None
+
+
+class StartedReadyVm(ReadyVmDetail):
+    """POST /vms/{name}/start?wait=ready: the detail once ready, ``changed`` as a start's."""
+
+    changed: bool
+
+
 class ChangedVm(Vm):
     """A VM after a start, stop or suspend: ``changed`` tells whether anything changed."""
 
@@ -42,6 +56,8 @@ class CreatingVmDetail(CreatingVm, VmInfo):
     """GET /vms/{name} of a VM being created: no ``tart get`` fields, no run."""
 
     last_run: None
+    ready: bool  # False
+    ip: None
 
 
 class TartStatus(TypedDict):

@@ -22,13 +22,15 @@ from vm_operator.core.lifecycle import Lifecycle, operation_path
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.core.power import Power
+from vm_operator.core.readiness import Readiness, ReadinessProbe
 from vm_operator.core.records import (
     NO_INFO,
     ChangedVm,
     CreatingVm,
     CreatingVmDetail,
+    ReadyVmDetail,
+    StartedReadyVm,
     TartStatus,
-    VmDetail,
 )
 from vm_operator.core.runs import RunSupervisor
 from vm_operator.core.vm_manage import VmManager
@@ -47,6 +49,7 @@ class Settings:
     poll_interval: float = 0.02  # between two looks at a starting VM
     max_running: int = 2  # running macOS guests at once (0: no cap)
     watch_interval: float = 1.0  # between two looks at Tart while anyone watches the events
+    ready_port: int = 22  # a running VM is ready once its guest accepts connections here
 
 
 class VmService:
@@ -75,6 +78,9 @@ class VmService:
         self.images = Images(parts, operations)
         self.host = Host(parts, operations, settings.max_running)
         self.runs.on_run_ended(self.ephemeral.run_ended)
+        self.readiness = ReadinessProbe(tart, clock, self.events, settings.ready_port,
+                                        ttl=settings.cache_ttl)
+        self.runs.on_run_ended(self.readiness.forget)
         operations.add_listener(self.ephemeral.operation_changed)
 
     # --- events -----------------------------------------------------------------------------
@@ -125,11 +131,17 @@ class VmService:
     def cached_vms(self) -> list[Vm] | None:
         return self.inventory.cached_vms()
 
-    def describe(self, name: VmName) -> VmDetail | CreatingVmDetail:
+    def describe(self, name: VmName) -> ReadyVmDetail | CreatingVmDetail:
+        """The VM in detail; a running one is probed for readiness (``readiness``, cached)."""
         op = self.lifecycle.creating().get(name)
         if op is not None:  # not Tart's yet (or half made): nothing to ask Tart
-            return {**creating_vm(op), **NO_INFO, "last_run": None}
-        return self.inventory.describe(name)
+            return {**creating_vm(op), **NO_INFO, "last_run": None, "ready": False, "ip": None}
+        found = self.inventory.describe(name)
+        if found["state"] != "running":
+            self.readiness.forget(name)
+            return {**found, "ready": False, "ip": None}
+        seen = self.readiness.check(name)
+        return {**found, "ready": seen.ready, "ip": seen.ip}
 
     def ip(self, name: VmName, wait: int) -> str:
         return self.inventory.ip(name, wait)
@@ -148,6 +160,18 @@ class VmService:
     def start(self, name: VmName, suspendable: bool = False) -> ChangedVm:
         self.lifecycle.refuse_if_held(name)
         return self.power.start(name, suspendable)
+
+    def start_ready(self, name: VmName, suspendable: bool, timeout: float) -> StartedReadyVm:
+        """Start the VM (``start``), then wait until it is ready: Tart reports its IP address
+        and its guest accepts a TCP connection on the ready port. ``timeout`` seconds bound
+        the whole (ReadyTimeout when they run out; the VM is left running)."""
+        began = self.clock.monotonic()
+        started = self.start(name, suspendable)
+        seen: Readiness = self.readiness.wait(
+            name, began + timeout, timeout,
+            lambda: self.inventory.find(name)["state"] == "running")
+        found = self.inventory.describe(name)
+        return {**found, "ready": seen.ready, "ip": seen.ip, "changed": started["changed"]}
 
     def stop(self, name: VmName, timeout: int) -> ChangedVm:
         self.lifecycle.refuse_if_held(name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from vm_operator.core.errors import (
     OperationsFull,
     OperatorError,
+    ReadyTimeout,
     StateDirUnwritable,
     VmBusy,
     VmHeldByOperation,
@@ -70,4 +71,6 @@ def _extra(exc: Exception) -> dict[str, object]:
         return {"state_dir": exc.path}
     if isinstance(exc, VmHeldByOperation):
         return {"operation": exc.operation}
+    if isinstance(exc, ReadyTimeout):
+        return {"waiting_for": exc.waiting_for, "ip": exc.ip, "port": exc.port}
     return {}

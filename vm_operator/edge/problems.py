@@ -30,6 +30,7 @@ from vm_operator.core.errors import (
     OperationMissing,
     OperationsClosed,
     OperationsFull,
+    ReadyTimeout,
     RunEnded,
     StartTimeout,
     StateDirUnwritable,
@@ -82,6 +83,7 @@ Slug = Literal[
     "vm-exists", "vm-running", "vm-busy-operation", "invalid-resources", "image-not-found",
     "operation-not-found", "operation-finished", "queue-full", "shutting-down", "interrupted",
     "too-many-streams",
+    "ready-timeout",
 ]
 """Every problem type: ``ApiError`` takes only these, so mypy proves each one is catalogued."""
 
@@ -483,6 +485,16 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "Watch GET /vms/NAME and GET /vms/NAME/logs; raise VM_OPERATOR_START_TIMEOUT for slow "
         "VMs.",
         raised_by=(StartTimeout,),
+    ),
+    ProblemType(
+        "ready-timeout", 504, "The VM did not become ready in time",
+        "POST /vms/NAME/start?wait=ready waited its timeout for the VM to be ready, and it was "
+        "not: waiting_for says what was missing, ip (Tart reported no IP address; ip is null) "
+        "or connection (no TCP connection to ip:port succeeded). The VM was left running.",
+        "Ask again with a longer timeout, or watch GET /vms/NAME (ready, ip) and its logs; "
+        "check that the guest runs sshd (or whatever listens on VM_OPERATOR_READY_PORT) and "
+        "that the port is the one it listens on.",
+        raised_by=(ReadyTimeout,),
     ),
     ProblemType(
         "http-version-not-supported", 505, "HTTP version not supported",

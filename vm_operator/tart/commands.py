@@ -17,6 +17,7 @@ from vm_operator.tart.parse import (
     parse_vm_info,
     parse_vm_list,
 )
+from vm_operator.tart.probe import PROBE_TIMEOUT, checked_target
 from vm_operator.tart.records import HostDisk, Image, Vm, VmInfo
 from vm_operator.tart.transport import (
     OutputSink,
@@ -77,6 +78,13 @@ class Tart:
         """``tart ip --wait W NAME``: Tart waits up to W seconds for an address."""
         return parse_ip(self.transport.call(["ip", "--wait", str(wait), name],
                                             wait + self.transport.timeout))
+
+    def probe(self, ip: str, port: int) -> bool:
+        """Whether the guest at ``ip`` accepts a TCP connection on ``port``, tried from where
+        Tart runs (over SSH: on the host), with a short timeout. A value that is not an IP
+        address or a port number is refused (ValueError) before anything is tried."""
+        address, checked_port = checked_target(ip, port)
+        return self.transport.probe(address, checked_port, PROBE_TIMEOUT)
 
     # --- lifecycle: create, configure, remove ---------------------------------------------
 

@@ -34,6 +34,7 @@ from vm_operator.tart.errors import (
     command_error,
 )
 from vm_operator.tart.parse import error_message
+from vm_operator.tart.probe import connects
 from vm_operator.tart.records import HostDisk
 from vm_operator.tart.streaming import run_streaming
 from vm_operator.tart.transport import (
@@ -111,6 +112,10 @@ class LocalTransport:
         with observed(self.observe, label):
             return run_captured([self.binary, *args], self.env,
                                 self.timeout if timeout is None else timeout, label)
+
+    def probe(self, ip: str, port: int, timeout: float) -> bool:
+        """Tart runs here: so do its guests' networks, and the probe."""
+        return connects(ip, port, timeout)
 
     def stream(self, args: Sequence[str], on_output: OutputSink, on_started: StartedSink,
                timeout: float) -> None:

@@ -43,12 +43,14 @@ from vm_operator.tart.errors import (
 )
 from vm_operator.tart.local import run_captured
 from vm_operator.tart.parse import parse_disk
+from vm_operator.tart.probe import checked_target
 from vm_operator.tart.records import HostDisk
 from vm_operator.tart.ssh_commands import (
     DISK_SCRIPT,
     LAUNCH_SCRIPT,
     LOG_MISSING,
     LOG_SCRIPT,
+    PROBE_SCRIPT,
     STREAM_SCRIPT,
     WAIT_DELAY,
     WAIT_SCRIPT,
@@ -210,6 +212,19 @@ class SshTransport:
         except TartError:
             return ""
         return last_line(data[-8192:].decode("utf-8", errors="replace"))
+
+    def probe(self, ip: str, port: int, timeout: float) -> bool:
+        """The connection is made ON THE HOST (PROBE_SCRIPT), where the guests' network is: a
+        refused or timed-out connection is False; ssh's own failures raise as for any call."""
+        address, port = checked_target(ip, port)
+        words = script_words(PROBE_SCRIPT, address, str(port), f"{max(1, round(timeout))}")
+        try:
+            self.remote("probe", words, self.timeout + timeout)
+        except TransportError:
+            raise
+        except TartCommandError:
+            return False
+        return True
 
     def locate(self) -> tuple[str, bool]:
         path = f"ssh://{self.settings.label} {self.settings.tart}"

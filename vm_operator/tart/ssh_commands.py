@@ -100,6 +100,19 @@ WAIT_SCRIPT = (
 LOG_SCRIPT = f'cd || exit 1; [ -f "$1" ] || exit {LOG_MISSING}; wc -c <"$1"; tail -c "$2" "$1"'
 
 
+# sh -c PROBE_SCRIPT vm-operator IP PORT SECONDS: whether a TCP connection to IP:PORT succeeds
+# from the host (where the guests' network is), within SECONDS: exit 0 if it does, else non-zero.
+# bash's /dev/tcp makes the connection (macOS ships /bin/bash; Debian too), so nothing needs
+# installing on the Mac; bash has no connect timeout, so a watchdog kills it after SECONDS.
+# IP and PORT were checked (an IP address, a port number) before they got here.
+_PROBE_CONNECT = 'exec 3<>"/dev/tcp/$1/$2"'
+PROBE_SCRIPT = (
+    f'bash -c {shlex.quote(_PROBE_CONNECT)} vm-operator "$1" "$2" </dev/null >/dev/null 2>&1 & '
+    'p=$!; { sleep "$3"; kill -9 "$p"; } </dev/null >/dev/null 2>&1 & w=$!; '
+    'wait "$p"; code=$?; kill "$w" 2>/dev/null; exit "$code"'
+)
+
+
 # --- command lines (pure) -----------------------------------------------------------------
 
 

@@ -100,6 +100,12 @@ class Transport(Protocol):
         """Where Tart is and whether it can be run, without running it (for health probes)."""
         ...
 
+    def probe(self, ip: str, port: int, timeout: float) -> bool:
+        """Whether a TCP connection to ip:port succeeds within ``timeout`` seconds, made from
+        where Tart runs (its guests' addresses are reachable from there); ``ip`` and ``port``
+        are checked (``probe.checked_target``) first."""
+        ...
+
 
 @contextmanager
 def observed(observe: Observer, command: str) -> Iterator[None]:
