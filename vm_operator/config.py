@@ -63,6 +63,7 @@ class Config:
     events_history: int = 1000  # events kept for Last-Event-ID resumes
     watch_interval: float = 1.0  # seconds between two looks at Tart while anyone watches
     ready_port: int = 22  # a running VM is ready once its guest accepts connections here
+    reconcile_interval: float = 5.0  # seconds between the reconciler's periodic passes
 
     @property
     def auth_enabled(self) -> bool:
@@ -196,6 +197,7 @@ _EVENTS_QUEUE = _integer(1, 100000)
 _EVENTS_HISTORY = _integer(1, 100000)
 _WATCH_INTERVAL = _decimal(0.1, 60)
 _READY_PORT = _integer(1, 65535)
+_RECONCILE_INTERVAL = _decimal(0.1, 3600)
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -257,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-running", type=_MAX_RUNNING,
                         help="cap on running macOS guests, 0 for none (VM_OPERATOR_MAX_RUNNING, "
                         "default 2: Apple's licence limit; Linux guests do not count)")
+    parser.add_argument("--reconcile-interval", type=_RECONCILE_INTERVAL,
+                        help="seconds between two periodic passes of the reconciler, which "
+                        "keeps VMs as their desired state asks (VM_OPERATOR_RECONCILE_INTERVAL, "
+                        "default 5)")
     parser.add_argument("--max-connections", type=_MAX_CONNECTIONS,
                         help="connections served at once; more get a prompt 503 "
                         "(VM_OPERATOR_MAX_CONNECTIONS, default 256)")
@@ -416,5 +422,6 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         events_history=sources.value("events_history", _EVENTS_HISTORY, 1000),
         watch_interval=sources.value("watch_interval", _WATCH_INTERVAL, 1.0),
         ready_port=sources.value("ready_port", _READY_PORT, 22),
+        reconcile_interval=sources.value("reconcile_interval", _RECONCILE_INTERVAL, 5.0),
     )
 

@@ -9,6 +9,10 @@ state lives under $TART_HOME. Deliberate choices:
 - TART_SIM_RUN_FAIL fails `run` (exit 1, the message on stderr) about 0.3 s after
   it starts and before it takes the lock, as Tart does when it cannot start a VM.
 - A VM run without --suspendable logs an error on SIGUSR1 and keeps running.
+- The guest ending by itself: a file `.tart-sim-guest-exit` in the VM's directory
+  (holding an exit code, e.g. 0) makes its `run` end with that code at its next look
+  (every 0.05 s), as `tart run` returns when the guest shuts down (0) or the VM
+  fails (non-zero). The file is consumed.
 - TART_SIM_HANG_CHILD=PATH, with TART_SIM_HANG: the hanging command first forks a
   child that hangs too (in its process group, holding its stdout/stderr) and writes
   the child's pid to PATH, so a test can tell whether a timeout killed the group.
@@ -72,6 +76,7 @@ EX_USAGE = 64
 STATE_FILE = "state.vzvmsave"  # Tart's suspended-state file name
 RUNTIME_FILE = ".tart-sim-run.json"  # pid etc. of `run`; trusted only while locked
 ACCESSED_FILE = ".tart-sim-accessed"  # its mtime is the VM's "Accessed" time
+GUEST_EXIT_FILE = ".tart-sim-guest-exit"  # the guest ends by itself, with the code it holds
 SHAPES = {
     "2.31": ["Source", "Name", "Disk", "Size", "Accessed", "Running", "State"],
     "2.15": ["Source", "Name", "Disk", "Size", "SizeOnDisk", "Running", "State"],
@@ -1372,7 +1377,29 @@ def guest_life(name: str, d: Path, suspendable: bool, pending: list[int], booted
             atomic_write(d / STATE_FILE, json.dumps({"suspendedAt": time.time()}))
             say("snapshot created successfully! shutting down the VM...")
             return 0
+        code = guest_exit(d)
+        if code is not None:
+            say(f"[tart-sim] VM {name} shut down by its guest" if code == 0 else
+                f"[tart-sim] VM {name} stopped with an error (exit {code})", err=code != 0)
+            return code
         time.sleep(0.05)
+
+
+def guest_exit(d: Path) -> int | None:
+    """The exit code the test asked this VM's guest to end with (consuming the request)."""
+    path = d / GUEST_EXIT_FILE
+    try:
+        text = path.read_text()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    if not text.strip():
+        return None  # being written
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    try:
+        return int(text.strip()) & 0xFF
+    except ValueError:
+        return 1
 
 
 # ---------------------------------------------------------------- parsing

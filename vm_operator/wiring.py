@@ -48,12 +48,16 @@ class Built:
     operation_store: OperationStore
 
     def start(self) -> None:
-        """Start the work that runs beside the requests: the operations' worker."""
+        """Start the work that runs beside the requests: the operations' worker, and the
+        reconciler (its first pass at once: VMs desired running come back)."""
         self.operations.start()
+        self.service.reconciler.start()
 
     def close(self, grace: float) -> None:
         """The operator stops: no new operations; the running one's Tart is killed and its
-        record left as it was on disk, for the restarted operator to finish (core.lifecycle)."""
+        record left as it was on disk, for the restarted operator to finish (core.lifecycle).
+        The reconciler stops first: it starts nothing more."""
+        self.service.reconciler.close()
         self.service.watcher.stop()
         shut_down(self.operations, self.operation_store.record, grace)
 
@@ -106,13 +110,15 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
                       metrics.observe_tart, config.pull_timeout)
     settings = Settings(cache_ttl=config.cache_ttl, start_timeout=config.start_timeout,
                         max_running=config.max_running, watch_interval=config.watch_interval,
-                        ready_port=config.ready_port)
+                        ready_port=config.ready_port,
+                        reconcile_interval=config.reconcile_interval)
     clock = SystemClock()
     specs = SpecStore(Path(config.state_dir) / "specs", Path(config.state_dir))
     operations, operation_store = build_operations(config.state_dir, tart, specs, clock)
     service = VmService(tart, store, clock, operations, specs, error_kind, settings,
                         EventBus(clock.utc_now, history=config.events_history,
-                                 queue_limit=config.events_queue))
+                                 queue_limit=config.events_queue),
+                        metrics.observe_reconcile)
     operations.add_listener(lambda event: count_finished(metrics, event))
     operations.add_listener(OperationEvents(service.events))
     service.adopt_earlier_runs()  # finish the records of runs an earlier process launched

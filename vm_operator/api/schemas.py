@@ -67,7 +67,50 @@ SCHEMAS: dict[str, Schema] = {
             "ip": {"type": ["string", "null"], "description":
                    "The address Tart reports (tart ip) while it runs; null before the guest "
                    "has one, and whenever it does not run"},
-        }}],
+        }}, {
+            "type": "object",
+            "description": "Its desired state and what the reconciler makes of it",
+            "required": ["spec", "restart_count", "last_exit", "next_attempt_at", "condition"],
+            "properties": {
+                "spec": {"oneOf": [{"type": "null"}, {
+                    "type": "object",
+                    "description": "What the operator keeps the VM as; null: it only observes it",
+                    "required": ["desired", "restart", "source"],
+                    "properties": {
+                        "desired": {"enum": ["running", "stopped", None],
+                                    "description": "The power it should have; null: no wish"},
+                        "restart": {"enum": ["never", "on-failure", "always"],
+                                    "description": "What happens when its run ends without a "
+                                    "stop through the API"},
+                        "source": {"enum": ["api", "config"],
+                                   "description": "Who said so last: the API or the "
+                                   "declarative file"},
+                    }}]},
+                "restart_count": {"type": "integer", "minimum": 0,
+                                  "description": "Starts the reconciler made, since the operator "
+                                  "started or the desired state was last set"},
+                "last_exit": {"oneOf": [{"type": "null"}, {
+                    "type": "object",
+                    "description": "How its last run ended, as the operator saw it",
+                    "required": ["exit_code", "signal", "at"],
+                    "properties": {
+                        "exit_code": {"type": ["integer", "null"],
+                                      "description": "null: killed by a signal, or unknown"},
+                        "signal": {"type": ["integer", "null"],
+                                   "description": "The signal that killed tart run"},
+                        "at": {"type": "string", "format": "date-time"},
+                    }}]},
+                "next_attempt_at": {"type": ["string", "null"], "format": "date-time",
+                                    "description": "When the reconciler starts it again (backoff)"},
+                "condition": {"enum": [None, "backing-off", "crash-loop", "waiting-for-slot",
+                                       "exited", "missing"],
+                              "description": "Why a VM desired running is not: backing-off "
+                              "(restarting after an end, with backoff), crash-loop (3 ends or "
+                              "failed starts in a row), waiting-for-slot (the macOS cap is "
+                              "full), exited (its run ended and its restart policy keeps it "
+                              "stopped), missing (Tart has no such VM)"},
+            },
+        }],
     },
     "StartedReadyVM": {
         "allOf": [ref("VMDetail"), {"type": "object", "required": ["ready", "ip", "changed"],

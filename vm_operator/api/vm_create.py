@@ -13,10 +13,14 @@ from vm_operator.api.schemas import OPERATION
 from vm_operator.core.create import CreateRequest
 from vm_operator.core.errors import OperationsClosed, OperationsFull, VmExists, VmNotFound
 from vm_operator.edge.body import Body, Field
-from vm_operator.edge.params import Boolean
+from vm_operator.edge.params import Boolean, OneOf
 from vm_operator.edge.responses import Response
 from vm_operator.edge.routing import Request, Route, Success
+from vm_operator.store.specs import RESTART_POLICIES, RestartPolicy
 from vm_operator.tart.names import VmName
+
+RESTART_DOC = ("What to do when its run ends without a stop through the API: never, on-failure "
+               "(a non-zero exit or a kill: started again, with backoff) or always")
 
 
 @dataclass(frozen=True)
@@ -41,12 +45,16 @@ class CreateVm:
     insecure: Annotated[bool, Field(Boolean(), "Pull over plain HTTP or without checking the "
                                                "registry's certificate (tart clone "
                                                "--insecure)")] = False
+    restart: Annotated[RestartPolicy, Field(OneOf(RESTART_POLICIES), RESTART_DOC + "; its "
+                                            "desired power follows start (true: running, "
+                                            "false: stopped)")] = "never"
 
     def request(self) -> CreateRequest:
         return CreateRequest(
             name=self.name, source=self.from_, cpu=self.cpu, memory_mb=self.memory_mb,
             disk_gb=self.disk_gb, display=self.display, random_mac=self.random_mac,
-            start=self.start, ephemeral=self.ephemeral, insecure=self.insecure)
+            start=self.start, ephemeral=self.ephemeral, insecure=self.insecure,
+            restart=self.restart)
 
 
 CREATE = Body(CreateVm, "The VM to create: name and from are required")

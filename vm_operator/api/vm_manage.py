@@ -9,6 +9,7 @@ from vm_operator.api.app import App
 from vm_operator.api.params import CPU, DISK_GB, DISPLAY, FORCE, MEMORY_MB, NAME, STOP_TIMEOUT
 from vm_operator.api.problems import TART_FAILURES
 from vm_operator.api.schemas import ref
+from vm_operator.api.vm_create import RESTART_DOC
 from vm_operator.core.errors import (
     OciImage,
     StateDirUnwritable,
@@ -19,9 +20,10 @@ from vm_operator.core.errors import (
 )
 from vm_operator.core.vm_manage import VmPatch
 from vm_operator.edge.body import JSON_MEDIA, MERGE_PATCH_MEDIA, Body, Field
-from vm_operator.edge.params import Boolean
+from vm_operator.edge.params import Boolean, OneOf
 from vm_operator.edge.responses import Response, json_response
 from vm_operator.edge.routing import Request, Route, Success
+from vm_operator.store.specs import DESIRED, RESTART_POLICIES, Desired, RestartPolicy
 from vm_operator.tart.errors import TartInvalidResources, TartVmIsRunning, TartVmMissing
 
 
@@ -39,6 +41,12 @@ class PatchBody:
     random_mac: Annotated[bool, Field(
         Boolean(), "true: a new random MAC address (tart set --random-mac), so that clones of "
         "one image do not share a DHCP lease")] = False
+    desired: Annotated[Desired | None, Field(
+        OneOf(DESIRED), "The power the VM should have; the reconciler brings it there and "
+        "keeps it (running: started now and after a reboot; stopped: stopped now). Any local "
+        "VM, running or not")] = None
+    restart: Annotated[RestartPolicy | None, Field(OneOf(RESTART_POLICIES), RESTART_DOC + ". "
+                                                   "Any local VM, running or not")] = None
 
 
 PATCH = Body(PatchBody, "The settings to change (at least one); the others stay as they are",
@@ -54,7 +62,7 @@ def patch_vm(app: App, req: Request) -> Response:
     body = req.get(PATCH)
     patch = VmPatch(cpu=body.cpu, memory_mb=body.memory_mb, disk_gb=body.disk_gb,
                     display=body.display, random_mac=body.random_mac)
-    return json_response(200, app.service.manage.patch(req.get(NAME), patch))
+    return json_response(200, app.service.patch(req.get(NAME), patch, body.desired, body.restart))
 
 
 ROUTES: tuple[Route[App], ...] = (
@@ -65,7 +73,8 @@ ROUTES: tuple[Route[App], ...] = (
           problems=(VmNotFound, TartVmMissing, OciImage, VmRunning, TartVmIsRunning,
                     VmHeldByOperation, VmBusy, *TART_FAILURES)),
     Route("PATCH", "/vms/{name}", patch_vm,
-          "Change a stopped VM's CPUs, memory, disk size, display or MAC address (tart set)",
+          "Change a stopped VM's CPUs, memory, disk size, display or MAC address (tart set), "
+          "and any local VM's desired state (desired, restart)",
           "patchVm", path=(NAME,), body=PATCH,
           ok=(Success(200, "Changed: the VM's new detail", ref("VMDetail")),),
           problems=(VmNotFound, TartVmMissing, OciImage, VmRunning, VmHeldByOperation, VmBusy,

@@ -29,7 +29,7 @@ from vm_operator.store.operation_records import (
     OperationError,
     OperationFailed,
 )
-from vm_operator.store.specs import SpecStore, VmSpec
+from vm_operator.store.specs import RestartPolicy, SpecSource, SpecStore, VmSpec
 from vm_operator.store.state import StateDirError
 from vm_operator.tart.errors import TartCommandError, TartError, TartVmIsRunning, TartVmMissing
 from vm_operator.tart.names import VmName
@@ -63,6 +63,13 @@ class CreateRequest:
     start: bool = False
     ephemeral: bool = False
     insecure: bool = False
+    restart: RestartPolicy = "never"  # the spec's restart policy; its desired power follows start
+    spec_source: SpecSource = "api"  # who asks: the API or the declarative file
+
+    def spec(self, created_at: str, operation: str) -> VmSpec:
+        """The VM's spec, written once it is configured: desired running when it is started."""
+        return VmSpec(self.name, self.ephemeral, created_at, operation,
+                      "running" if self.start else "stopped", self.restart, self.spec_source)
 
     def configures(self) -> bool:
         """Whether ``tart set`` has anything to do."""
@@ -176,10 +183,9 @@ class CreateJob:
                 parts.tart.set(request.name, cpu=request.cpu, memory_mb=request.memory_mb,
                                disk_gb=request.disk_gb, display=request.display,
                                random_mac=request.random_mac)
-            if request.ephemeral:
-                parts.specs.save(VmSpec(request.name, True, parts.clock.utc_now(), ctx.id))
-            else:  # a record left by an earlier VM of this name must never make this one ephemeral
-                parts.specs.delete(request.name)
+            # written whole: a record left by an earlier VM of this name is replaced (it must
+            # never make this one ephemeral, nor give it another VM's desired state)
+            parts.specs.save(request.spec(parts.clock.utc_now(), ctx.id))
         except (OperatorError, TartError, StateDirError) as exc:
             raise parts.failure(exc) from None
         finally:

@@ -75,7 +75,8 @@ class EphemeralVms:
             return False
         if record is None or record["finished_at"] is None:
             return False
-        if record["started_at"] < spec.created_at:  # a run of an earlier VM of that name
+        if spec.created_at is not None and record["started_at"] < spec.created_at:
+            # a run of an earlier VM of that name
             return False
         return self.parts.runs.live_run(name) is None
 

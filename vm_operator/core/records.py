@@ -74,3 +74,40 @@ def detail(vm: Vm, info: VmInfo, last_run: RunRecord | None) -> VmDetail:
 
 def changed(vm: Vm, did: bool) -> ChangedVm:
     return {**vm, "changed": did}
+
+
+class SpecView(TypedDict):
+    """A VM's spec as GET /vms/{name} shows it (``spec``)."""
+
+    desired: str | None  # running, stopped, or null: no wish
+    restart: str  # never, on-failure, always
+    source: str  # api or config: who said so last
+
+
+class LastExit(TypedDict):
+    """How the VM's last run ended, as the reconciler saw it: an exit code, a signal that
+    killed it, or neither (an end it only noticed: exit unknown)."""
+
+    exit_code: int | None
+    signal: int | None
+    at: str
+
+
+class DesiredStatus(TypedDict):
+    """The desired-state fields of a VM's detail: its spec (or null) and the reconciler's view
+    of it: how often it restarted the VM, how its last run ended, when it tries again and why
+    it waits (``condition``)."""
+
+    spec: SpecView | None
+    restart_count: int
+    last_exit: LastExit | None
+    next_attempt_at: str | None
+    condition: str | None
+
+
+class ManagedVmDetail(ReadyVmDetail, DesiredStatus):
+    """GET /vms/{name}: the VM, its last run, its spec and the reconciler's view of it."""
+
+
+class CreatingManagedVmDetail(CreatingVmDetail, DesiredStatus):
+    """GET /vms/{name} of a VM being created."""

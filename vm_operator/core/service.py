@@ -9,6 +9,7 @@ them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from vm_operator.core.clock import Clock
@@ -23,20 +24,21 @@ from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.core.power import Power
 from vm_operator.core.readiness import Readiness, ReadinessProbe
+from vm_operator.core.reconciler import RECONCILE_INTERVAL, Reconciler
 from vm_operator.core.records import (
     NO_INFO,
     ChangedVm,
+    CreatingManagedVmDetail,
     CreatingVm,
-    CreatingVmDetail,
-    ReadyVmDetail,
+    ManagedVmDetail,
     StartedReadyVm,
     TartStatus,
 )
 from vm_operator.core.runs import RunSupervisor
-from vm_operator.core.vm_manage import VmManager
+from vm_operator.core.vm_manage import VmManager, VmPatch
 from vm_operator.core.watch import EXISTS, VmStates, Watcher
 from vm_operator.store.operation_records import Operation
-from vm_operator.store.specs import SpecStore
+from vm_operator.store.specs import Desired, RestartPolicy, SpecSource, SpecStore, VmSpec
 from vm_operator.store.state import LogTail, StateDirError
 from vm_operator.tart.names import VmName
 from vm_operator.tart.records import Vm
@@ -50,6 +52,7 @@ class Settings:
     max_running: int = 2  # running macOS guests at once (0: no cap)
     watch_interval: float = 1.0  # between two looks at Tart while anyone watches the events
     ready_port: int = 22  # a running VM is ready once its guest accepts connections here
+    reconcile_interval: float = RECONCILE_INTERVAL  # seconds between the reconciler's passes
 
 
 class VmService:
@@ -57,7 +60,8 @@ class VmService:
 
     def __init__(self, tart: TartPort, store: StorePort, clock: Clock,
                  operations: OperationQueue, specs: SpecStore, kind_of: ErrorKind,
-                 settings: Settings = Settings(), events: EventBus | None = None) -> None:
+                 settings: Settings = Settings(), events: EventBus | None = None,
+                 on_reconcile: Callable[[str], None] = lambda action: None) -> None:
         self.tart = tart
         self.clock = clock
         self.events = events or EventBus(clock.utc_now)  # what changed, for GET /events
@@ -77,10 +81,14 @@ class VmService:
         self.manage = VmManager(parts, operations)
         self.images = Images(parts, operations)
         self.host = Host(parts, operations, settings.max_running)
+        self.specs = specs
+        self.reconciler = Reconciler(parts, operations, self.events,
+                                     settings.reconcile_interval, on_reconcile)
         self.runs.on_run_ended(self.ephemeral.run_ended)
         self.readiness = ReadinessProbe(tart, clock, self.events, settings.ready_port,
                                         ttl=settings.cache_ttl)
         self.runs.on_run_ended(self.readiness.forget)
+        self.runs.on_run_ended(self.reconciler.run_ended)
         operations.add_listener(self.ephemeral.operation_changed)
 
     # --- events -----------------------------------------------------------------------------
@@ -131,17 +139,28 @@ class VmService:
     def cached_vms(self) -> list[Vm] | None:
         return self.inventory.cached_vms()
 
-    def describe(self, name: VmName) -> ReadyVmDetail | CreatingVmDetail:
-        """The VM in detail; a running one is probed for readiness (``readiness``, cached)."""
+    def describe(self, name: VmName) -> ManagedVmDetail | CreatingManagedVmDetail:
+        """The VM, its last run, its spec and what the reconciler knows of it; a running one is
+        probed for readiness (``readiness``, cached)."""
         op = self.lifecycle.creating().get(name)
         if op is not None:  # not Tart's yet (or half made): nothing to ask Tart
-            return {**creating_vm(op), **NO_INFO, "last_run": None, "ready": False, "ip": None}
+            return {**creating_vm(op), **NO_INFO, "last_run": None, "ready": False, "ip": None,
+                    **self.reconciler.status(name)}
+        return self._managed(name)
+
+    def _managed(self, name: VmName) -> ManagedVmDetail:
+        """Tart's VM in detail, with its readiness and the reconciler's view of it."""
         found = self.inventory.describe(name)
+        status = self.reconciler.status(name)
         if found["state"] != "running":
             self.readiness.forget(name)
-            return {**found, "ready": False, "ip": None}
+            return {**found, "ready": False, "ip": None, **status}
         seen = self.readiness.check(name)
-        return {**found, "ready": seen.ready, "ip": seen.ip}
+        return {**found, "ready": seen.ready, "ip": seen.ip, **status}
+
+    def spec(self, name: VmName) -> VmSpec | None:
+        """What the operator remembers of the VM: its desired state; None when it has none."""
+        return self.specs.load(name)
 
     def ip(self, name: VmName, wait: int) -> str:
         return self.inventory.ip(name, wait)
@@ -158,8 +177,11 @@ class VmService:
     # --- writes -----------------------------------------------------------------------------
 
     def start(self, name: VmName, suspendable: bool = False) -> ChangedVm:
+        """Start the VM; once it runs, it is desired running (its spec says so)."""
         self.lifecycle.refuse_if_held(name)
-        return self.power.start(name, suspendable)
+        vm = self.power.start(name, suspendable)
+        self.reconciler.started(name)
+        return vm
 
     def start_ready(self, name: VmName, suspendable: bool, timeout: float) -> StartedReadyVm:
         """Start the VM (``start``), then wait until it is ready: Tart reports its IP address
@@ -174,12 +196,37 @@ class VmService:
         return {**found, "ready": seen.ready, "ip": seen.ip, "changed": started["changed"]}
 
     def stop(self, name: VmName, timeout: int) -> ChangedVm:
+        """Stop the VM, desired stopped from now on: the reconciler never undoes it."""
         self.lifecycle.refuse_if_held(name)
+        self.inventory.local_vm(name, "stop")  # a name Tart does not know gets no spec
+        self.reconciler.stopping(name)
         return self.power.stop(name, timeout)
 
     def suspend(self, name: VmName) -> ChangedVm:
         self.lifecycle.refuse_if_held(name)
+        self.reconciler.suspending(name)
         return self.power.suspend(name)
+
+    def set_desired(self, name: VmName, desired: Desired | None = None,
+                    restart: RestartPolicy | None = None,
+                    source: SpecSource = "api") -> VmSpec:
+        """Write the VM's desired power and restart policy (None: leave it as it is; a VM
+        without a spec gets one) and have the reconciler act on it: ``running`` starts it,
+        ``stopped`` stops it. The caller checks that the VM exists."""
+        return self.reconciler.set_desired(name, desired, restart, source)
+
+    def patch(self, name: VmName, patch: VmPatch, desired: Desired | None = None,
+              restart: RestartPolicy | None = None) -> ManagedVmDetail:
+        """PATCH /vms/{name}: ``tart set`` with the resources given (a stopped VM only), then
+        the desired state given (any local VM); the VM's new detail."""
+        wishes = desired is not None or restart is not None
+        if patch.empty and wishes:  # nothing for Tart to set: a running VM may be patched
+            self.inventory.local_vm(name, "set the desired state of")
+        else:
+            self.manage.patch(name, patch)
+        if wishes:
+            self.set_desired(name, desired, restart, "api")
+        return self._managed(name)
 
     def create(self, request: CreateRequest) -> Operation:
         return self.lifecycle.create(request)

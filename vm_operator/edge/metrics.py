@@ -71,6 +71,7 @@ class Metrics:
         self._tart_calls: defaultdict[Labels, int] = defaultdict(int)
         self._tart_seconds: dict[Labels, Histogram] = {}
         self._operations: defaultdict[Labels, int] = defaultdict(int)
+        self._reconcile: defaultdict[Labels, int] = defaultdict(int)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (("method", method), ("route", route), ("status", str(status)))
@@ -95,6 +96,11 @@ class Metrics:
         with self._lock:
             self._operations[(("kind", kind), ("state", state))] += 1
 
+    def observe_reconcile(self, action: str) -> None:
+        """The reconciler acted on a VM (start, stop) for its desired state."""
+        with self._lock:
+            self._reconcile[(("action", action),)] += 1
+
     def render(self, vms: Sequence[Mapping[str, object]] | None = None,
                tart_runs: int | None = None,
                operations: tuple[int, int] | None = None,
@@ -103,6 +109,7 @@ class Metrics:
         (running, queued) and ``events`` add their series."""
         with self._lock:
             finished = dict(self._operations)
+            reconciled = dict(self._reconcile)
             requests = dict(self._requests)
             request_hists = {k: (list(h.counts), h.sum, h.buckets) for k, h in self._request_seconds.items()}
             tart_calls = dict(self._tart_calls)
@@ -145,6 +152,9 @@ class Metrics:
             _counter(out, "vm_operator_watch_looks_total",
                      "tart list listings looked at for changes made outside the operator.",
                      {(): events.looks})
+        _counter(out, "vm_operator_reconcile_actions_total",
+                 "Actions the reconciler took for the VMs' desired state, by action.",
+                 reconciled)
         _gauge(out, "process_start_time_seconds",
                "Start time of the process since unix epoch in seconds.", {(): self.start_time})
         return "\n".join(out) + "\n"

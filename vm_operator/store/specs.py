@@ -1,10 +1,15 @@
-"""What the operator remembers about the VMs it created, one small record per VM::
+"""What the operator remembers about the VMs it manages, one small record per VM::
 
-    <directory>/<folder name of the VM>.json    {"format": 1, "name": ..., "ephemeral": ..., ...}
+    <directory>/<folder name of the VM>.json    {"format": 2, "name": ..., "ephemeral": ..., ...}
 
-Today a spec says whether the VM is ephemeral (deleted once its run ends); issue 12 grows it
-into the VM's desired state. Each record is written whole (write, fsync, rename, fsync the
-directory): a crash at any instant leaves it either as it was or as it became.
+A spec says whether the VM is ephemeral (deleted once its run ends), its desired power
+(``running``, ``stopped``, or None: no wish), its restart policy and who said so last (``api``
+or ``config``). A VM the operator did not create may have one too (a start through the API of a
+VM made by hand gives it one): then ``created_at`` and ``operation`` are None. Records of
+format 1 (before desired state) read as desired None, restart ``never``, source ``api``.
+
+Each record is written whole (write, fsync, rename, fsync the directory): a crash at any
+instant leaves it either as it was or as it became.
 """
 
 from __future__ import annotations
@@ -14,14 +19,17 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import Literal, TypedDict, TypeVar, get_args
 
 from vm_operator.store.atomic import sync_directory, write_whole
 from vm_operator.store.state import StateDirError, folder_name
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+T = TypeVar("T")
+
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
 _TMP_PREFIX = "%tmp-"  # no record can start with it: folder_name() escapes every "%"
 
 
@@ -29,40 +37,75 @@ class BadSpec(ValueError):
     """A spec file that is not a valid spec."""
 
 
+Desired = Literal["running", "stopped"]
+RestartPolicy = Literal["never", "on-failure", "always"]
+SpecSource = Literal["api", "config"]
+DESIRED: tuple[Desired, ...] = get_args(Desired)
+RESTART_POLICIES: tuple[RestartPolicy, ...] = get_args(RestartPolicy)
+SPEC_SOURCES: tuple[SpecSource, ...] = get_args(SpecSource)
+
+
 class VmSpecJson(TypedDict):
     format: int
     name: str
     ephemeral: bool
-    created_at: str
+    created_at: str | None
     operation: str | None
+    desired: Desired | None
+    restart: RestartPolicy
+    source: SpecSource
 
 
 @dataclass(frozen=True)
 class VmSpec:
     """``created_at``: when the operator created the VM (a run that started before that was
-    a run of an earlier VM of the same name); ``operation``: the id of the create."""
+    a run of an earlier VM of the same name), None when it did not; ``operation``: the id of
+    the create. ``desired``: the power the VM should have (None: no wish); ``restart``: what
+    to do when its run ends without a stop through the API; ``source``: who said so last."""
 
     name: str
-    ephemeral: bool
-    created_at: str
+    ephemeral: bool = False
+    created_at: str | None = None
     operation: str | None = None
+    desired: Desired | None = None
+    restart: RestartPolicy = "never"
+    source: SpecSource = "api"
 
     def to_json(self) -> VmSpecJson:
         return {"format": FORMAT, "name": self.name, "ephemeral": self.ephemeral,
-                "created_at": self.created_at, "operation": self.operation}
+                "created_at": self.created_at, "operation": self.operation,
+                "desired": self.desired, "restart": self.restart, "source": self.source}
+
+
+def _choice(data: dict[str, object], key: str, choices: tuple[T, ...]) -> T:
+    """``data[key]`` as one of ``choices`` (typed as they are); BadSpec when it is not."""
+    value = data.get(key)
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise BadSpec(f"{key} must be one of {', '.join(map(str, choices))}")
 
 
 def spec_from_json(data: object) -> VmSpec:
-    """The inverse of ``VmSpec.to_json``; ValueError says what is wrong."""
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise BadSpec(f"not a VM spec of format {FORMAT}")
+    """The inverse of ``VmSpec.to_json`` (a record of format 1 too); ValueError says what is
+    wrong."""
+    if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
+        raise BadSpec(f"not a VM spec of format {' or '.join(map(str, READABLE_FORMATS))}")
     name, ephemeral = data.get("name"), data.get("ephemeral")
     created_at, operation = data.get("created_at"), data.get("operation")
     if not isinstance(name, str) or not isinstance(ephemeral, bool):
         raise BadSpec("name must be a string and ephemeral a boolean")
-    if not isinstance(created_at, str) or not (operation is None or isinstance(operation, str)):
-        raise BadSpec("created_at must be a string and operation a string or null")
-    return VmSpec(name, ephemeral, created_at, operation)
+    if data["format"] == 1 and not isinstance(created_at, str):
+        raise BadSpec("created_at must be a string")
+    if not (created_at is None or isinstance(created_at, str)) or not (
+            operation is None or isinstance(operation, str)):
+        raise BadSpec("created_at and operation must be strings or null")
+    if data["format"] == 1:
+        return VmSpec(name, ephemeral, created_at, operation)
+    return VmSpec(name, ephemeral, created_at, operation,
+                  _choice(data, "desired", (*DESIRED, None)),
+                  _choice(data, "restart", RESTART_POLICIES),
+                  _choice(data, "source", SPEC_SOURCES))
 
 
 class SpecStore:

@@ -1,0 +1,263 @@
+"""Desired state and restart policies (issue 12), against a real operator over HTTP driving the
+Tart simulator: runs killed, guests that end by themselves, stops through the API, a reboot, the
+macOS slot cap, and the operator killed while it writes specs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from conftest import MACOS_VMS, Operator, wait_for
+from support import processes_with_tart_home
+
+from vm_operator.store.specs import spec_from_json
+
+JSON = {"Content-Type": "application/json"}
+MERGE = {"Content-Type": "application/merge-patch+json"}
+FAST = ["--reconcile-interval", "0.2"]  # passes often, so that a test waits little
+LINUX_VM = "ubuntu-runner"
+WAIT = 20.0  # seconds: a bound on every wait (a start is a few simulator calls)
+
+
+def detail(op: Operator, name: str) -> dict[str, Any]:
+    status, vm = op.json("GET", f"/vms/{name}")
+    assert status == 200, vm
+    return vm  # type: ignore[no-any-return]
+
+
+def patch(op: Operator, name: str, **body: object) -> dict[str, Any]:
+    status, vm = op.json("PATCH", f"/vms/{name}", MERGE, json.dumps(body))
+    assert status == 200, vm
+    return vm  # type: ignore[no-any-return]
+
+
+def start(op: Operator, name: str) -> None:
+    status, vm = op.json("POST", f"/vms/{name}/start")
+    assert status in (200, 202), vm
+
+
+def stop(op: Operator, name: str) -> None:
+    status, vm = op.json("POST", f"/vms/{name}/stop?timeout=5")
+    assert status == 200, vm
+
+
+def run_pid(op: Operator, name: str) -> int:
+    run = detail(op, name)["last_run"]
+    assert run is not None and run["finished_at"] is None, run
+    return int(run["pid"])
+
+
+def kill_run(op: Operator, name: str) -> int:
+    """SIGKILL the VM's ``tart run`` (the simulator process the operator launched)."""
+    pid = run_pid(op, name)
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def running_again(op: Operator, name: str, old_pid: int) -> dict[str, Any]:
+    """Wait until the VM runs under a ``tart run`` other than ``old_pid``."""
+    def again() -> dict[str, Any] | None:
+        vm = detail(op, name)
+        run = vm["last_run"]
+        fresh = run is not None and run["pid"] != old_pid and run["finished_at"] is None
+        return vm if fresh and vm["state"] == "running" else None
+    return wait_for(again, timeout=WAIT, message=f"{name} running again")
+
+
+def with_condition(op: Operator, name: str, condition: str | None) -> dict[str, Any]:
+    return wait_for(lambda: (vm := detail(op, name))["condition"] == condition and vm,
+                    timeout=WAIT, message=f"{name}'s condition {condition}")
+
+
+def guest_exits(op: Operator, name: str, code: int) -> None:
+    """The simulator's knob: the VM's guest ends by itself, ``tart run`` exits with ``code``."""
+    folder = op.tart_home / "vms" / name
+    tmp = folder / ".tart-sim-guest-exit.tmp"
+    tmp.write_text(str(code))
+    tmp.rename(folder / ".tart-sim-guest-exit")
+
+
+def runs_of(op: Operator, name: str) -> int:
+    return sum(1 for call in op.calls("run") if name in call.argv)
+
+
+def test_a_killed_run_comes_back_under_always_and_on_failure_not_under_never(
+        operator_factory: Callable[..., Operator]) -> None:
+    op = operator_factory(args=FAST)
+    policies = {MACOS_VMS[0]: "always", MACOS_VMS[1]: "on-failure", LINUX_VM: "never"}
+    for name, policy in policies.items():
+        vm = patch(op, name, restart=policy)
+        assert vm["spec"] == {"desired": None, "restart": policy, "source": "api"}
+        start(op, name)
+        assert detail(op, name)["spec"]["desired"] == "running"
+    pids = {name: kill_run(op, name) for name in policies}
+    for name in (MACOS_VMS[0], MACOS_VMS[1]):
+        vm = running_again(op, name, pids[name])
+        assert vm["restart_count"] == 1
+        assert vm["last_exit"]["signal"] == signal.SIGKILL and vm["last_exit"]["exit_code"] is None
+    vm = with_condition(op, LINUX_VM, "exited")
+    assert vm["state"] == "stopped" and vm["restart_count"] == 0
+    assert vm["last_exit"]["signal"] == signal.SIGKILL
+    assert vm["spec"] == {"desired": "running", "restart": "never", "source": "api"}
+    assert runs_of(op, LINUX_VM) == 1
+
+
+def test_a_guest_that_shuts_down_cleanly_stays_down_under_on_failure(
+        operator_factory: Callable[..., Operator]) -> None:
+    op = operator_factory(args=FAST)
+    clean, failing = MACOS_VMS
+    for name in (clean, failing):
+        patch(op, name, restart="on-failure")
+        start(op, name)
+    failing_pid = run_pid(op, failing)
+    guest_exits(op, clean, 0)
+    guest_exits(op, failing, 3)
+    vm = running_again(op, failing, failing_pid)
+    assert vm["last_exit"]["exit_code"] == 3 and vm["restart_count"] == 1
+    vm = with_condition(op, clean, "exited")
+    assert vm["state"] == "stopped" and vm["last_exit"]["exit_code"] == 0
+    assert vm["next_attempt_at"] is None
+    assert runs_of(op, clean) == 1
+
+
+def test_a_stop_through_the_api_is_never_undone(
+        operator_factory: Callable[..., Operator]) -> None:
+    op = operator_factory(args=FAST)
+    stopped, witness = MACOS_VMS
+    for name in (stopped, witness):
+        patch(op, name, restart="always")
+        start(op, name)
+    stop(op, stopped)
+    assert detail(op, stopped)["spec"] == {"desired": "stopped", "restart": "always",
+                                           "source": "api"}
+    # the reconciler acts after the stop: it brings the witness back ...
+    running_again(op, witness, kill_run(op, witness))
+    # ... and never the VM stopped through the API
+    vm = detail(op, stopped)
+    assert vm["state"] == "stopped" and vm["condition"] is None and vm["restart_count"] == 0
+    assert runs_of(op, stopped) == 1
+
+
+def test_after_a_reboot_the_vms_desired_running_run_again_the_others_stay_stopped(
+        operator_factory: Callable[..., Operator]) -> None:
+    first = operator_factory(args=FAST)
+    kept, stopped = MACOS_VMS
+    patch(first, kept, restart="never")  # the policy is for ends while the operator runs
+    start(first, kept)
+    start(first, LINUX_VM)
+    start(first, stopped)
+    stop(first, stopped)
+    code, _ = first.stop()
+    assert code == 0
+    # the Mac reboots: every tart run is gone
+    for pid in processes_with_tart_home(first.tart_home):
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not processes_with_tart_home(first.tart_home), timeout=WAIT,
+             message="every tart run gone")
+    assert first.tart("list", "--format", "json").stdout.count('"running"') == 0
+    second = operator_factory(args=FAST, tart_home=first.tart_home, state_dir=first.state_dir)
+    for name in (kept, LINUX_VM):
+        vm = wait_for(lambda n=name: (vm := detail(second, n))["restart_count"] == 1 and vm,
+                      timeout=WAIT, message=f"{name} started again")
+        assert vm["state"] == "running" and vm["spec"]["desired"] == "running"
+    assert detail(second, stopped)["state"] == "stopped"
+    assert not [call for call in second.calls("run") if stopped in call.argv]
+
+
+def create_vm(op: Operator, name: str, source: str) -> None:
+    status, _, data = op.request("POST", "/vms", JSON, json.dumps({"name": name, "from": source}))
+    assert status == 202, data
+    path = json.loads(data)["id"]
+    wait_for(lambda: op.json("GET", f"/operations/{path}")[1]["state"] == "succeeded",
+             timeout=WAIT, message="create succeeded")
+
+
+def test_three_macos_vms_desired_running_with_two_slots_one_waits_then_runs(
+        operator_factory: Callable[..., Operator]) -> None:
+    op = operator_factory(args=FAST)
+    third = "macos-third"
+    create_vm(op, third, MACOS_VMS[0])
+    names = (*MACOS_VMS, third)
+    for name in names:
+        patch(op, name, desired="running", restart="always")
+
+    def settled() -> dict[str, dict[str, Any]] | None:
+        vms = {name: detail(op, name) for name in names}
+        running = [name for name, vm in vms.items() if vm["state"] == "running"]
+        waiting = [name for name, vm in vms.items() if vm["condition"] == "waiting-for-slot"]
+        return vms if len(running) == 2 and len(waiting) == 1 else None
+
+    vms = wait_for(settled, timeout=WAIT, message="two running, one waiting for a slot")
+    waiting = next(name for name, vm in vms.items() if vm["condition"] == "waiting-for-slot")
+    vm = vms[waiting]
+    assert vm["state"] == "stopped" and vm["next_attempt_at"] is None
+    assert vm["restart_count"] == 0
+    assert runs_of(op, waiting) == 0  # refused before Tart: no crash, no backoff
+    freed = next(name for name in names if name != waiting)
+    stop(op, freed)
+    vm = wait_for(lambda: (vm := detail(op, waiting))["state"] == "running" and vm,
+                  timeout=WAIT, message=f"{waiting} runs once a slot is free")
+    assert vm["condition"] is None and vm["restart_count"] == 1
+    assert detail(op, freed)["state"] == "stopped"
+
+
+def test_a_create_records_its_restart_policy_and_desired_power(operator: Operator) -> None:
+    status, _, data = operator.request("POST", "/vms", JSON, json.dumps(
+        {"name": "svc", "from": LINUX_VM, "start": True, "restart": "on-failure"}))
+    assert status == 202, data
+    op_id = json.loads(data)["id"]
+    wait_for(lambda: operator.json("GET", f"/operations/{op_id}")[1]["state"] == "succeeded",
+             timeout=WAIT, message="create succeeded")
+    assert detail(operator, "svc")["spec"] == {"desired": "running", "restart": "on-failure",
+                                               "source": "api"}
+    status, problem = operator.json("PATCH", "/vms/svc", MERGE, json.dumps({"restart": "maybe"}))
+    assert status == 400 and problem["errors"][0]["pointer"] == "/restart"
+    status, problem = operator.json("PATCH", "/vms/svc", MERGE, json.dumps({"desired": None}))
+    assert status == 400 and problem["errors"][0]["pointer"] == "/desired"
+    assert detail(operator, "svc")["spec"]["restart"] == "on-failure"  # a refusal loses nothing
+    assert detail(operator, "macos-sonoma-xcode")["spec"] is None  # nobody asked: not managed
+
+
+def test_the_operator_killed_while_writing_specs_leaves_every_spec_whole(
+        operator_factory: Callable[..., Operator]) -> None:
+    op = operator_factory(args=["--reconcile-interval", "60"])
+    specs = Path(op.state_dir) / "specs"
+    names = [f"vm-{i}" for i in range(6)]
+    for name in names:
+        assert op.tart("clone", LINUX_VM, name).returncode == 0
+    stop_writing = threading.Event()
+    written = [0]
+
+    def writer(name: str) -> None:
+        policies = ("never", "on-failure", "always")
+        i = 0
+        while not stop_writing.is_set():
+            try:
+                status, _ = op.json("PATCH", f"/vms/{name}", MERGE,
+                                    json.dumps({"restart": policies[i % 3]}), timeout=5)
+            except OSError:
+                return  # the operator is gone
+            if status == 200:
+                written[0] += 1
+            i += 1
+
+    threads = [threading.Thread(target=writer, args=(name,), daemon=True) for name in names]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: written[0] >= 40, timeout=60, message="specs being written")
+    op.proc.send_signal(signal.SIGKILL)  # in the middle of the writes
+    op.proc.wait(timeout=10)
+    stop_writing.set()
+    for thread in threads:
+        thread.join(timeout=10)
+    files = sorted(path for path in specs.iterdir() if path.suffix == ".json"
+                   and not path.name.startswith("%tmp-"))
+    assert {path.stem for path in files} == set(names)
+    for path in files:
+        spec = spec_from_json(json.loads(path.read_bytes()))
+        assert spec.name == path.stem and spec.restart in ("never", "on-failure", "always")
