@@ -232,6 +232,7 @@ def test_the_page_lists_the_vms_with_images_apart(page: Page) -> None:
              message="the host panel")
     assert f"{host['macos_guests']['running']} of {host['macos_guests']['limit']}" in \
         page.find("#host-fields").text
+    assert page.find("#live").text == "live"  # reading GET /events
     assert page.severe_logs() == []
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.driver.save_screenshot(str(SCREENSHOT))
@@ -253,8 +254,18 @@ def test_start_makes_the_row_say_running_without_a_reload(page: Page) -> None:
     # the timeline of the last hour shows the running stretch
     wait_for(lambda: page.row(UBUNTU).find_elements(page.by.CSS_SELECTOR, "rect.tl-running"),
              WAIT, message="a running stretch in the timeline")
+    # readiness and the desired state, as the detail gives them
+    wait_for(lambda: page.cell(UBUNTU, "ready") == "yes", WAIT, message="ready (vm.ready)")
+    detail = page.operator.json("GET", f"/vms/{UBUNTU}")[1]
+    assert detail["ready"] is True
+    wait_for(lambda: page.cell(UBUNTU, "ip") == detail["ip"], WAIT, message="the IP address")
+    assert page.cell(UBUNTU, "desired").startswith("running")
+    assert page.cell(UBUNTU, "source") == detail["spec"]["source"] == "api"
     page.button(UBUNTU, "stop").click()
     page.wait_state(UBUNTU, "stopped")
+    wait_for(lambda: page.cell(UBUNTU, "desired").startswith("stopped"), WAIT,
+             message="desired stopped after a stop")
+    assert page.cell(UBUNTU, "ready") == "no" and page.cell(UBUNTU, "ip") == "\u2014"
     assert page.severe_logs() == []
 
 
@@ -287,12 +298,15 @@ def test_a_refused_action_shows_the_problem_detail(browser: Any,
 
 def test_create_shows_progress_to_100_and_the_new_row(browser: Any,
                                                       operator_factory: Callable[..., Operator]) -> None:
+    from selenium.webdriver.support.ui import Select
+
     op = operator_factory(env={"TART_SIM_PULL_SECONDS": "3", "TART_SIM_PROGRESS_INTERVAL": "0.3"})
     page = Page(browser, op)
     page.wait_row(UBUNTU)
     page.find("#create-name").send_keys("fresh-vm")
     page.find("#create-from").send_keys(UNCACHED_IMAGE)
     page.find("#create-cpu").send_keys("3")
+    Select(page.find("#create-restart")).select_by_value("on-failure")
     page.find("#create-submit").click()
     wait_for(lambda: page.visible("#create-progress"), WAIT, message="the progress bar")
     wait_for(lambda: page.find("#create-label").text == "Created fresh-vm", WAIT,
@@ -301,6 +315,8 @@ def test_create_shows_progress_to_100_and_the_new_row(browser: Any,
     assert page.find("#create-bar").get_attribute("value") == "100"
     page.wait_state("fresh-vm", "stopped")
     wait_for(lambda: page.cell("fresh-vm", "cpu") == "3", WAIT, message="the new VM's CPUs")
+    assert "restart on-failure" in page.cell("fresh-vm", "desired")
+    assert op.json("GET", "/vms/fresh-vm")[1]["spec"]["restart"] == "on-failure"
     ops = op.json("GET", "/operations")[1]
     create = next(o for o in ops if o["kind"] == "create" and o["vm"] == "fresh-vm")
     assert create["state"] == "succeeded"
@@ -427,6 +443,10 @@ def test_the_log_follows_a_running_vm(page: Page) -> None:
     wait_for(lambda: page.find("#log").text.strip() == log.strip(), WAIT,
              message="the log as the API gives it")
     assert page.find("#log-status").text.startswith("Following")
+    # its recent events, from GET /vms/{name}/events and the stream
+    wait_for(lambda: "stopped \u2192 running (api)" in page.find("#vm-events").text, WAIT,
+             message="the start in the VM's events")
+    wait_for(lambda: "vm.ready" in page.find("#vm-events").text, WAIT, message="vm.ready")
     page.find("#details-close").click()
     assert not page.visible("#details")
     assert page.severe_logs() == []
@@ -438,6 +458,26 @@ def test_the_page_says_when_the_operator_is_unreachable(page: Page) -> None:
     wait_for(lambda: page.visible("#banner"), 30, message="the banner")
     assert "The operator is unreachable" in page.find("#banner").text
     page.driver.get_log("browser")  # failed loads are expected now
+
+
+def test_the_page_comes_back_with_the_operator(browser: Any,
+                                              operator_factory: Callable[..., Operator]) -> None:
+    first = operator_factory()
+    page = Page(browser, first)
+    page.wait_row(UBUNTU)
+    wait_for(lambda: page.find("#live").text == "live", WAIT, message="reading the stream")
+    start_via_api(first, SEQUOIA)  # an event the page has seen: it resumes after its id
+    page.wait_state(SEQUOIA, "running")
+    first.stop(signal.SIGTERM)
+    wait_for(lambda: page.visible("#banner"), 30, message="the banner")
+    # the same operator again, on the same port (the page's origin): a new history
+    again = operator_factory(args=["--port", str(first.port)], tart_home=first.tart_home,
+                             state_dir=first.state_dir)
+    wait_for(lambda: not page.visible("#banner"), 30, message="the banner goes")
+    wait_for(lambda: page.find("#live").text == "live", 30, message="the stream again")
+    start_via_api(again, UBUNTU)
+    page.wait_state(UBUNTU, "running")  # followed live from the new stream
+    page.driver.get_log("browser")  # the failed loads while it was down are expected
 
 
 def test_the_page_says_when_tart_cannot_be_run(browser: Any,
