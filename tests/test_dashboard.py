@@ -533,6 +533,68 @@ def test_changes_outside_appear_without_a_reload(page: Page) -> None:
     assert page.severe_logs() == []
 
 
+def run_module(page: Page, module: str, body: str) -> Any:
+    """Run ``body`` (JavaScript, with the module imported as ``m``) in the page; its value."""
+    return page.driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        f"import({json.dumps(module)}).then((m) => {{ {body} }})"
+        ".catch((error) => done({error: String(error)}));")
+
+
+PARSER_CASES = [  # (chunks fed, events parsed, the retry it read)
+    # the stream's first line, then an event split across chunks, CRLF line ends
+    (["retry: 2000\n\nid: 7\nevent: vm.state\nda", "ta: {\"a\":1}\r\n\r\n"],
+     [{"id": "7", "event": "vm.state", "data": "{\"a\":1}"}], 2000),
+    # a heartbeat comment is no event; a reset has no id
+    ([": heartbeat\n\n", "event: reset\ndata: {\"last_id\": 5}\n\n"],
+     [{"id": None, "event": "reset", "data": "{\"last_id\": 5}"}], None),
+    # data over two lines is joined with a newline; an event without its blank line waits
+    (["data: one\ndata:two\n\n", "data: unfinished\n"],
+     [{"id": None, "event": "message", "data": "one\ntwo"}], None),
+]
+
+
+def test_the_event_parser(page: Page) -> None:
+    """stream.js's parser of text/event-stream, table-driven, in the page's own browser."""
+    for chunks, events, retry in PARSER_CASES:
+        got = run_module(page, "/ui/stream.js",
+                         "const got = []; const parser = new m.EventParser((e) => got.push(e));"
+                         f"for (const chunk of {json.dumps(chunks)}) parser.feed(chunk);"
+                         "done({got, retry: parser.retry});")
+        assert got == {"got": events, "retry": retry}, chunks
+
+
+HOUR = 3_600_000
+
+
+TIMELINE_CASES = [  # (changes [ms into the hour, from, to], the current state, stretches drawn)
+    # nothing seen: nothing drawn (the state before the page saw it is not known)
+    ([], None, []),
+    # no change in the hour: the current state throughout
+    ([], "stopped", [[0, HOUR, "stopped"]]),
+    # a start half an hour ago: stopped (its "from") until then, running since
+    ([[HOUR // 2, "stopped", "running"]], "running",
+     [[0, HOUR // 2, "stopped"], [HOUR // 2, HOUR, "running"]]),
+    # a change before the window gives the state at its start
+    ([[-10, "stopped", "suspended"], [HOUR - 100, "suspended", "running"]], "running",
+     [[0, HOUR - 100, "suspended"], [HOUR - 100, HOUR, "running"]]),
+    # the first sighting (from null): unknown before it
+    ([[HOUR - 1000, None, "running"]], "running", [[HOUR - 1000, HOUR, "running"]]),
+]
+
+
+def test_timeline_stretches(page: Page) -> None:
+    """timeline.js's stretches of a VM's last hour, table-driven, in the page's own browser."""
+    start = 1_700_000_000_000  # the window's start, in ms
+    for changes, current, stretches in TIMELINE_CASES:
+        given = [{"time": start + t, "from": f, "to": to} for t, f, to in changes]
+        got = run_module(page, "/ui/timeline.js",
+                         f"done(m.stretches({json.dumps(given)}, {start + HOUR}, "
+                         f"{json.dumps(current)}).map((p) => [p.start - {start}, "
+                         f"p.end - {start}, p.state]));")
+        assert got == stretches, changes
+
+
 def test_screenshot_is_in_docs() -> None:
     if _browser_missing() is not None and not SCREENSHOT.exists():
         pytest.skip("no browser to take it")
