@@ -230,8 +230,10 @@ def test_the_page_lists_the_vms_with_images_apart(page: Page) -> None:
     host = op.json("GET", "/host")[1]
     wait_for(lambda: host["tart"]["version"] in page.find("#host-fields").text, WAIT,
              message="the host panel")
-    assert f"{host['macos_guests']['running']} of {host['macos_guests']['limit']}" in \
-        page.find("#host-fields").text
+    guests = f"{host['macos_guests']['running']} of {host['macos_guests']['limit']}"
+    assert guests == "1 of 2"
+    wait_for(lambda: guests in page.find("#host-fields").text, WAIT,
+             message="macOS guests running, out of the limit")
     assert page.find("#live").text == "live"  # reading GET /events
     assert page.severe_logs() == []
     SCREENSHOT.parent.mkdir(exist_ok=True)

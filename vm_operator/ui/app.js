@@ -204,7 +204,6 @@ async function refreshVms() {
     } else if (!state.details.has(vm.name) || !before || before.state !== vm.state) {
       scheduleDetail(vm.name);
     }
-    if (before && before.state !== vm.state) debounce("host", 500, loadHost);
     const known = vm.state !== "creating" && (!before || before.state === "creating");
     if (known && state.routes.has("/vms/{name}/events")) loadHistory(vm.name); // Tart has it
   }
@@ -413,6 +412,7 @@ function record(event) {
 function observe(name, before, after) {
   if (!after || before === after) return;
   addChange(name, { time: Date.now(), from: before, to: after });
+  if (before) debounce("host", 500, loadHost); // macOS guests running may have changed
 }
 
 function addChange(name, change) {
