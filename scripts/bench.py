@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import bench_events
 import bench_lifecycle
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,6 +84,8 @@ TARGETS = {
     "start_after_running_ms": 150.0,
     "create_own_ms": 50.0,
     "progress_fresh_ms": 1000.0,
+    "outside_event_ms": 1500.0,
+    "watchers_rss_mib": 40.0,
 }
 
 
@@ -1056,6 +1059,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "long_samples": samples,
         })
         report["lifecycle"] = measure_lifecycle(fleet, args, tart_delay)
+        report["events"] = measure_events(fleet, args, tart_delay)
         all_calls = read_calls(op.call_log) if op.call_log else []
         report.update({
             "bare": bare_results,
@@ -1086,6 +1090,18 @@ def measure_lifecycle(fleet: Fleet, args: argparse.Namespace, tart_delay: float)
     assert server.call_log is not None
     return bench_lifecycle.measure(server.port, server.call_log, progress_log,
                                    args.create_samples)
+
+
+def measure_events(fleet: Fleet, args: argparse.Namespace, tart_delay: float) -> dict[str, Any]:
+    """Watchers on an operator of their own: the Tart calls of 1 and of 100 SSE watchers, its
+    RSS with 100, and how soon an outside `tart run` / `tart stop` reaches them
+    (bench_events)."""
+    log(f"events: 1 then {bench_events.WATCHERS} watchers over {args.events_window:g} s each, "
+        f"{args.events_samples} outside run/stop")
+    server = fleet.start_operator("events", args.cache_ttl, tart_delay, args.access_log)
+    assert server.call_log is not None and server.tart_home is not None
+    return bench_events.measure(server.port, server.pid, server.call_log, server.tart_home,
+                                SIMULATOR, fleet.env(), args.events_window, args.events_samples)
 
 
 def evaluate(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -1142,6 +1158,23 @@ def evaluate(report: dict[str, Any]) -> list[dict[str, Any]]:
         f"{fresh['percentages_printed']} printed, {fresh['never_shown']} never shown",
         fresh["max_ms"] is not None and fresh["never_shown"] == 0
         and fresh["max_ms"] <= t["progress_fresh_ms"])
+    events = report["events"]
+    one, many = events["tart_list_per_s_1_watcher"], events["tart_list_per_s_100_watchers"]
+    slack = 1 / events["window_s"]  # one call more in the window: where the window cuts
+    add(f"{events['watchers']} SSE watchers cost the Tart calls of one",
+        f"{many} vs {one} tart list/s", events["watchers"] == bench_events.WATCHERS
+        and one > 0 and many <= one + slack)
+    median = events["outside_median_ms"]
+    add(f"an outside `tart run`/`tart stop` reaches the watchers within "
+        f"{t['outside_event_ms']:g} ms (median)",
+        f"median {median} ms, max {events['outside_max_ms']} ms, "
+        f"{events['outside_lost']} of {events['outside_samples']} lost",
+        median is not None and events["outside_lost"] == 0 and median <= t["outside_event_ms"])
+    rss = events["rss_100_watchers_mib"]
+    add(f"RSS with {bench_events.WATCHERS} watchers <= {t['watchers_rss_mib']:g} MiB",
+        f"{rss} MiB (idle {events['rss_idle_mib']} MiB, after the changes "
+        f"{events['rss_100_watchers_after_changes_mib']} MiB)",
+        rss is not None and rss <= t["watchers_rss_mib"])
     return targets
 
 
@@ -1306,6 +1339,10 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         *lifecycle_text(report["lifecycle"]),
         "",
+        "### Watching (GET /events)",
+        "",
+        *events_text(report["events"]),
+        "",
         "### Targets",
         "",
         "| target | measured | result |",
@@ -1313,6 +1350,21 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     out += [f"| {t['target']} | {t['measured']} | **{t['result']}** |" for t in report["targets"]]
     return "\n".join(out) + "\n"
+
+
+def events_text(events: dict[str, Any]) -> list[str]:
+    return [
+        (f"An operator of its own (watch interval 1 s): `tart list` {events['tart_list_per_s_1_watcher']}"
+         f"/s with one SSE watcher, {events['tart_list_per_s_100_watchers']}/s with "
+         f"{events['watchers']} ({events['window_s']:g} s each); RSS {events['rss_idle_mib']} MiB "
+         f"idle, {events['rss_100_watchers_mib']} MiB with the watchers. An outside `tart run` / "
+         f"`tart stop` (the simulator run by hand on the operator's Tart home) reached a watcher "
+         f"as vm.state (cause outside) {fmt(events['outside_median_ms'])} ms after the change "
+         "in Tart (median: the run's lock taken, `tart stop` returned; max "
+         f"{fmt(events['outside_max_ms'])} ms; {events['outside_lost']} of "
+         f"{events['outside_samples']} lost), {fmt(events['outside_from_command_median_ms'])} ms "
+         "after the command was started (the simulator's own start-up included)."),
+    ]
 
 
 def lifecycle_text(lifecycle: dict[str, Any]) -> list[str]:
@@ -1373,6 +1425,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--start-samples", type=int, help="POST start measurements (default 7; quick 2)")
     p.add_argument("--create-samples", type=int,
                    help="creates from a cached image measured (default 10; quick 3)")
+    p.add_argument("--events-window", type=float,
+                   help="seconds over which the Tart calls of 1 and of 100 watchers are counted "
+                   "(default 5; quick 2)")
+    p.add_argument("--events-samples", type=int,
+                   help="outside `tart run` + `tart stop` pairs timed to their events "
+                   "(default 5; quick 1)")
     p.add_argument("--pull-seconds", type=float,
                    help="how long the simulated pull of the progress measure takes "
                    "(TART_SIM_PULL_SECONDS; default 5; quick 2)")
@@ -1402,7 +1460,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 "long": 2000 if quick else 100_000, "start_samples": 2 if quick else 7,
                 "naive_drain": 3.0 if quick else 30.0, "long_max_seconds": 10.0 if quick else 300.0,
                 "drain": 2.0 if quick else 10.0, "create_samples": 3 if quick else 10,
-                "pull_seconds": 2.0 if quick else 5.0}
+                "pull_seconds": 2.0 if quick else 5.0,
+                "events_window": 2.0 if quick else 5.0, "events_samples": 1 if quick else 5}
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -1445,6 +1504,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     report["settings"]["reconnect_every"] = args.reconnect_every
+    report["settings"]["events_window_s"] = args.events_window
+    report["settings"]["events_samples"] = args.events_samples
     text = json.dumps(report, indent=2)
     if args.json_file:
         Path(args.json_file).write_text(text + "\n")

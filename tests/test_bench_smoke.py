@@ -26,7 +26,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--json", "--json-file", str(out)],
-        check=False, cwd=ROOT, capture_output=True, text=True, timeout=170,
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data: dict[str, Any] = json.loads(proc.stdout)
@@ -120,3 +120,15 @@ def test_targets_and_context_are_reported(report: dict[str, Any]) -> None:
     assert "--no-access-log" in " ".join(report["servers"]["operator"]["argv"])
     assert report["naive"]["vms"]["1"]["tart_list_spawns"] >= 1
     assert report["tart_call_cost"].get("list", {}).get("calls", 0) >= 1
+
+
+def test_event_figures(report: dict[str, Any]) -> None:
+    events = report["events"]
+    assert events["watchers"] == 100
+    for key in ("tart_list_per_s_1_watcher", "tart_list_per_s_100_watchers",
+                "rss_100_watchers_mib", "rss_idle_mib"):
+        assert is_number(events[key]), key
+    assert events["tart_list_per_s_1_watcher"] > 0  # one watcher makes the watcher list
+    assert events["outside_samples"] == 2 * report["settings"].get("events_samples", 1)
+    names = " ".join(t["target"] for t in report["targets"])
+    assert "SSE watchers" in names and "outside" in names and "watchers <=" in names

@@ -419,6 +419,16 @@ def test_tart_call_counter_shows_the_run_launches(scene: Scene) -> None:
     assert len(scene.operator.calls("run")) == starts  # the simulator's own call log
 
 
+def test_event_series_count_the_state_changes_told(scene: Scene) -> None:
+    """The start and the stop were each told once (vm.state, cause api); nobody watched."""
+    changes = scene.sent[("POST", "/vms/{name}/start", "202")] + scene.sent[
+        ("POST", "/vms/{name}/stop", "200")]
+    published = scene.query(_of_operator("vm_operator_events_published_total"))
+    assert [s.value for s in published] == [float(changes)]
+    watchers = scene.query(_of_operator("vm_operator_event_watchers"))
+    assert [s.value for s in watchers] == [0.0]
+
+
 def test_histograms_have_bucket_sum_and_count_series(scene: Scene) -> None:
     histograms = [name for name, kind in scene.exposed_types.items() if kind == "histogram"]
     assert histograms

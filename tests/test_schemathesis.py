@@ -25,7 +25,7 @@ from conftest import Operator
 
 MAX_EXAMPLES = 10  # per operation and phase: the whole run stays well under two minutes
 RUN_TIMEOUT = 600  # seconds: a hung run is killed (its process group) and fails the test
-# Streams never end by themselves: a request to one would only time out. tests/test_events.py
+# Streams never end by themselves: a request to one would only time out. tests/test_event_stream.py
 # checks them.
 STREAMING_PATHS = ("/events",)
 

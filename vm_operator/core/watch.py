@@ -36,7 +36,7 @@ class VmStates:
 
     def __init__(self, bus: EventBus, monotonic: Callable[[], float]) -> None:
         self.bus = bus
-        self._monotonic = monotonic
+        self.monotonic = monotonic
         self._lock = threading.Lock()
         self._known: dict[str, str] = {}  # name -> state (EXISTS: created, state not told)
         self._heard: dict[str, tuple[int, float]] = {}  # name -> (event id, monotonic time)
@@ -53,7 +53,7 @@ class VmStates:
             last = self._heard.get(name)
             if last is not None and last[0] > event.id:
                 return  # a later word came first (two publishers raced)
-            self._heard[name] = (event.id, self._monotonic())
+            self._heard[name] = (event.id, self.monotonic())
             if event.type == VM_DELETED:
                 self._known.pop(name, None)
             elif event.type == VM_CREATED:
@@ -182,19 +182,23 @@ class Watcher:
             self._wake.notify_all()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        """Started by the first watcher, whose subscription has just looked: wait, look, one
+        look per interval (the time a look took is part of the interval)."""
+        took = 0.0
+        while not self._stop.wait(max(0.0, self.interval - took)):
             with self._wake:  # the count passed to listeners may arrive out of order: ask
                 while self.bus.watchers() == 0 and not self._stop.is_set():
                     self._wake.wait()
             if self._stop.is_set():
                 return
+            began = self.states.monotonic()
             try:
                 self.look()
             except TartError as exc:  # Tart is down: say nothing, look again later
                 log.debug("watcher: tart list failed: %s", exc)
             except Exception:  # the thread must live on; a bug is logged
                 log.exception("watcher: a look failed")
-            self._stop.wait(self.interval)
+            took = self.states.monotonic() - began
 
     def look(self) -> None:
         """One listing, and the events it shows. The first one only learns the states."""

@@ -48,7 +48,7 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPT
 # A streamed response (GET /events) holds at most this much in the kernel for a reader that
 # does not read: past it a write blocks, the write deadline cuts the connection, and the bus
 # drops the reader's subscription. Without a bound Linux grows the buffer to megabytes.
-STREAM_SEND_BUFFER = 64 * 1024
+STREAM_SEND_BUFFER = 16 * 1024
 MAX_BODY = 1024  # a larger body is refused unread (413), unless its route takes a JSON body
 # Problems found here, before a route is known: http.server's own statuses, each its type.
 _SHELL_PROBLEMS: dict[int, Slug] = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import time
 from collections.abc import Callable
 
@@ -155,6 +156,20 @@ def test_start_and_stop_through_the_api_are_told_once_with_cause_api(
     assert history["events"][0] == started
 
 
+def test_a_suspend_through_the_api_is_told_with_cause_api(operator_factory: Factory) -> None:
+    op = fast(operator_factory)
+    mac = "macos-sequoia-base"
+    with EventReader(op.port, f"/events?vm={mac}") as reader:
+        assert reader.next() is not None
+        assert op.json("POST", f"/vms/{mac}/start?suspendable=true")[0] == 202
+        assert op.json("POST", f"/vms/{mac}/suspend")[0] == 200
+        started, suspended = states(reader, 2)
+        assert started["data"]["to"] == "running"
+        assert suspended["data"] == {"from": "running", "to": "suspended", "cause": "api",
+                                     "exit_code": None}
+        assert reader.next_event(3.0, "vm.state") is None  # the run's end is not told again
+
+
 def test_changes_made_outside_are_told_while_anyone_watches(operator_factory: Factory) -> None:
     op = fast(operator_factory)
     with EventReader(op.port) as reader:
@@ -272,15 +287,86 @@ def test_last_event_id_resumes_or_resets(operator_factory: Factory) -> None:
 
 def test_with_nobody_watching_the_operator_asks_tart_nothing(operator_factory: Factory) -> None:
     op = fast(operator_factory, "--watch-interval", "0.2")
-    time.sleep(1.0)  # start-up's own calls are done
+    wait_for(lambda: all(call.finished for call in op.calls("--version")) and op.calls(),
+             timeout=10, message="start-up's own call (tart --version) is done")
     before = len(op.calls())
     time.sleep(2.0)  # ten watch intervals, nobody watching, no requests
     assert len(op.calls()) == before
     with EventReader(op.port) as reader:  # somebody watches: the watcher lists
         assert reader.next() is not None
-        wait_for(lambda: len(op.calls("list")) > 0, timeout=10,
+        wait_for(lambda: len(op.calls("list")) > 1, timeout=10,
                  message="the watcher lists while a stream is open")
-    time.sleep(1.0)  # the stream is closed; its end noticed at the next heartbeat
+    # the stream is closed; the server notices at its next heartbeat
+    wait_for(lambda: metric(op, "vm_operator_event_watchers") == 0, timeout=10)
+    time.sleep(0.5)  # a look under way when it ended is done
     quiet = len(op.calls())
     time.sleep(2.0)
     assert len(op.calls()) == quiet
+
+
+# --- slow readers and many watchers -----------------------------------------------------------
+
+
+def metric(op: Operator, name: str) -> float:
+    """One unlabelled series of GET /metrics."""
+    _, _, text = op.request("GET", "/metrics")
+    for line in text.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} is not in /metrics")
+
+
+def test_a_reader_that_does_not_read_is_dropped_and_holds_nothing(
+        operator_factory: Factory) -> None:
+    op = operator_factory(
+        env={"TART_SIM_PULL_SECONDS": "1", "TART_SIM_PROGRESS_INTERVAL": "0.005"},
+        args=["--events-queue", "4", "--header-timeout", "2", "--events-heartbeat", "60"])
+    slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # a reader that never reads
+    slow.connect(("127.0.0.1", op.port))
+    slow.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    try:
+        with EventReader(op.port) as fast_reader:
+            wait_for(lambda: metric(op, "vm_operator_event_watchers") == 2, timeout=10)
+            pulls = []
+            for ref in ("ghcr.io/cirruslabs/ubuntu:latest", "ghcr.io/cirruslabs/ubuntu:jammy",
+                        "ghcr.io/cirruslabs/macos-sonoma-base:latest"):
+                status, pull = op.json("POST", "/images", body=json.dumps({"ref": ref}),
+                                       headers={"Content-Type": "application/json"})
+                assert status == 202, pull
+                pulls.append(pull["id"])
+            done: set[str] = set()
+            while len(done) < len(pulls):  # the reader that reads sees every operation end
+                block = fast_reader.next_event(60, "operation.succeeded")
+                assert block is not None, f"only {done} of {pulls} succeeded"
+                done.add(block.data["data"]["id"])
+                assert op.request("GET", "/health", timeout=5)[0] == 200  # the server serves
+            assert metric(op, "vm_operator_event_watchers_dropped_total") >= 1
+            wait_for(lambda: metric(op, "vm_operator_event_watchers") == 1, timeout=15,
+                     message="the dropped reader's stream ended; the reading one lives on")
+            assert metric(op, "vm_operator_events_published_total") > 200
+    finally:
+        slow.close()
+
+
+def test_many_watchers_cost_tart_what_one_costs(operator_factory: Factory) -> None:
+    op = fast(operator_factory, "--watch-interval", "0.25")
+
+    def lists_over(seconds: float) -> int:
+        before = len(op.calls("list"))
+        time.sleep(seconds)
+        return len(op.calls("list")) - before
+
+    with EventReader(op.port) as first:
+        assert first.next() is not None
+        one = lists_over(2.0)
+        readers = [EventReader(op.port) for _ in range(30)]
+        try:
+            assert all(reader.status == 200 for reader in readers)
+            assert metric(op, "vm_operator_event_watchers") == 31
+            many = lists_over(2.0)
+        finally:
+            for reader in readers:
+                reader.close()
+    assert one >= 2  # the watcher does list while anyone watches ...
+    assert many <= one + 1  # ... once per interval, however many watch
