@@ -3,6 +3,7 @@ core's ReadinessProbe over the fake Tart and clock (cache, vm.ready once per run
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -10,6 +11,8 @@ from collections.abc import Iterator, Sequence
 import pytest
 from fakes import FakeClock, FakeTart
 
+from vm_operator.cli import demo_setup
+from vm_operator.config import load_config
 from vm_operator.core.errors import NotRunning, ReadyTimeout
 from vm_operator.core.events import VM_READY, EventBus
 from vm_operator.core.readiness import Readiness, ReadinessProbe, ready_timeout
@@ -237,3 +240,32 @@ def test_ready_timeout_says_what_was_missing(seen: Readiness, waiting_for: str,
     error = ready_timeout("ci", seen, 7)
     assert error.waiting_for == waiting_for and error.ip == seen.ip and error.port == seen.port
     assert words in error.detail and 'VM "ci" was not ready within 7 s' in error.detail
+
+
+# --- the setting, and the demo ---------------------------------------------------------------------
+
+
+def test_the_ready_port_setting() -> None:
+    assert load_config([], {}).ready_port == 22
+    assert load_config([], {"VM_OPERATOR_READY_PORT": "2222"}).ready_port == 2222
+    assert load_config(["--ready-port", "2200"], {"VM_OPERATOR_READY_PORT": "2222"}).ready_port \
+        == 2200
+
+
+@pytest.mark.parametrize("value", ["0", "65536", "-22", "ssh", "22.5"])
+def test_a_bad_ready_port_stops_start_up_naming_it(value: str) -> None:
+    with pytest.raises(SystemExit) as caught:
+        load_config([], {"VM_OPERATOR_READY_PORT": value})
+    assert "VM_OPERATOR_READY_PORT" in str(caught.value)
+
+
+@pytest.mark.parametrize("given", [None, "2345"])
+def test_the_demo_probes_the_port_its_simulated_guests_listen_on(given: str | None) -> None:
+    env = {} if given is None else {"TART_SIM_GUEST_PORT": given}
+    config, home = demo_setup(load_config([], {}), env)
+    try:
+        assert config.ready_port == int(env["TART_SIM_GUEST_PORT"]) != 22
+        if given is not None:
+            assert config.ready_port == 2345
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

@@ -27,7 +27,6 @@ from vm_operator.core.errors import (
     VmLimit,
     VmNotFound,
 )
-from vm_operator.edge.errors import ApiError
 from vm_operator.edge.responses import Response, json_response
 from vm_operator.edge.routing import Request, Route, Success
 from vm_operator.tart.errors import (
@@ -40,15 +39,11 @@ from vm_operator.tart.errors import (
 
 
 def start_vm(app: App, req: Request) -> Response:
-    timeout = req.optional(READY_TIMEOUT)
-    if req.optional(WAIT_FOR) == "ready":
+    if req.optional(WAIT_FOR) == "ready":  # a timeout without it bounds nothing: ignored
+        timeout: int | None = req.optional(READY_TIMEOUT)
         ready = app.service.start_ready(req.get(NAME), req.get(SUSPENDABLE),
                                         timeout or READY_TIMEOUT_DEFAULT)
         return json_response(200, ready)
-    if timeout is not None:
-        raise ApiError("invalid-parameter", "timeout is only taken with wait=ready (how long to "
-                       "wait for the VM to be ready); a start without it answers once Tart "
-                       "reports the VM running")
     vm = app.service.start(req.get(NAME), req.get(SUSPENDABLE))
     return json_response(202 if vm["changed"] else 200, vm)
 

@@ -220,9 +220,7 @@ class SshTransport:
         words = script_words(PROBE_SCRIPT, address, str(port), f"{max(1, round(timeout))}")
         try:
             self.remote("probe", words, self.timeout + timeout)
-        except TransportError:
-            raise
-        except TartCommandError:
+        except TartCommandError:  # the script's own exit code (ssh's failures are not these)
             return False
         return True
 
