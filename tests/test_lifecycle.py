@@ -355,4 +355,5 @@ def test_a_vm_created_where_an_ephemeral_record_was_left_is_not_ephemeral(
     assert operator.json("POST", "/vms/again/stop?timeout=5")[0] == 200
     status, vm = operator.json("GET", "/vms/again")
     assert status == 200 and vm["state"] == "stopped"
-    assert specs.load("again") is None
+    spec = specs.load("again")  # the new VM's own spec (issue 12: desired state), not the old one
+    assert spec is not None and not spec.ephemeral and spec.operation != "an-earlier-create"

@@ -323,3 +323,29 @@ def test_events_tell_what_the_reconciler_did(core: Core) -> None:
             ) in events
     assert ("vm.state", {"from": "stopped", "to": "running", "cause": "reconciler",
                          "exit_code": None}) in events
+
+
+def test_a_run_no_pass_saw_is_judged_by_its_policy_too(core: Core) -> None:
+    """A create's start step launches the run through Power: when it ends before a pass has
+    seen it running, its policy still decides (``never``: it stays stopped)."""
+    core.tart.add("made")
+    core.specs.save(VmSpec("made", False, core.clock.utc_now(), "op-1", "running", "never"))
+    core.service.power.start(VmName("made"))
+    core.crash("made", 0)
+    core.clock.advance(100.0)
+    core.reconciler.reconcile_once()
+    assert core.runs("made") == 1
+    assert core.status("made")["condition"] == "exited"
+
+
+def test_a_vm_created_again_under_a_name_starts_afresh(core: Core) -> None:
+    core.tart.add("ci")
+    core.specs.save(VmSpec("ci", False, core.clock.utc_now(), "op-1", "running", "never"))
+    core.reconciler.reconcile_once()
+    core.crash("ci", 1)
+    core.reconciler.reconcile_once()
+    assert core.status("ci")["condition"] == "exited"
+    core.specs.save(VmSpec("ci", False, core.clock.utc_now(), "op-2", "running", "always"))
+    core.reconciler.reconcile_once()  # another VM of that name: nothing of the old one holds it
+    assert core.runs("ci") == 2
+    assert core.status("ci")["condition"] is None

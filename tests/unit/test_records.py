@@ -10,7 +10,11 @@ from vm_operator.api.system import Health
 from vm_operator.core.records import (
     ChangedVm,
     CreatingVm,
+    DesiredStatus,
+    LastExit,
+    ManagedVmDetail,
     ReadyVmDetail,
+    SpecView,
     StartedReadyVm,
     TartStatus,
 )
@@ -34,12 +38,19 @@ def test_operation() -> None:
 
 
 def test_vm_detail() -> None:
-    vm, extra, *_ = SCHEMAS["VMDetail"]["allOf"]  # type: ignore[index]  # then the desired state
+    vm, extra, desired = SCHEMAS["VMDetail"]["allOf"]  # type: ignore[index]
     assert vm == {"$ref": "#/components/schemas/VM"}
     assert properties(extra) == set(VmInfo.__required_keys__) | {"last_run", "ready", "ip"}
     assert set(ReadyVmDetail.__required_keys__) == set(Vm.__required_keys__) | properties(extra)
     last_run = extra["properties"]["last_run"]["oneOf"][1]
     assert properties(last_run) == set(RunRecord.__required_keys__)
+    assert set(desired["required"]) == properties(desired) == set(DesiredStatus.__required_keys__)
+    assert set(ManagedVmDetail.__required_keys__) == (set(ReadyVmDetail.__required_keys__)
+                                                      | properties(desired))
+    spec = desired["properties"]["spec"]["oneOf"][1]
+    assert set(spec["required"]) == properties(spec) == set(SpecView.__required_keys__)
+    last_exit = desired["properties"]["last_exit"]["oneOf"][1]
+    assert set(last_exit["required"]) == properties(last_exit) == set(LastExit.__required_keys__)
 
 
 def test_started_ready_vm() -> None:

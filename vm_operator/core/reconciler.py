@@ -118,7 +118,7 @@ def spec_view(spec: VmSpec | None) -> SpecView | None:
 @dataclass
 class Watch:
     failures: int = 0  # consecutive unasked ends and failed starts, since healthy running
-    restart_count: int = 0  # starts the reconciler made
+    restart_count: int = 0  # starts the reconciler made since the last ask
     last_exit: LastExit | None = None
     retry_at: float | None = None  # monotonic: no start before
     next_attempt_at: str | None = None  # the same, on the wall clock (the API's)
@@ -128,6 +128,7 @@ class Watch:
     settled: bool = False  # its run ended and its policy keeps it stopped
     asked: bool = False  # a stop or suspend through the API ends the current run
     stop_due: bool = False  # desired was just set to stopped: stop it once
+    operation: str | None = None  # the create of the VM this is about (a new VM: a new watch)
 
 
 class Reconciler:
@@ -148,6 +149,7 @@ class Reconciler:
         self._kick = threading.Event()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+        self._born = parts.clock.utc_now()  # a run started since is one this process launched
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -184,6 +186,14 @@ class Reconciler:
             watch = self._watches[name] = Watch()
         return watch
 
+    def _watch_of(self, spec: VmSpec) -> Watch:
+        """With ``_lock`` held: the watch of the VM ``spec`` is about; a VM created again
+        under its name (deleted and created: another create) starts afresh."""
+        watch = self._watch(spec.name)
+        if spec.operation is not None and watch.operation != spec.operation:
+            watch = self._watches[spec.name] = Watch(operation=spec.operation)
+        return watch
+
     def _write(self, name: str, desired: Desired | None, restart: RestartPolicy | None,
                source: SpecSource) -> VmSpec:
         """Merge into the VM's spec (a new one if it has none) and write it whole."""
@@ -200,7 +210,9 @@ class Reconciler:
         return spec
 
     def _afresh(self, watch: Watch) -> None:
-        """A new ask: forget the failures, the backoff and a policy's decision to stay put."""
+        """A new ask: forget the restarts, failures, the backoff and a policy's decision to
+        stay put."""
+        watch.restart_count = 0
         watch.failures = 0
         watch.retry_at = None
         watch.next_attempt_at = None
@@ -220,9 +232,14 @@ class Reconciler:
         self.kick()
         return spec
 
-    def started(self, name: str) -> VmSpec:
-        """A start through the API succeeded: the VM is desired running, its run is watched."""
-        spec = self._write(name, "running", None, "api")
+    def started(self, name: str) -> None:
+        """A start through the API succeeded: the VM is desired running, its run is watched.
+        A spec that cannot be written is logged: the VM runs all the same."""
+        try:
+            self._write(name, "running", None, "api")
+        except OperatorError as exc:
+            log.warning("VM %r started, but its desired state cannot be written: %s", name,
+                        exc.detail)
         with self._lock:
             watch = self._watch(name)
             self._afresh(watch)
@@ -230,17 +247,22 @@ class Reconciler:
             if watch.running_since is None:
                 watch.running_since = self.parts.clock.monotonic()
                 watch.ours = self.parts.runs.live_run(name) is not None
-        return spec
 
-    def stopping(self, name: str) -> VmSpec:
-        """A stop through the API is about to end the VM's run: desired stopped, never undone."""
-        spec = self._write(name, "stopped", None, "api")
+    def stopping(self, name: str) -> None:
+        """A stop through the API is about to end the VM's run: desired stopped, never undone
+        (when the spec cannot be written, the stop is logged and held in memory: this process
+        does not start the VM again until asked to)."""
+        try:
+            self._write(name, "stopped", None, "api")
+        except OperatorError as exc:
+            log.warning("VM %r is being stopped, but its desired state cannot be written: %s",
+                        name, exc.detail)
         with self._lock:
             watch = self._watch(name)
             self._afresh(watch)
+            watch.settled = True  # whatever the spec on disk says
             watch.asked = True
             watch.stop_due = False
-        return spec
 
     def suspending(self, name: str) -> None:
         """A suspend through the API is about to end the VM's run: not a failure."""
@@ -273,12 +295,14 @@ class Reconciler:
         code = record["exit_code"] if record is not None and record["exit_code_known"] else None
         at = (record["finished_at"] if record is not None else None) or self.parts.clock.utc_now()
         now = self.parts.clock.monotonic()
+        spec = self.parts.specs.load(name)
         with self._lock:
-            watch = self._watch(name)
+            watch = self._watch(name) if spec is None else self._watch_of(spec)
             watch.last_exit = last_exit(code, at)
             since, watch.running_since, watch.ours = watch.running_since, None, False
             asked, watch.asked = watch.asked, False
-        spec = self.parts.specs.load(name)
+        if since is None and record is not None and record["started_at"] >= self._born:
+            since = now  # launched by this process before anyone saw it run (a create's start)
         if since is not None and not asked and spec is not None and not spec.ephemeral and (
                 spec.desired == "running"):
             self._ended(spec, code, now - since)
@@ -348,7 +372,7 @@ class Reconciler:
         name = spec.name
         now = self.parts.clock.monotonic()
         with self._lock:
-            watch = self._watch(name)
+            watch = self._watch_of(spec)
             if vm is None or vm["source"] != "local":
                 watch.condition = "missing" if spec.desired == "running" else None
                 watch.stop_due = False
