@@ -7,11 +7,11 @@
 #     [tool.mypy]); a finding fails the run (the suites still run, to report everything);
 #   - in CI (CI=true) or with --docker: Docker engine, docker-compose, debootstrap and the
 #     cached local base image (scripts/docker-provision.sh), plus Debian's sshd for the
-#     SSH-transport suite, Debian's prometheus for tests/test_prometheus.py and acl (setfacl)
-#     for the compose recipe; there a missing engine, sshd or prometheus is a failure, never a
-#     skip;
-#   - elsewhere the Docker, SSH and Prometheus tiers run when an engine / sshd / prometheus is
-#     there and skip with a visible reason when not.
+#     SSH-transport suite, Debian's prometheus for tests/test_prometheus.py, acl (setfacl)
+#     for the compose recipe and Debian's chromium + chromium-driver for tests/test_dashboard.py;
+#     there a missing engine, sshd, prometheus or browser is a failure, never a skip;
+#   - elsewhere the Docker, SSH, Prometheus and browser tiers run when an engine / sshd /
+#     prometheus / chromium is there and skip with a visible reason when not.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k health).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +22,7 @@ if [ "${1:-}" = "--docker" ]; then provision=1; shift; fi
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "Python virtualenv (.venv) with pytest, kubernetes-validate, PyYAML, schemathesis, ruff and mypy (tests only)"
+step "Python virtualenv (.venv) with pytest, kubernetes-validate, PyYAML, schemathesis, Selenium, ruff and mypy (tests only)"
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     if ! "$PYTHON" -m venv .venv 2>/dev/null; then
@@ -38,12 +38,13 @@ fi
     || { echo "Python >= 3.11 is required (set PYTHON=...)" >&2; exit 1; }
 # Test-only dependencies (pyproject's "test" extra): kubernetes-validate checks the Kubernetes
 # manifests against Kubernetes' published schemas (tests/test_kubernetes.py); schemathesis
-# generates requests from /openapi.json (tests/test_schemathesis.py); ruff and mypy are the
+# generates requests from /openapi.json (tests/test_schemathesis.py); Selenium drives Debian's
+# headless Chromium through Debian's chromedriver (tests/test_dashboard.py); ruff and mypy are the
 # static checks (versions pinned: a new release brings new rules).
-{ .venv/bin/python -c 'import pytest, kubernetes_validate, yaml, schemathesis' 2>/dev/null \
+{ .venv/bin/python -c 'import pytest, kubernetes_validate, yaml, schemathesis, selenium' 2>/dev/null \
     && [ -x .venv/bin/ruff ] && [ -x .venv/bin/mypy ]; } \
     || .venv/bin/python -m pip install -q 'pytest>=7' 'kubernetes-validate>=1.30' 'pyyaml>=6' \
-        'schemathesis>=4.32,<5' 'ruff>=0.17,<0.18' 'mypy>=2.4,<3'
+        'schemathesis>=4.32,<5' 'ruff>=0.17,<0.18' 'mypy>=2.4,<3' 'selenium>=4.20'
 # The simulator's "#!/usr/bin/env python3" must find a fast interpreter: the venv's.
 export PATH="$PWD/.venv/bin:$PATH"
 
@@ -75,6 +76,12 @@ if [ "$provision" = 1 ]; then
         if [ "$installed" != 0 ]; then echo "apt-get install prometheus failed" >&2; exit 1; fi
     fi
     export VM_OPERATOR_REQUIRE_PROMETHEUS=1
+    step "Chromium and its driver (Debian's chromium, chromium-driver) for tests/test_dashboard.py"
+    if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+    fi
+    export VM_OPERATOR_REQUIRE_BROWSER=1
     step "acl (setfacl) for the README's compose token recipe (tests/docker/test_compose_recipes.py)"
     if ! command -v setfacl >/dev/null; then
         apt-get update -qq

@@ -304,7 +304,7 @@ def test_name_length_boundary(operator):
 
 
 def test_unknown_route_is_404(operator):
-    for method, path in (("GET", "/"), ("GET", "/nope"), ("GET", "/healthz"),
+    for method, path in (("GET", "/nope"), ("GET", "/ui/nope.js"), ("GET", "/healthz"),
                          ("GET", "/vms/x/reboot"), ("POST", "/vms/x/reboot"),
                          ("GET", "/vms/x/start/now"), ("GET", "/vms/a/b/c/d")):
         expect_problem(operator, method, path, 404)

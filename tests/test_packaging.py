@@ -110,6 +110,11 @@ def test_installed_operator_runs_the_demo(venv: Path, demo: subprocess.Popen[byt
     # A start launches the packaged simulator's `tart run`, detached, and confirms it.
     status, _, body = http_request(port, "POST", "/vms/ubuntu-runner/start")
     assert status == 202, body
+    # The dashboard's files are package data: the installed operator serves them.
+    for path, kind in (("/", "text/html"), ("/ui/app.js", "text/javascript"),
+                       ("/ui/style.css", "text/css")):
+        status, headers, body = http_request(port, "GET", path)
+        assert status == 200 and headers["Content-Type"].startswith(kind) and body, path
     health = json.loads(http_request(port, "GET", "/health")[2])
     assert health["tart"]["available"] is True
     assert Path(health["tart"]["path"]).is_relative_to(elsewhere / "tmp")  # the demo's own wrapper

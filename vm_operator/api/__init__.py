@@ -6,6 +6,7 @@ from __future__ import annotations
 from vm_operator import __version__
 from vm_operator.api import (
     config,
+    dashboard,
     events,
     host,
     images,
@@ -26,7 +27,7 @@ from vm_operator.edge.routing import Route
 ROUTES: tuple[Route[App], ...] = (
     system.ROUTES + vms.ROUTES + vm_create.ROUTES + vm_power.ROUTES + vm_ip.ROUTES
     + vm_logs.ROUTES + operations.ROUTES + vm_manage.ROUTES + images.ROUTES + host.ROUTES
-    + events.ROUTES + config.ROUTES
+    + events.ROUTES + config.ROUTES + dashboard.ROUTES
 )
 
 INFO = Info(title="vm-operator", version=__version__,
