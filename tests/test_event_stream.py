@@ -369,4 +369,6 @@ def test_many_watchers_cost_tart_what_one_costs(operator_factory: Factory) -> No
             for reader in readers:
                 reader.close()
     assert one >= 2  # the watcher does list while anyone watches ...
-    assert many <= one + 1  # ... once per interval, however many watch
+    # ... at most once per interval, however many watch (30 watchers of their own would list
+    # 240 times in the window); not compared with `one`, which a loaded machine makes vary
+    assert many <= 2.0 / 0.25 + 1, (one, many)
