@@ -14,6 +14,7 @@ import socket
 from typing import Any
 
 from conftest import LOCAL_VMS, Operator, wait_for
+from sse_client import EventReader
 
 SEQUOIA, SONOMA, UBUNTU = LOCAL_VMS
 PROBLEM = "application/problem+json"
@@ -176,3 +177,15 @@ def test_the_simulators_guests_listen_on_loopback_addresses_of_their_own(operato
         assert banner(ip, operator.guest_port).startswith(b"SSH-2.0-")
     bad = operator.tart("run", SONOMA, "--no-graphics", env={"TART_SIM_GUEST_PORT": "70000"})
     assert bad.returncode == 1 and "TART_SIM_GUEST_PORT" in bad.stderr
+
+
+def test_a_watcher_hears_vm_ready_though_nobody_asks_for_the_detail(operator_factory):
+    op = operator_factory(env={"TART_SIM_BOOT_DELAY": "1", "TART_SIM_SSH_DELAY": "1"})
+    with EventReader(op.port, f"/events?vm={UBUNTU}") as reader:
+        assert reader.status == 200
+        status, _ = op.json("POST", f"/vms/{UBUNTU}/start")  # no wait, no GET of the detail
+        assert status == 202
+        event = reader.next_event(timeout=40, type_="vm.ready")
+        assert event is not None, "no vm.ready on the stream"
+        data = event.data["data"]
+        assert data["port"] == op.guest_port and ipaddress.ip_address(data["ip"]).is_loopback

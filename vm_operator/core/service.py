@@ -41,7 +41,7 @@ from vm_operator.core.watch import EXISTS, VmStates, Watcher
 from vm_operator.store.operation_records import Operation
 from vm_operator.store.specs import Desired, RestartPolicy, SpecSource, SpecStore, VmSpec
 from vm_operator.store.state import LogTail, StateDirError
-from vm_operator.tart.names import VmName
+from vm_operator.tart.names import InvalidName, VmName
 from vm_operator.tart.records import Vm
 
 
@@ -92,9 +92,21 @@ class VmService:
         self.readiness = ReadinessProbe(tart, clock, self.events, settings.ready_port,
                                         ttl=settings.cache_ttl)
         self.runs.on_run_ended(self.readiness.forget)
+        self.watcher.on_listing = self._look_at_readiness
         operations.add_listener(self.ephemeral.operation_changed)
 
     # --- events -----------------------------------------------------------------------------
+
+    def _look_at_readiness(self, listed: list[Vm]) -> None:
+        """While anyone watches: each running VM not seen ready yet is looked at (at most once
+        per cache TTL), so ``vm.ready`` reaches the stream though nobody asks for its detail.
+        A run once seen ready costs nothing more (``ReadinessProbe``)."""
+        for vm in listed:
+            if vm["source"] == "local" and vm["state"] == "running":
+                try:
+                    self.readiness.check(VmName(vm["name"]))
+                except InvalidName:  # a name made outside the operator that it cannot take
+                    continue
 
     def held(self, name: str) -> bool:
         """Whether a change of the operator works on the VM, or a run of the operator's

@@ -158,6 +158,8 @@ class Watcher:
         self._seeded = False
         self._looking = threading.Lock()  # one look at a time
         self.looks = 0  # how many listings it has looked at (tests and the benchmark)
+        # called with each listing looked at, after its events (the readiness of running VMs)
+        self.on_listing: Callable[[list[Vm]], None] = lambda listed: None
         self.bus.on_watchers(self._watchers_changed)
 
     def _watchers_changed(self, count: int) -> None:
@@ -218,3 +220,4 @@ class Watcher:
                     self.states.created(name, None, after, "outside")
                 else:
                     self.states.changed(name, before, after, "outside")
+        self.on_listing(listed)
