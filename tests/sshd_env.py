@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,6 +186,23 @@ class SshdEnv:
             except ProcessLookupError:
                 pass
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def for_module() -> Iterator[SshdEnv]:
+    """A test module's sshd (a module-scoped fixture yields from this): skipped with the reason
+    when this machine cannot run one, a failure instead when VM_OPERATOR_REQUIRE_SSH=1 (CI)."""
+    import pytest
+
+    reason = unavailable_reason()
+    if reason:
+        if os.environ.get("VM_OPERATOR_REQUIRE_SSH") == "1":
+            pytest.fail(f"VM_OPERATOR_REQUIRE_SSH=1 but {reason}")
+        pytest.skip(f"SSH transport tier skipped: {reason}")
+    server = create()
+    try:
+        yield server
+    finally:
+        server.cleanup()
 
 
 def create() -> SshdEnv:

@@ -28,16 +28,7 @@ SONOMA = VmName("ghcr.io/cirruslabs/macos-sonoma-base:latest")  # another image,
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[sshd_env.SshdEnv]:
-    reason = sshd_env.unavailable_reason()
-    if reason:
-        if os.environ.get("VM_OPERATOR_REQUIRE_SSH") == "1":
-            pytest.fail(f"VM_OPERATOR_REQUIRE_SSH=1 but {reason}")
-        pytest.skip(f"SSH transport tier skipped: {reason}")
-    server = sshd_env.create()
-    try:
-        yield server
-    finally:
-        server.cleanup()
+    yield from sshd_env.for_module()
 
 
 def knobs(host: sshd_env.SshdEnv, **settings: str) -> None:

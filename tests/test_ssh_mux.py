@@ -29,22 +29,12 @@ from vm_operator.tart.ssh import CONTROL_SOCKET, SshTransport
 from vm_operator.tart.ssh_commands import control_argv, ssh_argv
 from vm_operator.tart.ssh_settings import SshSettings, ssh_settings
 
-REQUIRE_SSH = os.environ.get("VM_OPERATOR_REQUIRE_SSH") == "1"
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
 @pytest.fixture(scope="module")
 def sshd() -> Iterator[sshd_env.SshdEnv]:
-    reason = sshd_env.unavailable_reason()
-    if reason:
-        if REQUIRE_SSH:
-            pytest.fail(f"VM_OPERATOR_REQUIRE_SSH=1 but {reason}")
-        pytest.skip(f"SSH transport tier skipped: {reason}")
-    server = sshd_env.create()
-    try:
-        yield server
-    finally:
-        server.cleanup()
+    yield from sshd_env.for_module()
 
 
 def logins(server: sshd_env.SshdEnv) -> int:

@@ -19,22 +19,12 @@ from typing import Any
 import pytest
 import sshd_env
 
-REQUIRE_SSH = os.environ.get("VM_OPERATOR_REQUIRE_SSH") == "1"
 UBUNTU = "ubuntu-runner"
 
 
 @pytest.fixture(scope="module")
 def sshd() -> Iterator[sshd_env.SshdEnv]:
-    reason = sshd_env.unavailable_reason()
-    if reason:
-        if REQUIRE_SSH:
-            pytest.fail(f"VM_OPERATOR_REQUIRE_SSH=1 but {reason}")
-        pytest.skip(f"SSH transport tier skipped: {reason}")
-    server = sshd_env.create()
-    try:
-        yield server
-    finally:
-        server.cleanup()
+    yield from sshd_env.for_module()
 
 
 @pytest.fixture
