@@ -236,6 +236,10 @@ def test_prune_deletes_only_what_the_file_created_and_still_owns(operator_factor
     assert [(s["kind"], s["vm"], s["outcome"]) for s in doc["steps"]] == [
         ("delete", "gone", "done")]
     assert state(op, "gone") is None
+    status, history = op.json("GET", "/vms/gone/events")
+    assert status == 200, history
+    deleted = [e["data"] for e in history["events"] if e["type"] == "vm.deleted"]
+    assert deleted == [{"cause": "config"}]  # the file deleted it, and the stream says so
     for name in ("keep", "touched", "api-made", LINUX):
         assert state(op, name) == "stopped", name
 

@@ -238,7 +238,7 @@ class FleetApplier:
         name = VmName(step.vm)
         entry = step.entry
         if step.kind == "delete":
-            self.service.manage.delete(name, force=True, timeout=DELETE_TIMEOUT)
+            self.service.manage.delete(name, force=True, timeout=DELETE_TIMEOUT, cause="config")
             return StepOutcome(step, "done")
         assert entry is not None  # every other step is of a VM of the file
         if step.kind == "create":

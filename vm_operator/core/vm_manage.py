@@ -98,9 +98,11 @@ class VmManager:
 
     # --- delete -------------------------------------------------------------------------------
 
-    def delete(self, name: VmName, force: bool = False, timeout: int = 30) -> None:
+    def delete(self, name: VmName, force: bool = False, timeout: int = 30,
+               cause: str = "api") -> None:
         """``tart delete NAME``. A running or suspended VM is refused, unless ``force``: then it
-        is stopped first (``tart stop --timeout T``; a suspended VM's saved state is dropped)."""
+        is stopped first (``tart stop --timeout T``; a suspended VM's saved state is dropped).
+        ``cause``: who asked, as ``vm.state`` and ``vm.deleted`` tell it."""
         with self._hold(name):
             vm = self._local_vm(name, f"delete it with DELETE /images/{quote(name, safe='')}")
             if vm["state"] != "stopped":
@@ -108,7 +110,7 @@ class VmManager:
                     raise VmRunning(
                         f'VM "{name}" is {vm["state"]}: stop it first (POST /vms/{name}/stop), '
                         "or delete it with ?force=true, which stops it")
-                self.power.stop_held(name, timeout)
+                self.power.stop_held(name, timeout, cause)
             try:
                 self.tart.delete(name)
             except TartVmMissing:
@@ -118,7 +120,7 @@ class VmManager:
                                 f"delete it ({exc.message})") from None
             finally:
                 self.inventory.reconfigured(name)
-            self.power.states.deleted(name, "api")
+            self.power.states.deleted(name, cause)
             self._forget(name)
 
     def _forget(self, name: VmName) -> None:
