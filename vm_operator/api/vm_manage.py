@@ -17,6 +17,7 @@ from vm_operator.core.errors import (
     VmHeldByOperation,
     VmNotFound,
     VmRunning,
+    VmStarting,
 )
 from vm_operator.core.vm_manage import VmPatch
 from vm_operator.edge.body import JSON_MEDIA, MERGE_PATCH_MEDIA, Body, Field
@@ -71,7 +72,7 @@ ROUTES: tuple[Route[App], ...] = (
           path=(NAME,), query=(FORCE, STOP_TIMEOUT),
           ok=(Success(204, "Deleted", None),),
           problems=(VmNotFound, TartVmMissing, OciImage, VmRunning, TartVmIsRunning,
-                    VmHeldByOperation, VmBusy, *TART_FAILURES)),
+                    VmHeldByOperation, VmBusy, VmStarting, *TART_FAILURES)),
     Route("PATCH", "/vms/{name}", patch_vm,
           "Change a stopped VM's CPUs, memory, disk size, display or MAC address (tart set), "
           "and any local VM's desired state (desired, restart)",

@@ -26,6 +26,7 @@ from vm_operator.core.errors import (
     VmHeldByOperation,
     VmLimit,
     VmNotFound,
+    VmStarting,
 )
 from vm_operator.edge.responses import Response, json_response
 from vm_operator.edge.routing import Request, Route, Success
@@ -71,7 +72,8 @@ ROUTES: tuple[Route[App], ...] = (
     Route("POST", "/vms/{name}/stop", stop_vm, "Stop a VM (tart stop --timeout T)", "stopVm",
           path=(NAME,), query=(TIMEOUT,),
           ok=(Success(200, "Stopped (changed tells if it ran)", VM),),
-          problems=(VmNotFound, OciImage, VmBusy, VmHeldByOperation, *TART_FAILURES)),
+          problems=(VmNotFound, OciImage, VmBusy, VmHeldByOperation, VmStarting,
+                    *TART_FAILURES)),
     Route("POST", "/vms/{name}/suspend", suspend_vm,
           "Suspend a VM started with suspendable=true", "suspendVm", path=(NAME,),
           ok=(Success(200, "Suspended (changed: true), or already suspended (changed: false)",

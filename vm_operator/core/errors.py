@@ -55,6 +55,11 @@ class VmBusy(OperatorError):
         self.retry_after = retry_after  # seconds
 
 
+class VmStarting(OperatorError):
+    """A stop found the operator's own ``tart run`` of the VM alive, but Tart did not list the
+    VM running within the stop's timeout: there is nothing Tart would stop yet."""
+
+
 class StartTimeout(OperatorError):
     """Tart did not report the VM running within the start timeout."""
 

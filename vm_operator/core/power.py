@@ -16,6 +16,7 @@ from vm_operator.core.errors import (
     NotSuspendable,
     VmBusy,
     VmLimit,
+    VmStarting,
     not_running,
     not_suspendable,
 )
@@ -23,7 +24,7 @@ from vm_operator.core.fifo import FifoLock
 from vm_operator.core.inventory import Inventory
 from vm_operator.core.ports import TartPort
 from vm_operator.core.records import ChangedVm, changed
-from vm_operator.core.runs import RunSupervisor
+from vm_operator.core.runs import Run, RunSupervisor
 from vm_operator.core.watch import VmStates
 from vm_operator.tart.errors import TartError, TartNotRunning, TartNotSuspendable
 from vm_operator.tart.names import VmName
@@ -154,7 +155,14 @@ class Power:
         """``stop``, for a caller that holds the VM's write lock (``exclusive``)."""
         vm = self.inventory.local_vm(name, "stop", fresh=True)
         if vm["state"] == "stopped":
-            return changed(vm, False)
+            pending = self.runs.live_run(name)
+            if pending is None:
+                return changed(vm, False)
+            # our own tart run lives, not listed yet (a start that timed out): answering
+            # "stopped" would leave it to come up moments later
+            vm = self._listed_or_ended(name, pending, timeout)
+            if vm["state"] == "stopped":
+                return changed(vm, False)  # it ended by itself meanwhile
         try:
             self.tart.stop(name, timeout)
         except TartNotRunning:
@@ -165,6 +173,22 @@ class Power:
         after = self.inventory.find(name, fresh=True)
         self.states.changed(name, vm["state"], after["state"], cause)
         return changed(after, True)
+
+    def _listed_or_ended(self, name: VmName, run: Run, timeout: int) -> Vm:
+        """Wait, up to the stop's ``timeout`` (at least a second), until Tart lists the VM
+        of our live ``run`` or the run ends; VmStarting when neither happens."""
+        clock = self.runs.clock
+        deadline = clock.monotonic() + max(timeout, 1)
+        while True:
+            vm = self.inventory.find(name, fresh=True)
+            if vm["state"] != "stopped" or run.exited.is_set():
+                return vm
+            if clock.monotonic() >= deadline:
+                raise VmStarting(
+                    f'VM "{name}" is still starting: the tart run the operator launched for it '
+                    f"is alive, but Tart did not list it running within {max(timeout, 1)} s, so "
+                    "there is nothing to stop yet; retry once GET /vms/{name} says running")
+            run.exited.wait(self.runs.poll_interval)
 
     def suspend(self, name: VmName) -> ChangedVm:
         with self._locked(name):

@@ -42,6 +42,7 @@ from vm_operator.core.errors import (
     VmLimit,
     VmNotFound,
     VmRunning,
+    VmStarting,
 )
 from vm_operator.tart.errors import (
     RemoteTartUnavailable,
@@ -84,7 +85,7 @@ Slug = Literal[
     "vm-busy", "overloaded", "tart-timeout", "start-timeout", "http-version-not-supported",
     "vm-exists", "vm-running", "vm-busy-operation", "invalid-resources", "image-not-found",
     "operation-not-found", "operation-finished", "queue-full", "shutting-down", "interrupted",
-    "too-many-streams",
+    "too-many-streams", "vm-starting",
     "ready-timeout",
     "config-refused", "no-config",
 ]
@@ -270,6 +271,15 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "refused by Tart.",
         "Stop the VM instead (POST /vms/NAME/stop).",
         raised_by=(TartSuspendUnsupported,),
+    ),
+    ProblemType(
+        "vm-starting", 409, "The VM is still starting",
+        "A tart run the operator launched for the VM is alive, but Tart did not list the VM "
+        "running within the stop's timeout (a start that timed out): tart stop would find "
+        "nothing to stop yet.",
+        "Retry the stop once GET /vms/NAME says running, or with a longer ?timeout=; see GET "
+        "/vms/NAME/logs.",
+        raised_by=(VmStarting,),
     ),
     ProblemType(
         "vm-limit", 409, "Too many VMs are running",
