@@ -208,7 +208,9 @@ def _fuzz_case(rng: random.Random) -> tuple[bytes, set[int]]:
             return f"POST {rng.choice(post)} HTTP/1.1\r\n".encode() + end, {400}
         return f"GET {target} HTTP/1.1\r\n".encode() + end, {400}
     if kind == 7:  # unknown routes and wrong methods
-        target = rng.choice(["/", "/vm", "/vms/a/b/c", "/admin", "/vms/a/start/x", "/../etc/passwd"])
+        # ("/" is the dashboard's page since issue 14: not an unknown route)
+        target = rng.choice(["/ui/nope.js", "/vm", "/vms/a/b/c", "/admin", "/vms/a/start/x",
+                             "/../etc/passwd"])
         verb = rng.choice(["GET", "PUT", "DELETE", "PATCH"])
         if rng.random() < 0.5:
             return f"{verb} {target} HTTP/1.1\r\n".encode() + end, {404}
