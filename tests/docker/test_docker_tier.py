@@ -439,22 +439,33 @@ def test_no_zombies_after_start_stop_cycles(start_container: Starter, init: bool
 
 
 @docker_test
-def test_vms_end_with_the_container_and_show_stopped_after(start_container: Starter) -> None:
+def test_vms_end_with_the_container_and_come_back_when_desired(start_container: Starter) -> None:
     """README "What survives the operator": with a mounted Tart binary, `tart run` is a process of
-    the container, so `docker stop` ends the VMs; when the container comes back (same Tart home)
-    they show stopped, and start again."""
+    the container, so `docker stop` ends the VMs. When the container comes back (same Tart home
+    and state), a VM started through the API is desired running, so the reconciler starts it
+    again (README "Desired state": the reboot story); one stopped through the API stays stopped."""
     container = start_container()
     status, _, body = container.post(f"/vms/{VM}/start")
     assert status == 202, body
     assert container.vm_state(VM) == "running"
+    status, _, first = container.get(f"/vms/{VM}")
+    assert status == 200 and first["spec"]["desired"] == "running", first
     docker("stop", "-t", "10", container.cid, timeout=30, check=True)
     docker("start", container.cid, check=True)
     back = Container(container.cid, published_port(container.cid))  # a new host port, maybe
     assert wait_until(lambda: answers(back), 20) is not None, back.logs()
-    assert back.vm_state(VM) == "stopped"
-    listed = back.exec("/app/bin/tart-binary", "list", "--format", "json")  # Tart agrees
+    # the run ended with the container; a new one, the reconciler's, runs the VM again
+    assert wait_until(lambda: back.vm_state(VM) == "running", 30) is not None, back.logs()
+    status, _, again = back.get(f"/vms/{VM}")
+    assert status == 200 and again["last_run"]["started_at"] > first["last_run"]["started_at"]
+    status, _, body = back.post(f"/vms/{VM}/stop")
+    assert status == 200, body
+    docker("restart", "-t", "10", container.cid, timeout=30, check=True)
+    third = Container(container.cid, published_port(container.cid))
+    assert wait_until(lambda: answers(third), 20) is not None, third.logs()
+    assert third.vm_state(VM) == "stopped"  # desired stopped: not brought back
+    listed = third.exec("/app/bin/tart-binary", "list", "--format", "json")  # Tart agrees
     assert {vm["Name"]: vm["State"] for vm in json.loads(listed.stdout)}[VM] == "stopped"
-    start_stop(back, VM)
 
 
 @docker_test
