@@ -227,7 +227,9 @@ Authentication (environment only, so that tokens never show in `ps`):
   VM_OPERATOR_TOKEN_FILE       a file holding that token (Docker and Kubernetes secrets)
   VM_OPERATOR_READ_TOKEN       bearer token for reads only (GET, HEAD, OPTIONS)
   VM_OPERATOR_READ_TOKEN_FILE  a file holding that read-only token
-With a token set, every route but /health and /ready needs `Authorization: Bearer <token>`.
+With a token set, every route needs `Authorization: Bearer <token>` but the probes (/health,
+/ready), the problem pages (/problems) and the dashboard's page and files (/, /ui/...), which
+hold no data: the page asks for a token and sends it with every API call.
 Without one the API is open to whoever can reach the port. A token variable that is set but
 empty, too short, or names a file that is empty or cannot be read stops start-up.
 

@@ -248,3 +248,12 @@ def test_unknown_variables_are_named_with_the_closest_known_one(
 def test_every_variable_the_help_names_is_known() -> None:
     named = set(re.findall(r"VM_OPERATOR_[A-Z_]*[A-Z]", build_parser().format_help()))
     assert named and named <= known_variables()
+
+
+def test_the_help_names_every_route_open_without_a_token() -> None:
+    from vm_operator.api import ROUTES
+
+    text = " ".join(build_parser().format_help().split())
+    open_to_all = {route.pattern.split("/")[1] for route in ROUTES if route.public}
+    assert {"health", "ready", "problems", "ui"} <= open_to_all
+    assert [seg for seg in sorted(open_to_all) if f"/{seg}" not in text] == []
