@@ -52,3 +52,18 @@ def test_saves_and_listings_together_never_fail(tmp_path: Path) -> None:
     stop.set()
     lister.join(10)
     assert errors == []
+
+
+def test_a_spec_is_read_from_disk_once_and_every_write_is_seen(tmp_path: Path) -> None:
+    store = SpecStore(tmp_path / "specs")
+    assert store.load("a") is None
+    store.save(spec("a"))
+    loaded = store.load("a")
+    assert loaded is not None and loaded.ephemeral is False
+    store._path("a").write_bytes(b"not json")  # behind its back: the kept spec answers
+    assert store.load("a") == loaded
+    store.save(VmSpec("a", True, "2026-11-29T00:00:00.000Z"))
+    again = store.load("a")
+    assert again is not None and again.ephemeral is True
+    store.delete("a")
+    assert store.load("a") is None

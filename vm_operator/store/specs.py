@@ -115,6 +115,11 @@ class SpecStore:
         self.directory = directory
         self._root = state_root or directory  # what an error names
         self._lock = threading.Lock()
+        # what load() read, by name (None: no spec); this process is the only writer, so
+        # save() and delete() keep it true; a generation counter keeps a load that raced a
+        # write from caching what it read before that write
+        self._loaded: dict[str, VmSpec | None] = {}
+        self._generation = 0
 
     def _path(self, name: str) -> Path:
         return self.directory / f"{folder_name(name)}.json"
@@ -125,6 +130,8 @@ class SpecStore:
     def save(self, spec: VmSpec) -> None:
         data = json.dumps(spec.to_json(), ensure_ascii=False).encode()
         with self._lock:
+            self._generation += 1
+            self._loaded.pop(spec.name, None)
             try:
                 self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
                 write_whole(self._path(spec.name), data, _TMP_PREFIX)
@@ -132,7 +139,19 @@ class SpecStore:
                 raise self._error(exc) from None
 
     def load(self, name: str) -> VmSpec | None:
-        """The VM's spec; None when there is none (or it cannot be read: logged)."""
+        """The VM's spec; None when there is none (or it cannot be read: logged). Read from
+        disk once, then kept (every VM's detail asks for it)."""
+        with self._lock:
+            if name in self._loaded:
+                return self._loaded[name]
+            generation = self._generation
+        found = self._read(name)
+        with self._lock:
+            if generation == self._generation:
+                self._loaded[name] = found
+        return found
+
+    def _read(self, name: str) -> VmSpec | None:
         try:
             spec = spec_from_json(json.loads(self._path(name).read_bytes()))
         except FileNotFoundError:
@@ -144,6 +163,8 @@ class SpecStore:
 
     def delete(self, name: str) -> None:
         with self._lock:
+            self._generation += 1
+            self._loaded.pop(name, None)
             try:
                 self._path(name).unlink(missing_ok=True)
                 sync_directory(self.directory)
