@@ -24,6 +24,7 @@ from vm_operator.core.service import Settings, VmService
 from vm_operator.edge.errors import ApiError, problem_for
 from vm_operator.store.specs import SpecStore
 from vm_operator.tart.errors import TartCommandError, TartError
+from vm_operator.tart.names import VmName
 
 SETTINGS = Settings(cache_ttl=60.0, start_timeout=30.0, poll_interval=0.001, max_running=2)
 LIMIT_LINE = "Error: The number of VMs exceeds the system limit"  # Tart's own words, exit 1
@@ -459,3 +460,12 @@ def test_a_stop_of_a_run_not_listed_yet_stops_it_once_tart_lists_it(core: Core) 
     assert (result["state"], result["changed"]) == ("stopped", True)
     assert core.tart.count("stop") == 1
     assert vm.run is None or not vm.run.alive
+
+
+def test_a_refused_suspend_leaves_the_runs_end_unasked(core: Core) -> None:
+    core.tart.add("mac")
+    with pytest.raises(Exception) as refused:
+        core.service.suspend(VmName("mac"))  # stopped: nothing to suspend
+    assert refusal(refused.value) == "not-running"
+    watch = core.service.reconciler._watches.get("mac")
+    assert watch is None or watch.asked is False  # a crash of its next run is not "asked"

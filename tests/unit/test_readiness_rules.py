@@ -282,3 +282,23 @@ def test_the_demo_probes_the_port_its_simulated_guests_listen_on(given: str | No
             assert config.ready_port == 2345
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_run_that_ends_while_it_is_looked_at_leaves_no_ready_behind() -> None:
+    tart, clock = FakeTart(), FakeClock()
+    tart.add("vm", state="running")
+    tart.accepting.add((GUEST, 22))
+    probe, bus = probe_over(tart, clock)
+    looked_up = tart.ip
+
+    def ip_then_the_run_ends(name: VmName, wait: int) -> str:
+        found = looked_up(name, wait)
+        probe.forget(name)  # the run's end, reported while this look is under way
+        return found
+
+    tart.ip = ip_then_the_run_ends  # type: ignore[method-assign]
+    assert probe.check(VmName("vm")).ready is True  # what that look saw ...
+    tart.ip = looked_up  # type: ignore[method-assign]
+    tart.accepting.clear()  # the next run's guest is not up yet
+    assert probe.check(VmName("vm")).ready is False  # ... is not the next run's
+    assert ready_events(bus, "vm") == []

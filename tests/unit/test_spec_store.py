@@ -67,3 +67,15 @@ def test_a_spec_is_read_from_disk_once_and_every_write_is_seen(tmp_path: Path) -
     assert again is not None and again.ephemeral is True
     store.delete("a")
     assert store.load("a") is None
+
+
+def test_a_spec_that_could_not_be_read_is_read_again(tmp_path: Path) -> None:
+    store = SpecStore(tmp_path / "specs")
+    store.save(spec("a"))
+    store._loaded.clear()  # as a fresh process finds it
+    good = store._path("a").read_bytes()
+    store._path("a").write_bytes(b"{torn")
+    assert store.load("a") is None  # unreadable now (logged) ...
+    store._path("a").write_bytes(good)
+    found = store.load("a")  # ... not remembered as "no spec"
+    assert found is not None and found.name == "a"

@@ -80,6 +80,7 @@ class ReadinessProbe:
         self._caches: dict[str, FreshCache[Readiness]] = {}
         self._announced: set[str] = set()
         self._ready: dict[str, Readiness] = {}  # runs seen ready: not looked at again
+        self._runs: dict[str, int] = {}  # per VM, how many runs forget() has ended
 
     def check(self, name: VmName, fresh: bool = False) -> Readiness:
         """Readiness of a VM Tart lists as running: at most ``ttl`` old unless ``fresh``; a run
@@ -87,6 +88,7 @@ class ReadinessProbe:
         with self._guard:
             if not fresh and name in self._ready:
                 return self._ready[name]
+            run = self._runs.get(name, 0)
             cache = self._caches.get(name)
             if cache is None:
                 cache = self._caches[name] = FreshCache(lambda: self._look(name),
@@ -94,7 +96,7 @@ class ReadinessProbe:
         now = self.clock.monotonic()
         seen = cache.get(now if fresh else now - self.ttl)
         if seen.ready:
-            self._announce(name, seen)
+            self._announce(name, seen, run)
         return seen
 
     def _look(self, name: VmName) -> Readiness:
@@ -108,8 +110,10 @@ class ReadinessProbe:
             connected = False
         return Readiness(ip, self.port, connected)
 
-    def _announce(self, name: str, seen: Readiness) -> None:
+    def _announce(self, name: str, seen: Readiness, run: int) -> None:
         with self._guard:
+            if self._runs.get(name, 0) != run:  # that run ended while it was looked at
+                return
             self._ready[name] = seen
             if name in self._announced:
                 return
@@ -122,6 +126,7 @@ class ReadinessProbe:
             self._caches.pop(name, None)
             self._announced.discard(name)
             self._ready.pop(name, None)
+            self._runs[name] = self._runs.get(name, 0) + 1
 
     def wait(self, name: VmName, deadline: float, seconds: float,
              running: Callable[[], bool]) -> Readiness:

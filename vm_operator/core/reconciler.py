@@ -265,10 +265,11 @@ class Reconciler:
             watch.asked = True
             watch.stop_due = False
 
-    def suspending(self, name: str) -> None:
-        """A suspend through the API is about to end the VM's run: not a failure."""
+    def suspending(self, name: str, asked: bool = True) -> None:
+        """A suspend through the API is about to end the VM's run: not a failure (``asked``
+        False: the suspend was refused, the run goes on as before)."""
         with self._lock:
-            self._watch(name).asked = True
+            self._watch(name).asked = asked
 
     def forget(self, name: str) -> None:
         with self._lock:

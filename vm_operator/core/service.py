@@ -219,7 +219,11 @@ class VmService:
     def suspend(self, name: VmName) -> ChangedVm:
         self.lifecycle.refuse_if_held(name)
         self.reconciler.suspending(name)
-        return self.power.suspend(name)
+        try:
+            return self.power.suspend(name)
+        except BaseException:
+            self.reconciler.suspending(name, False)  # refused: its run's end is not asked for
+            raise
 
     def set_desired(self, name: VmName, desired: Desired | None = None,
                     restart: RestartPolicy | None = None,

@@ -145,21 +145,22 @@ class SpecStore:
             if name in self._loaded:
                 return self._loaded[name]
             generation = self._generation
-        found = self._read(name)
+        found, clean = self._read(name)
         with self._lock:
-            if generation == self._generation:
+            if clean and generation == self._generation:  # a failed read is tried again
                 self._loaded[name] = found
         return found
 
-    def _read(self, name: str) -> VmSpec | None:
+    def _read(self, name: str) -> tuple[VmSpec | None, bool]:
+        """The spec, and whether the read was clean (a spec, or no file at all)."""
         try:
             spec = spec_from_json(json.loads(self._path(name).read_bytes()))
         except FileNotFoundError:
-            return None
+            return None, True
         except (OSError, ValueError) as exc:
             log.warning("the spec of VM %r cannot be read: %s", name, exc)
-            return None
-        return spec if spec.name == name else None
+            return None, False
+        return (spec if spec.name == name else None), True
 
     def delete(self, name: str) -> None:
         with self._lock:
