@@ -349,3 +349,15 @@ def test_a_vm_created_again_under_a_name_starts_afresh(core: Core) -> None:
     core.reconciler.reconcile_once()  # another VM of that name: nothing of the old one holds it
     assert core.runs("ci") == 2
     assert core.status("ci")["condition"] is None
+
+
+def test_a_stop_that_comes_between_a_pass_and_its_start_wins(core: Core) -> None:
+    """The pass decided to start the VM; a stop through the API got the VM's write lock first:
+    once the start has the lock it asks again, and starts nothing."""
+    core.tart.add("ci")
+    core.service.set_desired(VmName("ci"), "running", "always")
+    core.service.stop(VmName("ci"), 5)  # stopped already: it only says "desired stopped"
+    core.reconciler._start(VmName("ci"))  # the start the pass had decided on, now under way
+    assert core.runs("ci") == 0
+    assert core.tart.vms["ci"].state == "stopped"
+    assert core.status("ci")["restart_count"] == 0

@@ -8,7 +8,7 @@ of starts; past ``MAX_QUEUED_WRITES`` waiting, a write is turned away at once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from vm_operator.core.errors import (
@@ -71,11 +71,16 @@ class Power:
 
     # --- start ------------------------------------------------------------------------------
 
-    def start(self, name: VmName, suspendable: bool = False, cause: str = "api") -> ChangedVm:
+    def start(self, name: VmName, suspendable: bool = False, cause: str = "api",
+              wanted: Callable[[], bool] = lambda: True) -> ChangedVm:
         """Start the VM and wait until Tart reports it running (``changed``), or find it
-        already running (not ``changed``). ``cause``: who asked, as ``vm.state`` tells it."""
+        already running (not ``changed``). ``cause``: who asked, as ``vm.state`` tells it;
+        ``wanted``: asked once the VM's writes are this start's, False (the reason to start
+        went away meanwhile, say a stop came first) starts nothing (not ``changed``)."""
         with self._locked(name):
             vm = self.inventory.local_vm(name, "start", fresh=True)
+            if not wanted():
+                return changed(vm, False)
             pending = self.runs.live_run(name)
             # a run that lives (listed running, or launched and not running yet) cannot become
             # suspendable: asking for it is refused, whichever way the run is found

@@ -459,8 +459,20 @@ class Reconciler:
             watch.running_since = self.parts.clock.monotonic()
             watch.ours = True
             watch.asked = False
+        declined: list[bool] = []
+
+        def wanted() -> bool:
+            """Asked under the VM's write lock: a stop through the API that came first (or a
+            spec no longer desired running) means no start."""
+            spec = self.parts.specs.load(name)
+            with self._lock:
+                ok = not watch.settled and spec is not None and spec.desired == "running"
+            if not ok:
+                declined.append(True)
+            return ok
+
         try:
-            self.parts.power.start(name, cause="reconciler")  # tells vm.state
+            self.parts.power.start(name, cause="reconciler", wanted=wanted)  # tells vm.state
         except (VmLimit, TartVmLimit):
             with self._lock:
                 watch.running_since, watch.ours = None, False
@@ -477,6 +489,10 @@ class Reconciler:
                 failures = watch.failures + 1
             if since is not None:  # else run_ended has counted that end already
                 self._back_off(name, failures, f"start: {exc.detail}")
+            return
+        if declined:  # a stop came first: nothing was started
+            with self._lock:
+                watch.running_since, watch.ours = None, False
             return
         with self._lock:
             watch.restart_count += 1
