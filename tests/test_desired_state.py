@@ -264,3 +264,34 @@ def test_the_operator_killed_while_writing_specs_leaves_every_spec_whole(
     for path in files:
         spec = spec_from_json(json.loads(path.read_bytes()))
         assert spec.name == path.stem and spec.restart in ("never", "on-failure", "always")
+
+
+def test_a_stop_sent_while_a_start_is_under_way_wins(
+        operator_factory: Callable[..., Operator]) -> None:
+    """The stop is served after the start (the VM's writes are served in arrival order), so its
+    desire is the one that stays: on disk, for the reconciler and for the next operator."""
+    op = operator_factory(env={"TART_SIM_RUN_DELAY": "4"}, args=FAST)
+    target, witness = LINUX_VM, MACOS_VMS[0]
+    for name in (target, witness):
+        patch(op, name, restart="always")
+    start(op, witness)
+    answers: dict[str, tuple[int, Any]] = {}
+    starting = threading.Thread(
+        target=lambda: answers.update(start=op.json("POST", f"/vms/{target}/start")))
+    starting.start()
+    # its tart run is launched (it waits 4 s before it runs): the start holds the VM's writes
+    wait_for(lambda: runs_of(op, target) == 1, timeout=WAIT, message="the start under way")
+    status, vm = op.json("POST", f"/vms/{target}/stop?timeout=5")
+    starting.join(timeout=WAIT)
+    assert answers["start"][0] in (200, 202), answers
+    assert status == 200 and vm["state"] == "stopped", vm
+    assert detail(op, target)["spec"]["desired"] == "stopped"
+    # the reconciler passes after both (it brings the witness back) and leaves the VM stopped
+    running_again(op, witness, kill_run(op, witness))
+    vm = detail(op, target)
+    assert vm["state"] == "stopped" and vm["restart_count"] == 0
+    assert runs_of(op, target) == 1
+    code, _ = op.stop()
+    assert code == 0
+    on_disk = spec_from_json(json.loads((op.state_dir / "specs" / f"{target}.json").read_bytes()))
+    assert on_disk.desired == "stopped"  # what the next operator's first pass acts on

@@ -72,47 +72,65 @@ class Power:
     # --- start ------------------------------------------------------------------------------
 
     def start(self, name: VmName, suspendable: bool = False, cause: str = "api",
-              wanted: Callable[[], bool] = lambda: True) -> ChangedVm:
+              wanted: Callable[[], bool] = lambda: True,
+              served: Callable[[], None] = lambda: None) -> ChangedVm:
         """Start the VM and wait until Tart reports it running (``changed``), or find it
         already running (not ``changed``). ``cause``: who asked, as ``vm.state`` tells it;
         ``wanted``: asked once the VM's writes are this start's, False (the reason to start
-        went away meanwhile, say a stop came first) starts nothing (not ``changed``)."""
+        went away meanwhile, say a stop came first) starts nothing (not ``changed``);
+        ``served``: called once it runs, still holding the VM's writes (what the start means
+        for the VM's desired state is written in the order the writes are served)."""
         with self._locked(name):
-            vm = self.inventory.local_vm(name, "start", fresh=True)
-            if not wanted():
-                return changed(vm, False)
-            pending = self.runs.live_run(name)
-            # a run that lives (listed running, or launched and not running yet) cannot become
-            # suspendable: asking for it is refused, whichever way the run is found
-            lives = vm["state"] == "running" or pending is not None
-            if lives and suspendable and self.runs.suspendable(name) is False:
-                raise NotSuspendable(
-                    f'VM "{name}" already runs, started without ?suspendable=true; a running '
-                    f"VM cannot become suspendable, it must be stopped first: {HOW_TO_SUSPEND}"
-                )
-            if vm["state"] == "running":
-                return changed(vm, False)
-            if pending is not None:  # launched, not running yet: never launch a second one
-                before = vm["state"]
-                try:
-                    vm = self.runs.confirm_running(name, pending)
-                finally:
-                    self.inventory.changed()
-                self.states.changed(name, before, vm["state"], cause)
-                return changed(vm, True)
-            self._reserve_slot(name, self.inventory.list_vms())
+            declined: list[bool] = []
+
+            def still_wanted() -> bool:
+                if wanted():
+                    return True
+                declined.append(True)
+                return False
+
+            found = self._start_held(name, suspendable, cause, still_wanted)
+            if not declined:
+                served()
+            return found
+
+    def _start_held(self, name: VmName, suspendable: bool, cause: str,
+                    wanted: Callable[[], bool]) -> ChangedVm:
+        vm = self.inventory.local_vm(name, "start", fresh=True)
+        if not wanted():
+            return changed(vm, False)
+        pending = self.runs.live_run(name)
+        # a run that lives (listed running, or launched and not running yet) cannot become
+        # suspendable: asking for it is refused, whichever way the run is found
+        lives = vm["state"] == "running" or pending is not None
+        if lives and suspendable and self.runs.suspendable(name) is False:
+            raise NotSuspendable(
+                f'VM "{name}" already runs, started without ?suspendable=true; a running '
+                f"VM cannot become suspendable, it must be stopped first: {HOW_TO_SUSPEND}"
+            )
+        if vm["state"] == "running":
+            return changed(vm, False)
+        if pending is not None:  # launched, not running yet: never launch a second one
             before = vm["state"]
             try:
-                run = self.runs.launch(name, suspendable)
-                try:
-                    vm = self.runs.confirm_running(name, run)
-                finally:
-                    self.inventory.changed()
+                vm = self.runs.confirm_running(name, pending)
             finally:
-                with self._guard:
-                    self._starting.discard(name)
+                self.inventory.changed()
             self.states.changed(name, before, vm["state"], cause)
             return changed(vm, True)
+        self._reserve_slot(name, self.inventory.list_vms())
+        before = vm["state"]
+        try:
+            run = self.runs.launch(name, suspendable)
+            try:
+                vm = self.runs.confirm_running(name, run)
+            finally:
+                self.inventory.changed()
+        finally:
+            with self._guard:
+                self._starting.discard(name)
+        self.states.changed(name, before, vm["state"], cause)
+        return changed(vm, True)
 
     def _launched_macos(self, name: str) -> set[str]:
         """Other macOS VMs whose ``tart run`` (ours) lives but is not listed running yet."""
@@ -152,13 +170,19 @@ class Power:
 
     # --- stop and suspend -------------------------------------------------------------------
 
-    def stop(self, name: VmName, timeout: int, cause: str = "api") -> ChangedVm:
+    def stop(self, name: VmName, timeout: int, cause: str = "api",
+             served: Callable[[], None] = lambda: None) -> ChangedVm:
+        """Stop the VM; ``served``: called once the VM's writes are this stop's and Tart lists
+        it, before it is stopped (what the stop means for the VM's desired state is written
+        in the order the writes are served)."""
         with self._locked(name):
-            return self.stop_held(name, timeout, cause)
+            return self.stop_held(name, timeout, cause, served)
 
-    def stop_held(self, name: VmName, timeout: int, cause: str = "api") -> ChangedVm:
+    def stop_held(self, name: VmName, timeout: int, cause: str = "api",
+                  served: Callable[[], None] = lambda: None) -> ChangedVm:
         """``stop``, for a caller that holds the VM's write lock (``exclusive``)."""
         vm = self.inventory.local_vm(name, "stop", fresh=True)
+        served()
         if vm["state"] == "stopped":
             pending = self.runs.live_run(name)
             if pending is None:
@@ -195,7 +219,9 @@ class Power:
                     "there is nothing to stop yet; retry once GET /vms/{name} says running")
             run.exited.wait(self.runs.poll_interval)
 
-    def suspend(self, name: VmName) -> ChangedVm:
+    def suspend(self, name: VmName, served: Callable[[], None] = lambda: None) -> ChangedVm:
+        """Suspend the VM; ``served``: called once the VM's writes are this suspend's and
+        Tart lists it running, before Tart is asked."""
         with self._locked(name):
             vm = self.inventory.local_vm(name, "suspend", fresh=True)
             if vm["state"] == "suspended":
@@ -206,6 +232,7 @@ class Power:
                 # Tart is not asked: a snapshot of a VM run without --suspendable fails
                 # and ends that run
                 raise not_suspendable(name)
+            served()
             try:
                 self.tart.suspend(name)
             except TartNotSuspendable as exc:

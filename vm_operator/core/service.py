@@ -190,11 +190,11 @@ class VmService:
     # --- writes -----------------------------------------------------------------------------
 
     def start(self, name: VmName, suspendable: bool = False) -> ChangedVm:
-        """Start the VM; once it runs, it is desired running (its spec says so)."""
+        """Start the VM; once it runs, it is desired running (its spec says so, written
+        while the start still holds the VM's writes: a stop that waited behind it wins)."""
         self.lifecycle.refuse_if_held(name)
-        vm = self.power.start(name, suspendable)
-        self.reconciler.started(name)
-        return vm
+        return self.power.start(name, suspendable,
+                                served=lambda: self.reconciler.started(name))
 
     def start_ready(self, name: VmName, suspendable: bool, timeout: float) -> StartedReadyVm:
         """Start the VM (``start``), then wait until it is ready: Tart reports its IP address
@@ -210,17 +210,16 @@ class VmService:
                 "changed": started["changed"]}
 
     def stop(self, name: VmName, timeout: int) -> ChangedVm:
-        """Stop the VM, desired stopped from now on: the reconciler never undoes it."""
+        """Stop the VM, desired stopped from now on: the reconciler never undoes it. The
+        desire is written when the stop is served (it holds the VM's writes, Tart lists the
+        VM): a start that came first and is still under way cannot write over it."""
         self.lifecycle.refuse_if_held(name)
-        self.inventory.local_vm(name, "stop")  # a name Tart does not know gets no spec
-        self.reconciler.stopping(name)
-        return self.power.stop(name, timeout)
+        return self.power.stop(name, timeout, served=lambda: self.reconciler.stopping(name))
 
     def suspend(self, name: VmName) -> ChangedVm:
         self.lifecycle.refuse_if_held(name)
-        self.reconciler.suspending(name)
-        try:
-            return self.power.suspend(name)
+        try:  # asked when served: a start that came first cannot forget it
+            return self.power.suspend(name, served=lambda: self.reconciler.suspending(name))
         except BaseException:
             self.reconciler.suspending(name, False)  # refused: its run's end is not asked for
             raise
