@@ -15,6 +15,7 @@ from typing import Any
 from conftest import MACOS_VMS, Operator, wait_for
 from support import processes_with_tart_home
 
+from vm_operator.core.clock import utc_now
 from vm_operator.store.specs import spec_from_json
 
 JSON = {"Content-Type": "application/json"}
@@ -295,3 +296,30 @@ def test_a_stop_sent_while_a_start_is_under_way_wins(
     assert code == 0
     on_disk = spec_from_json(json.loads((op.state_dir / "specs" / f"{target}.json").read_bytes()))
     assert on_disk.desired == "stopped"  # what the next operator's first pass acts on
+
+
+def test_a_restart_comes_when_its_backoff_ends_not_at_the_next_periodic_pass(
+        operator_factory: Callable[..., Operator]) -> None:
+    """No periodic pass within the test: each end's own pass finds the backoff (1 s, then 2 s)
+    not over, so only a wake-up at its end restarts the VM; meanwhile next_attempt_at is never
+    a time past."""
+    op = operator_factory(args=["--reconcile-interval", "3600"])
+    patch(op, LINUX_VM, restart="always")
+    start(op, LINUX_VM)
+    for restarts in (1, 2):
+        old_pid = kill_run(op, LINUX_VM)
+        seen: list[str] = []
+
+        def again(old_pid: int = old_pid, seen: list[str] = seen) -> dict[str, Any] | None:
+            asked_at = utc_now()
+            vm = detail(op, LINUX_VM)
+            if vm["next_attempt_at"] is not None:
+                seen.append(vm["next_attempt_at"])
+                assert vm["next_attempt_at"] >= asked_at, vm
+            run = vm["last_run"]
+            fresh = run is not None and run["pid"] != old_pid and run["finished_at"] is None
+            return vm if fresh and vm["state"] == "running" else None
+
+        vm = wait_for(again, timeout=WAIT, message="restarted once its backoff ended")
+        assert seen, "the backoff was never shown"
+        assert vm["restart_count"] == restarts and vm["condition"] is None

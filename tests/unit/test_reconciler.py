@@ -18,6 +18,7 @@ from vm_operator.core.reconciler import (
     last_exit,
     later,
     restart_wanted,
+    wake_in,
 )
 from vm_operator.core.records import DesiredStatus
 from vm_operator.core.service import Settings, VmService
@@ -56,6 +57,20 @@ def test_ten_minutes_of_running_reset_the_failures(failures: int, ran_for: float
 ])
 def test_restart_policies(policy: RestartPolicy, exit_code: int | None, restart: bool) -> None:
     assert restart_wanted(policy, exit_code) is restart
+
+
+@pytest.mark.parametrize(("now", "began", "retry_ats", "wait"), [
+    (100.0, 99.0, [], 5.0),  # no backoff: the periodic pass
+    (100.0, 99.0, [101.5], 1.5),  # a backoff ends before the interval: wake then
+    (100.0, 99.0, [103.0, 101.0, 102.0], 1.0),  # the earliest
+    (100.0, 99.0, [110.0], 5.0),  # it ends after the interval: the periodic pass comes first
+    (100.0, 99.0, [99.5], 0.0),  # it came due during the pass, after the VM was looked at
+    (100.0, 99.0, [99.0, 98.0], 5.0),  # due when the pass began: it had that pass
+    (100.0, 99.0, [98.0, 102.0], 2.0),
+])
+def test_the_next_pass_comes_when_the_earliest_backoff_ends(
+        now: float, began: float, retry_ats: list[float], wait: float) -> None:
+    assert wake_in(5.0, now, began, retry_ats) == wait
 
 
 @pytest.mark.parametrize(("stamp", "seconds", "expected"), [
@@ -361,3 +376,19 @@ def test_a_stop_that_comes_between_a_pass_and_its_start_wins(core: Core) -> None
     assert core.runs("ci") == 0
     assert core.tart.vms["ci"].state == "stopped"
     assert core.status("ci")["restart_count"] == 0
+
+
+def test_next_attempt_at_is_when_the_backoff_ends_and_never_a_time_past(core: Core) -> None:
+    core.tart.add("ci")
+    core.service.set_desired(VmName("ci"), restart="always")
+    core.service.start(VmName("ci"))
+    core.crash("ci", 1)
+    ends = later(core.clock.utc_now(), 1.0)
+    assert core.status("ci")["next_attempt_at"] == ends
+    core.clock.advance(0.5)
+    assert core.status("ci")["next_attempt_at"] == ends  # the same instant, still ahead
+    assert core.status("ci")["condition"] == "backing-off"
+    core.clock.advance(0.5)  # due: being tried now, not a time past
+    assert core.status("ci")["next_attempt_at"] is None
+    core.reconciler.reconcile_once()
+    assert core.runs("ci") == 2 and core.status("ci")["next_attempt_at"] is None

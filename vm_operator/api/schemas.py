@@ -104,7 +104,9 @@ SCHEMAS: dict[str, Schema] = {
                         "at": {"type": "string", "format": "date-time"},
                     }}]},
                 "next_attempt_at": {"type": ["string", "null"], "format": "date-time",
-                                    "description": "When the reconciler starts it again (backoff)"},
+                                    "description": "When the reconciler starts it again (backoff); "
+                                                   "null once that time has come (the start is "
+                                                   "being tried), never a time past"},
                 "condition": {"enum": [None, "backing-off", "crash-loop", "waiting-for-slot",
                                        "exited", "missing"],
                               "description": "Why a VM desired running is not: backing-off "

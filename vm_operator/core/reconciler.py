@@ -2,8 +2,8 @@
 
 A VM's spec (``store/specs.py``) says its desired power and its restart policy. The
 reconciler compares that with what Tart reports — at start-up (its first pass), after each
-change it observes (a run's end, a spec written: ``kick``) and every ``interval`` seconds —
-and acts:
+change it observes (a run's end, a spec written: ``kick``), when a backoff ends
+(``wake_in``) and every ``interval`` seconds — and acts:
 
 - a VM desired ``running`` that is stopped is started: at start-up whatever its policy (the
   reboot story: the operator's launchd agent starts at login and brings the VMs back); while
@@ -86,6 +86,17 @@ def restart_wanted(policy: RestartPolicy, exit_code: int | None) -> bool:
     return policy == "on-failure" and exit_code != 0
 
 
+def wake_in(interval: float, now: float, began: float, retry_ats: list[float]) -> float:
+    """Seconds from ``now`` to the next pass: ``interval``, or sooner the earliest next attempt
+    (monotonic) not yet due when the last pass ``began`` (never less than none); one that was
+    due then had that pass, which acted on it or could not (held, missing): the periodic pass
+    tries again."""
+    pending = [at for at in retry_ats if at > began]
+    if not pending:
+        return interval
+    return max(0.0, min(interval, min(pending) - now))
+
+
 def failing_condition(failures: int) -> Condition:
     return "crash-loop" if failures >= CRASH_LOOP_AFTER else "backing-off"
 
@@ -122,7 +133,6 @@ class Watch:
     restart_count: int = 0  # starts the reconciler made since the last ask
     last_exit: LastExit | None = None
     retry_at: float | None = None  # monotonic: no start before
-    next_attempt_at: str | None = None  # the same, on the wall clock (the API's)
     condition: Condition | None = None
     running_since: float | None = None  # monotonic: when this process saw it start or run
     ours: bool = False  # that run is one the run supervisor watches (its end is reported)
@@ -172,11 +182,19 @@ class Reconciler:
     def _loop(self) -> None:
         while not self._closed.is_set():
             self._kick.clear()
+            began = self.parts.clock.monotonic()
             try:
                 self.reconcile_once()
             except Exception:  # one bad pass must not end the loop
                 log.exception("the reconciler's pass failed")
-            self._kick.wait(self.interval)
+            self._kick.wait(self._until_next_pass(began))
+
+    def _until_next_pass(self, began: float) -> float:
+        """Seconds to wait before the next pass: a backoff ends the wait when it is over."""
+        with self._lock:
+            retry_ats = [watch.retry_at for watch in self._watches.values()
+                         if watch.retry_at is not None]
+        return wake_in(self.interval, self.parts.clock.monotonic(), began, retry_ats)
 
     # --- specs ----------------------------------------------------------------------------------
 
@@ -216,7 +234,6 @@ class Reconciler:
         watch.restart_count = 0
         watch.failures = 0
         watch.retry_at = None
-        watch.next_attempt_at = None
         watch.condition = None
         watch.settled = False
 
@@ -283,8 +300,16 @@ class Reconciler:
             managed = spec is not None and spec.desired == "running" and not spec.ephemeral
             return {"spec": spec_view(spec), "restart_count": watch.restart_count,
                     "last_exit": watch.last_exit,
-                    "next_attempt_at": watch.next_attempt_at if managed else None,
+                    "next_attempt_at": self._next_attempt(watch) if managed else None,
                     "condition": watch.condition if managed else None}
+
+    def _next_attempt(self, watch: Watch) -> str | None:
+        """When the next start is tried, on the wall clock; None once it is due (it is being
+        tried: a time already past is never shown)."""
+        now = self.parts.clock.monotonic()
+        if watch.retry_at is None or watch.retry_at <= now:
+            return None
+        return later(self.parts.clock.utc_now(), watch.retry_at - now)
 
     # --- what it observes -----------------------------------------------------------------------
 
@@ -319,7 +344,6 @@ class Reconciler:
                 watch.settled = True
                 watch.condition = "exited"
                 watch.retry_at = None
-                watch.next_attempt_at = None
                 return
             failures = failures_after_end(watch.failures, ran_for)
         how = ("exit code unknown" if code is None else
@@ -333,10 +357,10 @@ class Reconciler:
             before = watch.condition
             watch.failures = failures
             watch.retry_at = self.parts.clock.monotonic() + delay
-            watch.next_attempt_at = later(self.parts.clock.utc_now(), delay)
             watch.condition = failing_condition(failures)
             data: dict[str, JsonValue] = {"error": error, "restart_count": watch.restart_count,
-                                          "next_attempt_at": watch.next_attempt_at}
+                                          "next_attempt_at": later(self.parts.clock.utc_now(),
+                                                                   delay)}
             condition = watch.condition
         log.warning("VM %r: %s; next attempt in %g s", name, error, delay)
         self.events.publish(RECONCILE_FAILED, name, data)
@@ -420,7 +444,6 @@ class Reconciler:
             watch.settled = False
             watch.condition = None
             watch.retry_at = None
-            watch.next_attempt_at = None
 
     def _act(self, name: str, action: Literal["start", "stop"], reason: str) -> None:
         """Start or stop the VM, holding its name so that no request or operation changes it
@@ -479,7 +502,6 @@ class Reconciler:
                 before = watch.condition
                 watch.condition = "waiting-for-slot"  # not a failure: no backoff
                 watch.retry_at = None
-                watch.next_attempt_at = None
             if before != "waiting-for-slot":
                 self.events.publish(RECONCILE_WAITING, name, {"condition": "waiting-for-slot"})
             return
@@ -500,5 +522,4 @@ class Reconciler:
                 watch.ours = self.parts.runs.live_run(name) is not None
                 watch.condition = None
                 watch.retry_at = None
-                watch.next_attempt_at = None
                 watch.settled = False
