@@ -323,3 +323,50 @@ def test_a_restart_comes_when_its_backoff_ends_not_at_the_next_periodic_pass(
         vm = wait_for(again, timeout=WAIT, message="restarted once its backoff ended")
         assert seen, "the backoff was never shown"
         assert vm["restart_count"] == restarts and vm["condition"] is None
+
+
+def test_a_create_whose_start_finds_no_slot_waits_for_one_and_the_reconciler_logs_its_start(
+        operator_factory: Callable[..., Operator]) -> None:
+    op = operator_factory(args=FAST)
+    for name in MACOS_VMS:
+        start(op, name)
+    status, _, data = op.request("POST", "/vms", JSON, json.dumps(
+        {"name": "third", "from": MACOS_VMS[0], "start": True}))
+    assert status == 202, data
+    op_id = json.loads(data)["id"]
+    final = wait_for(lambda: (o := op.json("GET", f"/operations/{op_id}")[1])["state"] not in (
+        "queued", "running") and o, timeout=WAIT, message="create finished")
+    assert final["state"] == "succeeded" and final["error"] is None, final
+    assert final["result"].startswith("VM created, waiting for a slot"), final
+    vm = with_condition(op, "third", "waiting-for-slot")
+    assert vm["state"] == "stopped" and vm["spec"]["desired"] == "running"
+    assert runs_of(op, "third") == 0  # refused before Tart
+    stop(op, MACOS_VMS[1])
+    wait_for(lambda: detail(op, "third")["state"] == "running", timeout=WAIT,
+             message="third started once a slot freed")
+    lines = [record for record in op.log_records() if record.get("vm") == "third"]
+    assert {"level": "info", "event": "reconcile-waiting", "vm": "third",
+            "condition": "waiting-for-slot"} in lines
+    started = [line for line in lines if line.get("event") == "reconcile-action"]
+    assert started and started[-1]["action"] == "start" and started[-1]["level"] == "info"
+    assert started[-1]["reason"] == "desired running, found stopped"
+
+
+def test_the_reconciler_logs_its_stops_and_failures(
+        operator_factory: Callable[..., Operator]) -> None:
+    op = operator_factory(args=FAST)
+    start(op, LINUX_VM)
+    patch(op, LINUX_VM, desired="stopped")
+    wait_for(lambda: detail(op, LINUX_VM)["state"] == "stopped", timeout=WAIT,
+             message="stopped by the reconciler")
+    patch(op, MACOS_VMS[0], restart="always")
+    start(op, MACOS_VMS[0])
+    kill_run(op, MACOS_VMS[0])
+    wait_for(lambda: any(r.get("event") == "reconcile-failed" for r in op.log_records()),
+             timeout=WAIT, message="the failure logged")
+    records = op.log_records()
+    assert {"level": "info", "event": "reconcile-action", "vm": LINUX_VM, "action": "stop",
+            "reason": "desired stopped"} in records
+    failed = next(r for r in records if r.get("event") == "reconcile-failed")
+    assert failed["level"] == "warning" and failed["vm"] == MACOS_VMS[0]
+    assert "killed by signal 9" in failed["error"] and failed["next_attempt_at"]

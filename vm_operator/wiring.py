@@ -135,7 +135,8 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
     operations, operation_store = build_operations(config.state_dir, tart, specs, clock)
     service = VmService(tart, store, clock, operations, specs, error_kind, settings,
                         EventBus(clock.utc_now, history=config.events_history,
-                                 queue_limit=config.events_queue), metrics.observe_reconcile)
+                                 queue_limit=config.events_queue), metrics.observe_reconcile,
+                        log_line)
     operations.add_listener(lambda event: count_finished(metrics, event))
     operations.add_listener(OperationEvents(service.events))
     service.adopt_earlier_runs()  # finish the records of runs an earlier process launched

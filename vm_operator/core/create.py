@@ -7,7 +7,10 @@ Tart's process group (the job hands the queue the kill switch of the running Tar
 
 What is left behind: a cancelled or failed create leaves no VM (``cleanup`` deletes the VM if
 it exists, stopping it first if it runs), except that a failure of the start step alone keeps
-the created VM, stopped, and says so in the operation's result.
+the created VM, stopped, and says so in the operation's result. A start refused by the macOS
+slot cap is no failure: the VM is desired running, the reconciler starts it once a slot frees
+(the operation succeeds and says it waits for a slot; an ephemeral VM, which the reconciler
+never starts, fails as any other start).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vm_operator.core.clock import Clock
-from vm_operator.core.errors import OperatorError
+from vm_operator.core.errors import OperatorError, VmLimit
 from vm_operator.core.inventory import Inventory
 from vm_operator.core.operations import Job, OperationContext
 from vm_operator.core.ports import StorePort, TartPort
@@ -31,7 +34,13 @@ from vm_operator.store.operation_records import (
 )
 from vm_operator.store.specs import RestartPolicy, SpecSource, SpecStore, VmSpec
 from vm_operator.store.state import StateDirError
-from vm_operator.tart.errors import TartCommandError, TartError, TartVmIsRunning, TartVmMissing
+from vm_operator.tart.errors import (
+    TartCommandError,
+    TartError,
+    TartVmIsRunning,
+    TartVmLimit,
+    TartVmMissing,
+)
 from vm_operator.tart.names import VmName
 from vm_operator.tart.progress import (
     PhaseChanged,
@@ -46,6 +55,8 @@ ErrorKind = Callable[[Exception], str]
 """The problem type (slug) of a failure: the edge's catalogue, handed down by the wiring."""
 
 KEPT_STOPPED = "VM kept, stopped: the start failed"
+WAITING_FOR_SLOT = ("VM created, waiting for a slot: the macOS cap (--max-running) is full; the "
+                    "operator starts it once a macOS VM stops")
 STOP_TIMEOUT = 10  # seconds Tart gives a VM to shut down when a create must stop it
 
 
@@ -197,6 +208,12 @@ class CreateJob:
         try:
             parts.power.start(request.name)
         except (OperatorError, TartError) as exc:
+            if isinstance(exc, VmLimit | TartVmLimit) and not request.ephemeral:
+                # desired running (its spec says so): the reconciler starts it once a slot
+                # frees (an ephemeral VM it never starts), so the create did what it was
+                # asked; the VM's condition says waiting-for-slot
+                ctx.note(WAITING_FOR_SLOT)
+                return
             self._stop_quietly()
             if request.ephemeral:  # its run ended: an ephemeral VM goes
                 ctx.note("the start failed; the VM was ephemeral, so it was deleted")

@@ -28,7 +28,7 @@ import calendar
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -37,7 +37,7 @@ from vm_operator.core.errors import OperatorError, VmLimit, state_dir_unwritable
 from vm_operator.core.events import EventBus, JsonValue
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.records import DesiredStatus, LastExit, SpecView
-from vm_operator.store.operation_records import NameBusy
+from vm_operator.store.operation_records import NameBusy, OperationEvent
 from vm_operator.store.specs import Desired, RestartPolicy, SpecSource, VmSpec
 from vm_operator.store.state import StateDirError
 from vm_operator.tart.errors import TartError, TartVmLimit
@@ -58,6 +58,9 @@ STOP_TIMEOUT = 30  # seconds Tart gives a VM the reconciler stops (desired stopp
 RECONCILE_ACTION = "reconcile.action"
 RECONCILE_FAILED = "reconcile.failed"
 RECONCILE_WAITING = "reconcile.waiting"
+
+Report = Callable[[Mapping[str, object]], None]
+"""Where the server's log lines go: one JSON object per line (the wiring gives ``log_line``)."""
 
 
 # --- the rules, pure ----------------------------------------------------------------------------
@@ -147,12 +150,14 @@ class Reconciler:
 
     def __init__(self, parts: Parts, queue: OperationQueue, events: EventBus,
                  interval: float = RECONCILE_INTERVAL,
-                 on_action: Callable[[str], None] = lambda action: None) -> None:
+                 on_action: Callable[[str], None] = lambda action: None,
+                 report: Report = lambda record: None) -> None:
         self.parts = parts
         self.queue = queue
         self.events = events
         self.interval = interval
         self.on_action = on_action  # the metrics' counter of actions
+        self.report = report  # a log line for each event it publishes
         self._lock = threading.Lock()  # the watches
         self._spec_lock = threading.Lock()  # read-modify-write of a spec
         self._pass = threading.Lock()  # one pass at a time
@@ -288,6 +293,12 @@ class Reconciler:
         with self._lock:
             self._watch(name).asked = asked
 
+    def operation_changed(self, event: OperationEvent) -> None:
+        """The queue's listener: an operation that held a VM (a create that could not start
+        it, say) has finished: pass again now rather than at the next periodic pass."""
+        if event.operation.finished and event.operation.vm is not None and not event.forgotten:
+            self.kick()
+
     def forget(self, name: str) -> None:
         with self._lock:
             self._watches.pop(name, None)
@@ -362,10 +373,15 @@ class Reconciler:
                                           "next_attempt_at": later(self.parts.clock.utc_now(),
                                                                    delay)}
             condition = watch.condition
-        log.warning("VM %r: %s; next attempt in %g s", name, error, delay)
-        self.events.publish(RECONCILE_FAILED, name, data)
+        self._tell(RECONCILE_FAILED, name, data, "warning")
         if condition == "crash-loop" and before != condition:
-            self.events.publish(RECONCILE_WAITING, name, {"condition": condition})
+            self._tell(RECONCILE_WAITING, name, {"condition": condition}, "warning")
+
+    def _tell(self, kind: str, name: str, data: dict[str, JsonValue],
+              level: str = "info") -> None:
+        """Publish the event, and say it in the server's log: a JSON line with its fields."""
+        self.report({"level": level, "event": kind.replace(".", "-"), "vm": name, **data})
+        self.events.publish(kind, name, data)
 
     # --- a pass ---------------------------------------------------------------------------------
 
@@ -454,7 +470,7 @@ class Reconciler:
         except (InvalidName, NameBusy):
             return
         with reservation:
-            self.events.publish(RECONCILE_ACTION, name, {"action": action, "reason": reason})
+            self._tell(RECONCILE_ACTION, name, {"action": action, "reason": reason})
             self.on_action(action)
             if action == "stop":
                 self._stop(checked)
@@ -467,9 +483,9 @@ class Reconciler:
         try:
             self.parts.power.stop(name, STOP_TIMEOUT, cause="reconciler")  # tells vm.state
         except (OperatorError, TartError) as exc:
-            self.events.publish(RECONCILE_FAILED, name, {
+            self._tell(RECONCILE_FAILED, name, {
                 "error": f"stop: {exc.detail}", "restart_count": self._watch_count(name),
-                "next_attempt_at": None})
+                "next_attempt_at": None}, "warning")
             return
 
     def _watch_count(self, name: str) -> int:
@@ -503,7 +519,7 @@ class Reconciler:
                 watch.condition = "waiting-for-slot"  # not a failure: no backoff
                 watch.retry_at = None
             if before != "waiting-for-slot":
-                self.events.publish(RECONCILE_WAITING, name, {"condition": "waiting-for-slot"})
+                self._tell(RECONCILE_WAITING, name, {"condition": "waiting-for-slot"})
             return
         except (OperatorError, TartError) as exc:
             with self._lock:

@@ -24,7 +24,7 @@ from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.core.power import Power
 from vm_operator.core.readiness import Readiness, ReadinessProbe
-from vm_operator.core.reconciler import RECONCILE_INTERVAL, Reconciler
+from vm_operator.core.reconciler import RECONCILE_INTERVAL, Reconciler, Report
 from vm_operator.core.records import (
     NO_INFO,
     ChangedVm,
@@ -63,7 +63,8 @@ class VmService:
     def __init__(self, tart: TartPort, store: StorePort, clock: Clock,
                  operations: OperationQueue, specs: SpecStore, kind_of: ErrorKind,
                  settings: Settings = Settings(), events: EventBus | None = None,
-                 on_reconcile: Callable[[str], None] = lambda action: None) -> None:
+                 on_reconcile: Callable[[str], None] = lambda action: None,
+                 report: Report = lambda record: None) -> None:
         self.tart = tart
         self.clock = clock
         self.events = events or EventBus(clock.utc_now)  # what changed, for GET /events
@@ -86,7 +87,7 @@ class VmService:
         self.host = Host(parts, operations, settings.max_running)
         self.specs = specs
         self.reconciler = Reconciler(parts, operations, self.events,
-                                     settings.reconcile_interval, on_reconcile)
+                                     settings.reconcile_interval, on_reconcile, report)
         self.runs.on_run_ended(self.ephemeral.run_ended)
         self.runs.on_run_ended(self.reconciler.run_ended)
         self.readiness = ReadinessProbe(tart, clock, self.events, settings.ready_port,
@@ -94,6 +95,7 @@ class VmService:
         self.runs.on_run_ended(self.readiness.forget)
         self.watcher.on_listing = self._look_at_readiness
         operations.add_listener(self.ephemeral.operation_changed)
+        operations.add_listener(self.reconciler.operation_changed)
 
     # --- events -----------------------------------------------------------------------------
 
