@@ -4,10 +4,12 @@ macOS slot cap, and the operator killed while it writes specs."""
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -370,3 +372,26 @@ def test_the_reconciler_logs_its_stops_and_failures(
     failed = next(r for r in records if r.get("event") == "reconcile-failed")
     assert failed["level"] == "warning" and failed["vm"] == MACOS_VMS[0]
     assert "killed by signal 9" in failed["error"] and failed["next_attempt_at"]
+
+
+def test_a_tart_run_that_keeps_failing_backs_off_longer_each_time_into_a_crash_loop(
+        operator_factory: Callable[..., Operator]) -> None:
+    """Not a run that ends: ``tart run`` itself fails each time (exit 1 before the VM runs). Each
+    failed start counts: the backoff doubles (1, 2 s) and the third makes a crash loop."""
+    op = operator_factory(env={"TART_SIM_RUN_FAIL": "the VM cannot boot"}, args=FAST)
+    patch(op, LINUX_VM, desired="running", restart="always")
+    vm = with_condition(op, LINUX_VM, "crash-loop")
+    assert vm["state"] == "stopped" and vm["restart_count"] == 0
+    status, events = op.json("GET", f"/vms/{LINUX_VM}/events")
+    assert status == 200
+    failed = [event for event in events["events"] if event["type"] == "reconcile.failed"]
+    assert len(failed) == 3 == runs_of(op, LINUX_VM), failed
+    waits = [later_stamp(event["data"]["next_attempt_at"]) - later_stamp(event["time"])
+             for event in failed]
+    assert [round(wait) for wait in waits] == [1, 2, 4], failed
+
+
+def later_stamp(stamp: str) -> float:
+    """An API timestamp as seconds since the epoch."""
+    whole, _, millis = stamp.rstrip("Z").partition(".")
+    return calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) + int(millis) / 1000

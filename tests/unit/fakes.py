@@ -166,6 +166,7 @@ class FakeVm:
     boots: bool = True  # a run makes Tart list the VM running at once; False: only at boot()
     stop_takes_effect: bool = True  # False: `tart stop` returns and the VM stays as it was
     run: FakeRun | None = None
+    run_fails: str | None = None  # `tart run` fails at once with this message (exit 1)
     run_suspendable: bool = False
     log: list[str] = field(default_factory=list)
     cpu: int = 4  # what `tart get` reports, and `tart set --cpu` changes
@@ -332,6 +333,8 @@ class FakeTart:
             if vm.run is not None and vm.run.alive:  # the adapter's run lock (tart/local.py)
                 raise RunStillAlive(f'a tart run the operator launched earlier for VM "{name}" '
                                     "is still alive")
+            if vm.run_fails is not None:
+                raise command_error(vm.run_fails, 1)
             vm.run = FakeRun(next(self._pids))
             vm.run_suspendable = suspendable
             if vm.boots:

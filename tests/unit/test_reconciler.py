@@ -392,3 +392,21 @@ def test_next_attempt_at_is_when_the_backoff_ends_and_never_a_time_past(core: Co
     assert core.status("ci")["next_attempt_at"] is None
     core.reconciler.reconcile_once()
     assert core.runs("ci") == 2 and core.status("ci")["next_attempt_at"] is None
+
+
+def test_each_failed_start_counts_the_backoff_doubles_and_the_third_is_a_crash_loop(
+        core: Core) -> None:
+    """``tart run`` itself fails (no run ever ends): the failed starts are what count."""
+    core.tart.add("ci").run_fails = "tart: the VM cannot be launched"
+    core.service.set_desired(VmName("ci"), "running", "always")
+    for attempt, delay in enumerate((1.0, 2.0, 4.0, 8.0), 1):
+        core.reconciler.reconcile_once()
+        assert core.runs("ci") == attempt
+        status = core.status("ci")
+        assert status["next_attempt_at"] == later(core.clock.utc_now(), delay), attempt
+        assert status["condition"] == ("crash-loop" if attempt >= 3 else "backing-off")
+        assert status["restart_count"] == 0
+        core.clock.advance(delay - 0.01)
+        core.reconciler.reconcile_once()
+        assert core.runs("ci") == attempt, "tried again before its backoff ended"
+        core.clock.advance(0.01)
