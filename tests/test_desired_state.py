@@ -395,3 +395,33 @@ def later_stamp(stamp: str) -> float:
     """An API timestamp as seconds since the epoch."""
     whole, _, millis = stamp.rstrip("Z").partition(".")
     return calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) + int(millis) / 1000
+
+
+def test_an_on_failure_vm_whose_run_was_started_outside_is_restarted_when_that_run_ends(
+        operator_factory: Callable[..., Operator]) -> None:
+    """The operator does not watch that run, so its exit is unknown: an unknown exit is a
+    failure, and ``on-failure`` starts the VM again (under a run of its own)."""
+    op = operator_factory(args=FAST)
+    outside, witness = MACOS_VMS[0], LINUX_VM  # the pass looks at them in this (name) order
+    run = op.spawn_run(outside)
+    wait_for(lambda: detail(op, outside)["state"] == "running", timeout=WAIT,
+             message="the outside run up")
+    patch(op, outside, desired="running", restart="on-failure")
+    patch(op, witness, desired="running")
+    # the pass that started the witness had seen the outside run running
+    wait_for(lambda: detail(op, witness)["restart_count"] == 1, timeout=WAIT,
+             message="a pass after both specs")
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait(timeout=WAIT)
+
+    def ours_running() -> dict[str, Any] | None:
+        vm = detail(op, outside)
+        last = vm["last_run"]
+        ours = last is not None and last["finished_at"] is None and last["pid"] != run.pid
+        return vm if ours and vm["state"] == "running" else None
+
+    vm = wait_for(ours_running, timeout=WAIT, message="started again by the operator")
+    assert vm["restart_count"] == 1 and vm["condition"] is None
+    assert vm["last_exit"] is not None
+    assert (vm["last_exit"]["exit_code"], vm["last_exit"]["signal"]) == (None, None)
+    assert runs_of(op, outside) == 1
