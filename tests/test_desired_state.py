@@ -5,6 +5,7 @@ macOS slot cap, and the operator killed while it writes specs."""
 from __future__ import annotations
 
 import calendar
+import http.client
 import json
 import os
 import signal
@@ -425,3 +426,63 @@ def test_an_on_failure_vm_whose_run_was_started_outside_is_restarted_when_that_r
     assert vm["last_exit"] is not None
     assert (vm["last_exit"]["exit_code"], vm["last_exit"]["signal"]) == (None, None)
     assert runs_of(op, outside) == 1
+
+
+def close_gate(op: Operator, name: str) -> None:
+    """The simulator's test gate: from now on the VM's ``tart run`` waits before it runs."""
+    (op.tart_home / "vms" / name / ".tart-sim-run-gate").touch()
+
+
+def open_gate(op: Operator, name: str) -> None:
+    (op.tart_home / "vms" / name / ".tart-sim-run-gate").unlink()
+
+
+def sent(op: Operator, method: str, path: str) -> http.client.HTTPConnection:
+    """The request is sent (its answer is read later, with ``answer``)."""
+    connection = http.client.HTTPConnection("127.0.0.1", op.port, timeout=60)
+    connection.request(method, path)
+    return connection
+
+
+def answer(connection: http.client.HTTPConnection) -> tuple[int, Any]:
+    response = connection.getresponse()
+    status, data = response.status, response.read()
+    connection.close()
+    return status, json.loads(data)
+
+
+def test_a_stop_that_comes_between_the_reconcilers_pass_and_its_start_wins(
+        operator_factory: Callable[..., Operator]) -> None:
+    """The pass decides to start the target while an API start holds the target's writes and an
+    API stop waits behind it; the reconciler's start comes after the stop, asks again once it
+    has the VM, and starts nothing."""
+    op = operator_factory(args=["--reconcile-interval", "3600"])  # passes only when kicked
+    busy, target, witness = MACOS_VMS[0], LINUX_VM, "zz-witness"  # the order of a pass
+    assert op.tart("clone", LINUX_VM, witness).returncode == 0
+    for name in (busy, target):
+        close_gate(op, name)
+    patch(op, busy, desired="running")  # a pass starts it, and waits at its gate
+    wait_for(lambda: runs_of(op, busy) == 1, timeout=WAIT, message="the pass busy")
+    patch(op, target, desired="running", restart="always")  # for the next pass
+    patch(op, witness, desired="running")
+    starting = sent(op, "POST", f"/vms/{target}/start")
+    wait_for(lambda: runs_of(op, target) == 1, timeout=WAIT, message="the API start under way")
+    stopping = sent(op, "POST", f"/vms/{target}/stop?timeout=5")  # waits behind the start
+    open_gate(op, busy)  # that pass ends; the next one decides to start the target
+
+    def decided() -> bool:
+        _, found = op.json("GET", f"/vms/{target}/events")
+        return any(event["type"] == "reconcile.action" and event["data"]["action"] == "start"
+                   for event in found["events"])
+
+    wait_for(decided, timeout=WAIT, message="the pass decided to start the target")
+    open_gate(op, target)
+    status, vm = answer(starting)
+    assert status in (200, 202) and vm["state"] == "running", vm
+    status, vm = answer(stopping)
+    assert status == 200 and vm["state"] == "stopped", vm
+    wait_for(lambda: detail(op, witness)["state"] == "running", timeout=WAIT,
+             message="the pass went on past the target")
+    vm = detail(op, target)
+    assert vm["state"] == "stopped" and vm["spec"]["desired"] == "stopped"
+    assert vm["restart_count"] == 0 and runs_of(op, target) == 1

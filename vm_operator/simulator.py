@@ -13,6 +13,9 @@ state lives under $TART_HOME. Deliberate choices:
   (holding an exit code, e.g. 0) makes its `run` end with that code at its next look
   (every 0.05 s), as `tart run` returns when the guest shuts down (0) or the VM
   fails (non-zero). The file is consumed.
+- A test's gate: while a file `.tart-sim-run-gate` is in the VM's directory, its
+  `run` waits (after TART_SIM_RUN_DELAY, before it takes the lock, looking every
+  0.05 s), so a test decides when a start under way may go on.
 - TART_SIM_HANG_CHILD=PATH, with TART_SIM_HANG: the hanging command first forks a
   child that hangs too (in its process group, holding its stdout/stderr) and writes
   the child's pid to PATH, so a test can tell whether a timeout killed the group.
@@ -77,6 +80,7 @@ STATE_FILE = "state.vzvmsave"  # Tart's suspended-state file name
 RUNTIME_FILE = ".tart-sim-run.json"  # pid etc. of `run`; trusted only while locked
 ACCESSED_FILE = ".tart-sim-accessed"  # its mtime is the VM's "Accessed" time
 GUEST_EXIT_FILE = ".tart-sim-guest-exit"  # the guest ends by itself, with the code it holds
+RUN_GATE_FILE = ".tart-sim-run-gate"  # while it exists, `run` waits before it takes the lock
 SHAPES = {
     "2.31": ["Source", "Name", "Disk", "Size", "Accessed", "Running", "State"],
     "2.15": ["Source", "Name", "Disk", "Size", "SizeOnDisk", "Running", "State"],
@@ -1317,6 +1321,9 @@ def cmd_run(a: argparse.Namespace) -> int:
         signal.signal(sig, lambda signum, _frame: pending.append(signum))
     if not interruptible_sleep(env_float("TART_SIM_RUN_DELAY"), pending):
         return 0
+    while (d / RUN_GATE_FILE).exists():  # a test holds this start here
+        if not interruptible_sleep(0.05, pending):
+            return 0
     failure = os.environ.get("TART_SIM_RUN_FAIL")
     if failure:
         interruptible_sleep(0.3, pending)
