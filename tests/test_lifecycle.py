@@ -211,6 +211,35 @@ def test_cancel_mid_pull_kills_tart_and_leaves_no_vm(operator_factory: Factory) 
     assert 'vm_operator_operations{state="running"} 0' in lines
 
 
+def test_cancelling_a_create_after_its_clone_exists_stops_and_deletes_that_vm(
+        operator_factory: Factory) -> None:
+    """The clone is made and configured, its start is under way (the simulator's run gate holds
+    ``tart run``): the cancel is seen once the start ends, and the cleanup stops the VM that now
+    runs, deletes it and forgets its spec."""
+    op = operator_factory(env={"TART_SIM_RUN_DELAY": "1"})  # time to close the gate first
+    status, _doc, headers = create(op, name="doomed", start=True, **{"from": "ubuntu-runner"})
+    assert status == 202
+    path = headers["Location"]
+    folder = op.tart_home / "vms" / "doomed"
+    wait_for(folder.exists, message="the clone exists")
+    (folder / ".tart-sim-run-gate").touch()
+    wait_for(lambda: operation(op, path)["phase"] == "starting", message="starting")
+    wait_for(lambda: any("doomed" in call.argv for call in op.calls("run")),
+             message="tart run launched")
+    assert (op.state_dir / "specs" / "doomed.json").exists()  # the create wrote its spec
+    status, cancelled = op.json("DELETE", path)
+    assert status in (200, 202), cancelled
+    (folder / ".tart-sim-run-gate").unlink()  # the start goes on: the VM runs, then the cancel
+    final = finished(op, path)
+    assert final["state"] == "cancelled" and final["cancel_requested"] is True
+    assert "doomed" not in vm_names(op)
+    assert "doomed" not in op.tart("list", "--format", "json").stdout
+    assert not folder.exists()
+    assert not (op.state_dir / "specs" / "doomed.json").exists()
+    wait_for(lambda: tart_processes(op) == [], message="no Tart process left (its run ended)")
+    assert op.json("GET", "/vms/doomed")[0] == 404
+
+
 def test_a_restart_mid_pull_fails_the_create_and_leaves_nothing(
         operator_factory: Factory) -> None:
     env = {**FAST, "TART_SIM_PULL_HANG": "20"}
