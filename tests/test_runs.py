@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,30 @@ def test_runs_still_starting_hold_their_macos_slots(operator_factory):
     status, problem = op.json("POST", "/vms/macos-third/start")
     assert (status, slug(problem)) == (409, "vm-limit"), problem
     assert SEQUOIA in problem["detail"] and SONOMA in problem["detail"]
+    assert [call.argv[-1] for call in op.calls("run")] == [SEQUOIA, SONOMA]
+
+
+def test_a_vm_whose_start_is_under_way_holds_its_macos_slot(operator_factory):
+    """SONOMA's start is inside ``tart run`` (the simulator's run gate holds it: nothing lists it
+    running, Tart's own count does not see it): a third macOS start is refused before Tart."""
+    op = operator_factory()
+    assert op.tart("clone", SEQUOIA, "macos-third").returncode == 0
+    status, vm = op.json("POST", f"/vms/{SEQUOIA}/start")
+    assert status in (200, 202), vm
+    gate = op.tart_home / "vms" / SONOMA / ".tart-sim-run-gate"
+    gate.touch()
+    answers: list[tuple[int, Any]] = []
+    launching = threading.Thread(target=lambda: answers.append(
+        op.json("POST", f"/vms/{SONOMA}/start")))
+    launching.start()
+    wait_for(lambda: [call.argv[-1] for call in op.calls("run")] == [SEQUOIA, SONOMA],
+             message="SONOMA's tart run launched")
+    status, problem = op.json("POST", "/vms/macos-third/start")
+    assert (status, slug(problem)) == (409, "vm-limit"), problem
+    assert SONOMA in problem["detail"]
+    gate.unlink()
+    launching.join(timeout=30)
+    assert answers and answers[0][0] in (200, 202) and answers[0][1]["state"] == "running", answers
     assert [call.argv[-1] for call in op.calls("run")] == [SEQUOIA, SONOMA]
 
 
