@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 from conftest import MACOS_VMS, Operator, wait_for
-from support import children_of, raw_exchange, threads_of
+from support import bytes_in_flight, children_of, memory_of, raw_exchange, threads_of
 
 from vm_operator.api import ROUTES
+from vm_operator.edge.http1 import MAX_HEAD, MAX_HEADERS
 
 TOKEN = "full-access-token-0123456789abcdef"
 READ_TOKEN = "read-only-token-0123456789abcdef"
@@ -285,6 +286,62 @@ def test_a_client_that_never_reads_is_cut_off_and_frees_its_worker(operator_fact
             pass
         wait_for(lambda: threads_of(op.pid) <= baseline, timeout=5,
                  message="the worker stuck writing to a non-reading client was not freed")
+    assert op.request("GET", "/health")[0] == 200
+
+
+def test_request_heads_are_bounded_in_all_and_so_is_what_they_cost(operator_factory: Any) -> None:
+    """Many connections each send as much head as a bound on each line (64 KiB, as http.client)
+    and on the count of lines alone would let through: each gets a 431 past ``MAX_HEAD``, and
+    the operator's peak memory grows by what the declared bound costs, not by what was sent."""
+    conns = 32
+    op = operator_factory(args=["--max-connections", str(conns), "--header-timeout", "120"])
+    threads = settled_threads(op)
+    request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    # The same number of connections served at once first: their threads' cost is in the
+    # baseline, which is the peak (VmHWM) so far.
+    warm = [socket.create_connection(("127.0.0.1", op.port), timeout=30) for _ in range(conns)]
+    for sock in warm:
+        sock.sendall(request + b"\r\n")
+    for sock in warm:
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+    for sock in warm:
+        sock.close()
+    wait_for(lambda: threads_of(op.pid) <= threads, message="the warm-up's connections ended")
+    baseline = memory_of(op.pid, "VmHWM")
+    line = b"X-Filler: " + b"a" * (64 * 1024 - 12) + b"\r\n"
+    # Each connection first sends a head just under the bound and leaves it unfinished: the
+    # server holds all of them at once (nothing of them left unread in its sockets)...
+    held = b"".join(b"X-%d: %s\r\n" % (i, b"h" * 1000) for i in range((MAX_HEAD - 2048) // 1008))
+    attackers = [socket.create_connection(("127.0.0.1", op.port), timeout=30) for _ in range(conns)]
+    for sock in attackers:
+        sock.sendall(request + held)
+
+    def all_read(connections: int | None = None) -> bool:
+        flight = bytes_in_flight(op.port)
+        return (connections in (None, len(flight["unread"]))
+                and not any(flight["unread"] + flight["unsent"]))
+
+    wait_for(lambda: all_read(conns), timeout=30, message="the server read every unfinished head")
+    # ...then the rest of what the per-line bound alone would take (Host is one of the lines).
+    for sock in attackers:
+        try:
+            sock.sendall(line * (MAX_HEADERS - 1 - held.count(b"\n")))
+        except OSError:
+            pass  # answered and closed before it read everything
+    wait_for(all_read, timeout=30, message="the server read all it was going to read")
+    grown = memory_of(op.pid, "VmHWM") - baseline
+    bound = conns * 2 * MAX_HEAD + 8 * 1024 * 1024  # the heads (and their decoded copies)
+    assert grown <= bound, f"peak memory grew by {grown >> 20} MiB (bound {bound >> 20} MiB)"
+    for sock in attackers:
+        reply = b""
+        try:
+            while chunk := sock.recv(65536):
+                reply += chunk
+        except ConnectionResetError:
+            pass
+        sock.close()
+        status, _, body = parse_response(reply)
+        assert status == 431 and json.loads(body)["type"] == "/problems/headers-too-large"
     assert op.request("GET", "/health")[0] == 200
 
 
