@@ -109,6 +109,44 @@ def test_without_tokens_a_rebound_host_is_refused(operator: Operator) -> None:
     assert operator.request("GET", "/vms", {"Host": "localhost:8082"})[0] == 200
 
 
+def test_without_tokens_a_host_must_be_a_host_and_a_port_and_nothing_more(operator: Operator) -> None:
+    for host in ("[::1]evil.com", "[::1].evil.com", "[::1]:8082evil.com", "[::1]:8082.evil.com",
+                 "[::1]@evil.com", "127.0.0.1:8082:evil.com"):
+        status, _, body = operator.request("GET", "/vms", {"Host": host})
+        assert status == 403 and json.loads(body)["type"] == "/problems/host-not-allowed", host
+    for host in ("[::1]", "[::1]:8082", "127.0.0.1:8082"):
+        assert operator.request("GET", "/vms", {"Host": host})[0] == 200, host
+
+
+FOREIGN = {"Host": "rebound.attacker.example:8082"}  # what a DNS-rebinding page's requests carry
+
+
+@pytest.mark.parametrize("tokens", [False, True], ids=["open", "with-tokens"])
+def test_the_probes_tell_a_foreign_host_their_status_only(operator_factory: Any, tokens: bool) -> None:
+    op = operator_factory(env={"VM_OPERATOR_TOKEN": TOKEN} if tokens else None)
+    assert op.json("GET", "/health", FOREIGN) == (200, {"status": "healthy"})
+    assert op.json("GET", "/ready", FOREIGN) == (200, {"status": "ready"})
+    status, health = op.json("GET", "/health")
+    assert status == 200 and health["tart"]["path"] and health["version"]
+    status, ready = op.json("GET", "/ready")
+    assert status == 200 and ready["status"] == "ready" and ready["vms"] > 0
+    if tokens:  # a token is no DNS rebinding either
+        status, health = op.json("GET", "/health", {**FOREIGN, **bearer(TOKEN)})
+        assert status == 200 and health["tart"]["path"]
+        assert op.json("GET", "/ready", {**FOREIGN, **bearer(TOKEN)})[1]["vms"] > 0
+
+
+def test_a_foreign_host_is_not_told_where_tart_is_nor_why_it_fails(operator_factory: Any) -> None:
+    op = operator_factory(args=["--tart", "/home/someone/bin/tart"])
+    status, body = op.json("GET", "/health", FOREIGN)
+    assert (status, body) == (200, {"status": "degraded"})
+    status, _, raw = op.request("GET", "/ready", FOREIGN)
+    assert status == 503 and b"someone" not in raw
+    assert json.loads(raw)["type"] == "/problems/not-ready"
+    assert b"/home/someone/bin/tart" in op.request("GET", "/health")[2]
+    assert op.request("GET", "/ready")[0] == 503
+
+
 @pytest.mark.parametrize(
     ("headers", "status"),
     [
