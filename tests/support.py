@@ -84,3 +84,30 @@ def children_of(pid: int) -> list[tuple[int, str]]:
         if int(fields[1]) == pid:
             found.append((int(entry), fields[0]))
     return found
+
+
+def memory_of(pid: int, field: str = "VmRSS") -> int:
+    """A memory figure of a process, in bytes, from /proc/PID/status: ``VmRSS`` (resident now)
+    or ``VmHWM`` (the most it was ever resident)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no {field} line")
+
+
+def bytes_in_flight(port: int) -> dict[str, list[int]]:
+    """Bytes on their way to a server on ``port``, per established IPv4 TCP socket, from
+    /proc/net/tcp: ``unsent`` in its clients' sockets (sent by the client, not yet received),
+    ``unread`` in the server's own (received, not yet read by the server)."""
+    found: dict[str, list[int]] = {"unsent": [], "unread": []}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state, queues = fields[1], fields[2], fields[3], fields[4]
+        if state != "01":  # TCP_ESTABLISHED
+            continue
+        tx, _, rx = queues.partition(":")
+        if int(local.rpartition(":")[2], 16) == port:
+            found["unread"].append(int(rx, 16))
+        elif int(remote.rpartition(":")[2], 16) == port:
+            found["unsent"].append(int(tx, 16))
+    return found

@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 from conftest import MACOS_VMS, Operator, wait_for
-from support import children_of, raw_exchange, threads_of
+from support import bytes_in_flight, children_of, memory_of, raw_exchange, threads_of
 
 from vm_operator.api import ROUTES
+from vm_operator.edge.http1 import MAX_HEAD, MAX_HEADERS
 
 TOKEN = "full-access-token-0123456789abcdef"
 READ_TOKEN = "read-only-token-0123456789abcdef"
@@ -106,6 +107,44 @@ def test_without_tokens_a_rebound_host_is_refused(operator: Operator) -> None:
     assert operator.request("GET", "/vms", {"Host": "attacker.example"})[0] == 403
     assert operator.request("GET", "/health", {"Host": "attacker.example"})[0] == 200
     assert operator.request("GET", "/vms", {"Host": "localhost:8082"})[0] == 200
+
+
+def test_without_tokens_a_host_must_be_a_host_and_a_port_and_nothing_more(operator: Operator) -> None:
+    for host in ("[::1]evil.com", "[::1].evil.com", "[::1]:8082evil.com", "[::1]:8082.evil.com",
+                 "[::1]@evil.com", "127.0.0.1:8082:evil.com"):
+        status, _, body = operator.request("GET", "/vms", {"Host": host})
+        assert status == 403 and json.loads(body)["type"] == "/problems/host-not-allowed", host
+    for host in ("[::1]", "[::1]:8082", "127.0.0.1:8082"):
+        assert operator.request("GET", "/vms", {"Host": host})[0] == 200, host
+
+
+FOREIGN = {"Host": "rebound.attacker.example:8082"}  # what a DNS-rebinding page's requests carry
+
+
+@pytest.mark.parametrize("tokens", [False, True], ids=["open", "with-tokens"])
+def test_the_probes_tell_a_foreign_host_their_status_only(operator_factory: Any, tokens: bool) -> None:
+    op = operator_factory(env={"VM_OPERATOR_TOKEN": TOKEN} if tokens else None)
+    assert op.json("GET", "/health", FOREIGN) == (200, {"status": "healthy"})
+    assert op.json("GET", "/ready", FOREIGN) == (200, {"status": "ready"})
+    status, health = op.json("GET", "/health")
+    assert status == 200 and health["tart"]["path"] and health["version"]
+    status, ready = op.json("GET", "/ready")
+    assert status == 200 and ready["status"] == "ready" and ready["vms"] > 0
+    if tokens:  # a token is no DNS rebinding either
+        status, health = op.json("GET", "/health", {**FOREIGN, **bearer(TOKEN)})
+        assert status == 200 and health["tart"]["path"]
+        assert op.json("GET", "/ready", {**FOREIGN, **bearer(TOKEN)})[1]["vms"] > 0
+
+
+def test_a_foreign_host_is_not_told_where_tart_is_nor_why_it_fails(operator_factory: Any) -> None:
+    op = operator_factory(args=["--tart", "/home/someone/bin/tart"])
+    status, body = op.json("GET", "/health", FOREIGN)
+    assert (status, body) == (200, {"status": "degraded"})
+    status, _, raw = op.request("GET", "/ready", FOREIGN)
+    assert status == 503 and b"someone" not in raw
+    assert json.loads(raw)["type"] == "/problems/not-ready"
+    assert b"/home/someone/bin/tart" in op.request("GET", "/health")[2]
+    assert op.request("GET", "/ready")[0] == 503
 
 
 @pytest.mark.parametrize(
@@ -285,6 +324,62 @@ def test_a_client_that_never_reads_is_cut_off_and_frees_its_worker(operator_fact
             pass
         wait_for(lambda: threads_of(op.pid) <= baseline, timeout=5,
                  message="the worker stuck writing to a non-reading client was not freed")
+    assert op.request("GET", "/health")[0] == 200
+
+
+def test_request_heads_are_bounded_in_all_and_so_is_what_they_cost(operator_factory: Any) -> None:
+    """Many connections each send as much head as a bound on each line (64 KiB, as http.client)
+    and on the count of lines alone would let through: each gets a 431 past ``MAX_HEAD``, and
+    the operator's peak memory grows by what the declared bound costs, not by what was sent."""
+    conns = 32
+    op = operator_factory(args=["--max-connections", str(conns), "--header-timeout", "120"])
+    threads = settled_threads(op)
+    request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    # The same number of connections served at once first: their threads' cost is in the
+    # baseline, which is the peak (VmHWM) so far.
+    warm = [socket.create_connection(("127.0.0.1", op.port), timeout=30) for _ in range(conns)]
+    for sock in warm:
+        sock.sendall(request + b"\r\n")
+    for sock in warm:
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+    for sock in warm:
+        sock.close()
+    wait_for(lambda: threads_of(op.pid) <= threads, message="the warm-up's connections ended")
+    baseline = memory_of(op.pid, "VmHWM")
+    line = b"X-Filler: " + b"a" * (64 * 1024 - 12) + b"\r\n"
+    # Each connection first sends a head just under the bound and leaves it unfinished: the
+    # server holds all of them at once (nothing of them left unread in its sockets)...
+    held = b"".join(b"X-%d: %s\r\n" % (i, b"h" * 1000) for i in range((MAX_HEAD - 2048) // 1008))
+    attackers = [socket.create_connection(("127.0.0.1", op.port), timeout=30) for _ in range(conns)]
+    for sock in attackers:
+        sock.sendall(request + held)
+
+    def all_read(connections: int | None = None) -> bool:
+        flight = bytes_in_flight(op.port)
+        return (connections in (None, len(flight["unread"]))
+                and not any(flight["unread"] + flight["unsent"]))
+
+    wait_for(lambda: all_read(conns), timeout=30, message="the server read every unfinished head")
+    # ...then the rest of what the per-line bound alone would take (Host is one of the lines).
+    for sock in attackers:
+        try:
+            sock.sendall(line * (MAX_HEADERS - 1 - held.count(b"\n")))
+        except OSError:
+            pass  # answered and closed before it read everything
+    wait_for(all_read, timeout=30, message="the server read all it was going to read")
+    grown = memory_of(op.pid, "VmHWM") - baseline
+    bound = conns * 2 * MAX_HEAD + 8 * 1024 * 1024  # the heads (and their decoded copies)
+    assert grown <= bound, f"peak memory grew by {grown >> 20} MiB (bound {bound >> 20} MiB)"
+    for sock in attackers:
+        reply = b""
+        try:
+            while chunk := sock.recv(65536):
+                reply += chunk
+        except ConnectionResetError:
+            pass
+        sock.close()
+        status, _, body = parse_response(reply)
+        assert status == 431 and json.loads(body)["type"] == "/problems/headers-too-large"
     assert op.request("GET", "/health")[0] == 200
 
 

@@ -32,7 +32,7 @@ from vm_operator.client.main import (
     read_token,
     token_on_command_line,
 )
-from vm_operator.client.records import LogChunk, Problem
+from vm_operator.client.records import Health, LogChunk, Problem
 
 # --- safe text -------------------------------------------------------------------------------
 
@@ -463,3 +463,11 @@ def test_log_step(data: bytes, omitted: int, shown: int, final: bool, printed: b
 
 def test_log_chunk_end() -> None:
     assert LogChunk(b"abc\n", 10, True).end == 14
+
+
+def test_health_is_read_with_or_without_its_details() -> None:
+    # The operator tells the status only to a request whose Host is not its address.
+    assert Health.from_json({"status": "healthy"}) == Health("healthy", None)
+    full = Health.from_json({"status": "degraded", "message": "m", "timestamp": "t", "version": "v",
+                             "tart": {"path": "/t", "available": False, "version": None}})
+    assert full.details is not None and full.details.tart.path == "/t"

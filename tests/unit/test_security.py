@@ -2,7 +2,14 @@
 
 import pytest
 
-from vm_operator.edge.security import Access, check_access, cors_headers, host_allowed, host_name
+from vm_operator.edge.security import (
+    Access,
+    check_access,
+    cors_headers,
+    host_allowed,
+    host_name,
+    trusted,
+)
 
 TOKEN = "t" * 32
 READ = "r" * 32
@@ -69,6 +76,25 @@ def test_probes_need_no_token_and_no_host(probe_method: str) -> None:
         ("GET", {"Host": "localhost.evil.com"}, 403),
         ("GET", {"Host": "localhost.evil.com:8082"}, 403),
         ("GET", {"Host": "127.0.0.1.evil.com"}, 403),
+        # A bracketed IPv6 address may be followed by a port and nothing else (RFC 3986).
+        ("GET", {"Host": "[::1]evil.com"}, 403),
+        ("GET", {"Host": "[::1].evil.com"}, 403),
+        ("GET", {"Host": "[::1]:8082evil.com"}, 403),
+        ("GET", {"Host": "[::1]:8082.evil.com"}, 403),
+        ("GET", {"Host": "[::1]@evil.com"}, 403),
+        ("GET", {"Host": "[::1]/evil.com"}, 403),
+        ("GET", {"Host": "[::1"}, 403),
+        ("GET", {"Host": "[::1]]"}, 403),
+        ("GET", {"Host": "[127.0.0.1]"}, 403),
+        ("GET", {"Host": "[v1.fe]"}, 403),
+        ("GET", {"Host": "::1"}, 403),  # an IPv6 address is bracketed in a Host header
+        ("GET", {"Host": "127.0.0.1:8082:80"}, 403),
+        ("GET", {"Host": "127.0.0.1:808200"}, 403),
+        ("GET", {"Host": "127.0.0.1 evil.com"}, 403),
+        ("GET", {"Host": "localhost@evil.com"}, 403),
+        ("GET", {"Host": "[0:0:0:0:0:0:0:1]:8082"}, None),
+        ("GET", {"Host": "[::ffff:127.0.0.1]"}, None),
+        ("GET", {"Host": "127.0.0.1:"}, None),  # an empty port is a port (RFC 3986)
         ("GET", {"Host": "LOCALHOST"}, None),
         ("GET", {"Host": "Foo.LocalHost:8082"}, None),
         ("GET", {"Host": "a.b.localhost"}, None),
@@ -97,10 +123,34 @@ def test_without_tokens_the_host_is_defended(method: str, headers: dict, expecte
 @pytest.mark.parametrize(
     ("header", "host"),
     [("127.0.0.1:8082", "127.0.0.1"), ("[::1]:80", "::1"), ("[::1]", "::1"),
-     ("Example.COM", "example.com"), ("::1", "::1")],
+     ("Example.COM", "example.com"), ("[::1]evil.com", None), ("[::1].evil.com", None),
+     ("[::1]:80x", None), ("::1", None), ("a:1:2", None), ("[::1", None), ("[fe80::1%25en0]", None),
+     ("[0::1]", "::1"), ("ci-mac.example:8082", "ci-mac.example")],
 )
-def test_host_name(header: str, host: str) -> None:
+def test_host_name(header: str, host: str | None) -> None:
     assert host_name(header) == host
+
+
+@pytest.mark.parametrize(
+    ("access", "headers", "expected"),
+    [
+        # A probe's details go to a Host that DNS rebinding cannot give, or to a token.
+        (OPEN, {"Host": "127.0.0.1:8082"}, True),
+        (OPEN, {"Host": "localhost"}, True),
+        (OPEN, {"Host": "ci-mac.example"}, True),
+        (OPEN, {}, True),  # HTTP/1.0 without Host: no browser sends that
+        (OPEN, {"Host": "rebound.evil"}, False),
+        (OPEN, {"Host": "[::1]evil.com"}, False),
+        (OPEN, {"Host": "rebound.evil", "Authorization": f"Bearer {TOKEN}"}, False),
+        (WITH_TOKENS, {"Host": "127.0.0.1"}, True),
+        (WITH_TOKENS, {"Host": "rebound.evil"}, False),
+        (WITH_TOKENS, {"Host": "rebound.evil", "Authorization": f"Bearer {TOKEN}"}, True),
+        (WITH_TOKENS, {"Host": "rebound.evil", "Authorization": f"Bearer {READ}"}, True),
+        (WITH_TOKENS, {"Host": "rebound.evil", "Authorization": f"Bearer {TOKEN}x"}, False),
+    ],
+)
+def test_who_is_told_a_probes_details(access: Access, headers: dict, expected: bool) -> None:
+    assert trusted(access, "GET", headers) is expected
 
 
 def test_missing_host_is_allowed() -> None:

@@ -164,6 +164,14 @@ SCHEMAS: dict[str, Schema] = {
                 "version": {"type": ["string", "null"]}}},
         },
     },
+    "HealthStatus": {
+        "type": "object",
+        "description": "GET /health to a request whose Host is not the operator's address and "
+                       "that carries no valid token: the status only",
+        "required": ["status"],
+        "additionalProperties": False,
+        "properties": {"status": {"enum": ["healthy", "degraded"]}},
+    },
     "Image": {
         "type": "object",
         "description": "An image of Tart's OCI cache (tart list --source oci): listed once by "

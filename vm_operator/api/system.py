@@ -20,24 +20,37 @@ from vm_operator.edge.routing import Request, Route, Success
 from vm_operator.tart.errors import unavailable_advice
 
 
-class Health(TypedDict):
+class HealthStatus(TypedDict):
+    """What a caller that is not trusted (a foreign Host, no token) is told: DNS rebinding
+    would let a web page read the rest."""
+
     status: str  # "healthy", or "degraded" when Tart cannot be run
+
+
+class Health(HealthStatus):
     message: str
     timestamp: str
     version: str
     tart: TartStatus
 
 
-class Ready(TypedDict):
+class ReadyStatus(TypedDict):
     status: str
+
+
+class Ready(ReadyStatus):
     vms: int
 
 
 def health(app: App, req: Request) -> Response:
     tart = app.service.tart_status()
     healthy = tart["available"]
+    status = "healthy" if healthy else "degraded"
+    if not req.trusted:
+        terse: HealthStatus = {"status": status}
+        return json_response(200, terse)
     answer: Health = {
-        "status": "healthy" if healthy else "degraded",
+        "status": status,
         "message": "vm-operator is serving"
         if healthy
         else f"vm-operator is serving, but Tart cannot be run ({tart['path']}). "
@@ -50,8 +63,25 @@ def health(app: App, req: Request) -> Response:
 
 
 def ready(app: App, req: Request) -> Response:
-    answer: Ready = {"status": "ready", "vms": app.service.ready()}
+    try:
+        vms = app.service.ready()
+    except NotReady:
+        if req.trusted:
+            raise
+        raise NotReady(UNTRUSTED) from None
+    if not req.trusted:
+        terse: ReadyStatus = {"status": "ready"}
+        return json_response(200, terse)
+    answer: Ready = {"status": "ready", "vms": vms}
     return json_response(200, answer)
+
+
+UNTRUSTED = ("Tart cannot list the VMs; why is told to a request whose Host is the operator's "
+             "address (an IP address, localhost or VM_OPERATOR_ALLOWED_HOSTS) or that carries a "
+             "token")
+TRUSTED_ONLY = (" A request whose Host is neither an IP address, localhost nor in "
+                "VM_OPERATOR_ALLOWED_HOSTS, and that carries no valid token, gets the status only "
+                "(DNS rebinding must not let a web page read more).")
 
 
 def openapi(app: App, req: Request) -> Response:
@@ -128,9 +158,11 @@ def problem_doc(app: App, req: Request) -> Response:
 
 ROUTES: tuple[Route[App], ...] = (
     Route("GET", "/health", health, "Liveness: 200 while the process serves", "getHealth",
-          ok=(Success(200, "Serving", ref("Health")),), public=True),
+          ok=(Success(200, "Serving." + TRUSTED_ONLY,
+                      {"oneOf": [ref("Health"), ref("HealthStatus")]}),), public=True),
     Route("GET", "/ready", ready, "Readiness: whether tart list works", "getReady",
-          ok=(Success(200, "Ready", OBJECT),), problems=(NotReady,), public=True),
+          ok=(Success(200, "Ready: status and the number of VMs." + TRUSTED_ONLY, OBJECT),),
+          problems=(NotReady,), public=True),
     Route("GET", "/openapi.json", openapi, "This document", "getOpenApi",
           ok=(Success(200, "OpenAPI", OBJECT),)),
     Route("GET", "/metrics", metrics, "Prometheus metrics (text format 0.0.4)", "getMetrics",

@@ -373,12 +373,19 @@ def _health(client: Client, args: argparse.Namespace, console: Console) -> int:
     if console.json:
         console.body(reply.body)
         return 0
-    health = reply.value
+    health, details = reply.value, reply.value.details
+    if details is None:
+        console.lines(render.pairs([("status", health.status), ("details", UNTOLD)]))
+        return 0
     console.lines(render.pairs([
-        ("status", health.status), ("message", health.message), ("version", health.version),
-        ("tart", health.tart.path), ("tart available", _text(health.tart.available)),
-        ("tart version", _text(health.tart.version)), ("timestamp", health.timestamp)]))
+        ("status", health.status), ("message", details.message), ("version", details.version),
+        ("tart", details.tart.path), ("tart available", _text(details.tart.available)),
+        ("tart version", _text(details.tart.version)), ("timestamp", details.timestamp)]))
     return 0
+
+
+UNTOLD = ("told only to a request with a token, or whose Host is the operator's address "
+          "(an IP address, localhost or VM_OPERATOR_ALLOWED_HOSTS)")
 
 
 # --- the table ----------------------------------------------------------------------------------

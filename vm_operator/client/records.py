@@ -169,22 +169,34 @@ class TartStatus:
 
 
 @dataclass(frozen=True)
-class Health:
-    status: str
+class HealthDetails:
     message: str
     timestamp: str
     version: str
     tart: TartStatus
 
+
+@dataclass(frozen=True)
+class Health:
+    """The status, and the details: None when the operator told the status only, as it does
+    to a request whose Host is not its address and that carries no token."""
+
+    status: str
+    details: HealthDetails | None
+
     @classmethod
     def from_json(cls, data: Any) -> Health:
         obj = _object(data, "the health answer")
+        status = _field(obj, "status", str)
+        if "tart" not in obj:
+            return cls(status, None)
         tart = _object(obj.get("tart"), "tart")
-        return cls(status=_field(obj, "status", str), message=_field(obj, "message", str),
-                   timestamp=_field(obj, "timestamp", str), version=_field(obj, "version", str),
-                   tart=TartStatus(path=_field(tart, "path", str),
-                                   available=_field(tart, "available", bool),
-                                   version=_field(tart, "version", str, optional=True)))
+        return cls(status, HealthDetails(
+            message=_field(obj, "message", str), timestamp=_field(obj, "timestamp", str),
+            version=_field(obj, "version", str),
+            tart=TartStatus(path=_field(tart, "path", str),
+                            available=_field(tart, "available", bool),
+                            version=_field(tart, "version", str, optional=True))))
 
 
 @dataclass(frozen=True)

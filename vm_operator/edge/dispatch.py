@@ -33,7 +33,7 @@ from vm_operator.edge.routing import (
     split_target,
     with_query_values,
 )
-from vm_operator.edge.security import Access, Headers, check_access, cors_headers
+from vm_operator.edge.security import Access, Headers, check_access, cors_headers, trusted
 from vm_operator.tart.errors import TartError
 
 UNMATCHED = "unmatched"  # the metrics label of a request no route's path fits
@@ -140,6 +140,8 @@ def dispatch(
         refusal = check_access(site.access, method, route.public, headers)
         if refusal is not None:
             raise refusal
+        if route.public:
+            req = replace(req, trusted=trusted(site.access, method, headers))
         if route.body is not None:
             req = replace(req, body=route.body.parse(body, headers.get("Content-Type")))
         elif body:

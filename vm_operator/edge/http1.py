@@ -1,8 +1,10 @@
 """HTTP/1.1 on the wire (pure): reading a request head, version checks, writing a response.
 
 The stdlib's header reader goes through the email parser, which costs more than everything
-else this server does for a request; this one reads the lines itself, with the limits of
-``http.client`` (a longer line, or more lines, is a 431).
+else this server does for a request; this one reads the lines itself, as strictly as RFC 9112
+says (only SP separates the request line's words, only SP and HTAB are whitespace around a
+field value), within bounds: the request line (414 past it), the whole head and its number of
+header lines (431 past them).
 """
 
 from __future__ import annotations
@@ -11,15 +13,19 @@ import re
 import time
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple
 
 from vm_operator import __version__
 from vm_operator.edge.responses import Response
 
-MAX_REQUEST_LINE = 8192
-MAX_HEADER_LINE = 65536  # as http.client: longer is a 431
+MAX_REQUEST_LINE = 8192  # longer is a 414
+# The whole head (request line, header lines and the empty line that ends it, line ends
+# included): a larger one is a 431. It bounds what a connection holds while its head arrives:
+# at most --max-connections times this, all connections together.
+MAX_HEAD = 32 * 1024
 MAX_HEADERS = 100
 SERVER_HEADER = f"vm-operator/{__version__}"
+OWS = " \t"  # RFC 9110's optional whitespace: no other character is trimmed from a value
 
 
 class Headers(dict[str, str]):
@@ -39,24 +45,37 @@ class Headers(dict[str, str]):
         return [self[key]] if key in self else None
 
 
-def read_headers(rfile: Any, headers: Headers | None = None) -> Headers | tuple[int, str]:
+def _text(line: bytes) -> str:
+    """A line without its end: CRLF, or a bare LF (which RFC 9112 section 2.2 lets a recipient
+    take). A CR anywhere else stays, to be refused by the grammar that reads the line."""
+    end = 2 if line.endswith(b"\r\n") else 1 if line.endswith(b"\n") else 0
+    return line[: len(line) - end].decode("iso-8859-1")
+
+
+def read_headers(rfile: Any, headers: Headers | None = None,
+                 budget: int = MAX_HEAD) -> Headers | tuple[int, str]:
     """Read header lines up to the blank line; (status, reason) when they are not acceptable.
 
-    Into ``headers`` when given: on a refusal it keeps the lines read before the fault (an
-    ``Origin`` among them makes the refusal carry CORS headers).
+    ``budget`` is what the head may still take (``MAX_HEAD`` less the request line): no line
+    is read beyond it. Into ``headers`` when given: on a refusal it keeps the lines read before
+    the fault (an ``Origin`` among them makes the refusal carry CORS headers).
     """
     headers = Headers() if headers is None else headers
     for _ in range(MAX_HEADERS + 1):
-        line = rfile.readline(MAX_HEADER_LINE + 1)
-        if len(line) > MAX_HEADER_LINE:
-            return 431, f"a header line is longer than {MAX_HEADER_LINE} bytes"
+        line = rfile.readline(budget + 1)
+        budget -= len(line)
+        if budget < 0:
+            return 431, f"the request head is larger than {MAX_HEAD} bytes"
         if line in (b"\r\n", b"\n", b""):
             return headers
-        text = line.decode("iso-8859-1").rstrip("\r\n")
+        text = _text(line)
         name, colon, value = text.partition(":")
         if not colon or not TOKEN.fullmatch(name):
             return 400, f"malformed header line {text[:100]!r}"
-        key, value = name.lower(), value.strip()
+        value = value.strip(OWS)
+        if not FIELD_VALUE.fullmatch(value):
+            return 400, f"the value of header {name[:40]!r} holds a control character"
+        key = name.lower()
         if key in headers:
             headers.repeated.setdefault(key, [headers[key]]).append(value)
         else:
@@ -64,19 +83,51 @@ def read_headers(rfile: Any, headers: Headers | None = None) -> Headers | tuple[
     return 431, f"more than {MAX_HEADERS} header lines"
 
 
+class RequestLine(NamedTuple):
+    method: str
+    target: str
+    version: str
+
+
+def request_line(line: bytes) -> RequestLine | tuple[int, str]:
+    """The request line (RFC 9112 section 3): method, target and version separated by one SP
+    each (no other character separates them); (status, reason) when it is not one."""
+    if len(line) > MAX_REQUEST_LINE:
+        return 414, f"the request line is longer than {MAX_REQUEST_LINE} bytes"
+    text = _text(line)
+    words = text.split(" ")
+    if len(words) != 3 or not all(words):
+        return 400, f"bad request line {text[:100]!r}"
+    method, target, version = words
+    problem = version_problem(version)
+    if problem is not None:
+        return problem
+    if not TOKEN.fullmatch(method):
+        return 400, f"the method {method[:32]!r} is not a token (RFC 9110)"
+    if not TARGET.fullmatch(target):
+        return 400, ("the request target holds a character that is not visible ASCII: "
+                     "percent-encode it (RFC 3986)")
+    return RequestLine(method, target, version)
+
+
 def version_problem(version: str) -> tuple[int, str] | None:
-    """HTTP/1.0 and HTTP/1.1 are served; anything else is refused as the stdlib does."""
+    """HTTP/1.0 and HTTP/1.1 are served; HTTP/2 and later get a 505, anything else a 400.
+    RFC 9112 section 2.3: ``HTTP/`` DIGIT ``.`` DIGIT, ASCII digits only."""
     if version in ("HTTP/1.1", "HTTP/1.0"):
         return None
-    major, dot, minor = version.removeprefix("HTTP/").partition(".")
-    if not version.startswith("HTTP/") or not dot or not (major + minor).isdigit() or len(version) > 20:
+    found = VERSION.fullmatch(version)
+    if found is None:
         return 400, f"bad request version {version[:30]!r}"
-    if int(major) >= 2:
+    if int(found["major"]) >= 2:  # one ASCII digit
         return 505, f"HTTP version {version[5:]} is not supported"
     return 400, f"bad request version {version[:30]!r}"
 
 
 TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field names
+VERSION = re.compile(r"HTTP/(?P<major>[0-9])\.(?P<minor>[0-9])")
+# RFC 9110 section 5.5: visible ASCII, SP, HTAB and obs-text; no other control character.
+FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+TARGET = re.compile(r"[\x21-\x7e]+")  # a request target is visible ASCII (RFC 3986)
 _STATUS_LINES = {status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n" for status in HTTPStatus}
 _FIXED_HEADERS = (
     f"Server: {SERVER_HEADER}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"

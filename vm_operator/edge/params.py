@@ -17,7 +17,17 @@ T = TypeVar("T")
 
 Schema = Mapping[str, object]
 
-_DIGITS = re.compile(r"[0-9]{1,6}")
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit (and int) also take '²' or '٣'
+
+
+def whole_number(text: str, digits: int) -> int | None:
+    """``text`` as a whole number when it is 1 to ``digits`` ASCII digits, else None.
+
+    The one way a number is read from a request (a header, the request line, a query): never
+    ``str.isdigit`` or ``int`` alone, which take superscripts and other scripts' digits, signs,
+    spaces and underscores, and any length.
+    """
+    return int(text) if len(text) <= digits and _DIGITS.fullmatch(text) else None
 
 
 class ParamType(Generic[T]):
@@ -53,9 +63,10 @@ class Int(ParamType[int]):
         return ValueError(f"{key} must be a whole number from {self.low} to {self.high}")
 
     def from_text(self, key: str, text: str) -> int:
-        if not _DIGITS.fullmatch(text) or not self.low <= int(text) <= self.high:
+        value = whole_number(text, 6)
+        if value is None or not self.low <= value <= self.high:
             raise self._refusal(key)
-        return int(text)
+        return value
 
     def from_json(self, key: str, value: object) -> int:
         # JSON Schema counts 416.0 as an integer (a number without a fraction): so do we.

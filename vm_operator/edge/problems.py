@@ -111,8 +111,10 @@ CATALOGUE: tuple[ProblemType, ...] = (
     # --- the request itself -------------------------------------------------------------
     ProblemType(
         "malformed-request", 400, "Malformed request",
-        "The request line or a header line is not valid HTTP/1.1: not three words, a method "
-        "that is not a token, or a header line without a name and a colon.",
+        "The request line or a header line is not valid HTTP/1.1 (RFC 9112): not three words "
+        "separated by single spaces, a method that is not a token, a target that is not "
+        "visible ASCII, a version that is not HTTP/ digit . digit, a header line without a "
+        "name and a colon, or a header value with a control character other than a tab.",
         "Send a well-formed HTTP/1.1 request; any HTTP client library does.",
     ),
     ProblemType(
@@ -125,7 +127,7 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "bad-header", 400, "Invalid request header",
         "A header the operator relies on is missing, repeated or invalid: an HTTP/1.1 request "
         "without a Host header (RFC 9112, section 3.2), more than one Host header, or a "
-        "Content-Length that is not one whole number.",
+        "Content-Length that is not one whole number of ASCII digits.",
         "Send exactly one Host header and at most one valid Content-Length.",
     ),
     ProblemType(
@@ -383,8 +385,9 @@ CATALOGUE: tuple[ProblemType, ...] = (
     ),
     ProblemType(
         "headers-too-large", 431, "Request header fields too large",
-        "A header line is longer than 64 KiB, or the request has more than 100 header lines.",
-        "Send fewer and shorter headers.",
+        "The request head (the request line and every header line) is larger than 32 KiB, or "
+        "the request has more than 100 header lines.",
+        "Send fewer and shorter headers (32 KiB in all).",
     ),
     ProblemType(
         "internal-error", 500, "Internal error",

@@ -69,7 +69,9 @@ class Success:
 @dataclass(frozen=True)
 class Request:
     """A request as a handler sees it. ``params`` holds the typed path values, ``query`` the
-    query as sent (keys checked), ``values`` the typed query values, ``body`` the typed body."""
+    query as sent (keys checked), ``values`` the typed query values, ``body`` the typed body.
+    ``trusted``: the caller passed the checks a public route skips (``security.trusted``), so
+    it may be told details; always true on the other routes, which refuse everyone else."""
 
     method: str
     path: str
@@ -78,6 +80,7 @@ class Request:
     headers: Headers
     values: Mapping[str, object] = field(default_factory=dict)
     body: object = None
+    trusted: bool = True
 
     def get(self, param: PathParam[T] | Query[T] | Body[T]) -> T:
         """The typed value of a path parameter, of a query parameter (or its default), or

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
@@ -45,12 +46,24 @@ def _matches(candidate: str, secret: str | None) -> bool:
     return secret is not None and hmac.compare_digest(candidate.encode(), secret.encode())
 
 
-def host_name(host_header: str) -> str:
-    """The host part of a ``Host`` header, lower-case, without port or IPv6 brackets."""
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+# RFC 9110 section 7.2: uri-host [ ":" port ], where an IPv6 address is bracketed (RFC 3986
+# section 3.2.2) and a name is made of unreserved, percent-encoded and sub-delims characters.
+_HOST = re.compile(r"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9\-._~%!$&'()*+,;=]*))"
+                   r"(?::[0-9]{0,5})?")
+
+
+def host_name(host_header: str) -> str | None:
+    """The host part of a ``Host`` header, lower-case, without port or IPv6 brackets; None
+    when the header is not a host and an optional port (``[::1]evil.example`` is not)."""
+    found = _HOST.fullmatch(host_header.lower())
+    if found is None:
+        return None
+    if found["ipv6"] is None:
+        return found["name"]
+    try:
+        return str(ipaddress.IPv6Address(found["ipv6"]))
+    except ValueError:
+        return None
 
 
 @lru_cache(maxsize=256)
@@ -59,6 +72,8 @@ def host_allowed(host_header: str | None, allowed: tuple[str, ...]) -> bool:
     if host_header is None:
         return True
     host = host_name(host_header)
+    if host is None:
+        return False
     try:
         ipaddress.ip_address(host)
         return True
@@ -130,6 +145,16 @@ def check_access(
                         "the Host header names neither an IP address, localhost nor an allowed "
                         "host (VM_OPERATOR_ALLOWED_HOSTS)")
     return check_browser(access, method, headers)
+
+
+def trusted(access: Access, method: str, headers: Headers) -> bool:
+    """Whether the caller of a public route may read what only the operator's users are told
+    (the probes' details: Tart's path, the VM count): a ``Host`` that DNS rebinding cannot
+    give (an IP literal, a loopback or allowed name), or a valid token. A page that rebinds
+    its own name to the operator has neither."""
+    if host_allowed(headers.get("Host"), access.allowed_hosts):
+        return True
+    return access.authenticated and check_token(access, method, headers.get("Authorization")) is None
 
 
 def cors_headers(

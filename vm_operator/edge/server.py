@@ -28,18 +28,20 @@ from vm_operator.core.clock import utc_now
 from vm_operator.edge.dispatch import UNMATCHED, Site, dispatch, route_body, route_label
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.http1 import (
+    MAX_HEAD,
     MAX_REQUEST_LINE,
     SERVER_HEADER,
-    TOKEN,
     Headers,
+    RequestLine,
     closing,
     read_headers,
+    request_line,
     serialize,
     serialize_stream_head,
-    version_problem,
 )
 from vm_operator.edge.metrics import Metrics
 from vm_operator.edge.overflow import Overflow
+from vm_operator.edge.params import whole_number
 from vm_operator.edge.problems import Slug
 from vm_operator.edge.responses import Response, Stream
 from vm_operator.edge.security import cors_headers
@@ -50,6 +52,7 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPT
 # drops the reader's subscription. Without a bound Linux grows the buffer to megabytes.
 STREAM_SEND_BUFFER = 16 * 1024
 MAX_BODY = 1024  # a larger body is refused unread (413), unless its route takes a JSON body
+LENGTH_DIGITS = 18  # a longer Content-Length is refused (400): no body is that large
 # Problems found here, before a route is known: http.server's own statuses, each its type.
 _SHELL_PROBLEMS: dict[int, Slug] = {
     400: "malformed-request",
@@ -208,7 +211,10 @@ class Handler(BaseHTTPRequestHandler):
         """One request, as http.server reads it, except that every method that is a token
         goes to the router: http.server would answer 501 to a method it has no ``do_`` for."""
         self.server.awaiting_head(self.connection)
-        self.raw_requestline = self.rfile.readline(65537)
+        line = self.rfile.readline(MAX_REQUEST_LINE + 1)
+        if line in (b"\r\n", b"\n"):  # RFC 9112 section 2.2: one empty line before a request
+            line = self.rfile.readline(MAX_REQUEST_LINE + 1)  # is ignored
+        self.raw_requestline = line
         if not self.raw_requestline:
             self.close_connection = True
             return
@@ -219,38 +225,27 @@ class Handler(BaseHTTPRequestHandler):
 
     def parse_request(self) -> bool:
         """The request line and head, as ``BaseHTTPRequestHandler.parse_request`` reads them,
-        but with a lean header reader: the stdlib's goes through the email parser, which
-        costs more than everything else this server does for a request."""
+        but with a lean header reader (the stdlib's goes through the email parser, which
+        costs more than everything else this server does for a request), strict as RFC 9112
+        and within ``MAX_HEAD`` for the whole head."""
         self.command = ""
         self.path = ""
         self.request_version = "HTTP/1.1"
         self.close_connection = True
         self.headers = Headers()  # type: ignore[assignment]
         raw = getattr(self, "raw_requestline", b"")
-        if len(raw) > MAX_REQUEST_LINE:
-            self.send_error(414, f"the request line is longer than {MAX_REQUEST_LINE} bytes")
+        parsed = request_line(raw)
+        if not isinstance(parsed, RequestLine):
+            self.send_error(*parsed)
             return False
-        self.requestline = str(raw, "iso-8859-1").rstrip("\r\n")
-        words = self.requestline.split()
-        if not words:
-            return False
-        if len(words) != 3:
-            self.send_error(400, f"bad request line {self.requestline[:100]!r}")
-            return False
-        command, path, version = words
-        problem = version_problem(version)
-        if problem is not None:
-            self.send_error(*problem)
-            return False
-        if not TOKEN.fullmatch(command):
-            self.send_error(400, f"the method {command[:32]!r} is not a token (RFC 9110)")
-            return False
+        command, path, version = parsed
+        self.requestline = f"{command} {path} {version}"
         self.request_version = version
         self.close_connection = version < "HTTP/1.1"
         self.command, self.path = command, path
         if self.path.startswith("//"):  # as the stdlib: never a scheme-relative URL
             self.path = "/" + self.path.lstrip("/")
-        fault = read_headers(self.rfile, self.headers)  # type: ignore[arg-type]
+        fault = read_headers(self.rfile, self.headers, MAX_HEAD - len(raw))  # type: ignore[arg-type]
         if isinstance(fault, tuple):
             self.send_error(*fault)
             return False
@@ -350,16 +345,18 @@ class Handler(BaseHTTPRequestHandler):
             why = "send a Content-Length" if takes else "no route takes a body"
             return closing(ApiError("length-required",
                                     f"chunked bodies are not accepted: {why}").response())
-        length = self.headers.get("Content-Length")
-        if length is None:
+        text = self.headers.get("Content-Length")
+        if text is None:
             return b""
-        if not length.isdigit() or len(self.headers.get_all("Content-Length") or ()) > 1:
-            return closing(ApiError("bad-header", "invalid Content-Length").response())
-        if int(length) > MAX_BODY:
-            refusal = self._too_large(int(length))
+        length = whole_number(text, LENGTH_DIGITS)
+        if length is None or len(self.headers.get_all("Content-Length") or ()) > 1:
+            return closing(ApiError("bad-header", "invalid Content-Length: one header, "
+                                    f"1 to {LENGTH_DIGITS} ASCII digits").response())
+        if length > MAX_BODY:
+            refusal = self._too_large(length)
             if refusal is not None:
                 return refusal
-        return self.rfile.read(int(length)) if int(length) else b""
+        return self.rfile.read(length) if length else b""
 
     def _too_large(self, length: int) -> Response | None:
         """A body over MAX_BODY is read only for a route that takes one, up to its bound."""
