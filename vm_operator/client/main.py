@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from vm_operator.client import commands, events, manage
+from vm_operator.client import commands, events, manage, render
 from vm_operator.client.commands import GROUPS, Command, console_for, seconds
 from vm_operator.client.http import (
     DEFAULT_URL,
@@ -322,10 +322,14 @@ def main(argv: list[str] | None = None, *, env: Mapping[str, str] | None = None,
     if at is not None and words[at] == HELP:  # help [COMMAND [ACTION]]
         asked = help_words(words[at + 1:])
         if asked is None:
-            stderr.write(f"vm-operator: no command {' '.join(words[at + 1:])!r}; "
+            stderr.write(f"vm-operator: no command '{render.safe(' '.join(words[at + 1:]))}'; "
                          "'vm-operator help' lists them\n")
             return EXIT_USAGE
         words = asked
+    elif at is not None and words[at] not in COMMANDS:
+        stderr.write(f"vm-operator: no command '{render.safe(words[at])}'; 'vm-operator help' "
+                     "lists them\n")
+        return EXIT_USAGE
     try:
         args = build_parser(extra).parse_args(words)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
