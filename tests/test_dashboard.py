@@ -325,6 +325,40 @@ def test_create_shows_progress_to_100_and_the_new_row(browser: Any,
     assert page.severe_logs() == []
 
 
+def test_a_refused_create_says_so_in_the_create_panel(page: Page) -> None:
+    """After a create that succeeded, a refused one: the panel says why, next to the form
+    (the notice at the top of the page may be scrolled away), and no longer that the earlier
+    create succeeded; the next accepted create clears the refusal."""
+    page.find("#create-name").send_keys("first-copy")
+    page.find("#create-from").send_keys(UBUNTU)
+    page.find("#create-submit").click()
+    wait_for(lambda: page.find("#create-label").text == "Created first-copy", WAIT,
+             message=f"the first create ends (it says {page.find('#create-label').text!r})")
+    assert not page.visible("#create-refusal")
+    page.script("window.scrollTo(0, document.body.scrollHeight);")  # the top is off screen
+    page.find("#create-name").clear()
+    page.find("#create-name").send_keys(SEQUOIA)  # taken: refused before anything is queued
+    page.find("#create-submit").click()
+    wait_for(lambda: page.visible("#create-refusal"), WAIT, message="the refusal in the panel")
+    status, problem = page.operator.json("POST", "/vms", {"Content-Type": "application/json"},
+                                         json.dumps({"name": SEQUOIA, "from": UBUNTU}))
+    assert status == 409, problem
+    assert page.find("#create-refusal").text == (f"Creating {SEQUOIA} was refused: "
+                                                 f"{problem['detail']}")
+    assert not page.visible("#create-progress")  # the first create's success is not shown
+    assert page.script("const box = arguments[0].getBoundingClientRect();"
+                       "return box.top >= 0 && box.bottom <= window.innerHeight;",
+                       page.find("#create-refusal")), "the refusal is on screen"
+    assert not page.visible("#notice")
+    page.find("#create-name").clear()
+    page.find("#create-name").send_keys("second-copy")
+    page.find("#create-submit").click()
+    wait_for(lambda: page.find("#create-label").text == "Created second-copy", WAIT,
+             message="the second create ends")
+    assert not page.visible("#create-refusal")
+    assert page.severe_logs(allowed=(r"/vms - Failed to load resource: .* 409",)) == []
+
+
 def test_cancel_stops_a_create_and_leaves_no_vm(browser: Any,
                                                 operator_factory: Callable[..., Operator]) -> None:
     op = operator_factory(env={"TART_SIM_PULL_SECONDS": "120"})

@@ -345,7 +345,7 @@ def test_a_bad_port_flag_is_still_named_as_the_flag(tmp_path: Path) -> None:
 
 
 def test_help_explains_the_token_variables(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "vm_operator", "--help"], cwd=REPO_ROOT,
+    proc = subprocess.run([sys.executable, "-m", "vm_operator", "serve", "--help"], cwd=REPO_ROOT,
                           env=_environment(tmp_path, None), capture_output=True, text=True,
                           timeout=30, check=False)
     assert proc.returncode == 0

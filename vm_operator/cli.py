@@ -17,12 +17,13 @@ import socket
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vm_operator import __version__
-from vm_operator.client.main import COMMANDS as CLIENT_COMMANDS
+from vm_operator.client.commands import LAUNCHD, OPERATOR, PLAN
+from vm_operator.client.main import FLAG_OPTIONS, HELP, VALUE_OPTIONS, Topic, command_index
 from vm_operator.config import Config, load_config, unknown_variables
 from vm_operator.edge.server import OperatorServer, log_line
 from vm_operator.tart.errors import TartError, tart_advice
@@ -149,21 +150,8 @@ def tart_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return {key: value for key, value in environ.items() if key not in SECRET_VARIABLES}
 
 
-def main(argv: list[str] | None = None) -> int:
-    words = sys.argv[1:] if argv is None else argv
-    if words[:1] == ["launchd"]:  # vm-operator launchd install|uninstall|print (macOS agent)
-        from vm_operator.platform.launchd import main as launchd_main
-
-        return launchd_main(words[1:])
-    if words[:1] == ["plan"]:  # vm-operator plan FILE: what applying a --config file would do
-        from vm_operator.plan import main as plan_main
-
-        return plan_main(words[1:])
-    if words[:1] and words[0] in CLIENT_COMMANDS:  # vm-operator vms|get|start|… (the client)
-        from vm_operator.client import main as client_main
-
-        return client_main(words)
-    config = load_config(argv)
+def _serve(words: list[str]) -> int:
+    config = load_config(words)
     env = tart_environment(os.environ)
     if not config.demo:
         return serve(config, env)
@@ -172,6 +160,73 @@ def main(argv: list[str] | None = None) -> int:
         return serve(config, env, demo_home)
     finally:  # however the demo ends, even when it never started, its Tart home goes
         shutil.rmtree(demo_home, ignore_errors=True)
+
+
+def _plan(words: list[str]) -> int:
+    from vm_operator.plan import main as plan_main
+
+    return plan_main(words)
+
+
+def _launchd(words: list[str]) -> int:
+    from vm_operator.platform.launchd import main as launchd_main
+
+    return launchd_main(words)
+
+
+@dataclass(frozen=True)
+class Program:
+    """A command of ``vm-operator`` that is not the client's: its name, its line in the
+    help, and what runs it with the words after its name."""
+
+    topic: Topic
+    run: Callable[[list[str]], int]
+
+
+PROGRAMS: dict[str, Program] = {program.topic.name: program for program in (
+    Program(Topic("serve", "run the operator: the HTTP API over Tart, until SIGTERM or Ctrl-C "
+                  "(also without the word: vm-operator [FLAGS]; --demo: over simulated VMs)",
+                  OPERATOR), _serve),
+    Program(Topic("plan", "print what applying a declarative FILE (--config) would do to the VMs "
+                  "of a running operator: its steps, one line each; nothing is done", PLAN),
+            _plan),
+    Program(Topic("launchd", "install, uninstall or print the launchd agent that runs "
+                  "vm-operator for this Mac user (started at login, restarted when it exits)",
+                  LAUNCHD), _launchd),
+)}
+TOPICS = tuple(program.topic for program in PROGRAMS.values())
+
+
+def _client(words: list[str]) -> int:
+    from vm_operator.client import main as client_main
+
+    return client_main(words, extra=TOPICS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``vm-operator COMMAND …``: the command found after the client's options (which may
+    come first) runs; without one, the words are the server's flags and it serves."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    at = command_index(words)
+    if at is None:  # no command: the server's flags (none: serve with the defaults)
+        if words[:1] in (["-h"], ["--help"]):
+            return _client(["--help"])
+        if words and words[0].partition("=")[0] in VALUE_OPTIONS | FLAG_OPTIONS:
+            return _client(words)  # the client's options, and no command: its usage error
+        return _serve(words)
+    name, others = words[at], words[:at] + words[at + 1:]
+    if name in PROGRAMS:
+        return PROGRAMS[name].run(others)
+    if name == HELP and words[at + 1:at + 2] and words[at + 1] in PROGRAMS:
+        return _help_of(PROGRAMS[words[at + 1]])
+    return _client(words)  # a client command, help, or a word no command has (exit 2)
+
+
+def _help_of(program: Program) -> int:
+    try:
+        return program.run(["--help"])
+    except SystemExit as exc:  # argparse's --help
+        return exc.code if isinstance(exc.code, int) else 2
 
 
 class Signals:

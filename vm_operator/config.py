@@ -233,12 +233,7 @@ hold no data: the page asks for a token and sends it with every API call.
 Without one the API is open to whoever can reach the port. A token variable that is set but
 empty, too short, or names a file that is empty or cannot be read stops start-up.
 
-On macOS, `vm-operator launchd install|uninstall|print` runs it as a launchd agent
-(see `vm-operator launchd --help`).
-
-As a client of a running operator: `vm-operator vms`, `get`, `start`, `stop`, `suspend`, `logs`,
-`ip`, `health` (see `vm-operator vms --help`; --url / VM_OPERATOR_URL says where it runs).
-`vm-operator plan FILE` prints what applying a --config file would do (nothing done)."""
+The other commands (the client of a running operator, plan, launchd): `vm-operator help`."""
 
 
 def variable_for(dest: str) -> str:
@@ -250,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The flags. None of them has a default here: a flag not given falls back to its variable,
     then to the default, in ``_Sources.value`` (so that a bad variable is named as such)."""
     parser = argparse.ArgumentParser(
-        prog="vm-operator", description="An HTTP API for the Tart VMs of this host.",
+        prog="vm-operator serve", description="An HTTP API for the Tart VMs of this host "
+        "(`vm-operator [FLAGS]` serves too).",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"vm-operator {__version__}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.message
 import io
+import re
 import socket
 import ssl
 import urllib.error
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from vm_operator.client import render
-from vm_operator.client.commands import log_step
+from vm_operator.client.commands import detail_pairs, log_step
 from vm_operator.client.http import (
     BadUrl,
     ClientError,
@@ -27,12 +28,19 @@ from vm_operator.client.http import (
 )
 from vm_operator.client.main import (
     EXIT_INTERRUPTED,
+    TABLE,
+    Topic,
     UsageError,
+    command_index,
+    describe,
     exit_code,
+    help_words,
+    overview,
     read_token,
     token_on_command_line,
+    topics,
 )
-from vm_operator.client.records import Health, LogChunk, Problem
+from vm_operator.client.records import Health, LastExit, LogChunk, Problem, Spec, Vm, VmDetail
 
 # --- safe text -------------------------------------------------------------------------------
 
@@ -471,3 +479,105 @@ def test_health_is_read_with_or_without_its_details() -> None:
     full = Health.from_json({"status": "degraded", "message": "m", "timestamp": "t", "version": "v",
                              "tart": {"path": "/t", "available": False, "version": None}})
     assert full.details is not None and full.details.tart.path == "/t"
+
+
+# --- the command line: where the command is, help, get's details ---------------------------------
+
+
+@pytest.mark.parametrize("words, index", [
+    (["vms"], 0),
+    (["--url", "http://h:1", "events"], 2),
+    (["--url=http://h:1", "--json", "get", "x"], 2),
+    (["--json", "--request-timeout", "5", "--token-file", "t", "vms", "--url", "u"], 5),
+    (["help", "get"], 0),
+    ([], None),
+    (["--port", "0"], None),                       # the server's flags
+    (["--url", "u", "--port", "0", "vms"], None),  # a flag no client option is: the server's
+    (["--url"], None),                             # options and no command
+    (["--json=yes", "vms"], None),                 # --json takes no value
+])
+def test_command_index(words: list[str], index: int | None) -> None:
+    assert command_index(words) == index
+
+
+@pytest.mark.parametrize("topic, words", [
+    ([], ["--help"]),
+    (["get"], ["get", "--help"]),
+    (["images"], ["images", "--help"]),
+    (["images", "pull"], ["images", "pull", "--help"]),
+    (["images", "frob"], None),
+    (["get", "extra"], None),
+    (["serve"], None),  # not the client's: cli.py answers it
+    (["frobnicate"], None),
+])
+def test_help_words(topic: list[str], words: list[str] | None) -> None:
+    assert help_words(topic) == words
+
+
+def test_overview_groups_in_order_and_aligns_wrapped_summaries() -> None:
+    listed = [Topic("events", "print the events", "events"),
+              Topic("serve", "run the operator " + "and more " * 12, "the operator"),
+              Topic("images pull", "pull an image", "images"),
+              Topic("vms", "list the VMs", "VMs")]
+    text = overview(listed, width=60)
+    assert [line for line in text.splitlines() if line.endswith(":")] == [
+        "the operator:", "VMs:", "images:", "events:"]  # GROUPS' order, empty ones left out
+    lines = text.splitlines()
+    assert lines[1].startswith("  serve        run the operator")
+    assert all(len(line) <= 60 for line in lines)
+    assert lines[2].startswith(" " * 15) and lines[2].strip()  # the summary's next line, aligned
+    assert "  images pull  pull an image" in lines
+
+
+def test_every_client_command_is_in_the_overview() -> None:
+    text = describe()
+    for topic in topics(TABLE):
+        assert re.search(rf"^  {re.escape(topic.name)}  ", text, re.MULTILINE), topic.name
+
+
+def _detail(**fields: object) -> VmDetail:
+    vm = Vm("ci", "local", "running", True, 50, 20, None)
+    return VmDetail(vm, "linux", 2, 4096, "raw", "1024x768", None,
+                    **fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("detail, shown", [
+    (_detail(), {"ready": "-", "ip": "-",
+                 "desired": "- (not managed: the operator only observes it)"}),
+    (_detail(ready=True, ip="192.168.64.5", spec=Spec("running", "always", "api"),
+             restart_count=2, condition=None,
+             last_exit=LastExit(3, None, "2026-12-07T06:00:00Z")),
+     {"ready": "yes", "ip": "192.168.64.5", "desired": "running", "restart policy": "always",
+      "condition": "-", "restart count": "2", "last exit": "exit code 3 at 2026-12-07T06:00:00Z"}),
+    (_detail(ready=False, spec=Spec("running", "on-failure", "config"), restart_count=1,
+             condition="backing-off", next_attempt_at="2026-12-07T06:00:05Z",
+             last_exit=LastExit(None, 9, "2026-12-07T06:00:01Z")),
+     {"ready": "no", "desired": "running", "condition":
+      "backing-off (next attempt at 2026-12-07T06:00:05Z)", "last exit":
+      "signal 9 at 2026-12-07T06:00:01Z"}),
+    (_detail(spec=Spec(None, "never", "api"), restart_count=0,
+             last_exit=LastExit(None, None, "2026-12-07T06:00:02Z")),
+     {"desired": "-", "restart count": "0", "last exit": "unknown at 2026-12-07T06:00:02Z"}),
+])
+def test_detail_pairs_show_readiness_and_the_desired_state(detail: VmDetail,
+                                                           shown: dict[str, str]) -> None:
+    pairs = dict(detail_pairs(detail))
+    assert {key: pairs[key] for key in shown} == shown
+    if detail.spec is None:
+        assert "restart count" not in pairs and "condition" not in pairs
+
+
+def test_vm_detail_reads_the_desired_state_and_leaves_out_what_an_older_operator_lacks() -> None:
+    base = {"name": "ci", "source": "local", "state": "stopped", "running": False,
+            "disk_gb": 50, "size_gb": 20, "accessed": None, "last_run": None}
+    old = VmDetail.from_json(base)
+    assert (old.ready, old.ip, old.spec, old.restart_count, old.last_exit) == (
+        None, None, None, None, None)
+    new = VmDetail.from_json({**base, "ready": False, "ip": None, "restart_count": 1,
+                              "spec": {"desired": "stopped", "restart": "always",
+                                       "source": "api", "created_at": None},
+                              "last_exit": {"exit_code": 0, "signal": None, "at": "t"},
+                              "next_attempt_at": None, "condition": "exited"})
+    assert new.spec == Spec("stopped", "always", "api")
+    assert new.last_exit == LastExit(0, None, "t")
+    assert (new.ready, new.restart_count, new.condition) == (False, 1, "exited")

@@ -18,7 +18,7 @@ from typing import TextIO
 
 from vm_operator.client import render
 from vm_operator.client.http import Client, Reply
-from vm_operator.client.records import Change, LogChunk, VmDetail
+from vm_operator.client.records import Change, LastExit, LogChunk, VmDetail
 
 STATES = ("running", "suspended", "stopped")
 SOURCES = ("local", "oci")
@@ -154,9 +154,36 @@ VM_COLUMNS = (
 )
 
 
+def exit_text(ended: LastExit | None) -> str:
+    """How the last run ended: ``exit code 1 at T``, ``signal 9 at T``, ``unknown at T``."""
+    if ended is None:
+        return "-"
+    if ended.exit_code is not None:
+        return f"exit code {ended.exit_code} at {ended.at}"
+    if ended.signal is not None:
+        return f"signal {ended.signal} at {ended.at}"
+    return f"unknown at {ended.at}"
+
+
+def desired_pairs(detail: VmDetail) -> list[tuple[str, str]]:
+    """The desired state and what the reconciler makes of it (a VM without a spec is only
+    observed: nothing to desire, restart or count)."""
+    spec = detail.spec
+    if spec is None:
+        return [("desired", "- (not managed: the operator only observes it)")]
+    condition = _text(detail.condition)
+    if detail.next_attempt_at is not None:
+        condition += f" (next attempt at {detail.next_attempt_at})"
+    return [("desired", _text(spec.desired)), ("restart policy", spec.restart),
+            ("condition", condition), ("restart count", _text(detail.restart_count)),
+            ("last exit", exit_text(detail.last_exit))]
+
+
 def detail_pairs(detail: VmDetail) -> list[tuple[str, str]]:
     vm = detail.vm
     items = [("name", vm.name), ("source", vm.source), ("state", vm.state),
+             ("ready", _text(detail.ready)), ("ip", _text(detail.ip)),
+             *desired_pairs(detail),
              ("os", _text(detail.os)), ("cpu", _text(detail.cpu)),
              ("memory", "-" if detail.memory_mb is None else f"{detail.memory_mb} MB"),
              ("disk", _size(vm.disk_gb)), ("size", _size(vm.size_gb)),
@@ -392,6 +419,16 @@ UNTOLD = ("told only to a request with a token, or whose Host is the operator's 
 
 Run = Callable[[Client, argparse.Namespace, Console], int]
 
+# The groups of ``vm-operator help``, in its order: each command names its own.
+OPERATOR = "the operator"  # serve (cli.py), health, host
+VMS = "VMs"
+IMAGES = "images"
+OPERATIONS = "operations"
+EVENTS = "events"
+PLAN = "plan"  # vm-operator plan (plan.py)
+LAUNCHD = "launchd"  # vm-operator launchd (platform/launchd.py)
+GROUPS = (OPERATOR, VMS, IMAGES, OPERATIONS, EVENTS, PLAN, LAUNCHD)
+
 
 @dataclass(frozen=True)
 class Command:
@@ -401,6 +438,7 @@ class Command:
     arguments: Callable[[argparse.ArgumentParser], None] = field(default=_name_argument)
     json: bool = True  # takes --json (the server's JSON as is)
     actions: tuple[Command, ...] = ()  # sub-actions (images pull, ops cancel); run is the default
+    group: str = VMS  # where ``vm-operator help`` lists it (one of GROUPS); actions: their command's
 
 
 TABLE: tuple[Command, ...] = (
@@ -416,5 +454,5 @@ TABLE: tuple[Command, ...] = (
     Command("logs", "print the output of the VM's last tart run (--follow: and what comes)",
             _logs, _logs_arguments, json=False),
     Command("health", "is the operator serving, and can it run Tart?", _health,
-            lambda parser: None),
+            lambda parser: None, group=OPERATOR),
 )

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from vm_operator.client import render
-from vm_operator.client.commands import Command, Console, vm_name
+from vm_operator.client.commands import EVENTS, Command, Console, vm_name
 from vm_operator.client.http import Client, TimedOut, Unreachable
 from vm_operator.client.records import BadAnswer, Event
 from vm_operator.client.sse import Message, SseParser
@@ -155,5 +155,5 @@ def _events(client: Client, args: argparse.Namespace, console: Console) -> int:
 
 TABLE: tuple[Command, ...] = (
     Command("events", "print the operator's events as they happen (until Ctrl-C); "
-            "--json: each event's JSON on one line", _events, _events_arguments),
+            "--json: each event's JSON on one line", _events, _events_arguments, group=EVENTS),
 )

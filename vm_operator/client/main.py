@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TextIO
 
-from vm_operator.client import commands, events, manage
-from vm_operator.client.commands import Command, console_for, seconds
+from vm_operator.client import commands, events, manage, render
+from vm_operator.client.commands import GROUPS, Command, console_for, seconds
 from vm_operator.client.http import (
     DEFAULT_URL,
     BadUrl,
@@ -20,12 +22,10 @@ from vm_operator.client.http import (
     check_base_url,
 )
 
-ORDER = ("vms", "get", "create", "start", "stop", "suspend", "delete", "set", "ip", "logs",
-         "events", "images", "ops", "host", "health")
-TABLE: tuple[Command, ...] = tuple(sorted(
-    commands.TABLE + manage.TABLE + events.TABLE,
-    key=lambda command: ORDER.index(command.name) if command.name in ORDER else len(ORDER)))
+TABLE: tuple[Command, ...] = tuple(sorted(  # grouped as help lists them, in declaration order
+    commands.TABLE + manage.TABLE + events.TABLE, key=lambda command: GROUPS.index(command.group)))
 COMMANDS: frozenset[str] = frozenset(command.name for command in TABLE)
+HELP = "help"  # vm-operator help [COMMAND]
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -155,58 +155,160 @@ def token_on_command_line(argv: Sequence[str]) -> bool:
     return False
 
 
+# --- help: every command, grouped (pure) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One line of the overview: a command (an action: ``images pull``), what it does, and the
+    group it is listed in (one of ``commands.GROUPS``)."""
+
+    name: str
+    summary: str
+    group: str
+
+
+def topics(table: Sequence[Command]) -> list[Topic]:
+    """The overview's lines of the client's commands and their actions."""
+    found = []
+    for command in table:
+        found.append(Topic(command.name, command.summary, command.group))
+        found.extend(Topic(f"{command.name} {action.name}", action.summary, command.group)
+                     for action in command.actions)
+    return found
+
+
+OVERVIEW_WIDTH = 100
+
+
+def overview(listed: Sequence[Topic], width: int = OVERVIEW_WIDTH) -> str:
+    """Every command, under the title of its group, in the order of GROUPS (a group without
+    commands is left out), each summary wrapped and aligned after the longest name."""
+    room = max((len(topic.name) for topic in listed), default=0) + 4
+    blocks = []
+    for group in GROUPS:
+        members = [topic for topic in listed if topic.group == group]
+        if not members:
+            continue
+        lines = [f"{group}:"]
+        for topic in members:
+            lines.extend(textwrap.wrap(topic.summary, width, initial_indent="  " + topic.name
+                                       .ljust(room - 2), subsequent_indent=" " * room))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 # --- the parser ---------------------------------------------------------------------------------
 
+# The client's options: taken before the command (by the top-level parser) or after it (by the
+# command's). Those that take a value, and those that do not.
+VALUE_OPTIONS = frozenset({"--url", "--token-file", "--request-timeout"})
+FLAG_OPTIONS = frozenset({"--json"})
 
-def _add_common(parser: argparse.ArgumentParser, command: Command, action: bool = False) -> None:
-    """The options every command takes. An action's (``images pull --url …``) have no
-    defaults of their own, so the same option given before the action still counts."""
-    unset = argparse.SUPPRESS if action else None
-    group = parser.add_argument_group("server")
-    group.add_argument("--url", metavar="URL", default=unset,
+
+def command_index(words: Sequence[str]) -> int | None:
+    """Where the command is in ``words``: the first word after the client's options (and
+    their values) that lead them. None when there is none, or when an option that is not the
+    client's comes first (``--port 0``: the server's flags)."""
+    at = 0
+    while at < len(words):
+        word = words[at]
+        if not word.startswith("-") or word == "-":
+            return at
+        option, has_value, _ = word.partition("=")
+        if option in VALUE_OPTIONS:
+            at += 1 if has_value else 2
+        elif option in FLAG_OPTIONS and not has_value:
+            at += 1
+        else:
+            return None
+    return None
+
+
+def _add_common(parser: argparse.ArgumentParser, command: Command | None) -> None:
+    """The options every command takes, before or after the command: the top-level parser
+    (``command`` None) holds their defaults; a command's (and an action's, ``images pull
+    --url …``) have none of their own, so the same option given earlier still counts."""
+    top = command is None
+    group = parser.add_argument_group("client options (before or after the command)" if top
+                                      else "server")
+    group.add_argument("--url", metavar="URL", default=None if top else argparse.SUPPRESS,
                        help=f"the operator (default: VM_OPERATOR_URL, else {DEFAULT_URL})")
-    group.add_argument("--token-file", metavar="FILE", default=unset,
+    group.add_argument("--token-file", metavar="FILE", default=None if top else argparse.SUPPRESS,
                        help="read the bearer token from FILE (default: VM_OPERATOR_TOKEN_FILE, "
                        "else VM_OPERATOR_TOKEN; there is no --token)")
     group.add_argument("--request-timeout", type=seconds(0.1, 3600),
-                       default=argparse.SUPPRESS if action else REQUEST_TIMEOUT,
+                       default=REQUEST_TIMEOUT if top else argparse.SUPPRESS,
                        metavar="SECONDS",
                        help=f"give up on an answer after SECONDS (default {REQUEST_TIMEOUT:g}; "
                        "stop --timeout, ip --wait and start --timeout add theirs)")
-    if command.json:
-        parser.add_argument("--json", action="store_true", default=unset or False,
-                            help="print the server's JSON as it came (for scripts)")
+    if command is None or command.json:
+        group.add_argument("--json", action="store_true",
+                           default=False if top else argparse.SUPPRESS,
+                           help="print the server's JSON as it came (for scripts)"
+                           + ("; the commands that print JSON" if top else ""))
 
 
-def _add_command(sub: Any, command: Command, action: bool = False) -> None:
+def _add_command(sub: Any, command: Command) -> None:
     child = sub.add_parser(command.name, help=command.summary, description=command.summary,
                            allow_abbrev=False, epilog=EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     command.arguments(child)
-    _add_common(child, command, action)
+    _add_common(child, command)
     child.set_defaults(entry=command)
     if command.actions:
         actions = child.add_subparsers(dest="action", metavar="ACTION")
         for each in command.actions:
-            _add_command(actions, each, action=True)
+            _add_command(actions, each)
 
 
-def build_parser() -> argparse.ArgumentParser:
+USAGE = "vm-operator [OPTIONS] COMMAND [ARGUMENTS]\n       vm-operator help [COMMAND]"
+
+
+def describe(extra: Sequence[Topic] = ()) -> str:
+    """The top-level help's text before the options: what it is, and every command."""
+    about = ("The command line of vm-operator. As a client it talks to a running operator over "
+             "its HTTP API: people get tables, scripts get --json. 'vm-operator help COMMAND' "
+             "(or COMMAND --help) tells more of one.")
+    return textwrap.fill(about, OVERVIEW_WIDTH) + "\n\n" + overview([*extra, *topics(TABLE)])
+
+
+def build_parser(extra: Sequence[Topic] = ()) -> argparse.ArgumentParser:
+    """The client's parser; its help lists ``extra`` (the commands of ``vm-operator`` that
+    are not the client's: serve, plan, launchd) with the client's own, grouped."""
     parser = argparse.ArgumentParser(
-        prog="vm-operator", allow_abbrev=False, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="The command-line client of vm-operator: talks to a running operator "
-        "over its HTTP API. People get tables, scripts get --json. Options follow the "
-        "command: vm-operator COMMAND --help lists them.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+        prog="vm-operator", usage=USAGE, allow_abbrev=False, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter, description=describe(extra))
+    _add_common(parser, None)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                help=argparse.SUPPRESS, prog="vm-operator")
     for command in TABLE:
         _add_command(sub, command)
     return parser
 
 
+def _find(name: str) -> Command | None:
+    return next((command for command in TABLE if command.name == name), None)
+
+
+def help_words(topic: Sequence[str]) -> list[str] | None:
+    """The words that print the help of ``help TOPIC…``: ``--help`` alone for the overview,
+    ``get --help``, ``images pull --help``; None when there is no such command."""
+    if not topic:
+        return ["--help"]
+    command = _find(topic[0])
+    if command is None:
+        return None
+    if len(topic) > 1 and any(action.name == topic[1] for action in command.actions):
+        return [topic[0], topic[1], "--help"]
+    return [topic[0], "--help"] if len(topic) == 1 else None
+
+
 def main(argv: list[str] | None = None, *, env: Mapping[str, str] | None = None,
-         out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Run one client command; returns the exit code (see EPILOG)."""
+         out: TextIO | None = None, err: TextIO | None = None,
+         extra: Sequence[Topic] = ()) -> int:
+    """Run one client command; returns the exit code (see EPILOG). The top-level help (and
+    ``help``) lists ``extra`` too: the commands of ``vm-operator`` that are not the client's."""
     words = sys.argv[1:] if argv is None else list(argv)
     environ = dict(os.environ) if env is None else dict(env)
     stdout = sys.stdout if out is None else out
@@ -216,13 +318,28 @@ def main(argv: list[str] | None = None, *, env: Mapping[str, str] | None = None,
                      "seen by every user of this machine (ps) and kept in shell history; use "
                      "--token-file FILE, VM_OPERATOR_TOKEN_FILE or VM_OPERATOR_TOKEN\n")
         return EXIT_USAGE
+    at = command_index(words)
+    if at is not None and words[at] == HELP:  # help [COMMAND [ACTION]]
+        asked = help_words(words[at + 1:])
+        if asked is None:
+            stderr.write(f"vm-operator: no command '{render.safe(' '.join(words[at + 1:]))}'; "
+                         "'vm-operator help' lists them\n")
+            return EXIT_USAGE
+        words = asked
+    elif at is not None and words[at] not in COMMANDS:
+        stderr.write(f"vm-operator: no command '{render.safe(words[at])}'; 'vm-operator help' "
+                     "lists them\n")
+        return EXIT_USAGE
     try:
-        args = build_parser().parse_args(words)
+        args = build_parser(extra).parse_args(words)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     console = console_for(stdout, stderr, environ)
-    console.json = bool(getattr(args, "json", False))
     command: Command = args.entry
+    if args.json and not command.json:  # --json given before a command that prints text
+        stderr.write(f"vm-operator: {command.name} prints text: it takes no --json\n")
+        return EXIT_USAGE
+    console.json = args.json
     try:
         client = Client(server_url(args.url, environ), read_token(args.token_file, environ),
                         args.request_timeout)

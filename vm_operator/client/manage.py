@@ -1,25 +1,32 @@
 """The subcommands over long-running operations and the host: create, delete, set, images,
 ops, host; and ``follow``, which shows an operation until it ends.
 
-An operation (a create, a pull, a prune, a delete the server runs as one) is followed by
-polling ``GET /operations/{id}``: each new phase is a line, the progress a bar on a terminal
-or a ``phase: NN%`` line each time the whole percentage changes elsewhere, all on stderr, so
-stdout holds only the outcome (a line, or with ``--json`` the finished operation). Ctrl-C
-stops following, not the operation: the client says how to look at or cancel it (exit 130).
+An operation (a create, a pull, a prune, a delete the server runs as one) is followed through
+the event stream (``GET /events``, opened before the request that queues it, so none of its
+changes is missed, however short a phase), else, when there is no stream, by polling ``GET
+/operations/{id}``: each new phase is a line, the progress a bar on a terminal or a ``phase:
+NN%`` line each time the whole percentage changes elsewhere, all on stderr, so stdout holds
+only the outcome (a line, or with ``--json`` the finished operation). Ctrl-C stops following,
+not the operation: the client says how to look at or cancel it (exit 130).
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import os
 import re
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 from vm_operator.client import render
 from vm_operator.client.commands import (
     EXIT_USAGE,
+    IMAGES,
+    OPERATIONS,
+    OPERATOR,
     Command,
     Console,
     _text,
@@ -27,8 +34,9 @@ from vm_operator.client.commands import (
     vm_name,
     whole,
 )
-from vm_operator.client.http import Client, Reply
-from vm_operator.client.records import Operation
+from vm_operator.client.http import Client, ClientError, Reply, TimedOut, Unreachable
+from vm_operator.client.records import BadAnswer, Event, Operation
+from vm_operator.client.sse import SseParser
 
 POLL_INTERVAL = 0.2  # seconds between two reads of a followed operation
 RESTART_POLICIES = ("never", "on-failure", "always")
@@ -136,21 +144,79 @@ def _stream_width(console: Console) -> int:
     return columns if columns > 0 else 80
 
 
+MAX_EVENT_LINE = 1 << 20
+
+
+class OperationStream:
+    """The operator's event stream, opened before the request that queues an operation:
+    every change of the operation is an ``operation.*`` event carrying it whole, so each of
+    its phases is seen, however short (a poll every POLL_INTERVAL can miss one)."""
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+        self.parser = SseParser()
+
+    @classmethod
+    def open(cls, client: Client, vm: str | None) -> OperationStream | None:
+        """The stream of ``vm``'s events (every event when None); None when the operator
+        does not give one (too many streams, no events route): the caller polls then."""
+        try:
+            return cls(client.open_events(vm, None))
+        except (ClientError, Unreachable, TimedOut):
+            return None
+
+    def next_change(self, operation_id: str) -> Reply[Operation] | None:
+        """The operation as its next event tells it (its document, as ``GET
+        /operations/{id}`` answers it); None once the stream ends, breaks, says events were
+        missed (``reset``) or is not the operator's: the caller polls then."""
+        while True:
+            try:
+                raw = self.response.readline(MAX_EVENT_LINE + 1)
+            except (OSError, http.client.HTTPException):
+                return None
+            if not raw or len(raw) > MAX_EVENT_LINE:
+                return None
+            message = self.parser.feed(raw.decode("utf-8", "replace"))
+            if message is not None and message.event == "reset":
+                return None
+            if message is None or not message.event.startswith("operation."):
+                continue
+            try:
+                event = Event.from_json(json.loads(message.data))
+                if event.data.get("id") == operation_id:
+                    body = json.dumps(event.data, separators=(",", ":")).encode()
+                    return Reply(Operation.from_json(event.data), body, 200)
+            except (ValueError, BadAnswer):
+                return None
+
+    def close(self) -> None:
+        self.response.close()
+
+
 def follow_operation(client: Client, reply: Reply[Operation], console: Console,
-                     done: Callable[[Operation], str]) -> int:
-    """Poll the operation of ``reply`` until it ends, showing it; then its outcome: ``done``
-    of it on stdout (with ``--json`` the finished operation) and 0, or why it did not succeed
-    on stderr and 1 (4 when its error is a 504: something timed out)."""
+                     done: Callable[[Operation], str],
+                     stream: OperationStream | None = None) -> int:
+    """Follow the operation of ``reply`` until it ends, showing it: through ``stream`` while
+    it tells, else by polling. Then its outcome: ``done`` of it on stdout (with ``--json`` the
+    finished operation as ``GET /operations/{id}`` answers it) and 0, or why it did not
+    succeed on stderr and 1 (4 when its error is a 504: something timed out)."""
     op, body = reply.value, reply.body
     watch = Watch(console.err, console.err_terminal, _stream_width(console))
     try:
-        while True:
+        told = None if stream is None else stream.next_change(op.id)
+        if told is None:
+            stream = None
+        else:  # the stream tells every change from the first (the reply may be a later one)
+            op, body = told.value, told.body
+        watch.show(op)
+        while not op.finished:
+            told = None if stream is None else stream.next_change(op.id)
+            if told is None:  # no stream, or it ended: poll
+                stream = None
+                time.sleep(POLL_INTERVAL)
+                told = client.operation(op.id)
+            op, body = told.value, told.body
             watch.show(op)
-            if op.finished:
-                break
-            time.sleep(POLL_INTERVAL)
-            latest = client.operation(op.id)
-            op, body = latest.value, latest.body
     except KeyboardInterrupt:
         watch.end(succeeded=False)
         console.note(f"stopped following; the operation {op.id} goes on: "
@@ -188,16 +254,23 @@ def outcome(op: Operation, console: Console, done: Callable[[Operation], str]) -
 
 
 def _queued(client: Client, args: argparse.Namespace, console: Console,
-            reply: Reply[Operation], done: Callable[[Operation], str]) -> int:
-    """After a request that queued an operation: follow it, or with ``--detach`` print its
-    id (the server's JSON with ``--json``) and return."""
+            request: Callable[[], Reply[Operation]], done: Callable[[Operation], str],
+            vm: str | None = None) -> int:
+    """Send ``request``, which queues an operation (of ``vm``, when it has one): follow it,
+    or with ``--detach`` print its id (the server's JSON with ``--json``) and return."""
     if args.detach:
+        reply = request()
         if console.json:
             console.body(reply.body)
         else:
             console.line(reply.value.id)
         return 0
-    return follow_operation(client, reply, console, done)
+    stream = OperationStream.open(client, vm)
+    try:
+        return follow_operation(client, request(), console, done, stream)
+    finally:
+        if stream is not None:
+            stream.close()
 
 
 def _detach_argument(parser: argparse.ArgumentParser) -> None:
@@ -234,10 +307,9 @@ def create_body(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _create(client: Client, args: argparse.Namespace, console: Console) -> int:
-    reply = client.create_vm(create_body(args))
     started = " and started" if args.start else ""
-    return _queued(client, args, console, reply,
-                   lambda op: f"created{started} {render.safe(op.vm or args.name)}")
+    return _queued(client, args, console, lambda: client.create_vm(create_body(args)),
+                   lambda op: f"created{started} {render.safe(op.vm or args.name)}", args.name)
 
 
 def _delete_arguments(parser: argparse.ArgumentParser) -> None:
@@ -329,8 +401,7 @@ def _pull_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _pull(client: Client, args: argparse.Namespace, console: Console) -> int:
-    reply = client.pull_image(args.ref, args.insecure)
-    return _queued(client, args, console, reply,
+    return _queued(client, args, console, lambda: client.pull_image(args.ref, args.insecure),
                    lambda op: f"pulled {render.safe(op.image or args.ref)}")
 
 
@@ -353,8 +424,9 @@ def _prune(client: Client, args: argparse.Namespace, console: Console) -> int:
     if args.older_than is None and args.space_budget is None:
         console.note("images prune: give --older-than DAYS, --space-budget GB or both")
         return EXIT_USAGE
-    reply = client.prune_images(args.older_than, args.space_budget)
-    return _queued(client, args, console, reply, lambda op: "pruned")
+    return _queued(client, args, console,
+                   lambda: client.prune_images(args.older_than, args.space_budget),
+                   lambda op: "pruned")
 
 
 # --- operations --------------------------------------------------------------------------------------
@@ -466,7 +538,7 @@ TABLE: tuple[Command, ...] = (
     Command("set", "change a stopped VM's CPUs, memory, disk, display, restart policy", _set,
             _set_arguments),
     Command("images", "list Tart's OCI image cache (pull, rm, prune: see images ACTION --help)",
-            _images, _no_arguments, actions=(
+            _images, _no_arguments, group=IMAGES, actions=(
                 Command("pull", "pull an image into the cache, with a progress bar", _pull,
                         _pull_arguments),
                 Command("rm", "remove an image from the cache", _image_rm, _ref_argument),
@@ -474,12 +546,12 @@ TABLE: tuple[Command, ...] = (
                         _prune_arguments),
             )),
     Command("ops", "list the operations (create, delete, pull, prune); get or cancel one",
-            _ops, _no_arguments, actions=(
+            _ops, _no_arguments, group=OPERATIONS, actions=(
                 Command("get", "one operation: state, phase, progress, error", _op_get,
                         _id_argument),
                 Command("cancel", "cancel an operation (Tart is killed, half-done work undone)",
                         _op_cancel, _id_argument),
             )),
     Command("host", "the host: Tart, free disk, macOS guests against the limit, operations",
-            _host, _no_arguments),
+            _host, _no_arguments, group=OPERATOR),
 )

@@ -114,8 +114,40 @@ class LastRun:
 
 
 @dataclass(frozen=True)
+class Spec:
+    """What the operator keeps a VM as (``spec`` of ``GET /vms/{name}``)."""
+
+    desired: str | None  # running, stopped; None: no wish
+    restart: str
+    source: str  # api, config
+
+    @classmethod
+    def from_json(cls, data: Any) -> Spec:
+        obj = _object(data, "spec")
+        return cls(desired=_field(obj, "desired", str, optional=True),
+                   restart=_field(obj, "restart", str), source=_field(obj, "source", str))
+
+
+@dataclass(frozen=True)
+class LastExit:
+    """How a VM's last run ended, as the operator saw it (``last_exit``)."""
+
+    exit_code: int | None
+    signal: int | None
+    at: str
+
+    @classmethod
+    def from_json(cls, data: Any) -> LastExit:
+        obj = _object(data, "last_exit")
+        return cls(exit_code=_field(obj, "exit_code", int, optional=True),
+                   signal=_field(obj, "signal", int, optional=True), at=_field(obj, "at", str))
+
+
+@dataclass(frozen=True)
 class VmDetail:
-    """``GET /vms/{name}``: the list fields, Tart's settings and the last run."""
+    """``GET /vms/{name}``: the list fields, Tart's settings, the last run, readiness and
+    address, and the desired state with what the reconciler makes of it. The fields an older
+    operator did not send are None (``spec`` None also when the operator only observes it)."""
 
     vm: Vm
     os: str | None
@@ -124,17 +156,31 @@ class VmDetail:
     disk_format: str | None
     display: str | None
     last_run: LastRun | None
+    ready: bool | None = None
+    ip: str | None = None
+    spec: Spec | None = None
+    restart_count: int | None = None
+    last_exit: LastExit | None = None
+    next_attempt_at: str | None = None
+    condition: str | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> VmDetail:
         obj = _object(data, "a VM")
-        run = obj.get("last_run")
+        run, spec, ended = obj.get("last_run"), obj.get("spec"), obj.get("last_exit")
         return cls(vm=Vm.from_json(obj), os=_field(obj, "os", str, optional=True),
                    cpu=_field(obj, "cpu", int, optional=True),
                    memory_mb=_field(obj, "memory_mb", int, optional=True),
                    disk_format=_field(obj, "disk_format", str, optional=True),
                    display=_field(obj, "display", str, optional=True),
-                   last_run=None if run is None else LastRun.from_json(run))
+                   last_run=None if run is None else LastRun.from_json(run),
+                   ready=_field(obj, "ready", bool, optional=True),
+                   ip=_field(obj, "ip", str, optional=True),
+                   spec=None if spec is None else Spec.from_json(spec),
+                   restart_count=_field(obj, "restart_count", int, optional=True),
+                   last_exit=None if ended is None else LastExit.from_json(ended),
+                   next_attempt_at=_field(obj, "next_attempt_at", str, optional=True),
+                   condition=_field(obj, "condition", str, optional=True))
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ function notice(text) {
   byId("notice").hidden = false;
 }
 
-function refused(what, error) {
+function refused(what, error, show = notice) {
   if (error instanceof ApiError && error.status === 401) {
     showLogin("The operator refused the token: enter it again.");
     return;
@@ -74,7 +74,7 @@ function refused(what, error) {
     state.operatorProblem = error.detail;
     renderBanner();
   }
-  notice(`${what}: ${error instanceof ApiError ? error.detail : String(error)}`);
+  show(`${what}: ${error instanceof ApiError ? error.detail : String(error)}`);
 }
 
 function renderBanner() {
@@ -748,7 +748,7 @@ async function submitCreate(event) {
   const name = byId("create-name").value.trim();
   const from = byId("create-from").value.trim();
   if (!name || !from) {
-    notice("A VM needs a name and something to clone it from.");
+    createRefused("A VM needs a name and something to clone it from.");
     (name ? byId("create-from") : byId("create-name")).focus();
     return;
   }
@@ -761,6 +761,7 @@ async function submitCreate(event) {
   const restart = byId("create-restart").value;
   if (restart) body.restart = restart;
   byId("create-submit").disabled = true;
+  createRefused(null);
   try {
     const op = await request("POST", "/vms", { body });
     state.createOp = op.id;
@@ -770,9 +771,24 @@ async function submitCreate(event) {
     follow(op.id);
     debounce("vms", 50, refreshVms);
   } catch (error) {
-    refused(`Creating ${name} was refused`, error);
+    refused(`Creating ${name} was refused`, error, createRefused);
   } finally {
     byId("create-submit").disabled = false;
+  }
+}
+
+// A refused create is told in the create panel, where the user is looking (the notice at the
+// top of the page may be scrolled away); the outcome of an earlier create that has ended is
+// no longer the news and goes (one still running stays, with its Cancel). null clears it.
+function createRefused(text) {
+  const shown = byId("create-refusal");
+  shown.textContent = text || "";
+  shown.hidden = !text;
+  if (!text) return;
+  const earlier = state.ops.get(state.createOp);
+  if (!earlier || FINISHED.has(earlier.state)) {
+    state.createOp = null;
+    byId("create-progress").hidden = true;
   }
 }
 
