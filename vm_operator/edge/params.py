@@ -17,8 +17,6 @@ T = TypeVar("T")
 
 Schema = Mapping[str, object]
 
-_DIGITS = re.compile(r"[0-9]{1,6}")
-
 
 class ParamType(Generic[T]):
     """A parameter's type. Subclasses give ``schema``, ``from_text`` and ``from_json``."""
@@ -40,11 +38,13 @@ class ParamType(Generic[T]):
 
 
 class Int(ParamType[int]):
-    """A whole number from ``low`` to ``high``."""
+    """A whole number from ``low`` to ``high``, as text: ASCII digits, at most as many as
+    ``high`` has (and at least 6, for leading zeros), so no text costs more to read than that."""
 
     def __init__(self, low: int, high: int) -> None:
         self.low = low
         self.high = high
+        self._digits = re.compile(f"[0-9]{{1,{max(6, len(str(high)))}}}")
 
     def schema(self) -> Schema:
         return {"type": "integer", "minimum": self.low, "maximum": self.high}
@@ -53,7 +53,7 @@ class Int(ParamType[int]):
         return ValueError(f"{key} must be a whole number from {self.low} to {self.high}")
 
     def from_text(self, key: str, text: str) -> int:
-        if not _DIGITS.fullmatch(text) or not self.low <= int(text) <= self.high:
+        if not self._digits.fullmatch(text) or not self.low <= int(text) <= self.high:
             raise self._refusal(key)
         return int(text)
 
