@@ -337,12 +337,50 @@ def test_with_nobody_watching_the_operator_asks_tart_nothing(operator_factory: F
         assert reader.next() is not None
         wait_for(lambda: len(op.calls("list")) > 1, timeout=10,
                  message="the watcher lists while a stream is open")
-    # the stream is closed; the server notices at its next heartbeat
+    # the stream is closed; the server notices at once (its socket reads end of file)
     wait_for(lambda: metric(op, "vm_operator_event_watchers") == 0, timeout=10)
     time.sleep(0.5)  # a look under way when it ended is done
     quiet = len(op.calls())
     time.sleep(2.0)
     assert len(op.calls()) == quiet
+
+
+def test_a_closed_stream_ends_at_once_and_the_watcher_stops_listing(
+        operator_factory: Factory) -> None:
+    """No heartbeat for a minute: the close is noticed by the socket's end of file, not by a
+    write that fails; from then on nobody watches and Tart is not listed any more."""
+    op = operator_factory(args=["--events-heartbeat", "60", "--watch-interval", "0.2"])
+    with EventReader(op.port) as reader:
+        assert reader.next() is not None
+        wait_for(lambda: len(op.calls("list")) > 2, timeout=10,
+                 message="the watcher lists while a stream is open")
+    wait_for(lambda: metric(op, "vm_operator_event_watchers") == 0, timeout=10,
+             message="the closed stream ended (not at its next heartbeat, a minute away)")
+    wait_for(lambda: all(call.finished for call in op.calls("list")), timeout=10,
+             message="a look under way when the stream ended is done")
+    listed = len(op.calls("list"))
+    time.sleep(1.0)  # five watch intervals
+    assert len(op.calls("list")) == listed
+
+
+def test_streams_opened_and_closed_give_their_slots_back_at_once(
+        operator_factory: Factory) -> None:
+    """Open and close as many streams as the limit: none holds its slot after its close."""
+    op = operator_factory(args=["--events-heartbeat", "60"])
+    for _ in range(128):  # the default --events-max-streams
+        with socket.create_connection(("127.0.0.1", op.port), timeout=10) as sock:
+            sock.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            head = b""
+            while b"retry: 2000" not in head:
+                more = sock.recv(4096)
+                assert more, head
+                head += more
+            assert head.startswith(b"HTTP/1.1 200 "), head
+    wait_for(lambda: metric(op, "vm_operator_event_watchers") == 0, timeout=10,
+             message="every closed stream ended")
+    with EventReader(op.port) as reader:
+        assert reader.status == 200, reader.body
+        assert reader.next() is not None
 
 
 # --- slow readers and many watchers -----------------------------------------------------------

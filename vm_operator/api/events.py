@@ -94,8 +94,8 @@ class EventStream:
             if self._closed:
                 return
             self._closed = True
+        self.slots.give_back()  # first: once the bus counts one watcher less, the slot is free
         self.sub.close()
-        self.slots.give_back()
 
 
 class OperationEvents:
