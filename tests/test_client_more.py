@@ -488,6 +488,50 @@ def test_events_follows_the_operator_across_its_restart(operator_factory: Factor
     assert b"the event stream dropped; reconnecting" in err
 
 
+def test_events_across_a_restart_says_what_was_missed_and_never_goes_back(
+        operator_factory: Factory, tmp_path: Path) -> None:
+    """The client resumes from the first process's last event with the restarted operator:
+    that id is none of the new process's, so the stream says reset (what happened while the
+    operator was down is not silently lost), and the new events' ids are higher still."""
+    args = ["--events-heartbeat", "0.2"]
+    vm = LOCAL_VMS[2]  # a Linux guest: no macOS cap
+    first = operator_factory(args=args)
+    out_path = tmp_path / "events.out"
+    with open(out_path, "wb") as sink:
+        proc = subprocess.Popen([*CLIENT, "events", "--json", "--url", first.url], cwd=REPO_ROOT,
+                                env=client_env(), stdin=subprocess.DEVNULL, stdout=sink,
+                                stderr=subprocess.PIPE)
+
+    def printed() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in out_path.read_text().splitlines()]
+
+    try:
+        wait_for(lambda: connected(proc.pid, first.port), timeout=20, message="the client watches")
+        assert first.json("POST", f"/vms/{vm}/start")[0] == 202
+        wait_for(lambda: any(e["type"] == "vm.state" for e in printed()), timeout=20,
+                 message="the start is printed")
+        first.stop()
+        wait_for(lambda: not connected(proc.pid, first.port), timeout=20,
+                 message="the stream dropped")
+        second = operator_factory(args=[*args, "--port", str(first.port)],
+                                  tart_home=first.tart_home, state_dir=first.state_dir)
+        wait_for(lambda: connected(proc.pid, second.port), timeout=30,
+                 message="the client watches the restarted operator")
+        assert second.json("POST", f"/vms/{vm}/stop")[0] == 200
+        wait_for(lambda: [e["data"].get("to") for e in printed() if e["type"] == "vm.state"]
+                 == ["running", "stopped"], timeout=20, message="the stop is printed")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert b"events were missed" in err, err
+    ids = [event["id"] for event in printed()]
+    assert ids == sorted(set(ids)), ids  # rising across the restart, none twice
+
+
 def test_events_refused_exits_1(operator_factory: Factory) -> None:
     guarded = operator_factory(env={"VM_OPERATOR_TOKEN": "events-test-token-0123456789"})
     result = cli(guarded, "events")

@@ -96,12 +96,52 @@ def test_streams_past_the_limit_get_a_prompt_503(operator_factory: Factory) -> N
 
 
 def test_a_bad_last_event_id_is_refused(operator: Operator) -> None:
-    for value in ("abc", "-1", "1.5"):
-        with EventReader(operator.port, headers={"Last-Event-ID": value}) as reader:
+    for value in ("abc", "-1", "1.5", "\u00b2", "\u0663", "5" * 5000, "9007199254740992",
+                  "00000000000000001"):
+        with EventReader(operator.port, headers={"Last-Event-ID": value.encode().decode(
+                "latin-1")}) as reader:
             assert reader.status == 400, value
-            assert json.loads(reader.body)["type"] == "/problems/bad-header"
-    with EventReader(operator.port, "/events?last_event_id=x") as reader:
-        assert reader.status == 400
+            problem = json.loads(reader.body)
+            assert problem["type"] == "/problems/bad-header", value
+            assert "Last-Event-ID" in problem["detail"]
+    for query in ("x", "%C2%B2", "5" * 5000, "9007199254740992"):
+        with EventReader(operator.port, f"/events?last_event_id={query}") as reader:
+            assert reader.status == 400, query
+            assert json.loads(reader.body)["type"] == "/problems/invalid-parameter"
+
+
+def test_header_and_query_take_the_same_event_ids(operator: Operator) -> None:
+    """Sixteen digits (2**53 - 1, the largest id) are an id in either place."""
+    for value in ("9007199254740991", "0", "1796578201123457"):
+        with EventReader(operator.port, headers={"Last-Event-ID": value}) as by_header, \
+                EventReader(operator.port, f"/events?last_event_id={value}") as by_query:
+            assert (by_header.status, by_query.status) == (200, 200), value
+            for reader in (by_header, by_query):
+                reset = reader.next_event(10)  # no id this process issued
+                assert reset is not None and reset.event == "reset", value
+
+
+def test_ids_rise_across_a_restart_and_an_earlier_processs_id_resets(
+        operator_factory: Factory) -> None:
+    first = fast(operator_factory)
+    with EventReader(first.port) as reader:
+        assert reader.next() is not None
+        assert first.json("POST", f"/vms/{VM}/start")[0] == 202
+        started = states(reader, 1)[0]
+    first.stop()
+    second = operator_factory(args=["--events-heartbeat", "0.2"], tart_home=first.tart_home,
+                              state_dir=first.state_dir)
+    with EventReader(second.port, headers={"Last-Event-ID": str(started["id"])}) as resumed:
+        reset = resumed.next_event(10)
+        assert reset is not None and reset.event == "reset", reset
+        newest = reset.data["last_id"]
+        assert newest > started["id"]  # what the new process issued so far, or just below it
+        assert second.json("POST", f"/vms/{VM}/stop")[0] == 200
+        live = resumed.next_event(10, "vm.state")
+        assert live is not None and live.id == newest + 1 > started["id"]
+    with EventReader(second.port, headers={"Last-Event-ID": str(newest)}) as again:
+        missed = again.next_event(10)  # an id of this process: resumed, not reset
+        assert missed is not None and missed.event == "vm.state" and missed.id == newest + 1
 
 
 def test_shutdown_with_open_streams_is_prompt(operator_factory: Factory) -> None:
@@ -267,10 +307,10 @@ def test_last_event_id_resumes_or_resets(operator_factory: Factory) -> None:
         first, second = states(reader, 2)
     # resumed after the first: the second comes first, then live events
     with EventReader(op.port, headers={"Last-Event-ID": str(first["id"])}) as resumed:
-        missed = resumed.next_event(10)
+        missed = resumed.next_event(10, "vm.state")  # (a vm.ready may come between them)
         assert missed is not None and missed.id == second["id"] and missed.data == second
     with EventReader(op.port, f"/events?last_event_id={first['id']}") as by_query:
-        missed = by_query.next_event(10)
+        missed = by_query.next_event(10, "vm.state")
         assert missed is not None and missed.id == second["id"]
     # the history holds 4 events: after four more, the first is gone
     for _ in range(2):
@@ -297,12 +337,50 @@ def test_with_nobody_watching_the_operator_asks_tart_nothing(operator_factory: F
         assert reader.next() is not None
         wait_for(lambda: len(op.calls("list")) > 1, timeout=10,
                  message="the watcher lists while a stream is open")
-    # the stream is closed; the server notices at its next heartbeat
+    # the stream is closed; the server notices at once (its socket reads end of file)
     wait_for(lambda: metric(op, "vm_operator_event_watchers") == 0, timeout=10)
     time.sleep(0.5)  # a look under way when it ended is done
     quiet = len(op.calls())
     time.sleep(2.0)
     assert len(op.calls()) == quiet
+
+
+def test_a_closed_stream_ends_at_once_and_the_watcher_stops_listing(
+        operator_factory: Factory) -> None:
+    """No heartbeat for a minute: the close is noticed by the socket's end of file, not by a
+    write that fails; from then on nobody watches and Tart is not listed any more."""
+    op = operator_factory(args=["--events-heartbeat", "60", "--watch-interval", "0.2"])
+    with EventReader(op.port) as reader:
+        assert reader.next() is not None
+        wait_for(lambda: len(op.calls("list")) > 2, timeout=10,
+                 message="the watcher lists while a stream is open")
+    wait_for(lambda: metric(op, "vm_operator_event_watchers") == 0, timeout=10,
+             message="the closed stream ended (not at its next heartbeat, a minute away)")
+    wait_for(lambda: all(call.finished for call in op.calls("list")), timeout=10,
+             message="a look under way when the stream ended is done")
+    listed = len(op.calls("list"))
+    time.sleep(1.0)  # five watch intervals
+    assert len(op.calls("list")) == listed
+
+
+def test_streams_opened_and_closed_give_their_slots_back_at_once(
+        operator_factory: Factory) -> None:
+    """Open and close as many streams as the limit: none holds its slot after its close."""
+    op = operator_factory(args=["--events-heartbeat", "60"])
+    for _ in range(128):  # the default --events-max-streams
+        with socket.create_connection(("127.0.0.1", op.port), timeout=10) as sock:
+            sock.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            head = b""
+            while b"retry: 2000" not in head:
+                more = sock.recv(4096)
+                assert more, head
+                head += more
+            assert head.startswith(b"HTTP/1.1 200 "), head
+    wait_for(lambda: metric(op, "vm_operator_event_watchers") == 0, timeout=10,
+             message="every closed stream ended")
+    with EventReader(op.port) as reader:
+        assert reader.status == 200, reader.body
+        assert reader.next() is not None
 
 
 # --- slow readers and many watchers -----------------------------------------------------------

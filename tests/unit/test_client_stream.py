@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from vm_operator.client.commands import Console
-from vm_operator.client.events import event_line, resume_id, retry_delay, summary
+from vm_operator.client.events import (
+    event_line,
+    resume_from_reset,
+    resume_id,
+    retry_delay,
+    summary,
+)
 from vm_operator.client.main import build_parser
 from vm_operator.client.manage import Watch, create_body, outcome, patch_body, stage_of
 from vm_operator.client.records import BadAnswer, Event, Host, Operation
@@ -73,6 +79,20 @@ def test_sse_parser_state(lines: list[str], last_id: str | None, retry_ms: int |
 ])
 def test_resume_id(lines: list[str], resume: int | None) -> None:
     assert resume_id(feed(lines)[1]) == resume
+
+
+@pytest.mark.parametrize("data, resume", [
+    ('{"last_id": 1796578201123457}', 1796578201123457),  # the server's newest id
+    ('{"last_id": 0}', 0),
+    ('{"last_id": "12"}', 41), ('{"last_id": -3}', 41), ('{"last_id": true}', 41),  # not an id
+    ("[1]", 41), ("not json", 41), ("{}", 41),
+])
+def test_after_a_reset_the_client_resumes_from_the_servers_newest_id(data: str,
+                                                                      resume: int) -> None:
+    """An earlier process's id (41) would be told reset again at the next reconnection."""
+    _, parser = feed(["id: 41\n", "data: x\n", "\n"])
+    resume_from_reset(parser, Message("reset", data, "41"))
+    assert resume_id(parser) == resume
 
 
 @pytest.mark.parametrize("lines, delay", [

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from vm_operator.core.events import VM_STATE, EventBus
 
 
 def bus(**kw: int) -> EventBus:
+    kw.setdefault("first_id", 1)
     return EventBus(lambda: "2026-01-01T00:00:00.000Z", **kw)
 
 
@@ -90,3 +93,39 @@ def test_per_vm_history_is_bounded_per_vm_and_in_vms() -> None:
     for _ in range(3):
         b2.publish(VM_STATE, "a")
     assert [e.id for e in b2.history("a")] == [2, 3]
+
+
+def test_a_later_process_numbers_its_events_above_every_id_of_an_earlier_one() -> None:
+    earlier = EventBus(lambda: "t")
+    issued = [earlier.publish(VM_STATE, "a").id for _ in range(1000)]
+    later = EventBus(lambda: "t")
+    first = later.publish(VM_STATE, "a").id
+    assert issued == list(range(issued[0], issued[0] + 1000))
+    assert first > issued[-1]
+    assert first < 2**53  # exact as a JavaScript number
+
+
+@pytest.mark.parametrize("after, resets, backlog", [
+    (99, True, []),  # an earlier process's id (below this one's first)
+    (5, True, []),
+    (0, True, []),
+    (100, False, [101, 102, 103]),  # the id just below the first: "nothing yet"
+    (101, False, [102, 103]),
+    (103, False, []),  # the newest: nothing missed
+    (104, True, []),  # never issued (yet): a later process's, or made up
+    (10**15, True, []),
+])
+def test_an_id_this_bus_never_issued_resets(after: int, resets: bool, backlog: list[int]) -> None:
+    b = bus(first_id=101)
+    for _ in range(3):
+        b.publish(VM_STATE, "a")
+    sub = b.subscribe(after=after)
+    assert (sub.reset, [e.id for e in sub.backlog], sub.last_id) == (resets, backlog, 103)
+
+
+def test_before_any_event_the_reset_names_the_id_below_the_first() -> None:
+    b = bus(first_id=101)
+    sub = b.subscribe(after=7)
+    assert sub.reset and sub.last_id == 100
+    again = b.subscribe(after=sub.last_id)  # resuming from what the reset said
+    assert not again.reset and again.backlog == []

@@ -32,7 +32,9 @@ EVENT: Schema = {
     "type": "object",
     "required": ["id", "type", "time", "vm", "data"],
     "properties": {
-        "id": {"type": "integer", "minimum": 1, "description": "Monotonic, from 1 per process"},
+        "id": {"type": "integer", "minimum": 1, "maximum": MAX_EVENT_ID,
+               "description": "Rises by one per event, and across restarts: a process numbers "
+                              "its events from its start time in microseconds since 1970"},
         "type": {"type": "string", "examples": ["vm.state", "vm.created", "operation.progress"]},
         "time": {"type": "string", "format": "date-time"},
         "vm": {"type": ["string", "null"]},
@@ -40,10 +42,13 @@ EVENT: Schema = {
     },
 }
 
+# What Last-Event-ID and ?last_event_id= take: ASCII digits, at most as many as MAX_EVENT_ID has.
+EVENT_ID = Int(0, MAX_EVENT_ID)
 VM_FILTER = OptionalQuery("vm", VM_NAME, "Only the events of this VM")
 LAST_EVENT_ID = OptionalQuery(
-    "last_event_id", Int(0, MAX_EVENT_ID),
-    "Resume after this event id (as the Last-Event-ID header does; the header wins)")
+    "last_event_id", EVENT_ID,
+    "Resume after this event id (as the Last-Event-ID header does; the header wins). An id "
+    "this process did not issue (an earlier process's) starts the stream with event: reset")
 
 
 def sse_event(event: Event) -> bytes:
@@ -89,8 +94,8 @@ class EventStream:
             if self._closed:
                 return
             self._closed = True
+        self.slots.give_back()  # first: once the bus counts one watcher less, the slot is free
         self.sub.close()
-        self.slots.give_back()
 
 
 class OperationEvents:
@@ -132,12 +137,11 @@ def resume_after(req: Request) -> int | None:
     """The id a watcher resumes after: the ``Last-Event-ID`` header (what a reconnecting
     client sends), else ``?last_event_id=``; None for a new watcher."""
     header = req.headers.get("Last-Event-ID")
-    if header is not None and header.strip():
-        text = header.strip()
-        if not text.isdigit() or int(text) > MAX_EVENT_ID:
-            raise ApiError("bad-header", "Last-Event-ID must be the id of an event: a whole "
-                           f"number from 0 to {MAX_EVENT_ID}")
-        return int(text)
+    if header:  # an empty one is no id (what EventSource sends before its first event)
+        try:
+            return EVENT_ID.from_text("Last-Event-ID", header)
+        except ValueError as exc:
+            raise ApiError("bad-header", f"{exc} (the id of an event)") from None
     return req.optional(LAST_EVENT_ID)
 
 

@@ -4,8 +4,9 @@ People get ``TIME  TYPE  VM  what happened``; scripts get ``--json``, each event
 line. It follows until Ctrl-C. When the connection drops (the operator restarted, a proxy cut
 it, three heartbeats missed) it reconnects after the server's ``retry`` delay with
 ``Last-Event-ID``, so no event is printed twice and none is lost while the server's history
-still holds it; when it no longer does, the server says ``reset`` and the client says on stderr
-that events were missed. It gives up (exit 3) when it cannot reconnect for RECONNECT_FOR
+still holds it; when it no longer does (or the id is an earlier operator process's: ids rise
+across restarts and never repeat), the server says ``reset``, the client says on stderr that
+events were missed and resumes from the server's newest id. It gives up (exit 3) when it cannot reconnect for RECONNECT_FOR
 seconds.
 """
 
@@ -87,6 +88,18 @@ def resume_id(parser: SseParser) -> int | None:
     return int(last) if last is not None and last.isascii() and last.isdigit() else None
 
 
+def resume_from_reset(parser: SseParser, message: Message) -> None:
+    """After ``reset`` the stream goes on from the server's newest id (its ``last_id``): the
+    next reconnection resumes there, not from an id the server no longer knows (an earlier
+    process's), which would be told ``reset`` again and lose what came in between."""
+    try:
+        last_id = json.loads(message.data).get("last_id")
+    except (ValueError, AttributeError):
+        return
+    if isinstance(last_id, int) and not isinstance(last_id, bool) and last_id >= 0:
+        parser.last_id = str(last_id)
+
+
 # --- the command -------------------------------------------------------------------------------------
 
 
@@ -130,6 +143,8 @@ def read_stream(response: Any, parser: SseParser, console: Console) -> None:
             raise Unreachable("an event line is longer than 1 MiB: not vm-operator's stream")
         message = parser.feed(raw.decode("utf-8", "replace"))
         if message is not None:
+            if message.event == "reset":
+                resume_from_reset(parser, message)
             _show(message, console)
 
 

@@ -60,6 +60,14 @@ class VmStarting(OperatorError):
     VM running within the stop's timeout: there is nothing Tart would stop yet."""
 
 
+class IpWaitersFull(OperatorError):
+    """Too many ``tart ip`` wait for addresses already (of other VMs: one per VM is shared)."""
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after  # seconds
+
+
 class StartTimeout(OperatorError):
     """Tart did not report the VM running within the start timeout."""
 

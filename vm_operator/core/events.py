@@ -1,12 +1,16 @@
 """The operator's events: what changed, in order, for whoever watches (``GET /events``).
 
 Every part of the core that changes something, or observes a change, publishes an ``Event``
-on the one ``EventBus``. Each event gets the next ``id`` (monotonic, from 1 for a process),
-the wall-clock time, the VM it is about (or None) and a small JSON-ready ``data`` mapping.
+on the one ``EventBus``. Each event gets the next ``id``, the wall-clock time, the VM it is
+about (or None) and a small JSON-ready ``data`` mapping. Ids rise by one within a process and
+never repeat across processes: a process numbers its events from the time it started, in
+microseconds since 1970 (``first_id_now``), and no process publishes an event per microsecond,
+so its last id stays below the next process's first (unless the clock is set back).
 
 The bus keeps a bounded history: a subscriber that comes back with the id of the last event it
-saw (SSE's ``Last-Event-ID``) gets what it missed, or — when that is older than the history —
-is told to reset (``Subscription.reset``) and starts from now. A subscriber that does not keep
+saw (SSE's ``Last-Event-ID``) gets what it missed, or — when that is older than the history, or
+is no id this process issued (an earlier process's, say) — is told to reset
+(``Subscription.reset``) and starts from now. A subscriber that does not keep
 up (its queue is full) is dropped: publishing never blocks and never holds memory for a slow
 reader. Per VM, a shorter history of its own serves ``GET /vms/{name}/events``.
 
@@ -16,6 +20,7 @@ Publishing is safe from any thread, and calls nothing outside the bus while it h
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +37,12 @@ VM_DELETED = "vm.deleted"
 VM_STATE = "vm.state"
 VM_READY = "vm.ready"
 RESET = "reset"  # never published: what a subscriber is told when its history is gone
+
+
+def first_id_now() -> int:
+    """The first event id of a process starting now: the wall clock in microseconds, plus one
+    (below 2**53, what a JavaScript number holds exactly, until the year 2255)."""
+    return time.time_ns() // 1000 + 1
 
 
 @dataclass(frozen=True)
@@ -59,7 +70,8 @@ class Subscription:
     backlog: list[Event] = field(default_factory=list)
     reset: bool = False
     dropped: bool = False  # it fell ``limit`` events behind: the bus let it go
-    last_id: int = 0  # the newest event's id when it subscribed (what a reset tells)
+    last_id: int = 0  # the newest event's id when it subscribed (what a reset tells; before
+    # the process's first event, the id just below it)
     closed: bool = False
     _queue: deque[Event] = field(default_factory=deque)
     _ready: threading.Condition = field(default_factory=threading.Condition)
@@ -109,10 +121,12 @@ class EventBus:
 
     def __init__(self, utc_now: Callable[[], str], history: int = 1000,
                  per_vm_history: int = 200, max_vms: int = 1000,
-                 queue_limit: int = 1000) -> None:
+                 queue_limit: int = 1000, first_id: int | None = None) -> None:
         self._utc_now = utc_now
         self._lock = threading.Lock()
-        self._next_id = 1
+        self._next_id = first_id_now() if first_id is None else first_id
+        self._before_first = self._next_id - 1  # the id a watcher of this process has seen
+        # before its first event: "nothing yet" (never an id of an earlier process)
         self._history: deque[Event] = deque(maxlen=history)
         self._per_vm: OrderedDict[str, deque[Event]] = OrderedDict()
         self._per_vm_history = per_vm_history
@@ -162,13 +176,14 @@ class EventBus:
 
     def subscribe(self, vm: str | None = None, after: int | None = None) -> Subscription:
         """A new subscription to the events after now, or — given ``after``, the id of the last
-        event the watcher saw — after that one (``backlog``), if the history still holds it."""
+        event the watcher saw — after that one (``backlog``), if the history still holds it.
+        An ``after`` this process never issued (an earlier process's, or one to come) resets."""
         sub = Subscription(self, vm, self._queue_limit)
         with self._lock:
-            sub.last_id = self._next_id - 1
-            if after is not None and after < self._next_id - 1:
+            last = sub.last_id = self._next_id - 1
+            if after is not None and after != last:
                 oldest = self._history[0].id if self._history else self._next_id
-                if after + 1 < oldest:
+                if not self._before_first <= after < last or after + 1 < oldest:
                     sub.reset = True
                 else:
                     sub.backlog = [e for e in self._history if e.id > after and sub.wants(e)]

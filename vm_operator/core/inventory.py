@@ -26,6 +26,7 @@ from vm_operator.core.errors import (
     state_dir_unwritable,
     vm_not_found,
 )
+from vm_operator.core.ip_waits import IpWaiters
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.core.records import NO_INFO, TartStatus, VmDetail, detail
 from vm_operator.store.state import StateDirError
@@ -50,6 +51,7 @@ class Inventory:
         self._info: dict[str, FreshCache[VmInfo]] = {}
         self._version: str | None = None
         self._version_refresh = threading.Lock()
+        self.ip_waiters = IpWaiters(tart.ip, clock.monotonic)
 
     def _not_before(self, fresh: bool) -> float:
         """The oldest fetch start a read may use: after every change made through the API,
@@ -158,11 +160,13 @@ class Inventory:
 
     def ip(self, name: VmName, wait: int) -> str:
         """``tart ip --wait W``, only for a running VM: Tart would wait the whole W seconds
-        for a stopped one. With a wait the state is checked fresh, as that wait is long."""
+        for a stopped one. With a wait the state is checked fresh, as that wait is long.
+        Concurrent askers for one VM share one ``tart ip``, and few run at once
+        (``ip_waits``)."""
         vm = self.local_vm(name, "ask for the IP address of", fresh=wait > 0)
         if vm["state"] != "running":
             raise not_running(name, f"it is {vm['state']} and has no IP address; start it first")
-        return self.tart.ip(name, wait)
+        return self.ip_waiters.ip(name, wait)
 
     # --- Tart's own health ------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from vm_operator.core.errors import (
     ConfigRefused,
+    IpWaitersFull,
     OperationsFull,
     OperatorError,
     ReadyTimeout,
@@ -57,7 +58,7 @@ def problem_for(exc: OperatorError | TartError) -> ApiError:
 
 
 def _headers(exc: Exception) -> tuple[tuple[str, str], ...]:
-    if isinstance(exc, VmBusy | OperationsFull):
+    if isinstance(exc, VmBusy | OperationsFull | IpWaitersFull):
         return (("Retry-After", str(exc.retry_after)),)
     return ()
 

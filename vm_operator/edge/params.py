@@ -50,11 +50,13 @@ class ParamType(Generic[T]):
 
 
 class Int(ParamType[int]):
-    """A whole number from ``low`` to ``high``."""
+    """A whole number from ``low`` to ``high``, as text: ASCII digits, at most as many as
+    ``high`` has (and at least 6, for leading zeros), so no text costs more to read than that."""
 
     def __init__(self, low: int, high: int) -> None:
         self.low = low
         self.high = high
+        self._digits = max(6, len(str(high)))
 
     def schema(self) -> Schema:
         return {"type": "integer", "minimum": self.low, "maximum": self.high}
@@ -63,7 +65,7 @@ class Int(ParamType[int]):
         return ValueError(f"{key} must be a whole number from {self.low} to {self.high}")
 
     def from_text(self, key: str, text: str) -> int:
-        value = whole_number(text, 6)
+        value = whole_number(text, self._digits)
         if value is None or not self.low <= value <= self.high:
             raise self._refusal(key)
         return value

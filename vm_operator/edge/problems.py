@@ -22,6 +22,7 @@ from vm_operator.core.errors import (
     ConfigRefused,
     ImageNotFound,
     InvalidResources,
+    IpWaitersFull,
     NoConfigFile,
     NoLogs,
     NotReady,
@@ -85,7 +86,7 @@ Slug = Literal[
     "vm-busy", "overloaded", "tart-timeout", "start-timeout", "http-version-not-supported",
     "vm-exists", "vm-running", "vm-busy-operation", "invalid-resources", "image-not-found",
     "operation-not-found", "operation-finished", "queue-full", "shutting-down", "interrupted",
-    "too-many-streams", "vm-starting",
+    "too-many-streams", "too-many-ip-waits", "vm-starting",
     "ready-timeout",
     "config-refused", "no-config",
 ]
@@ -502,6 +503,13 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "at once, each holding a connection; this one was refused at once.",
         "Retry after the Retry-After header's seconds; share one stream between watchers, or "
         "raise the limit (below VM_OPERATOR_MAX_CONNECTIONS).",
+    ),
+    ProblemType(
+        "too-many-ip-waits", 503, "Too many waits for IP addresses",
+        "GET /vms/{name}/ip runs one tart ip per VM, shared by every request for that VM, and "
+        "only so many at once (the detail says how many): this request needed one more.",
+        "Retry after the Retry-After header's seconds.",
+        raised_by=(IpWaitersFull,),
     ),
     ProblemType(
         "tart-timeout", 504, "Tart did not answer in time",

@@ -27,6 +27,7 @@ from typing import Any
 from vm_operator.core.clock import utc_now
 from vm_operator.edge.dispatch import UNMATCHED, Site, dispatch, route_body, route_label
 from vm_operator.edge.errors import ApiError
+from vm_operator.edge.hangups import Hangups
 from vm_operator.edge.http1 import (
     MAX_HEAD,
     MAX_REQUEST_LINE,
@@ -87,6 +88,7 @@ class OperatorServer(ThreadingHTTPServer):
         # connection -> (deadline, idle): waiting for a request head (idle) or writing an answer
         self._deadlines: dict[socket.socket, tuple[float, bool]] = {}
         self._streams: dict[socket.socket, Stream] = {}  # the streamed responses being written
+        self.hangups = Hangups()  # ends a stream as soon as its client closes the connection
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
@@ -311,12 +313,15 @@ class Handler(BaseHTTPRequestHandler):
         return True
 
     def _stream(self, stream: Stream) -> None:
-        """Write the chunks as they come. A reader that does not read makes a write block:
-        the write deadline (``header_timeout``) cuts it off, and the bus, never blocked by it,
-        drops its subscription once it falls too far behind."""
+        """Write the chunks as they come. A client that closes the connection ends the stream
+        at once (``Hangups``: its socket reads end of file), not at the next write that fails.
+        A reader that does not read makes a write block: the write deadline
+        (``header_timeout``) cuts it off, and the bus, never blocked by it, drops its
+        subscription once it falls too far behind."""
         conn = self.connection
         try:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER)
+            self.server.hangups.watch(conn, stream.close)
             for chunk in stream.chunks():
                 if self.server.draining:
                     break
@@ -326,6 +331,7 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             pass  # the client went away, or was cut off
         finally:
+            self.server.hangups.forget(conn)
             stream.close()
             self.server.stream_ended(conn)
             self.server.clear_deadline(conn)

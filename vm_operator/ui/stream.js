@@ -1,6 +1,8 @@
 // GET /events read with fetch() and a ReadableStream: EventSource cannot send the
 // Authorization header. Reconnects after the server's `retry` with Last-Event-ID, and reports a
-// `reset` (the history no longer holds what was missed) so that the page reloads its lists.
+// `reset` (the history no longer holds what was missed, or the id is an earlier operator
+// process's: ids rise across restarts, never repeat) so that the page reloads its lists; it then
+// resumes from the reset's `last_id`. Ids are kept as the strings the server sent.
 
 import { authHeaders } from "./api.js";
 
