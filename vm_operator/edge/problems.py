@@ -360,9 +360,11 @@ CATALOGUE: tuple[ProblemType, ...] = (
     ),
     ProblemType(
         "unsupported-media-type", 415, "Unsupported media type",
-        "A change was sent with a form, multipart, plain-text or other non-JSON body type, as "
-        "a cross-site form of a web page would.",
-        "Send no body (or application/json).",
+        "A change was sent with a Content-Type the route does not take: a form, multipart or "
+        "plain-text body (as a cross-site form of a web page would send), or any type other than "
+        "those its requestBody lists. The detail names the ones it takes.",
+        "Send the Content-Type the detail names (application/json; PATCH /vms/NAME also takes "
+        "application/merge-patch+json), or no body where the route takes none.",
     ),
     ProblemType(
         "invalid-resources", 422, "Tart refused the resources",
