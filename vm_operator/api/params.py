@@ -116,7 +116,8 @@ READY_TIMEOUT_DEFAULT = 120
 READY_TIMEOUT = OptionalQuery("timeout", Int(1, 900),
                               f"With wait=ready: seconds to wait, the start included (default "
                               f"{READY_TIMEOUT_DEFAULT}); then 504 ready-timeout, the VM left "
-                              "running. Ignored without wait=ready")
+                              "running. Checked (1 to 900) with or without wait=ready; without "
+                              "it, it bounds nothing (the start is bounded by --start-timeout)")
 TAIL = OptionalQuery("tail", Int(1, LOG_TAIL_LINES_MAX), "Only the last N lines")
 
 
