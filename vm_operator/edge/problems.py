@@ -152,10 +152,10 @@ CATALOGUE: tuple[ProblemType, ...] = (
     ),
     ProblemType(
         "invalid-name", 400, "Invalid VM name",
-        "The VM name in the path cannot be passed to Tart: it is empty, longer than 255 "
-        "characters, starts with '-', holds control, format or whitespace characters, is not "
-        "in Unicode normalization form C, has an empty, '.' or '..' segment, or is not valid "
-        "percent-encoded UTF-8. It never reached Tart.",
+        "The VM name (in the path, the query or the body) cannot be passed to Tart. A VM name "
+        "is 1 to 255 printable ASCII characters (U+0021 to U+007E: no spaces, controls or "
+        "non-ASCII), not starting with '-', and no empty, '.' or '..' segment between '/'; "
+        "a name in the path must also be valid percent-encoded UTF-8. It never reached Tart.",
         "Percent-encode the name as one path segment (an OCI name such as "
         "ghcr.io/org/img:tag is sent as ghcr.io%2Forg%2Fimg%3Atag). The name of a VM to create "
         "must be local: no '/'.",
