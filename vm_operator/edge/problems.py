@@ -323,7 +323,7 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "PATCH, a DELETE) is under way; the operation member names the operation (null for such "
         "a change).",
         "Wait for the operation to finish (GET /operations/ID), or cancel it "
-        "(DELETE /operations/ID).",
+        "(POST /operations/ID/cancel).",
         raised_by=(VmHeldByOperation,),
     ),
     ProblemType(
