@@ -17,7 +17,6 @@ T = TypeVar("T")
 
 Schema = Mapping[str, object]
 
-_DIGITS = re.compile(r"[0-9]{1,6}")
 
 
 class ParamType(Generic[T]):
@@ -43,8 +42,12 @@ class Int(ParamType[int]):
     """A whole number from ``low`` to ``high``."""
 
     def __init__(self, low: int, high: int) -> None:
+        if low < 0:
+            raise ValueError("Int takes whole numbers from 0 up")
         self.low = low
         self.high = high
+        # ASCII digits, no more than the highest value has: int() never sees a long string
+        self._digits = re.compile(f"[0-9]{{1,{len(str(high))}}}")
 
     def schema(self) -> Schema:
         return {"type": "integer", "minimum": self.low, "maximum": self.high}
@@ -53,7 +56,7 @@ class Int(ParamType[int]):
         return ValueError(f"{key} must be a whole number from {self.low} to {self.high}")
 
     def from_text(self, key: str, text: str) -> int:
-        if not _DIGITS.fullmatch(text) or not self.low <= int(text) <= self.high:
+        if not self._digits.fullmatch(text) or not self.low <= int(text) <= self.high:
             raise self._refusal(key)
         return int(text)
 
