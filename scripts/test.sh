@@ -22,7 +22,7 @@ if [ "${1:-}" = "--docker" ]; then provision=1; shift; fi
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "Python virtualenv (.venv) with pytest, kubernetes-validate, PyYAML, schemathesis, Selenium, ruff and mypy (tests only)"
+step "Python virtualenv (.venv) with pytest, kubernetes-validate, PyYAML, schemathesis, openapi-python-client, Selenium, ruff and mypy (tests only)"
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     if ! "$PYTHON" -m venv .venv 2>/dev/null; then
@@ -38,13 +38,16 @@ fi
     || { echo "Python >= 3.11 is required (set PYTHON=...)" >&2; exit 1; }
 # Test-only dependencies (pyproject's "test" extra): kubernetes-validate checks the Kubernetes
 # manifests against Kubernetes' published schemas (tests/test_kubernetes.py); schemathesis
-# generates requests from /openapi.json (tests/test_schemathesis.py); Selenium drives Debian's
+# generates requests from /openapi.json (tests/test_schemathesis.py; its newest release, whose
+# checks read the event stream too); openapi-python-client generates a client from it
+# (tests/test_generated_client.py); Selenium drives Debian's
 # headless Chromium through Debian's chromedriver (tests/test_dashboard.py); ruff and mypy are the
 # static checks (versions pinned: a new release brings new rules).
-{ .venv/bin/python -c 'import pytest, kubernetes_validate, yaml, schemathesis, selenium' 2>/dev/null \
+{ .venv/bin/python -c 'import pytest, kubernetes_validate, yaml, schemathesis, selenium, openapi_python_client' 2>/dev/null \
     && [ -x .venv/bin/ruff ] && [ -x .venv/bin/mypy ]; } \
     || .venv/bin/python -m pip install -q 'pytest>=7' 'kubernetes-validate>=1.30' 'pyyaml>=6' \
-        'schemathesis>=4.32,<5' 'ruff>=0.17,<0.18' 'mypy>=2.4,<3' 'selenium>=4.20'
+        'schemathesis>=4.32.5,<5' 'ruff>=0.17,<0.18' 'mypy>=2.4,<3' 'selenium>=4.20' \
+        'openapi-python-client>=0.29.1,<0.30'
 # The simulator's "#!/usr/bin/env python3" must find a fast interpreter: the venv's.
 export PATH="$PWD/.venv/bin:$PATH"
 

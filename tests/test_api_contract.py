@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -207,3 +208,36 @@ def test_the_name_schema_states_the_rules_the_server_applies(operator):
                 disagree.append(f"{name!a}: schema allows={allowed}, {method} -> {status} {body[:160]!r}")
     assert not disagree, "\n".join(disagree)
     assert [c for c in operator.calls() if c.command not in ("--version", "list", "get")] == []
+
+
+# --- query booleans and the start's timeout: accepted as their texts say ----------------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_a_boolean_query_value_is_exactly_one_of_the_words_its_refusal_names(operator):
+    for name, path in (("suspendable", f"/vms/{SEQUOIA}/start"), ("force", f"/vms/{SONOMA}")):
+        method = "POST" if name == "suspendable" else "DELETE"
+        for value in ("1", "0", "TRUE", "False", "yes", "on", ""):
+            doc = problem(operator, method, f"{path}?{name}={value}", 400, "invalid-parameter")
+            assert doc["detail"] == f"{name} must be true or false", doc
+    assert [c for c in operator.calls() if c.command in ("run", "stop", "delete")] == []
+    ok(operator, "POST", f"/vms/{SEQUOIA}/start?suspendable=false", 202)
+    assert "--suspendable" not in operator.calls("run")[0].argv
+    assert operator.request("DELETE", f"/vms/{SONOMA}?force=true")[0] == 204
+
+
+def test_the_start_timeout_is_checked_without_wait_ready_and_bounds_nothing_there(operator):
+    for value in ("0", "901", "abc"):
+        doc = problem(operator, "POST", f"/vms/{SEQUOIA}/start?timeout={value}", 400,
+                      "invalid-parameter")
+        assert "timeout" in doc["detail"], doc
+    assert operator.calls("run") == []
+    ok(operator, "POST", f"/vms/{SEQUOIA}/start?timeout=1", 202)  # started: not bounded by it
+    start = ok(operator, "GET", "/openapi.json")["paths"]["/vms/{name}/start"]["post"]
+    said = next(p["description"] for p in start["parameters"] if p["name"] == "timeout")
+    row = next(line for line in README.read_text().splitlines()
+               if line.startswith("| `POST /vms/{name}/start` |"))
+    for text in (said, row):  # the document and the README say the same, and what is done
+        assert "ignored" not in text.lower(), text
+        assert "checked" in text.lower() and "bounds nothing" in text, text

@@ -169,7 +169,7 @@ def test_following_an_operation_cancelled_elsewhere_exits_1(operator_factory: Fa
     proc = popen(op, "images", "pull", UBUNTU)
     try:
         doc = running_operation(op)
-        assert op.json("DELETE", f"/operations/{doc['id']}")[0] in (200, 202)
+        assert op.json("POST", f"/operations/{doc['id']}/cancel")[0] in (200, 202)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:

@@ -424,3 +424,30 @@ def test_one_empty_line_before_a_request_is_ignored(operator: Operator) -> None:
     # One is ignored, not any number of them.
     status, _, _ = parse(raw_exchange(operator.port, b"\r\n\r\n" + health + b"\r\n"))
     assert status == 400
+
+
+# --- a 415 names the media types the route takes (from its declaration) -----------------------
+
+
+@pytest.mark.parametrize("sent", ["text/plain", "application/xml", "multipart/form-data"])
+def test_a_415_names_every_media_type_the_route_takes(operator: Operator, sent: str) -> None:
+    from vm_operator.api import ROUTES
+
+    bodied = [route for route in ROUTES if route.body is not None and route.method != "GET"]
+    assert {route.method for route in bodied} >= {"POST", "PATCH"}, bodied
+    for route in bodied:
+        target = route.pattern.replace("{name}", SEQUOIA).replace("{ref}", "ghcr.io%2Fa%2Fb")
+        status, headers, answer = operator.request(route.method, target, {"Content-Type": sent},
+                                                   body=b"{}")
+        doc = problem_doc(status, {k.lower(): v for k, v in headers.items()}, answer)
+        assert status == 415 and doc["type"] == "/problems/unsupported-media-type", doc
+        for media in route.body.media_types:
+            assert media in doc["detail"], (route.method, route.pattern, doc["detail"])
+        assert "send no body" not in doc["detail"], doc["detail"]
+    patch = next(route for route in bodied if route.method == "PATCH")
+    assert "application/merge-patch+json" in patch.body.media_types
+    # a route that takes no body says so
+    status, _, answer = operator.request("POST", f"/vms/{SEQUOIA}/stop", {"Content-Type": sent},
+                                         body=b"{}")
+    assert status == 415 and "send no body" in json.loads(answer)["detail"], answer
+    assert operator.calls("set") == [] and operator.calls("stop") == []

@@ -1,6 +1,7 @@
 """Creating VMs as operations (issue 11), end to end: HTTP to a real operator driving the Tart
-simulator. POST /vms, GET /operations[/{id}], DELETE /operations/{id} (cancel), the creating
-state, ephemeral VMs, and what a restart of the operator leaves behind.
+simulator. POST /vms, GET /operations[/{id}], POST /operations/{id}/cancel, DELETE
+/operations/{id}, the creating state, ephemeral VMs, and what a restart of the operator leaves
+behind.
 
 The simulator's knobs keep pulls short (TART_SIM_PULL_SECONDS) or stall them at a percentage
 (TART_SIM_PULL_HANG); ``Operator.calls`` is its log of the Tart calls the operator made.
@@ -198,13 +199,13 @@ def test_cancel_mid_pull_kills_tart_and_leaves_no_vm(operator_factory: Factory) 
     path = headers["Location"]
     wait_for(lambda: operation(op, path)["progress"] == 30, message="stalled at 30%")
     assert tart_processes(op)  # Tart is pulling
-    status, cancelled = op.json("DELETE", path)
+    status, cancelled = op.json("POST", path + "/cancel")
     assert status in (200, 202), cancelled
     final = finished(op, path)
     assert final["state"] == "cancelled" and final["cancel_requested"] is True
     assert "doomed" not in vm_names(op)
     wait_for(lambda: tart_processes(op) == [], message="no Tart process left")
-    status, problem = op.json("DELETE", path)
+    status, problem = op.json("POST", path + "/cancel")
     assert (status, problem["type"]) == (409, "/problems/operation-finished")
     lines = metric_lines(op)
     assert 'vm_operator_operations_finished_total{kind="create",state="cancelled"} 1' in lines
@@ -299,8 +300,39 @@ def test_operations_unknown_ids_are_404(operator: Operator) -> None:
     for path in ("/operations/nope", "/operations/%2F..%2F"):
         status, problem = operator.json("GET", path)
         assert (status, problem["type"]) == (404, "/problems/operation-not-found")
-    status, problem = operator.json("DELETE", "/operations/nope")
-    assert (status, problem["type"]) == (404, "/problems/operation-not-found")
+    for method, path in (("DELETE", "/operations/nope"), ("POST", "/operations/nope/cancel")):
+        status, problem = operator.json(method, path)
+        assert (status, problem["type"]) == (404, "/problems/operation-not-found")
+
+
+def test_deleting_an_operation_cancels_it_then_forgets_it_on_disk_too(
+        operator_factory: Factory) -> None:
+    op = operator_factory(env={**FAST, "TART_SIM_PULL_HANG": "30"})
+    records = op.state_dir / "operations"
+    _, doc, headers = create(op, name="doomed", **{"from": UBUNTU})
+    path = headers["Location"]
+    wait_for(lambda: operation(op, path)["progress"] == 30, message="stalled at 30%")
+    assert (records / f"{doc['id']}.json").exists()
+    status, _, body = op.request("DELETE", path)
+    assert (status, body) == (204, b""), body  # cancelled, cleaned up, forgotten
+    for method, gone in (("GET", path), ("DELETE", path), ("POST", path + "/cancel")):
+        status, problem = op.json(method, gone)
+        assert (status, problem["type"]) == (404, "/problems/operation-not-found"), method
+    assert doc["id"] not in [listed["id"] for listed in op.json("GET", "/operations")[1]]
+    assert "doomed" not in vm_names(op)
+    wait_for(lambda: tart_processes(op) == [], message="no Tart process left")
+    wait_for(lambda: not (records / f"{doc['id']}.json").exists(), message="record removed")
+    # a finished operation is forgotten the same way, across a restart too
+    _, _, headers = create(op, name="kept", **{"from": "macos-sequoia-base"})
+    assert finished(op, headers["Location"])["state"] == "succeeded"
+    status, _, _ = op.request("DELETE", headers["Location"])
+    assert status == 204 and op.json("GET", headers["Location"])[0] == 404
+    # the listener that writes records may be another thread, delivering the events in order
+    wait_for(lambda: list(records.iterdir()) == [], message="every record removed")
+    op.stop()
+    again = operator_factory(tart_home=op.tart_home, state_dir=op.state_dir)
+    assert again.json("GET", "/operations") == (200, [])
+    assert "kept" in vm_names(again)  # deleting its operation leaves what it made
 
 
 # --- the start step, ephemeral VMs -----------------------------------------------------------

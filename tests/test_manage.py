@@ -217,7 +217,7 @@ def test_a_vm_being_created_cannot_be_deleted_or_changed_meanwhile(operator_fact
     doc = problem(op, "PATCH", "/vms/fresh", 409, "vm-busy-operation", {"cpu": 2})
     assert doc["operation"] == location
     assert op.calls("delete") == [] and op.calls("set") == []
-    ok(op, "DELETE", location, 200)  # cancel the create
+    ok(op, "POST", location + "/cancel", 200)  # cancel the create
     assert await_operation(op, location)[0]["state"] == "cancelled"
 
 
@@ -423,7 +423,7 @@ def test_a_pull_cancelled_midway_kills_tart_and_caches_nothing(operator_factory)
     location = submit(op, "/images", {"ref": UBUNTU_IMAGE})
     wait_for(lambda: ok(op, "GET", location)["progress"] == 30, message="the pull stalled at 30%")
     assert [call for call in op.calls("pull") if not call.finished]
-    ok(op, "DELETE", location, 200)
+    ok(op, "POST", location + "/cancel", 200)
     doc, _ = await_operation(op, location)
     assert doc["state"] == "cancelled" and doc["cancel_requested"] is True
     wait_for(lambda: not [pid for pid in processes_with_tart_home(op.tart_home) if pid != op.pid],
@@ -528,7 +528,7 @@ def test_host_counts_the_operations_running_and_queued(operator_factory):
     operations = ok(op, "GET", "/host")["operations"]
     assert (operations["running"], operations["queued"]) == (1, 1)
     for location in (waiting, pulling):
-        ok(op, "DELETE", location, 200)
+        ok(op, "POST", location + "/cancel", 200)
     assert await_operation(op, pulling)[0]["state"] == "cancelled"
     operations = ok(op, "GET", "/host")["operations"]
     assert (operations["running"], operations["queued"]) == (0, 0)

@@ -162,3 +162,25 @@ def test_the_published_pattern_is_the_name_rules() -> None:
     # both answers occur, often: the comparison is not vacuous
     accepted = sum(name_problem(name) is None for name in names)
     assert 1000 < accepted < len(names) - 1000, accepted
+
+
+def test_the_invalid_name_page_states_the_rule_the_names_module_applies() -> None:
+    from vm_operator.edge.problems import PROBLEMS
+    from vm_operator.tart.names import FIRST_CHAR, LAST_CHAR, NAME_RULE
+
+    page = PROBLEMS["invalid-name"].meaning
+    assert NAME_RULE in page, page  # word for word
+    assert "normaliz" not in page and "format" not in page, page  # no rule it does not apply
+    # and each claim of the rule is what name_problem does
+    said = {f"1 to {MAX_NAME_LENGTH}", f"U+{ord(FIRST_CHAR):04X}", f"U+{ord(LAST_CHAR):04X}",
+            "not starting with '-'", "no empty, '.' or '..' segment"}
+    assert all(claim in NAME_RULE for claim in said), NAME_RULE
+    assert name_problem("a" * MAX_NAME_LENGTH) is None
+    assert name_problem("a" * (MAX_NAME_LENGTH + 1)) is not None
+    assert name_problem("") is not None
+    assert name_problem(FIRST_CHAR + LAST_CHAR) is None
+    for outside in (chr(ord(FIRST_CHAR) - 1), chr(ord(LAST_CHAR) + 1), "\u00e9", "\u200b", "\t"):
+        assert name_problem(f"a{outside}b") is not None, repr(outside)
+    assert name_problem("-a") is not None and name_problem("a/-b") is None
+    for segment in ("", ".", ".."):
+        assert name_problem(f"a/{segment}/b") is not None, segment

@@ -519,3 +519,49 @@ def test_operation_ids_are_url_safe_and_distinct() -> None:
     ids = {new_operation_id() for _ in range(10_000)}
     assert len(ids) == 10_000
     assert all(re.fullmatch(r"[A-Za-z0-9_-]{16}", op_id) for op_id in ids)
+
+
+def test_forgetting_a_finished_operation_drops_it_with_an_event(queue: OperationQueue) -> None:
+    events: list[OperationEvent] = []
+    queue.add_listener(events.append)
+    work = FakeWork("done")
+    op = finish(queue, work, submit(queue, work))
+    queue.forget(op.id)
+    for call in (queue.get, queue.cancel, queue.forget):
+        with pytest.raises(OperationNotFound):
+            call(op.id)
+    assert queue.list_operations() == []
+    assert [event.operation.id for event in events if event.forgotten] == [op.id]
+
+
+def test_an_operation_forgotten_while_it_cleans_up_goes_when_it_ends(
+        queue: OperationQueue) -> None:
+    events: list[OperationEvent] = []
+    queue.add_listener(events.append)
+    release = threading.Event()
+    started = threading.Event()
+
+    def run(ctx: OperationContext) -> None:
+        started.set()
+        assert release.wait(WAIT)
+        ctx.raise_if_cancelled()
+
+    op = queue.submit("create", Job(run), vm="slow")
+    waiting = queue.submit("create", Job(run), vm="queued")
+    assert started.wait(WAIT)
+    with pytest.raises(ValueError):  # a queued one is cancelled first
+        queue.forget(waiting.id)
+    queue.cancel(op.id)
+    queue.forget(op.id)
+    with pytest.raises(OperationNotFound):
+        queue.get(op.id)
+    assert [listed.id for listed in queue.list_operations()] == [waiting.id]
+    assert queue.holder("slow") is not None  # still working: the name stays held
+    assert not [event for event in events if event.forgotten]  # its record stays, for now
+    release.set()
+    queue.wait(waiting.id, WAIT)
+    assert queue.holder("slow") is None
+    ends = [(event.operation.state, event.forgotten) for event in events
+            if event.operation.id == op.id and event.operation.finished]
+    assert ends == [("cancelled", False), ("cancelled", True)]  # its end, then it goes
+    assert [listed.id for listed in queue.list_operations()] == [waiting.id]

@@ -16,6 +16,7 @@ from vm_operator.api.app import App, StreamSlots
 from vm_operator.api.operations import operation_document
 from vm_operator.api.params import NAME, VM_NAME
 from vm_operator.api.problems import TART_FAILURES
+from vm_operator.api.schemas import ref
 from vm_operator.core.errors import VmNotFound
 from vm_operator.core.events import RESET, Event, EventBus, JsonValue, Subscription
 from vm_operator.edge.errors import ApiError
@@ -44,6 +45,38 @@ EVENT: Schema = {
 
 # What Last-Event-ID and ?last_event_id= take: ASCII digits, at most as many as MAX_EVENT_ID has.
 EVENT_ID = Int(0, MAX_EVENT_ID)
+
+RESET_DATA: Schema = {
+    "type": "object",
+    "required": ["last_id"],
+    "properties": {"last_id": {"type": "integer", "minimum": 0,
+                               "description": "The last event id issued so far: resume after it"}},
+}
+
+
+def _json_text(schema: Schema) -> Schema:
+    """A data field: one line of JSON text (RFC 8259) holding ``schema``."""
+    return {"type": "string", "contentMediaType": "application/json", "contentSchema": schema}
+
+
+# One event of the stream as a Server-Sent Events parser gives it: its fields (WHATWG HTML,
+# 9.2.6). The opening "retry: 2000" block and ": heartbeat" comments carry no data: no events.
+SSE_EVENT: Schema = {
+    "description": "One event of the stream (text/event-stream): an event of the bus (event: "
+                   "its type, id: its id, data: the Event as JSON), or, first and only when "
+                   "the id a watcher resumed from is gone from the history, a reset (no id)",
+    "oneOf": [
+        {"type": "object", "required": ["event", "data", "id"],
+         "properties": {"event": {"type": "string", "not": {"const": RESET},
+                                  "description": "The event's type (its JSON's type)"},
+                        "id": {"type": "string", "description": "The event's id (its JSON's "
+                               "id): send it back as Last-Event-ID to resume after it"},
+                        "data": _json_text(ref("Event"))}},
+        {"type": "object", "required": ["event", "data"],
+         "properties": {"event": {"const": RESET}, "data": _json_text(RESET_DATA)}},
+    ],
+}
+
 VM_FILTER = OptionalQuery("vm", VM_NAME, "Only the events of this VM")
 LAST_EVENT_ID = OptionalQuery(
     "last_event_id", EVENT_ID,
@@ -174,13 +207,13 @@ ROUTES: tuple[Route[App], ...] = (
           "The event stream (Server-Sent Events): VM states, creates, deletes, operations; "
           "resumable with Last-Event-ID", "streamEvents", query=(VM_FILTER, LAST_EVENT_ID),
           ok=(Success(200, "Events as they happen (text/event-stream: id, event and data "
-                      "lines, data being the event's JSON; ': heartbeat' comments)",
-                      {"type": "string"}, "text/event-stream"),),
+                      "lines, data being the event's JSON; ': heartbeat' comments). The "
+                      "schema describes one event", SSE_EVENT, "text/event-stream"),),
           problems=("bad-header", "too-many-streams")),
     Route("GET", "/vms/{name}/events", vm_events,
           "A VM's recent events, oldest first (bounded history)", "getVmEvents", path=(NAME,),
           ok=(Success(200, "The events", {
               "type": "object", "required": ["events"],
-              "properties": {"events": {"type": "array", "items": EVENT}}}),),
+              "properties": {"events": {"type": "array", "items": ref("Event")}}}),),
           problems=(VmNotFound, TartVmMissing, *TART_FAILURES)),
 )

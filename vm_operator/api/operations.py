@@ -1,4 +1,4 @@
-"""Long-running operations (create, delete, pull, prune): list, read, cancel."""
+"""Long-running operations (create, delete, pull, prune): list, read, cancel, delete."""
 
 from __future__ import annotations
 
@@ -90,9 +90,15 @@ def get_operation(app: App, req: Request) -> Response:
 
 def cancel_operation(app: App, req: Request) -> Response:
     """A queued operation ends at once; a running one's Tart is killed and its cleanup run:
-    wait a moment for that, so the answer usually says ``cancelled``."""
+    wait a moment for that, so the answer usually says ``cancelled``. It stays readable."""
     op = app.service.lifecycle.cancel(req.get(ID), CANCEL_WAIT)
     return json_response(200 if op.finished else 202, operation_document(op))
+
+
+def delete_operation(app: App, req: Request) -> Response:
+    """Cancel it if it has not finished (as the cancel route does), then forget it."""
+    app.service.lifecycle.delete(req.get(ID), CANCEL_WAIT)
+    return Response(204, b"", "")
 
 
 ROUTES: tuple[Route[App], ...] = (
@@ -104,11 +110,18 @@ ROUTES: tuple[Route[App], ...] = (
     Route("GET", "/operations/{id}", get_operation, "One operation: state, phase, progress",
           "getOperation", path=(ID,), ok=(Success(200, "The operation", OPERATION),),
           problems=(OperationMissing,)),
-    Route("DELETE", "/operations/{id}", cancel_operation,
-          "Cancel an operation: Tart is killed, a create leaves no VM behind",
-          "cancelOperation", path=(ID,),
+    Route("POST", "/operations/{id}/cancel", cancel_operation,
+          "Cancel an operation: Tart is killed, a create leaves no VM behind; the operation "
+          "stays readable (state cancelled)", "cancelOperation", path=(ID,),
           ok=(Success(200, "Cancelled (or it finished meanwhile: state says how)", OPERATION),
               Success(202, "Cancel requested; still cleaning up (cancel_requested: true)",
                       OPERATION)),
           problems=(OperationMissing, OperationFinished)),
+    Route("DELETE", "/operations/{id}", delete_operation,
+          "Delete an operation: cancel it first if it has not finished (as POST "
+          "/operations/{id}/cancel), then forget it (404 from then on, its record removed)",
+          "deleteOperation", path=(ID,),
+          ok=(Success(204, "Deleted (a cancelled one still cleaning up keeps its VM name until "
+                      "it ends)", None),),
+          problems=(OperationMissing,)),
 )

@@ -13,6 +13,7 @@ from vm_operator.tart.names import (
     LOCAL_NAME_PATTERN,
     MAX_NAME_LENGTH,
     NAME_PATTERN,
+    NAME_RULE,
     OCI_PATTERN,
     InvalidName,
     VmName,
@@ -93,9 +94,8 @@ DISK_GB = Int(1, 4096)
 NAME = PathParam(
     "name", VM_NAME,
     "VM name, percent-encoded (an OCI name such as ghcr.io/org/img:tag "
-    "is sent as ghcr.io%2Forg%2Fimg%3Atag): 1 to 255 printable ASCII characters (U+0021 to "
-    "U+007E: no spaces, controls or non-ASCII), not starting with '-', and no empty, '.' or '..' "
-    "segment between '/'. Any other name is refused (400) before Tart is asked.",
+    f"is sent as ghcr.io%2Forg%2Fimg%3Atag): {NAME_RULE}. Any other name is refused (400) "
+    "before Tart is asked.",
 )
 SLUG = PathParam(
     "slug", Verbatim({"type": "string", "enum": [problem.slug for problem in CATALOGUE]}),
@@ -116,7 +116,8 @@ READY_TIMEOUT_DEFAULT = 120
 READY_TIMEOUT = OptionalQuery("timeout", Int(1, 900),
                               f"With wait=ready: seconds to wait, the start included (default "
                               f"{READY_TIMEOUT_DEFAULT}); then 504 ready-timeout, the VM left "
-                              "running. Ignored without wait=ready")
+                              "running. Checked (1 to 900) with or without wait=ready; without "
+                              "it, it bounds nothing (the start is bounded by --start-timeout)")
 TAIL = OptionalQuery("tail", Int(1, LOG_TAIL_LINES_MAX), "Only the last N lines")
 
 

@@ -40,7 +40,7 @@ from vm_operator.tart.errors import (
 
 
 def start_vm(app: App, req: Request) -> Response:
-    if req.optional(WAIT_FOR) == "ready":  # a timeout without it bounds nothing: ignored
+    if req.optional(WAIT_FOR) == "ready":  # a timeout without it is checked, bounds nothing
         timeout: int | None = req.optional(READY_TIMEOUT)
         ready = app.service.start_ready(req.get(NAME), req.get(SUSPENDABLE),
                                         timeout or READY_TIMEOUT_DEFAULT)

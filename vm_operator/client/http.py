@@ -324,7 +324,7 @@ class Client:
                           Operation.from_json)
 
     def cancel_operation(self, operation_id: str) -> Reply[Operation]:
-        answer = self._call("DELETE", path("operations", operation_id), wait=CANCEL_WAIT)
+        answer = self._call("POST", path("operations", operation_id, "cancel"), wait=CANCEL_WAIT)
         return self._json(answer, Operation.from_json)
 
     def images(self) -> Reply[list[Image]]:

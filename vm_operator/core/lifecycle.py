@@ -129,6 +129,21 @@ class Lifecycle:
                 f"operation {op_id} has {exc.operation.state} already") from None
         return op if op.finished or wait <= 0 else self.queue.wait(op_id, wait)
 
+    def delete(self, op_id: str, wait: float = 0.0) -> None:
+        """Cancel the operation unless it has finished, wait up to ``wait`` seconds for it to
+        end, then forget it: no longer listed or found, its record deleted (once it has ended:
+        one still cleaning up keeps its VM name until then)."""
+        try:
+            if not self.queue.get(op_id).finished:
+                try:
+                    self.queue.cancel(op_id)
+                except AlreadyFinished:  # it ended meanwhile: forgotten all the same
+                    pass
+                self.queue.wait(op_id, wait)
+            self.queue.forget(op_id)
+        except OperationNotFound:
+            raise OperationMissing(f"no operation {op_id!r}") from None
+
 
 def remove_leftovers(tart: TartPort, specs: SpecStore, op: Operation) -> None:
     """``OperationStore.load``'s ``on_interrupted``: an operation the operator stopped in the

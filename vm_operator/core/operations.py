@@ -69,6 +69,7 @@ class _Entry:
     hook_lock: threading.Lock = field(default_factory=threading.Lock)  # held while a hook runs
     hook: CancelHook | None = None
     ended: bool = False  # run() has returned: too late to cancel
+    forgotten: bool = False  # deleted: found by no one, dropped once it has finished
 
 
 class OperationContext:
@@ -238,7 +239,7 @@ class OperationQueue:
         cancel returns at once. Raises OperationNotFound, AlreadyFinished."""
         with self._lock:
             entry = self._entries.get(op_id)
-            if entry is None:
+            if entry is None or entry.forgotten:
                 raise OperationNotFound(op_id)
             if entry.op.finished or entry.ended:
                 raise AlreadyFinished(entry.op)
@@ -260,19 +261,38 @@ class OperationQueue:
                     _call_hook(entry, hook)
         return snapshot
 
+    def forget(self, op_id: str) -> None:
+        """Forget an operation that is no longer queued: from now on ``get``, ``list_operations``
+        and ``cancel`` know it no more. A finished one goes at once (a forgotten event: the
+        store deletes its record); a running one (a cancelled one still cleaning up) keeps its
+        VM name and its record until it ends, then goes the same way. Raises
+        OperationNotFound, and ValueError for a queued one (cancel it first)."""
+        with self._lock:
+            entry = self._entries.get(op_id)
+            if entry is None or entry.forgotten:
+                raise OperationNotFound(op_id)
+            if entry.op.state == "queued":
+                raise ValueError(f"operation {op_id} is queued: cancel it before forgetting it")
+            entry.forgotten = True
+            if entry.op.finished:
+                self._finished.remove(op_id)
+                self._drop(entry)
+        self._deliver()
+
     # -- reading ----------------------------------------------------------------------------
 
     def get(self, op_id: str) -> Operation:
         with self._lock:
             entry = self._entries.get(op_id)
-            if entry is None:
+            if entry is None or entry.forgotten:
                 raise OperationNotFound(op_id)
             return entry.op
 
     def list_operations(self) -> list[Operation]:
         """Running, queued and the kept finished ones, in the order they were submitted."""
         with self._lock:
-            return sorted((entry.op for entry in self._entries.values()), key=lambda op: op.seq)
+            return sorted((entry.op for entry in self._entries.values() if not entry.forgotten),
+                          key=lambda op: op.seq)
 
     def active(self) -> list[Operation]:
         """The running operation, then the queued ones in the order they will run."""
@@ -389,14 +409,21 @@ class OperationQueue:
         self._set(entry, op)
         if op.vm is not None and self._names.get(op.vm) == op.id:
             del self._names[op.vm]
-        self._finished.append(op.id)
-        self._forget_overflow()
+        if entry.forgotten:  # deleted while it ran: it goes now that it has ended
+            self._drop(entry)
+        else:
+            self._finished.append(op.id)
+            self._forget_overflow()
         self._changed.notify_all()
 
     def _forget_overflow(self) -> None:
         while len(self._finished) > self._history:
-            forgotten = self._entries.pop(self._finished.popleft())
-            self._pending.append(OperationEvent(forgotten.op, forgotten=True))
+            self._drop(self._entries[self._finished.popleft()])
+
+    def _drop(self, entry: _Entry) -> None:
+        """A finished operation leaves: its forgotten event tells the store and the listeners."""
+        del self._entries[entry.op.id]
+        self._pending.append(OperationEvent(entry.op, forgotten=True))
 
     def _refuse_if_held(self, name: str) -> None:
         holder = self._names.get(name)

@@ -106,6 +106,11 @@ class Body(Generic[D]):
                                  item.name))
         return tuple(found)
 
+    @property
+    def media_advice(self) -> str:
+        """What to send, from ``media_types`` (the one declaration): every 415 says it."""
+        return f"send Content-Type: {' or '.join(self.media_types)}"
+
     def schema(self) -> Schema:
         properties: dict[str, object] = {}
         required = []
@@ -125,8 +130,8 @@ class Body(Generic[D]):
     def parse(self, data: bytes, content_type: str | None) -> D:
         """The typed body, or the ApiError that says what is wrong with it."""
         if _media_type(content_type) not in self.media_types:
-            raise ApiError("unsupported-media-type", "this route takes a JSON body: send "
-                           f"Content-Type: {' or '.join(self.media_types)}")
+            raise ApiError("unsupported-media-type",
+                           f"this route takes a JSON body: {self.media_advice}")
         if len(data) > self.limit:
             raise ApiError("body-too-large", f"the body is larger than {self.limit} bytes")
         sent = _object(data)

@@ -137,7 +137,7 @@ def dispatch(
         route, raw_params = choose(method, candidates)
         label = route.pattern
         req = _request(route, method, segments, raw_params, query, headers)
-        refusal = check_access(site.access, method, route.public, headers)
+        refusal = check_access(site.access, method, route.public, headers, route.body)
         if refusal is not None:
             raise refusal
         if route.public:

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vm_operator.edge.body import Body
 from vm_operator.edge.params import Schema
 from vm_operator.edge.problems import PROBLEMS, ProblemType, Slug, problem_of
 from vm_operator.edge.responses import PROBLEM_JSON
@@ -42,25 +43,57 @@ class Info:
     description: str
 
 
+@dataclass(frozen=True)
+class Tag:
+    """A group of operations (a resource): generated clients make one module of each."""
+
+    name: str
+    description: str
+
+
 def openapi_document(routes: Sequence[Route[Any]], schemas: Mapping[str, Schema],
-                     info: Info) -> dict[str, object]:
+                     info: Info, tags: Sequence[Tag] = ()) -> dict[str, object]:
+    """The document. Each body's schema is a component (named after its dataclass) that its
+    media types refer to, so a generator makes one model of it; a route's ``tag`` is its
+    operation's tag, and ``tags`` describes them."""
     paths: dict[str, dict[str, object]] = {}
+    components: dict[str, Schema] = {"Problem": PROBLEM_SCHEMA, **schemas}
     for route in routes:
         paths.setdefault(route.pattern, {})[route.method.lower()] = _operation(route)
-    return {
+        if route.body is not None:
+            name, schema = body_component(route.body)
+            if components.setdefault(name, schema) != schema:
+                raise ValueError(f"{route.method} {route.pattern}: another schema is named {name}")
+    known = {tag.name for tag in tags}
+    unknown = {route.tag for route in routes if route.tag is not None} - known
+    if unknown:
+        raise ValueError(f"routes are tagged {sorted(unknown)}, which tags does not describe")
+    document: dict[str, object] = {
         "openapi": "3.1.0",
         "info": {"title": info.title, "version": info.version, "description": info.description},
+    }
+    if tags:
+        document["tags"] = [{"name": tag.name, "description": tag.description} for tag in tags]
+    document.update({
         "components": {
-            "schemas": {"Problem": PROBLEM_SCHEMA, **schemas},
+            "schemas": components,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{}, {"bearer": []}],
         "paths": paths,
-    }
+    })
+    return document
+
+
+def body_component(body: Body[Any]) -> tuple[str, Schema]:
+    """The component a body's media types refer to: its dataclass's name and its schema."""
+    return body.spec.__name__, body.schema()
 
 
 def _operation(route: Route[Any]) -> dict[str, object]:
     operation: dict[str, object] = {"operationId": route.operation_id, "summary": route.summary}
+    if route.tag is not None:
+        operation["tags"] = [route.tag]
     if route.public:
         operation["security"] = [{}]
     parameters = [_path_parameter(p) for p in route.path] + [_query_parameter(q)
@@ -68,9 +101,10 @@ def _operation(route: Route[Any]) -> dict[str, object]:
     if parameters:
         operation["parameters"] = parameters
     if route.body is not None:
+        name, _ = body_component(route.body)
         operation["requestBody"] = {
             "required": True, "description": route.body.doc,
-            "content": {media: {"schema": route.body.schema()}
+            "content": {media: {"schema": {"$ref": f"#/components/schemas/{name}"}}
                         for media in route.body.media_types},
         }
     operation["responses"] = _responses(route)

@@ -54,6 +54,8 @@ class Int(ParamType[int]):
     ``high`` has (and at least 6, for leading zeros), so no text costs more to read than that."""
 
     def __init__(self, low: int, high: int) -> None:
+        if low < 0:
+            raise ValueError("Int takes whole numbers from 0 up")
         self.low = low
         self.high = high
         self._digits = max(6, len(str(high)))
@@ -82,21 +84,26 @@ class Int(ParamType[int]):
 
 
 class Boolean(ParamType[bool]):
-    """true or false (also 1 or 0, in any case, in a query)."""
+    """true or false: in a query exactly the words of ``WORDS``, in a JSON body JSON's booleans.
+    The refusal names the same words, so a client is never told one thing and held to another."""
+
+    WORDS: Mapping[str, bool] = {"true": True, "false": False}
 
     def schema(self) -> Schema:
         return {"type": "boolean"}
 
+    def _refusal(self, key: str) -> ValueError:
+        return ValueError(f"{key} must be {' or '.join(self.WORDS)}")
+
     def from_text(self, key: str, text: str) -> bool:
-        word = text.lower()
-        if word not in ("true", "false", "1", "0"):
-            raise ValueError(f"{key} must be true or false")
-        return word in ("true", "1")
+        if text not in self.WORDS:
+            raise self._refusal(key)
+        return self.WORDS[text]
 
     def from_json(self, key: str, value: object) -> bool:
         if isinstance(value, bool):
             return value
-        raise ValueError(f"{key} must be true or false")
+        raise self._refusal(key)
 
 
 class OneOf(ParamType[str]):

@@ -155,10 +155,10 @@ CATALOGUE: tuple[ProblemType, ...] = (
     ),
     ProblemType(
         "invalid-name", 400, "Invalid VM name",
-        "The VM name in the path cannot be passed to Tart: it is empty, longer than 255 "
-        "characters, starts with '-', holds control, format or whitespace characters, is not "
-        "in Unicode normalization form C, has an empty, '.' or '..' segment, or is not valid "
-        "percent-encoded UTF-8. It never reached Tart.",
+        "The VM name (in the path, the query or the body) cannot be passed to Tart. A VM name "
+        "is 1 to 255 printable ASCII characters (U+0021 to U+007E: no spaces, controls or "
+        "non-ASCII), not starting with '-', and no empty, '.' or '..' segment between '/'; "
+        "a name in the path must also be valid percent-encoded UTF-8. It never reached Tart.",
         "Percent-encode the name as one path segment (an OCI name such as "
         "ghcr.io/org/img:tag is sent as ghcr.io%2Forg%2Fimg%3Atag). The name of a VM to create "
         "must be local: no '/'.",
@@ -326,7 +326,7 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "PATCH, a DELETE) is under way; the operation member names the operation (null for such "
         "a change).",
         "Wait for the operation to finish (GET /operations/ID), or cancel it "
-        "(DELETE /operations/ID).",
+        "(POST /operations/ID/cancel).",
         raised_by=(VmHeldByOperation,),
     ),
     ProblemType(
@@ -363,9 +363,11 @@ CATALOGUE: tuple[ProblemType, ...] = (
     ),
     ProblemType(
         "unsupported-media-type", 415, "Unsupported media type",
-        "A change was sent with a form, multipart, plain-text or other non-JSON body type, as "
-        "a cross-site form of a web page would.",
-        "Send no body (or application/json).",
+        "A change was sent with a Content-Type the route does not take: a form, multipart or "
+        "plain-text body (as a cross-site form of a web page would send), or any type other than "
+        "those its requestBody lists. The detail names the ones it takes.",
+        "Send the Content-Type the detail names (application/json; PATCH /vms/NAME also takes "
+        "application/merge-patch+json), or no body where the route takes none.",
     ),
     ProblemType(
         "invalid-resources", 422, "Tart refused the resources",

@@ -111,6 +111,7 @@ class Route(Generic[A]):
     public: bool = False  # no token, Host or cross-site checks: the probes and the documentation
     body: Body[Any] | None = None  # None: a request with a body is refused (400)
     etag: bool = False  # its 200 carries an ETag, and If-None-Match gets a 304 (conditional.py)
+    tag: str | None = None  # the resource it belongs to (/openapi.json's tags): api/__init__.py
 
     @cached_property
     def segments(self) -> tuple[str, ...]:

@@ -11,8 +11,9 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 
+from vm_operator.edge.body import JSON_MEDIA, MERGE_PATCH_MEDIA, Body
 from vm_operator.edge.errors import ApiError
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -103,9 +104,10 @@ def check_token(access: Access, method: str, authorization: str | None) -> ApiEr
     return _refuse_token("the token is not valid", "invalid_token")
 
 
-# What a write may carry: JSON (a JSON merge patch, RFC 7396, is JSON too). Neither is a type a
-# cross-site form can send without a CORS preflight.
-JSON_TYPES = ("application/json", "application/merge-patch+json")
+# What a write to a route that takes no body may say it carries (with no body): JSON (a JSON merge
+# patch, RFC 7396, is JSON too). Neither is a type a cross-site form can send without a CORS
+# preflight. A route that takes a body takes the media types its ``Body`` declares.
+JSON_TYPES = (JSON_MEDIA, MERGE_PATCH_MEDIA)
 
 
 def _media_type(headers: Headers) -> str | None:
@@ -128,14 +130,17 @@ def check_browser(access: Access, method: str, headers: Headers) -> ApiError | N
 
 
 def check_access(
-    access: Access, method: str, is_probe: bool, headers: Headers
+    access: Access, method: str, is_probe: bool, headers: Headers, body: Body[Any] | None = None
 ) -> ApiError | None:
-    """Return why a request is refused, or None. Probes stay open so health checks work."""
+    """Return why a request is refused, or None. Probes stay open so health checks work.
+    ``body`` is what the route takes (None: no body): a write's media type must be one of its
+    ``media_types``, and the refusal names them."""
     media = _media_type(headers)
-    if method not in READ_METHODS and media is not None and media not in JSON_TYPES:
+    accepted = JSON_TYPES if body is None else body.media_types
+    if method not in READ_METHODS and media is not None and media not in accepted:
         kind = "a form or plain-text body" if media in SIMPLE_TYPES else f"content type {media!r}"
-        return ApiError("unsupported-media-type",
-                        f"{kind} is not accepted: send no body, or application/json")
+        advice = "send no body" if body is None else body.media_advice
+        return ApiError("unsupported-media-type", f"{kind} is not accepted: {advice}")
     if is_probe:
         return None
     if access.authenticated:

@@ -14,6 +14,13 @@ from __future__ import annotations
 from typing import Self
 
 MAX_NAME_LENGTH = 255
+FIRST_CHAR, LAST_CHAR = "!", "~"  # the printable ASCII characters: U+0021 to U+007E
+
+# The rules of ``name_problem`` in words: the name parameter's description in /openapi.json, and
+# (word for word, tests/unit/test_names.py checks) the problem type invalid-name's page.
+NAME_RULE = (f"1 to {MAX_NAME_LENGTH} printable ASCII characters (U+{ord(FIRST_CHAR):04X} to "
+             f"U+{ord(LAST_CHAR):04X}: no spaces, controls or non-ASCII), not starting with '-', "
+             "and no empty, '.' or '..' segment between '/'")
 
 # The same rules as ``name_problem``, as a pattern that means the same in ECMA-262 (JSON Schema)
 # and Python: segments separated by '/', each made of the printable ASCII characters U+0021-U+007E
@@ -41,9 +48,10 @@ def name_problem(name: str) -> str | None:
     if len(name) > MAX_NAME_LENGTH:
         return f"the VM name is longer than {MAX_NAME_LENGTH} characters"
     for char in name:
-        if not "!" <= char <= "~":
+        if not FIRST_CHAR <= char <= LAST_CHAR:
             return (f"the VM name holds a character outside printable ASCII (U+{ord(char):04X}); "
-                    "names use the characters U+0021 to U+007E: no spaces, controls or non-ASCII")
+                    f"names use the characters U+{ord(FIRST_CHAR):04X} to U+{ord(LAST_CHAR):04X}: "
+                    "no spaces, controls or non-ASCII")
     if name.startswith("-"):
         return "a VM name may not start with '-'"
     if any(part in ("", ".", "..") for part in name.split("/")):

@@ -728,7 +728,7 @@ async function confirmDelete() {
 
 async function cancelOperation(id) {
   try {
-    const op = await request("DELETE", `/operations/${encodeURIComponent(id)}`, { timeout: 30000 });
+    const op = await request("POST", `/operations/${encodeURIComponent(id)}/cancel`, { timeout: 30000 });
     updateOperation(op);
   } catch (error) {
     refused("The cancel was refused", error);
