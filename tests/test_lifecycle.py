@@ -228,7 +228,7 @@ def test_cancelling_a_create_after_its_clone_exists_stops_and_deletes_that_vm(
     wait_for(lambda: any("doomed" in call.argv for call in op.calls("run")),
              message="tart run launched")
     assert (op.state_dir / "specs" / "doomed.json").exists()  # the create wrote its spec
-    status, cancelled = op.json("DELETE", path)
+    status, cancelled = op.json("POST", path + "/cancel")
     assert status in (200, 202), cancelled
     (folder / ".tart-sim-run-gate").unlink()  # the start goes on: the VM runs, then the cancel
     final = finished(op, path)
