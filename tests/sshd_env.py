@@ -36,13 +36,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support import processes_with_tart_home
+from support import SYSTEM_PYTHONS, processes_with_tart_home
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SIMULATOR = REPO_ROOT / "vm_operator" / "simulator.py"  # self-contained: runs as a plain file
 SSHD = "/usr/sbin/sshd"
 USER = "vm-operator-ssh-test"
-PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3")
 APT_HINT = "apt-get install -y --no-install-recommends openssh-server openssh-client python3"
 
 
@@ -55,7 +54,7 @@ def _world_usable(path: str) -> bool:
 
 
 def user_python() -> str | None:
-    return next((p for p in PYTHONS if os.path.exists(p) and _world_usable(p)), None)
+    return next((p for p in SYSTEM_PYTHONS if os.path.exists(p) and _world_usable(p)), None)
 
 
 def unavailable_reason() -> str | None:
@@ -70,7 +69,7 @@ def unavailable_reason() -> str | None:
     if os.geteuid() != 0:
         return "the sshd fixture must run as root (sshd switches to the test user)"
     if user_python() is None:
-        return f"no python3 usable by other users at {', '.join(PYTHONS)}: {APT_HINT}"
+        return f"no python3 usable by other users at {', '.join(SYSTEM_PYTHONS)}: {APT_HINT}"
     return None
 
 
