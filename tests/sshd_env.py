@@ -36,13 +36,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support import processes_with_tart_home
+from support import SYSTEM_PYTHONS, processes_with_tart_home
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SIMULATOR = REPO_ROOT / "vm_operator" / "simulator.py"  # self-contained: runs as a plain file
 SSHD = "/usr/sbin/sshd"
 USER = "vm-operator-ssh-test"
-PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3")
+# The client's deadlines against this server. A login here is a fork and re-exec of sshd, a key
+# exchange and a signature: under 1 s on an idle machine, over 25 s measured on the 2-core
+# machine under a CI-like load. ssh's ConnectTimeout also bounds the wait for sshd's banner
+# ("Connection timed out during banner exchange", which the operator answers 503
+# tart-host-unreachable) and over SSH the Tart timeout bounds the call that logs in: both must
+# allow a starved login. They cost nothing when the server answers; a test of the deadlines
+# themselves sets its own (a refused connection fails at once whatever they are).
+CONNECT_TIMEOUT = 30
+TART_TIMEOUT = 60
 APT_HINT = "apt-get install -y --no-install-recommends openssh-server openssh-client python3"
 
 
@@ -55,7 +63,7 @@ def _world_usable(path: str) -> bool:
 
 
 def user_python() -> str | None:
-    return next((p for p in PYTHONS if os.path.exists(p) and _world_usable(p)), None)
+    return next((p for p in SYSTEM_PYTHONS if os.path.exists(p) and _world_usable(p)), None)
 
 
 def unavailable_reason() -> str | None:
@@ -70,7 +78,7 @@ def unavailable_reason() -> str | None:
     if os.geteuid() != 0:
         return "the sshd fixture must run as root (sshd switches to the test user)"
     if user_python() is None:
-        return f"no python3 usable by other users at {', '.join(PYTHONS)}: {APT_HINT}"
+        return f"no python3 usable by other users at {', '.join(SYSTEM_PYTHONS)}: {APT_HINT}"
     return None
 
 
@@ -131,7 +139,8 @@ class SshdEnv:
             "VM_OPERATOR_TART_SSH": self.target,
             "VM_OPERATOR_SSH_KEY": str(self.key),
             "VM_OPERATOR_SSH_KNOWN_HOSTS": str(self.known_hosts),
-            "VM_OPERATOR_SSH_CONNECT_TIMEOUT": "3",
+            "VM_OPERATOR_SSH_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
+            "VM_OPERATOR_TART_TIMEOUT": str(TART_TIMEOUT),
         }
 
     def ssh(self, command: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:

@@ -11,6 +11,10 @@ import os
 import socket
 from pathlib import Path
 
+# Where a Python that every user may run lives on Debian and friends (the test user of the SSH
+# fixture, ``nobody`` in the start-up tests: the venv's may lie under a directory only root enters)
+SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3")
+
 
 def http_request(port: int, method: str, path: str, headers: dict[str, str] | None = None,
                  body: bytes | str | None = None,

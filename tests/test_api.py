@@ -506,7 +506,7 @@ def test_hanging_tart_is_504_in_time_and_leaves_nothing_behind(operator_factory)
     hung = op.calls("list")
     assert hung and not any(call.finished for call in hung)  # killed, never ended by itself
     for call in hung:
-        wait_for(lambda pid=call.pid: not Path(f"/proc/{pid}").exists(), timeout=1,
+        wait_for(lambda pid=call.pid: not Path(f"/proc/{pid}").exists(),
                  message=f"hung tart list (pid {call.pid}) is gone")
     assert set(processes_with_tart_home(op.tart_home)) == {op.pid}
 
@@ -560,7 +560,7 @@ def test_no_zombies_after_start_stop_cycles(operator):
         start_vm(operator, SEQUOIA)
         stop_vm(operator, SEQUOIA)
     assert len(operator.calls("run")) == 5
-    wait_for(lambda: not [c for c in children(operator.pid) if c[1] == "Z"], timeout=2,
+    wait_for(lambda: not [c for c in children(operator.pid) if c[1] == "Z"],
              message=f"no zombie children of the operator: {children(operator.pid)}")
     assert children(operator.pid) == []  # and no tart run left behind either
 
@@ -775,7 +775,7 @@ def test_metrics_are_prometheus_text_with_request_and_tart_counts(operator):
             return families
         return None
 
-    families = wait_for(scrape, timeout=3, interval=0.1,
+    families = wait_for(scrape, interval=0.1,
                         message="/metrics counts the requests made and every Tart call")
     assert any(f["type"] == "histogram" for f in families.values())
 

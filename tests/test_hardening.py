@@ -322,7 +322,7 @@ def test_a_client_that_never_reads_is_cut_off_and_frees_its_worker(operator_fact
                 sock.sendall(request)
         except OSError:
             pass
-        wait_for(lambda: threads_of(op.pid) <= baseline, timeout=5,
+        wait_for(lambda: threads_of(op.pid) <= baseline,
                  message="the worker stuck writing to a non-reading client was not freed")
     assert op.request("GET", "/health")[0] == 200
 

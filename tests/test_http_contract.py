@@ -174,7 +174,7 @@ def test_refused_requests_are_counted_under_their_route(
     got = operator.request(method, target)[0]
     assert str(got) == status
     want = {"method": method, "route": route, "status": status}
-    wait_for(lambda: counted(operator, **want) == 1, timeout=3,
+    wait_for(lambda: counted(operator, **want) == 1,
              message=f"one request counted as {want}: {samples(operator, 'vm_operator_http_requests_total')}")
     if route != "unmatched":
         assert counted(operator, route="unmatched") == 0

@@ -41,8 +41,9 @@ def knobs(host: sshd_env.SshdEnv, **settings: str) -> None:
 
 def tart_on(host: sshd_env.SshdEnv) -> Tart:
     made = ssh_settings(host.target, key=str(host.key), known_hosts=str(host.known_hosts),
-                        connect_timeout=3)
-    return Tart(SshTransport(made, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, 20.0),
+                        connect_timeout=sshd_env.CONNECT_TIMEOUT)
+    return Tart(SshTransport(made, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                             sshd_env.TART_TIMEOUT),
                 pull_timeout=60)
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -43,7 +45,7 @@ def logins(server: sshd_env.SshdEnv) -> int:
 
 def settings_for(server: sshd_env.SshdEnv, **overrides: object) -> SshSettings:
     made = ssh_settings(server.target, key=str(server.key), known_hosts=str(server.known_hosts),
-                        connect_timeout=3)
+                        connect_timeout=sshd_env.CONNECT_TIMEOUT)
     return replace(made, **overrides) if overrides else made  # type: ignore[arg-type]
 
 
@@ -72,7 +74,7 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture
 def transport(sshd: sshd_env.SshdEnv) -> Iterator[SshTransport]:
-    made = SshTransport(settings_for(sshd), ENV, 20.0)
+    made = SshTransport(settings_for(sshd), ENV, sshd_env.TART_TIMEOUT)
     yield made
     made.close()
 
@@ -140,8 +142,8 @@ def test_the_control_socket_is_in_a_private_short_directory(transport: SshTransp
 def test_the_call_that_starts_the_master_does_not_wait_for_it(sshd: sshd_env.SshdEnv) -> None:
     """The first call becomes the master, which then lives on in the background for
     ControlPersist seconds: were its stdio the call's pipes, the call would end only when
-    the master does, here after its 20 s timeout (a TartTimeout), long before 600 s."""
-    transport = SshTransport(settings_for(sshd, control_persist=600), ENV, 20.0)
+    the master does, here after its timeout (a TartTimeout), long before 600 s."""
+    transport = SshTransport(settings_for(sshd, control_persist=600), ENV, sshd_env.TART_TIMEOUT)
     try:
         assert transport.remote("echo", ["sh", "-c", "echo out; echo err >&2"]) == "out\n"
         assert master_pid(transport) is not None
@@ -178,7 +180,7 @@ def test_a_timed_out_call_is_killed_and_the_connection_stays(sshd: sshd_env.Sshd
 
 
 def test_close_ends_the_master_and_removes_its_directory(sshd: sshd_env.SshdEnv) -> None:
-    transport = SshTransport(settings_for(sshd), ENV, 20.0)
+    transport = SshTransport(settings_for(sshd), ENV, sshd_env.TART_TIMEOUT)
     Tart(transport).list_vms()
     path = transport.control_path()
     master = master_pid(transport)
@@ -212,22 +214,28 @@ def test_a_process_that_never_closes_its_transport_ends_the_master_at_exit(
 
 
 def test_an_operator_over_ssh_logs_in_once_and_ends_its_master(
-        sshd: sshd_env.SshdEnv, operator_factory: Callable[..., Operator]) -> None:
-    before, earlier = logins(sshd), set(ssh_masters())
-    operator = operator_factory(env=sshd.settings_env(), seed=False)
+        sshd: sshd_env.SshdEnv, operator_factory: Callable[..., Operator],
+        request: pytest.FixtureRequest) -> None:
+    before = logins(sshd)
+    # a temporary directory of its own, where its control socket's directory is made: its
+    # masters are told from those of other test runs on the same machine by their socket path
+    tmp = Path(tempfile.mkdtemp(prefix="vmo-t-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(tmp, ignore_errors=True))
+    operator = operator_factory(env={**sshd.settings_env(), "TMPDIR": str(tmp)}, seed=False)
     for _ in range(5):
         status, vms = operator.json("GET", "/vms")
         assert status == 200 and vms
         assert operator.json("GET", f"/vms/{vms[0]['name']}")[0] == 200
     assert logins(sshd) - before == 1
-    masters = set(ssh_masters()) - earlier
+    masters = set(ssh_masters(under=f"{tmp}/"))
     assert len(masters) == 1, "not one shared connection"
     assert operator.stop()[0] == 0
     wait_for(lambda: not any(alive(pid) for pid in masters), timeout=10)
 
 
-def ssh_masters() -> list[int]:
-    """PIDs of ssh masters whose control socket is in a vm-operator private directory."""
+def ssh_masters(under: str = "/") -> list[int]:
+    """PIDs of ssh masters whose control socket is in a vm-operator private directory (made
+    in the directory ``under``)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -236,6 +244,6 @@ def ssh_masters() -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if cmdline.startswith("ssh: ") and "/vmo-ssh-" in cmdline and "[mux]" in cmdline:
+        if cmdline.startswith(f"ssh: {under}") and "/vmo-ssh-" in cmdline and "[mux]" in cmdline:
             found.append(int(entry.name))
     return found

@@ -349,10 +349,11 @@ def sshd() -> Iterator[sshd_env.SshdEnv]:
 
 def direct_runner(server: sshd_env.SshdEnv, **overrides: Any) -> Tart:
     made = ssh_settings(server.target, key=str(server.key), known_hosts=str(server.known_hosts),
-                        connect_timeout=3)
+                        connect_timeout=sshd_env.CONNECT_TIMEOUT)
     if overrides:
         made = SshSettings(**{**made.__dict__, **overrides})
-    return Tart(SshTransport(made, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, 20.0))
+    return Tart(SshTransport(made, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                             sshd_env.TART_TIMEOUT))
 
 
 def markers(server: sshd_env.SshdEnv) -> list[str]:
@@ -773,7 +774,8 @@ def test_a_host_that_never_answers_fails_within_the_connect_timeout(
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
         port = silent.getsockname()[1]
-        op = native({"VM_OPERATOR_TART_SSH": f"{host.user}@127.0.0.1:{port}"})
+        op = native({"VM_OPERATOR_TART_SSH": f"{host.user}@127.0.0.1:{port}",
+                     "VM_OPERATOR_SSH_CONNECT_TIMEOUT": "3"})
         started = time.monotonic()
         status, problem = op.json("GET", "/vms")
         elapsed = time.monotonic() - started

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from conftest import REPO_ROOT, SIMULATOR, wait_for
-from support import http_request
+from support import SYSTEM_PYTHONS, http_request
 
 REFUSAL_GUARD = 30.0
 
@@ -55,12 +55,13 @@ class Outcome:
 
 
 def start_expecting_refusal(tmp_path: Path, args: list[str], env: dict[str, str] | None = None,
-                            *, user: list[str] | None = None) -> Outcome:
+                            *, user: list[str] | None = None, python: str = sys.executable,
+                            cwd: Path = REPO_ROOT) -> Outcome:
     """Run ``python -m vm_operator ARGS`` (after ``user``, e.g. a setpriv prefix) to its exit."""
     out_path, err_path = tmp_path / "refusal.stdout", tmp_path / "refusal.stderr"
-    argv = [*(user or []), sys.executable, "-m", "vm_operator", *args]
+    argv = [*(user or []), python, "-m", "vm_operator", *args]
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=_environment(tmp_path, env),
+        proc = subprocess.Popen(argv, cwd=cwd, env=_environment(tmp_path, env),
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 start_new_session=True)
     deadline = time.monotonic() + REFUSAL_GUARD
@@ -186,20 +187,60 @@ def test_a_state_dir_that_is_a_plain_file_stops_start_up(tmp_path: Path) -> None
     assert_refused(outcome, str(plain), "not a directory")
 
 
-def _as_nobody() -> list[str]:
-    """A prefix that runs a command as the unprivileged user ``nobody`` (root can write anywhere,
-    so a directory root cannot write needs another user); skip when that cannot be done."""
+@dataclass(frozen=True)
+class OtherUser:
+    """How to run the operator as the unprivileged user ``nobody`` (root can write anywhere, so
+    a directory root cannot write needs another user): the ``setpriv`` prefix, an interpreter
+    that user can run, and a copy of the checkout's package and simulator that user can read,
+    made in a world-traversable directory: the checkout itself may lie under a directory only
+    root can enter (CI clones into a ``mktemp -d`` folder)."""
+
+    prefix: list[str]
+    python: str
+    checkout: Path
+
+    @property
+    def simulator(self) -> Path:
+        return self.checkout / "bin" / "tart-simulator"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"PYTHONPATH": str(self.checkout)}
+
+
+def _readable_copy(where: Path) -> Path:
+    """The package and the simulator's wrapper, copied under ``where`` (0755 directories,
+    0644 files, the wrapper 0755), whatever the checkout's own modes and location."""
+    checkout = where / "checkout"
+    shutil.copytree(REPO_ROOT / "vm_operator", checkout / "vm_operator",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (checkout / "bin").mkdir()
+    shutil.copy(SIMULATOR, checkout / "bin" / SIMULATOR.name)
+    for path in [checkout, *checkout.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() or path.parent.name == "bin" else 0o644)
+    return checkout
+
+
+def _as_nobody(where: Path) -> OtherUser:
+    """Fails (never skips) when this machine cannot run the operator as ``nobody``."""
     setpriv = shutil.which("setpriv")
     if setpriv is None:
-        pytest.skip("running as root and setpriv (util-linux) is missing: cannot drop to nobody")
+        pytest.fail("running as root and setpriv (util-linux) is missing: cannot drop to nobody "
+                    "(apt-get install util-linux)")
     prefix = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-    probe = subprocess.run([*prefix, sys.executable, "-c", "import vm_operator"],
-                           cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-                           capture_output=True, timeout=30, check=False)
-    if probe.returncode != 0:
-        pytest.skip(f"the user nobody cannot run {sys.executable} with vm_operator: "
-                    f"{probe.stderr.decode(errors='replace').strip()[-300:]}")
-    return prefix
+    checkout = _readable_copy(where)
+    tried = []
+    for python in dict.fromkeys([os.path.realpath(sys.executable), *SYSTEM_PYTHONS]):
+        if not os.path.exists(python):
+            continue
+        probe = subprocess.run([*prefix, python, "-m", "vm_operator", "--help"],
+                               cwd=where, env={**os.environ, "PYTHONPATH": str(checkout)},
+                               capture_output=True, timeout=60, check=False)
+        if probe.returncode == 0:
+            return OtherUser(prefix, python, checkout)
+        tried.append(f"{python}: {probe.stderr.decode(errors='replace').strip()[-300:]}")
+    pytest.fail("the user nobody can run no Python with vm_operator "
+                f"(install python3 >= 3.11 where every user can run it): {'; '.join(tried)}")
 
 
 @pytest.fixture
@@ -213,18 +254,19 @@ def shared_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def test_a_state_dir_the_user_cannot_write_stops_start_up(tmp_path: Path,
-                                                          shared_dir: Path) -> None:
+def test_a_state_dir_the_user_cannot_write_stops_start_up(shared_dir: Path) -> None:
     state = shared_dir / "state"
     state.mkdir()
     if os.geteuid() == 0:
-        user = _as_nobody()  # the directory stays root's and 0755: nobody may not write it
+        # the directory stays root's and 0755: nobody may not write it
+        nobody = _as_nobody(shared_dir)
+        user, python, tart, env = nobody.prefix, nobody.python, nobody.simulator, nobody.env
     else:
-        user = []
+        user, python, tart, env = [], sys.executable, SIMULATOR, {}
         state.chmod(0o555)
-    args = ["--host", "127.0.0.1", "--port", "0", "--tart", str(SIMULATOR),
-            "--state-dir", str(state)]
-    outcome = start_expecting_refusal(shared_dir, args, {"HOME": str(shared_dir)}, user=user)
+    args = ["--host", "127.0.0.1", "--port", "0", "--tart", str(tart), "--state-dir", str(state)]
+    outcome = start_expecting_refusal(shared_dir, args, {"HOME": str(shared_dir), **env},
+                                      user=user, python=python, cwd=shared_dir)
     assert_refused(outcome, str(state), "cannot be written", "Permission denied")
     assert list(state.iterdir()) == []  # the probe left nothing behind
 
