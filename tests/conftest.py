@@ -1,5 +1,5 @@
 """Shared fixtures: a REAL vm-operator process, spoken to over loopback HTTP, driving the Tart
-simulator (vm_operator/simulator.py, through bin/tart-simulator) as a real subprocess in a
+simulator (vm_operator/simulator/, through bin/tart-simulator) as a real subprocess in a
 throw-away TART_HOME.
 
 Fixture API (kept small on purpose):

@@ -9,8 +9,8 @@ What the SSH transport tests talk to, standing in for a Mac with Remote Login on
   no password, shell ``/bin/sh``, home ``/``); each server gives it its own environment with
   ``SetEnv``: HOME, TART_HOME, TART_SIM_SEED=demo, TART_SIM_CALL_LOG, TART_SIM_GUEST_PORT (a free
   port: the simulated guests listen there on loopback addresses; give it to the operator as
-  VM_OPERATOR_READY_PORT) and a PATH whose first entry holds ``tart`` (a wrapper running a copy
-  of vm_operator/simulator.py). So concurrent
+  VM_OPERATOR_READY_PORT) and a PATH whose first entry holds ``tart`` (a wrapper running the
+  simulator packed as one file, ``vm_operator.simulator.onefile``). So concurrent
   test sessions never share a home, and nothing on the host outside ``/tmp/vmop-sshd-*`` is
   touched besides the account itself.
 - A client key in ``authorized_keys``, a ``known_hosts`` pinning the host key, and a second
@@ -39,7 +39,6 @@ from pathlib import Path
 from support import SYSTEM_PYTHONS, processes_with_tart_home
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SIMULATOR = REPO_ROOT / "vm_operator" / "simulator.py"  # self-contained: runs as a plain file
 SSHD = "/usr/sbin/sshd"
 USER = "vm-operator-ssh-test"
 # The client's deadlines against this server. A login here is a fork and re-exec of sshd, a key
@@ -52,6 +51,15 @@ USER = "vm-operator-ssh-test"
 CONNECT_TIMEOUT = 30
 TART_TIMEOUT = 60
 APT_HINT = "apt-get install -y --no-install-recommends openssh-server openssh-client python3"
+
+
+def simulator_file(target: Path) -> None:
+    """The simulator as one executable file at ``target`` (the host has no vm_operator)."""
+    if str(REPO_ROOT) not in sys.path:  # run by hand, or from scripts/bench.py
+        sys.path.insert(0, str(REPO_ROOT))
+    from vm_operator.simulator import onefile
+
+    onefile.build(target)
 
 
 def _world_usable(path: str) -> bool:
@@ -247,7 +255,7 @@ def create() -> SshdEnv:
             os.chown(d, account.pw_uid, account.pw_gid)
         bin_dir.mkdir()
         call_log = home / "tart-calls.log"
-        shutil.copy(SIMULATOR, bin_dir / "tart-simulator")
+        simulator_file(bin_dir / "tart-simulator")
         wrapper = bin_dir / "tart"
         wrapper.write_text(f'#!/bin/sh\nexec {user_python()} -S {bin_dir / "tart-simulator"} "$@"\n')
         for f in (wrapper, bin_dir / "tart-simulator"):

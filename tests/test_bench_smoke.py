@@ -148,3 +148,19 @@ def test_host_cost_figures(report: dict[str, Any]) -> None:
     for key in ("logins_per_minute", "cold_detail_median_ms", "first_request_ms"):
         assert is_number(ssh[key]), key
     assert "SSH login per minute" in names and "cold GET" in names
+
+
+def test_the_markdown_report_shows_every_section_and_target(report: dict[str, Any]) -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from benchmark.markdown import markdown
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    text = markdown(report)  # type: ignore[arg-type]  # the JSON read back has the same shape
+    for heading in ("### Throughput and latency", "### Memory (VmRSS, MiB)",
+                    "### POST /vms/{name}/start", "### Cost of one Tart call",
+                    "### Creating VMs (operations)", "### Watching (GET /events)",
+                    "### A host that barely notices", "### Targets"):
+        assert heading in text, heading
+    for target in report["targets"]:
+        assert f"| {target['target']} | {target['measured']} | **{target['result']}** |" in text

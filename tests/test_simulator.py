@@ -1,4 +1,4 @@
-"""Tests of the Tart simulator (vm_operator/simulator.py), run as real processes in a throw-away
+"""Tests of the Tart simulator (the package vm_operator/simulator/), run as real processes in a throw-away
 TART_HOME: as ``python -m vm_operator.simulator`` and through the checkout's bin/tart-simulator."""
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from vm_operator import simulator
+from vm_operator.simulator import knobs, onefile
 
 REPO = Path(__file__).resolve().parents[1]
-MODULE = REPO / "vm_operator" / "simulator.py"
+PACKAGE = REPO / "vm_operator" / "simulator"
 SIM = REPO / "bin" / "tart-simulator"  # the checkout's executable: it only runs the module
 OCI = "ghcr.io/cirruslabs/macos-sequoia-base:latest"
 LOCAL = ["macos-sequoia-base", "macos-sonoma-xcode", "ubuntu-runner"]
@@ -98,12 +99,16 @@ def test_executable_entry_point(env):
     assert out.returncode == 0 and out.stdout == "2.31.0\n"
 
 
-def test_the_module_also_runs_as_a_plain_file(env):
-    # The SSH tests copy it to their host alone: it must import nothing from vm_operator.
-    out = subprocess.run([sys.executable, "-S", str(MODULE), "--version"],
-                         env={**env, "PYTHONPATH": ""}, cwd="/", capture_output=True, text=True,
-                         check=False, timeout=10)
-    assert out.returncode == 0 and out.stdout == "2.31.0\n", out.stderr
+def test_the_package_also_runs_as_one_file_without_vm_operator(env, tmp_path):
+    # The SSH tests put it on their host as one file: it must import nothing from vm_operator.
+    alone = onefile.build(tmp_path / "elsewhere" / "tart")
+    for argv, code, stdout in ((["--version"], 0, "2.31.0\n"), (["get", "nope"], 2, "")):
+        out = subprocess.run([sys.executable, "-S", str(alone), *argv],
+                             env={**env, "PYTHONPATH": ""}, cwd="/", capture_output=True,
+                             text=True, check=False, timeout=10)
+        assert (out.returncode, out.stdout) == (code, stdout), out.stderr
+    assert subprocess.run([str(alone), "--version"], env={**env, "PYTHONPATH": ""}, cwd="/",
+                          capture_output=True, check=False, timeout=10).returncode == 0
 
 
 KNOB = re.compile(r"\bTART_SIM_[A-Z_]+\b")
@@ -119,10 +124,19 @@ def test_help_lists_every_subcommand_and_every_knob(env, how):
             "pull"} <= subcommands
     for command in subcommands:  # each on a line of its own, with what it does
         assert re.search(rf"^\s+{command}\s+\S", out.stdout, re.MULTILINE), (command, out.stdout)
-    knobs = set(KNOB.findall(MODULE.read_text()))  # every knob the code reads
-    assert len(knobs) >= 10
-    for knob in knobs | {"TART_HOME"}:
-        assert re.search(rf"^\s+{knob}\b", out.stdout, re.MULTILINE), (knob, out.stdout)
+    declared = {knob.variable for knob in knobs.declared()}
+    assert len(declared) >= 20 and "TART_HOME" in declared
+    for knob in declared:  # each on a line of its own, with what it does
+        assert re.search(rf"^\s+{knob}\b\S*\s+\S", out.stdout, re.MULTILINE), (knob, out.stdout)
+
+
+def test_the_environment_is_read_only_through_the_knobs():
+    # the knobs' record is the one reader of the environment (cli.py hands it os.environ at
+    # start-up): a variable read anywhere else would be a knob nobody declared
+    for path in sorted(PACKAGE.glob("*.py")):
+        text = path.read_text()
+        if path.name not in ("knobs.py", "cli.py"):
+            assert "environ" not in text and "getenv" not in text, path
 
 
 def test_help_still_fails_unknown_commands_like_tart(env):

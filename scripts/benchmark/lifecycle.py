@@ -1,65 +1,33 @@
-"""The lifecycle figures of scripts/bench.py (issue 11): what a create costs the operator itself,
+"""The lifecycle figures: what a create costs the operator itself,
 and how soon a pull's progress shows in GET /operations/{id}.
 
-Both talk HTTP to an operator on the Tart simulator that bench.py started, and read what the
+Both talk HTTP to an operator on the Tart simulator that the run started, and read what the
 simulator wrote itself: its call log (TART_SIM_CALL_LOG: when each Tart call began and ended)
 and its progress log (TART_SIM_PROGRESS_LOG: when it printed each percentage). Stdlib only.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
 import statistics
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"
+from benchmark.calllog import finished
+from benchmark.common import request
+from benchmark.records import CreateCost, CreateSample, Freshness, Lifecycle
+
 CACHED_IMAGE = "ghcr.io/cirruslabs/macos-sequoia-base:latest"  # cached by the demo seed
 PULLED_IMAGE = "ghcr.io/cirruslabs/ubuntu:latest"  # not cached: a create pulls it
 POLL = 0.01  # seconds between two looks at an operation
 TART_SECONDS_METRIC = "vm_operator_tart_call_duration_seconds_sum"
 
 
-def request(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=60)
-    try:
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if data is not None else {}
-        conn.request(method, path, body=data, headers=headers)
-        response = conn.getresponse()
-        raw = response.read()
-    finally:
-        conn.close()
-    try:
-        return response.status, json.loads(raw)
-    except ValueError:
-        return response.status, raw
-
-
 def epoch(timestamp: str) -> float:
     """An API timestamp (ISO 8601, milliseconds, Z) as seconds since the epoch."""
     parsed = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ")
     return parsed.replace(tzinfo=UTC).timestamp()
-
-
-def logged_calls(call_log: Path) -> list[tuple[str, float, float]]:
-    """(command, start, end) of every finished call in the simulator's call log."""
-    started: dict[tuple[str, str], str] = {}
-    found = []
-    for line in call_log.read_text(errors="replace").splitlines():
-        parts = line.split(" ", 3)
-        if len(parts) < 4:
-            continue
-        pid, start, end, argv = parts
-        command = next((word for word in argv.split() if not word.startswith("-")), argv)
-        if end == "start":
-            started[(pid, start)] = command
-        else:
-            found.append((started.pop((pid, start), command), float(start), float(end)))
-    return found
 
 
 def tart_seconds(port: int) -> float:
@@ -94,7 +62,7 @@ def settle(port: int, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
-def create_cost(port: int, call_log: Path, samples: int) -> dict[str, Any]:
+def create_cost(port: int, call_log: Path, samples: int) -> CreateCost:
     """Creates from a cached image (clone + set, no pull). The operator's own time is the wall
     time from sending POST /vms to the operation's ``finished_at``, less the Tart calls made
     meanwhile as the simulator's call log times them, less what starting those very calls cost
@@ -102,7 +70,7 @@ def create_cost(port: int, call_log: Path, samples: int) -> dict[str, Any]:
     which a real Tart does not cost): the operator's own timing of each Tart call (its metrics)
     less the call log's."""
     settle(port)
-    rows = []
+    rows: list[CreateSample] = []
     for k in range(-1, samples):  # the first (-1) warms up, uncounted
         before = tart_seconds(port)
         sent = time.time()
@@ -114,15 +82,16 @@ def create_cost(port: int, call_log: Path, samples: int) -> dict[str, Any]:
         if final["state"] != "succeeded":
             raise RuntimeError(f"the create failed: {final}")
         done = epoch(final["finished_at"])
-        calls = [c for c in logged_calls(call_log) if c[1] >= sent and c[2] <= done + 0.002]
-        inside = sum(end - start for _, start, end in calls)
+        calls = [c for c in finished(call_log)
+                 if c.start >= sent and c.end is not None and c.end <= done + 0.002]
+        inside = sum(c.end - c.start for c in calls if c.end is not None)
         spawning = max(0.0, tart_seconds(port) - before - inside)
         wall = done - sent
         if k < 0:
             continue
         rows.append({
             "wall_ms": round(wall * 1000, 1),
-            "tart_calls": [command for command, _, _ in calls],
+            "tart_calls": [c.command for c in calls],
             "tart_logged_ms": round(inside * 1000, 1),
             "tart_spawn_ms": round(spawning * 1000, 1),
             "own_ms": round((wall - inside - spawning) * 1000, 1),
@@ -140,7 +109,7 @@ def create_cost(port: int, call_log: Path, samples: int) -> dict[str, Any]:
     }
 
 
-def progress_freshness(port: int, progress_log: Path) -> dict[str, Any]:
+def progress_freshness(port: int, progress_log: Path) -> Freshness:
     """A create that pulls: GET /operations/{id} polled every POLL seconds; for each percentage
     the simulator printed (its progress log), how long until a response showed it (or more)."""
     progress_log.unlink(missing_ok=True)
@@ -181,6 +150,6 @@ def lifecycle_env(progress_log: Path, pull_seconds: float) -> dict[str, str]:
             "TART_SIM_PROGRESS_LOG": str(progress_log)}
 
 
-def measure(port: int, call_log: Path, progress_log: Path, samples: int) -> dict[str, Any]:
+def measure(port: int, call_log: Path, progress_log: Path, samples: int) -> Lifecycle:
     return {"create": create_cost(port, call_log, samples),
             "progress": progress_freshness(port, progress_log)}

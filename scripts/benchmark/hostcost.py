@@ -1,4 +1,4 @@
-"""The host-cost figures of scripts/bench.py (issue 13, "a host that barely notices"): what a
+"""The host-cost figures ("a host that barely notices"): what a
 dashboard that polls costs the Mac the VMs run on.
 
 - Locally: an operator on the simulator with 10 local VMs, and a dashboard that once a second
@@ -9,12 +9,13 @@ dashboard that polls costs the Mac the VMs run on.
   per minute (sshd's own log), and the median of a cold ``GET /vms/{name}`` (a VM whose
   configuration the operator has not read yet, past the listing's freshness bound).
 
-Stdlib only; every process started is stopped by bench.py's Fleet (the sshd here).
+Stdlib only; the operators are stopped by ``servers.Servers``, the sshd here.
 """
 
 from __future__ import annotations
 
 import http.client
+import importlib
 import json
 import statistics
 import subprocess
@@ -22,13 +23,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-HOST = "127.0.0.1"
-REPO = Path(__file__).resolve().parent.parent
-SIMULATOR = REPO / "bin" / "tart-simulator"
+from benchmark.calllog import started_between
+from benchmark.common import HOST, LOCAL_VMS, REPO, SIMULATOR
+from benchmark.records import LocalDashboard, SshDashboard
+
 VM_COUNT = 10
-SEED_LOCAL = ("macos-sequoia-base", "macos-sonoma-xcode", "ubuntu-runner")  # the demo seed
+SEED_LOCAL = LOCAL_VMS  # the demo seed
 EXTRA_VMS = tuple(f"bench-vm-{i}" for i in range(1, VM_COUNT - len(SEED_LOCAL) + 1))
 PAST_STATE_TTL = 1.2  # seconds between two cold details: past the listing's bound (1 s)
 
@@ -69,23 +72,6 @@ class Dashboard:
         self.conn.close()
 
 
-def logged_starts(call_log: Path) -> list[float]:
-    """When each Tart process the call log names began (``PID START start ARGV`` lines)."""
-    try:
-        lines = call_log.read_text(errors="replace").splitlines()
-    except FileNotFoundError:
-        return []
-    starts = []
-    for line in lines:
-        parts = line.split(" ", 3)
-        if len(parts) >= 3 and parts[2] == "start":
-            try:
-                starts.append(float(parts[1]))
-            except ValueError:
-                continue
-    return starts
-
-
 def add_local_vms(env: dict[str, str]) -> None:
     """Clone the demo's Linux VM up to 10 local VMs, outside the call log."""
     quiet = {k: v for k, v in env.items() if k not in ("TART_SIM_CALL_LOG", "TART_SIM_DELAY")}
@@ -107,7 +93,7 @@ def cold_details(board: Dashboard, names: tuple[str, ...]) -> list[float]:
     return cold
 
 
-def local_dashboard(port: int, call_log: Path, seconds: float, samples: int) -> dict[str, Any]:
+def local_dashboard(port: int, call_log: Path, seconds: float, samples: int) -> LocalDashboard:
     """Cold details (the reference for those over SSH), then Tart processes per second under
     the 1 Hz dashboard, after one warm-up tick."""
     board = Dashboard(port)
@@ -119,7 +105,7 @@ def local_dashboard(port: int, call_log: Path, seconds: float, samples: int) -> 
     finally:
         board.close()
     time.sleep(0.3)  # a refresh the last tick started in the background gets logged
-    spawned = sum(1 for t in logged_starts(call_log) if start <= t <= end)
+    spawned = started_between(call_log, start, end)
     return {"vms": VM_COUNT, "ticks": ticks, "seconds": round(end - start, 2),
             "requests_per_tick": 1 + VM_COUNT, "tart_processes": spawned,
             "tart_per_second": round(spawned / (end - start), 3), "errors": board.errors,
@@ -130,13 +116,11 @@ def local_dashboard(port: int, call_log: Path, seconds: float, samples: int) -> 
 # --- over SSH -----------------------------------------------------------------------------------
 
 
-def _sshd_module() -> Any:
+def _sshd_module() -> ModuleType:
     tests = str(REPO / "tests")
     if tests not in sys.path:
         sys.path.insert(0, tests)
-    import sshd_env  # only when the SSH figures are asked for
-
-    return sshd_env
+    return importlib.import_module("sshd_env")  # only when the SSH figures are asked for
 
 
 def logins(sshd_log: Path) -> int:
@@ -144,7 +128,7 @@ def logins(sshd_log: Path) -> int:
 
 
 def over_ssh(start_operator: Callable[[dict[str, str]], int], seconds: float, samples: int,
-             tart_delay: float) -> dict[str, Any]:
+             tart_delay: float) -> SshDashboard:
     """The dashboard and the cold details against an operator whose Tart is on a throw-away
     sshd on 127.0.0.1. ``start_operator(env)`` starts the operator with the SSH settings
     ``env`` and returns its port."""

@@ -1,4 +1,4 @@
-"""The event-stream figures of scripts/bench.py (issue 13): what watchers cost the host, how soon
+"""The event-stream figures: what watchers cost the host, how soon
 a change made outside the operator reaches them, and the operator's memory with 100 of them.
 
 It talks to an operator on the Tart simulator that bench.py started (default watch interval):
@@ -21,10 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"
+from benchmark.calllog import read_calls
+from benchmark.common import HOST, RUNTIME_FILE, rss_mib
+from benchmark.records import Events
+
 VM = "ubuntu-runner"  # a Linux guest of the demo seed: no macOS slot cap
 WATCHERS = 100
-RUNTIME_FILE = ".tart-sim-run.json"  # the simulator's record of a run, written right after the lock
 DEADLINE = 15.0  # seconds an outside change may take to show before the sample counts as lost
 
 
@@ -66,29 +68,15 @@ class Watcher:
         self.sock.close()
 
 
-def list_calls(call_log: Path) -> int:
-    """How many `tart list` the operator has started so far (the simulator's call log)."""
-    try:
-        lines = call_log.read_text(errors="replace").splitlines()
-    except FileNotFoundError:
-        return 0
-    return sum(1 for line in lines if " start " in line and " list" in line)
-
-
 def lists_per_second(call_log: Path, seconds: float) -> float:
     before = list_calls(call_log)
     time.sleep(seconds)
     return round((list_calls(call_log) - before) / seconds, 2)
 
 
-def rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
+def list_calls(call_log: Path) -> int:
+    """How many `tart list` the operator has started so far."""
+    return sum(1 for call in read_calls(call_log) if call.command == "list")
 
 
 def outside_env(tart_home: Path, base: dict[str, str]) -> dict[str, str]:
@@ -158,9 +146,9 @@ def outside_latency(watcher: Watcher, simulator: Path, env: dict[str, str], tart
 
 
 def measure(port: int, pid: int, call_log: Path, tart_home: Path, simulator: Path,
-            base_env: dict[str, str], window: float, samples: int) -> dict[str, Any]:
+            base_env: dict[str, str], window: float, samples: int) -> Events:
     """The three figures: Tart calls with 1 and with 100 watchers, RSS with 100, latency."""
-    rss_idle = rss_mib(pid)
+    rss_idle = rss_mib(pid, 1)
     first = Watcher(port, keep=True)
     others: list[Watcher] = []
     try:
@@ -169,10 +157,10 @@ def measure(port: int, pid: int, call_log: Path, tart_home: Path, simulator: Pat
         others = [Watcher(port) for _ in range(WATCHERS - 1)]
         opened = sum(w.open.wait(10) for w in others) + 1
         many = lists_per_second(call_log, window)
-        rss_watched = rss_mib(pid)
+        rss_watched = rss_mib(pid, 1)
         delays, from_command = outside_latency(first, simulator, outside_env(tart_home, base_env),
                                                tart_home, samples)
-        rss_after = rss_mib(pid)
+        rss_after = rss_mib(pid, 1)
     finally:
         for watcher in [first, *others]:
             watcher.close()

@@ -1,0 +1,154 @@
+"""The command line: options (with the quick run's defaults) and the entry point."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from benchmark.bare import serve_bare
+from benchmark.common import REPO, SIMULATOR, Interrupted
+from benchmark.load import CLIENTS
+from benchmark.markdown import host_cost_markdown, markdown
+from benchmark.run import run
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Benchmark vm-operator on the Tart simulator.")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke-test settings: 0.4 s scenarios, 1 round, --long 2000, "
+                   "2 start samples")
+    p.add_argument("--duration", type=float, help="seconds per scenario (default 3; quick 0.4)")
+    p.add_argument("--naive-duration", type=float,
+                   help="seconds per scenario of the --cache-ttl 0 reference "
+                   "(default = --duration)")
+    p.add_argument("--naive-drain", type=float,
+                   help="seconds the --cache-ttl 0 reference may take to finish in-flight requests "
+                   "past its duration before they are abandoned (default 30; quick 3)")
+    p.add_argument("--rounds", type=int,
+                   help="alternating bare/operator rounds per client count (default 3; quick 1)")
+    p.add_argument("--clients", default="1,16,64", help="client counts (default 1,16,64)")
+    p.add_argument("--drain", type=float,
+                   help="seconds the cached operator may take to finish in-flight requests (slow "
+                   "writes of the mixed scenario) past a scenario's duration (default 10; quick 2)")
+    p.add_argument("--naive-clients",
+                   help="client counts of the --cache-ttl 0 reference "
+                   "(default = --clients; quick 1,16)")
+    p.add_argument("--long", type=int, help="requests of the long run (default 100000; quick 2000)")
+    p.add_argument("--long-clients", type=int, default=16,
+                   help="clients of the long run (default 16)")
+    p.add_argument("--long-max-seconds", type=float,
+                   help="stop the long run after this long even if --long requests are not done "
+                   "(default 300; quick 10)")
+    p.add_argument("--reconnect-every", type=int, default=1000,
+                   help="long run: each client opens a new connection after this many "
+                   "requests (default 1000)")
+    p.add_argument("--start-samples", type=int, help="POST start measurements (default 7; quick 2)")
+    p.add_argument("--create-samples", type=int,
+                   help="creates from a cached image measured (default 10; quick 3)")
+    p.add_argument("--events-window", type=float,
+                   help="seconds over which the Tart calls of 1 and of 100 watchers are counted "
+                   "(default 5; quick 2)")
+    p.add_argument("--events-samples", type=int,
+                   help="outside `tart run` + `tart stop` pairs timed to their events "
+                   "(default 5; quick 1)")
+    p.add_argument("--pull-seconds", type=float,
+                   help="how long the simulated pull of the progress measure takes "
+                   "(TART_SIM_PULL_SECONDS; default 5; quick 2)")
+    p.add_argument("--dashboard-seconds", type=float,
+                   help="how long the 1 Hz dashboard over 10 VMs runs locally "
+                   "(default 30; quick 3)")
+    p.add_argument("--ssh-dashboard-seconds", type=float,
+                   help="how long it runs over SSH (default 60; quick 5)")
+    p.add_argument("--cold-samples", type=int,
+                   help="cold GET /vms/{name} over SSH measured (default 9; quick 3)")
+    p.add_argument("--host-cost-only", action="store_true",
+                   help="measure only the dashboard's cost to the host (locally and over SSH)")
+    p.add_argument("--no-ssh", action="store_true",
+                   help="skip the figures over SSH (they need Linux, root and sshd)")
+    p.add_argument("--tart-delay", type=float, default=50.0,
+                   help="milliseconds added to every simulated Tart call "
+                   "(TART_SIM_DELAY; default 50)")
+    p.add_argument("--cache-ttl", type=float, default=1.0,
+                   help="--cache-ttl of the cached operator (default 1)")
+    p.add_argument("--client", choices=sorted(CLIENTS), default="raw",
+                   help="raw: pre-built requests over a socket (default); "
+                   "http.client: the stdlib client")
+    p.add_argument("--access-log", action="store_true",
+                   help="run the operators with their access log (default: --no-access-log)")
+    p.add_argument("--json", action="store_true",
+                   help="print the results as JSON instead of Markdown")
+    p.add_argument("--json-file", help="also write the JSON results to this file")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the temporary directory (call logs, stderr)")
+    p.add_argument("--operator-src", default=str(REPO),
+                   help="directory holding the vm_operator package to benchmark, e.g. a patched "
+                   "copy (default: this checkout)")
+    p.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    quick = args.quick
+    defaults = {"duration": 0.4 if quick else 3.0, "rounds": 1 if quick else 3,
+                "long": 2000 if quick else 100_000, "start_samples": 2 if quick else 7,
+                "naive_drain": 3.0 if quick else 30.0, "long_max_seconds": 10.0 if quick else 300.0,
+                "drain": 2.0 if quick else 10.0, "create_samples": 3 if quick else 10,
+                "pull_seconds": 2.0 if quick else 5.0,
+                "events_window": 2.0 if quick else 5.0, "events_samples": 1 if quick else 5,
+                "dashboard_seconds": 3.0 if quick else 30.0,
+                "ssh_dashboard_seconds": 5.0 if quick else 60.0,
+                "cold_samples": 3 if quick else 9}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.naive_duration is None:
+        args.naive_duration = args.duration
+    args.clients = [int(c) for c in str(args.clients).split(",") if c.strip()]
+    if args.naive_clients is None:
+        args.naive_clients = "1,16" if quick else ",".join(map(str, args.clients))
+    args.naive_clients = [int(c) for c in str(args.naive_clients).split(",") if c.strip()]
+    if (not args.clients or min(args.clients) < 1 or args.rounds < 1
+            or args.long < args.long_clients):
+        p.error("--clients, --rounds and --long must be positive (and --long >= --long-clients)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.serve_bare:
+        return serve_bare()
+    operator_src = Path(args.operator_src).resolve()
+    if not (operator_src / "vm_operator" / "__main__.py").is_file():
+        print(f"bench: no vm_operator package in {operator_src}", file=sys.stderr)
+        return 2
+    if not SIMULATOR.is_file():
+        print(f"bench: no simulator at {SIMULATOR}", file=sys.stderr)
+        return 2
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
+    signal.signal(signal.SIGTERM, interrupt)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # respect nohup
+        signal.signal(signal.SIGHUP, interrupt)
+    try:
+        report = run(args)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        print(f"bench: interrupted ({type(exc).__name__} {exc}); everything it started was stopped",
+              file=sys.stderr)
+        return 130
+    report["settings"]["reconnect_every"] = args.reconnect_every
+    report["settings"]["events_window_s"] = args.events_window
+    report["settings"]["events_samples"] = args.events_samples
+    text = json.dumps(report, indent=2)
+    if args.json_file:
+        Path(args.json_file).write_text(text + "\n")
+    pretty = host_cost_markdown if args.host_cost_only else markdown
+    print(text if args.json else pretty(report), flush=True)
+    if args.strict and any(t["result"] == "MISS" for t in report["targets"]):
+        return 1
+    return 0
+

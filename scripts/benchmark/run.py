@@ -1,0 +1,216 @@
+"""A whole run: start the servers, measure every scenario at every client count in alternating
+rounds, then memory, starts, creates, watchers and the host's cost; stop everything."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from benchmark import events, hostcost, lifecycle
+from benchmark.calllog import max_concurrent, read_calls
+from benchmark.common import SIMULATOR, loadavg, log, machine, rss_mib
+from benchmark.drive import drive, median_ratio, merge_rounds
+from benchmark.load import LABELS, SCENARIOS
+from benchmark.probes import measure_start, stop_all, tart_call_cost
+from benchmark.records import (
+    ByClients,
+    ByScenario,
+    Events,
+    HostCost,
+    Lifecycle,
+    LoadResult,
+    Memory,
+    Report,
+    SshDashboard,
+)
+from benchmark.servers import Servers
+from benchmark.targets import evaluate, host_cost_targets
+
+
+def run(args: argparse.Namespace) -> Report:
+    tart_delay = args.tart_delay / 1000
+    fleet = Servers(args.keep, Path(args.operator_src).resolve())
+    report: Report = {
+        "machine": machine(),
+        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "settings": {
+            "tart_delay_ms": args.tart_delay, "duration_s": args.duration,
+            "naive_duration_s": args.naive_duration, "rounds": args.rounds,
+            "long_max_seconds": args.long_max_seconds,
+            "clients": args.clients, "naive_clients": args.naive_clients,
+            "long_requests": args.long, "long_clients": args.long_clients,
+            "start_samples": args.start_samples, "cache_ttl_s": args.cache_ttl,
+            "client": args.client,
+            "operator_logging": ("access log on" if args.access_log else "--no-access-log")
+            + "; stdout drained and discarded after the listening line",
+            "quick": args.quick,
+            "operator_src": str(fleet.operator_src),
+        },
+    }
+    if args.host_cost_only:
+        try:
+            report["host_cost"] = measure_host_cost(fleet, args, tart_delay)
+            report["machine"]["loadavg_at_end"] = loadavg()
+            report["targets"] = host_cost_targets(report["host_cost"])
+            return report
+        finally:
+            log("stopping everything this run started")
+            fleet.close()
+    try:
+        log(f"starting servers in {fleet.root}")
+        bare = fleet.start_bare()
+        op = fleet.start_operator("operator", args.cache_ttl, tart_delay, args.access_log)
+        naive = fleet.start_operator("naive", 0, tart_delay, args.access_log)
+        fleet.quiet[:] = quiet = [op, naive]
+        time.sleep(0.5)  # let the background `tart --version` finish
+        memory: Memory = {
+            "operator_idle_mib": rss_mib(op.pid),
+            "naive_idle_mib": rss_mib(naive.pid),
+            "bare_idle_mib": rss_mib(bare.pid),
+        }
+        report["servers"] = {
+            "operator": {"pid": op.pid, "argv": op.argv},
+            "naive": {"pid": naive.pid, "argv": naive.argv},
+            "bare": {"pid": bare.pid},
+        }
+        drain = args.drain
+        bare_results: ByClients = {}
+        results: ByScenario = {s: {} for s in SCENARIOS}
+        naive_results: ByScenario = {s: {} for s in SCENARIOS}
+        ratios: dict[str, dict[str, float | None]] = {s: {} for s in SCENARIOS}
+        for clients in args.clients:
+            rounds: dict[str, list[LoadResult]] = {
+                k: [] for k in ("bare", "health", "vms", "vm")}
+            for r in range(args.rounds):
+                for scenario in ("bare", "health", "vms", "vm"):
+                    server = bare if scenario == "bare" else op
+                    log(f"{clients:>3} clients, round {r + 1}/{args.rounds}: {LABELS[scenario]}")
+                    rounds[scenario].append(drive(server, scenario, clients, args.duration,
+                                                  args.client, drain_cap=drain,
+                                                  quiet=quiet))
+            bare_results[str(clients)] = merge_rounds(rounds["bare"])
+            bare_rps = [x["rps"] for x in rounds["bare"]]
+            for scenario in ("health", "vms", "vm"):
+                results[scenario][str(clients)] = merge_rounds(rounds[scenario])
+                ratios[scenario][str(clients)] = median_ratio(
+                    [x["rps"] for x in rounds[scenario]], bare_rps)
+            log(f"{clients:>3} clients: {LABELS['mixed']}")
+            results["mixed"][str(clients)] = drive(op, "mixed", clients, args.duration, args.client,
+                                                   drain_cap=drain, quiet=quiet)
+            stop_all(op)
+            ratios["mixed"][str(clients)] = round(
+                results["mixed"][str(clients)]["rps"] / bare_results[str(clients)]["rps"], 3)
+        naive_drain = args.naive_drain
+        for clients in args.naive_clients:
+            for scenario in SCENARIOS:
+                log(f"{clients:>3} clients, per-request spawn (--cache-ttl 0): {LABELS[scenario]}")
+                naive_results[scenario][str(clients)] = drive(
+                    naive, scenario, clients, args.naive_duration, args.client,
+                    drain_cap=naive_drain, quiet=quiet)
+                if scenario == "mixed":
+                    stop_all(naive)
+        for scenario in SCENARIOS:
+            for clients in args.clients:
+                mine = results[scenario][str(clients)]
+                ref = naive_results[scenario].get(str(clients))
+                mine["vs_bare"] = ratios[scenario][str(clients)]
+                mine["vs_naive"] = (round(mine["rps"] / ref["rps"], 1)
+                                    if ref and ref["rps"] else None)
+        log("POST start latency after Tart reports the VM running")
+        start = measure_start(op, args.start_samples, tart_delay, quiet)
+        memory["operator_after_run_mib"] = rss_mib(op.pid)
+        memory["naive_after_run_mib"] = rss_mib(naive.pid)
+        memory["bare_after_run_mib"] = rss_mib(bare.pid)
+        log(f"long run: {args.long} requests, {args.long_clients} clients")
+        samples: list[tuple[float, float]] = []
+        before = rss_mib(op.pid)
+        long_result = drive(op, "long", args.long_clients, args.long_max_seconds, args.client,
+                            drain_cap=drain, requests=args.long,
+                            reconnect_every=args.reconnect_every, rss_samples=samples,
+                            quiet=quiet)
+        time.sleep(0.5)
+        after = rss_mib(op.pid)
+        memory.update({
+            "long_requests": long_result["requests"],
+            "long_before_mib": before,
+            "long_after_mib": after,
+            "long_peak_mib": max([s[1] for s in samples] + [after or 0, before or 0]),
+            "long_growth_mib": (None if before is None or after is None
+                                else round(after - before, 2)),
+            "long_samples": samples,
+        })
+        report["lifecycle"] = measure_lifecycle(fleet, args, tart_delay)
+        report["events"] = measure_events(fleet, args, tart_delay)
+        report["host_cost"] = measure_host_cost(fleet, args, tart_delay)
+        all_calls = read_calls(op.call_log) if op.call_log else []
+        report.update({
+            "bare": bare_results,
+            "operator": results,
+            "naive": naive_results,
+            "long": long_result,
+            "memory": memory,
+            "start": start,
+            "tart_list_max_concurrent_whole_run": max_concurrent(all_calls, "list", time.time()),
+            "tart_calls_whole_run": len(all_calls),
+        })
+        report["machine"]["loadavg_at_end"] = loadavg()
+        report["tart_call_cost"] = tart_call_cost(op)
+        report["targets"] = evaluate(report)
+        return report
+    finally:
+        log("stopping everything this run started")
+        fleet.close()
+
+
+def measure_lifecycle(fleet: Servers, args: argparse.Namespace, tart_delay: float) -> Lifecycle:
+    """Creates on an operator of their own (its own Tart home and logs): the operator's own cost
+    per create from a cached image, and how soon a pull's percentages show (lifecycle.py)."""
+    progress_log = fleet.root / "lifecycle-progress.log"
+    log(f"lifecycle: {args.create_samples} creates from a cached image, one create that pulls")
+    server = fleet.start_operator("lifecycle", args.cache_ttl, tart_delay, args.access_log,
+                                  lifecycle.lifecycle_env(progress_log, args.pull_seconds))
+    assert server.call_log is not None
+    return lifecycle.measure(server.port, server.call_log, progress_log,
+                                   args.create_samples)
+
+
+def measure_events(fleet: Servers, args: argparse.Namespace, tart_delay: float) -> Events:
+    """Watchers on an operator of their own: the Tart calls of 1 and of 100 SSE watchers, its
+    RSS with 100, and how soon an outside `tart run` / `tart stop` reaches them
+    (events.py)."""
+    log(f"events: 1 then {events.WATCHERS} watchers over {args.events_window:g} s each, "
+        f"{args.events_samples} outside run/stop")
+    server = fleet.start_operator("events", args.cache_ttl, tart_delay, args.access_log)
+    assert server.call_log is not None and server.tart_home is not None
+    return events.measure(server.port, server.pid, server.call_log, server.tart_home,
+                                SIMULATOR, fleet.env(), args.events_window, args.events_samples)
+
+
+def measure_host_cost(fleet: Servers, args: argparse.Namespace,
+                      tart_delay: float) -> HostCost:
+    """A 1 Hz dashboard over 10 VMs, locally and over SSH (hostcost.py)."""
+    log(f"host cost: a 1 Hz dashboard over {hostcost.VM_COUNT} VMs for "
+        f"{args.dashboard_seconds:g} s")
+    server = fleet.start_operator("dashboard", args.cache_ttl, tart_delay, args.access_log,
+                                  prepare=hostcost.add_local_vms)
+    assert server.call_log is not None
+    local = hostcost.local_dashboard(server.port, server.call_log, args.dashboard_seconds,
+                                           args.cold_samples)
+    if args.no_ssh:
+        ssh: SshDashboard = {"skipped": "--no-ssh"}
+    else:
+        log(f"host cost over SSH: {args.cold_samples} cold details, the dashboard for "
+            f"{args.ssh_dashboard_seconds:g} s")
+
+        def start(settings: dict[str, str]) -> int:
+            return fleet.start_ssh_operator("dashboard-ssh", args.cache_ttl, settings).port
+
+        ssh = hostcost.over_ssh(start, args.ssh_dashboard_seconds, args.cold_samples,
+                                tart_delay)
+        here, there = local["cold_detail_median_ms"], ssh.get("cold_detail_median_ms")
+        if here is not None and there:
+            ssh["cold_detail_ssh_adds_ms"] = round(there - here, 1)
+    return {"local": local, "ssh": ssh}
