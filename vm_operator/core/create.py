@@ -20,6 +20,7 @@ from vm_operator.core.clock import Clock
 from vm_operator.core.errors import OperatorError
 from vm_operator.core.inventory import Inventory
 from vm_operator.core.operations import Job, OperationContext
+from vm_operator.core.ownership import Ownership
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.core.power import Power
 from vm_operator.core.runs import RunSupervisor
@@ -66,10 +67,12 @@ class CreateRequest:
     restart: RestartPolicy = "never"  # the spec's restart policy; its desired power follows start
     spec_source: SpecSource = "api"  # who asks: the API or the declarative file
 
-    def spec(self, created_at: str, operation: str) -> VmSpec:
-        """The VM's spec, written once it is configured: desired running when it is started."""
+    def spec(self, created_at: str, operation: str, vm_id: str | None) -> VmSpec:
+        """The VM's spec, written once it is configured: desired running when it is started;
+        ``vm_id``: the identity of the VM the clone made."""
         return VmSpec(self.name, self.ephemeral, created_at, operation,
-                      "running" if self.start else "stopped", self.restart, self.spec_source)
+                      "running" if self.start else "stopped", self.restart, self.spec_source,
+                      vm_id)
 
     def configures(self) -> bool:
         """Whether ``tart set`` has anything to do."""
@@ -89,6 +92,7 @@ class Parts:
     specs: SpecStore
     clock: Clock
     kind_of: ErrorKind
+    ownership: Ownership
 
     def failure(self, exc: OperatorError | TartError | StateDirError) -> OperationFailed:
         """A failure of the core or of Tart, as the operation's error (Tart's message kept)."""
@@ -184,8 +188,11 @@ class CreateJob:
                                disk_gb=request.disk_gb, display=request.display,
                                random_mac=request.random_mac)
             # written whole: a record left by an earlier VM of this name is replaced (it must
-            # never make this one ephemeral, nor give it another VM's desired state)
-            parts.specs.save(request.spec(parts.clock.utc_now(), ctx.id))
+            # never make this one ephemeral, nor give it another VM's desired state), and that
+            # VM's run records and logs go: they are not this VM's
+            vm_id = parts.tart.vm_identity(request.name)
+            parts.store.forget(request.name)
+            parts.specs.save(request.spec(parts.clock.utc_now(), ctx.id, vm_id))
         except (OperatorError, TartError, StateDirError) as exc:
             raise parts.failure(exc) from None
         finally:

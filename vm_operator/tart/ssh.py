@@ -59,6 +59,7 @@ from vm_operator.tart.errors import (
     TartUnavailable,
     TransportError,
 )
+from vm_operator.tart.identity import IDENTITY_MISSING, IDENTITY_SCRIPT, parse_identity
 from vm_operator.tart.local import run_captured
 from vm_operator.tart.parse import parse_disk
 from vm_operator.tart.probe import checked_target
@@ -301,6 +302,15 @@ class SshTransport:
         except TartCommandError:  # the script's own exit code (ssh's failures are not these)
             return False
         return True
+
+    def vm_identity(self, name: str) -> str | None:
+        """IDENTITY_SCRIPT on the host, the name as its parameter."""
+        try:
+            return parse_identity(self.remote("identity", script_words(IDENTITY_SCRIPT, name)))
+        except TartCommandError as exc:
+            if exc.exit_code == IDENTITY_MISSING:
+                return None
+            raise
 
     def locate(self) -> tuple[str, bool]:
         path = f"ssh://{self.settings.label} {self.settings.tart}"
