@@ -405,6 +405,9 @@ class FakeTart:
     def locate(self) -> tuple[str, bool]:
         return "/opt/fake/tart", True
 
+    def forget_log(self, name: str) -> None:
+        del name  # the fake keeps a VM's log with the VM
+
     def vm_identity(self, name: str) -> str | None:
         vm = self.vms.get(name)
         return None if vm is None or vm.source != "local" else vm.identity

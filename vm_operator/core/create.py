@@ -192,6 +192,7 @@ class CreateJob:
             # VM's run records and logs go: they are not this VM's
             vm_id = parts.tart.vm_identity(request.name)
             parts.store.forget(request.name)
+            parts.tart.forget_log(request.name)
             parts.specs.save(request.spec(parts.clock.utc_now(), ctx.id, vm_id))
         except (OperatorError, TartError, StateDirError) as exc:
             raise parts.failure(exc) from None

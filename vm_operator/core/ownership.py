@@ -35,6 +35,7 @@ from typing import Literal
 from vm_operator.core.inventory import Inventory
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.store.specs import SpecStore, VmSpec
+from vm_operator.tart.errors import TartError
 from vm_operator.tart.names import VmName
 
 log = logging.getLogger(__name__)
@@ -103,15 +104,23 @@ class Ownership:
         with self._lock:
             if self.specs.load(name) != spec:
                 return
-            self.specs.delete(name)
-            self.store.forget(name)
-        self.inventory.forget(name)
+            self._forget(name)
         log.warning("VM %r is not the VM its spec was made for (that one was deleted, and this "
                     "one made under its name outside the operator: %s, now %s): its spec, run "
                     "records and logs are dropped, and the operator leaves this VM alone until "
                     "asked", name, spec.vm_id, current)
         for listener in self._released:
             listener(name)
+
+    def _forget(self, name: str) -> None:
+        """With ``_lock`` held: the spec, the run records and the logs of a gone VM."""
+        self.specs.delete(name)
+        self.store.forget(name)
+        self.inventory.forget(name)
+        try:
+            self.tart.forget_log(name)  # over SSH the logs are on the host
+        except TartError as exc:
+            log.warning("VM %r: its run logs where Tart runs could not be removed: %s", name, exc)
 
     def drop(self, name: str) -> bool:
         """``DELETE /vms/{name}`` of a VM Tart does not list: drop its spec, run records and
@@ -120,9 +129,7 @@ class Ownership:
             kept = self.specs.load(name) is not None or self.store.read_last_run(name) is not None
             if not kept:
                 return False
-            self.specs.delete(name)
-            self.store.forget(name)
-        self.inventory.forget(name)
+            self._forget(name)
         log.info("VM %r: Tart lists no VM of this name; its spec, run records and logs are "
                  "dropped", name)
         for listener in self._released:

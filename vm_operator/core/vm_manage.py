@@ -31,7 +31,7 @@ from vm_operator.core.operations import OperationQueue
 from vm_operator.core.records import VmDetail
 from vm_operator.store.operation_records import NameBusy
 from vm_operator.store.state import StateDirError
-from vm_operator.tart.errors import TartVmIsRunning, TartVmMissing
+from vm_operator.tart.errors import TartError, TartVmIsRunning, TartVmMissing
 from vm_operator.tart.names import VmName
 from vm_operator.tart.records import Vm
 
@@ -143,6 +143,10 @@ class VmManager:
             self.parts.specs.delete(name)
         except StateDirError as exc:  # the VM is deleted all the same: say so in the log
             log.warning("%s", state_dir_unwritable(exc).detail)
+        try:
+            self.tart.forget_log(name)  # over SSH its run logs are on the host
+        except TartError as exc:
+            log.warning("VM %r: its run logs where Tart runs could not be removed: %s", name, exc)
 
     # --- change resources -----------------------------------------------------------------
 

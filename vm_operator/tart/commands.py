@@ -155,6 +155,10 @@ class Tart:
         """The last line ``tart run`` printed: its message when it failed."""
         return self.transport.last_log_line(name)
 
+    def forget_log(self, name: str) -> None:
+        """The run logs of a VM that is gone: removed where the transport keeps them."""
+        self.transport.forget_log(name)
+
     def vm_identity(self, name: VmName) -> str | None:
         """Which VM carries the local name ``name`` now (``identity``: its directory's inode
         and birth time), None when Tart has no local VM of that name. An OCI reference has no

@@ -66,6 +66,7 @@ from vm_operator.tart.probe import checked_target
 from vm_operator.tart.records import HostDisk
 from vm_operator.tart.ssh_commands import (
     DISK_SCRIPT,
+    FORGET_SCRIPT,
     LAUNCH_SCRIPT,
     LOG_MISSING,
     LOG_SCRIPT,
@@ -302,6 +303,11 @@ class SshTransport:
         except TartCommandError:  # the script's own exit code (ssh's failures are not these)
             return False
         return True
+
+    def forget_log(self, name: str) -> None:
+        """The run logs of ``name`` on the host go (FORGET_SCRIPT)."""
+        self._ended.pop(name, None)
+        self.remote("forget", script_words(FORGET_SCRIPT, remote_log_path(name)))
 
     def vm_identity(self, name: str) -> str | None:
         """IDENTITY_SCRIPT on the host, the name as its parameter."""
