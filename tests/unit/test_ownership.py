@@ -190,3 +190,24 @@ def test_a_missing_vm_keeps_its_spec_until_deleted_and_comes_back_as_it_was(core
     assert core.specs.load("ci") is None
     with pytest.raises(VmNotFound):  # nothing kept any more: a plain 404
         core.service.manage.delete(VmName("ci"))
+
+
+def test_an_ephemeral_vms_delete_spares_a_vm_made_again_under_its_name(core: Core) -> None:
+    gone = core.tart.add("eph")
+    core.specs.save(VmSpec("eph", True, "2026-01-01T00:00:00.000Z", "op-1", "running",
+                           vm_id=gone.identity))
+    core.store.write_last_run("eph", {
+        "started_at": "2026-01-01T00:00:01.000Z", "pid": 4242, "suspendable": False,
+        "finished_at": "2026-01-01T00:00:09.000Z", "exit_code": 0, "exit_code_known": True,
+        "error": None})
+    core.recreate_by_hand("eph")  # its run ended while the operator was down; the user's now
+    core.service.operations.start()
+    try:
+        assert core.service.ephemeral.sweep() == 1
+        op = core.service.operations.list_operations()[-1]
+        done = core.service.operations.wait(op.id, timeout=SAFETY)
+        assert done.state == "succeeded", done
+    finally:
+        core.service.operations.close(timeout=SAFETY)
+    assert "eph" in core.tart.vms and core.tart.count("delete", "eph") == 0
+    assert core.specs.load("eph") is None

@@ -190,7 +190,7 @@ class CreateJob:
             # written whole: a record left by an earlier VM of this name is replaced (it must
             # never make this one ephemeral, nor give it another VM's desired state), and that
             # VM's run records and logs go: they are not this VM's
-            vm_id = parts.tart.vm_identity(request.name)
+            vm_id = self._identity()
             parts.store.forget(request.name)
             parts.tart.forget_log(request.name)
             parts.specs.save(request.spec(parts.clock.utc_now(), ctx.id, vm_id))
@@ -198,6 +198,16 @@ class CreateJob:
             raise parts.failure(exc) from None
         finally:
             parts.inventory.reconfigured(request.name)
+
+    def _identity(self) -> str | None:
+        """Which VM the clone made (core/ownership.py); when that cannot be read, None: the
+        spec is bound to the VM that carries the name when the operator next looks."""
+        try:
+            return self.parts.tart.vm_identity(self.request.name)
+        except TartError as exc:
+            log.warning("create of %r: which VM the clone made cannot be read: %s",
+                        self.request.name, exc)
+            return None
 
     def _start(self, ctx: OperationContext) -> None:
         request, parts = self.request, self.parts
