@@ -31,7 +31,7 @@ from vm_operator.config import (
     unknown_variables,
 )
 from vm_operator.edge.server import OperatorServer, log_line
-from vm_operator.store.home import HomeMismatch, claim
+from vm_operator.store.home import HOME_FILE, HomeMismatch, claim
 from vm_operator.tart.errors import TartError, tart_advice
 from vm_operator.tart.home import home_label
 from vm_operator.tart.names import VmName, name_problem
@@ -119,7 +119,8 @@ def prepare_state_dir(path: str, tart_home: str) -> None:
         raise SystemExit(
             f"vm-operator: {where} cannot serve the Tart home {tart_home}: {exc.reason}. Its "
             "specs, run records and logs are that home's VMs'; give each Tart home a state "
-            "directory of its own (leave --state-dir unset: the default is one per Tart home)"
+            "directory of its own (leave --state-dir unset: the default is one per Tart home), "
+            f"or, if it is the same home under another name, remove {Path(path) / HOME_FILE}"
         ) from None
     except OSError as exc:
         raise SystemExit(f"vm-operator: {where} cannot record the Tart home it serves: "
