@@ -39,6 +39,22 @@ def by_hand(op: Operator, *args: str) -> None:
     assert done.returncode == 0, (args, done.stderr)
 
 
+def seen(op: Operator, name: str, exists: bool) -> None:
+    """Wait until the operator's listing (fresh within --cache-ttl) shows what was done by hand."""
+    wait_for(lambda: (op.json("GET", f"/vms/{name}")[0] == 200) == exists, timeout=WAIT,
+             message=f"{name} {'listed' if exists else 'gone'}")
+
+
+def cloned(op: Operator, source: str, name: str) -> None:
+    by_hand(op, "clone", source, name)
+    seen(op, name, True)
+
+
+def deleted(op: Operator, name: str) -> None:
+    by_hand(op, "delete", name)
+    seen(op, name, False)
+
+
 def post(op: Operator, path: str) -> dict[str, Any]:
     status, body = op.json("POST", path)
     assert status in (200, 202), body  # a start: 202 while the guest is not ready yet
@@ -56,7 +72,7 @@ def runs_of(op: Operator, name: str) -> int:
 
 def witness(op: Operator) -> None:
     """A Linux VM desired running under ``restart: always``."""
-    by_hand(op, "clone", LINUX, WITNESS)
+    cloned(op, LINUX, WITNESS)
     patch(op, WITNESS, restart="always")
     post(op, f"/vms/{WITNESS}/start")
 
@@ -93,13 +109,13 @@ def forgotten(op: Operator, name: str) -> dict[str, Any]:
 def test_a_vm_deleted_and_made_again_by_hand_while_the_operator_runs_is_left_alone(
         operator_factory: Factory) -> None:
     op = operator_factory(args=FAST)
-    by_hand(op, "clone", MACOS, "victim")  # Tart suspends macOS guests only
+    cloned(op, MACOS, "victim")  # Tart suspends macOS guests only
     patch(op, "victim", restart="always")
     post(op, "/vms/victim/start?suspendable=true")
     post(op, "/vms/victim/suspend")  # desired running still; a suspended VM can be deleted
     witness(op)
-    by_hand(op, "delete", "victim")
-    by_hand(op, "clone", MACOS, "victim")  # the user's own VM now
+    deleted(op, "victim")
+    cloned(op, MACOS, "victim")  # the user's own VM now
     a_pass_went_by(op)
     forgotten(op, "victim")
     assert runs_of(op, "victim") == 1  # the start through the API, of the VM that is gone
@@ -109,7 +125,7 @@ def test_a_vm_deleted_and_made_again_while_the_operator_was_down_is_not_started_
         operator_factory: Factory) -> None:
     first = operator_factory(args=FAST)
     for name in ("victim", WITNESS):
-        by_hand(first, "clone", LINUX, name)
+        cloned(first, LINUX, name)
         post(first, f"/vms/{name}/start")  # restart: never; both desired running
     by_hand(first, "stop", "victim")
     wait_for(lambda: detail(first, "victim")["condition"] == "exited", timeout=WAIT,
@@ -132,7 +148,7 @@ def test_a_vm_deleted_and_made_again_while_the_operator_was_down_is_not_started_
 
 def test_missing_clears_once_the_vm_is_back(operator_factory: Factory) -> None:
     op = operator_factory(args=FAST)
-    by_hand(op, "clone", LINUX, "victim")
+    cloned(op, LINUX, "victim")
     post(op, "/vms/victim/start")  # restart: never
     witness(op)
     by_hand(op, "stop", "victim")
@@ -150,13 +166,11 @@ def test_missing_clears_once_the_vm_is_back(operator_factory: Factory) -> None:
 
 def test_delete_drops_the_spec_of_a_vm_tart_no_longer_lists(operator_factory: Factory) -> None:
     op = operator_factory(args=FAST)
-    by_hand(op, "clone", LINUX, "victim")
+    cloned(op, LINUX, "victim")
     patch(op, "victim", desired="stopped", restart="always")
     spec = op.state_dir / "specs" / "victim.json"
     assert spec.exists()
-    by_hand(op, "delete", "victim")
-    status, _, body = op.request("GET", "/vms/victim")
-    assert status == 404, body
+    deleted(op, "victim")
     status, doc = op.json("PATCH", "/vms/victim", MERGE, json.dumps({"restart": "never"}))
     assert status == 404, doc  # no VM to change: PATCH never brings a spec back
     status, _, body = op.request("DELETE", "/vms/victim")
@@ -164,7 +178,7 @@ def test_delete_drops_the_spec_of_a_vm_tart_no_longer_lists(operator_factory: Fa
     assert not spec.exists()
     status, _, body = op.request("DELETE", "/vms/victim")
     assert status == 404, body  # nothing kept any more
-    by_hand(op, "clone", LINUX, "victim")
+    cloned(op, LINUX, "victim")
     assert detail(op, "victim")["spec"] is None
 
 
