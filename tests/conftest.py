@@ -13,13 +13,15 @@ Constants (import them: ``from conftest import SIMULATOR, wait_for``)
 
 Fixtures
     repo_root                      REPO_ROOT
-    operator_factory(env=None, args=None, seed=True, *, tart_home=None, state_dir=None)
+    operator_factory(env=None, args=None, seed=True, *, tart_home=None, state_dir=None,
+                     default_state_dir=False)
         starts ``python -m vm_operator --port 0 --host 127.0.0.1 --tart SIMULATOR --state-dir DIR
         *args`` (later flags win, so ``args=["--tart", "/nonexistent"]`` works) and returns an
         ``Operator`` once it printed its ``{"event":"listening",...}`` line. ``env`` adds to the
         server's environment (a value of None removes a key); TART_HOME, TART_SIM_CALL_LOG and
         (seed=True) TART_SIM_SEED=demo are set for it. Pass ``tart_home=``/``state_dir=`` of an
-        earlier Operator to restart "the same" operator.
+        earlier Operator to restart "the same" operator; ``default_state_dir=True`` passes no
+        --state-dir (the operator picks its default, from XDG_STATE_HOME in ``env``).
     operator                       operator_factory() with the defaults (seeded demo VMs)
 
 Operator
@@ -135,7 +137,8 @@ class Operator:
     """One running ``python -m vm_operator``; see the module docstring for the API."""
 
     def __init__(self, workdir: Path, *, env: dict[str, str | None] | None, args: list[str] | None,
-                 seed: bool, tart_home: Path | None, state_dir: Path | None) -> None:
+                 seed: bool, tart_home: Path | None, state_dir: Path | None,
+                 default_state_dir: bool = False) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.tart_home = Path(tart_home) if tart_home else workdir / "tart"
@@ -162,8 +165,9 @@ class Operator:
                 server_env.pop(key, None)
             else:
                 server_env[key] = str(value)
+        state = [] if default_state_dir else ["--state-dir", str(self.state_dir)]
         argv = [sys.executable, "-m", "vm_operator", "--port", "0", "--host", "127.0.0.1",
-                "--tart", str(SIMULATOR), "--state-dir", str(self.state_dir), *(args or [])]
+                "--tart", str(SIMULATOR), *state, *(args or [])]
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=server_env, stdin=subprocess.DEVNULL,
                                          stdout=out, stderr=err, start_new_session=True)
@@ -316,9 +320,10 @@ def operator_factory(tmp_path: Path) -> Iterator[Callable[..., Operator]]:
 
     def start(env: dict[str, str | None] | None = None, args: list[str] | None = None,
               seed: bool = True, *, tart_home: Path | None = None,
-              state_dir: Path | None = None) -> Operator:
+              state_dir: Path | None = None, default_state_dir: bool = False) -> Operator:
         op = Operator(tmp_path / f"op{len(started)}", env=env, args=args, seed=seed,
-                      tart_home=tart_home, state_dir=state_dir)
+                      tart_home=tart_home, state_dir=state_dir,
+                      default_state_dir=default_state_dir)
         started.append(op)
         return op
 

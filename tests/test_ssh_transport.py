@@ -52,6 +52,7 @@ from vm_operator.tart.errors import (
     command_error,
 )
 from vm_operator.tart.local import LocalTransport
+from vm_operator.tart.names import VmName
 from vm_operator.tart.ssh import SshTransport, classify
 from vm_operator.tart.ssh_commands import (
     LAUNCH_SCRIPT,
@@ -825,3 +826,38 @@ def test_remote_calls_that_are_not_tart(host: sshd_env.SshdEnv) -> None:
     assert transport.remote("probe", ["printf", "%s", "$(id)"]) == "$(id)"
     assert transport.read_log("never-started-anywhere") is None
     assert isinstance(LocalTransport("tart", StateStore(host.home)).locate(), tuple)
+
+
+def test_which_vm_carries_a_name_reads_alike_over_ssh_and_here(host: sshd_env.SshdEnv) -> None:
+    """The identity of a VM's directory (GNU stat on this Linux "Mac"): the same answer from the
+    host over SSH and from a local stat of the same directory; another one once the VM is
+    deleted and cloned again; none for a name no VM carries; a hostile name is only a name."""
+    runner = direct_runner(host)
+    here = Tart(LocalTransport("tart", StateStore(host.home),
+                               {"PATH": os.environ.get("PATH", ""), "TART_HOME": str(host.tart_home)}))
+    runner.transport.call(["clone", SEQUOIA, "carried"], 30)
+    first = runner.vm_identity(VmName("carried"))
+    assert first is not None and first == here.vm_identity(VmName("carried"))
+    runner.transport.call(["delete", "carried"])
+    assert runner.vm_identity(VmName("carried")) is None
+    runner.transport.call(["clone", SEQUOIA, "carried"], 30)
+    again = runner.vm_identity(VmName("carried"))
+    assert again is not None and again != first  # another directory, even on a reused inode
+    runner.transport.call(["rename", "carried", "carried-too"])
+    assert runner.vm_identity(VmName("carried-too")) == again  # renamed: the same VM
+    for name in HOSTILE_NAMES:
+        if "/" not in name:  # Tart.vm_identity never hands a name with one to the transport
+            assert runner.transport.vm_identity(name) is None
+    assert markers(host) == []
+
+
+def test_the_run_logs_of_a_gone_vm_are_removed_from_the_host(host: sshd_env.SshdEnv) -> None:
+    transport = direct_runner(host).transport
+    assert isinstance(transport, SshTransport)
+    run = transport.launch("gone-vm", ["run", "--no-graphics", "gone-vm"])
+    assert run.wait() == 2  # no such VM: Tart says so in the log
+    logs = host.home / ".vm-operator" / "logs"
+    assert (logs / "gone-vm.log").exists() and (logs / "gone-vm.log.exit").exists()
+    transport.forget_log("gone-vm")
+    assert sorted(p.name for p in logs.iterdir() if p.name.startswith("gone-vm.")) == []
+    assert transport.read_log("gone-vm") is None

@@ -280,6 +280,19 @@ def test_a_new_state_dir_is_created_private(operator_factory: Any, tmp_path: Pat
     assert [p.name for p in state.iterdir() if p.name.startswith(".write-probe")] == []
 
 
+def test_a_state_dir_of_another_tart_home_stops_start_up_naming_both(operator_factory: Any,
+                                                                      tmp_path: Path) -> None:
+    state = tmp_path / "shared-state"
+    first = operator_factory(state_dir=state)  # its TART_HOME is another than the one below
+    assert first.stop()[0] == 0
+    outcome = start_expecting_refusal(tmp_path, [*base_args(tmp_path), "--state-dir", str(state)])
+    line = assert_refused(outcome, str(state), str(first.tart_home.resolve()),
+                          str((tmp_path / "tart").resolve()), "state directory of its own")
+    assert "--state-dir unset" in line
+    again = operator_factory(state_dir=state, tart_home=first.tart_home)  # its own home: fine
+    assert again.request("GET", "/health")[0] == 200
+
+
 # --- item 11: a demo that cannot start leaves no Tart home behind ------------------------------
 
 

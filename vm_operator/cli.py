@@ -24,9 +24,17 @@ from pathlib import Path
 from vm_operator import __version__
 from vm_operator.client.commands import LAUNCHD, OPERATOR, PLAN
 from vm_operator.client.main import FLAG_OPTIONS, HELP, VALUE_OPTIONS, Topic, command_index
-from vm_operator.config import Config, load_config, unknown_variables
+from vm_operator.config import (
+    Config,
+    default_state_dir,
+    load_config,
+    state_base,
+    unknown_variables,
+)
 from vm_operator.edge.server import OperatorServer, log_line
+from vm_operator.store.home import HOME_FILE, HomeMismatch, claim
 from vm_operator.tart.errors import TartError, tart_advice
+from vm_operator.tart.home import home_label
 from vm_operator.tart.names import VmName, name_problem
 from vm_operator.tart.ssh_settings import describe
 from vm_operator.wiring import Built, build_app
@@ -73,6 +81,7 @@ def demo_setup(config: Config, env: dict[str, str]) -> tuple[Config, Path]:
     guest_port = env.get("TART_SIM_GUEST_PORT", "").strip() or str(free_loopback_port())
     env["TART_SIM_GUEST_PORT"] = guest_port
     return replace(config, tart=str(simulator), state_dir=str(home / "state"),
+                   tart_home=home_label(env, None),
                    ready_port=int(guest_port)), home
 
 
@@ -83,8 +92,9 @@ def free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def prepare_state_dir(path: str) -> None:
-    """Create the state directory and prove it writable, or stop start-up naming it.
+def prepare_state_dir(path: str, tart_home: str) -> None:
+    """Create the state directory, prove it writable and make it the one of ``tart_home``
+    (store/home.py), or stop start-up naming it.
 
     A real probe (create, write, fsync and remove a file), not a permission check: only
     that tells a read-only mount, a full disk or a path under a plain file from a good one.
@@ -104,13 +114,43 @@ def prepare_state_dir(path: str) -> None:
     except OSError as exc:
         raise SystemExit(f"vm-operator: {where} cannot be written: {exc.strerror or exc}; "
                          "make it writable for this user, or choose another") from None
+    try:
+        claim(Path(path), tart_home)
+    except HomeMismatch as exc:
+        raise SystemExit(
+            f"vm-operator: {where} cannot serve the Tart home {tart_home}: {exc.reason}. Its "
+            "specs, run records and logs are that home's VMs'; give each Tart home a state "
+            "directory of its own (leave --state-dir unset: the default is one per Tart home), "
+            f"or, if it is the same home under another name, remove {Path(path) / HOME_FILE}"
+        ) from None
+    except OSError as exc:
+        raise SystemExit(f"vm-operator: {where} cannot record the Tart home it serves: "
+                         f"{exc.strerror or exc}") from None
+
+
+def earlier_state(config: Config, env: Mapping[str, str]) -> Path | None:
+    """The state an earlier version kept in ``$XDG_STATE_HOME/vm-operator`` itself, for
+    whichever Tart home it ran on, when this operator uses the default state directory."""
+    base = state_base(env)
+    if config.state_dir != default_state_dir(env, config.tart_home):
+        return None
+    found = [base / part for part in ("specs", "vms", "operations") if (base / part).is_dir()]
+    return base if found else None
 
 
 def _announce(config: Config, server: OperatorServer, built: Built) -> None:
     host, port = server.server_address[:2]
     log_line({"level": "info", "event": "listening", "host": host, "port": port,
               "version": __version__, "tart": config.tart, "auth": config.auth_enabled,
-              "state_dir": config.state_dir, **describe(config.ssh)})
+              "state_dir": config.state_dir, "tart_home": config.tart_home,
+              **describe(config.ssh)})
+    earlier = earlier_state(config, os.environ)
+    if earlier is not None:
+        log_line({"level": "warning", "event": "earlier-state-dir",
+                  "message": f"{earlier} holds the state of an earlier version, which kept one "
+                  "state directory for every Tart home; state now lives in one directory per "
+                  f"Tart home. If it was {config.tart_home}'s, stop the operator and move its "
+                  f"specs, vms and operations folders into {config.state_dir}"})
     if not config.auth_enabled and not _is_loopback(config.host):
         log_line({"level": "warning", "event": "unauthenticated",
                   "message": f"the API listens on {config.host} WITHOUT authentication: anyone who "
@@ -266,7 +306,7 @@ class Signals:
 
 def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) -> int:
     """Check the state directory, listen, serve until SIGTERM or SIGINT, drain."""
-    prepare_state_dir(config.state_dir)
+    prepare_state_dir(config.state_dir, config.tart_home)
     built = build_app(config, env)
     try:
         server = OperatorServer(

@@ -23,6 +23,7 @@ from typing import TypeVar
 
 from vm_operator import __version__
 from vm_operator.tart.errors import CONTAINER_TART
+from vm_operator.tart.home import home_folder, home_label
 from vm_operator.tart.ssh_settings import (
     DEFAULT_CONNECT_TIMEOUT,
     SshSettings,
@@ -67,6 +68,7 @@ class Config:
     watch_interval: float = 1.0  # seconds between two looks at Tart while anyone watches
     ready_port: int = 22  # a running VM is ready once its guest accepts connections here
     config: str | None = None  # the declarative file of VMs (core/fleet.py), absolute
+    tart_home: str = ""  # the Tart home served (tart/home.py's label); its state dir says so
 
     @property
     def auth_enabled(self) -> bool:
@@ -80,9 +82,16 @@ def default_tart() -> str:
     return shutil.which("tart") or "tart"
 
 
-def default_state_dir(env: Mapping[str, str]) -> str:
+def state_base(env: Mapping[str, str]) -> Path:
+    """``$XDG_STATE_HOME/vm-operator`` (else ``~/.local/state/vm-operator``)."""
     base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return str(Path(base) / "vm-operator")
+    return Path(base) / "vm-operator"
+
+
+def default_state_dir(env: Mapping[str, str], tart_home: str) -> str:
+    """One state directory per Tart home (``tart/home.py``): two operators of one user on two
+    homes never share specs, run records, logs or run locks."""
+    return str(state_base(env) / "homes" / home_folder(tart_home))
 
 
 # --- one value: these check a flag's value (as argparse types) and a variable's alike ---------
@@ -258,8 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"Tart binary (VM_OPERATOR_TART; default {CONTAINER_TART} where it "
                         "exists, else tart on PATH)")
     parser.add_argument("--state-dir", type=_text,
-                        help="where run logs and last-run records live; must be writable "
-                        "(VM_OPERATOR_STATE_DIR)")
+                        help="where specs, run logs and records live; must be writable, and "
+                        "serves one Tart home (VM_OPERATOR_STATE_DIR; default one per Tart "
+                        "home under $XDG_STATE_HOME/vm-operator/homes/)")
     parser.add_argument("--tart-timeout", type=_TART_TIMEOUT,
                         help="seconds a Tart call may take (VM_OPERATOR_TART_TIMEOUT, default 10)")
     parser.add_argument("--pull-timeout", type=_PULL_TIMEOUT,
@@ -452,11 +462,13 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
     if token is not None and token == read_token:
         raise SystemExit("vm-operator: the read-only token is the full-access token; "
                          "give VM_OPERATOR_READ_TOKEN a token of its own")
+    ssh = _ssh_settings(sources, tart, args.demo)
+    tart_home = home_label(env, ssh)
     return Config(
         host=sources.value("host", _host, "127.0.0.1"),
         port=sources.value("port", _PORT, 8082),
         tart=tart or default_tart(),
-        state_dir=sources.value("state_dir", _text, "") or default_state_dir(env),
+        state_dir=sources.value("state_dir", _text, "") or default_state_dir(env, tart_home),
         tart_timeout=sources.value("tart_timeout", _TART_TIMEOUT, 10.0),
         pull_timeout=sources.value("pull_timeout", _PULL_TIMEOUT, 3600.0),
         start_timeout=sources.value("start_timeout", _START_TIMEOUT, 30.0),
@@ -471,7 +483,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         cors_origins=sources.value("cors_origins", _origin_list, ()),
         access_log=access_log,
         demo=args.demo,
-        ssh=_ssh_settings(sources, tart, args.demo),
+        ssh=ssh,
         reconcile_interval=sources.value("reconcile_interval", _RECONCILE_INTERVAL, 5.0),
         events_heartbeat=sources.value("events_heartbeat", _EVENTS_HEARTBEAT, 15.0),
         events_max_streams=sources.value("events_max_streams", _EVENTS_MAX_STREAMS, 128),
@@ -480,5 +492,6 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         watch_interval=sources.value("watch_interval", _WATCH_INTERVAL, 1.0),
         ready_port=sources.value("ready_port", _READY_PORT, 22),
         config=sources.value("config", _readable_file, None),
+        tart_home=tart_home,
     )
 

@@ -157,6 +157,9 @@ class TartCall:
     thread: str  # the name of the thread that made it
 
 
+_IDENTITIES = itertools.count(1000)  # every VM made (add, a clone) gets a directory of its own
+
+
 @dataclass
 class FakeVm:
     name: str
@@ -170,6 +173,7 @@ class FakeVm:
     run_suspendable: bool = False
     log: list[str] = field(default_factory=list)
     cpu: int = 4  # what `tart get` reports, and `tart set --cpu` changes
+    identity: str = field(default_factory=lambda: f"{next(_IDENTITIES)}:0")  # its directory's
 
 
 class FakeTart:
@@ -404,6 +408,13 @@ class FakeTart:
     def locate(self) -> tuple[str, bool]:
         return "/opt/fake/tart", True
 
+    def forget_log(self, name: str) -> None:
+        del name  # the fake keeps a VM's log with the VM
+
+    def vm_identity(self, name: str) -> str | None:
+        vm = self.vms.get(name)
+        return None if vm is None or vm.source != "local" else vm.identity
+
 
 # --- the state store --------------------------------------------------------------------------
 
@@ -436,6 +447,10 @@ class FakeStore:
                 return False
             self.records[name] = record.copy()
             return True
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self.records.pop(name, None)
 
     def unfinished_runs(self) -> list[tuple[str, RunRecord]]:
         with self._lock:

@@ -10,7 +10,8 @@ from vm_operator.config import build_parser, known_variables, load_config, unkno
 def test_defaults() -> None:
     config = load_config([], {"HOME": "/home/u"})
     assert (config.host, config.port, config.cache_ttl, config.max_running) == ("127.0.0.1", 8082, 1.0, 2)
-    assert config.state_dir.endswith("vm-operator")
+    assert config.tart_home == "/home/u/.tart"
+    assert "/vm-operator/homes/home-u-.tart-" in config.state_dir
     assert not config.auth_enabled
 
 

@@ -63,7 +63,7 @@ RULES = [
     ("vm_operator.api", {"vm_operator.api", "vm_operator.api.", "vm_operator.edge.",
                          "vm_operator.core.", "vm_operator.tart.", "vm_operator.store."}),
     ("vm_operator.config", {"vm_operator.tart.errors", "vm_operator.tart.ssh_settings",
-                            "vm_operator.tokens"}),
+                            "vm_operator.tart.home", "vm_operator.tokens"}),
     ("vm_operator.tokens", set()),
 ]
 

@@ -68,9 +68,11 @@ def patch_vm(app: App, req: Request) -> Response:
 
 ROUTES: tuple[Route[App], ...] = (
     Route("DELETE", "/vms/{name}", delete_vm,
-          "Delete a local VM (tart delete); ?force=true stops it first", "deleteVm",
+          "Delete a local VM (tart delete); ?force=true stops it first. A VM Tart no longer "
+          "lists whose spec the operator still keeps: the spec is dropped", "deleteVm",
           path=(NAME,), query=(FORCE, STOP_TIMEOUT),
-          ok=(Success(204, "Deleted", None),),
+          ok=(Success(204, "Deleted (or, for a VM Tart no longer lists, its spec dropped)",
+                      None),),
           problems=(VmNotFound, TartVmMissing, OciImage, VmRunning, TartVmIsRunning,
                     VmHeldByOperation, VmBusy, VmStarting, *TART_FAILURES)),
     Route("PATCH", "/vms/{name}", patch_vm,

@@ -23,6 +23,7 @@ from vm_operator.core.clock import Clock
 from vm_operator.core.errors import OperatorError, VmLimit
 from vm_operator.core.inventory import Inventory
 from vm_operator.core.operations import Job, OperationContext
+from vm_operator.core.ownership import Ownership
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.core.power import Power
 from vm_operator.core.runs import RunSupervisor
@@ -77,10 +78,12 @@ class CreateRequest:
     restart: RestartPolicy = "never"  # the spec's restart policy; its desired power follows start
     spec_source: SpecSource = "api"  # who asks: the API or the declarative file
 
-    def spec(self, created_at: str, operation: str) -> VmSpec:
-        """The VM's spec, written once it is configured: desired running when it is started."""
+    def spec(self, created_at: str, operation: str, vm_id: str | None) -> VmSpec:
+        """The VM's spec, written once it is configured: desired running when it is started;
+        ``vm_id``: the identity of the VM the clone made."""
         return VmSpec(self.name, self.ephemeral, created_at, operation,
-                      "running" if self.start else "stopped", self.restart, self.spec_source)
+                      "running" if self.start else "stopped", self.restart, self.spec_source,
+                      vm_id)
 
     def configures(self) -> bool:
         """Whether ``tart set`` has anything to do."""
@@ -100,6 +103,7 @@ class Parts:
     specs: SpecStore
     clock: Clock
     kind_of: ErrorKind
+    ownership: Ownership
 
     def failure(self, exc: OperatorError | TartError | StateDirError) -> OperationFailed:
         """A failure of the core or of Tart, as the operation's error (Tart's message kept)."""
@@ -195,12 +199,26 @@ class CreateJob:
                                disk_gb=request.disk_gb, display=request.display,
                                random_mac=request.random_mac)
             # written whole: a record left by an earlier VM of this name is replaced (it must
-            # never make this one ephemeral, nor give it another VM's desired state)
-            parts.specs.save(request.spec(parts.clock.utc_now(), ctx.id))
+            # never make this one ephemeral, nor give it another VM's desired state), and that
+            # VM's run records and logs go: they are not this VM's
+            vm_id = self._identity()
+            parts.store.forget(request.name)
+            parts.tart.forget_log(request.name)
+            parts.specs.save(request.spec(parts.clock.utc_now(), ctx.id, vm_id))
         except (OperatorError, TartError, StateDirError) as exc:
             raise parts.failure(exc) from None
         finally:
             parts.inventory.reconfigured(request.name)
+
+    def _identity(self) -> str | None:
+        """Which VM the clone made (core/ownership.py); when that cannot be read, None: the
+        spec is bound to the VM that carries the name when the operator next looks."""
+        try:
+            return self.parts.tart.vm_identity(self.request.name)
+        except TartError as exc:
+            log.warning("create of %r: which VM the clone made cannot be read: %s",
+                        self.request.name, exc)
+            return None
 
     def _start(self, ctx: OperationContext) -> None:
         request, parts = self.request, self.parts

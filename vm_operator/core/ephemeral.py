@@ -110,6 +110,10 @@ class EphemeralVms:
                 if vm["state"] != "stopped":
                     ctx.note(f"kept: it is {vm['state']}; it goes when that run ends")
                     return
+                if parts.ownership.owned(VmName(name))[0] is None:  # core/ownership.py
+                    ctx.note("kept: the VM that carries the name is not the ephemeral VM that "
+                             "ran (that one was deleted, and this one made outside the operator)")
+                    return
                 try:
                     parts.tart.delete(VmName(name))
                 except TartVmMissing:

@@ -215,7 +215,11 @@ class FleetApplier:
             if vm["state"] == "creating":
                 found.append(Observed(name, "creating"))
                 continue
-            saved = self.service.spec(VmName(name))
+            try:  # a spec made for a gone VM is dropped: this VM is not the file's (ownership)
+                saved = self.service.owned_spec(VmName(name))
+            except (TartError, StateDirError) as exc:
+                log.warning("%s: VM %r left out of this apply: %s", self.path, name, exc)
+                continue
             spec = None if saved is None else observed_spec(dict(saved.to_json()))
             if name not in fleet.names():  # a candidate for prune: its resources do not matter
                 found.append(Observed(name, vm["state"], spec=spec))

@@ -11,6 +11,9 @@ through ``tart set`` or a re-create, so it is kept far longer: until the operato
 that VM (``reconfigured``: a PATCH, a create, a delete), until a listing no longer shows the
 VM, and at most ``config_ttl`` (for a ``tart set`` typed by hand). A start, a stop or a
 change to another VM leaves it alone. The state always comes from the listing.
+
+Which VM carries a name (``identity``: its directory's, tart/identity.py) is read as fresh as
+the state: within ``cache_ttl``, after every change made through the API.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class Inventory:
         self._guard = threading.Lock()
         self._list = FreshCache(self._fetch_list, clock.monotonic)
         self._info: dict[str, FreshCache[VmInfo]] = {}
+        self._identity: dict[str, FreshCache[str | None]] = {}
         self._version: str | None = None
         self._version_refresh = threading.Lock()
         self.ip_waiters = IpWaiters(tart.ip, clock.monotonic)
@@ -81,6 +85,8 @@ class Inventory:
         with self._guard:
             for gone in [name for name in self._info if name not in names]:
                 del self._info[gone]
+            for gone in [name for name in self._identity if name not in names]:
+                del self._identity[gone]
         return vms
 
     def list_vms(self, fresh: bool = False) -> list[Vm]:
@@ -135,9 +141,22 @@ class Inventory:
         return cache.get(now - self.config_ttl, now - self.config_ttl / 2)
 
     def forget(self, name: str) -> None:
-        """The VM was deleted or reconfigured: drop its cached ``tart get``."""
+        """The VM was deleted or reconfigured: drop its cached ``tart get`` and identity."""
         with self._guard:
             self._info.pop(name, None)
+            self._identity.pop(name, None)
+
+    def identity(self, name: VmName, fresh: bool = False) -> str | None:
+        """Which VM carries the name (``Tart.vm_identity``), None when no local VM does: as
+        fresh as a listing (``fresh``: asked now)."""
+        if fresh or self.cache_ttl <= 0:
+            return self.tart.vm_identity(name)
+        with self._guard:
+            cache = self._identity.get(name)
+            if cache is None:
+                cache = self._identity[name] = FreshCache(lambda: self.tart.vm_identity(name),
+                                                          self.clock.monotonic)
+        return cache.get(self._not_before(False), self._refresh_after(False))
 
     def is_macos(self, name: str) -> bool:
         """Whether ``tart get`` says the VM is a macOS guest. A name from Tart's own list

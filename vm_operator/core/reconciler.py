@@ -220,18 +220,47 @@ class Reconciler:
 
     def _write(self, name: str, desired: Desired | None, restart: RestartPolicy | None,
                source: SpecSource) -> VmSpec:
-        """Merge into the VM's spec (a new one if it has none) and write it whole."""
+        """Merge into the VM's spec (a new one if it has none, or if it was a gone VM's:
+        core/ownership.py) and write it whole, bound to the VM that carries the name."""
         with self._spec_lock:
             try:
-                old = self.parts.specs.load(name)
+                old, vm_id = self._owned_spec(name)
                 base = old or VmSpec(name)
                 spec = replace(base, desired=desired or base.desired,
-                               restart=restart or base.restart, source=source)
+                               restart=restart or base.restart, source=source,
+                               vm_id=vm_id or base.vm_id)
                 if spec != old:
                     self.parts.specs.save(spec)
             except StateDirError as exc:
                 raise state_dir_unwritable(exc) from None
         return spec
+
+    # --- whose spec it is (core/ownership.py) --------------------------------------------------
+
+    def _owned_spec(self, name: str) -> tuple[VmSpec | None, str | None]:
+        """The VM's spec unless it was a gone VM's (then dropped), and the identity of the VM
+        that carries the name now. When that cannot be read, the spec as it is."""
+        checked = VmName(name)
+        try:
+            spec, vm_id = self.parts.ownership.owned(checked)
+            if spec is None and vm_id is None:
+                vm_id = self.parts.ownership.identity(checked)
+        except TartError as exc:
+            log.warning("VM %r: which VM carries the name cannot be read: %s", name, exc)
+            return self.parts.specs.load(name), None
+        return spec, vm_id
+
+    def _owns(self, spec: VmSpec) -> bool:
+        """Before the reconciler acts on the VM that carries ``spec``'s name: whether the spec
+        was made for that VM (a gone VM's spec is dropped and acts on nothing). When that
+        cannot be told, it does not act (the next pass asks again)."""
+        try:
+            owned, _ = self.parts.ownership.owned(VmName(spec.name))
+        except (TartError, InvalidName) as exc:
+            log.warning("VM %r: which VM carries the name cannot be read, nothing done: %s",
+                        spec.name, exc)
+            return False
+        return owned is not None
 
     def _afresh(self, watch: Watch) -> None:
         """A new ask: forget the restarts, failures, the backoff and a policy's decision to
@@ -419,13 +448,16 @@ class Reconciler:
                 watch.condition = "missing" if spec.desired == "running" else None
                 watch.stop_due = False
                 return
+            if watch.condition == "missing":  # it exists again
+                watch.condition = None
             if watch.stop_due:
                 watch.stop_due = False
                 stop = vm["state"] == "running"
             else:
                 stop = False
         if stop:
-            self._act(name, "stop", "desired stopped")
+            if self._owns(spec):
+                self._act(name, "stop", "desired stopped")
             return
         if spec.desired != "running" or vm["state"] == "suspended":
             return  # a suspend through the API keeps it suspended until a start
@@ -447,7 +479,8 @@ class Reconciler:
                 return
             reason = ("its run ended; restart: " + spec.restart if watch.failures else
                       "desired running, found stopped")
-        self._act(name, "start", reason)
+        if self._owns(spec):
+            self._act(name, "start", reason)
 
     def _saw_running(self, name: str, now: float) -> None:
         with self._lock:

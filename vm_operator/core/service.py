@@ -9,6 +9,7 @@ them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from vm_operator.core.images import Images
 from vm_operator.core.inventory import Inventory
 from vm_operator.core.lifecycle import Lifecycle, operation_path
 from vm_operator.core.operations import OperationQueue
+from vm_operator.core.ownership import Ownership
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.core.power import Power
 from vm_operator.core.readiness import Readiness, ReadinessProbe
@@ -41,8 +43,11 @@ from vm_operator.core.watch import EXISTS, VmStates, Watcher
 from vm_operator.store.operation_records import Operation
 from vm_operator.store.specs import Desired, RestartPolicy, SpecSource, SpecStore, VmSpec
 from vm_operator.store.state import LogTail, StateDirError
+from vm_operator.tart.errors import TartError
 from vm_operator.tart.names import InvalidName, VmName
 from vm_operator.tart.records import Vm
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,9 @@ class VmService:
         self.watcher = Watcher(self.states, self.inventory.list_stamped, self.held,
                                settings.watch_interval)
         self.runs.on_run_ended(self.run_ended)  # before the ephemeral delete: exited, deleted
-        parts = Parts(tart, self.inventory, self.power, self.runs, store, specs, clock, kind_of)
+        self.ownership = Ownership(tart, self.inventory, specs, store)
+        parts = Parts(tart, self.inventory, self.power, self.runs, store, specs, clock, kind_of,
+                      self.ownership)
         self.lifecycle = Lifecycle(parts, operations)
         self.ephemeral = EphemeralVms(parts, operations)
         self.manage = VmManager(parts, operations)
@@ -90,6 +97,7 @@ class VmService:
                                      settings.reconcile_interval, on_reconcile, report)
         self.runs.on_run_ended(self.ephemeral.run_ended)
         self.runs.on_run_ended(self.reconciler.run_ended)
+        self.ownership.on_release(self.reconciler.forget)
         self.readiness = ReadinessProbe(tart, clock, self.events, settings.ready_port,
                                         ttl=settings.cache_ttl)
         self.runs.on_run_ended(self.readiness.forget)
@@ -163,7 +171,17 @@ class VmService:
         if op is not None:  # not Tart's yet (or half made): nothing to ask Tart
             return {**creating_vm(op), **NO_INFO, "last_run": None, "ready": False, "ip": None,
                     **self.reconciler.status(name)}
+        self._own(name)
         return {**self._ready_detail(name), **self.reconciler.status(name)}
+
+    def _own(self, name: VmName) -> None:
+        """Before a read shows what the operator keeps of the VM (its spec, last run, logs):
+        drop it if it was kept for a VM that no longer carries the name (core/ownership.py);
+        as fresh as the listing. When that cannot be told, the read shows what is kept."""
+        try:
+            self.ownership.owned(name, fresh=False)
+        except (TartError, StateDirError) as exc:
+            log.debug("VM %r: whose spec it is cannot be told now: %s", name, exc)
 
     def _ready_detail(self, name: VmName) -> ReadyVmDetail:
         found = self.inventory.describe(name)
@@ -177,10 +195,16 @@ class VmService:
         """What the operator remembers of the VM: its desired state; None when it has none."""
         return self.specs.load(name)
 
+    def owned_spec(self, name: VmName) -> VmSpec | None:
+        """The VM's spec when it belongs to the VM that carries the name now (a spec of a gone
+        VM is dropped: core/ownership.py), asked of Tart's host now. TartError: cannot tell."""
+        return self.ownership.owned(name)[0]
+
     def ip(self, name: VmName, wait: int) -> str:
         return self.inventory.ip(name, wait)
 
     def logs(self, name: VmName, lines: int | None = None) -> LogTail:
+        self._own(name)
         return self.runs.logs(name, lines)
 
     def tart_status(self) -> TartStatus:
@@ -193,8 +217,11 @@ class VmService:
 
     def start(self, name: VmName, suspendable: bool = False) -> ChangedVm:
         """Start the VM; once it runs, it is desired running (its spec says so, written
-        while the start still holds the VM's writes: a stop that waited behind it wins)."""
+        while the start still holds the VM's writes: a stop that waited behind it wins). What
+        was kept of a gone VM of this name is dropped first, so the new run's records are this
+        VM's."""
         self.lifecycle.refuse_if_held(name)
+        self.ownership.owned(name)
         return self.power.start(name, suspendable,
                                 served=lambda: self.reconciler.started(name))
 

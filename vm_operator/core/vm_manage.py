@@ -22,6 +22,7 @@ from vm_operator.core.create import Parts
 from vm_operator.core.errors import (
     OciImage,
     VmHeldByOperation,
+    VmNotFound,
     VmRunning,
     state_dir_unwritable,
     vm_not_found,
@@ -30,7 +31,7 @@ from vm_operator.core.operations import OperationQueue
 from vm_operator.core.records import VmDetail
 from vm_operator.store.operation_records import NameBusy
 from vm_operator.store.state import StateDirError
-from vm_operator.tart.errors import TartVmIsRunning, TartVmMissing
+from vm_operator.tart.errors import TartError, TartVmIsRunning, TartVmMissing
 from vm_operator.tart.names import VmName
 from vm_operator.tart.records import Vm
 
@@ -102,9 +103,19 @@ class VmManager:
                cause: str = "api") -> None:
         """``tart delete NAME``. A running or suspended VM is refused, unless ``force``: then it
         is stopped first (``tart stop --timeout T``; a suspended VM's saved state is dropped).
-        ``cause``: who asked, as ``vm.state`` and ``vm.deleted`` tell it."""
+        ``cause``: who asked, as ``vm.state`` and ``vm.deleted`` tell it. A VM Tart no longer
+        lists whose spec (or run records) the operator still keeps: those are dropped, and
+        that is the delete (VmNotFound when nothing was kept)."""
         with self._hold(name):
-            vm = self._local_vm(name, f"delete it with DELETE /images/{quote(name, safe='')}")
+            try:
+                vm = self._local_vm(name, f"delete it with DELETE /images/{quote(name, safe='')}")
+            except VmNotFound:
+                try:
+                    if self.parts.ownership.drop(name):
+                        return
+                except StateDirError as exc:
+                    raise state_dir_unwritable(exc) from None
+                raise
             if vm["state"] != "stopped":
                 if not force:
                     raise VmRunning(
@@ -132,6 +143,10 @@ class VmManager:
             self.parts.specs.delete(name)
         except StateDirError as exc:  # the VM is deleted all the same: say so in the log
             log.warning("%s", state_dir_unwritable(exc).detail)
+        try:
+            self.tart.forget_log(name)  # over SSH its run logs are on the host
+        except TartError as exc:
+            log.warning("VM %r: its run logs where Tart runs could not be removed: %s", name, exc)
 
     # --- change resources -----------------------------------------------------------------
 

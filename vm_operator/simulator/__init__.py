@@ -36,6 +36,9 @@ state lives under $TART_HOME. Deliberate choices:
   TART_SIM_SSH_DELAY seconds after that the `run` process itself listens on the guest's
   address, port TART_SIM_GUEST_PORT (default 22, as a guest's sshd), and greets each
   connection with an SSH banner: the listener lives and dies with the run.
+- Each local VM is its own directory, `$TART_HOME/vms/NAME/`, as Tart's: `clone` builds
+  a new one in a temporary directory and moves it into place, `rename` moves it, nothing
+  else replaces it (the operator tells VMs of one name apart by that directory's identity).
 - No automatic pruning (TART_NO_AUTO_PRUNE, --prune-limit): the simulated disks take
   no space. Minimums Tart cannot read here (Virtualization.framework's): 1 CPU and
   128 MiB of memory.

@@ -8,6 +8,10 @@ or ``config``). A VM the operator did not create may have one too (a start throu
 VM made by hand gives it one): then ``created_at`` and ``operation`` are None. Records of
 format 1 (before desired state) read as desired None, restart ``never``, source ``api``.
 
+A spec belongs to one VM: ``vm_id`` is the identity of the VM it was made for (its directory
+under the Tart home, ``tart/identity.py``), None in a record written before it existed (bound
+to the VM that carries the name when the operator next looks: core/ownership.py).
+
 Each record is written whole (write, fsync, rename, fsync the directory): a crash at any
 instant leaves it either as it was or as it became.
 """
@@ -54,6 +58,7 @@ class VmSpecJson(TypedDict):
     desired: Desired | None
     restart: RestartPolicy
     source: SpecSource
+    vm_id: str | None
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,8 @@ class VmSpec:
     """``created_at``: when the operator created the VM (a run that started before that was
     a run of an earlier VM of the same name), None when it did not; ``operation``: the id of
     the create. ``desired``: the power the VM should have (None: no wish); ``restart``: what
-    to do when its run ends without a stop through the API; ``source``: who said so last."""
+    to do when its run ends without a stop through the API; ``source``: who said so last;
+    ``vm_id``: the identity of the VM it was made for (None: not known yet)."""
 
     name: str
     ephemeral: bool = False
@@ -70,11 +76,13 @@ class VmSpec:
     desired: Desired | None = None
     restart: RestartPolicy = "never"
     source: SpecSource = "api"
+    vm_id: str | None = None
 
     def to_json(self) -> VmSpecJson:
         return {"format": FORMAT, "name": self.name, "ephemeral": self.ephemeral,
                 "created_at": self.created_at, "operation": self.operation,
-                "desired": self.desired, "restart": self.restart, "source": self.source}
+                "desired": self.desired, "restart": self.restart, "source": self.source,
+                "vm_id": self.vm_id}
 
 
 def _choice(data: dict[str, object], key: str, choices: tuple[T, ...]) -> T:
@@ -102,10 +110,13 @@ def spec_from_json(data: object) -> VmSpec:
         raise BadSpec("created_at and operation must be strings or null")
     if data["format"] == 1:
         return VmSpec(name, ephemeral, created_at, operation)
+    vm_id = data.get("vm_id")
+    if not (vm_id is None or isinstance(vm_id, str)):
+        raise BadSpec("vm_id must be a string or null")
     return VmSpec(name, ephemeral, created_at, operation,
                   _choice(data, "desired", (*DESIRED, None)),
                   _choice(data, "restart", RESTART_POLICIES),
-                  _choice(data, "source", SPEC_SOURCES))
+                  _choice(data, "source", SPEC_SOURCES), vm_id)
 
 
 class SpecStore:

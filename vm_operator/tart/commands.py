@@ -9,6 +9,7 @@ name that passed the name rules can reach an argument list.
 from __future__ import annotations
 
 from vm_operator.store.state import LogTail
+from vm_operator.tart.identity import local_vm_name
 from vm_operator.tart.names import VmName
 from vm_operator.tart.parse import (
     parse_image_list,
@@ -153,6 +154,18 @@ class Tart:
     def last_log_line(self, name: str) -> str:
         """The last line ``tart run`` printed: its message when it failed."""
         return self.transport.last_log_line(name)
+
+    def forget_log(self, name: str) -> None:
+        """The run logs of a VM that is gone: removed where the transport keeps them."""
+        self.transport.forget_log(name)
+
+    def vm_identity(self, name: VmName) -> str | None:
+        """Which VM carries the local name ``name`` now (``identity``: its directory's inode
+        and birth time), None when Tart has no local VM of that name. An OCI reference has no
+        directory of its own: None."""
+        if not local_vm_name(name):
+            return None
+        return self.transport.vm_identity(name)
 
     def locate(self) -> tuple[str, bool]:
         """Where Tart is and whether it can be run, without running it."""

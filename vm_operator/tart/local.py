@@ -28,11 +28,14 @@ from pathlib import Path
 from vm_operator.store.state import LogTail, StateStore
 from vm_operator.tart.errors import (
     RunStillAlive,
+    TartCommandError,
     TartError,
     TartTimeout,
     binary_unavailable,
     command_error,
 )
+from vm_operator.tart.home import local_tart_home
+from vm_operator.tart.identity import IDENTITY_MISSING, IDENTITY_SCRIPT, parse_identity
 from vm_operator.tart.parse import error_message
 from vm_operator.tart.probe import connects
 from vm_operator.tart.records import HostDisk
@@ -136,12 +139,23 @@ class LocalTransport:
             raise binary_unavailable(self.binary, PermissionError())
         return path
 
+    def forget_log(self, name: str) -> None:
+        """Here the run logs live in the state directory: ``StateStore.forget`` removes them."""
+        del name
+
+    def vm_identity(self, name: str) -> str | None:
+        """The same fixed script as over SSH, here: one answer, whichever stat this host has."""
+        argv = ["/bin/sh", "-c", IDENTITY_SCRIPT, "vm-operator", name]
+        try:
+            return parse_identity(run_captured(argv, self.env, self.timeout, "identity"))
+        except TartCommandError as exc:
+            if exc.exit_code == IDENTITY_MISSING:
+                return None
+            raise
+
     def tart_home(self) -> Path:
         """``$TART_HOME`` as Tart reads it, else ``~/.tart``."""
-        home = self.env.get("TART_HOME", "").strip()
-        if home:
-            return Path(home)
-        return Path(self.env.get("HOME") or Path.home()) / ".tart"
+        return local_tart_home(self.env)
 
     def disk_usage(self) -> HostDisk:
         home = self.tart_home()

@@ -59,12 +59,14 @@ from vm_operator.tart.errors import (
     TartUnavailable,
     TransportError,
 )
+from vm_operator.tart.identity import IDENTITY_MISSING, IDENTITY_SCRIPT, parse_identity
 from vm_operator.tart.local import run_captured
 from vm_operator.tart.parse import parse_disk
 from vm_operator.tart.probe import checked_target
 from vm_operator.tart.records import HostDisk
 from vm_operator.tart.ssh_commands import (
     DISK_SCRIPT,
+    FORGET_SCRIPT,
     LAUNCH_SCRIPT,
     LOG_MISSING,
     LOG_SCRIPT,
@@ -301,6 +303,20 @@ class SshTransport:
         except TartCommandError:  # the script's own exit code (ssh's failures are not these)
             return False
         return True
+
+    def forget_log(self, name: str) -> None:
+        """The run logs of ``name`` on the host go (FORGET_SCRIPT)."""
+        self._ended.pop(name, None)
+        self.remote("forget", script_words(FORGET_SCRIPT, remote_log_path(name)))
+
+    def vm_identity(self, name: str) -> str | None:
+        """IDENTITY_SCRIPT on the host, the name as its parameter."""
+        try:
+            return parse_identity(self.remote("identity", script_words(IDENTITY_SCRIPT, name)))
+        except TartCommandError as exc:
+            if exc.exit_code == IDENTITY_MISSING:
+                return None
+            raise
 
     def locate(self) -> tuple[str, bool]:
         path = f"ssh://{self.settings.label} {self.settings.tart}"

@@ -99,6 +99,13 @@ WAIT_SCRIPT = (
 # when there is no LOG.
 LOG_SCRIPT = f'cd || exit 1; [ -f "$1" ] || exit {LOG_MISSING}; wc -c <"$1"; tail -c "$2" "$1"'
 
+# sh -c FORGET_SCRIPT vm-operator LOG: remove LOG, the earlier runs' LOG.1 ... and LOG.exit (the
+# VM they were written for is gone).
+FORGET_SCRIPT = (
+    'cd || exit 1; rm -f -- "$1" "$1.exit" "$1.exit.tmp"; '
+    f'i=1; while [ "$i" -le {LOG_GENERATIONS} ]; do rm -f -- "$1.$i"; i=$((i + 1)); done'
+)
+
 
 # sh -c PROBE_SCRIPT vm-operator IP PORT SECONDS: whether a TCP connection to IP:PORT succeeds
 # from the host (where the guests' network is), within SECONDS: exit 0 if it does, else non-zero.

@@ -96,6 +96,15 @@ class Transport(Protocol):
         """The last non-empty line of that output ("" when there is none): Tart's message."""
         ...
 
+    def forget_log(self, name: str) -> None:
+        """Remove the run logs of ``name`` kept where Tart runs (its VM is gone)."""
+        ...
+
+    def vm_identity(self, name: str) -> str | None:
+        """The identity of the local VM ``name``'s directory under the Tart home
+        (``identity.IDENTITY_SCRIPT``, run where Tart runs), None when it has none."""
+        ...
+
     def locate(self) -> tuple[str, bool]:
         """Where Tart is and whether it can be run, without running it (for health probes)."""
         ...
