@@ -5,6 +5,7 @@
     .venv/bin/python scripts/mutation.py                 # every module below, one at a time
     .venv/bin/python scripts/mutation.py body fleet      # some of them
     .venv/bin/python scripts/mutation.py --report        # the last results, nothing run
+    .venv/bin/python scripts/mutation.py --survivors body  # only the last run's survivors again
 
 mutmut (configured in pyproject's [tool.mutmut]) copies the package to ``mutants/``, plants one
 small bug at a time in a module's functions (a changed operator, constant, string, argument)
@@ -90,13 +91,21 @@ def explained() -> set[str]:
     return set(re.findall(r"`(vm_operator\.[^`\s]+__mutmut_\d+)`", text))
 
 
-def run(name: str, target: Target) -> int:
+def run(name: str, target: Target, survivors: bool = False) -> int:
+    """mutmut over the target's mutants (``survivors``: only those that survived last time,
+    e.g. to check the tests written to kill them)."""
     log = ROOT / "mutants" / f"{name}.log"
     log.parent.mkdir(exist_ok=True)
-    print(f"==> mutmut run {target.mutants} (output: {log.relative_to(ROOT)})", flush=True)
+    mutants = [target.mutants]
+    if survivors:
+        mutants = [mutant for mutant, s in results(target).items() if s == "survived"]
+        if not mutants:
+            return 0
+    print(f"==> mutmut run {target.mutants}{' (survivors)' if survivors else ''} "
+          f"(output: {log.relative_to(ROOT)})", flush=True)
     with log.open("w") as out:
         done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", "1",
-                               target.mutants], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                               *mutants], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                               check=False)
     return done.returncode
 
@@ -138,11 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", choices=[*TARGETS, []], metavar="MODULE",
                         help=f"some of: {', '.join(TARGETS)} (default: all)")
     parser.add_argument("--report", action="store_true", help="report the last run only")
+    parser.add_argument("--survivors", action="store_true",
+                        help="run only the mutants that survived the last run")
     args = parser.parse_args(argv)
     names = args.modules or list(TARGETS)
     if not args.report:
         for name in names:
-            if run(name, TARGETS[name]) != 0:
+            if run(name, TARGETS[name], args.survivors) != 0:
                 print(f"mutmut failed on {name}: see mutants/{name}.log", file=sys.stderr)
                 return 2
     return report(names)
