@@ -113,7 +113,7 @@ def run(name: str, target: Target, survivors: bool = False) -> int:
 def report(names: list[str]) -> int:
     equivalent = explained()
     unexplained: list[str] = []
-    print(f"{'module':<11} {'killed':>6} {'timeout':>7} {'equiv.':>6} {'survived':>8} "
+    print(f"{'module':<11} {'killed':>6} {'timeout':>7} {'explained':>9} {'survived':>8} "
           f"{'other':>5} {'total':>5}  score")
     for name in names:
         found = results(TARGETS[name])
@@ -125,10 +125,10 @@ def report(names: list[str]) -> int:
         detected = counts["killed"] + counts["timeout"]
         score = f"{detected}/{len(found)} killed" if found else "not run"
         if found and equiv:
-            score += f", {detected}/{len(found) - equiv} of the non-equivalent"
+            score += f", {detected}/{len(found) - equiv} without the explained"
         if counts["not checked"]:
             score += f" ({counts['not checked']} not run yet)"
-        print(f"{name:<11} {counts['killed']:>6} {counts['timeout']:>7} {equiv:>6} "
+        print(f"{name:<11} {counts['killed']:>6} {counts['timeout']:>7} {equiv:>9} "
               f"{counts['survived'] - equiv:>8} {other:>5} {len(found):>5}  {score}")
         unexplained += [mutant for mutant in survivors if mutant not in equivalent]
         unexplained += [f"{mutant} ({s})" for mutant, s in found.items()
