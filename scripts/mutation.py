@@ -92,13 +92,14 @@ def explained() -> set[str]:
 
 
 def run(name: str, target: Target, survivors: bool = False) -> int:
-    """mutmut over the target's mutants (``survivors``: only those that survived last time,
-    e.g. to check the tests written to kill them)."""
+    """mutmut over the target's mutants (``survivors``: only those that survived last time or
+    that no test reached, e.g. to check the tests written to kill them)."""
     log = ROOT / "mutants" / f"{name}.log"
     log.parent.mkdir(exist_ok=True)
     mutants = [target.mutants]
     if survivors:
-        mutants = [mutant for mutant, s in results(target).items() if s == "survived"]
+        mutants = [mutant for mutant, s in results(target).items()
+                   if s in ("survived", "no tests")]
         if not mutants:
             return 0
     print(f"==> mutmut run {target.mutants}{' (survivors)' if survivors else ''} "

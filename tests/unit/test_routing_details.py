@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from vm_operator.edge.errors import ApiError
-from vm_operator.edge.params import Int
+from vm_operator.edge.params import Int, ParamType
 from vm_operator.edge.responses import Response
 from vm_operator.edge.routing import (
     OptionalQuery,
@@ -15,6 +15,7 @@ from vm_operator.edge.routing import (
     Request,
     Route,
     RouteTable,
+    choose,
     decode_segment,
     parse_query,
     path_values,
@@ -134,3 +135,36 @@ def test_a_route_without_query_parameters_knows_none() -> None:
     with pytest.raises(ApiError) as caught:
         parse_query("a=1", ())
     assert caught.value.detail == "unknown query parameter 'a' (known: none)"
+
+
+class Raw(ParamType[str]):
+    """A path value its type reads undecoded (as an operation id is)."""
+
+    decoded = False
+
+    def from_text(self, key: str, text: str) -> str:
+        return text
+
+
+def test_a_type_that_reads_raw_text_gets_it_undecoded() -> None:
+    raw = Route("GET", "/ops/{id}", handler, "An op", "getOp",
+                path=(PathParam("id", Raw(), "Its id"),))
+    assert path_values(raw, {"id": "a%41"}) == {"id": "a%41"}
+    assert path_values(ROUTE, {"slot": "%33"}) == {"slot": 3}
+
+
+POST_SLOT = Route("POST", "/slots/{slot}", handler, "Take a slot", "takeSlot", path=(SLOT,))
+
+
+@pytest.mark.parametrize(("method", "detail"), [
+    ("PATCH", "PATCH is not allowed here"),
+    ("X" * 40, "X" * 32 + " is not allowed here"),  # a method is echoed 32 characters long
+])
+def test_a_method_no_route_takes_is_answered_405_with_allow(method: str, detail: str) -> None:
+    candidates = [(ROUTE, {"slot": "1"}), (POST_SLOT, {"slot": "1"})]
+    with pytest.raises(ApiError) as caught:
+        choose(method, candidates)
+    assert (caught.value.status, caught.value.detail, caught.value.headers) == (
+        405, detail, (("Allow", "GET, HEAD, OPTIONS, POST"),))
+    assert choose("HEAD", candidates) == (ROUTE, {"slot": "1"})
+    assert choose("POST", candidates) == (POST_SLOT, {"slot": "1"})
