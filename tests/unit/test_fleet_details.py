@@ -170,3 +170,82 @@ def test_a_step_without_changes_has_no_resources() -> None:
     assert step.render() == "set ci: restart never -> always, desired unset -> running"
     assert Step("start", "ci").render() == "start ci"
     assert Step("create", "ci").render() == "create ci"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    # TOML's "at end of document": the last line, also of a one-line file
+    ("a = [1", "line 1, key a: not valid TOML: Unclosed array"),
+    # a quoted key left open is no key (and no crash)
+    ('"abc = 1\n', "line 1: not valid TOML: Illegal character '\\n'"),
+    # the line of a key inside an inline table is the table's, after blank lines too
+    ("\n\n\n[vms]\nci = { from = 3 }\n",
+     "line 5, key vms.ci.from: must be a string: an OCI reference or a local VM"),
+    # a header-like line inside a multi-line string does not move it
+    ('[vms]\nci = { from = 3 }\n[vms.other]\nfrom = """\n[vms.ci]\n"""\n',
+     "line 2, key vms.ci.from: must be a string: an OCI reference or a local VM"),
+    # a quoted name with an escape is found where it is written
+    ('[vms."c\\u0069"]\nfrom = 3\n',
+     "line 2, key vms.ci.from: must be a string: an OCI reference or a local VM"),
+    # a key that starts with X (a bare key like any other)
+    ('[vms.ci]\nfrom = "x"\n Xtra = 1\n',
+     f"line 3, key vms.ci.Xtra: unknown key (a VM takes {VM_KEYS})"),
+    ('[vms.ci]\nfrom = "x"\n\t  Xtra = 1\n',
+     f"line 3, key vms.ci.Xtra: unknown key (a VM takes {VM_KEYS})"),
+])
+def test_where_a_refusal_points(text: str, message: str) -> None:
+    with pytest.raises(FleetError) as caught:
+        parse_fleet(text)
+    assert str(caught.value) == message
+
+
+ENTRY = VmEntry(VmName("ci"), VmName("x"), Resources(display="1920x1080"), "running", "always")
+
+
+@pytest.mark.parametrize(("entry", "now", "steps"), [
+    (ENTRY, Observed("ci", "stopped", Resources(display="1920x1080"),
+                     ObservedSpec("running", "always")),
+     [Step("start", "ci", ENTRY, note="it is stopped")]),
+    (VmEntry(VmName("ci"), VmName("x"), desired="stopped"), Observed("ci", "running"),
+     [Step("stop", "ci", VmEntry(VmName("ci"), VmName("x"), desired="stopped"),
+           note="it is running")]),
+    (VmEntry(VmName("ci"), VmName("x"), desired="stopped"),
+     Observed("ci", "stopped", spec=ObservedSpec("stopped")), []),
+    (ENTRY, Observed("ci", "running", Resources(display="1920x1080"),
+                     ObservedSpec("stopped", "always")),
+     [Step("set", "ci", ENTRY, (Change("desired", "stopped", "running"),))]),
+])
+def test_each_step_carries_its_entry(entry: VmEntry, now: Observed, steps: list[Step]) -> None:
+    assert plan(Fleet((entry,)), [now]) == steps
+
+
+def test_a_create_names_every_setting() -> None:
+    (step,) = plan(Fleet((ENTRY,)), [])
+    assert step.render() == "create ci from x: display 1920x1080, desired running, restart always"
+
+
+def test_prune_spares_a_vm_being_created() -> None:
+    creating = Observed("old", "creating", spec=ObservedSpec("running", None, "config", True))
+    assert plan(Fleet((), prune=True), [creating]) == []
+
+
+@pytest.mark.parametrize(("wanted", "now", "changes"), [
+    (Resources(2, 8192), Resources(2, 4096), [Change("memory_mb", 4096, 8192)]),
+    (Resources(cpu=2, display="2x2"), Resources(cpu=2, display="1x1"),
+     [Change("display", "1x1", "2x2")]),
+    (Resources(disk_gb=40, display="2x2"), Resources(disk_gb=60, display="1x1"),
+     [Change("display", "1x1", "2x2")]),
+    (Resources(4, 8192, 80, "2x2"), Resources(None, 4096, 40, None),
+     [Change("memory_mb", 4096, 8192), Change("disk_gb", 40, 80)]),
+])
+def test_every_resource_is_compared(wanted: Resources, now: Resources,
+                                    changes: list[Change]) -> None:
+    entry = VmEntry(VmName("ci"), VmName("x"), wanted)
+    assert plan(Fleet((entry,)), [Observed("ci", "stopped", now)]) == (
+        [Step("set", "ci", entry, tuple(changes))])
+
+
+def test_a_set_step_carries_every_resource() -> None:
+    step = Step("set", "ci", changes=(
+        Change("cpu", 2, 4), Change("memory_mb", 4096, 8192), Change("disk_gb", 40, 80),
+        Change("display", "1x1", "2x2"), Change("restart", "never", "always")))
+    assert step.resources() == Resources(4, 8192, 80, "2x2")
