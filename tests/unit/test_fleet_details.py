@@ -249,3 +249,29 @@ def test_a_set_step_carries_every_resource() -> None:
         Change("cpu", 2, 4), Change("memory_mb", 4096, 8192), Change("disk_gb", 40, 80),
         Change("display", "1x1", "2x2"), Change("restart", "never", "always")))
     assert step.resources() == Resources(4, 8192, 80, "2x2")
+
+
+@pytest.mark.parametrize(("text", "line", "reason"), [
+    ("  [vms.ci]\n  from = 3\n", 2, "must be a string"),  # an indented header
+    ('["vms".ci]\nfrom = 3\n', 2, "must be a string"),  # a quoted part, then a dot
+    ('[vms.ci]\nfrom = "x"\n"xy"= 1\n', 3, "unknown key"),  # a quoted key, then at once =
+    ('[vms.ci]\nfrom = "x"\n"x\\"y" = 1\n', 3, "unknown key"),  # an escaped quote in a key
+    ('[vms.ci]\nfrom = "x"\n"x\\"" = 1\n', 3, "unknown key"),  # ... at its end
+    ("[vms.ci]\nfrom = \"x\"\n'x\\' = 1\n", 3, "unknown key"),  # a literal key: \ is a \
+    ("[vms.ci]\nfrom = \"x\"\n'x\\u0079' = 1\n", 3, "unknown key"),  # ... and no escape
+    ('[vms.ci]\nfrom = "x"\n"x\\u0079" = 1\n', 3, "unknown key"),  # a quoted key is unescaped
+])
+def test_quoted_keys_are_read_as_toml_reads_them(text: str, line: int, reason: str) -> None:
+    with pytest.raises(FleetError) as caught:
+        parse_fleet(text)
+    assert caught.value.line == line and caught.value.reason.startswith(reason)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('["vms\n', "line 1: not valid TOML: Illegal character '\\n'"),  # an open quote: no key
+    ('"x"X = 1\n', "line 1: not valid TOML: Expected '=' after a key in a key/value pair"),
+])
+def test_a_line_that_writes_no_key_names_none(text: str, message: str) -> None:
+    with pytest.raises(FleetError) as caught:
+        parse_fleet(text)
+    assert str(caught.value) == message
