@@ -143,15 +143,33 @@ def report(names: list[str]) -> int:
     return 0
 
 
+def markdown(names: list[str]) -> None:
+    """The score table of docs/mutation.md, from the last run."""
+    equivalent = explained()
+    for name in names:
+        target = TARGETS[name]
+        found = results(target)
+        detected = sum(1 for s in found.values() if s in ("killed", "timeout"))
+        equiv = sum(1 for m, s in found.items() if s == "survived" and m in equivalent)
+        other = len(found) - detected - equiv
+        print(f"| `{target.path}` | {detected} | {equiv} | {other} | {len(found)} | "
+              f"{detected}/{len(found)} ({detected}/{len(found) - equiv} without the explained) |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", choices=[*TARGETS, []], metavar="MODULE",
                         help=f"some of: {', '.join(TARGETS)} (default: all)")
     parser.add_argument("--report", action="store_true", help="report the last run only")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the last run's score as docs/mutation.md's table")
     parser.add_argument("--survivors", action="store_true",
                         help="run only the mutants that survived the last run")
     args = parser.parse_args(argv)
     names = args.modules or list(TARGETS)
+    if args.markdown:
+        markdown(names)
+        return 0
     if not args.report:
         for name in names:
             if run(name, TARGETS[name], args.survivors) != 0:
