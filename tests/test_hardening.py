@@ -85,6 +85,36 @@ def test_tokens_guard_every_route_but_the_probes(guarded: Operator) -> None:
     assert guarded.request("POST", "/vms/macos-sequoia-base/start", bearer(TOKEN))[0] == 202
 
 
+WRITE_TARGETS = {"{name}": "macos-sequoia-base", "{id}": "AAAAAAAAAAAAAAAA",
+                 "{ref}": "ghcr.io%2Fcirruslabs%2Fmacos-sequoia-base%3Alatest"}
+
+
+def test_the_read_token_may_use_no_write_method(guarded: Operator) -> None:
+    """Every route that is not GET/HEAD/OPTIONS refuses the read-only token with 403 before
+    its handler runs (PATCH and DELETE included, not only POST), and PUT, which no route
+    takes, is never served; Tart sees no write."""
+    writes = [route for route in ROUTES if route.method not in ("GET", "HEAD", "OPTIONS")]
+    assert {"POST", "PATCH", "DELETE"} <= {route.method for route in writes}
+    before = guarded.json("GET", "/vms", bearer(TOKEN))[1]
+    for route in writes:
+        path = route.pattern
+        for param, value in WRITE_TARGETS.items():
+            path = path.replace(param, value)
+        media = "application/merge-patch+json" if route.method == "PATCH" else "application/json"
+        body = b'{"cpu": 4}' if route.body is not None else None
+        status, _, raw = guarded.request(route.method, path,
+                                         {**bearer(READ_TOKEN), "Content-Type": media}, body)
+        assert status == 403, (route.method, path, raw)
+        assert json.loads(raw)["type"] == "/problems/forbidden", (route.method, path)
+    status, _, _ = guarded.request("PUT", "/vms/macos-sequoia-base",
+                                   {**bearer(READ_TOKEN), "Content-Type": "application/json"},
+                                   b'{"cpu": 4}')
+    assert status in (403, 405)
+    assert guarded.json("GET", "/vms", bearer(TOKEN))[1] == before
+    written = {"run", "stop", "suspend", "delete", "set", "clone", "pull", "prune"}
+    assert [call.argv for call in guarded.calls() if call.command in written] == []
+
+
 def test_tokens_never_appear_in_logs_errors_or_metrics(guarded: Operator) -> None:
     guarded.request("GET", "/vms", bearer(TOKEN))
     _, _, error_body = guarded.request("GET", "/vms", bearer(TOKEN + "-wrong"))

@@ -95,6 +95,10 @@ REFUSED = [
     ('[vms.ci]\nfrom = "x"\nmemory_mb = 256\n', 3, "vms.ci.memory_mb", "from 512"),
     ('[vms.ci]\nfrom = "x"\ndisk_gb = 5000\n', 3, "vms.ci.disk_gb", "from 1 to 4096"),
     ('[vms.ci]\nfrom = "x"\ndisplay = "big"\n', 3, "vms.ci.display", "WIDTHxHEIGHT"),
+    # the whole value is the size: no prefix match
+    ('[vms.ci]\nfrom = "x"\ndisplay = "1920x1080junk"\n', 3, "vms.ci.display", "WIDTHxHEIGHT"),
+    ('[vms.ci]\nfrom = "x"\ndisplay = "1920x1080\\n"\n', 3, "vms.ci.display", "WIDTHxHEIGHT"),
+    ('[vms.ci]\nfrom = "x"\ndisplay = " 1920x1080"\n', 3, "vms.ci.display", "WIDTHxHEIGHT"),
     ('[vms.ci]\nfrom = "x"\ndesired = "up"\n', 3, "vms.ci.desired", "running, stopped"),
     ('[vms.ci]\nfrom = "x"\nrestart = "sometimes"\n', 3, "vms.ci.restart", "never, on-failure"),
     ('[vms.ci]\nfrom = "x"\nephemeral = "no"\n', 3, "vms.ci.ephemeral", "true or false"),

@@ -112,6 +112,7 @@ def test_each_wrong_field_is_named_with_a_pointer(body: bytes,
     ("body", "detail"),
     [
         (b'{"cpu": 4, "cpu": 5}', "the key 'cpu' appears twice in an object"),
+        (b'{"cpu": 4, "cpu": 4}', "the key 'cpu' appears twice in an object"),  # same value too
         (b'{"cpu": 4, "name": {"a": 1, "a": 2}}', "the key 'a' appears twice in an object"),
         (b"[4]", "the body must be a JSON object"),
         (b'"cpu"', "the body must be a JSON object"),
