@@ -112,16 +112,24 @@ def test_operation_ids(text: str, ok: bool) -> None:
 
 
 class Deleting:
-    """Records the deletes it is asked for; ``missing``: Tart says the VM does not exist."""
+    """Records the deletes it is asked for; ``identity``: which VM carries the name (None:
+    none); ``missing``: Tart says the VM does not exist when asked to delete it."""
 
-    def __init__(self, missing: bool = False) -> None:
+    def __init__(self, identity: str | None = "7:1.5", missing: bool = False) -> None:
         self.deleted: list[str] = []
+        self.identity = identity
         self.missing = missing
+
+    def vm_identity(self, name: VmName) -> str | None:
+        return self.identity
 
     def delete(self, name: VmName) -> None:
         self.deleted.append(name)
         if self.missing:
             raise TartVmMissing("does not exist", 2)
+
+
+MADE = VmSpec("ci", True, "2026-01-01T00:00:00.000Z", "abc", vm_id="7:1.5")  # op()'s clone
 
 
 @pytest.mark.parametrize(("operation", "deletes"), [
@@ -137,16 +145,37 @@ class Deleting:
 def test_what_a_restart_removes(operation: Operation, deletes: bool, tmp_path: Path) -> None:
     tart = Deleting()
     specs = SpecStore(tmp_path / "specs")
-    specs.save(VmSpec("ci", True, "2026-01-01T00:00:00.000Z", "op1"))
+    specs.save(MADE)
     remove_leftovers(tart, specs, operation)  # type: ignore[arg-type]
     assert tart.deleted == (["ci"] if deletes else [])
     # the record of a VM a restart removed goes with it: a later VM of that name is not ephemeral
     assert (specs.load("ci") is None) == deletes
 
 
+@pytest.mark.parametrize(("kept", "why"), [
+    (None, "the clone was cut short: the create wrote no identity"),
+    (VmSpec("ci", True, "t", "abc", vm_id=None), "its identity could not be read"),
+    (VmSpec("ci", True, "t", "abc", vm_id="7:0.9"), "another VM replaced the one it made"),
+    (VmSpec("ci", True, "t", "another-op", vm_id="7:1.5"), "an earlier create's spec"),
+])
+def test_a_vm_a_restart_cannot_show_the_create_made_is_left_alone(
+        kept: VmSpec | None, why: str, tmp_path: Path) -> None:
+    tart = Deleting(identity="7:1.5")
+    specs = SpecStore(tmp_path / "specs")
+    if kept is not None:
+        specs.save(kept)
+    remove_leftovers(tart, specs, op(phase="cloning"))  # type: ignore[arg-type]
+    assert tart.deleted == [], why
+    # this create's own spec goes (its VM is not there); an earlier create's is not its to drop
+    assert (specs.load("ci") is None) == (kept is None or kept.operation == "abc"), why
+
+
 def test_a_leftover_already_gone_is_fine(tmp_path: Path) -> None:
     specs = SpecStore(tmp_path / "specs")
-    specs.save(VmSpec("ci", True, "2026-01-01T00:00:00.000Z", "op1"))
+    specs.save(MADE)
+    remove_leftovers(Deleting(identity=None), specs, op())  # type: ignore[arg-type]
+    assert specs.load("ci") is None
+    specs.save(MADE)  # gone between the look and the delete
     remove_leftovers(Deleting(missing=True), specs, op())  # type: ignore[arg-type]
     assert specs.load("ci") is None
 

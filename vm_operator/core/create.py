@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vm_operator.core.clock import Clock
 from vm_operator.core.errors import OperatorError, VmLimit
@@ -194,17 +194,22 @@ class CreateJob:
         request, parts = self.request, self.parts
         ctx.set_phase("configuring")
         try:
+            # written whole: a record left by an earlier VM of this name is replaced (it must
+            # never make this one ephemeral, nor give it another VM's desired state), and that
+            # VM's run records and logs go: they are not this VM's. Written first with no wish
+            # for its power, so that which VM the clone made is on disk before anything else:
+            # a restart that interrupts the configuring removes that VM, and no other
+            # (lifecycle.remove_leftovers)
+            vm_id = self._identity()
+            parts.store.forget(request.name)
+            parts.tart.forget_log(request.name)
+            spec = request.spec(parts.clock.utc_now(), ctx.id, vm_id)
+            parts.specs.save(replace(spec, desired=None))
             if request.configures():
                 parts.tart.set(request.name, cpu=request.cpu, memory_mb=request.memory_mb,
                                disk_gb=request.disk_gb, display=request.display,
                                random_mac=request.random_mac)
-            # written whole: a record left by an earlier VM of this name is replaced (it must
-            # never make this one ephemeral, nor give it another VM's desired state), and that
-            # VM's run records and logs go: they are not this VM's
-            vm_id = self._identity()
-            parts.store.forget(request.name)
-            parts.tart.forget_log(request.name)
-            parts.specs.save(request.spec(parts.clock.utc_now(), ctx.id, vm_id))
+            parts.specs.save(spec)
         except (OperatorError, TartError, StateDirError) as exc:
             raise parts.failure(exc) from None
         finally:

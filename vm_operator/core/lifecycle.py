@@ -148,20 +148,36 @@ class Lifecycle:
 def remove_leftovers(tart: TartPort, specs: SpecStore, op: Operation) -> None:
     """``OperationStore.load``'s ``on_interrupted``: an operation the operator stopped in the
     middle of. A create that had begun and not got as far as its start step leaves no VM
-    behind: Tart's clone only moves a VM into place whole, so what exists under the name is
-    the half-configured VM it made. Raising keeps the record as it was, to try again at the
-    next start."""
+    behind: the half-configured VM it made is deleted. Only that VM: the create wrote which VM
+    its clone made (its spec's identity, ``CreateJob._configure``) before configuring it, and a
+    VM that carries the name now and is not that one (the clone was cut short, and the name
+    taken by hand while the operator was down) is left alone. Raising keeps the record as it
+    was, to try again at the next start."""
     if op.kind != "create" or op.vm is None or op.started_at is None:
         return
     if op.phase not in UNFINISHED_PHASES:
         return
-    try:
-        tart.delete(VmName(op.vm))  # a record that names no valid VM: kept, logged
-    except TartVmMissing:
-        specs.delete(op.vm)
+    name = VmName(op.vm)  # a record that names no valid VM: kept, logged
+    spec = specs.load(name)
+    made = spec.vm_id if spec is not None and spec.operation == op.id else None
+    current = tart.vm_identity(name)
+    if current is not None and (made is None or made != current):
+        log.warning("operation %s: a restart interrupted the create of VM %r, and the VM that "
+                    "carries that name now is not one this create can be shown to have made "
+                    "(the operator made no VM before the restart, or another replaced it): "
+                    "left alone", op.id, op.vm)
+        if made is not None or (spec is not None and spec.operation == op.id):
+            specs.delete(op.vm)  # this create's spec, and its VM is not there
         return
+    if current is not None:
+        try:
+            tart.delete(name)
+        except TartVmMissing:
+            pass
+        else:
+            log.info("operation %s: deleted VM %r, whose create a restart interrupted",
+                     op.id, op.vm)
     specs.delete(op.vm)  # the VM is gone, and so is what the operator remembered of it
-    log.info("operation %s: deleted VM %r, whose create a restart interrupted", op.id, op.vm)
 
 
 def shut_down(queue: OperationQueue, recorder: Listener, grace: float) -> None:
