@@ -21,7 +21,7 @@ from vm_operator.store.home import HOME_FILE, HomeMismatch, claim, served_home
 from vm_operator.store.specs import SpecStore, VmSpec, spec_from_json
 from vm_operator.tart.errors import TartError
 from vm_operator.tart.home import home_folder, home_label
-from vm_operator.tart.identity import parse_identity
+from vm_operator.tart.identity import identity_of_stat, parse_identity
 from vm_operator.tart.names import VmName
 from vm_operator.tart.ssh_settings import SshSettings
 
@@ -49,6 +49,24 @@ def test_whose_spec_it_is(bound: str | None, current: str | None, found: str) ->
 ])
 def test_a_directory_identity_is_read_from_either_stat(answer: str, identity: str) -> None:
     assert parse_identity(answer) == identity
+
+
+class Stat:
+    """An ``os.stat_result``'s fields that count; ``st_birthtime`` only where given."""
+
+    def __init__(self, ino: int, **birth: float) -> None:
+        self.st_ino = ino
+        self.__dict__.update(birth)
+
+
+@pytest.mark.parametrize(("found", "identity"), [
+    (Stat(12884903, st_birthtime=1733560000.75), "12884903:1733560000.0"),  # as BSD stat -f %B
+    (Stat(12884903, st_birthtime=0), "12884903:0.0"),
+    (Stat(12884903), None),  # no birth time here (Linux, Python 3.11): the script asks statx
+])
+def test_a_local_stat_answers_as_the_script_where_it_knows_birth_times(
+        found: Stat, identity: str | None) -> None:
+    assert identity_of_stat(found) == identity  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("answer", ["", "12", "a 1", "1 2 3", "1 x", "1 2.x", "٣ 1"])

@@ -15,6 +15,8 @@ BSD ``stat`` (macOS) and GNU ``stat`` (Linux, where the tests' simulator and ssh
 
 from __future__ import annotations
 
+import os
+
 from vm_operator.tart.errors import TartError
 
 IDENTITY_MISSING = 3  # exit code of IDENTITY_SCRIPT: no directory for the VM
@@ -35,6 +37,17 @@ IDENTITY_SCRIPT = (
 def local_vm_name(name: str) -> bool:
     """Whether ``name`` can be a local VM's directory (an OCI reference has a '/')."""
     return "/" not in name and name not in ("", ".", "..")
+
+
+def identity_of_stat(found: os.stat_result) -> str | None:
+    """The identity from a ``stat`` of the directory here, without a process, where the
+    platform reports birth times (macOS, where Tart runs: ``st_birthtime``, whole seconds as BSD
+    ``stat -f %B`` prints them, so the answer is the script's); None where it does not (Linux
+    before Python 3.12: then the script, whose GNU ``stat`` asks ``statx``)."""
+    birth = getattr(found, "st_birthtime", None)
+    if not isinstance(birth, int | float):
+        return None
+    return parse_identity(f"{found.st_ino} {int(birth)}")
 
 
 def parse_identity(text: str) -> str:
