@@ -99,7 +99,7 @@ step "Static checks: ruff check . and mypy --strict (pyproject's configuration)"
 .venv/bin/mypy || { echo "FAIL: mypy found problems (above)" >&2; status=1; }
 
 step "pytest: unit, API over loopback, hardening, SSH transport, Docker tier"
-.venv/bin/python -m pytest -p no:cacheprovider "$@" || status=$?
+.venv/bin/python -m pytest -p no:cacheprovider --durations=25 "$@" || status=$?
 
 docker_ready=0
 if command -v docker >/dev/null && docker info >/dev/null 2>&1 \
