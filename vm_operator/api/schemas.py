@@ -164,7 +164,7 @@ SCHEMAS: dict[str, Schema] = {
                 "version": {"type": ["string", "null"]}}},
         },
     },
-    "HealthStatus": {
+    "HealthSummary": {
         "type": "object",
         "description": "GET /health to a request whose Host is not the operator's address and "
                        "that carries no valid token: the status only",

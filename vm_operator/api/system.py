@@ -20,14 +20,14 @@ from vm_operator.edge.routing import Request, Route, Success
 from vm_operator.tart.errors import unavailable_advice
 
 
-class HealthStatus(TypedDict):
+class HealthSummary(TypedDict):
     """What a caller that is not trusted (a foreign Host, no token) is told: DNS rebinding
     would let a web page read the rest."""
 
     status: str  # "healthy", or "degraded" when Tart cannot be run
 
 
-class Health(HealthStatus):
+class Health(HealthSummary):
     message: str
     timestamp: str
     version: str
@@ -47,7 +47,7 @@ def health(app: App, req: Request) -> Response:
     healthy = tart["available"]
     status = "healthy" if healthy else "degraded"
     if not req.trusted:
-        terse: HealthStatus = {"status": status}
+        terse: HealthSummary = {"status": status}
         return json_response(200, terse)
     answer: Health = {
         "status": status,
@@ -159,7 +159,7 @@ def problem_doc(app: App, req: Request) -> Response:
 ROUTES: tuple[Route[App], ...] = (
     Route("GET", "/health", health, "Liveness: 200 while the process serves", "getHealth",
           ok=(Success(200, "Serving." + TRUSTED_ONLY,
-                      {"oneOf": [ref("Health"), ref("HealthStatus")]}),), public=True),
+                      {"oneOf": [ref("Health"), ref("HealthSummary")]}),), public=True),
     Route("GET", "/ready", ready, "Readiness: whether tart list works", "getReady",
           ok=(Success(200, "Ready: status and the number of VMs." + TRUSTED_ONLY, OBJECT),),
           problems=(NotReady,), public=True),
