@@ -4,8 +4,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated
+
 import pytest
 
+from vm_operator.edge.body import JSON_MEDIA, MERGE_PATCH_MEDIA, Body, Field
 from vm_operator.edge.security import Access, check_access, cors_headers, host_allowed
 
 TOKEN = "t" * 32
@@ -105,7 +109,33 @@ def test_a_write_of_another_media_type_is_refused_naming_it(content_type: str,
                                                             kind: str) -> None:
     error = check_access(OPEN, "POST", False, {"Host": "localhost", "Content-Type": content_type})
     assert error is not None and (error.status, error.slug) == (415, "unsupported-media-type")
-    assert error.detail.startswith(f"{kind} is not accepted: send no body, or application/json")
+    assert error.detail == f"{kind} is not accepted: send no body"  # the route takes none
+
+
+@dataclass(frozen=True)
+class _Patch:
+    cpu: Annotated[int, Field()] = 0
+
+
+SEND_JSON = "send Content-Type: application/json"
+SEND_EITHER = "send Content-Type: application/merge-patch+json or application/json"
+
+
+@pytest.mark.parametrize(("media_types", "content_type", "detail"), [
+    ((JSON_MEDIA,), "text/plain", f"a form or plain-text body is not accepted: {SEND_JSON}"),
+    ((JSON_MEDIA,), MERGE_PATCH_MEDIA,
+     f"content type 'application/merge-patch+json' is not accepted: {SEND_JSON}"),
+    ((MERGE_PATCH_MEDIA, JSON_MEDIA), "application/xml",
+     f"content type 'application/xml' is not accepted: {SEND_EITHER}"),
+    ((MERGE_PATCH_MEDIA,), None, None),
+    ((MERGE_PATCH_MEDIA,), "Application/Merge-Patch+JSON", None),
+])
+def test_a_write_to_a_route_with_a_body_takes_its_media_types(
+        media_types: tuple[str, ...], content_type: str | None, detail: str | None) -> None:
+    sent = {"Host": "localhost"} | ({} if content_type is None else {"Content-Type": content_type})
+    error = check_access(OPEN, "POST", False, sent, Body(_Patch, media_types=media_types))
+    assert (None if error is None else (error.status, error.slug, error.detail)) == (
+        None if detail is None else (415, "unsupported-media-type", detail))
 
 
 @pytest.mark.parametrize("content_type", [
