@@ -301,6 +301,33 @@ def test_a_stop_sent_while_a_start_is_under_way_wins(
     assert on_disk.desired == "stopped"  # what the next operator's first pass acts on
 
 
+def test_a_stop_patched_while_a_start_is_under_way_wins(
+        operator_factory: Callable[..., Operator]) -> None:
+    """PATCH {"desired": "stopped"} is a stop too: its wish is written in the order the VM's
+    writes are served, after the start under way, so it stays and the reconciler stops the VM
+    (it was undone: the start wrote desired running after it, and the VM ran on)."""
+    op = operator_factory(env={"TART_SIM_RUN_DELAY": "4"}, args=FAST)
+    target, witness = LINUX_VM, MACOS_VMS[0]
+    for name in (target, witness):
+        patch(op, name, restart="always")
+    start(op, witness)
+    answers: dict[str, tuple[int, Any]] = {}
+    starting = threading.Thread(
+        target=lambda: answers.update(start=op.json("POST", f"/vms/{target}/start")))
+    starting.start()
+    wait_for(lambda: runs_of(op, target) == 1, timeout=WAIT, message="the start under way")
+    vm = patch(op, target, desired="stopped")
+    starting.join(timeout=WAIT)
+    assert answers["start"][0] in (200, 202), answers
+    assert vm["spec"]["desired"] == "stopped", vm
+    wait_for(lambda: detail(op, target)["state"] == "stopped", timeout=WAIT,
+             message="the reconciler stops the VM the start brought up")
+    running_again(op, witness, kill_run(op, witness))  # a pass after all that
+    vm = detail(op, target)
+    assert vm["state"] == "stopped" and vm["spec"]["desired"] == "stopped", vm
+    assert runs_of(op, target) == 1
+
+
 def test_a_restart_comes_when_its_backoff_ends_not_at_the_next_periodic_pass(
         operator_factory: Callable[..., Operator]) -> None:
     """No periodic pass within the test: each end's own pass finds the backoff (1 s, then 2 s)

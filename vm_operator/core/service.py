@@ -258,8 +258,11 @@ class VmService:
                     source: SpecSource = "api") -> VmSpec:
         """Write the VM's desired power and restart policy (None: leave it as it is; a VM
         without a spec gets one) and have the reconciler act on it: ``running`` starts it,
-        ``stopped`` stops it. The caller checks that the VM exists."""
-        return self.reconciler.set_desired(name, desired, restart, source)
+        ``stopped`` stops it. Written while it holds the VM's writes, as a start's or a stop's
+        wish is: a wish sent while a start is under way is served after it, and stays (the
+        request served last wins). The caller checks that the VM exists."""
+        with self.power.exclusive(name):
+            return self.reconciler.set_desired(name, desired, restart, source)
 
     def patch(self, name: VmName, patch: VmPatch, desired: Desired | None = None,
               restart: RestartPolicy | None = None) -> ManagedVmDetail:
