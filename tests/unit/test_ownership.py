@@ -35,6 +35,12 @@ from vm_operator.tart.ssh_settings import SshSettings
     ("7:1.5", None, "missing"),  # no VM carries the name: the spec waits, acts on nothing
     (None, None, "missing"),
     (None, "7:1.5", "unbound"),  # a spec of an earlier version: bound at the next look
+    # the host's stat changed flavour: BSD's whole seconds against GNU's nanoseconds
+    ("7:1733560000.0", "7:1733560000.942359899", "same"),
+    ("7:1733560000.942359899", "7:1733560000.0", "same"),
+    ("7:1733560000.0", "7:1733560001.0", "other"),
+    ("7:1733560000.942359899", "7:1733560000.5", "other"),  # both precise: they differ
+    ("7:1733560000.0", "8:1733560000.942359899", "other"),
 ])
 def test_whose_spec_it_is(bound: str | None, current: str | None, found: str) -> None:
     assert verdict(bound, current) == found

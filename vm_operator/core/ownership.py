@@ -50,7 +50,23 @@ def verdict(bound: str | None, current: str | None) -> Verdict:
         return "missing"
     if bound is None:
         return "unbound"
-    return "same" if bound == current else "other"
+    return "same" if same_directory(bound, current) else "other"
+
+
+def same_directory(bound: str, current: str) -> bool:
+    """Whether two identities (``INODE:SECONDS.FRACTION``, tart/identity.py) are one directory.
+    BSD ``stat`` (and a stat in the operator) gives the birth time in whole seconds (fraction
+    ``0``), GNU ``stat`` in nanoseconds: when either side is whole, whole seconds are compared,
+    so that a host whose ``stat`` changes flavour (GNU coreutils put first in its PATH) does not
+    make every VM another."""
+    if bound == current:
+        return True
+    inode, _, birth = bound.partition(":")
+    inode_now, _, birth_now = current.partition(":")
+    seconds, _, fraction = birth.partition(".")
+    seconds_now, _, fraction_now = birth_now.partition(".")
+    return (inode == inode_now and seconds == seconds_now
+            and "0" in (fraction, fraction_now))
 
 
 class Ownership:
