@@ -202,7 +202,11 @@ class CreateJob:
             # (lifecycle.remove_leftovers)
             vm_id = self._identity()
             parts.store.forget(request.name)
-            parts.tart.forget_log(request.name)
+            try:
+                parts.tart.forget_log(request.name)
+            except TartError as exc:  # an earlier VM's logs left on the host: not this VM's
+                log.warning("create of %r: the run logs of an earlier VM of this name cannot "
+                            "be removed: %s", request.name, exc)
             spec = request.spec(parts.clock.utc_now(), ctx.id, vm_id)
             parts.specs.save(replace(spec, desired=None))
             if request.configures():

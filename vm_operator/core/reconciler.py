@@ -256,9 +256,9 @@ class Reconciler:
         cannot be told, it does not act (the next pass asks again)."""
         try:
             owned, _ = self.parts.ownership.owned(VmName(spec.name))
-        except (TartError, InvalidName) as exc:
-            log.warning("VM %r: which VM carries the name cannot be read, nothing done: %s",
-                        spec.name, exc)
+        except (TartError, InvalidName, StateDirError) as exc:
+            log.warning("VM %r: which VM carries the name cannot be read or recorded, nothing "
+                        "done: %s", spec.name, exc)
             return False
         return owned is not None
 

@@ -67,7 +67,7 @@ def name_held(name: str, operation_id: str | None) -> VmHeldByOperation:
                                  "it has finished", None)
     path = f"/operations/{operation_id}"
     return VmHeldByOperation(f'VM "{name}" is held by the operation {path}; retry when it has '
-                             "finished, or cancel it (DELETE " + path + ")", path)
+                             "finished, or cancel it (POST " + path + "/cancel)", path)
 
 
 class VmManager:
