@@ -270,12 +270,11 @@ def test_the_operator_killed_while_writing_specs_leaves_every_spec_whole(
         assert spec.name == path.stem and spec.restart in ("never", "on-failure", "always")
 
 
-def test_a_stop_sent_while_a_start_is_under_way_wins(
-        operator_factory: Callable[..., Operator]) -> None:
-    """The stop is served after the start (the VM's writes are served in arrival order), so its
-    desire is the one that stays: on disk, for the reconciler and for the next operator."""
-    op = operator_factory(env={"TART_SIM_RUN_DELAY": "4"}, args=FAST)
-    target, witness = LINUX_VM, MACOS_VMS[0]
+def start_under_way(op: Operator, target: str, witness: str
+                    ) -> tuple[threading.Thread, dict[str, tuple[int, Any]]]:
+    """Both VMs restart always, the witness runs, and a start of ``target`` is under way in a
+    thread (its tart run is launched and waits TART_SIM_RUN_DELAY before it runs: the start
+    holds the VM's writes); the thread puts the start's answer in ``answers["start"]``."""
     for name in (target, witness):
         patch(op, name, restart="always")
     start(op, witness)
@@ -283,8 +282,17 @@ def test_a_stop_sent_while_a_start_is_under_way_wins(
     starting = threading.Thread(
         target=lambda: answers.update(start=op.json("POST", f"/vms/{target}/start")))
     starting.start()
-    # its tart run is launched (it waits 4 s before it runs): the start holds the VM's writes
     wait_for(lambda: runs_of(op, target) == 1, timeout=WAIT, message="the start under way")
+    return starting, answers
+
+
+def test_a_stop_sent_while_a_start_is_under_way_wins(
+        operator_factory: Callable[..., Operator]) -> None:
+    """The stop is served after the start (the VM's writes are served in arrival order), so its
+    desire is the one that stays: on disk, for the reconciler and for the next operator."""
+    op = operator_factory(env={"TART_SIM_RUN_DELAY": "4"}, args=FAST)
+    target, witness = LINUX_VM, MACOS_VMS[0]
+    starting, answers = start_under_way(op, target, witness)
     status, vm = op.json("POST", f"/vms/{target}/stop?timeout=5")
     starting.join(timeout=WAIT)
     assert answers["start"][0] in (200, 202), answers
@@ -308,14 +316,7 @@ def test_a_stop_patched_while_a_start_is_under_way_wins(
     (it was undone: the start wrote desired running after it, and the VM ran on)."""
     op = operator_factory(env={"TART_SIM_RUN_DELAY": "4"}, args=FAST)
     target, witness = LINUX_VM, MACOS_VMS[0]
-    for name in (target, witness):
-        patch(op, name, restart="always")
-    start(op, witness)
-    answers: dict[str, tuple[int, Any]] = {}
-    starting = threading.Thread(
-        target=lambda: answers.update(start=op.json("POST", f"/vms/{target}/start")))
-    starting.start()
-    wait_for(lambda: runs_of(op, target) == 1, timeout=WAIT, message="the start under way")
+    starting, answers = start_under_way(op, target, witness)
     vm = patch(op, target, desired="stopped")
     starting.join(timeout=WAIT)
     assert answers["start"][0] in (200, 202), answers
