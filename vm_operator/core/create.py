@@ -16,6 +16,7 @@ never starts, fails as any other start).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -51,6 +52,9 @@ from vm_operator.tart.progress import (
 )
 
 log = logging.getLogger(__name__)
+
+IDENTITY_TRIES = 3  # reads of which VM a clone made, before the spec is written unbound
+IDENTITY_RETRY_DELAY = 0.5  # seconds between them
 
 ErrorKind = Callable[[Exception], str]
 """The problem type (slug) of a failure: the edge's catalogue, handed down by the wiring."""
@@ -220,14 +224,19 @@ class CreateJob:
             parts.inventory.reconfigured(request.name)
 
     def _identity(self) -> str | None:
-        """Which VM the clone made (core/ownership.py); when that cannot be read, None: the
-        spec is bound to the VM that carries the name when the operator next looks."""
-        try:
-            return self.parts.tart.vm_identity(self.request.name)
-        except TartError as exc:
-            log.warning("create of %r: which VM the clone made cannot be read: %s",
-                        self.request.name, exc)
-            return None
+        """Which VM the clone made (core/ownership.py), read up to ``IDENTITY_TRIES`` times (one
+        SSH hiccup must not leave the spec unbound); when it still cannot be read, None: the
+        spec is bound to the VM that carries the name when the operator next looks, unless
+        that VM was born after the spec was written (``ownership.verdict``)."""
+        for attempt in range(1, IDENTITY_TRIES + 1):
+            try:
+                return self.parts.tart.vm_identity(self.request.name)
+            except TartError as exc:
+                log.warning("create of %r: which VM the clone made cannot be read (try %d of "
+                            "%d): %s", self.request.name, attempt, IDENTITY_TRIES, exc)
+                if attempt < IDENTITY_TRIES:
+                    time.sleep(IDENTITY_RETRY_DELAY)
+        return None
 
     def _start(self, ctx: OperationContext) -> None:
         request, parts = self.request, self.parts

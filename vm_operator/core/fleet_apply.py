@@ -242,7 +242,11 @@ class FleetApplier:
         name = VmName(step.vm)
         entry = step.entry
         if step.kind == "delete":
-            self.service.manage.delete(name, force=True, timeout=DELETE_TIMEOUT, cause="config")
+            kept = self.service.manage.delete(name, force=True, timeout=DELETE_TIMEOUT,
+                                              cause="config",
+                                              guard=lambda: self._not_prunable(name))
+            if kept is not None:
+                return StepOutcome(step, "failed", error=f"not deleted: {kept}")
             return StepOutcome(step, "done")
         assert entry is not None  # every other step is of a VM of the file
         if step.kind == "create":
@@ -273,6 +277,14 @@ class FleetApplier:
             return StepOutcome(step, "deferred")
         self._patch(name, resources)
         return StepOutcome(step, "done")
+
+    def _not_prunable(self, name: VmName) -> str | None:
+        """Asked with the VM held, just before prune deletes it: the VM may have been deleted
+        and made again by hand, or taken over through the API, since the plan looked."""
+        spec = self.service.owned_spec(name)
+        if spec is None or spec.source != "config" or spec.created_at is None:
+            return "since the plan, it became a VM the file did not create (left alone)"
+        return None
 
     def _patch(self, name: VmName, res: Resources) -> None:
         self.service.manage.patch(name, VmPatch(cpu=res.cpu, memory_mb=res.memory_mb,

@@ -15,8 +15,12 @@ is compared with it (``verdict``):
 - ``other``: another VM took the name: the spec, the run records and the logs are the gone
   VM's. They are dropped (``release``), and the VM that carries the name now is left alone,
   as any VM the operator was never asked to manage;
-- ``unbound``: a spec written before identities existed: bound to the VM that carries the
-  name now (the one an upgrade finds there).
+- ``unbound``: a spec that knows no identity (written before identities existed, or by a
+  create whose identity read failed): bound to the VM that carries the name now (the one an
+  upgrade finds there) — unless the spec says when the operator made its VM (``created_at``)
+  and the directory there now was born after that (by more than ``CLOCK_SLACK``): that VM was
+  made again by hand after the operator's, so the verdict is ``other``. A file system without
+  birth times (identity ``INODE:0``) cannot tell: bound.
 
 Why not "the operator saw it absent": a VM deleted and cloned again while the operator is
 down, or between two of its looks, is never seen absent. The identity check costs one
@@ -30,6 +34,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Literal
 
 from vm_operator.core.inventory import Inventory
@@ -42,15 +47,46 @@ log = logging.getLogger(__name__)
 
 Verdict = Literal["same", "missing", "other", "unbound"]
 
+# seconds a VM's directory may seem born after its spec was written (the host's clock, over
+# SSH, against the operator's): a clone's directory is born before the clone ends and the spec
+# is written, so a later birth is a VM made again by hand
+CLOCK_SLACK = 5.0
 
-def verdict(bound: str | None, current: str | None) -> Verdict:
+
+def verdict(bound: str | None, current: str | None, made_at: str | None = None) -> Verdict:
     """Whether a spec made for the VM ``bound`` (None: not known) belongs to the VM that
-    carries its name now, ``current`` (None: no VM carries it)."""
+    carries its name now, ``current`` (None: no VM carries it); ``made_at``: when the
+    operator made the spec's VM (its ``created_at``), which tells an unbound spec's VM from
+    one made again after it."""
     if current is None:
         return "missing"
     if bound is None:
+        born = birth_seconds(current)
+        made = timestamp_seconds(made_at)
+        if born and made is not None and born > made + CLOCK_SLACK:
+            return "other"
         return "unbound"
     return "same" if same_directory(bound, current) else "other"
+
+
+def birth_seconds(identity: str) -> float:
+    """The birth time of an identity ``INODE:SECONDS.FRACTION`` (0: not known)."""
+    try:
+        return float(identity.partition(":")[2] or 0)
+    except ValueError:
+        return 0.0
+
+
+def timestamp_seconds(stamp: str | None) -> float | None:
+    """An API timestamp (``core/clock.utc_now``) as seconds since the epoch; None when it is
+    none or not one."""
+    if stamp is None:
+        return None
+    try:
+        moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return moment.timestamp()
 
 
 def same_directory(bound: str, current: str) -> bool:
@@ -101,7 +137,7 @@ class Ownership:
         if spec is None:
             return None, None
         current = self.identity(name, fresh)
-        found = verdict(spec.vm_id, current)
+        found = verdict(spec.vm_id, current, spec.created_at)
         if found == "other":
             self.release(name, spec, current)
             return None, current

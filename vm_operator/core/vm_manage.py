@@ -13,7 +13,7 @@ own message, having changed nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -100,22 +100,27 @@ class VmManager:
     # --- delete -------------------------------------------------------------------------------
 
     def delete(self, name: VmName, force: bool = False, timeout: int = 30,
-               cause: str = "api") -> None:
+               cause: str = "api", guard: Callable[[], str | None] | None = None) -> str | None:
         """``tart delete NAME``. A running or suspended VM is refused, unless ``force``: then it
         is stopped first (``tart stop --timeout T``; a suspended VM's saved state is dropped).
         ``cause``: who asked, as ``vm.state`` and ``vm.deleted`` tell it. A VM Tart no longer
         lists whose spec (or run records) the operator still keeps: those are dropped, and
-        that is the delete (VmNotFound when nothing was kept)."""
+        that is the delete (VmNotFound when nothing was kept). ``guard``, asked while the VM is
+        held, just before anything is done to it: None to go on, else why not, and then
+        nothing is done and that reason is returned (None: deleted)."""
         with self._hold(name):
             try:
                 vm = self._local_vm(name, f"delete it with DELETE /images/{quote(name, safe='')}")
             except VmNotFound:
                 try:
                     if self.parts.ownership.drop(name):
-                        return
+                        return None
                 except StateDirError as exc:
                     raise state_dir_unwritable(exc) from None
                 raise
+            reason = None if guard is None else guard()
+            if reason is not None:
+                return reason
             if vm["state"] != "stopped":
                 if not force:
                     raise VmRunning(
@@ -133,6 +138,7 @@ class VmManager:
                 self.inventory.reconfigured(name)
             self.power.states.deleted(name, cause)
             self._forget(name)
+            return None
 
     def _forget(self, name: VmName) -> None:
         """The VM is gone: so are its run records and logs, its spec (a VM created again under
