@@ -43,7 +43,16 @@ from vm_operator.edge.http1 import (
 from vm_operator.edge.metrics import Metrics
 from vm_operator.edge.overflow import Overflow
 from vm_operator.edge.params import whole_number
-from vm_operator.edge.problems import Slug
+from vm_operator.edge.problems import ProblemType
+from vm_operator.edge.problems.client_errors import (
+    BAD_HEADER,
+    BODY_TOO_LARGE,
+    HEADERS_TOO_LARGE,
+    LENGTH_REQUIRED,
+    MALFORMED_REQUEST,
+    URI_TOO_LONG,
+)
+from vm_operator.edge.problems.server_errors import HTTP_VERSION_NOT_SUPPORTED
 from vm_operator.edge.responses import Response, Stream
 from vm_operator.edge.security import cors_headers
 
@@ -55,11 +64,11 @@ STREAM_SEND_BUFFER = 16 * 1024
 MAX_BODY = 1024  # a larger body is refused unread (413), unless its route takes a JSON body
 LENGTH_DIGITS = 18  # a longer Content-Length is refused (400): no body is that large
 # Problems found here, before a route is known: http.server's own statuses, each its type.
-_SHELL_PROBLEMS: dict[int, Slug] = {
-    400: "malformed-request",
-    414: "uri-too-long",
-    431: "headers-too-large",
-    505: "http-version-not-supported",
+_SHELL_PROBLEMS: dict[int, ProblemType] = {
+    400: MALFORMED_REQUEST,
+    414: URI_TOO_LONG,
+    431: HEADERS_TOO_LARGE,
+    505: HTTP_VERSION_NOT_SUPPORTED,
 }
 
 
@@ -342,21 +351,21 @@ class Handler(BaseHTTPRequestHandler):
         body is the router's to say."""
         hosts = self.headers.get_all("Host")
         if hosts is None and self.request_version == "HTTP/1.1":
-            return closing(ApiError("bad-header", "an HTTP/1.1 request must carry a Host "
+            return closing(ApiError(BAD_HEADER, "an HTTP/1.1 request must carry a Host "
                                     "header (RFC 9112, section 3.2)").response())
         if len(hosts or ()) > 1:
-            return closing(ApiError("bad-header", "more than one Host header").response())
+            return closing(ApiError(BAD_HEADER, "more than one Host header").response())
         if self.headers.get("Transfer-Encoding") is not None:
             takes = route_body(self.server.site.routes, self.command, self.path) is not None
             why = "send a Content-Length" if takes else "no route takes a body"
-            return closing(ApiError("length-required",
+            return closing(ApiError(LENGTH_REQUIRED,
                                     f"chunked bodies are not accepted: {why}").response())
         text = self.headers.get("Content-Length")
         if text is None:
             return b""
         length = whole_number(text, LENGTH_DIGITS)
         if length is None or len(self.headers.get_all("Content-Length") or ()) > 1:
-            return closing(ApiError("bad-header", "invalid Content-Length: one header, "
+            return closing(ApiError(BAD_HEADER, "invalid Content-Length: one header, "
                                     f"1 to {LENGTH_DIGITS} ASCII digits").response())
         if length > MAX_BODY:
             refusal = self._too_large(length)
@@ -368,10 +377,10 @@ class Handler(BaseHTTPRequestHandler):
         """A body over MAX_BODY is read only for a route that takes one, up to its bound."""
         spec = route_body(self.server.site.routes, self.command, self.path)
         if spec is None:
-            return closing(ApiError("body-too-large", f"the body is larger than {MAX_BODY} "
+            return closing(ApiError(BODY_TOO_LARGE, f"the body is larger than {MAX_BODY} "
                                     "bytes (it was not read); no route takes a body").response())
         if length > spec.limit:
-            return closing(ApiError("body-too-large", f"the body is larger than {spec.limit} "
+            return closing(ApiError(BODY_TOO_LARGE, f"the body is larger than {spec.limit} "
                                     "bytes (it was not read)").response())
         return None
 
@@ -393,8 +402,8 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(getattr(self, "headers", None), Headers):
             self.headers = Headers()  # type: ignore[assignment]
         detail = message or HTTPStatus(code).description
-        slug = _SHELL_PROBLEMS.get(code, "malformed-request")
-        response = self._refusal(closing(ApiError(slug, detail).response()))
+        problem = _SHELL_PROBLEMS.get(code, MALFORMED_REQUEST)
+        response = self._refusal(closing(ApiError(problem, detail).response()))
         path = getattr(self, "path", "")
         try:
             self._respond(response, route_label(self.server.site.routes, path) if path else UNMATCHED, time.perf_counter())
