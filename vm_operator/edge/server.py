@@ -2,9 +2,10 @@
 
 Built on ``http.server.ThreadingHTTPServer`` with four changes that matter:
 every response goes out in one write with TCP_NODELAY (no Nagle delay on
-keep-alive connections), connections are capped with a prompt 503 past the cap,
-a watchdog closes connections that are slow to send a request head (or sit idle),
-and shutdown drains in-flight requests instead of cutting them off.
+keep-alive connections), connections are capped with a prompt 503 past the cap
+(``overflow.py``), a watchdog closes connections that are slow to send a request head (or sit
+idle), and shutdown drains in-flight requests instead of cutting them off (both
+``connections.py``).
 
 Every method reaches the router (a path that exists answers 405 with ``Allow``, never
 http.server's 501), and every response to an allowed CORS origin carries its CORS headers,
@@ -25,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from vm_operator.core.clock import utc_now
+from vm_operator.edge.connections import Connections
 from vm_operator.edge.dispatch import UNMATCHED, Site, dispatch, route_body, route_label
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.hangups import Hangups
@@ -88,43 +90,32 @@ class OperatorServer(ThreadingHTTPServer):
     ) -> None:
         self.site = site
         self.metrics = metrics
-        self.header_timeout = header_timeout
         self.access_log = access_log
-        self.draining = False
+        self.connections = Connections(header_timeout)  # deadlines, streams, draining
         self._slots = threading.BoundedSemaphore(max_connections)
-        self._lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
-        # connection -> (deadline, idle): waiting for a request head (idle) or writing an answer
-        self._deadlines: dict[socket.socket, tuple[float, bool]] = {}
-        self._streams: dict[socket.socket, Stream] = {}  # the streamed responses being written
         self.hangups = Hangups()  # ends a stream as soon as its client closes the connection
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
         self._overflow = Overflow(site.access)
-        threading.Thread(target=self._watchdog, name="header-watchdog", daemon=True).start()
-
-    # --- connections ------------------------------------------------------------------
+        self.connections.start()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Past the connection cap, answer 503 promptly instead of piling up threads."""
-        if self.draining:
+        if self.connections.draining:
             self._overflow.refuse(request)
             return
         if not self._slots.acquire(blocking=False):
             self._overflow.add(request)
             return
-        with self._lock:
-            self._connections.add(request)
+        self.connections.opened(request)
         super().process_request(request, client_address)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            with self._lock:
-                self._connections.discard(request)
-                self._deadlines.pop(request, None)
+            self.connections.closed(request)
             self._slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -133,82 +124,15 @@ class OperatorServer(ThreadingHTTPServer):
             return
         super().handle_error(request, client_address)
 
-    def awaiting_head(self, conn: socket.socket) -> None:
-        """The connection now owes us a request head (and any body), within ``header_timeout``."""
-        self._set_deadline(conn, idle=True)
-        if self.draining:
-            self._cut(conn)
-
-    def writing(self, conn: socket.socket) -> None:
-        """An answer is being written: a client that does not read it is cut off in time too."""
-        self._set_deadline(conn, idle=False)
-
-    def _set_deadline(self, conn: socket.socket, idle: bool) -> None:
-        with self._lock:
-            self._deadlines[conn] = (time.monotonic() + self.header_timeout, idle)
-
-    def clear_deadline(self, conn: socket.socket) -> None:
-        with self._lock:
-            self._deadlines.pop(conn, None)
-
-    def _watchdog(self) -> None:
-        """Cut connections past their deadline, so a slow client never holds a worker.
-
-        One thread instead of socket timeouts: a timeout makes every recv and send a
-        poll() plus the call, which costs more than this whole loop.
-        """
-        while True:
-            time.sleep(0.25)
-            now = time.monotonic()
-            with self._lock:
-                late = [c for c, (deadline, _) in self._deadlines.items() if deadline <= now]
-                for conn in late:
-                    del self._deadlines[conn]
-            for conn in late:
-                self._cut(conn)
-
-    @staticmethod
-    def _cut(conn: socket.socket) -> None:
-        try:
-            conn.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def streaming(self, conn: socket.socket, stream: Stream) -> bool:
-        """A streamed response begins on ``conn``; False when the server is draining."""
-        with self._lock:
-            if self.draining:
-                return False
-            self._streams[conn] = stream
-            return True
-
-    def stream_ended(self, conn: socket.socket) -> None:
-        with self._lock:
-            self._streams.pop(conn, None)
-
     def drain(self, grace: float) -> int:
         """Stop taking requests, close idle connections and end the streams, let in-flight
         requests finish.
 
         Returns how many connections were still busy when ``grace`` ran out.
         """
-        with self._lock:
-            self.draining = True
+        self.connections.stop()
         self.server_close()
-        deadline = time.monotonic() + grace
-        while True:
-            with self._lock:
-                idle = [conn for conn, (_, waiting) in self._deadlines.items() if waiting]
-                streams = list(self._streams.items())
-                busy = len(self._connections)
-            for conn in idle:
-                self._cut(conn)
-            for conn, stream in streams:  # a stream never ends by itself: end it
-                stream.close()
-                self._cut(conn)
-            if busy == 0 or time.monotonic() >= deadline:
-                return busy
-            time.sleep(0.02)
+        return self.connections.drain(grace)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -221,7 +145,7 @@ class Handler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         """One request, as http.server reads it, except that every method that is a token
         goes to the router: http.server would answer 501 to a method it has no ``do_`` for."""
-        self.server.awaiting_head(self.connection)
+        self.server.connections.awaiting_head(self.connection)
         line = self.rfile.readline(MAX_REQUEST_LINE + 1)
         if line in (b"\r\n", b"\n"):  # RFC 9112 section 2.2: one empty line before a request
             line = self.rfile.readline(MAX_REQUEST_LINE + 1)  # is ignored
@@ -274,7 +198,7 @@ class Handler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         checked = self._check_request()
         # Head and body are in: the slow-client deadline no longer applies.
-        self.server.clear_deadline(self.connection)
+        self.server.connections.clear_deadline(self.connection)
         if isinstance(checked, Response):
             response, route = self._refusal(checked), route_label(self.server.site.routes, self.path)
         else:
@@ -285,7 +209,8 @@ class Handler(BaseHTTPRequestHandler):
     def _respond(self, response: Response, route: str, started: float) -> None:
         """Write the response, then count and log it (method and route are bounded labels).
         A streamed response is counted and logged once its head is written."""
-        self.server.writing(self.connection)  # replaced by the next head's deadline, or dropped
+        # replaced by the next head's deadline, or dropped
+        self.server.connections.writing(self.connection)
         streaming = False
         if response.stream is not None:
             streaming = self._start_stream(response.stream, response)
@@ -315,8 +240,9 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             stream.close()
             raise
-        self.server.clear_deadline(self.connection)  # events may be minutes apart
-        if self.command == "HEAD" or not self.server.streaming(self.connection, stream):
+        connections = self.server.connections
+        connections.clear_deadline(self.connection)  # events may be minutes apart
+        if self.command == "HEAD" or not connections.streaming(self.connection, stream):
             stream.close()
             return False
         return True
@@ -327,23 +253,23 @@ class Handler(BaseHTTPRequestHandler):
         A reader that does not read makes a write block: the write deadline
         (``header_timeout``) cuts it off, and the bus, never blocked by it, drops its
         subscription once it falls too far behind."""
-        conn = self.connection
+        conn, connections = self.connection, self.server.connections
         try:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER)
             self.server.hangups.watch(conn, stream.close)
             for chunk in stream.chunks():
-                if self.server.draining:
+                if connections.draining:
                     break
-                self.server.writing(conn)
+                connections.writing(conn)
                 self.wfile.write(chunk)
-                self.server.clear_deadline(conn)
+                connections.clear_deadline(conn)
         except OSError:
             pass  # the client went away, or was cut off
         finally:
             self.server.hangups.forget(conn)
             stream.close()
-            self.server.stream_ended(conn)
-            self.server.clear_deadline(conn)
+            connections.stream_ended(conn)
+            connections.clear_deadline(conn)
 
     def _check_request(self) -> Response | bytes:
         """The body (b"" when none), or a refusal of the head: ambiguous framing, a missing
@@ -390,7 +316,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _write(self, response: Response) -> None:
         """Status line, headers and body in one write: no Nagle delay, no half responses."""
-        if response.close or self.server.draining:
+        if response.close or self.server.connections.draining:
             self.close_connection = True
         self.wfile.write(serialize(response, self.close_connection, self.command == "HEAD"))
 
