@@ -785,11 +785,11 @@ def test_metrics_are_prometheus_text_with_request_and_tart_counts(operator):
 def expected_errors(route: Any) -> set[int]:
     """The 4xx/5xx codes a route can answer, read from its declaration: the status of each
     problem it declares (through the catalogue), and 400 when a parameter can be refused."""
-    from vm_operator.edge.problems import PROBLEMS, problem_of
+    from vm_operator.edge.problems import ProblemType, problem_of
 
     codes = set()
     for declared in route.problems:
-        problem = PROBLEMS[declared] if isinstance(declared, str) else problem_of(declared)
+        problem = declared if isinstance(declared, ProblemType) else problem_of(declared)
         assert problem is not None, f"{route.pattern}: {declared!r} is not catalogued"
         codes.add(problem.status)
     if any(param.type.refuses for param in (*route.path, *route.query)):

@@ -92,7 +92,7 @@ def test_only_the_composition_root_builds_the_transports() -> None:
 
 def test_the_scan_sees_the_imports() -> None:
     """Not vacuous: known imports are found."""
-    assert "vm_operator.tart.errors" in MODULES["vm_operator.edge.problems"]
+    assert "vm_operator.tart.errors" in MODULES["vm_operator.edge.problems.client_errors"]
     assert "vm_operator.edge.routing" in MODULES["vm_operator.api.vms"]
     assert "vm_operator.api" in MODULES["vm_operator.wiring"]
     assert "vm_operator.simulator.knobs" in MODULES["vm_operator.simulator.cli"]  # relative

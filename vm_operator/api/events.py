@@ -21,6 +21,8 @@ from vm_operator.core.errors import VmNotFound
 from vm_operator.core.events import RESET, Event, EventBus, JsonValue, Subscription
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.params import Int, Schema
+from vm_operator.edge.problems.client_errors import BAD_HEADER
+from vm_operator.edge.problems.server_errors import TOO_MANY_STREAMS
 from vm_operator.edge.responses import EVENT_STREAM, Response, json_response
 from vm_operator.edge.routing import OptionalQuery, Request, Route, Success
 from vm_operator.store.operation_records import OperationEvent
@@ -174,14 +176,14 @@ def resume_after(req: Request) -> int | None:
         try:
             return EVENT_ID.from_text("Last-Event-ID", header)
         except ValueError as exc:
-            raise ApiError("bad-header", f"{exc} (the id of an event)") from None
+            raise ApiError(BAD_HEADER, f"{exc} (the id of an event)") from None
     return req.optional(LAST_EVENT_ID)
 
 
 def events(app: App, req: Request) -> Response:
     after = resume_after(req)
     if not app.streams.take():
-        raise ApiError("too-many-streams",
+        raise ApiError(TOO_MANY_STREAMS,
                        f"{app.streams.limit} event streams are open already "
                        "(VM_OPERATOR_EVENTS_MAX_STREAMS)", (("Retry-After", "5"),))
     try:
@@ -209,7 +211,7 @@ ROUTES: tuple[Route[App], ...] = (
           ok=(Success(200, "Events as they happen (text/event-stream: id, event and data "
                       "lines, data being the event's JSON; ': heartbeat' comments). The "
                       "schema describes one event", SSE_EVENT, "text/event-stream"),),
-          problems=("bad-header", "too-many-streams")),
+          problems=(BAD_HEADER, TOO_MANY_STREAMS)),
     Route("GET", "/vms/{name}/events", vm_events,
           "A VM's recent events, oldest first (bounded history)", "getVmEvents", path=(NAME,),
           ok=(Success(200, "The events", {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypedDict, cast
+from typing import TypedDict
 
 from vm_operator.api.app import App
 from vm_operator.api.schemas import OPERATION
@@ -10,7 +10,9 @@ from vm_operator.core.errors import OperationFinished, OperationMissing
 from vm_operator.core.lifecycle import operation_path
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.params import ParamType, Schema
-from vm_operator.edge.problems import PROBLEMS, Slug
+from vm_operator.edge.problems import PROBLEMS
+from vm_operator.edge.problems.client_errors import OPERATION_NOT_FOUND
+from vm_operator.edge.problems.server_errors import INTERNAL_ERROR
 from vm_operator.edge.responses import Response, json_response
 from vm_operator.edge.routing import PathParam, Request, Route, Success
 from vm_operator.store.operation_records import Operation, OperationKind, OperationState
@@ -41,13 +43,13 @@ def operation_document(op: Operation) -> OperationDoc:
     doc = op.to_json()
     error = None
     if op.error is not None:  # its kind is a problem type of the catalogue
-        slug = cast(Slug, op.error.kind if op.error.kind in PROBLEMS else "internal-error")
+        problem = PROBLEMS.get(op.error.kind, INTERNAL_ERROR)
         extra: dict[str, object] = {}
         if op.error.tart_message is not None:
             extra["tart_message"] = op.error.tart_message
         if op.error.exit_code is not None:
             extra["tart_exit_code"] = op.error.exit_code
-        error = {**ApiError(slug, op.error.detail).document(), **extra}
+        error = {**ApiError(problem, op.error.detail).document(), **extra}
     return {**doc, "error": error}
 
 
@@ -60,7 +62,7 @@ class OperationId(ParamType[str]):
     """An operation's id: 16 URL-safe characters (at most 64 accepted); any other text names
     no operation."""
 
-    problem = "operation-not-found"
+    problem = OPERATION_NOT_FOUND
     decoded = False
 
     def schema(self) -> Schema:

@@ -7,6 +7,7 @@ import re
 
 from vm_operator.edge.params import Boolean, Int, OneOf, ParamType, Schema, Verbatim
 from vm_operator.edge.problems import CATALOGUE
+from vm_operator.edge.problems.client_errors import INVALID_NAME
 from vm_operator.edge.routing import OptionalQuery, PathParam, Query
 from vm_operator.store.state import LOG_TAIL_LINES_MAX
 from vm_operator.tart.names import (
@@ -25,7 +26,7 @@ class VmNameType(ParamType[VmName]):
     """A VM name: validated by ``VmName`` (the name rules of tart/names.py), so a name from
     a path, a query or a body is checked the same way, once, before anything uses it."""
 
-    problem = "invalid-name"
+    problem = INVALID_NAME
 
     def schema(self) -> Schema:
         return {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH,

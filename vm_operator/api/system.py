@@ -15,6 +15,7 @@ from vm_operator.core.records import TartStatus
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.metrics import EventFigures
 from vm_operator.edge.problems import CATALOGUE, ProblemType
+from vm_operator.edge.problems.client_errors import UNKNOWN_PROBLEM
 from vm_operator.edge.responses import HTML, Response, json_response
 from vm_operator.edge.routing import Request, Route, Success
 from vm_operator.tart.errors import unavailable_advice
@@ -152,7 +153,7 @@ def problem_doc(app: App, req: Request) -> Response:
     slug = req.get(SLUG)
     page = _PROBLEM_PAGES.get(slug)
     if page is None:
-        raise ApiError("unknown-problem", f"there is no problem type {slug[:80]!r}; see GET /problems")
+        raise ApiError(UNKNOWN_PROBLEM, f"there is no problem type {slug[:80]!r}; see GET /problems")
     return Response(200, page, HTML, _PAGE_HEADERS)
 
 
@@ -174,5 +175,5 @@ ROUTES: tuple[Route[App], ...] = (
           "The documentation of one problem type (a problem's type URI)", "getProblem",
           path=(SLUG,),
           ok=(Success(200, "What the problem means and what to do", TEXT, "text/html"),),
-          problems=("unknown-problem",), public=True),
+          problems=(UNKNOWN_PROBLEM,), public=True),
 )

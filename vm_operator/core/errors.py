@@ -2,7 +2,7 @@
 
 Each says what went wrong in ``detail`` (the words a client reads) and, where it matters, a
 typed extra (``VmLimit.limit``, ``VmBusy.retry_after``, ``StateDirUnwritable.path``). The
-edge's catalogue (edge/problems.py) names the classes each problem type answers, and so a
+edge's catalogue (edge/problems/) names the classes each problem type answers, and so a
 status for each.
 """
 

@@ -25,6 +25,11 @@ from typing import Any, Generic, TypeVar
 
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.params import ParamType, Schema
+from vm_operator.edge.problems.client_errors import (
+    BODY_TOO_LARGE,
+    INVALID_BODY,
+    UNSUPPORTED_MEDIA_TYPE,
+)
 
 D = TypeVar("D")
 
@@ -130,10 +135,10 @@ class Body(Generic[D]):
     def parse(self, data: bytes, content_type: str | None) -> D:
         """The typed body, or the ApiError that says what is wrong with it."""
         if _media_type(content_type) not in self.media_types:
-            raise ApiError("unsupported-media-type",
+            raise ApiError(UNSUPPORTED_MEDIA_TYPE,
                            f"this route takes a JSON body: {self.media_advice}")
         if len(data) > self.limit:
-            raise ApiError("body-too-large", f"the body is larger than {self.limit} bytes")
+            raise ApiError(BODY_TOO_LARGE, f"the body is larger than {self.limit} bytes")
         sent = _object(data)
         members = self.members()
         known = [member.name for member in members]
@@ -147,12 +152,12 @@ class Body(Generic[D]):
                 errors.append({"pointer": pointer(member.name), "detail": error})
         if errors:
             wrong = ", ".join(error["pointer"] for error in errors)
-            raise ApiError("invalid-body", f"the body has wrong fields: {wrong}", errors=errors)
+            raise ApiError(INVALID_BODY, f"the body has wrong fields: {wrong}", errors=errors)
         if len(sent) < self.min_fields:  # "" points at the whole body (RFC 6901)
             few = (f"the body names no field: give at least one of {', '.join(known)}"
                    if self.min_fields == 1 else
                    f"give at least {self.min_fields} of the fields {', '.join(known)}")
-            raise ApiError("invalid-body", few, errors=[{"pointer": "", "detail": few}])
+            raise ApiError(INVALID_BODY, few, errors=[{"pointer": "", "detail": few}])
         return self.spec(**values)
 
 
@@ -170,19 +175,19 @@ def _value(member: _Member, sent: Mapping[str, object], values: dict[str, object
 def _object(data: bytes) -> dict[str, object]:
     """The body as a JSON object: UTF-8, JSON, no key twice, an object."""
     if not data:
-        raise ApiError("invalid-body", "this route takes a JSON object as its body; none was sent")
+        raise ApiError(INVALID_BODY, "this route takes a JSON object as its body; none was sent")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ApiError("invalid-body", "the body is not UTF-8") from None
+        raise ApiError(INVALID_BODY, "the body is not UTF-8") from None
     try:
         parsed = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except _DuplicateKey as exc:
-        raise ApiError("invalid-body", str(exc)) from None
+        raise ApiError(INVALID_BODY, str(exc)) from None
     except ValueError as exc:
-        raise ApiError("invalid-body", f"the body is not JSON: {exc}") from None
+        raise ApiError(INVALID_BODY, f"the body is not JSON: {exc}") from None
     except RecursionError:
-        raise ApiError("invalid-body", "the body is nested too deeply") from None
+        raise ApiError(INVALID_BODY, "the body is nested too deeply") from None
     if not isinstance(parsed, dict):
-        raise ApiError("invalid-body", "the body must be a JSON object")
+        raise ApiError(INVALID_BODY, "the body must be a JSON object")
     return parsed

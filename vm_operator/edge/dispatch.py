@@ -19,6 +19,8 @@ from vm_operator.core.errors import OperatorError
 from vm_operator.edge.body import Body
 from vm_operator.edge.conditional import conditional
 from vm_operator.edge.errors import ApiError, problem_for
+from vm_operator.edge.problems.client_errors import NO_ROUTE, UNEXPECTED_BODY
+from vm_operator.edge.problems.server_errors import INTERNAL_ERROR
 from vm_operator.edge.responses import Response
 from vm_operator.edge.routing import (
     A,
@@ -53,7 +55,7 @@ def _routes_for(routes: RouteTable[A], target: str) -> tuple[list[str], str, Can
     segments, query = split_target(target)
     candidates = routes.match(segments)
     if not candidates:
-        raise ApiError("no-route", "no such route; see GET /openapi.json")
+        raise ApiError(NO_ROUTE, "no such route; see GET /openapi.json")
     return segments, query, candidates
 
 
@@ -145,7 +147,7 @@ def dispatch(
         if route.body is not None:
             req = replace(req, body=route.body.parse(body, headers.get("Content-Type")))
         elif body:
-            raise ApiError("unexpected-body", body_refusal(route, body))
+            raise ApiError(UNEXPECTED_BODY, body_refusal(route, body))
         response = route.handler(site.app, with_query_values(route, req))
         if route.etag:
             response = conditional(response, headers)
@@ -155,7 +157,7 @@ def dispatch(
         response = problem_for(exc).response()
     except Exception:  # noqa: BLE001 - a bug: log it for us, never show a traceback to the client
         traceback.print_exc(file=sys.stderr)
-        response = ApiError("internal-error", "the operator failed; see its log").response()
+        response = ApiError(INTERNAL_ERROR, "the operator failed; see its log").response()
     return response.with_headers(*cors_headers(site.access, headers)), label
 
 

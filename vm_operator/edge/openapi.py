@@ -15,7 +15,21 @@ from typing import Any
 
 from vm_operator.edge.body import Body
 from vm_operator.edge.params import Schema
-from vm_operator.edge.problems import PROBLEMS, ProblemType, Slug, problem_of
+from vm_operator.edge.problems import ProblemType, problem_of
+from vm_operator.edge.problems.client_errors import (
+    BAD_QUERY,
+    BODY_TOO_LARGE,
+    CROSS_SITE,
+    FORBIDDEN,
+    HOST_NOT_ALLOWED,
+    INVALID_BODY,
+    LENGTH_REQUIRED,
+    REPEATED_PARAMETER,
+    UNAUTHORIZED,
+    UNEXPECTED_BODY,
+    UNKNOWN_PARAMETER,
+    UNSUPPORTED_MEDIA_TYPE,
+)
 from vm_operator.edge.responses import PROBLEM_JSON
 from vm_operator.edge.routing import OptionalQuery, PathParam, Query, Route, Success
 from vm_operator.edge.security import READ_METHODS
@@ -30,10 +44,9 @@ PROBLEM_SCHEMA: Schema = {
                    "title": {"type": "string"},
                    "status": {"type": "integer"}, "detail": {"type": "string"}},
 }
-GUARDED: tuple[Slug, ...] = ("unauthorized", "forbidden", "host-not-allowed", "cross-site")
-QUERY_PROBLEMS: tuple[Slug, ...] = ("bad-query", "unknown-parameter", "repeated-parameter")
-BODY_PROBLEMS: tuple[Slug, ...] = ("invalid-body", "body-too-large", "unsupported-media-type",
-                                   "length-required")
+GUARDED = (UNAUTHORIZED, FORBIDDEN, HOST_NOT_ALLOWED, CROSS_SITE)
+QUERY_PROBLEMS = (BAD_QUERY, UNKNOWN_PARAMETER, REPEATED_PARAMETER)
+BODY_PROBLEMS = (INVALID_BODY, BODY_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, LENGTH_REQUIRED)
 
 
 @dataclass(frozen=True)
@@ -126,23 +139,22 @@ def _query_parameter(param: Query[Any] | OptionalQuery[Any]) -> dict[str, object
 
 def route_problems(route: Route[Any]) -> list[ProblemType]:
     """Every problem a route can answer, each once: its mechanism's, then its handler's."""
-    slugs: list[Slug] = []
+    problems: list[ProblemType] = []
     refusable = [param.type.problem for param in (*route.path, *route.query)
                  if param.type.refuses]
     if refusable:
-        slugs += refusable
-        slugs += QUERY_PROBLEMS if route.query else ()
+        problems += refusable
+        problems += QUERY_PROBLEMS if route.query else ()
     if route.body is not None:
-        slugs += BODY_PROBLEMS
+        problems += BODY_PROBLEMS
     elif refusable:
-        slugs.append("unexpected-body")
+        problems.append(UNEXPECTED_BODY)
     if not route.public:
-        slugs += GUARDED
+        problems += GUARDED
     if route.method not in READ_METHODS:
-        slugs.append("unsupported-media-type")
-    problems = [PROBLEMS[slug] for slug in slugs]
+        problems.append(UNSUPPORTED_MEDIA_TYPE)
     for declared in route.problems:
-        found = PROBLEMS[declared] if isinstance(declared, str) else problem_of(declared)
+        found = declared if isinstance(declared, ProblemType) else problem_of(declared)
         if found is None:
             raise ValueError(f"{route.method} {route.pattern}: {declared!r} is not catalogued")
         problems.append(found)

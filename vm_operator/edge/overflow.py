@@ -11,11 +11,12 @@ import traceback
 
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.http1 import MAX_REQUEST_LINE, origin_of, serialize
+from vm_operator.edge.problems.server_errors import OVERLOADED
 from vm_operator.edge.security import Access, cors_headers
 
 OVERFLOW_WAIT = 0.5  # seconds a connection past the cap has to send its head before its 503
 OVERFLOW_PENDING = 64  # connections past the cap that wait for their head; beyond, 503 at once
-_OVERLOADED = ApiError("overloaded",
+_OVERLOADED = ApiError(OVERLOADED,
                        "too many connections; retry shortly (VM_OPERATOR_MAX_CONNECTIONS)",
                        (("Retry-After", "1"),)).response()
 

@@ -11,7 +11,8 @@ import re
 from collections.abc import Mapping
 from typing import Generic, TypeVar
 
-from vm_operator.edge.problems import Slug
+from vm_operator.edge.problems import ProblemType
+from vm_operator.edge.problems.client_errors import INVALID_PARAMETER
 
 T = TypeVar("T")
 
@@ -33,7 +34,7 @@ def whole_number(text: str, digits: int) -> int | None:
 class ParamType(Generic[T]):
     """A parameter's type. Subclasses give ``schema``, ``from_text`` and ``from_json``."""
 
-    problem: Slug = "invalid-parameter"  # what a refused value is
+    problem: ProblemType = INVALID_PARAMETER  # what a refused value is
     decoded: bool = True  # a path value is percent-decoded (strictly) before ``from_text``
     refuses: bool = True  # whether any value can be refused (/openapi.json then lists a 400)
 

@@ -19,7 +19,14 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 from vm_operator.edge.body import Body
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.params import ParamType, Schema
-from vm_operator.edge.problems import Slug
+from vm_operator.edge.problems import ProblemType
+from vm_operator.edge.problems.client_errors import (
+    BAD_QUERY,
+    BAD_TARGET,
+    METHOD_NOT_ALLOWED,
+    REPEATED_PARAMETER,
+    UNKNOWN_PARAMETER,
+)
 from vm_operator.edge.responses import Response
 from vm_operator.edge.security import Headers
 
@@ -94,7 +101,7 @@ class Request:
         return cast(T | None, self.values.get(param.name))
 
 
-Problem = type[Exception] | Slug  # an exception of the core or the adapter, or an edge slug
+Problem = type[Exception] | ProblemType  # an exception of the core or the adapter, or an entry
 
 
 @dataclass(frozen=True)
@@ -161,7 +168,7 @@ class RouteTable(Generic[A]):
 def split_target(target: str) -> tuple[list[str], str]:
     """Split an origin-form request target into raw path segments and the query string."""
     if not target.startswith("/") or "#" in target:
-        raise ApiError("bad-target", "the request target must be an absolute path")
+        raise ApiError(BAD_TARGET, "the request target must be an absolute path")
     path, _, query = target.partition("?")
     return path[1:].split("/"), query
 
@@ -183,7 +190,7 @@ def choose(method: str, candidates: Candidates[A]) -> tuple[Route[A], dict[str, 
     for route, params in candidates:
         if route.method == lookup:
             return route, params
-    raise ApiError("method-not-allowed", f"{method[:32]} is not allowed here",
+    raise ApiError(METHOD_NOT_ALLOWED, f"{method[:32]} is not allowed here",
                    (("Allow", allowed_methods(candidates)),))
 
 
@@ -195,20 +202,20 @@ def parse_query(query: str, allowed: tuple[str, ...]) -> dict[str, str]:
     if not query:
         return {}
     if "%" in query and _BAD_PERCENT.search(query):
-        raise ApiError("bad-query", "the query holds an invalid percent-encoding")
+        raise ApiError(BAD_QUERY, "the query holds an invalid percent-encoding")
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True,
                           errors="strict", max_num_fields=16)
     except (ValueError, UnicodeDecodeError):
-        raise ApiError("bad-query", "the query string cannot be parsed") from None
+        raise ApiError(BAD_QUERY, "the query string cannot be parsed") from None
     result: dict[str, str] = {}
     for key, value in pairs:
         if key not in allowed:
             known = ", ".join(allowed) or "none"
-            raise ApiError("unknown-parameter",
+            raise ApiError(UNKNOWN_PARAMETER,
                            f"unknown query parameter {key!r} (known: {known})")
         if key in result:
-            raise ApiError("repeated-parameter", f"query parameter {key!r} is given twice")
+            raise ApiError(REPEATED_PARAMETER, f"query parameter {key!r} is given twice")
         result[key] = value
     return result
 

@@ -15,6 +15,13 @@ from typing import Any, Protocol
 
 from vm_operator.edge.body import JSON_MEDIA, MERGE_PATCH_MEDIA, Body
 from vm_operator.edge.errors import ApiError
+from vm_operator.edge.problems.client_errors import (
+    CROSS_SITE,
+    FORBIDDEN,
+    HOST_NOT_ALLOWED,
+    UNAUTHORIZED,
+    UNSUPPORTED_MEDIA_TYPE,
+)
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The content types a browser may send cross-site without a CORS preflight.
@@ -85,7 +92,7 @@ def host_allowed(host_header: str | None, allowed: tuple[str, ...]) -> bool:
 
 def _refuse_token(detail: str, error: str) -> ApiError:
     challenge = f'Bearer realm="vm-operator", error="{error}"' if error else 'Bearer realm="vm-operator"'
-    return ApiError("unauthorized", detail, (("WWW-Authenticate", challenge),))
+    return ApiError(UNAUTHORIZED, detail, (("WWW-Authenticate", challenge),))
 
 
 def check_token(access: Access, method: str, authorization: str | None) -> ApiError | None:
@@ -100,7 +107,7 @@ def check_token(access: Access, method: str, authorization: str | None) -> ApiEr
     if _matches(presented, access.read_token):
         if method in READ_METHODS:
             return None
-        return ApiError("forbidden", "the read-only token may not change VMs")
+        return ApiError(FORBIDDEN, "the read-only token may not change VMs")
     return _refuse_token("the token is not valid", "invalid_token")
 
 
@@ -123,9 +130,9 @@ def check_browser(access: Access, method: str, headers: Headers) -> ApiError | N
     if origin is not None and origin not in access.cors_origins:
         host = headers.get("Host") or ""
         if origin.lower().split("://", 1)[-1] != host.lower():
-            return ApiError("cross-site", f"cross-site request from origin {origin!r} refused")
+            return ApiError(CROSS_SITE, f"cross-site request from origin {origin!r} refused")
     if headers.get("Sec-Fetch-Site") == "cross-site" and origin not in access.cors_origins:
-        return ApiError("cross-site", "cross-site request refused")
+        return ApiError(CROSS_SITE, "cross-site request refused")
     return None
 
 
@@ -140,13 +147,13 @@ def check_access(
     if method not in READ_METHODS and media is not None and media not in accepted:
         kind = "a form or plain-text body" if media in SIMPLE_TYPES else f"content type {media!r}"
         advice = "send no body" if body is None else body.media_advice
-        return ApiError("unsupported-media-type", f"{kind} is not accepted: {advice}")
+        return ApiError(UNSUPPORTED_MEDIA_TYPE, f"{kind} is not accepted: {advice}")
     if is_probe:
         return None
     if access.authenticated:
         return check_token(access, method, headers.get("Authorization"))
     if not host_allowed(headers.get("Host"), access.allowed_hosts):
-        return ApiError("host-not-allowed",
+        return ApiError(HOST_NOT_ALLOWED,
                         "the Host header names neither an IP address, localhost nor an allowed "
                         "host (VM_OPERATOR_ALLOWED_HOSTS)")
     return check_browser(access, method, headers)

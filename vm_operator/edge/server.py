@@ -2,9 +2,10 @@
 
 Built on ``http.server.ThreadingHTTPServer`` with four changes that matter:
 every response goes out in one write with TCP_NODELAY (no Nagle delay on
-keep-alive connections), connections are capped with a prompt 503 past the cap,
-a watchdog closes connections that are slow to send a request head (or sit idle),
-and shutdown drains in-flight requests instead of cutting them off.
+keep-alive connections), connections are capped with a prompt 503 past the cap
+(``overflow.py``), a watchdog closes connections that are slow to send a request head (or sit
+idle), and shutdown drains in-flight requests instead of cutting them off (both
+``connections.py``).
 
 Every method reaches the router (a path that exists answers 405 with ``Allow``, never
 http.server's 501), and every response to an allowed CORS origin carries its CORS headers,
@@ -25,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from vm_operator.core.clock import utc_now
+from vm_operator.edge.connections import Connections
 from vm_operator.edge.dispatch import UNMATCHED, Site, dispatch, route_body, route_label
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.hangups import Hangups
@@ -43,7 +45,16 @@ from vm_operator.edge.http1 import (
 from vm_operator.edge.metrics import Metrics
 from vm_operator.edge.overflow import Overflow
 from vm_operator.edge.params import whole_number
-from vm_operator.edge.problems import Slug
+from vm_operator.edge.problems import ProblemType
+from vm_operator.edge.problems.client_errors import (
+    BAD_HEADER,
+    BODY_TOO_LARGE,
+    HEADERS_TOO_LARGE,
+    LENGTH_REQUIRED,
+    MALFORMED_REQUEST,
+    URI_TOO_LONG,
+)
+from vm_operator.edge.problems.server_errors import HTTP_VERSION_NOT_SUPPORTED
 from vm_operator.edge.responses import Response, Stream
 from vm_operator.edge.security import cors_headers
 
@@ -55,11 +66,11 @@ STREAM_SEND_BUFFER = 16 * 1024
 MAX_BODY = 1024  # a larger body is refused unread (413), unless its route takes a JSON body
 LENGTH_DIGITS = 18  # a longer Content-Length is refused (400): no body is that large
 # Problems found here, before a route is known: http.server's own statuses, each its type.
-_SHELL_PROBLEMS: dict[int, Slug] = {
-    400: "malformed-request",
-    414: "uri-too-long",
-    431: "headers-too-large",
-    505: "http-version-not-supported",
+_SHELL_PROBLEMS: dict[int, ProblemType] = {
+    400: MALFORMED_REQUEST,
+    414: URI_TOO_LONG,
+    431: HEADERS_TOO_LARGE,
+    505: HTTP_VERSION_NOT_SUPPORTED,
 }
 
 
@@ -79,43 +90,32 @@ class OperatorServer(ThreadingHTTPServer):
     ) -> None:
         self.site = site
         self.metrics = metrics
-        self.header_timeout = header_timeout
         self.access_log = access_log
-        self.draining = False
+        self.connections = Connections(header_timeout)  # deadlines, streams, draining
         self._slots = threading.BoundedSemaphore(max_connections)
-        self._lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
-        # connection -> (deadline, idle): waiting for a request head (idle) or writing an answer
-        self._deadlines: dict[socket.socket, tuple[float, bool]] = {}
-        self._streams: dict[socket.socket, Stream] = {}  # the streamed responses being written
         self.hangups = Hangups()  # ends a stream as soon as its client closes the connection
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
         self._overflow = Overflow(site.access)
-        threading.Thread(target=self._watchdog, name="header-watchdog", daemon=True).start()
-
-    # --- connections ------------------------------------------------------------------
+        self.connections.start()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Past the connection cap, answer 503 promptly instead of piling up threads."""
-        if self.draining:
+        if self.connections.draining:
             self._overflow.refuse(request)
             return
         if not self._slots.acquire(blocking=False):
             self._overflow.add(request)
             return
-        with self._lock:
-            self._connections.add(request)
+        self.connections.opened(request)
         super().process_request(request, client_address)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            with self._lock:
-                self._connections.discard(request)
-                self._deadlines.pop(request, None)
+            self.connections.closed(request)
             self._slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -124,82 +124,15 @@ class OperatorServer(ThreadingHTTPServer):
             return
         super().handle_error(request, client_address)
 
-    def awaiting_head(self, conn: socket.socket) -> None:
-        """The connection now owes us a request head (and any body), within ``header_timeout``."""
-        self._set_deadline(conn, idle=True)
-        if self.draining:
-            self._cut(conn)
-
-    def writing(self, conn: socket.socket) -> None:
-        """An answer is being written: a client that does not read it is cut off in time too."""
-        self._set_deadline(conn, idle=False)
-
-    def _set_deadline(self, conn: socket.socket, idle: bool) -> None:
-        with self._lock:
-            self._deadlines[conn] = (time.monotonic() + self.header_timeout, idle)
-
-    def clear_deadline(self, conn: socket.socket) -> None:
-        with self._lock:
-            self._deadlines.pop(conn, None)
-
-    def _watchdog(self) -> None:
-        """Cut connections past their deadline, so a slow client never holds a worker.
-
-        One thread instead of socket timeouts: a timeout makes every recv and send a
-        poll() plus the call, which costs more than this whole loop.
-        """
-        while True:
-            time.sleep(0.25)
-            now = time.monotonic()
-            with self._lock:
-                late = [c for c, (deadline, _) in self._deadlines.items() if deadline <= now]
-                for conn in late:
-                    del self._deadlines[conn]
-            for conn in late:
-                self._cut(conn)
-
-    @staticmethod
-    def _cut(conn: socket.socket) -> None:
-        try:
-            conn.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def streaming(self, conn: socket.socket, stream: Stream) -> bool:
-        """A streamed response begins on ``conn``; False when the server is draining."""
-        with self._lock:
-            if self.draining:
-                return False
-            self._streams[conn] = stream
-            return True
-
-    def stream_ended(self, conn: socket.socket) -> None:
-        with self._lock:
-            self._streams.pop(conn, None)
-
     def drain(self, grace: float) -> int:
         """Stop taking requests, close idle connections and end the streams, let in-flight
         requests finish.
 
         Returns how many connections were still busy when ``grace`` ran out.
         """
-        with self._lock:
-            self.draining = True
+        self.connections.stop()
         self.server_close()
-        deadline = time.monotonic() + grace
-        while True:
-            with self._lock:
-                idle = [conn for conn, (_, waiting) in self._deadlines.items() if waiting]
-                streams = list(self._streams.items())
-                busy = len(self._connections)
-            for conn in idle:
-                self._cut(conn)
-            for conn, stream in streams:  # a stream never ends by itself: end it
-                stream.close()
-                self._cut(conn)
-            if busy == 0 or time.monotonic() >= deadline:
-                return busy
-            time.sleep(0.02)
+        return self.connections.drain(grace)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -212,7 +145,7 @@ class Handler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         """One request, as http.server reads it, except that every method that is a token
         goes to the router: http.server would answer 501 to a method it has no ``do_`` for."""
-        self.server.awaiting_head(self.connection)
+        self.server.connections.awaiting_head(self.connection)
         line = self.rfile.readline(MAX_REQUEST_LINE + 1)
         if line in (b"\r\n", b"\n"):  # RFC 9112 section 2.2: one empty line before a request
             line = self.rfile.readline(MAX_REQUEST_LINE + 1)  # is ignored
@@ -265,7 +198,7 @@ class Handler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         checked = self._check_request()
         # Head and body are in: the slow-client deadline no longer applies.
-        self.server.clear_deadline(self.connection)
+        self.server.connections.clear_deadline(self.connection)
         if isinstance(checked, Response):
             response, route = self._refusal(checked), route_label(self.server.site.routes, self.path)
         else:
@@ -276,7 +209,8 @@ class Handler(BaseHTTPRequestHandler):
     def _respond(self, response: Response, route: str, started: float) -> None:
         """Write the response, then count and log it (method and route are bounded labels).
         A streamed response is counted and logged once its head is written."""
-        self.server.writing(self.connection)  # replaced by the next head's deadline, or dropped
+        # replaced by the next head's deadline, or dropped
+        self.server.connections.writing(self.connection)
         streaming = False
         if response.stream is not None:
             streaming = self._start_stream(response.stream, response)
@@ -306,8 +240,9 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             stream.close()
             raise
-        self.server.clear_deadline(self.connection)  # events may be minutes apart
-        if self.command == "HEAD" or not self.server.streaming(self.connection, stream):
+        connections = self.server.connections
+        connections.clear_deadline(self.connection)  # events may be minutes apart
+        if self.command == "HEAD" or not connections.streaming(self.connection, stream):
             stream.close()
             return False
         return True
@@ -318,23 +253,23 @@ class Handler(BaseHTTPRequestHandler):
         A reader that does not read makes a write block: the write deadline
         (``header_timeout``) cuts it off, and the bus, never blocked by it, drops its
         subscription once it falls too far behind."""
-        conn = self.connection
+        conn, connections = self.connection, self.server.connections
         try:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER)
             self.server.hangups.watch(conn, stream.close)
             for chunk in stream.chunks():
-                if self.server.draining:
+                if connections.draining:
                     break
-                self.server.writing(conn)
+                connections.writing(conn)
                 self.wfile.write(chunk)
-                self.server.clear_deadline(conn)
+                connections.clear_deadline(conn)
         except OSError:
             pass  # the client went away, or was cut off
         finally:
             self.server.hangups.forget(conn)
             stream.close()
-            self.server.stream_ended(conn)
-            self.server.clear_deadline(conn)
+            connections.stream_ended(conn)
+            connections.clear_deadline(conn)
 
     def _check_request(self) -> Response | bytes:
         """The body (b"" when none), or a refusal of the head: ambiguous framing, a missing
@@ -342,21 +277,21 @@ class Handler(BaseHTTPRequestHandler):
         body is the router's to say."""
         hosts = self.headers.get_all("Host")
         if hosts is None and self.request_version == "HTTP/1.1":
-            return closing(ApiError("bad-header", "an HTTP/1.1 request must carry a Host "
+            return closing(ApiError(BAD_HEADER, "an HTTP/1.1 request must carry a Host "
                                     "header (RFC 9112, section 3.2)").response())
         if len(hosts or ()) > 1:
-            return closing(ApiError("bad-header", "more than one Host header").response())
+            return closing(ApiError(BAD_HEADER, "more than one Host header").response())
         if self.headers.get("Transfer-Encoding") is not None:
             takes = route_body(self.server.site.routes, self.command, self.path) is not None
             why = "send a Content-Length" if takes else "no route takes a body"
-            return closing(ApiError("length-required",
+            return closing(ApiError(LENGTH_REQUIRED,
                                     f"chunked bodies are not accepted: {why}").response())
         text = self.headers.get("Content-Length")
         if text is None:
             return b""
         length = whole_number(text, LENGTH_DIGITS)
         if length is None or len(self.headers.get_all("Content-Length") or ()) > 1:
-            return closing(ApiError("bad-header", "invalid Content-Length: one header, "
+            return closing(ApiError(BAD_HEADER, "invalid Content-Length: one header, "
                                     f"1 to {LENGTH_DIGITS} ASCII digits").response())
         if length > MAX_BODY:
             refusal = self._too_large(length)
@@ -368,10 +303,10 @@ class Handler(BaseHTTPRequestHandler):
         """A body over MAX_BODY is read only for a route that takes one, up to its bound."""
         spec = route_body(self.server.site.routes, self.command, self.path)
         if spec is None:
-            return closing(ApiError("body-too-large", f"the body is larger than {MAX_BODY} "
+            return closing(ApiError(BODY_TOO_LARGE, f"the body is larger than {MAX_BODY} "
                                     "bytes (it was not read); no route takes a body").response())
         if length > spec.limit:
-            return closing(ApiError("body-too-large", f"the body is larger than {spec.limit} "
+            return closing(ApiError(BODY_TOO_LARGE, f"the body is larger than {spec.limit} "
                                     "bytes (it was not read)").response())
         return None
 
@@ -381,7 +316,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _write(self, response: Response) -> None:
         """Status line, headers and body in one write: no Nagle delay, no half responses."""
-        if response.close or self.server.draining:
+        if response.close or self.server.connections.draining:
             self.close_connection = True
         self.wfile.write(serialize(response, self.close_connection, self.command == "HEAD"))
 
@@ -393,8 +328,8 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(getattr(self, "headers", None), Headers):
             self.headers = Headers()  # type: ignore[assignment]
         detail = message or HTTPStatus(code).description
-        slug = _SHELL_PROBLEMS.get(code, "malformed-request")
-        response = self._refusal(closing(ApiError(slug, detail).response()))
+        problem = _SHELL_PROBLEMS.get(code, MALFORMED_REQUEST)
+        response = self._refusal(closing(ApiError(problem, detail).response()))
         path = getattr(self, "path", "")
         try:
             self._respond(response, route_label(self.server.site.routes, path) if path else UNMATCHED, time.perf_counter())
