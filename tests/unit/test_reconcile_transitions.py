@@ -272,15 +272,44 @@ def test_a_start_refused_for_a_slot_waits_without_backoff(before: VmMemory,
 
 
 @pytest.mark.parametrize(("before", "expected"), [
-    (SUPERVISED, Step(VmMemory(failures=1, retry_at=NOW + 1, condition="backing-off"),
+    (SUPERVISED, Step(VmMemory(failures=1, retry_at=NOW + 1, condition="backing-off",
+                               run=RunSeen.START_FAILED),
                       failure=failure("start: no"))),
     (replace(SUPERVISED, failures=2, restart_count=1), Step(
-        VmMemory(failures=3, restart_count=1, retry_at=NOW + 4, condition="crash-loop"),
+        VmMemory(failures=3, restart_count=1, retry_at=NOW + 4, condition="crash-loop",
+                 run=RunSeen.START_FAILED),
         failure=failure("start: no", 1, 4.0), waiting="crash-loop")),
     (BACKING_OFF, Step(BACKING_OFF)),  # its run's end was reported, and counted, first
 ])
 def test_a_start_that_failed_counts_once(before: VmMemory, expected: Step) -> None:
     assert start_failed(before, "no", NOW) == expected
+
+
+@pytest.mark.parametrize("launched_here", [True, False])
+def test_a_failed_start_and_the_end_of_its_run_are_one_failure(launched_here: bool) -> None:
+    """Whichever is seen first: the start's failure, then its run's end (no more counted), or
+    the run's end (counted), then the start's failure (no more counted)."""
+    begun = start_begun(NEW, NOW).memory
+    failed = start_failed(begun, "no", NOW)
+    after = run_ended(failed.memory, spec(), 1, AT, launched_here, NOW + 0.5)
+    assert (failed.failure, after.failure) == (failure("start: no"), None)
+    assert after.memory == VmMemory(failures=1, retry_at=NOW + 1, condition="backing-off",
+                                    last_exit=EXIT_1)
+    ended = run_ended(begun, spec(), 1, AT, launched_here, NOW)
+    last = start_failed(ended.memory, "no", NOW + 0.5)
+    assert ended.failure is not None and last == Step(ended.memory)
+
+
+@pytest.mark.parametrize(("listed", "expected"), [
+    (vm("stopped"), Step(replace(BACKING_OFF, retry_at=NOW - 1, run=RunSeen.START_FAILED),
+                         "start", "its run ended; restart: always")),
+    (vm("running"), Step(VmMemory(failures=2, restart_count=3, run=RunSeen.SUPERVISED,
+                                  running_since=NOW))),
+])
+def test_after_a_failed_start_a_pass_starts_it_again_or_sees_its_run(
+        listed: Vm, expected: Step) -> None:
+    before = replace(BACKING_OFF, retry_at=NOW - 1, run=RunSeen.START_FAILED)
+    assert observed(before, spec(), listed, NOW, AT, True) == expected
 
 
 def test_a_declined_start_watches_no_run() -> None:

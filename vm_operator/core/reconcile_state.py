@@ -9,7 +9,9 @@ Two things a VM's memory holds are states, one at a time:
 
 - ``RunSeen``: what this process knows of the VM's current run: none seen; one the run
   supervisor watches (launched or adopted here: its end is reported, ``run_ended``); one seen
-  running that it does not watch (started outside: a pass sees it end).
+  running that it does not watch (started outside: a pass sees it end); none seen since a
+  start of the reconciler's failed and was counted (an end of the run it may have left is the
+  same failure, not another).
 - ``Plan``: what the reconciler means to do about it: what the spec says; keep it stopped (a
   stop through the API, or its policy after an end); stop it once (desired just set stopped).
 """
@@ -40,6 +42,7 @@ class RunSeen(Enum):
     NONE = "none"  # no run seen since its last end
     SUPERVISED = "supervised"  # launched or adopted here: the run supervisor reports its end
     OUTSIDE = "outside"  # seen running, not watched here: a pass sees it end (exit unknown)
+    START_FAILED = "start-failed"  # its start failed, counted: the end of its run is no news
 
 
 class Plan(Enum):
@@ -60,6 +63,11 @@ class VmMemory:
     end_asked: bool = False  # a stop or suspend through the API ends the current run
     plan: Plan = Plan.AS_SPEC
     operation: str | None = None  # the create of the VM this is about (a new VM: a new memory)
+
+    @property
+    def watching(self) -> bool:
+        """Whether a run of it is seen (``running_since`` holds when it began)."""
+        return self.run in (RunSeen.SUPERVISED, RunSeen.OUTSIDE)
 
 
 @dataclass(frozen=True)
@@ -158,7 +166,7 @@ def desired_set(memory: VmMemory, operation: str | None, desired: Desired | None
 def start_served(memory: VmMemory, now: float, supervised: bool) -> Step:
     """A start through the API succeeded: a new ask, its run watched from now on."""
     memory = replace(afresh(memory), plan=Plan.AS_SPEC, end_asked=False)
-    if memory.run is RunSeen.NONE:
+    if not memory.watching:
         memory = seen_running(memory, now, supervised)
     return Step(memory)
 
@@ -184,8 +192,8 @@ def run_ended(memory: VmMemory, spec: VmSpec | None, code: int | None, at: str,
     VM desired running is a failure, or settles it, as its policy says."""
     if spec is not None:
         memory = renewed(memory, spec.operation)
-    since: float | None = memory.running_since if memory.run is not RunSeen.NONE else None
-    if since is None and launched_here:
+    since: float | None = memory.running_since if memory.watching else None
+    if memory.run is RunSeen.NONE and launched_here:
         since = now  # launched by this process before anyone saw it run (a create's start)
     asked = memory.end_asked
     memory = replace(run_over(memory), last_exit=last_exit(code, at), end_asked=False)
@@ -219,7 +227,7 @@ def observed(memory: VmMemory, spec: VmSpec, vm: Vm | None, now: float, utc_now:
 
 def running(memory: VmMemory, now: float, supervised: bool) -> VmMemory:
     """Seen running: ten minutes of it forget the earlier failures."""
-    if memory.run is RunSeen.NONE:
+    if not memory.watching:
         memory = seen_running(memory, now, supervised)
     elif memory.failures and now - memory.running_since >= HEALTHY_AFTER:
         memory = replace(memory, failures=0)  # healthy: the backoff starts again from 1 s
@@ -231,9 +239,9 @@ def found_stopped(memory: VmMemory, spec: VmSpec, now: float, utc_now: str) -> S
     policy keeps it stopped or its backoff has not ended."""
     if memory.run is RunSeen.SUPERVISED:
         return Step(memory)  # its end is being reported (run_ended): act then
-    step = Step(run_over(memory))
+    step = Step(memory)
     if memory.run is RunSeen.OUTSIDE:  # a run this process does not watch ended: exit unknown
-        ended = replace(step.memory, last_exit=last_exit(None, utc_now))
+        ended = replace(run_over(memory), last_exit=last_exit(None, utc_now))
         step = ended_unasked(ended, spec.restart, None, now - memory.running_since, now)
     after = step.memory
     if after.plan is Plan.STAY_STOPPED or (after.retry_at is not None and now < after.retry_at):
@@ -277,17 +285,18 @@ def start_refused_for_slot(memory: VmMemory) -> Step:
 
 def start_failed(memory: VmMemory, error: str, now: float) -> Step:
     """The start failed: one failure more, unless the end of the run it launched was reported
-    (and counted) already."""
+    (and counted) already; an end of that run reported later is this same failure."""
     if memory.run is RunSeen.NONE:
         return Step(memory)  # run_ended has counted that end already
-    return backed_off(run_over(memory), memory.failures + 1, f"start: {error}", now)
+    counted = replace(run_over(memory), run=RunSeen.START_FAILED)
+    return backed_off(counted, memory.failures + 1, f"start: {error}", now)
 
 
 def start_succeeded(memory: VmMemory, supervised: bool) -> Step:
     """The VM runs: one restart more; still running (else run_ended has seen it end), its run
     is watched and nothing is waited for."""
     memory = replace(memory, restart_count=memory.restart_count + 1)
-    if memory.run is RunSeen.NONE:
+    if not memory.watching:
         return Step(memory)
     return Step(unsettled(backoff_cleared(seen_running(memory, memory.running_since,
                                                        supervised))))
