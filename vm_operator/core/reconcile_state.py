@@ -65,7 +65,7 @@ class VmMemory:
     operation: str | None = None  # the create of the VM this is about (a new VM: a new memory)
 
     @property
-    def watching(self) -> bool:
+    def sees_run(self) -> bool:
         """Whether a run of it is seen (``running_since`` holds when it began)."""
         return self.run in (RunSeen.SUPERVISED, RunSeen.OUTSIDE)
 
@@ -166,7 +166,7 @@ def desired_set(memory: VmMemory, operation: str | None, desired: Desired | None
 def start_served(memory: VmMemory, now: float, supervised: bool) -> Step:
     """A start through the API succeeded: a new ask, its run watched from now on."""
     memory = replace(afresh(memory), plan=Plan.AS_SPEC, end_asked=False)
-    if not memory.watching:
+    if not memory.sees_run:
         memory = seen_running(memory, now, supervised)
     return Step(memory)
 
@@ -192,7 +192,7 @@ def run_ended(memory: VmMemory, spec: VmSpec | None, code: int | None, at: str,
     VM desired running is a failure, or settles it, as its policy says."""
     if spec is not None:
         memory = renewed(memory, spec.operation)
-    since: float | None = memory.running_since if memory.watching else None
+    since: float | None = memory.running_since if memory.sees_run else None
     if memory.run is RunSeen.NONE and launched_here:
         since = now  # launched by this process before anyone saw it run (a create's start)
     asked = memory.end_asked
@@ -227,7 +227,7 @@ def observed(memory: VmMemory, spec: VmSpec, vm: Vm | None, now: float, utc_now:
 
 def running(memory: VmMemory, now: float, supervised: bool) -> VmMemory:
     """Seen running: ten minutes of it forget the earlier failures."""
-    if not memory.watching:
+    if not memory.sees_run:
         memory = seen_running(memory, now, supervised)
     elif memory.failures and now - memory.running_since >= HEALTHY_AFTER:
         memory = replace(memory, failures=0)  # healthy: the backoff starts again from 1 s
@@ -296,7 +296,7 @@ def start_succeeded(memory: VmMemory, supervised: bool) -> Step:
     """The VM runs: one restart more; still running (else run_ended has seen it end), its run
     is watched and nothing is waited for."""
     memory = replace(memory, restart_count=memory.restart_count + 1)
-    if not memory.watching:
+    if not memory.sees_run:
         return Step(memory)
     return Step(unsettled(backoff_cleared(seen_running(memory, memory.running_since,
                                                        supervised))))

@@ -31,7 +31,6 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Literal
 
 from vm_operator.core.create import Parts
 from vm_operator.core.errors import OperatorError, VmLimit, state_dir_unwritable
@@ -39,6 +38,7 @@ from vm_operator.core.events import EventBus, JsonValue
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.reconcile_rules import later, spec_view, wake_in
 from vm_operator.core.reconcile_state import (
+    Action,
     Plan,
     Step,
     VmMemory,
@@ -331,7 +331,7 @@ class Reconciler:
         if step.action is not None and self._owns(spec):
             self._act(spec.name, step.action, step.reason)
 
-    def _act(self, name: str, action: Literal["start", "stop"], reason: str) -> None:
+    def _act(self, name: str, action: Action, reason: str) -> None:
         """Start or stop the VM, holding its name so that no request or operation changes it
         meanwhile (one that holds it already: the next pass tries again)."""
         try:
