@@ -16,8 +16,8 @@ no behaviour). Each survivor must be killed by a test or listed, with why it is 
 in docs/mutation.md; the exit status is 1 while one is neither.
 
 One module at a time with one test process (``--max-children 1``): a module takes a few
-minutes on a loaded 2-core machine. Only the reconciler's pure rules are mutated (its
-module-level functions), not the threaded ``Reconciler`` class. mutmut leaves functions with
+minutes on a loaded 2-core machine. Only the reconciler's pure rules are mutated
+(``core/reconcile_rules.py``), not the threaded ``Reconciler`` class. mutmut leaves functions with
 decorators alone (``host_allowed``'s ``lru_cache``, properties).
 """
 
@@ -51,7 +51,8 @@ TARGETS = {
     "security": Target("vm_operator/edge/security.py", "vm_operator.edge.security.*"),
     "fleet": Target("vm_operator/core/fleet.py", "vm_operator.core.fleet.*"),
     # x_NAME: a module-level function (a method is xǁClassǁNAME): the pure rules only
-    "reconciler": Target("vm_operator/core/reconciler.py", "vm_operator.core.reconciler.x_*"),
+    "reconciler": Target("vm_operator/core/reconcile_rules.py",
+                         "vm_operator.core.reconcile_rules.x_*"),
     "routing": Target("vm_operator/edge/routing.py", "vm_operator.edge.routing.*"),
 }
 

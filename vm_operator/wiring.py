@@ -73,7 +73,7 @@ class Built:
         if self.fleet is not None:
             self.fleet.close(grace)
         self.service.reconciler.close()
-        self.service.watcher.stop()
+        self.service.poller.stop()
         shut_down(self.operations, self.operation_store.record, grace)
         if isinstance(self.tart.transport, SshTransport):
             self.tart.transport.close()

@@ -18,7 +18,7 @@ from vm_operator.client.events import (
     summary,
 )
 from vm_operator.client.main import build_parser
-from vm_operator.client.manage import Watch, create_body, outcome, patch_body, stage_of
+from vm_operator.client.manage import OperationProgress, create_body, outcome, patch_body, stage_of
 from vm_operator.client.records import BadAnswer, Event, Host, Operation
 from vm_operator.client.sse import Message, SseParser
 
@@ -227,7 +227,7 @@ def test_stage_of(state: str, phase: str | None, stage: str | None) -> None:
 ])
 def test_watch_plain(seen: list[tuple[str, str | None, int | None]], shown: list[str]) -> None:
     out = io.StringIO()
-    watch = Watch(out, terminal=False, width=80)
+    watch = OperationProgress(out, terminal=False, width=80)
     for state, phase, progress in seen:
         watch.show(operation(state, phase, progress))
     watch.end(succeeded=seen[-1][0] == "succeeded")
@@ -236,7 +236,7 @@ def test_watch_plain(seen: list[tuple[str, str | None, int | None]], shown: list
 
 def test_watch_terminal_redraws_one_line_per_stage() -> None:
     out = io.StringIO()
-    watch = Watch(out, terminal=True, width=40)
+    watch = OperationProgress(out, terminal=True, width=40)
     for progress in (0, 50, 100):
         watch.show(operation("running", "pulling", progress))
     watch.show(operation("running", "configuring", 100))

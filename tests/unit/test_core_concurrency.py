@@ -467,5 +467,5 @@ def test_a_refused_suspend_leaves_the_runs_end_unasked(core: Core) -> None:
     with pytest.raises(Exception) as refused:
         core.service.suspend(VmName("mac"))  # stopped: nothing to suspend
     assert refusal(refused.value) == "not-running"
-    watch = core.service.reconciler._watches.get("mac")
-    assert watch is None or watch.asked is False  # a crash of its next run is not "asked"
+    watch = core.service.reconciler._memories.get("mac")
+    assert watch is None or watch.end_asked is False  # a crash of its next run is not "asked"

@@ -12,7 +12,7 @@ import pytest
 from fakes import SAFETY, FakeClock, FakeStore, FakeTart
 
 from vm_operator.core.operations import OperationQueue
-from vm_operator.core.reconciler import (
+from vm_operator.core.reconcile_rules import (
     backoff_delay,
     failures_after_end,
     last_exit,

@@ -1,4 +1,4 @@
-"""The reconciler's pure rules (core/reconciler.py's module-level functions) at their edges:
+"""The reconciler's pure rules (core/reconcile_rules.py) at their edges:
 the backoff, the failure count, the restart policies, the crash-loop threshold, timestamps
 and the records it shows, table-driven (the class's passes are in test_reconciler.py)."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from vm_operator.core.reconciler import (
+from vm_operator.core.reconcile_rules import (
     BACKOFF_CAP,
     CRASH_LOOP_AFTER,
     HEALTHY_AFTER,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from vm_operator.core.events import EventBus
-from vm_operator.core.watch import EXISTS, VmStates, Watcher, vm_changes
+from vm_operator.core.watch import EXISTS, ListingPoller, VmStates, vm_changes
 from vm_operator.tart.records import Vm
 
 
@@ -62,11 +62,11 @@ class Lister:
         return self.now, list(self.vms)
 
 
-def bus_and_watcher(lister: Lister) -> tuple[EventBus, VmStates, Watcher]:
+def bus_and_watcher(lister: Lister) -> tuple[EventBus, VmStates, ListingPoller]:
     bus = EventBus(lambda: "2026-01-01T00:00:00Z")
     clock = iter(range(10**6))
     states = VmStates(bus, lambda: float(next(clock)) / 1000)  # told long before any listing
-    watcher = Watcher(states, lister, lambda name: False, interval=60)
+    watcher = ListingPoller(states, lister, lambda name: False, interval=60)
     return bus, states, watcher
 
 

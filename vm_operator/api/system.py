@@ -93,7 +93,7 @@ def metrics(app: App, req: Request) -> Response:
     service = app.service
     queue = service.operations.stats()
     published, dropped = service.events.counts()
-    figures = EventFigures(published, dropped, service.events.watchers(), service.watcher.looks)
+    figures = EventFigures(published, dropped, service.events.watchers(), service.poller.looks)
     text = app.metrics.render(vms=service.cached_vms(), tart_runs=service.running_runs(),
                               operations=(queue.running, queue.queued), events=figures)
     return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")

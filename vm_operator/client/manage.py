@@ -92,7 +92,7 @@ def stage_of(op: Operation) -> str | None:
     return "queued" if op.state == "queued" else None
 
 
-class Watch:
+class OperationProgress:
     """Shows an operation as it goes: a line for each new stage, and its progress (a bar on
     a terminal, ``stage: NN%`` lines elsewhere) whenever the percentage moves. A stage with a
     bar ends at 100 % when the next begins (Tart moves on once the pull is complete, and a
@@ -201,7 +201,7 @@ def follow_operation(client: Client, reply: Reply[Operation], console: Console,
     finished operation as ``GET /operations/{id}`` answers it) and 0, or why it did not
     succeed on stderr and 1 (4 when its error is a 504: something timed out)."""
     op, body = reply.value, reply.body
-    watch = Watch(console.err, console.err_terminal, _stream_width(console))
+    watch = OperationProgress(console.err, console.err_terminal, _stream_width(console))
     try:
         told = None if stream is None else stream.next_change(op.id)
         if told is None:

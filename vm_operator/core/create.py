@@ -7,7 +7,7 @@ Tart's process group (the job hands the queue the kill switch of the running Tar
 
 What is left behind: a cancelled or failed create leaves no VM (``cleanup`` deletes the VM if
 it exists, stopping it first if it runs), except that a failure of the start step alone keeps
-the created VM, stopped, and says so in the operation's result. A start refused by the macOS
+the created VM, stopped (desired stopped), and says so in the operation's result. A start refused by the macOS
 slot cap is no failure: the VM is desired running, the reconciler starts it once a slot frees
 (the operation succeeds and says it waits for a slot; an ephemeral VM, which the reconciler
 never starts, fails as any other start).
@@ -250,6 +250,8 @@ class CreateJob:
                 # asked; the VM's condition says waiting-for-slot
                 ctx.note(WAITING_FOR_SLOT)
                 return
+            if not request.ephemeral:
+                self._desired_stopped()
             self._stop_quietly()
             if request.ephemeral:  # its run ended: an ephemeral VM goes
                 ctx.note("the start failed; the VM was ephemeral, so it was deleted")
@@ -257,6 +259,18 @@ class CreateJob:
                 self.keep = True
                 ctx.note(KEPT_STOPPED)
             raise parts.failure(exc) from None
+
+    def _desired_stopped(self) -> None:
+        """A VM kept after its start failed is desired stopped, as the operation reports it
+        (the reconciler would start it again otherwise); a spec that cannot be written is
+        logged: the create has failed already."""
+        try:
+            spec = self.parts.specs.load(self.request.name)
+            if spec is not None:
+                self.parts.specs.save(replace(spec, desired="stopped"))
+        except StateDirError as exc:
+            log.warning("create of %r: its desired state cannot be written: %s",
+                        self.request.name, exc)
 
     def _stop_quietly(self) -> None:
         """After a failed start: a run left behind (a start timeout leaves it) is stopped."""

@@ -39,7 +39,7 @@ from vm_operator.core.records import (
 )
 from vm_operator.core.runs import RunSupervisor
 from vm_operator.core.vm_manage import VmManager, VmPatch
-from vm_operator.core.watch import EXISTS, VmStates, Watcher
+from vm_operator.core.watch import EXISTS, ListingPoller, VmStates
 from vm_operator.store.operation_records import Operation
 from vm_operator.store.specs import Desired, RestartPolicy, SpecSource, SpecStore, VmSpec
 from vm_operator.store.state import LogTail, StateDirError
@@ -81,8 +81,8 @@ class VmService:
         self.runs = RunSupervisor(tart, store, clock, self.inventory, settings.start_timeout,
                                   settings.poll_interval)
         self.power = Power(tart, self.inventory, self.runs, settings.max_running, self.states)
-        self.watcher = Watcher(self.states, self.inventory.list_stamped, self.held,
-                               settings.watch_interval)
+        self.poller = ListingPoller(self.states, self.inventory.list_stamped, self.held,
+                                    settings.watch_interval)
         self.runs.on_run_ended(self.run_ended)  # before the ephemeral delete: exited, deleted
         self.ownership = Ownership(tart, self.inventory, specs, store)
         parts = Parts(tart, self.inventory, self.power, self.runs, store, specs, clock, kind_of,
@@ -101,7 +101,7 @@ class VmService:
         self.readiness = ReadinessProbe(tart, clock, self.events, settings.ready_port,
                                         ttl=settings.cache_ttl)
         self.runs.on_run_ended(self.readiness.forget)
-        self.watcher.on_listing = self._look_at_readiness
+        self.poller.on_listing = self._look_at_readiness
         operations.add_listener(self.ephemeral.operation_changed)
         operations.add_listener(self.reconciler.operation_changed)
 
@@ -120,7 +120,7 @@ class VmService:
 
     def held(self, name: str) -> bool:
         """Whether a change of the operator works on the VM, or a run of the operator's
-        supervises it (its end is told as exited): the watcher leaves it alone."""
+        supervises it (its end is told as exited): the poller leaves it alone."""
         return (self.states.is_busy(name) or self.operations.holder(name) is not None
                 or self.runs.watching(name))
 
@@ -140,7 +140,7 @@ class VmService:
             except StateDirError:
                 pass
             # Tart is not asked: a run that ends leaves its VM stopped (were it suspended from
-            # outside meanwhile, the watcher tells that next)
+            # outside meanwhile, the poller tells that next)
             self.states.changed(name, "running", "stopped", "exited", exit_code)
 
     # --- reads ------------------------------------------------------------------------------

@@ -1,11 +1,11 @@
-"""What the bus says of each VM's state, and the watcher that notices changes made outside.
+"""What the bus says of each VM's state, and the poller that notices changes made outside.
 
 ``VmStates`` remembers the last state the bus told of each VM (from every ``vm.state``,
 ``vm.created`` and ``vm.deleted`` published, whoever published it) and which VMs a change of
 this operator is working on (``busy``). The core's writes publish through it: ``changed``
 (a start, stop or suspend: cause ``api``), ``created``, ``deleted``, ``exited``.
 
-``Watcher``: while at least one subscriber listens (``EventBus.on_watchers``), one thread
+``ListingPoller``: while at least one subscriber listens (``EventBus.on_watchers``), one thread
 looks at one shared ``tart list`` per interval (the inventory's cached listing: a request's
 fresh listing serves it too) and publishes what changed since the bus last told — ``vm.state``
 with cause ``outside``, ``vm.created``, ``vm.deleted`` — for the local VMs that no change of
@@ -85,7 +85,7 @@ class VmStates:
 
     @contextmanager
     def busy(self, name: str) -> Iterator[None]:
-        """A change of the operator works on ``name``: the watcher leaves it alone, as the
+        """A change of the operator works on ``name``: the poller leaves it alone, as the
         change publishes what it did itself."""
         with self._lock:
             self._busy[name] = self._busy.get(name, 0) + 1
@@ -142,8 +142,9 @@ def vm_changes(listed: list[Vm], known: dict[str, str], heard: dict[str, float],
     return changes
 
 
-class Watcher:
-    """One thread, one ``tart list`` per interval, while anyone watches the bus."""
+class ListingPoller:
+    """One thread, one ``tart list`` per interval, while anyone watches the bus: the changes
+    made outside the operator."""
 
     def __init__(self, states: VmStates, list_vms: Callable[[float], tuple[float, list[Vm]]],
                  held: Callable[[str], bool], interval: float = 1.0) -> None:
@@ -171,10 +172,10 @@ class Watcher:
             try:
                 self.look()
             except TartError as exc:
-                log.debug("watcher: tart list failed: %s", exc)
+                log.debug("listing poller: tart list failed: %s", exc)
         with self._wake:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="watcher", daemon=True)
+                self._thread = threading.Thread(target=self._run, name="listing-poller", daemon=True)
                 self._thread.start()
             self._wake.notify_all()
 
@@ -197,9 +198,9 @@ class Watcher:
             try:
                 self.look()
             except TartError as exc:  # Tart is down: say nothing, look again later
-                log.debug("watcher: tart list failed: %s", exc)
+                log.debug("listing poller: tart list failed: %s", exc)
             except Exception:  # the thread must live on; a bug is logged
-                log.exception("watcher: a look failed")
+                log.exception("listing poller: a look failed")
             took = self.states.monotonic() - began
 
     def look(self) -> None:
