@@ -13,6 +13,11 @@ import { setOperatorProblem, setTartProblem, unauthorized } from "./status.js";
 const vms = new Map(); // name -> the VM as GET /vms lists it
 const details = new Map(); // name -> GET /vms/{name}
 const busy = new Set(); // names with an action in flight
+// Answers can arrive out of order (a running VM's detail asks Tart for its IP and is slower
+// than a stopped one's): each read and each piece of news of a VM is numbered, and an answer to
+// a read sent before what the page shows of that VM is stale and dropped.
+let count = 0;
+const shown = new Map(); // name -> the number of what the page shows of it
 let onChange = () => {};
 
 // onChange(name, why): why is "row" (its listing or what is in flight changed), "detail" (its
@@ -57,11 +62,26 @@ export function desiredText(of) {
   return parts.join(" · ") || null;
 }
 
+function ask() {
+  count += 1;
+  return count;
+}
+
+function news(name) {
+  shown.set(name, ask());
+}
+
+// Whether the answer to read number `asked` is at least as new as what the page shows of name.
+function current(name, asked) {
+  return (shown.get(name) || 0) <= asked;
+}
+
 function seen(name, before, after) {
   if (observe(name, before, after)) debounce("host", 500, loadHost);
 }
 
 export async function refresh() {
+  const asked = ask();
   let list;
   try {
     list = await request("GET", "/vms");
@@ -77,6 +97,8 @@ export async function refresh() {
   for (const one of list) {
     if (one.source !== "local") continue;
     listed.add(one.name);
+    if (!current(one.name, asked)) continue; // the page has heard newer of it meanwhile
+    shown.set(one.name, asked);
     const before = vms.get(one.name);
     vms.set(one.name, one);
     seen(one.name, before ? before.state : null, one.state);
@@ -90,7 +112,7 @@ export async function refresh() {
     if (known && offers("/vms/{name}/events")) loadHistory(one.name); // Tart has it
   }
   for (const name of [...vms.keys()]) {
-    if (!listed.has(name)) forget(name);
+    if (!listed.has(name) && current(name, asked)) forget(name);
   }
   onChange(null, "listed");
 }
@@ -102,9 +124,15 @@ export function scheduleDetail(name) {
 async function loadDetail(name) {
   const listedAs = vms.get(name);
   if (!listedAs || listedAs.state === "creating") return;
+  const asked = ask();
   try {
     const answer = await request("GET", vmPath(name));
     if (!vms.has(name)) return;
+    if (!current(name, asked)) {
+      scheduleDetail(name); // the page heard newer of it meanwhile: read it again
+      return;
+    }
+    shown.set(name, asked);
     details.set(name, answer);
     if (answer.state && answer.state !== "creating") {
       const before = vms.get(name);
@@ -120,6 +148,7 @@ async function loadDetail(name) {
 }
 
 export function forget(name) {
+  shown.delete(name);
   vms.delete(name);
   details.delete(name);
   onChange(name, "gone");
@@ -129,6 +158,7 @@ export function forget(name) {
 export function acted(name, answer) {
   if (answer && typeof answer === "object" && answer.name === name && vms.has(name)) {
     const before = vms.get(name);
+    news(name);
     vms.set(name, { ...before, ...answer });
     seen(name, before.state, answer.state);
   }
@@ -149,11 +179,13 @@ export function heard(event) {
   const data = event.data || {};
   if (event.type === "vm.state" && name && vms.has(name)) {
     const before = vms.get(name);
+    news(name);
     vms.set(name, { ...before, state: data.to, status: data.to, running: data.to === "running" });
     onChange(name, "row");
     scheduleDetail(name);
     debounce("host", 1000, loadHost);
   } else if (event.type === "vm.ready" && name && details.has(name)) {
+    news(name);
     details.set(name, { ...details.get(name), ready: true, ip: data.ip });
     onChange(name, "row");
   } else if (event.type === "vm.created" || event.type === "vm.deleted") {
