@@ -59,6 +59,12 @@ export function byId(id) {
   return node;
 }
 
+// The number in an input, or undefined when it is empty.
+export function numberField(id) {
+  const value = byId(id).value.trim();
+  return value === "" ? undefined : Number(value);
+}
+
 export function megabytes(mb) {
   if (mb === null || mb === undefined) return DASH;
   return mb >= 1024 && mb % 1024 === 0 ? `${mb / 1024} GB` : `${mb} MB`;
