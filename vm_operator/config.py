@@ -31,7 +31,7 @@ from vm_operator.tart.home import home_folder, home_label
 from vm_operator.tart.ssh_settings import SshSettings, checked_file, parse_target, ssh_settings
 from vm_operator.tokens import secret
 
-__all__ = ["CONTAINER_TART", "Config", "build_parser", "default_state_dir", "default_tart",
+__all__ = ["CONTAINER_TART", "SECRET_VARIABLES", "Config", "build_parser", "default_state_dir", "default_tart",
            "known_variables", "load_config", "state_base", "unknown_variables", "variable_for"]
 
 
@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                                const=kind == "flag", help=flag_help(item))
     return parser
 
+
+# The variables that hold a token itself (not a file's name): no Tart process is given them.
+SECRET_VARIABLES = frozenset(item.variable for item in settings() if item.spec.kind == "secret")
 
 # Variables read outside the table: the client's own, and those of docker-compose.yml and the
 # Dockerfile (a shell that runs compose may well export them).

@@ -12,7 +12,8 @@ import pytest
 from vm_operator.config import build_parser, known_variables, load_config, unknown_variables
 from vm_operator.core import service
 from vm_operator.settings import table
-from vm_operator.settings.declare import Declared, declared
+from vm_operator.settings.checks import Bounded, bounds
+from vm_operator.settings.declare import Declared, declared, variable_for
 from vm_operator.settings.docs import README_HEADER, readme_tables, settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -141,3 +142,22 @@ def test_the_core_is_tuned_by_the_table_itself() -> None:
     tunables = {field.name for field in dataclasses.fields(table.Settings)}
     assert tunables - {item.name for item in declared(table.Settings)} == {"poll_interval"}
     assert service.DEFAULTS == table.Settings()
+
+
+NUMBERS = [item for item in SETTINGS if bounds(item.spec.check)]
+
+
+@pytest.mark.parametrize("item", NUMBERS, ids=[item.name for item in NUMBERS])
+def test_a_number_is_refused_outside_the_range_its_help_shows(item: Declared) -> None:
+    assert item.flag is not None
+    words = bounds(item.spec.check)
+    assert f", {words})" in _actions()[item.flag]
+    check = item.spec.check
+    assert isinstance(check, Bounded)
+    beyond = check.low - 1 if check.high is None else check.high + 1
+    env = {item.variable: f"{beyond:g}"}
+    if item.spec.only_with:
+        env[variable_for(item.spec.only_with)] = "me@mac.example"
+    with pytest.raises(SystemExit) as caught:
+        load_config([], env)
+    assert caught.value.code == f"vm-operator: {item.variable}: must be {words}, not {beyond:g}"

@@ -8,7 +8,7 @@ import argparse
 import ipaddress
 import os
 import re
-from collections.abc import Callable
+from dataclasses import dataclass
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
@@ -19,39 +19,60 @@ _HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63
 _ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 
 
-def _in_range(value: float, text: str, low: float, high: float | None) -> None:
-    if high is None and value < low:
-        raise argparse.ArgumentTypeError(f"must be at least {low:g}, not {text}")
-    if high is not None and not low <= value <= high:
-        raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}, not {text}")
+@dataclass(frozen=True)
+class Bounded:
+    """A number within [low, high] (no high: at least low)."""
+
+    low: float
+    high: float | None
+
+    @property
+    def bounds(self) -> str:
+        """The range in words, as the help says it and an error names it."""
+        if self.high is None:
+            return f"at least {self.low:g}"
+        return f"from {self.low:g} to {self.high:g}"
+
+    def _within(self, value: float, text: str) -> None:
+        if not (self.low <= value and (self.high is None or value <= self.high)):
+            raise argparse.ArgumentTypeError(f"must be {self.bounds}, not {text}")
 
 
-def integer(low: int, high: int | None = None) -> Callable[[str], int]:
-    """A whole number within [low, high]."""
-
-    def check(text: str) -> int:
+@dataclass(frozen=True)
+class Whole(Bounded):
+    def __call__(self, text: str) -> int:
         text = text.strip()
         if not _INTEGER.fullmatch(text):
             raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}")
         value = int(text)
-        _in_range(value, text, low, high)
+        self._within(value, text)
         return value
 
-    return check
 
-
-def decimal(low: float, high: float) -> Callable[[str], float]:
-    """A number of seconds (decimals allowed) within [low, high]."""
-
-    def check(text: str) -> float:
+@dataclass(frozen=True)
+class Decimal(Bounded):
+    def __call__(self, text: str) -> float:
         text = text.strip()
         if not _DECIMAL.fullmatch(text):
             raise argparse.ArgumentTypeError(f"must be a number, not {text!r}")
         value = float(text)
-        _in_range(value, text, low, high)
+        self._within(value, text)
         return value
 
-    return check
+
+def integer(low: int, high: int | None = None) -> Whole:
+    """A whole number within [low, high]."""
+    return Whole(low, high)
+
+
+def decimal(low: float, high: float) -> Decimal:
+    """A number of seconds (decimals allowed) within [low, high]."""
+    return Decimal(low, high)
+
+
+def bounds(check: object) -> str:
+    """The range a number setting's check allows, in words ("" for other checks)."""
+    return check.bounds if isinstance(check, Bounded) else ""
 
 
 def yes_no(text: str) -> bool:

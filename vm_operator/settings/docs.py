@@ -3,6 +3,7 @@ default), the help's lines of the token variables, and the README's tables."""
 
 from __future__ import annotations
 
+from vm_operator.settings.checks import bounds
 from vm_operator.settings.declare import Declared, declared
 from vm_operator.settings.table import SECTIONS, Config
 
@@ -24,7 +25,12 @@ def flag_help(item: Declared) -> str:
                 f"(default: {item.shown})")
     if kind == "flag":
         return f"{item.spec.help} (a flag only; default: {item.shown})"
-    return f"{item.spec.help} ({item.variable}, default: {item.shown})"
+    return f"{item.spec.help} ({item.variable}, default: {item.shown}{_range(item)})"
+
+
+def _range(item: Declared) -> str:
+    words = bounds(item.spec.check)
+    return f", {words}" if words else ""
 
 
 def secret_lines() -> list[str]:
@@ -48,6 +54,8 @@ def readme_row(item: Declared) -> str:
     else:
         variable = ", ".join(f"`{name}`" for name in item.variables)
     meaning = item.spec.help
+    if bounds(item.spec.check):
+        meaning = f"{meaning} ({bounds(item.spec.check)})"
     if kind == "secret":
         meaning = f"{meaning}; `{item.variables[1]}`: {item.spec.file_help}"
     return f"| {flag} | {variable} | {_cell(item.shown)} | {_cell(meaning)} |"
