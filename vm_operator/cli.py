@@ -25,6 +25,7 @@ from vm_operator import __version__
 from vm_operator.client.commands import LAUNCHD, OPERATOR, PLAN
 from vm_operator.client.main import FLAG_OPTIONS, HELP, VALUE_OPTIONS, Topic, command_index
 from vm_operator.config import (
+    SECRET_VARIABLES,
     Config,
     default_state_dir,
     load_config,
@@ -179,9 +180,6 @@ def _stop_demo_vms(built: Built) -> None:
                 built.tart.stop(VmName(vm["name"]), 2)
     except TartError:
         pass
-
-
-SECRET_VARIABLES = frozenset({"VM_OPERATOR_TOKEN", "VM_OPERATOR_READ_TOKEN"})
 
 
 def tart_environment(environ: Mapping[str, str]) -> dict[str, str]:

@@ -20,7 +20,7 @@ from vm_operator.core.fleet_apply import FleetApplier
 from vm_operator.core.lifecycle import remove_leftovers, shut_down
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ports import TartPort
-from vm_operator.core.service import Settings, VmService
+from vm_operator.core.service import VmService
 from vm_operator.edge.dispatch import Site
 from vm_operator.edge.metrics import Metrics
 from vm_operator.edge.problems import problem_of
@@ -31,7 +31,7 @@ from vm_operator.store.operation_records import OperationEvent
 from vm_operator.store.operations import OperationStore
 from vm_operator.store.specs import SpecStore
 from vm_operator.store.state import StateStore
-from vm_operator.tart.commands import Tart
+from vm_operator.tart.commands import DEFAULT_PULL_TIMEOUT, Tart
 from vm_operator.tart.local import LocalTransport
 from vm_operator.tart.ssh import SshTransport
 from vm_operator.tart.ssh_settings import SshSettings
@@ -81,7 +81,7 @@ class Built:
 
 def build_tart(ssh: SshSettings | None, binary: str, env: Mapping[str, str], timeout: float,
                store: StateStore, observe: Observer = no_observer,
-               pull_timeout: float = 3600.0) -> Tart:
+               pull_timeout: float = DEFAULT_PULL_TIMEOUT) -> Tart:
     """Tart through the configured transport: here, or on a host over SSH."""
     transport: Transport
     if ssh is None:
@@ -125,15 +125,10 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
     store = StateStore(config.state_dir)
     tart = build_tart(config.ssh, config.tart, env, config.tart_timeout, store,
                       metrics.observe_tart, config.pull_timeout)
-    settings = Settings(cache_ttl=config.cache_ttl, start_timeout=config.start_timeout,
-                        max_running=config.max_running,
-                        reconcile_interval=config.reconcile_interval,
-                        watch_interval=config.watch_interval, ready_port=config.ready_port,
-                        config_ttl=config.config_ttl)
     clock = SystemClock()
     specs = SpecStore(Path(config.state_dir) / "specs", Path(config.state_dir))
     operations, operation_store = build_operations(config.state_dir, tart, specs, clock)
-    service = VmService(tart, store, clock, operations, specs, error_kind, settings,
+    service = VmService(tart, store, clock, operations, specs, error_kind, config,
                         EventBus(clock.utc_now, history=config.events_history,
                                  queue_limit=config.events_queue), metrics.observe_reconcile,
                         log_line)

@@ -57,13 +57,18 @@ RULES = [
     ("vm_operator.platform.", set()),
     ("vm_operator.simulator.", {"vm_operator.simulator."}),  # a program of its own
     ("vm_operator.tart.", {"vm_operator.tart.", "vm_operator.store.state"}),
-    ("vm_operator.core.", {"vm_operator.core.", "vm_operator.store.", "vm_operator.tart."}),
+    ("vm_operator.core.", {"vm_operator.core.", "vm_operator.store.", "vm_operator.tart.",
+                           "vm_operator.settings.table"}),
     ("vm_operator.edge.", {"vm_operator.edge.", "vm_operator.core.errors",
                            "vm_operator.core.clock", "vm_operator.tart.errors"}),
     ("vm_operator.api", {"vm_operator.api", "vm_operator.api.", "vm_operator.edge.",
                          "vm_operator.core.", "vm_operator.tart.", "vm_operator.store."}),
     ("vm_operator.config", {"vm_operator.tart.errors", "vm_operator.tart.ssh_settings",
-                            "vm_operator.tart.home", "vm_operator.tokens"}),
+                            "vm_operator.tart.home", "vm_operator.tokens",
+                            "vm_operator.settings", "vm_operator.settings."}),
+    ("vm_operator.settings.", {"vm_operator.settings", "vm_operator.settings.",
+                               "vm_operator.tart.commands", "vm_operator.tart.errors",
+                               "vm_operator.tart.ssh_settings", "vm_operator.tokens"}),
     ("vm_operator.tokens", set()),
 ]
 

@@ -42,7 +42,7 @@ class Inventory:
     """Cached reads of Tart's VMs."""
 
     def __init__(self, tart: TartPort, store: StorePort, clock: Clock, cache_ttl: float,
-                 config_ttl: float = 300.0) -> None:
+                 config_ttl: float) -> None:
         self.tart = tart
         self.store = store
         self.clock = clock

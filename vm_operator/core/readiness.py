@@ -66,8 +66,8 @@ def ready_timeout(name: str, seen: Readiness, seconds: float) -> ReadyTimeout:
 class ReadinessProbe:
     """Looks at running VMs: IP address, then a connection; publishes ``vm.ready``."""
 
-    def __init__(self, tart: TartPort, clock: Clock, events: EventBus, port: int = 22,
-                 ttl: float = 1.0, poll_interval: float = 0.25,
+    def __init__(self, tart: TartPort, clock: Clock, events: EventBus, port: int,
+                 ttl: float, poll_interval: float = 0.25,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.tart = tart
         self.clock = clock

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from vm_operator.core.clock import Clock
 from vm_operator.core.create import CreateRequest, ErrorKind, Parts
@@ -26,7 +25,7 @@ from vm_operator.core.ownership import Ownership
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.core.power import Power
 from vm_operator.core.readiness import Readiness, ReadinessProbe
-from vm_operator.core.reconciler import RECONCILE_INTERVAL, Reconciler, Report
+from vm_operator.core.reconciler import Reconciler, Report
 from vm_operator.core.records import (
     NO_INFO,
     ChangedVm,
@@ -40,6 +39,7 @@ from vm_operator.core.records import (
 from vm_operator.core.runs import RunSupervisor
 from vm_operator.core.vm_manage import VmManager, VmPatch
 from vm_operator.core.watch import EXISTS, ListingPoller, VmStates
+from vm_operator.settings.table import Settings
 from vm_operator.store.operation_records import Operation
 from vm_operator.store.specs import Desired, RestartPolicy, SpecSource, SpecStore, VmSpec
 from vm_operator.store.state import LogTail, StateDirError
@@ -49,17 +49,7 @@ from vm_operator.tart.records import Vm
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Settings:
-    cache_ttl: float = 1.0  # how stale a read may be for changes made outside the API
-    start_timeout: float = 30.0  # how long a start waits for Tart to report the VM running
-    poll_interval: float = 0.02  # between two looks at a starting VM
-    max_running: int = 2  # running macOS guests at once (0: no cap)
-    reconcile_interval: float = RECONCILE_INTERVAL  # seconds between the reconciler's passes
-    watch_interval: float = 1.0  # between two looks at Tart while anyone watches the events
-    ready_port: int = 22  # a running VM is ready once its guest accepts connections here
-    config_ttl: float = 300.0  # how long a VM's `tart get` is kept while nothing changes it
+DEFAULTS = Settings()  # each setting's declared default (settings/table.py)
 
 
 class VmService:
@@ -67,7 +57,7 @@ class VmService:
 
     def __init__(self, tart: TartPort, store: StorePort, clock: Clock,
                  operations: OperationQueue, specs: SpecStore, kind_of: ErrorKind,
-                 settings: Settings = Settings(), events: EventBus | None = None,
+                 settings: Settings = DEFAULTS, events: EventBus | None = None,
                  on_reconcile: Callable[[str], None] = lambda action: None,
                  report: Report = lambda record: None) -> None:
         self.tart = tart
