@@ -34,7 +34,14 @@ from typing import Literal
 
 from vm_operator.core.create import Parts
 from vm_operator.core.errors import OperatorError, VmLimit, state_dir_unwritable
-from vm_operator.core.events import EventBus, JsonValue
+from vm_operator.core.event_catalogue import (
+    RECONCILE_ACTION,
+    RECONCILE_FAILED,
+    RECONCILE_WAITING,
+    NewEvent,
+    ReconcileFailedData,
+)
+from vm_operator.core.events import EventBus
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.records import DesiredStatus, LastExit, SpecView
 from vm_operator.store.operation_records import NameBusy, OperationEvent
@@ -54,10 +61,6 @@ HEALTHY_AFTER = 600.0  # 10 minutes of running forget the earlier failures
 CRASH_LOOP_AFTER = 3  # consecutive failures that make a crash loop
 RECONCILE_INTERVAL = 5.0  # seconds between two periodic passes
 STOP_TIMEOUT = 30  # seconds Tart gives a VM the reconciler stops (desired stopped)
-
-RECONCILE_ACTION = "reconcile.action"
-RECONCILE_FAILED = "reconcile.failed"
-RECONCILE_WAITING = "reconcile.waiting"
 
 Report = Callable[[Mapping[str, object]], None]
 """Where the server's log lines go: one JSON object per line (the wiring gives ``log_line``)."""
@@ -398,19 +401,19 @@ class Reconciler:
             watch.failures = failures
             watch.retry_at = self.parts.clock.monotonic() + delay
             watch.condition = failing_condition(failures)
-            data: dict[str, JsonValue] = {"error": error, "restart_count": watch.restart_count,
+            data: ReconcileFailedData = {"error": error, "restart_count": watch.restart_count,
                                           "next_attempt_at": later(self.parts.clock.utc_now(),
                                                                    delay)}
             condition = watch.condition
-        self._tell(RECONCILE_FAILED, name, data, "warning")
+        self._tell(RECONCILE_FAILED.about(name, data), "warning")
         if condition == "crash-loop" and before != condition:
-            self._tell(RECONCILE_WAITING, name, {"condition": condition}, "warning")
+            self._tell(RECONCILE_WAITING.about(name, {"condition": condition}), "warning")
 
-    def _tell(self, kind: str, name: str, data: dict[str, JsonValue],
-              level: str = "info") -> None:
+    def _tell(self, event: NewEvent, level: str = "info") -> None:
         """Publish the event, and say it in the server's log: a JSON line with its fields."""
-        self.report({"level": level, "event": kind.replace(".", "-"), "vm": name, **data})
-        self.events.publish(kind, name, data)
+        self.report({"level": level, "event": event.type.replace(".", "-"), "vm": event.vm,
+                     **event.data})
+        self.events.publish(event)
 
     # --- a pass ---------------------------------------------------------------------------------
 
@@ -503,7 +506,7 @@ class Reconciler:
         except (InvalidName, NameBusy):
             return
         with reservation:
-            self._tell(RECONCILE_ACTION, name, {"action": action, "reason": reason})
+            self._tell(RECONCILE_ACTION.about(name, {"action": action, "reason": reason}))
             self.on_action(action)
             if action == "stop":
                 self._stop(checked)
@@ -516,9 +519,9 @@ class Reconciler:
         try:
             self.parts.power.stop(name, STOP_TIMEOUT, cause="reconciler")  # tells vm.state
         except (OperatorError, TartError) as exc:
-            self._tell(RECONCILE_FAILED, name, {
+            self._tell(RECONCILE_FAILED.about(name, {
                 "error": f"stop: {exc.detail}", "restart_count": self._watch_count(name),
-                "next_attempt_at": None}, "warning")
+                "next_attempt_at": None}), "warning")
             return
 
     def _watch_count(self, name: str) -> int:
@@ -552,7 +555,7 @@ class Reconciler:
                 watch.condition = "waiting-for-slot"  # not a failure: no backoff
                 watch.retry_at = None
             if before != "waiting-for-slot":
-                self._tell(RECONCILE_WAITING, name, {"condition": "waiting-for-slot"})
+                self._tell(RECONCILE_WAITING.about(name, {"condition": "waiting-for-slot"}))
             return
         except (OperatorError, TartError) as exc:
             with self._lock:
