@@ -115,13 +115,14 @@ _OPERATION: OperationDoc = {
 _RUNNING: OperationDoc = {**_OPERATION, "state": "running", "phase": "cloning",
                           "started_at": "2026-11-29T18:50:01.200Z"}
 _ENDED: OperationDoc = {**_RUNNING, "finished_at": "2026-11-29T18:51:10.000Z"}
-_AS_GET = ", its data the operation exactly as GET /operations/{id} answers it"
 
 VM_STATE = EventType[VmStateData](
     "vm.state", VmStateData,
-    "A VM's state changed: to is Tart's state; cause is api (a start, stop or suspend "
-    "through this operator), outside (someone used Tart directly), exited (a tart run the "
-    "operator launched ended by itself; exit_code says how) or reconciler",
+    "A VM's state changed: to is Tart's state (running, stopped, suspended), from the one "
+    "before (null: its first); cause is api (a start, stop or suspend through this "
+    "operator), outside (someone used Tart directly: tart run, tart stop on the host), "
+    "exited (a tart run the operator launched ended by itself; exit_code says how) or "
+    "reconciler",
     {"from": "stopped", "to": "running", "cause": "api", "exit_code": None})
 VM_CREATED = EventType[VmCreatedData](
     "vm.created", VmCreatedData,
@@ -138,23 +139,23 @@ VM_READY = EventType[VmReadyData](
     "succeeded (once per run)",
     {"ip": "192.168.64.5", "port": 22})
 OPERATION_QUEUED = EventType[OperationDoc](
-    "operation.queued", OperationDoc, "An operation was queued" + _AS_GET, _OPERATION)
+    "operation.queued", OperationDoc, "An operation was queued", _OPERATION)
 OPERATION_STARTED = EventType[OperationDoc](
-    "operation.started", OperationDoc, "An operation began to run" + _AS_GET, _RUNNING)
+    "operation.started", OperationDoc, "An operation began to run", _RUNNING)
 OPERATION_PROGRESS = EventType[OperationDoc](
     "operation.progress", OperationDoc,
-    "A running operation reached a new phase, a new whole percent, or was asked to cancel"
-    + _AS_GET, {**_RUNNING, "progress": 42})
+    "A running operation reached a new phase, a new whole percent, or was asked to cancel "
+    "(at most one per whole percent or phase)", {**_RUNNING, "progress": 42})
 OPERATION_SUCCEEDED = EventType[OperationDoc](
-    "operation.succeeded", OperationDoc, "An operation succeeded" + _AS_GET,
+    "operation.succeeded", OperationDoc, "An operation succeeded",
     {**_ENDED, "state": "succeeded"})
 OPERATION_FAILED = EventType[OperationDoc](
-    "operation.failed", OperationDoc, "An operation failed (error says why)" + _AS_GET,
+    "operation.failed", OperationDoc, "An operation failed (error says why)",
     {**_ENDED, "state": "failed", "error": {
         "type": "/problems/tart-failed", "title": "Tart failed", "status": 502,
         "detail": "tart clone failed"}})
 OPERATION_CANCELLED = EventType[OperationDoc](
-    "operation.cancelled", OperationDoc, "An operation was cancelled" + _AS_GET,
+    "operation.cancelled", OperationDoc, "An operation was cancelled",
     {**_ENDED, "state": "cancelled", "cancel_requested": True})
 RECONCILE_ACTION = EventType[ReconcileActionData](
     "reconcile.action", ReconcileActionData,
