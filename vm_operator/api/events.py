@@ -1,9 +1,10 @@
 """The event stream (``GET /events``, Server-Sent Events) and a VM's recent events.
 
-The wire format is the contract of EVENTS.md: first ``retry: 2000``, then — for a watcher that
-resumes with ``Last-Event-ID`` (or ``?last_event_id=``) — the events it missed, or ``event:
-reset`` when the history no longer holds them; then each event as it is published, and a
-``: heartbeat`` comment whenever the stream has been quiet for the heartbeat interval.
+The wire format is the contract of README's Events section: first ``retry: 2000``, then — for
+a watcher that resumes with ``Last-Event-ID`` (or ``?last_event_id=``) — the events it missed,
+or ``event: reset`` when the history no longer holds them; then each event as it is published
+(its types: ``core/event_catalogue.py``), and a ``: heartbeat`` comment whenever the stream has
+been quiet for the heartbeat interval.
 """
 
 from __future__ import annotations
