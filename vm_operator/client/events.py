@@ -20,7 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from vm_operator.client import render
-from vm_operator.client.commands import EVENTS, Command, Console, vm_name
+from vm_operator.client.commands import EVENTS, Command, vm_name
+from vm_operator.client.console import Console
 from vm_operator.client.http import Client, TimedOut, Unreachable
 from vm_operator.client.records import BadAnswer, Event
 from vm_operator.client.sse import Message, SseParser
