@@ -12,12 +12,13 @@ from pathlib import Path
 
 from vm_operator.api import ROUTES, openapi
 from vm_operator.api.app import App, StreamSlots
-from vm_operator.api.events import OperationEvents
+from vm_operator.api.operations import operation_document
 from vm_operator.config import Config
 from vm_operator.core.clock import Clock, SystemClock
 from vm_operator.core.events import EventBus
 from vm_operator.core.fleet_apply import FleetApplier
 from vm_operator.core.lifecycle import remove_leftovers, shut_down
+from vm_operator.core.operation_events import OperationEvents
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ports import TartPort
 from vm_operator.core.service import VmService
@@ -133,7 +134,7 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
                                  queue_limit=config.events_queue), metrics.observe_reconcile,
                         log_line)
     operations.add_listener(lambda event: count_finished(metrics, event))
-    operations.add_listener(OperationEvents(service.events))
+    operations.add_listener(OperationEvents(service.events, operation_document))
     service.adopt_earlier_runs()  # finish the records of runs an earlier process launched
     access = Access(config.token, config.read_token, config.allowed_hosts, config.cors_origins)
     document = openapi()  # fixed: built once

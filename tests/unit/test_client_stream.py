@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from vm_operator.client.commands import Console
+from vm_operator.client.console import Console
 from vm_operator.client.events import (
     event_line,
     resume_from_reset,
@@ -17,8 +17,9 @@ from vm_operator.client.events import (
     retry_delay,
     summary,
 )
+from vm_operator.client.follow import OperationProgress, outcome, stage_of
 from vm_operator.client.main import build_parser
-from vm_operator.client.manage import OperationProgress, create_body, outcome, patch_body, stage_of
+from vm_operator.client.manage import create_body, patch_body
 from vm_operator.client.records import BadAnswer, Event, Host, Operation
 from vm_operator.client.sse import Message, SseParser
 

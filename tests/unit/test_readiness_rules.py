@@ -14,7 +14,8 @@ from fakes import FakeClock, FakeTart
 from vm_operator.cli import demo_setup
 from vm_operator.config import load_config
 from vm_operator.core.errors import NotRunning, ReadyTimeout
-from vm_operator.core.events import VM_READY, EventBus
+from vm_operator.core.event_catalogue import VM_READY
+from vm_operator.core.events import EventBus
 from vm_operator.core.readiness import Readiness, ReadinessProbe, ready_timeout
 from vm_operator.tart.commands import Tart
 from vm_operator.tart.names import VmName
@@ -142,7 +143,7 @@ def probe_over(tart: FakeTart, clock: FakeClock, port: int = 22) -> tuple[Readin
 
 
 def ready_events(bus: EventBus, name: str) -> list[dict[str, object]]:
-    return [dict(e.data) for e in bus.history(name) if e.type == VM_READY]
+    return [dict(e.data) for e in bus.history(name) if e.type == VM_READY.type]
 
 
 def test_no_ip_address_is_not_ready_and_nothing_is_probed() -> None:

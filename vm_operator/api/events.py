@@ -1,9 +1,10 @@
 """The event stream (``GET /events``, Server-Sent Events) and a VM's recent events.
 
-The wire format is the contract of EVENTS.md: first ``retry: 2000``, then — for a watcher that
-resumes with ``Last-Event-ID`` (or ``?last_event_id=``) — the events it missed, or ``event:
-reset`` when the history no longer holds them; then each event as it is published, and a
-``: heartbeat`` comment whenever the stream has been quiet for the heartbeat interval.
+The wire format is the contract of README's Events section: first ``retry: 2000``, then — for
+a watcher that resumes with ``Last-Event-ID`` (or ``?last_event_id=``) — the events it missed,
+or ``event: reset`` when the history no longer holds them; then each event as it is published
+(its types: ``core/event_catalogue.py``), and a ``: heartbeat`` comment whenever the stream has
+been quiet for the heartbeat interval.
 """
 
 from __future__ import annotations
@@ -13,19 +14,18 @@ import threading
 from collections.abc import Iterator
 
 from vm_operator.api.app import App, StreamSlots
-from vm_operator.api.operations import operation_document
 from vm_operator.api.params import NAME, VM_NAME
 from vm_operator.api.problems import TART_FAILURES
 from vm_operator.api.schemas import ref
 from vm_operator.core.errors import VmNotFound
-from vm_operator.core.events import RESET, Event, EventBus, JsonValue, Subscription
+from vm_operator.core.event_catalogue import OPERATION_PROGRESS, VM_CREATED, VM_STATE
+from vm_operator.core.events import RESET, Event, Subscription
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.params import Int, Schema
 from vm_operator.edge.problems.client_errors import BAD_HEADER
 from vm_operator.edge.problems.server_errors import TOO_MANY_STREAMS
 from vm_operator.edge.responses import EVENT_STREAM, Response, json_response
 from vm_operator.edge.routing import OptionalQuery, Request, Route, Success
-from vm_operator.store.operation_records import OperationEvent
 from vm_operator.tart.errors import TartVmMissing
 
 RETRY_MS = 2000  # what a browser waits before it reconnects
@@ -38,7 +38,8 @@ EVENT: Schema = {
         "id": {"type": "integer", "minimum": 1, "maximum": MAX_EVENT_ID,
                "description": "Rises by one per event, and across restarts: a process numbers "
                               "its events from its start time in microseconds since 1970"},
-        "type": {"type": "string", "examples": ["vm.state", "vm.created", "operation.progress"]},
+        "type": {"type": "string",
+                 "examples": [VM_STATE.type, VM_CREATED.type, OPERATION_PROGRESS.type]},
         "time": {"type": "string", "format": "date-time"},
         "vm": {"type": ["string", "null"]},
         "data": {"type": "object"},
@@ -131,41 +132,6 @@ class EventStream:
             self._closed = True
         self.slots.give_back()  # first: once the bus counts one watcher less, the slot is free
         self.sub.close()
-
-
-class OperationEvents:
-    """The operations queue's listener: each change of an operation as ``operation.queued``,
-    ``.started``, ``.progress`` (at most one per whole percent or phase), ``.succeeded``,
-    ``.failed`` or ``.cancelled``, its data the operation as GET /operations/{id} answers it.
-    The queue delivers its events one at a time, in order."""
-
-    def __init__(self, bus: EventBus) -> None:
-        self.bus = bus
-        self._seen: dict[str, tuple[str, str | None, int | None, bool]] = {}
-
-    def __call__(self, change: OperationEvent) -> None:
-        op = change.operation
-        if change.forgotten:
-            self._seen.pop(op.id, None)
-            return
-        seen = self._seen.get(op.id)
-        now = (op.state, op.phase, op.progress, op.cancel_requested)
-        if op.finished:
-            self._seen.pop(op.id, None)
-            type_ = f"operation.{op.state}"
-        elif op.state == "queued":
-            self._seen[op.id] = now
-            type_ = "operation.queued"
-        elif seen is None or seen[0] != "running":
-            self._seen[op.id] = now
-            type_ = "operation.started"
-        elif seen != now:  # a new phase, a new whole percent, or a cancel asked for
-            self._seen[op.id] = now
-            type_ = "operation.progress"
-        else:
-            return  # only its result note changed: the next event carries it
-        data: dict[str, JsonValue] = json.loads(json.dumps(operation_document(op)))
-        self.bus.publish(type_, op.vm, data)
 
 
 def resume_after(req: Request) -> int | None:

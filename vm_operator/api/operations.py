@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
-
 from vm_operator.api.app import App
 from vm_operator.api.schemas import OPERATION
 from vm_operator.core.errors import OperationFinished, OperationMissing
 from vm_operator.core.lifecycle import operation_path
+from vm_operator.core.records import OperationDoc
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.params import ParamType, Schema
 from vm_operator.edge.problems import PROBLEMS
@@ -15,28 +14,10 @@ from vm_operator.edge.problems.client_errors import OPERATION_NOT_FOUND
 from vm_operator.edge.problems.server_errors import INTERNAL_ERROR
 from vm_operator.edge.responses import Response, json_response
 from vm_operator.edge.routing import PathParam, Request, Route, Success
-from vm_operator.store.operation_records import Operation, OperationKind, OperationState
+from vm_operator.store.operation_records import Operation
 
 CANCEL_WAIT = 5.0  # seconds a cancel waits for the operation to end (Tart killed, cleanup done)
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
-
-
-class OperationDoc(TypedDict):
-    """GET /operations/{id}: the operation, its error as a problem document."""
-
-    id: str
-    kind: OperationKind
-    vm: str | None
-    image: str | None
-    state: OperationState
-    phase: str | None
-    progress: int | None
-    cancel_requested: bool
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    error: dict[str, object] | None
-    result: str | None
 
 
 def operation_document(op: Operation) -> OperationDoc:

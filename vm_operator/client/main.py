@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from vm_operator.client import commands, events, manage, render
-from vm_operator.client.commands import GROUPS, Command, console_for, seconds
+from vm_operator.client.commands import GROUPS, Command, seconds
+from vm_operator.client.console import console_for
 from vm_operator.client.http import (
     DEFAULT_URL,
     BadUrl,

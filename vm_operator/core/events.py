@@ -1,7 +1,7 @@
 """The operator's events: what changed, in order, for whoever watches (``GET /events``).
 
 Every part of the core that changes something, or observes a change, publishes an ``Event``
-on the one ``EventBus``. Each event gets the next ``id``, the wall-clock time, the VM it is
+on the one ``EventBus``, of a type of the catalogue (``event_catalogue.py``). Each event gets the next ``id``, the wall-clock time, the VM it is
 about (or None) and a small JSON-ready ``data`` mapping. Ids rise by one within a process and
 never repeat across processes: a process numbers its events from the time it started, in
 microseconds since 1970 (``first_id_now``), and no process publishes an event per microsecond,
@@ -24,18 +24,15 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
+
+from vm_operator.core.event_catalogue import NewEvent
 
 # What a ``data`` value may hold: what json.dumps writes without help.
 JsonScalar = str | int | float | bool | None
 JsonValue = JsonScalar | list["JsonValue"] | Mapping[str, "JsonValue"]
 
-# The event types. ``vm.state`` causes: ``api`` (a request of this operator), ``outside`` (someone
-# used Tart directly), ``reconciler`` (the operator acted for a VM's desired state), ``exited``
-# (the VM's run ended by itself; ``exit_code`` says how).
-VM_CREATED = "vm.created"
-VM_DELETED = "vm.deleted"
-VM_STATE = "vm.state"
-VM_READY = "vm.ready"
+# The event types are the catalogue's (core/event_catalogue.py); this is no type of it:
 RESET = "reset"  # never published: what a subscriber is told when its history is gone
 
 
@@ -138,10 +135,12 @@ class EventBus:
         self._published = 0
         self._dropped = 0
 
-    def publish(self, type_: str, vm: str | None = None,
-                data: Mapping[str, JsonValue] | None = None) -> Event:
+    def publish(self, new: NewEvent) -> Event:
+        """Publish an event of the catalogue (``ENTRY.about(vm, data)``)."""
+        data = cast(Mapping[str, JsonValue], new.data)  # the catalogue's shapes are JSON's
+        vm = new.vm
         with self._lock:
-            event = Event(self._next_id, type_, self._utc_now(), vm, dict(data or {}))
+            event = Event(self._next_id, new.type, self._utc_now(), vm, dict(data))
             self._next_id += 1
             self._published += 1
             self._history.append(event)

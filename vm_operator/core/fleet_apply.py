@@ -33,7 +33,7 @@ from vm_operator.core.errors import (
     VmHeldByOperation,
     VmRunning,
 )
-from vm_operator.core.events import JsonValue
+from vm_operator.core.event_catalogue import CONFIG_APPLIED, CONFIG_REFUSED
 from vm_operator.core.fleet import (
     Fleet,
     FleetError,
@@ -180,8 +180,8 @@ class FleetApplier:
             error = exc
         self.report({"level": "warning", "event": "config-refused", "file": self.path,
                      "line": error.line, "key": error.key, "error": error.reason})
-        self.service.events.publish("config.refused", None, {
-            "file": self.path, "error": error.reason, "line": error.line, "key": error.key})
+        self.service.events.publish(CONFIG_REFUSED.about(None, {
+            "file": self.path, "error": error.reason, "line": error.line, "key": error.key}))
         raise ConfigRefused(f"{self.path}: {error}; nothing was changed, the previous desired "
                             "state stays in force", error.line, error.key)
 
@@ -193,14 +193,14 @@ class FleetApplier:
             with self._lock:
                 self._pending.clear()  # the new plan says again what still waits
             applied = Applied(self.path, cause, tuple(self._do(step) for step in steps))
-        lines: list[JsonValue] = [f"{done.step.render()}: {done.outcome}"
+        lines: list[str] = [f"{done.step.render()}: {done.outcome}"
                                   + (f" ({done.error})" if done.error else "")
                                   for done in applied.steps]
         failed = sum(1 for done in applied.steps if done.outcome == "failed")
         self.report({"level": "warning" if failed else "info", "event": "config-applied",
                      "file": self.path, "cause": cause, "steps": lines})
-        self.service.events.publish("config.applied", None, {
-            "file": self.path, "cause": cause, "steps": lines, "failed": failed, "error": None})
+        self.service.events.publish(CONFIG_APPLIED.about(None, {
+            "file": self.path, "cause": cause, "steps": lines, "failed": failed, "error": None}))
         return applied
 
     def observe(self, fleet: Fleet) -> list[Observed]:

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from vm_operator.core.cache import FreshCache
 from vm_operator.core.clock import Clock
 from vm_operator.core.errors import ReadyTimeout, not_running
-from vm_operator.core.events import VM_READY, EventBus
+from vm_operator.core.event_catalogue import VM_READY
+from vm_operator.core.events import EventBus
 from vm_operator.core.ports import TartPort
 from vm_operator.tart.errors import TartError
 from vm_operator.tart.names import VmName
@@ -118,7 +119,7 @@ class ReadinessProbe:
             if name in self._announced:
                 return
             self._announced.add(name)
-        self.events.publish(VM_READY, name, {"ip": seen.ip, "port": seen.port})
+        self.events.publish(VM_READY.about(name, {"ip": seen.ip, "port": seen.port}))
 
     def forget(self, name: str) -> None:
         """The VM's run ended, or it was seen not running: its next run is a new one."""

@@ -34,7 +34,14 @@ from dataclasses import replace
 
 from vm_operator.core.create import Parts
 from vm_operator.core.errors import OperatorError, VmLimit, state_dir_unwritable
-from vm_operator.core.events import EventBus, JsonValue
+from vm_operator.core.event_catalogue import (
+    RECONCILE_ACTION,
+    RECONCILE_FAILED,
+    RECONCILE_WAITING,
+    NewEvent,
+    ReconcileFailedData,
+)
+from vm_operator.core.events import EventBus
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.reconcile_rules import later, spec_view, wake_in
 from vm_operator.core.reconcile_state import (
@@ -68,10 +75,6 @@ log = logging.getLogger(__name__)
 
 RECONCILE_INTERVAL = 5.0  # seconds between two periodic passes
 STOP_TIMEOUT = 30  # seconds Tart gives a VM the reconciler stops (desired stopped)
-
-RECONCILE_ACTION = "reconcile.action"
-RECONCILE_FAILED = "reconcile.failed"
-RECONCILE_WAITING = "reconcile.waiting"
 
 Report = Callable[[Mapping[str, object]], None]
 """Where the server's log lines go: one JSON object per line (the wiring gives ``log_line``)."""
@@ -146,19 +149,19 @@ class Reconciler:
 
     def _tell_step(self, name: str, step: Step) -> None:
         if step.failure is not None:
-            self._tell(RECONCILE_FAILED, name, {
+            data: ReconcileFailedData = {
                 "error": step.failure.error, "restart_count": step.failure.restart_count,
-                "next_attempt_at": later(self.parts.clock.utc_now(), step.failure.delay)},
-                "warning")
+                "next_attempt_at": later(self.parts.clock.utc_now(), step.failure.delay)}
+            self._tell(RECONCILE_FAILED.about(name, data), "warning")
         if step.waiting is not None:
-            self._tell(RECONCILE_WAITING, name, {"condition": step.waiting},
+            self._tell(RECONCILE_WAITING.about(name, {"condition": step.waiting}),
                        "warning" if step.waiting == "crash-loop" else "info")
 
-    def _tell(self, kind: str, name: str, data: dict[str, JsonValue],
-              level: str = "info") -> None:
+    def _tell(self, event: NewEvent, level: str = "info") -> None:
         """Publish the event, and say it in the server's log: a JSON line with its fields."""
-        self.report({"level": level, "event": kind.replace(".", "-"), "vm": name, **data})
-        self.events.publish(kind, name, data)
+        self.report({"level": level, "event": event.type.replace(".", "-"), "vm": event.vm,
+                     **event.data})
+        self.events.publish(event)
 
     def _supervised(self, name: str) -> bool:
         """Whether the run supervisor watches a run of the VM (its end is reported)."""
@@ -340,7 +343,7 @@ class Reconciler:
         except (InvalidName, NameBusy):
             return
         with reservation:
-            self._tell(RECONCILE_ACTION, name, {"action": action, "reason": reason})
+            self._tell(RECONCILE_ACTION.about(name, {"action": action, "reason": reason}))
             self.on_action(action)
             if action == "stop":
                 self._stop(checked)
@@ -354,9 +357,9 @@ class Reconciler:
         except (OperatorError, TartError) as exc:
             with self._lock:
                 count = (self._memories.get(name) or VmMemory()).restart_count
-            self._tell(RECONCILE_FAILED, name, {
+            self._tell(RECONCILE_FAILED.about(name, {
                 "error": f"stop: {exc.detail}", "restart_count": count,
-                "next_attempt_at": None}, "warning")
+                "next_attempt_at": None}), "warning")
 
     def _start(self, name: VmName) -> None:
         began = self.parts.clock.monotonic()

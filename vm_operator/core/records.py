@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TypedDict
 
+from vm_operator.store.operation_records import OperationKind, OperationState
 from vm_operator.store.state import RunRecord
 from vm_operator.tart.records import Vm, VmInfo
 
@@ -113,3 +114,22 @@ class StartedReadyVm(ManagedVmDetail):
 
 class CreatingManagedVmDetail(CreatingVmDetail, DesiredStatus):
     """GET /vms/{name} of a VM being created."""
+
+
+class OperationDoc(TypedDict):
+    """GET /operations/{id}: the operation, its error as a problem document (built by
+    ``api/operations.operation_document``; the ``operation.*`` events carry the same)."""
+
+    id: str
+    kind: OperationKind
+    vm: str | None
+    image: str | None
+    state: OperationState
+    phase: str | None
+    progress: int | None
+    cancel_requested: bool
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    error: dict[str, object] | None
+    result: str | None

@@ -21,7 +21,8 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from vm_operator.core.events import VM_CREATED, VM_DELETED, VM_STATE, Event, EventBus
+from vm_operator.core.event_catalogue import VM_CREATED, VM_DELETED, VM_STATE
+from vm_operator.core.events import Event, EventBus
 from vm_operator.tart.errors import TartError
 from vm_operator.tart.records import Vm
 
@@ -46,7 +47,7 @@ class VmStates:
     # --- what the bus said -----------------------------------------------------------------
 
     def _hear(self, event: Event) -> None:
-        if event.vm is None or event.type not in (VM_STATE, VM_CREATED, VM_DELETED):
+        if event.vm is None or event.type not in (VM_STATE.type, VM_CREATED.type, VM_DELETED.type):
             return
         name = event.vm
         with self._lock:
@@ -54,9 +55,9 @@ class VmStates:
             if last is not None and last[0] > event.id:
                 return  # a later word came first (two publishers raced)
             self._heard[name] = (event.id, self.monotonic())
-            if event.type == VM_DELETED:
+            if event.type == VM_DELETED.type:
                 self._known.pop(name, None)
-            elif event.type == VM_CREATED:
+            elif event.type == VM_CREATED.type:
                 self._known[name] = EXISTS
             else:
                 to = event.data.get("to")
@@ -106,17 +107,17 @@ class VmStates:
         """``vm.state`` from ``before`` to ``after``, unless nothing changed."""
         if before == after:
             return
-        self.bus.publish(VM_STATE, name, {"from": before, "to": after, "cause": cause,
-                                          "exit_code": exit_code})
+        self.bus.publish(VM_STATE.about(name, {"from": before, "to": after, "cause": cause,
+                                               "exit_code": exit_code}))
 
     def created(self, name: str, operation: str | None, state: str = "stopped",
                 cause: str = "api") -> None:
         """A new VM: ``vm.created``, then its first ``vm.state``."""
-        self.bus.publish(VM_CREATED, name, {"operation": operation})
+        self.bus.publish(VM_CREATED.about(name, {"operation": operation}))
         self.changed(name, None, state, cause)
 
     def deleted(self, name: str, cause: str = "api") -> None:
-        self.bus.publish(VM_DELETED, name, {"cause": cause})
+        self.bus.publish(VM_DELETED.about(name, {"cause": cause}))
 
 
 def vm_changes(listed: list[Vm], known: dict[str, str], heard: dict[str, float],

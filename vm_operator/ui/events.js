@@ -87,12 +87,22 @@ export function describeEvent(event) {
       return "created";
     case "vm.deleted":
       return `deleted (${show(data.cause)})`;
+    case "operation.queued":
+    case "operation.started":
+    case "operation.progress":
+    case "operation.succeeded":
+    case "operation.failed":
+    case "operation.cancelled": {
+      const progress = data.progress === null || data.progress === undefined ? "" : ` ${data.progress} %`;
+      return `${show(data.kind)} ${show(data.state)}${data.phase ? ` \u00b7 ${data.phase}` : ""}${progress}`;
+    }
+    case "reconcile.action":
+    case "reconcile.failed":
+    case "reconcile.waiting":
+    case "config.applied":
+    case "config.refused":
     default:
       break;
-  }
-  if (event.type.startsWith("operation.")) {
-    const progress = data.progress === null || data.progress === undefined ? "" : ` ${data.progress} %`;
-    return `${show(data.kind)} ${show(data.state)}${data.phase ? ` \u00b7 ${data.phase}` : ""}${progress}`;
   }
   const parts = [];
   for (const key of ["action", "reason", "condition", "error", "restart_count", "next_attempt_at"]) {
