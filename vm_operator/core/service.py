@@ -100,9 +100,12 @@ class VmService:
     def _look_at_readiness(self, listed: list[Vm]) -> None:
         """While anyone watches: each running VM not seen ready yet is looked at (at most once
         per cache TTL), so ``vm.ready`` reaches the stream though nobody asks for its detail.
-        A run once seen ready costs nothing more (``ReadinessProbe``)."""
+        A run once seen ready costs nothing more (``ReadinessProbe``). A VM a change of the
+        operator works on is left to that change: a start tells ``vm.state`` before anyone may
+        tell its run ready."""
         for vm in listed:
-            if vm["source"] == "local" and vm["state"] == "running":
+            if (vm["source"] == "local" and vm["state"] == "running"
+                    and not self.states.is_busy(vm["name"])):
                 try:
                     self.readiness.check(VmName(vm["name"]))
                 except InvalidName:  # a name made outside the operator that it cannot take
