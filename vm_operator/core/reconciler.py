@@ -32,12 +32,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from vm_operator.core.create import Parts
 from vm_operator.core.errors import OperatorError, VmLimit, state_dir_unwritable
 from vm_operator.core.events import EventBus, JsonValue
-from vm_operator.core.operations import OperationQueue
+from vm_operator.core.operations import NameBusy, OperationQueue
+from vm_operator.core.parts import Parts
 from vm_operator.core.records import DesiredStatus, LastExit, SpecView
-from vm_operator.store.operation_records import NameBusy, OperationEvent
+from vm_operator.store.operation_records import OperationEvent
 from vm_operator.store.specs import Desired, RestartPolicy, SpecSource, VmSpec
 from vm_operator.store.state import StateDirError
 from vm_operator.tart.errors import TartError, TartVmLimit

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vm_operator.core.clock import Clock
-from vm_operator.core.create import CreateRequest, ErrorKind, Parts
+from vm_operator.core.create import CreateRequest
 from vm_operator.core.ephemeral import EphemeralVms
 from vm_operator.core.events import EventBus
 from vm_operator.core.host import Host
@@ -23,6 +23,7 @@ from vm_operator.core.inventory import Inventory
 from vm_operator.core.lifecycle import Lifecycle, operation_path
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ownership import Ownership
+from vm_operator.core.parts import ErrorKind, Parts
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.core.power import Power
 from vm_operator.core.readiness import Readiness, ReadinessProbe

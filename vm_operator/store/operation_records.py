@@ -2,7 +2,7 @@
 
 The records are immutable snapshots: the queue (operations.py) replaces an operation's snapshot
 on every change and hands the new one to its listeners. ``to_json`` gives the JSON-ready form;
-the HTTP layer maps an ``OperationError.kind`` and the exceptions below to problem documents.
+the HTTP layer maps an ``OperationError.kind`` to a problem document.
 """
 
 from __future__ import annotations
@@ -121,39 +121,3 @@ class Cancelled(OperationFailed):
 
     def __init__(self) -> None:
         super().__init__(OperationError("cancelled", "the operation was cancelled"))
-
-
-class QueueFull(Exception):
-    """``limit`` operations are queued already; try again in ``retry_after`` seconds."""
-
-    def __init__(self, limit: int, retry_after: int) -> None:
-        super().__init__(f"{limit} operations are waiting already; retry in {retry_after} s")
-        self.limit = limit
-        self.retry_after = retry_after
-
-
-class NameBusy(Exception):
-    """The VM name is held by the operation ``operation_id`` (None: by a ``reserve``)."""
-
-    def __init__(self, name: str, operation_id: str | None) -> None:
-        super().__init__(f"VM {name!r} is held by another operation")
-        self.name = name
-        self.operation_id = operation_id
-
-
-class OperationNotFound(Exception):
-    def __init__(self, operation_id: str) -> None:
-        super().__init__(f"no operation {operation_id!r}")
-        self.operation_id = operation_id
-
-
-class AlreadyFinished(Exception):
-    """Too late to cancel: the operation has finished, or its work has and it is finishing."""
-
-    def __init__(self, operation: Operation) -> None:
-        super().__init__(f"operation {operation.id} has finished")
-        self.operation = operation
-
-
-class QueueClosed(Exception):
-    """The queue is shutting down and takes no more operations."""
