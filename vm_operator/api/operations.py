@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypedDict, cast
+from typing import cast
 
 from vm_operator.api.app import App
 from vm_operator.api.schemas import OPERATION
@@ -13,33 +13,22 @@ from vm_operator.edge.params import ParamType, Schema
 from vm_operator.edge.problems import PROBLEMS, Slug
 from vm_operator.edge.responses import Response, json_response
 from vm_operator.edge.routing import PathParam, Request, Route, Success
-from vm_operator.store.operation_records import Operation, OperationKind, OperationState
+from vm_operator.store.operation_records import Operation, OperationJson
 
 CANCEL_WAIT = 5.0  # seconds a cancel waits for the operation to end (Tart killed, cleanup done)
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
-class OperationDoc(TypedDict):
-    """GET /operations/{id}: the operation, its error as a problem document."""
+ProblemDocument = dict[str, object]
 
-    id: str
-    kind: OperationKind
-    vm: str | None
-    image: str | None
-    state: OperationState
-    phase: str | None
-    progress: int | None
-    cancel_requested: bool
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    error: dict[str, object] | None
-    result: str | None
+
+class OperationDoc(OperationJson[ProblemDocument]):
+    """GET /operations/{id}: the operation, its error as a problem document."""
 
 
 def operation_document(op: Operation) -> OperationDoc:
     doc = op.to_json()
-    error = None
+    error: ProblemDocument | None = None
     if op.error is not None:  # its kind is a problem type of the catalogue
         slug = cast(Slug, op.error.kind if op.error.kind in PROBLEMS else "internal-error")
         extra: dict[str, object] = {}

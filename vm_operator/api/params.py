@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from vm_operator import vocabulary
 from vm_operator.edge.params import Boolean, Int, OneOf, ParamType, Schema, Verbatim
 from vm_operator.edge.problems import CATALOGUE
 from vm_operator.edge.routing import OptionalQuery, PathParam, Query
@@ -19,6 +20,7 @@ from vm_operator.tart.names import (
     VmName,
 )
 from vm_operator.tart.parse import SOURCES, STATES
+from vm_operator.vocabulary import DISPLAY_EXAMPLE, DISPLAY_PATTERN
 
 
 class VmNameType(ParamType[VmName]):
@@ -63,17 +65,17 @@ class LocalVmNameType(VmNameType):
 
 LOCAL_VM_NAME = LocalVmNameType()
 
-_DISPLAY = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")
+_DISPLAY = re.compile(DISPLAY_PATTERN)
 
 
 class Display(ParamType[str]):
     """A display size for ``tart set --display``: WIDTHxHEIGHT in pixels, e.g. 1920x1080."""
 
-    PATTERN = "^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$"
+    PATTERN = f"^{DISPLAY_PATTERN}$"
 
     def schema(self) -> Schema:
         return {"type": "string", "pattern": self.PATTERN, "maxLength": 11,
-                "examples": ["1920x1080"]}
+                "examples": [DISPLAY_EXAMPLE]}
 
     def from_text(self, key: str, text: str) -> str:
         if not _DISPLAY.fullmatch(text):
@@ -87,9 +89,9 @@ class Display(ParamType[str]):
 
 
 DISPLAY = Display()
-CPU = Int(1, 64)
-MEMORY_MB = Int(512, 1048576)
-DISK_GB = Int(1, 4096)
+CPU = Int(*vocabulary.CPU)
+MEMORY_MB = Int(*vocabulary.MEMORY_MB)
+DISK_GB = Int(*vocabulary.DISK_GB)
 
 NAME = PathParam(
     "name", VM_NAME,

@@ -37,12 +37,12 @@ from vm_operator.client.commands import (
 from vm_operator.client.http import Client, ClientError, Reply, TimedOut, Unreachable
 from vm_operator.client.records import BadAnswer, Event, Operation
 from vm_operator.client.sse import SseParser
+from vm_operator.vocabulary import CPU, DISK_GB, DISPLAY_PATTERN, MEMORY_MB, RESTART_POLICIES
 
 POLL_INTERVAL = 0.2  # seconds between two reads of a followed operation
-RESTART_POLICIES = ("never", "on-failure", "always")
 EXIT_REFUSED = 1
 EXIT_TIMEOUT = 4
-_DISPLAY = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")
+_DISPLAY = re.compile(DISPLAY_PATTERN)
 
 
 # --- argument types ------------------------------------------------------------------------------
@@ -61,11 +61,12 @@ def operation_id(text: str) -> str:
 
 
 def _resources(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cpu", type=whole(1, 64), metavar="N", help="virtual CPUs (1-64)")
-    parser.add_argument("--memory", type=whole(512, 1048576), metavar="MB",
-                        help="memory in MB (512-1048576)")
-    parser.add_argument("--disk", type=whole(1, 4096), metavar="GB",
-                        help="disk size in GB (1-4096); a disk only grows")
+    parser.add_argument("--cpu", type=whole(*CPU), metavar="N",
+                        help="virtual CPUs ({}-{})".format(*CPU))
+    parser.add_argument("--memory", type=whole(*MEMORY_MB), metavar="MB",
+                        help="memory in MB ({}-{})".format(*MEMORY_MB))
+    parser.add_argument("--disk", type=whole(*DISK_GB), metavar="GB",
+                        help="disk size in GB ({}-{}); a disk only grows".format(*DISK_GB))
     parser.add_argument("--display", type=display, metavar="WxH",
                         help="display size in pixels, e.g. 1920x1080")
     parser.add_argument("--restart", choices=RESTART_POLICIES,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from vm_operator.vocabulary import FINISHED_STATES
+
 
 class BadAnswer(ValueError):
     """A 2xx answer whose JSON is not what vm-operator sends."""
@@ -265,9 +267,6 @@ class LogChunk:
 
 
 # --- long-running operations, images, the host, events ----------------------------------------
-
-FINISHED_STATES = ("succeeded", "failed", "cancelled")
-
 
 @dataclass(frozen=True)
 class OperationError:

@@ -25,7 +25,7 @@ from vm_operator.store.operation_records import (
     Cancelled,
     Ending,
 )
-from vm_operator.store.specs import RestartPolicy, SpecSource, VmSpec
+from vm_operator.store.specs import SpecSource, VmSpec
 from vm_operator.store.state import StateDirError
 from vm_operator.tart.errors import (
     TartError,
@@ -38,6 +38,7 @@ from vm_operator.tart.progress import (
     ProgressEvent,
     ProgressParser,
 )
+from vm_operator.vocabulary import RestartPolicy
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,13 @@ from urllib.parse import quote
 from vm_operator.core.errors import ImageNotFound
 from vm_operator.core.operations import Job, OperationContext, OperationQueue
 from vm_operator.core.parts import Parts
-from vm_operator.store.operation_records import Operation, OperationKind
+from vm_operator.store.operation_records import Operation
 from vm_operator.tart.errors import TartError, TartVmMissing
 from vm_operator.tart.names import VmName
 from vm_operator.tart.parse import image_of
 from vm_operator.tart.progress import PhaseChanged, ProgressChanged, ProgressEvent, ProgressParser
 from vm_operator.tart.records import Image
+from vm_operator.vocabulary import OperationKind
 
 MAX_NAMED = 10  # images a prune's result names; the rest are counted
 

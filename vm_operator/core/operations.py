@@ -40,10 +40,9 @@ from vm_operator.store.operation_records import (
     Ending,
     Operation,
     OperationEvent,
-    OperationKind,
-    OperationState,
     new_operation_id,
 )
+from vm_operator.vocabulary import OperationKind, OperationState
 
 __all__ = ["CancelHook", "Job", "Listener", "NameBusy", "OperationContext", "OperationQueue",
            "QueueStats", "Reservation"]

@@ -38,15 +38,14 @@ from vm_operator.core.operations import NameBusy, OperationQueue
 from vm_operator.core.parts import Parts
 from vm_operator.core.records import DesiredStatus, LastExit, SpecView
 from vm_operator.store.operation_records import OperationEvent
-from vm_operator.store.specs import Desired, RestartPolicy, SpecSource, VmSpec
+from vm_operator.store.specs import SpecSource, VmSpec
 from vm_operator.store.state import StateDirError
 from vm_operator.tart.errors import TartError, TartVmLimit
 from vm_operator.tart.names import InvalidName, VmName
 from vm_operator.tart.records import Vm
+from vm_operator.vocabulary import Condition, Desired, RestartPolicy
 
 log = logging.getLogger(__name__)
-
-Condition = Literal["backing-off", "crash-loop", "waiting-for-slot", "exited", "missing"]
 
 BACKOFF_FIRST = 1.0  # seconds before the first restart after an end
 BACKOFF_CAP = 300.0  # never more than 5 minutes between two attempts

@@ -42,11 +42,12 @@ from vm_operator.core.runs import RunSupervisor
 from vm_operator.core.vm_manage import VmManager, VmPatch
 from vm_operator.core.watch import EXISTS, VmStates, Watcher
 from vm_operator.store.operation_records import Operation
-from vm_operator.store.specs import Desired, RestartPolicy, SpecSource, SpecStore, VmSpec
+from vm_operator.store.specs import SpecSource, SpecStore, VmSpec
 from vm_operator.store.state import LogTail, StateDirError
 from vm_operator.tart.errors import TartError
 from vm_operator.tart.names import InvalidName, VmName
 from vm_operator.tart.records import Vm
+from vm_operator.vocabulary import Desired, RestartPolicy
 
 log = logging.getLogger(__name__)
 

@@ -8,13 +8,13 @@ the HTTP layer maps an ``OperationError.kind`` to a problem document.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
-from typing import Literal, TypedDict
+from dataclasses import dataclass, fields
+from typing import Generic, Literal, TypedDict, TypeVar, cast
 
-OperationKind = Literal["create", "delete", "pull", "prune"]
-OperationState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+from vm_operator.vocabulary import FINISHED_STATES, OperationKind, OperationState
+
 Ending = Literal["failed", "cancelled"]
-FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+FINISHED: frozenset[str] = frozenset(FINISHED_STATES)
 
 
 def new_operation_id() -> str:
@@ -44,7 +44,13 @@ class OperationError:
                 "tart_message": self.tart_message, "exit_code": self.exit_code}
 
 
-class OperationJson(TypedDict):
+E = TypeVar("E")
+
+
+class OperationJson(TypedDict, Generic[E]):
+    """An operation's JSON: its fields but ``seq``; ``error`` as the record's JSON (the store's
+    ``OperationJson[OperationErrorJson]``) or as the API shows it (a problem document)."""
+
     id: str
     kind: OperationKind
     vm: str | None
@@ -56,7 +62,7 @@ class OperationJson(TypedDict):
     created_at: str
     started_at: str | None
     finished_at: str | None
-    error: OperationErrorJson | None
+    error: E | None
     result: str | None
 
 
@@ -88,15 +94,18 @@ class Operation:
     def finished(self) -> bool:
         return self.state in FINISHED
 
-    def to_json(self) -> OperationJson:
-        return {
-            "id": self.id, "kind": self.kind, "vm": self.vm, "image": self.image,
-            "state": self.state, "phase": self.phase, "progress": self.progress,
-            "cancel_requested": self.cancel_requested, "created_at": self.created_at,
-            "started_at": self.started_at, "finished_at": self.finished_at,
-            "error": None if self.error is None else self.error.to_json(),
-            "result": self.result,
-        }
+    def to_json(self) -> OperationJson[OperationErrorJson]:
+        """Its fields but ``seq`` (the store keeps the order apart), in ``OperationJson``'s
+        order; the error as its own JSON."""
+        data = {field.name: getattr(self, field.name) for field in fields(self)
+                if field.name in JSON_FIELDS}
+        data["error"] = None if self.error is None else self.error.to_json()
+        return cast(OperationJson[OperationErrorJson], {name: data[name] for name in JSON_FIELDS})
+
+
+JSON_FIELDS: tuple[str, ...] = tuple(OperationJson.__annotations__)
+if {field.name for field in fields(Operation)} != {*JSON_FIELDS, "seq"}:
+    raise TypeError("Operation and OperationJson must have the same fields (but seq)")
 
 
 @dataclass(frozen=True)

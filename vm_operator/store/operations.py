@@ -28,11 +28,11 @@ from vm_operator.store.atomic import sync_directory, write_whole
 from vm_operator.store.operation_records import (
     Operation,
     OperationError,
+    OperationErrorJson,
     OperationEvent,
     OperationJson,
-    OperationKind,
-    OperationState,
 )
+from vm_operator.vocabulary import OperationKind, OperationState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,7 +50,7 @@ class BadRecord(ValueError):
 class StoredOperation(TypedDict):
     format: int
     seq: int
-    operation: OperationJson
+    operation: OperationJson[OperationErrorJson]
 
 
 @dataclass(frozen=True)
