@@ -11,6 +11,11 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
+# --- a VM as Tart lists it ---------------------------------------------------------------------
+
+VM_STATES = ("running", "suspended", "stopped")  # Tart's; the API adds "creating"
+VM_SOURCES = ("local", "oci")
+
 # --- a VM's desired state (its spec) and what the reconciler makes of it ----------------------
 
 Desired = Literal["running", "stopped"]
@@ -38,3 +43,8 @@ MEMORY_MB: tuple[int, int] = (512, 1048576)
 DISK_GB: tuple[int, int] = (1, 4096)
 DISPLAY_PATTERN = "[1-9][0-9]{0,4}x[1-9][0-9]{0,4}"  # WIDTHxHEIGHT in pixels, matched whole
 DISPLAY_EXAMPLE = "1920x1080"
+
+# --- pruning Tart's image cache (tart prune), inclusive bounds ------------------------------------
+
+PRUNE_OLDER_THAN_DAYS: tuple[int, int] = (0, 36500)
+PRUNE_SPACE_BUDGET_GB: tuple[int, int] = (0, 1048576)

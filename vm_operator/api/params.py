@@ -19,8 +19,7 @@ from vm_operator.tart.names import (
     InvalidName,
     VmName,
 )
-from vm_operator.tart.parse import SOURCES, STATES
-from vm_operator.vocabulary import DISPLAY_EXAMPLE, DISPLAY_PATTERN
+from vm_operator.vocabulary import DISPLAY_EXAMPLE, DISPLAY_PATTERN, VM_SOURCES, VM_STATES
 
 
 class VmNameType(ParamType[VmName]):
@@ -104,8 +103,8 @@ SLUG = PathParam(
     "A problem type: the last segment of a problem document's type",
 )
 
-STATE = OptionalQuery("state", OneOf((*STATES, "creating")), "Only this state")
-SOURCE = OptionalQuery("source", OneOf(SOURCES), "Only this source")
+STATE = OptionalQuery("state", OneOf((*VM_STATES, "creating")), "Only this state")
+SOURCE = OptionalQuery("source", OneOf(VM_SOURCES), "Only this source")
 SUSPENDABLE = Query("suspendable", Boolean(), False,
                     "Add --suspendable (needed for a later suspend)")
 TIMEOUT = Query("timeout", Int(0, 300), 30, "Seconds before Tart kills the VM")

@@ -7,8 +7,7 @@ from typing import Literal, Union, get_args, get_origin, get_type_hints
 
 from vm_operator.edge.params import Schema
 from vm_operator.store.operation_records import OperationJson
-from vm_operator.tart.parse import SOURCES, STATES
-from vm_operator.vocabulary import CONDITIONS, DESIRED, RESTART_POLICIES
+from vm_operator.vocabulary import CONDITIONS, DESIRED, RESTART_POLICIES, VM_SOURCES, VM_STATES
 
 
 def ref(name: str) -> Schema:
@@ -61,10 +60,10 @@ SCHEMAS: dict[str, Schema] = {
                      "accessed"],
         "properties": {
             "name": {"type": "string"},
-            "source": {"enum": list(SOURCES)},
-            "state": {"enum": [*STATES, "creating"],
+            "source": {"enum": list(VM_SOURCES)},
+            "state": {"enum": [*VM_STATES, "creating"],
                       "description": "creating: an operation is creating it (see operation)"},
-            "status": {"enum": [*STATES, "creating"],
+            "status": {"enum": [*VM_STATES, "creating"],
                        "description": "Same as state, kept for clients of the original API"},
             "running": {"type": "boolean"},
             "disk_gb": {"type": ["integer", "null"], "description": "null while creating"},
@@ -86,6 +85,8 @@ SCHEMAS: dict[str, Schema] = {
             "last_run": {"oneOf": [{"type": "null"}, {
                 "type": "object",
                 "description": "The tart run that owns the VM (the operator never runs two)",
+                "required": ["started_at", "finished_at", "exit_code", "exit_code_known", "error",
+                             "pid", "suspendable"],
                 "properties": {
                     "started_at": {"type": "string", "format": "date-time"},
                     "finished_at": {"type": ["string", "null"], "description":
@@ -185,9 +186,9 @@ SCHEMAS: dict[str, Schema] = {
             "message": {"type": "string"},
             "timestamp": {"type": "string", "format": "date-time"},
             "version": {"type": "string"},
-            "tart": {"type": "object", "properties": {
-                "path": {"type": "string"}, "available": {"type": "boolean"},
-                "version": {"type": ["string", "null"]}}},
+            "tart": {"type": "object", "required": ["path", "available", "version"],
+                     "properties": {"path": {"type": "string"}, "available": {"type": "boolean"},
+                                    "version": {"type": ["string", "null"]}}},
         },
     },
     "HealthSummary": {

@@ -37,7 +37,15 @@ from vm_operator.client.commands import (
 from vm_operator.client.http import Client, ClientError, Reply, TimedOut, Unreachable
 from vm_operator.client.records import BadAnswer, Event, Operation
 from vm_operator.client.sse import SseParser
-from vm_operator.vocabulary import CPU, DISK_GB, DISPLAY_PATTERN, MEMORY_MB, RESTART_POLICIES
+from vm_operator.vocabulary import (
+    CPU,
+    DISK_GB,
+    DISPLAY_PATTERN,
+    MEMORY_MB,
+    PRUNE_OLDER_THAN_DAYS,
+    PRUNE_SPACE_BUDGET_GB,
+    RESTART_POLICIES,
+)
 
 POLL_INTERVAL = 0.2  # seconds between two reads of a followed operation
 EXIT_REFUSED = 1
@@ -414,9 +422,9 @@ def _image_rm(client: Client, args: argparse.Namespace, console: Console) -> int
 
 
 def _prune_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--older-than", type=whole(0, 36500), metavar="DAYS",
+    parser.add_argument("--older-than", type=whole(*PRUNE_OLDER_THAN_DAYS), metavar="DAYS",
                         help="remove the images not used for DAYS days")
-    parser.add_argument("--space-budget", type=whole(0, 1048576), metavar="GB",
+    parser.add_argument("--space-budget", type=whole(*PRUNE_SPACE_BUDGET_GB), metavar="GB",
                         help="keep the most recently used images that fit in GB, remove the rest")
     _detach_argument(parser)
 
