@@ -6,6 +6,7 @@ from typing import TypedDict
 
 from vm_operator.store.state import RunRecord
 from vm_operator.tart.records import Vm, VmInfo
+from vm_operator.vocabulary import Condition, Desired, RestartPolicy
 
 NO_INFO: VmInfo = {"os": None, "cpu": None, "memory_mb": None, "disk_format": None,
                    "display": None}
@@ -73,8 +74,8 @@ def changed(vm: Vm, did: bool) -> ChangedVm:
 class SpecView(TypedDict):
     """A VM's spec as GET /vms/{name} shows it (``spec``)."""
 
-    desired: str | None  # running, stopped, or null: no wish
-    restart: str  # never, on-failure, always
+    desired: Desired | None  # null: no wish
+    restart: RestartPolicy
     source: str  # api or config: who said so last
     created_at: str | None  # when the operator created the VM; null: made another way
 
@@ -97,7 +98,7 @@ class DesiredStatus(TypedDict):
     restart_count: int
     last_exit: LastExit | None
     next_attempt_at: str | None
-    condition: str | None
+    condition: Condition | None
 
 
 class ManagedVmDetail(ReadyVmDetail, DesiredStatus):
