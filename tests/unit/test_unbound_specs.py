@@ -14,10 +14,9 @@ from vm_operator.core import create
 from vm_operator.core.create import CreateJob, CreateRequest
 from vm_operator.core.fleet import Fleet, Observed
 from vm_operator.core.fleet_apply import FleetApplier
-from vm_operator.core.operations import OperationQueue
+from vm_operator.core.operations import NameBusy, OperationQueue
 from vm_operator.core.ownership import verdict
 from vm_operator.core.service import Settings, VmService
-from vm_operator.store.operation_records import NameBusy
 from vm_operator.store.specs import SpecStore, VmSpec
 from vm_operator.tart.errors import TartError
 from vm_operator.tart.names import VmName

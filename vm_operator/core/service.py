@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 
 from vm_operator.core.clock import Clock
-from vm_operator.core.create import CreateRequest, ErrorKind, Parts
+from vm_operator.core.create import CreateRequest
 from vm_operator.core.ephemeral import EphemeralVms
 from vm_operator.core.events import EventBus
 from vm_operator.core.host import Host
@@ -22,6 +22,7 @@ from vm_operator.core.inventory import Inventory
 from vm_operator.core.lifecycle import Lifecycle, operation_path
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ownership import Ownership
+from vm_operator.core.parts import ErrorKind, Parts
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.core.power import Power
 from vm_operator.core.readiness import Readiness, ReadinessProbe
@@ -41,11 +42,12 @@ from vm_operator.core.vm_manage import VmManager, VmPatch
 from vm_operator.core.watch import EXISTS, ListingPoller, VmStates
 from vm_operator.settings.table import Settings
 from vm_operator.store.operation_records import Operation
-from vm_operator.store.specs import Desired, RestartPolicy, SpecSource, SpecStore, VmSpec
+from vm_operator.store.specs import SpecSource, SpecStore, VmSpec
 from vm_operator.store.state import LogTail, StateDirError
 from vm_operator.tart.errors import TartError
 from vm_operator.tart.names import InvalidName, VmName
 from vm_operator.tart.records import Vm
+from vm_operator.vocabulary import Desired, RestartPolicy
 
 log = logging.getLogger(__name__)
 

@@ -269,7 +269,7 @@ OPERATION_FINISHED = ProblemType(
     "The operation has finished (succeeded, failed or cancelled): there is nothing left "
     "to cancel.",
     "Read its outcome with GET /operations/ID.",
-    raised_by=(core.OperationFinished,),
+    raised_by=(Raised(core.OperationFinished, members=lambda e: {"state": e.state}),),
 )
 
 NO_CONFIG = ProblemType(
