@@ -535,27 +535,27 @@ def test_every_client_command_is_in_the_overview() -> None:
         assert re.search(rf"^  {re.escape(topic.name)}  ", text, re.MULTILINE), topic.name
 
 
-def _detail(**fields: object) -> VmDetail:
+def _vm_detail(**fields: object) -> VmDetail:
     vm = Vm("ci", "local", "running", True, 50, 20, None)
     return VmDetail(vm, "linux", 2, 4096, "raw", "1024x768", None,
                     **fields)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("detail, shown", [
-    (_detail(), {"ready": "-", "ip": "-",
+    (_vm_detail(), {"ready": "-", "ip": "-",
                  "desired": "- (not managed: the operator only observes it)"}),
-    (_detail(ready=True, ip="192.168.64.5", spec=Spec("running", "always", "api"),
+    (_vm_detail(ready=True, ip="192.168.64.5", spec=Spec("running", "always", "api"),
              restart_count=2, condition=None,
              last_exit=LastExit(3, None, "2026-12-07T06:00:00Z")),
      {"ready": "yes", "ip": "192.168.64.5", "desired": "running", "restart policy": "always",
       "condition": "-", "restart count": "2", "last exit": "exit code 3 at 2026-12-07T06:00:00Z"}),
-    (_detail(ready=False, spec=Spec("running", "on-failure", "config"), restart_count=1,
+    (_vm_detail(ready=False, spec=Spec("running", "on-failure", "config"), restart_count=1,
              condition="backing-off", next_attempt_at="2026-12-07T06:00:05Z",
              last_exit=LastExit(None, 9, "2026-12-07T06:00:01Z")),
      {"ready": "no", "desired": "running", "condition":
       "backing-off (next attempt at 2026-12-07T06:00:05Z)", "last exit":
       "signal 9 at 2026-12-07T06:00:01Z"}),
-    (_detail(spec=Spec(None, "never", "api"), restart_count=0,
+    (_vm_detail(spec=Spec(None, "never", "api"), restart_count=0,
              last_exit=LastExit(None, None, "2026-12-07T06:00:02Z")),
      {"desired": "-", "restart count": "0", "last exit": "unknown at 2026-12-07T06:00:02Z"}),
 ])
