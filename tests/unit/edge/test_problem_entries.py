@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import REPO_ROOT
 
 from vm_operator.core import errors as core_errors
 from vm_operator.core.errors import OperatorError
@@ -28,7 +29,7 @@ from vm_operator.edge.problems.entry import retry_after
 from vm_operator.tart import errors as tart_errors
 from vm_operator.tart.errors import TartError
 
-PACKAGE = Path(__file__).resolve().parents[2] / "vm_operator"
+PACKAGE = REPO_ROOT / "vm_operator"
 ENTRY_MODULES = {client_errors: range(400, 500), server_errors: range(500, 600)}
 
 
