@@ -76,13 +76,13 @@ from urllib.parse import quote
 
 import pytest
 from support import (
+    REPO_ROOT,
     free_port,
     http_request,
     kill_tart_processes,
     wait_for,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SIMULATOR = REPO_ROOT / "bin" / "tart-simulator"
 OCI_NAME = "ghcr.io/cirruslabs/macos-sequoia-base:latest"
 LOCAL_VMS = ("macos-sequoia-base", "macos-sonoma-xcode", "ubuntu-runner")

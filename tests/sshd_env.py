@@ -36,9 +36,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support import SYSTEM_PYTHONS, free_port, kill_tart_processes, processes_with_tart_home
+from support import (
+    REPO_ROOT,
+    SYSTEM_PYTHONS,
+    free_port,
+    kill_tart_processes,
+    processes_with_tart_home,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SSHD = "/usr/sbin/sshd"
 USER = "vm-operator-ssh-test"
 # The client's deadlines against this server. A login here is a fork and re-exec of sshd, a key
