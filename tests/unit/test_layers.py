@@ -1,4 +1,4 @@
-"""The layers of the package and the imports between them (issue 10, "the house").
+"""The layers of the package and the imports between them.
 
 edge -> api -> core -> tart / store: nothing below imports above. The edge knows HTTP, never
 Tart: of the layers below it, it imports only the exception types its catalogue maps and the

@@ -1,4 +1,4 @@
-"""The declarative file (issue 12): a TOML fleet of VMs, and the plan that brings Tart to it.
+"""The declarative file: a TOML fleet of VMs, and the plan that brings Tart to it.
 
 Pure: no Tart, no files, no HTTP. ``parse_fleet`` turns the file's text into a ``Fleet`` or
 refuses it whole with a ``FleetError`` naming the line and the key; ``plan`` compares a

@@ -1,4 +1,4 @@
-"""The reconciler: keeps each VM the operator manages the way its spec asks .
+"""The reconciler: keeps each VM the operator manages the way its spec asks.
 
 A VM's spec (``store/specs.py``) says its desired power and its restart policy. The
 reconciler compares that with what Tart reports — at start-up (its first pass), after each
