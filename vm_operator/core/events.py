@@ -36,6 +36,7 @@ VM_CREATED = "vm.created"
 VM_DELETED = "vm.deleted"
 VM_STATE = "vm.state"
 VM_READY = "vm.ready"
+VM_EXEC = "vm.exec"  # a command run in a guest: its name, the client, duration, how it ended
 RESET = "reset"  # never published: what a subscriber is told when its history is gone
 
 

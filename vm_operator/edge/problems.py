@@ -46,6 +46,7 @@ from vm_operator.core.errors import (
     VmStarting,
 )
 from vm_operator.tart.errors import (
+    GuestTimeout,
     RemoteTartUnavailable,
     SshAuthFailed,
     SshFailed,
@@ -55,6 +56,7 @@ from vm_operator.tart.errors import (
     TartBadOutput,
     TartCommandError,
     TartError,
+    TartGuestAgentUnreachable,
     TartHostUnreachable,
     TartImageMissing,
     TartInvalidResources,
@@ -89,6 +91,7 @@ Slug = Literal[
     "too-many-streams", "too-many-ip-waits", "vm-starting",
     "ready-timeout",
     "config-refused", "no-config",
+    "guest-agent-unreachable", "exec-timeout",
 ]
 """Every problem type: ``ApiError`` takes only these, so mypy proves each one is catalogued."""
 
@@ -260,6 +263,15 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "The operation needs a running VM (a suspend, for one), and Tart says it is not running.",
         "Start the VM first (POST /vms/NAME/start).",
         raised_by=(NotRunning, TartNotRunning),
+    ),
+    ProblemType(
+        "guest-agent-unreachable", 409, "The Tart Guest Agent does not answer",
+        "tart exec could not reach the Tart Guest Agent inside the VM over its control socket: "
+        "the image has no agent (Cirrus Labs' -vanilla images, for one) or the guest has not "
+        "booted far enough to run it. The detail is Tart's message.",
+        "Wait until the VM is ready and retry; use an image that ships the Tart Guest Agent "
+        "(Cirrus Labs' non-vanilla images do), or install it in the guest.",
+        raised_by=(TartGuestAgentUnreachable,),
     ),
     ProblemType(
         "not-suspendable", 409, "The VM was not started suspendable",
@@ -519,6 +531,14 @@ CATALOGUE: tuple[ProblemType, ...] = (
         "started were killed.",
         "Retry; if Tart is slow on this host, raise VM_OPERATOR_TART_TIMEOUT.",
         raised_by=(TartTimeout,),
+    ),
+    ProblemType(
+        "exec-timeout", 504, "The command did not end in time",
+        "A command run in the guest (POST /vms/{name}/exec) outlived the request's timeout: "
+        "tart exec and everything it started were killed; its output is lost.",
+        "Give a longer timeout (up to 3600 s), or run the command in the background in the "
+        "guest and poll for its result.",
+        raised_by=(GuestTimeout,),
     ),
     ProblemType(
         "start-timeout", 504, "The VM did not start in time",
