@@ -72,8 +72,16 @@ def cmd_exec(a: argparse.Namespace) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, end)
-    code = child.wait()
-    return 128 - code if code < 0 else code
+    while True:
+        try:
+            code = child.wait(timeout=0.1)
+            return 128 - code if code < 0 else code
+        except subprocess.TimeoutExpired:
+            pass
+        if lock_holder(d / "config.json") is None:  # the VM stopped: its guest is gone
+            child.kill()
+            child.wait()
+            raise TartError(f'VM "{a.name}" stopped while the command ran', 1)
 
 
 def in_terminal(argv: list[str], home: str) -> int:
