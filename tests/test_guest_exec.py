@@ -9,8 +9,11 @@ Guest Agent, the refusals (409, 404, 400, 403) and the audit event.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +177,19 @@ def test_the_document_declares_the_route(operator: Operator) -> None:
     if "$ref" in body:
         body = doc["components"]["schemas"][body["$ref"].rpartition("/")[2]]
     assert body["required"] == ["command"]
+
+
+def test_a_command_ends_with_the_operator(running: Operator) -> None:
+    """Killed (SIGKILL: no clean-up of its own), the operator takes tart exec and the command
+    with it, as it takes a pull: nothing runs on for nobody."""
+    guest = running.tart_home / "vms" / VM / "guest"
+    def ask() -> None:
+        with contextlib.suppress(OSError, http.client.HTTPException):  # the operator dies
+            run(running, {"command": ["sleep", "300"], "stdin": "x"})
+
+    asked = threading.Thread(target=ask, daemon=True)
+    asked.start()
+    wait_for(lambda: guest_processes(guest), message="the command runs in the guest")
+    running.proc.kill()
+    wait_for(lambda: guest_processes(guest) == [],
+             message="the guard killed tart exec's process group once the operator was gone")

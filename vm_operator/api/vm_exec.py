@@ -36,7 +36,8 @@ class Words(ParamType[tuple[str, ...]]):
 
     def schema(self) -> Schema:
         return {"type": "array", "minItems": 1, "maxItems": MAX_WORDS,
-                "items": {"type": "string"}}
+                "prefixItems": [{"type": "string", "pattern": "^[^\\u0000-][^\\u0000]*$"}],
+                "items": {"type": "string", "pattern": "^[^\\u0000]*$"}}
 
     def from_text(self, key: str, text: str) -> tuple[str, ...]:
         raise ValueError(f"{key} is a JSON array")

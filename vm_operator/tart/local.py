@@ -123,8 +123,12 @@ class LocalTransport:
                                 self.timeout if timeout is None else timeout, label)
 
     def exec(self, args: Sequence[str], stdin: bytes | None, timeout: float) -> ExecResult:
+        """Through ``guard.py`` as a stream, so that Tart and the guest command die with the
+        operator; its stdin the first bytes on the guard's."""
         with observed(self.observe, args[0] if args else ""):
-            return run_exec([self.binary, *args], self.env, stdin, timeout)
+            size = [] if stdin is None else ["--stdin", str(len(stdin))]
+            argv = [sys.executable, "-I", "-S", str(GUARD), *size, self._runnable(), *args]
+            return run_exec(argv, self.env, stdin, timeout, hold_stdin=True)
 
     def probe(self, ip: str, port: int, timeout: float) -> bool:
         """Tart runs here: so do its guests' networks, and the probe."""

@@ -29,7 +29,8 @@ together would each log in otherwise. A master that dies (killed, or its connect
 ServerAlive) leaves a stale socket, which the next opening removes. ``close``
 (at shutdown) ends the master with ``ssh -O exit`` and removes the directory; a master left
 by a killed operator ends by itself ``ControlPersist`` seconds after its last call. Streams
-(clone, pull) keep a connection of their own: killing their ssh must end the remote Tart.
+(clone, pull) and execs (``ssh_exec``) keep a connection of their own: killing their ssh must
+end the remote Tart.
 """
 
 from __future__ import annotations
