@@ -18,7 +18,10 @@ import pytest
 import sshd_env
 from conftest import Operator, wait_for
 
+from vm_operator.tart.guest_exec import OUTPUT_CAP
+
 VM = "ubuntu-runner"
+VANILLA = "ghcr.io/cirruslabs/macos-sequoia-vanilla:latest"
 JSON = {"Content-Type": "application/json"}
 
 
@@ -91,3 +94,29 @@ def test_the_timeout_kills_the_command_on_the_host(remote: Operator,
              message="the host killed the guest command once the local ssh was gone")
     status, answer = run(remote, {"command": ["true"]})  # the transport still works
     assert (status, answer["exit_code"]) == (200, 0)
+
+
+def test_the_cap_counts_the_command_s_output_only(remote: Operator) -> None:
+    status, answer = run(remote, {"command": ["sh", "-c", f"head -c {OUTPUT_CAP} /dev/zero"]})
+    assert (status, len(answer["stdout"]), answer["truncated"]) == (200, OUTPUT_CAP, False)
+    script = f"head -c {OUTPUT_CAP + 1} /dev/zero >&2"
+    status, answer = run(remote, {"command": ["sh", "-c", script]})
+    assert (status, len(answer["stderr"]), answer["truncated"]) == (200, OUTPUT_CAP, True)
+
+
+def test_refusals_come_back_as_the_host_s_tart_said_them(remote: Operator) -> None:
+    status, made = remote.json("POST", "/vms", JSON, json.dumps(
+        {"name": "plain", "from": VANILLA, "start": True}))
+    assert status == 202, made
+    wait_for(lambda: remote.json("GET", f"/operations/{made['id']}")[1]["state"] == "succeeded",
+             timeout=60, message="the vanilla VM is created and started on the host")
+    try:
+        status, problem = remote.json("POST", "/vms/plain/exec", JSON,
+                                      json.dumps({"command": ["true"]}))
+        assert (status, problem["type"]) == (409, "/problems/guest-agent-unreachable")
+        assert "Tart Guest Agent" in problem["detail"]
+    finally:
+        assert remote.request("DELETE", "/vms/plain?force=true&timeout=2")[0] in (202, 204)
+    assert remote.json("POST", f"/vms/{VM}/stop?timeout=2")[0] == 200
+    status, problem = run(remote, {"command": ["true"]})
+    assert (status, problem["type"]) == (409, "/problems/not-running")
