@@ -53,6 +53,7 @@ exit codes:
   4    timed out: no answer within the request timeout, or the server's own 504 (Tart, the
        VM's start or its readiness did not finish in time), also as a followed operation's
   130  interrupted (Ctrl-C); a followed operation goes on (ops cancel ID cancels it)
+  exec and run: the guest command's exit code once it ran
 """
 
 
