@@ -197,18 +197,19 @@ def client_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_client(*args: str, env: dict[str, str] | None = None,
-               timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
-    """``python -m vm_operator.client ARGS``: its exit code and captured output."""
+def run_client(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
+               stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """``python -m vm_operator.client ARGS``: its exit code and captured output (``stdin``
+    its standard input; none: /dev/null)."""
     return subprocess.run([*CLIENT, *args], cwd=REPO_ROOT, env=env or client_env(),
-                          stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
-                          check=False)
+                          stdin=subprocess.DEVNULL if stdin is None else None, input=stdin,
+                          capture_output=True, timeout=timeout, check=False)
 
 
-def cli(op: Any, *args: str, env: dict[str, str] | None = None,
-        timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+def cli(op: Any, *args: str, env: dict[str, str] | None = None, timeout: float = 60,
+        stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     """The client against an operator: ``vm-operator ARGS --url OP``."""
-    return run_client(*args, "--url", op.url, env=env, timeout=timeout)
+    return run_client(*args, "--url", op.url, env=env, timeout=timeout, stdin=stdin)
 
 
 def api(op: Any, method: str, path: str) -> Any:

@@ -16,6 +16,7 @@ from vm_operator.core.clock import Clock
 from vm_operator.core.create import CreateRequest
 from vm_operator.core.ephemeral import EphemeralVms
 from vm_operator.core.events import EventBus
+from vm_operator.core.guest import ExecRequest, Guest
 from vm_operator.core.host import Host
 from vm_operator.core.images import Images
 from vm_operator.core.inventory import Inventory
@@ -46,7 +47,7 @@ from vm_operator.store.specs import SpecSource, SpecStore, VmSpec
 from vm_operator.store.state import LogTail, StateDirError
 from vm_operator.tart.errors import TartError
 from vm_operator.tart.names import InvalidName, VmName
-from vm_operator.tart.records import Vm
+from vm_operator.tart.records import ExecResult, Vm
 from vm_operator.vocabulary import Desired, RestartPolicy
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class VmService:
         self.images = Images(parts, operations)
         self.host = Host(parts, operations, settings.max_running)
         self.specs = specs
+        self.guest = Guest(tart, self.inventory, self.events, clock.monotonic)
         self.reconciler = Reconciler(parts, operations, self.events,
                                      settings.reconcile_interval, on_reconcile, report)
         self.runs.on_run_ended(self.ephemeral.run_ended)
@@ -197,6 +199,10 @@ class VmService:
 
     def ip(self, name: VmName, wait: int) -> str:
         return self.inventory.ip(name, wait)
+
+    def exec(self, name: VmName, request: ExecRequest) -> ExecResult:
+        """Run a command in the running VM's guest (``tart exec``)."""
+        return self.guest.exec(name, request)
 
     def logs(self, name: VmName, lines: int | None = None) -> LogTail:
         self._own(name)
