@@ -208,8 +208,9 @@ def run_client(*args: str, env: dict[str, str] | None = None, timeout: float = 6
 
 def cli(op: Any, *args: str, env: dict[str, str] | None = None, timeout: float = 60,
         stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    """The client against an operator: ``vm-operator ARGS --url OP``."""
-    return run_client(*args, "--url", op.url, env=env, timeout=timeout, stdin=stdin)
+    """The client against an operator: ``vm-operator --url OP ARGS`` (the URL first: ARGS
+    may end in ``-- COMMAND…``)."""
+    return run_client("--url", op.url, *args, env=env, timeout=timeout, stdin=stdin)
 
 
 def api(op: Any, method: str, path: str) -> Any:

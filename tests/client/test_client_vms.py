@@ -472,5 +472,5 @@ def test_the_client_imports_nothing_of_the_server() -> None:
     from vm_operator.client import COMMANDS, main  # the lead's dispatch uses these
 
     assert {"vms", "get", "start", "stop", "suspend", "logs", "ip", "health", "create", "delete",
-            "set", "images", "ops", "host", "events"} == COMMANDS
+            "set", "images", "ops", "host", "events", "exec", "run"} == COMMANDS
     assert callable(main)

@@ -18,8 +18,11 @@ FINISHED: frozenset[str] = frozenset(FINISHED_STATES)
 
 
 def new_operation_id() -> str:
-    """16 URL-safe characters, 96 random bits."""
-    return secrets.token_urlsafe(12)
+    """16 URL-safe characters (about 96 random bits), never a leading ``-``: a command line
+    (``vm-operator ops get ID``) would read that id as an option."""
+    while (found := secrets.token_urlsafe(12)).startswith("-"):
+        pass
+    return found
 
 
 class OperationErrorJson(TypedDict):

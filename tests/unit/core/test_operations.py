@@ -516,10 +516,10 @@ def test_operation_json() -> None:
                                  "tart_message": None, "exit_code": None}
 
 
-def test_operation_ids_are_url_safe_and_distinct() -> None:
+def test_operation_ids_are_url_safe_distinct_and_never_read_as_an_option() -> None:
     ids = {new_operation_id() for _ in range(10_000)}
     assert len(ids) == 10_000
-    assert all(re.fullmatch(r"[A-Za-z0-9_-]{16}", op_id) for op_id in ids)
+    assert all(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{15}", op_id) for op_id in ids)
 
 
 def test_forgetting_a_finished_operation_drops_it_with_an_event(queue: OperationQueue) -> None:
