@@ -320,7 +320,7 @@ def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) ->
     signals = Signals()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signals.handle)
-    if config.config:  # without a declarative file, SIGHUP keeps its default action
+    if config.config or config.tokens_file:  # without either, SIGHUP keeps its default action
         signal.signal(signal.SIGHUP, signals.handle)
     for variable, close in unknown_variables(os.environ):  # a typo must not pass unseen
         log_line({"level": "warning", "event": "unknown-variable", "variable": variable,
@@ -340,9 +340,11 @@ def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) ->
     while not signals.stopping:
         came = signals.wait()
         if signal.SIGHUP in came and not signals.stopping:
-            log_line({"level": "info", "event": "config-reload", "cause": "SIGHUP",
-                      "file": config.config})
-            built.reload_config("SIGHUP")
+            built.reload_tokens("SIGHUP")
+            if config.config:
+                log_line({"level": "info", "event": "config-reload", "cause": "SIGHUP",
+                          "file": config.config})
+                built.reload_config("SIGHUP")
     signals.close()
     server.shutdown()
     busy = server.drain(SHUTDOWN_GRACE)
