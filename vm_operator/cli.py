@@ -206,6 +206,12 @@ def _plan(words: list[str]) -> int:
     return plan_main(words)
 
 
+def _token(words: list[str]) -> int:
+    from vm_operator.token_command import main as token_main
+
+    return token_main(words)
+
+
 def _launchd(words: list[str]) -> int:
     from vm_operator.platform.launchd import main as launchd_main
 
@@ -231,6 +237,9 @@ PROGRAMS: dict[str, Program] = {program.topic.name: program for program in (
     Program(Topic("launchd", "install, uninstall or print the launchd agent that runs "
                   "vm-operator for this Mac user (started at login, restarted when it exits)",
                   LAUNCHD), _launchd),
+    Program(Topic("token", "make a named token for the tokens file (token new NAME --role "
+                  "ROLE [--vm PATTERN]), or print what each role allows (token roles)",
+                  OPERATOR), _token),
 )}
 TOPICS = tuple(program.topic for program in PROGRAMS.values())
 

@@ -24,7 +24,7 @@ class Role(StrEnum):
 
 # What each role allows, in the README's roles table (``python -m vm_operator.edge.roles``).
 ROLE_MEANINGS: dict[Role, str] = {
-    Role.READ: "read: every GET (and HEAD) route",
+    Role.READ: "read everything: every GET (and HEAD) route",
     Role.WRITE: "change VMs and images: create, start, stop, suspend, PATCH, delete, pull, "
     "cancel or delete its own operations",
     Role.CONNECT: "reach into a guest: port-forward and exec",

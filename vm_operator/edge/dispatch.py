@@ -170,7 +170,8 @@ def dispatch(
         label = route.pattern
         req = _request(route, method, segments, raw_params, query, headers)
         vm = target_vm(req)
-        caller = _authorize(site, route, method, headers, client)
+        caller = _caller(site, route, headers)
+        _authorize(site, route, method, headers, client, caller)
         if route.public:
             req = replace(req, trusted=trusted(site.access, method, headers))
         if route.body is not None:
@@ -208,25 +209,27 @@ def _name(caller: Caller | None) -> str:
     return caller.name if caller is not None else "-"
 
 
-def _authorize(site: Site[A], route: Route[A], method: str, headers: Headers,
-               client: str) -> Caller | None:
+def _caller(site: Site[A], route: Route[A], headers: Headers) -> Caller | None:
+    """Who calls a route that is not public (None: a public route, or no valid token)."""
+    if route.public:
+        return None
+    found = identify(site.access, headers.get("Authorization"))
+    return None if isinstance(found, ApiError) else found
+
+
+def _authorize(site: Site[A], route: Route[A], method: str, headers: Headers, client: str,
+               caller: Caller | None) -> None:
     """The checks of who may call the route (throttle, token, Host, cross-site, media type,
-    role): the caller, or None for a public route; raises the refusal."""
-    tokens = site.access.authenticated and not route.public
-    if tokens:
+    role); raises the refusal."""
+    if site.access.authenticated and not route.public:
         check_throttle(site.throttle, client, time.monotonic())
     refusal = check_access(site.access, method, route.public, headers, route.body)
     if refusal is not None:
         if refusal.status == 401 and headers.get("Authorization"):
             site.throttle.failed(client, time.monotonic())  # a token presented, and wrong
         raise refusal
-    if route.public:
-        return None
-    caller = identify(site.access, headers.get("Authorization"))
-    if isinstance(caller, ApiError):  # check_access let it pass: it cannot be
-        raise caller
-    check_role(route, caller)
-    return caller
+    if caller is not None:
+        check_role(route, caller)
 
 
 def _options(site: Site[A], candidates: Candidates[A], headers: Headers) -> Response:

@@ -122,12 +122,12 @@ def identify(access: Access, authorization: str | None) -> Caller | ApiError:
 
 
 def check_token(access: Access, method: str, authorization: str | None) -> ApiError | None:
-    """401 for no valid token; 403 when the caller's roles do not cover the method (the
-    route's own role is checked by ``dispatch``)."""
+    """401 for no valid token; 403 for the read-only token on a method that changes something
+    (as before named tokens; the role each route declares is checked by ``dispatch``)."""
     found = identify(access, authorization)
     if isinstance(found, ApiError):
         return found
-    if method in READ_METHODS:
+    if found is not READ_TOKEN or method in READ_METHODS:
         return None
     why = refusal(found, default_role(method))
     return None if why is None else ApiError(FORBIDDEN, why)
