@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import REPO_ROOT, SIMULATOR, wait_for
+from sse_client import EventReader
 from tokens_support import NewToken, token_new, tokens_file
 
 READER = token_new("reader", "--role", "read")
@@ -162,3 +163,18 @@ def test_a_bad_or_unreadable_tokens_file_stops_start_up(tmp_path: Path, text: st
         env={"PATH": str(Path(sys.executable).parent), "TART_HOME": str(tmp_path / "tart")})
     assert done.returncode != 0
     assert words in done.stderr and "tokens" in done.stderr
+
+
+def test_the_event_stream_tells_a_scoped_token_only_of_its_vms(op: Any) -> None:
+    with EventReader(op.port, "/events", CI.auth) as reader:
+        assert reader.status == 200
+        assert _problem(op, "POST", "/vms", FULL, {"name": "macos-9", "from": "ubuntu-runner"})[0] == 202
+        assert _problem(op, "POST", "/vms", CI, {"name": "ubuntu-9", "from": "ubuntu-runner"})[0] == 202
+        seen = []
+        while True:  # operations run one at a time, in order: macos-9's events come first
+            block = reader.next_event(30)
+            assert block is not None, f"no vm.created of ubuntu-9; saw {seen}"
+            seen.append((block.event, block.data.get("vm")))
+            if block.event == "vm.created" and block.data.get("vm") == "ubuntu-9":
+                break
+    assert all(vm is None or vm.startswith("ubuntu-") for _, vm in seen), seen
