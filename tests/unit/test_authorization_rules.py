@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from vm_operator.api import ROUTES
+from vm_operator.api import ROUTES, openapi
 from vm_operator.edge.audit import Audit
 from vm_operator.edge.authz import (
     FULL_TOKEN,
@@ -154,6 +154,13 @@ def test_openapi_declares_the_throttle_and_the_patterns(route: Route[Any]) -> No
     assert (VM_FORBIDDEN in problems) is (VM_FORBIDDEN in guard_problems(route))
     if "{name}" in route.pattern or route.method == "POST" and route.pattern == "/vms":
         assert VM_FORBIDDEN in problems
+
+
+def test_openapi_tells_the_role_of_each_operation() -> None:
+    paths: Any = openapi()["paths"]
+    for route in ROUTES:
+        operation = paths[route.pattern][route.method.lower()]
+        assert operation.get("x-role") == (None if route.public else route.needs.value)
 
 
 def test_the_readme_roles_table_is_made_from_the_routes() -> None:

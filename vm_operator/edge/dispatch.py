@@ -2,8 +2,10 @@
 
 It never touches a socket, which is what lets the server shell stay thin. The order of the
 checks is part of the contract: the route (404, 405), the path parameters (400), the query's
-keys (400), who may call it (401, 403, 415), the body (400), the query's values (400), then
-the handler.
+keys (400), who may call it (429 past too many invalid tokens, 401, 403 for the route's role,
+415), the body (400), the VM it touches or the operation's owner (403, ``guard.py``), the
+query's values (400), then the handler. Every request that may change something, and a refused
+``connect`` route, gets its audit line here.
 """
 
 from __future__ import annotations

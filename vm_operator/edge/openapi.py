@@ -111,6 +111,8 @@ def _operation(route: Route[Any]) -> dict[str, object]:
         operation["tags"] = [route.tag]
     if route.public:
         operation["security"] = [{}]
+    else:
+        operation["x-role"] = route.needs.value  # the role a named token needs (README)
     parameters = [_path_parameter(p) for p in route.path] + [_query_parameter(q)
                                                                 for q in route.query]
     if parameters:
