@@ -24,8 +24,9 @@ def test_a_named_token_signs_in_and_sees_its_vms(browser: Any,  # noqa: F811
     page.wait_row(UBUNTU)
     assert not page.visible("#readonly")
     assert page.row("macos-sequoia-base") is None  # not one of its VMs
-    assert page.state(UBUNTU) == "stopped"
-    assert page.button(UBUNTU, "start").get_attribute("disabled") is None
+    page.wait_state(UBUNTU, "stopped")
+    wait_for(lambda: page.button(UBUNTU, "start").get_attribute("disabled") is None, WAIT,
+             message="Start enabled: the token may write")
     page.button(UBUNTU, "start").click()
     page.wait_state(UBUNTU, "running")
     # the sign-in's probe of the token's roles: an empty pull, refused (400), never carried out
