@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -234,3 +235,30 @@ def columns_of(header: str) -> dict[str, tuple[int, int]]:
         found[title] = (start, start + len(title))
         at = start + len(title)
     return found
+
+
+# --- named tokens, made by `vm-operator token new` itself, as a user would ---------------------
+
+
+@dataclass(frozen=True)
+class NewToken:
+    name: str
+    token: str  # what the client sends
+    entry: str  # the [[token]] entry to paste
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def token_new(name: str, *options: str) -> NewToken:
+    """``vm-operator token new NAME OPTIONS``: the token (its first line) and the entry."""
+    done = subprocess.run([sys.executable, "-m", "vm_operator", "token", "new", name, *options],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=30, check=True)
+    token, _, rest = done.stdout.partition("\n")
+    return NewToken(name, token, rest)
+
+
+def tokens_file(path: Path, *tokens: NewToken) -> Path:
+    path.write_text("".join(token.entry for token in tokens))
+    return path

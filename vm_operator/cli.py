@@ -206,6 +206,12 @@ def _plan(words: list[str]) -> int:
     return plan_main(words)
 
 
+def _token(words: list[str]) -> int:
+    from vm_operator.token_command import main as token_main
+
+    return token_main(words)
+
+
 def _launchd(words: list[str]) -> int:
     from vm_operator.platform.launchd import main as launchd_main
 
@@ -231,6 +237,9 @@ PROGRAMS: dict[str, Program] = {program.topic.name: program for program in (
     Program(Topic("launchd", "install, uninstall or print the launchd agent that runs "
                   "vm-operator for this Mac user (started at login, restarted when it exits)",
                   LAUNCHD), _launchd),
+    Program(Topic("token", "make a named token for the tokens file (token new NAME --role "
+                  "ROLE [--vm PATTERN]), or print what each role allows (token roles)",
+                  OPERATOR), _token),
 )}
 TOPICS = tuple(program.topic for program in PROGRAMS.values())
 
@@ -320,7 +329,7 @@ def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) ->
     signals = Signals()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signals.handle)
-    if config.config:  # without a declarative file, SIGHUP keeps its default action
+    if config.config or config.tokens_file:  # without either, SIGHUP keeps its default action
         signal.signal(signal.SIGHUP, signals.handle)
     for variable, close in unknown_variables(os.environ):  # a typo must not pass unseen
         log_line({"level": "warning", "event": "unknown-variable", "variable": variable,
@@ -340,9 +349,11 @@ def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) ->
     while not signals.stopping:
         came = signals.wait()
         if signal.SIGHUP in came and not signals.stopping:
-            log_line({"level": "info", "event": "config-reload", "cause": "SIGHUP",
-                      "file": config.config})
-            built.reload_config("SIGHUP")
+            built.reload_tokens("SIGHUP")
+            if config.config:
+                log_line({"level": "info", "event": "config-reload", "cause": "SIGHUP",
+                          "file": config.config})
+                built.reload_config("SIGHUP")
     signals.close()
     server.shutdown()
     busy = server.drain(SHUTDOWN_GRACE)

@@ -22,12 +22,15 @@ from vm_operator.core.operation_events import OperationEvents
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ports import TartPort
 from vm_operator.core.service import VmService
+from vm_operator.edge.audit import AuditEntry
 from vm_operator.edge.dispatch import Site
 from vm_operator.edge.metrics import Metrics
 from vm_operator.edge.problems import problem_of
 from vm_operator.edge.routing import RouteTable
 from vm_operator.edge.security import Access
 from vm_operator.edge.server import log_line
+from vm_operator.edge.token_file import NamedTokens, TokensRefused
+from vm_operator.store.audit import AuditLog
 from vm_operator.store.operation_records import OperationEvent
 from vm_operator.store.operations import OperationStore
 from vm_operator.store.specs import SpecStore
@@ -50,6 +53,8 @@ class Built:
     operations: OperationQueue
     operation_store: OperationStore
     fleet: FleetApplier | None = None  # the declarative file (--config), when there is one
+    tokens: NamedTokens | None = None  # the tokens file (--tokens-file), when there is one
+    audit: AuditLog | None = None
 
     def start(self) -> None:
         """Start the work that runs beside the requests: the operations' worker, the
@@ -66,6 +71,21 @@ class Built:
         if self.fleet is not None:
             self.fleet.request(cause)
 
+    def reload_tokens(self, cause: str) -> None:
+        """Read the tokens file again (SIGHUP); a refused one leaves the tokens in force. The
+        log line names the file and the fault, never a token (the file holds none)."""
+        if self.tokens is None:
+            return
+        try:
+            count = self.tokens.reload()
+        except TokensRefused as exc:
+            log_line({"level": "error", "event": "tokens-refused", "cause": cause,
+                      "file": self.tokens.path, "line": exc.line, "key": exc.key,
+                      "message": f"{exc}; the previous tokens stay in force"})
+            return
+        log_line({"level": "info", "event": "tokens-reloaded", "cause": cause,
+                  "file": self.tokens.path, "tokens": count})
+
     def close(self, grace: float) -> None:
         """The operator stops: no new operations; the running one's Tart is killed and its
         record left as it was on disk, for the restarted operator to finish (core.lifecycle).
@@ -78,6 +98,8 @@ class Built:
         shut_down(self.operations, self.operation_store.record, grace)
         if isinstance(self.tart.transport, SshTransport):
             self.tart.transport.close()
+        if self.audit is not None:
+            self.audit.close()
 
 
 def build_tart(ssh: SshSettings | None, binary: str, env: Mapping[str, str], timeout: float,
@@ -136,10 +158,31 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
     operations.add_listener(lambda event: count_finished(metrics, event))
     operations.add_listener(OperationEvents(service.events, operation_document))
     service.adopt_earlier_runs()  # finish the records of runs an earlier process launched
-    access = Access(config.token, config.read_token, config.allowed_hosts, config.cors_origins)
+    tokens = load_tokens(config.tokens_file)
+    access = Access(config.token, config.read_token, config.allowed_hosts, config.cors_origins,
+                    tokens)
+    audit = AuditLog(config.state_dir)
     document = openapi()  # fixed: built once
     fleet = FleetApplier(service, config.config, log_line) if config.config else None
     app = App(service, metrics, lambda: document,
               StreamSlots(config.events_max_streams, config.events_heartbeat), fleet)
-    return Built(Site(RouteTable(ROUTES), access, app), metrics, service, tart, operations,
-                 operation_store, fleet)
+    site = Site(RouteTable(ROUTES), access, app, lambda entry: write_audit(audit, entry))
+    return Built(site, metrics, service, tart, operations, operation_store, fleet, tokens, audit)
+
+
+def load_tokens(path: str | None) -> NamedTokens | None:
+    """The tokens file at start-up: one that cannot be read or is bad stops start-up."""
+    if path is None:
+        return None
+    tokens = NamedTokens(path)
+    try:
+        tokens.reload()
+    except TokensRefused as exc:
+        raise SystemExit(f"vm-operator: the tokens file {path} (--tokens-file) is refused: "
+                         f"{exc}") from None
+    return tokens
+
+
+def write_audit(log: AuditLog, entry: AuditEntry) -> None:
+    """An audit line of the edge, written by the store."""
+    log.write(entry.to_json())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from vm_operator.api.app import App
 from vm_operator.api.problems import TART_FAILURES
 from vm_operator.core.errors import ConfigRefused, NoConfigFile, StateDirUnwritable
+from vm_operator.edge.authz import Role
 from vm_operator.edge.params import Schema
 from vm_operator.edge.responses import Response, json_response
 from vm_operator.edge.routing import Request, Route, Success
@@ -48,5 +49,6 @@ ROUTES: tuple[Route[App], ...] = (
           "Apply the declarative file (--config) again: create, set, start, stop and (with "
           "prune) delete VMs as it says", "reloadConfig",
           ok=(Success(200, "Applied: the steps carried out and their outcome", APPLIED),),
-          problems=(ConfigRefused, NoConfigFile, StateDirUnwritable, *TART_FAILURES)),
+          problems=(ConfigRefused, NoConfigFile, StateDirUnwritable, *TART_FAILURES),
+          role=Role.ADMIN),
 )

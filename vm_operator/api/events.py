@@ -20,6 +20,7 @@ from vm_operator.api.schemas import ref
 from vm_operator.core.errors import VmNotFound
 from vm_operator.core.event_catalogue import OPERATION_PROGRESS, VM_CREATED, VM_STATE
 from vm_operator.core.events import RESET, Event, Subscription
+from vm_operator.edge.authz import ANONYMOUS, Caller
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.params import Int, Schema
 from vm_operator.edge.problems.client_errors import BAD_HEADER
@@ -104,9 +105,11 @@ class EventStream:
     """One watcher's stream (an ``edge.responses.Stream``): its subscription's events as
     Server-Sent Events. ``close`` ends the subscription and gives back the stream's slot."""
 
-    def __init__(self, sub: Subscription, slots: StreamSlots) -> None:
+    def __init__(self, sub: Subscription, slots: StreamSlots,
+                 caller: Caller = ANONYMOUS) -> None:
         self.sub = sub
         self.slots = slots
+        self.caller = caller  # a token limited to VM patterns is told only of its VMs
         self._closing = threading.Lock()
         self._closed = False
 
@@ -116,14 +119,19 @@ class EventStream:
         if sub.reset:
             yield sse_reset(sub.last_id)
         for missed in sub.backlog:
-            yield sse_event(missed)
+            if self._told(missed):
+                yield sse_event(missed)
         sub.backlog = []
         while not sub.ended:
             event = sub.get(self.slots.heartbeat)
             if event is not None:
-                yield sse_event(event)
+                if self._told(event):
+                    yield sse_event(event)
             elif not sub.ended:
                 yield HEARTBEAT
+
+    def _told(self, event: Event) -> bool:
+        return event.vm is None or self.caller.may_touch(event.vm)
 
     def close(self) -> None:
         with self._closing:
@@ -157,7 +165,7 @@ def events(app: App, req: Request) -> Response:
     except BaseException:
         app.streams.give_back()
         raise
-    return Response(200, b"", EVENT_STREAM, stream=EventStream(sub, app.streams))
+    return Response(200, b"", EVENT_STREAM, stream=EventStream(sub, app.streams, req.caller))
 
 
 def vm_events(app: App, req: Request) -> Response:

@@ -11,6 +11,7 @@ from vm_operator.api.params import IMAGE_PATH, IMAGE_REF
 from vm_operator.api.problems import TART_FAILURES
 from vm_operator.api.schemas import OPERATION, ref
 from vm_operator.core.errors import ImageNotFound, OperationsClosed, OperationsFull
+from vm_operator.edge.authz import Role
 from vm_operator.edge.body import Body, Field
 from vm_operator.edge.params import Boolean, Int
 from vm_operator.edge.responses import Response, json_response
@@ -78,7 +79,7 @@ ROUTES: tuple[Route[App], ...] = (
     Route("POST", "/images/prune", prune_images,
           "Remove the least recently used cached images (tart prune --entries caches), as an "
           "operation", "pruneImages", body=PRUNE, ok=(QUEUED,),
-          problems=(OperationsFull, OperationsClosed)),
+          problems=(OperationsFull, OperationsClosed), role=Role.ADMIN),
     Route("DELETE", "/images/{ref}", delete_image,
           "Remove an image from Tart's cache (tart delete REF); never a local VM", "deleteImage",
           path=(IMAGE_PATH,), ok=(Success(204, "Removed", None),),

@@ -64,7 +64,11 @@ ID = PathParam("id", OperationId(), "The operation's id (the last segment of its
 
 
 def list_operations(app: App, req: Request) -> Response:
-    return json_response(200, [operation_document(op) for op in app.service.lifecycle.operations()])
+    """Every operation; a token limited to VM patterns sees only those of its VMs."""
+    caller = req.caller
+    return json_response(200, [operation_document(op) for op in app.service.lifecycle.operations()
+                               if not caller.scoped
+                               or (op.vm is not None and caller.may_touch(op.vm))])
 
 
 def get_operation(app: App, req: Request) -> Response:
@@ -92,19 +96,19 @@ ROUTES: tuple[Route[App], ...] = (
                       {"type": "array", "items": OPERATION}),)),
     Route("GET", "/operations/{id}", get_operation, "One operation: state, phase, progress",
           "getOperation", path=(ID,), ok=(Success(200, "The operation", OPERATION),),
-          problems=(OperationMissing,)),
+          problems=(OperationMissing,), owned=True),
     Route("POST", "/operations/{id}/cancel", cancel_operation,
           "Cancel an operation: Tart is killed, a create leaves no VM behind; the operation "
           "stays readable (state cancelled)", "cancelOperation", path=(ID,),
           ok=(Success(200, "Cancelled (or it finished meanwhile: state says how)", OPERATION),
               Success(202, "Cancel requested; still cleaning up (cancel_requested: true)",
                       OPERATION)),
-          problems=(OperationMissing, OperationFinished)),
+          problems=(OperationMissing, OperationFinished), owned=True),
     Route("DELETE", "/operations/{id}", delete_operation,
           "Delete an operation: cancel it first if it has not finished (as POST "
           "/operations/{id}/cancel), then forget it (404 from then on, its record removed)",
           "deleteOperation", path=(ID,),
           ok=(Success(204, "Deleted (a cancelled one still cleaning up keeps its VM name until "
                       "it ends)", None),),
-          problems=(OperationMissing,)),
+          problems=(OperationMissing,), owned=True),
 )

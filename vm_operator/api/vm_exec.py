@@ -12,6 +12,7 @@ from vm_operator.api.params import NAME
 from vm_operator.api.problems import TART_FAILURES
 from vm_operator.core.errors import NotRunning, OciImage, VmNotFound
 from vm_operator.core.guest import ExecRequest
+from vm_operator.edge.authz import Role
 from vm_operator.edge.body import Body, Field
 from vm_operator.edge.params import Int, ParamType, Schema, Verbatim
 from vm_operator.edge.responses import Response, json_response
@@ -103,7 +104,9 @@ def answer(result: ExecResult) -> ExecAnswer:
 def exec_in_vm(app: App, req: Request) -> Response:
     body = req.get(EXEC)
     request = ExecRequest(body.command, body.stdin, body.timeout, req.client)
-    return json_response(200, answer(app.service.exec(req.get(NAME), request)))
+    result = app.service.exec(req.get(NAME), request)
+    req.audit(200, exit_code=result.exit_code)  # a refusal is audited by the edge
+    return json_response(200, answer(result))
 
 
 ROUTES: tuple[Route[App], ...] = (
@@ -112,6 +115,7 @@ ROUTES: tuple[Route[App], ...] = (
           "answer once it has ended: its exit code, stdout and stderr (each cut at "
           f"{OUTPUT_CAP} bytes)", "execInVm",
           path=(NAME,), body=EXEC, ok=(Success(200, "The command ended", EXEC_RESULT),),
+          role=Role.CONNECT,
           problems=(VmNotFound, OciImage, NotRunning, TartNotRunning, TartVmMissing,
                     TartGuestAgentUnreachable, GuestTimeout, *TART_FAILURES)),
 )

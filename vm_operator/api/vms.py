@@ -18,6 +18,7 @@ def list_vms(app: App, req: Request) -> Response:
         vm
         for vm in app.service.list_vms()
         if (state is None or vm["state"] == state) and (source is None or vm["source"] == source)
+        and req.caller.may_touch(vm["name"])  # a token limited to VM patterns sees only those
     ]
     return json_response(200, vms)
 

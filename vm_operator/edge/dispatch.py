@@ -2,23 +2,36 @@
 
 It never touches a socket, which is what lets the server shell stay thin. The order of the
 checks is part of the contract: the route (404, 405), the path parameters (400), the query's
-keys (400), who may call it (401, 403, 415), the body (400), the query's values (400), then
-the handler.
+keys (400), who may call it (429 past too many invalid tokens, 401, 403 for the route's role,
+415), the body (400), the VM it touches or the operation's owner (403, ``guard.py``), the
+query's values (400), then the handler. Every request that may change something, and a refused
+``connect`` route, gets its audit line here.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic
 from urllib.parse import quote
 
 from vm_operator.core.errors import OperatorError
+from vm_operator.edge.audit import Audit, AuditSink, no_audit
+from vm_operator.edge.authz import ANONYMOUS, Caller, Role
 from vm_operator.edge.body import Body
 from vm_operator.edge.conditional import conditional
 from vm_operator.edge.errors import ApiError, problem_for
+from vm_operator.edge.guard import (
+    Owners,
+    audited,
+    check_role,
+    check_target,
+    check_throttle,
+    target_vm,
+)
 from vm_operator.edge.problems.client_errors import NO_ROUTE, UNEXPECTED_BODY
 from vm_operator.edge.problems.server_errors import INTERNAL_ERROR
 from vm_operator.edge.responses import Response
@@ -35,7 +48,15 @@ from vm_operator.edge.routing import (
     split_target,
     with_query_values,
 )
-from vm_operator.edge.security import Access, Headers, check_access, cors_headers, trusted
+from vm_operator.edge.security import (
+    Access,
+    Headers,
+    check_access,
+    cors_headers,
+    identify,
+    trusted,
+)
+from vm_operator.edge.throttle import Throttle
 from vm_operator.tart.errors import TartError
 
 UNMATCHED = "unmatched"  # the metrics label of a request no route's path fits
@@ -43,11 +64,15 @@ UNMATCHED = "unmatched"  # the metrics label of a request no route's path fits
 
 @dataclass(frozen=True)
 class Site(Generic[A]):
-    """What dispatch serves: the routes, who may call them, and what their handlers are given."""
+    """What dispatch serves: the routes, who may call them, and what their handlers are given;
+    where the audit lines go, the throttle of failed tokens, the owners of operations."""
 
     routes: RouteTable[A]
     access: Access
     app: A
+    audit: AuditSink = no_audit
+    throttle: Throttle = field(default_factory=Throttle)
+    owners: Owners = field(default_factory=Owners)
 
 
 def _routes_for(routes: RouteTable[A], target: str) -> tuple[list[str], str, Candidates[A]]:
@@ -129,9 +154,15 @@ def dispatch(
     Every response carries the CORS headers of an allowed origin, refusals included; the
     label is the pattern of the route the path names even when the request is refused
     (a bad name or query, a wrong method, a missing token), ``unmatched`` only for a path
-    that no route has.
+    that no route has. ``client`` is the peer's address: failed tokens are throttled per
+    address, and the audit log records it.
     """
     label = UNMATCHED
+    started = time.perf_counter()
+    route: Route[A] | None = None
+    caller: Caller | None = None
+    vm: str | None = None
+    handled = False
     try:
         segments, query, candidates = _routes_for(site.routes, target)
         label = candidates[0][0].pattern
@@ -141,16 +172,24 @@ def dispatch(
         label = route.pattern
         req = replace(_request(route, method, segments, raw_params, query, headers),
                       client=client)
-        refusal = check_access(site.access, method, route.public, headers, route.body)
-        if refusal is not None:
-            raise refusal
+        vm = target_vm(req)
+        caller = _caller(site, route, headers)
+        _authorize(site, route, method, headers, client, caller)
         if route.public:
             req = replace(req, trusted=trusted(site.access, method, headers))
         if route.body is not None:
             req = replace(req, body=route.body.parse(body, headers.get("Content-Type")))
         elif body:
             raise ApiError(UNEXPECTED_BODY, body_refusal(route, body))
+        vm = target_vm(req)
+        req = replace(req, caller=caller or ANONYMOUS,
+                      audit=Audit(site.audit, _name(caller), client, method, req.path, vm,
+                                  started))
+        if not route.public:
+            check_target(route, req, site.owners)
         response = route.handler(site.app, with_query_values(route, req))
+        handled = True
+        site.owners.answered(response, req.caller)
         if route.etag:
             response = conditional(response, headers)
     except ApiError as exc:
@@ -160,7 +199,40 @@ def dispatch(
     except Exception:  # noqa: BLE001 - a bug: log it for us, never show a traceback to the client
         traceback.print_exc(file=sys.stderr)
         response = ApiError(INTERNAL_ERROR, "the operator failed; see its log").response()
+    connect = route is not None and route.needs is Role.CONNECT
+    if (audited(method) and not (connect and handled)) or (connect and not handled):
+        # a connect route that answered writes its own line when its tunnel or exec ends
+        Audit(site.audit, _name(caller), client, method, target.partition("?")[0], vm,
+              started)(response.status)
     return response.with_headers(*cors_headers(site.access, headers)), label
+
+
+def _name(caller: Caller | None) -> str:
+    """The audit log's name of a caller; ``-`` for a request refused before it was known."""
+    return caller.name if caller is not None else "-"
+
+
+def _caller(site: Site[A], route: Route[A], headers: Headers) -> Caller | None:
+    """Who calls a route that is not public (None: a public route, or no valid token)."""
+    if route.public:
+        return None
+    found = identify(site.access, headers.get("Authorization"))
+    return None if isinstance(found, ApiError) else found
+
+
+def _authorize(site: Site[A], route: Route[A], method: str, headers: Headers, client: str,
+               caller: Caller | None) -> None:
+    """The checks of who may call the route (throttle, token, Host, cross-site, media type,
+    role); raises the refusal."""
+    if site.access.authenticated and not route.public:
+        check_throttle(site.throttle, client, time.monotonic())
+    refusal = check_access(site.access, method, route.public, headers, route.body)
+    if refusal is not None:
+        if refusal.status == 401 and headers.get("Authorization"):
+            site.throttle.failed(client, time.monotonic())  # a token presented, and wrong
+        raise refusal
+    if caller is not None:
+        check_role(route, caller)
 
 
 def _options(site: Site[A], candidates: Candidates[A], headers: Headers) -> Response:

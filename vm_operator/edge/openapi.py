@@ -4,7 +4,8 @@ Each operation comes from one ``Route``: its operationId and summary, its parame
 the schemas of their types, its successes, and a response for every status its problems
 can have. A route's problems are those it declares (its handler's) and those of the
 mechanism that serves it: a parameter its type can refuse (400), the token and browser
-checks of a route that is not public (401, 403), the media type of a write (415).
+checks of a route that is not public (401, 403, the 429 of too many invalid tokens), the
+media type of a write (415).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vm_operator.edge.body import Body
+from vm_operator.edge.guard import guard_problems
 from vm_operator.edge.params import Schema
 from vm_operator.edge.problems import ProblemType, problem_of
 from vm_operator.edge.problems.client_errors import (
@@ -109,6 +111,8 @@ def _operation(route: Route[Any]) -> dict[str, object]:
         operation["tags"] = [route.tag]
     if route.public:
         operation["security"] = [{}]
+    else:
+        operation["x-role"] = route.needs.value  # the role a named token needs (README)
     parameters = [_path_parameter(p) for p in route.path] + [_query_parameter(q)
                                                                 for q in route.query]
     if parameters:
@@ -151,6 +155,7 @@ def route_problems(route: Route[Any]) -> list[ProblemType]:
         problems.append(UNEXPECTED_BODY)
     if not route.public:
         problems += GUARDED
+        problems += guard_problems(route)
     if route.method not in READ_METHODS:
         problems.append(UNSUPPORTED_MEDIA_TYPE)
     for declared in route.problems:

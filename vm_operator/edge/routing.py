@@ -16,6 +16,8 @@ from functools import cached_property
 from typing import Any, Generic, TypeVar, cast
 from urllib.parse import parse_qsl, unquote_to_bytes
 
+from vm_operator.edge.audit import Audit
+from vm_operator.edge.authz import ANONYMOUS, Caller, Role, default_role
 from vm_operator.edge.body import Body
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.params import ParamType, Schema
@@ -78,7 +80,10 @@ class Request:
     """A request as a handler sees it. ``params`` holds the typed path values, ``query`` the
     query as sent (keys checked), ``values`` the typed query values, ``body`` the typed body.
     ``trusted``: the caller passed the checks a public route skips (``security.trusted``), so
-    it may be told details; always true on the other routes, which refuse everyone else."""
+    it may be told details; always true on the other routes, which refuse everyone else.
+    ``caller``: who made it (its roles, its VM patterns: a list shows only its VMs).
+    ``audit``: writes the request's audit line; a ``connect`` route calls it when its tunnel
+    or exec ends (``req.audit(status, bytes_in=…, bytes_out=…, exit_code=…)``)."""
 
     method: str
     path: str
@@ -89,6 +94,8 @@ class Request:
     body: object = None
     trusted: bool = True
     client: str = ""  # the client's address, as the socket has it (for audit events)
+    caller: Caller = ANONYMOUS
+    audit: Audit = field(default_factory=Audit)
 
     def get(self, param: PathParam[T] | Query[T] | Body[T]) -> T:
         """The typed value of a path parameter, of a query parameter (or its default), or
@@ -120,6 +127,13 @@ class Route(Generic[A]):
     body: Body[Any] | None = None  # None: a request with a body is refused (400)
     etag: bool = False  # its 200 carries an ETag, and If-None-Match gets a 304 (conditional.py)
     tag: str | None = None  # the resource it belongs to (/openapi.json's tags): api/__init__.py
+    role: Role | None = None  # the role a token needs (authz.py); None: read for GET, else write
+    owned: bool = False  # acts on an operation ({id}): without admin, only on one's own
+
+    @property
+    def needs(self) -> Role:
+        """The role a caller needs for this route: declared, or from its method."""
+        return self.role if self.role is not None else default_role(self.method)
 
     @cached_property
     def segments(self) -> tuple[str, ...]:

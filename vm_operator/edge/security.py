@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
+from vm_operator.edge.authz import ANONYMOUS, FULL_TOKEN, READ_TOKEN, Caller, default_role, refusal
 from vm_operator.edge.body import JSON_MEDIA, MERGE_PATCH_MEDIA, Body
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.problems.client_errors import (
@@ -22,6 +23,7 @@ from vm_operator.edge.problems.client_errors import (
     UNAUTHORIZED,
     UNSUPPORTED_MEDIA_TYPE,
 )
+from vm_operator.edge.token_file import NamedTokens
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The content types a browser may send cross-site without a CORS preflight.
@@ -43,10 +45,11 @@ class Access:
     read_token: str | None = None
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
+    named: NamedTokens | None = None  # the tokens file (--tokens-file), when there is one
 
     @property
     def authenticated(self) -> bool:
-        return bool(self.token or self.read_token)
+        return bool(self.token or self.read_token or (self.named and self.named.enabled))
 
 
 def _matches(candidate: str, secret: str | None) -> bool:
@@ -95,20 +98,39 @@ def _refuse_token(detail: str, error: str) -> ApiError:
     return ApiError(UNAUTHORIZED, detail, (("WWW-Authenticate", challenge),))
 
 
-def check_token(access: Access, method: str, authorization: str | None) -> ApiError | None:
+def identify(access: Access, authorization: str | None) -> Caller | ApiError:
+    """Who presents this ``Authorization`` header: the full-access token, the read-only
+    token or a named token (each compared in constant time), or why not (401). Without any
+    token configured, everyone is ``anonymous`` with every role."""
+    if not access.authenticated:
+        return ANONYMOUS
     if not authorization:
         return _refuse_token("this API needs 'Authorization: Bearer <token>'", "")
     scheme, _, presented = authorization.partition(" ")
     presented = presented.strip()
     if scheme.lower() != "bearer" or not presented:
         return _refuse_token("this API takes only Bearer tokens", "invalid_request")
-    if _matches(presented, access.token):
-        return None
-    if _matches(presented, access.read_token):
-        if method in READ_METHODS:
-            return None
-        return ApiError(FORBIDDEN, "the read-only token may not change VMs")
+    full, read = _matches(presented, access.token), _matches(presented, access.read_token)
+    named = access.named.find(presented) if access.named is not None else None
+    if full:
+        return FULL_TOKEN
+    if read:
+        return READ_TOKEN
+    if named is not None:
+        return named
     return _refuse_token("the token is not valid", "invalid_token")
+
+
+def check_token(access: Access, method: str, authorization: str | None) -> ApiError | None:
+    """401 for no valid token; 403 for the read-only token on a method that changes something
+    (as before named tokens; the role each route declares is checked by ``dispatch``)."""
+    found = identify(access, authorization)
+    if isinstance(found, ApiError):
+        return found
+    if found is not READ_TOKEN or method in READ_METHODS:
+        return None
+    why = refusal(found, default_role(method))
+    return None if why is None else ApiError(FORBIDDEN, why)
 
 
 # What a write to a route that takes no body may say it carries (with no body): JSON (a JSON merge

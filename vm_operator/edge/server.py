@@ -202,8 +202,9 @@ class Handler(BaseHTTPRequestHandler):
         if isinstance(checked, Response):
             response, route = self._refusal(checked), route_label(self.server.site.routes, self.path)
         else:
+            client = self.client_address[0] if self.client_address else ""
             response, route = dispatch(self.server.site, self.command, self.path, self.headers,
-                                       checked, str(self.client_address[0]))
+                                       checked, client)
         self._respond(response, route, started)
 
     def _respond(self, response: Response, route: str, started: float) -> None:

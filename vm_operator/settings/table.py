@@ -93,6 +93,10 @@ class Config(Settings):
     read_token: str | None = secret(
         SERVING, help="bearer token for reads only (GET, HEAD, OPTIONS)",
         file_help="a file holding that read-only token")
+    tokens_file: str | None = setting(
+        None, checks.readable_file, SERVING, shown="none", metavar="FILE",
+        help="a TOML file of named tokens with roles and VM patterns (README: Tokens and "
+        "roles), read again on SIGHUP; one that cannot be read or is bad stops start-up")
     tart: str = setting(
         "", checks.text, TART, shown=f"{CONTAINER_TART} where it exists, else tart on PATH",
         help="Tart binary")
@@ -150,4 +154,4 @@ class Config(Settings):
 
     @property
     def auth_enabled(self) -> bool:
-        return bool(self.token or self.read_token)
+        return bool(self.token or self.read_token or self.tokens_file)

@@ -50,12 +50,13 @@ async function signIn(event) {
   await start();
 }
 
-// With the read token a write answers 403 before its body is looked at; with the full token
-// this empty prune is refused as a body without criteria (400): nothing is ever pruned.
+// A token without the role "write" (the read token) is refused a write (403) before its body
+// is looked at; with it this empty pull is refused as a body without a ref (400): nothing is
+// ever pulled.
 async function probeReadOnly() {
   if (!getToken()) return false;
   try {
-    await request("POST", "/images/prune", { body: {} });
+    await request("POST", "/images", { body: {} });
   } catch (error) {
     return error instanceof ApiError && error.status === 403;
   }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import vm_operator.core.errors as core
 import vm_operator.tart.errors as tart
 from vm_operator.edge.problems.entry import ProblemType, Raised
+from vm_operator.edge.throttle import FAILURES, WINDOW
 
 MALFORMED_REQUEST = ProblemType(
     "malformed-request", 400, "Malformed request",
@@ -99,10 +100,21 @@ UNAUTHORIZED = ProblemType(
 )
 
 FORBIDDEN = ProblemType(
-    "forbidden", 403, "The read-only token may not change VMs",
-    "The request carries the read-only token (VM_OPERATOR_READ_TOKEN) and asks for a "
-    "change (start, stop, suspend).",
-    "Use the full-access token (VM_OPERATOR_TOKEN) for changes.",
+    "forbidden", 403, "The token's roles do not allow this",
+    "The route needs a role the token does not have: the read-only token "
+    "(VM_OPERATOR_READ_TOKEN) may only read; a named token of the tokens file may do what its "
+    "roles say (read, write, connect, admin), and only admin may act on another token's "
+    "operation. The detail names the role needed.",
+    "Use the full-access token (VM_OPERATOR_TOKEN), or a named token with the role the detail "
+    "names (vm-operator token new).",
+)
+
+VM_FORBIDDEN = ProblemType(
+    "vm-forbidden", 403, "The token may not touch this VM",
+    "The token of the tokens file is limited to VMs whose names match its patterns (vms), "
+    "and this VM is not one of them, or the change is not about one of its VMs (pulling or "
+    "deleting an image).",
+    "Use a token whose vms patterns match the VM, or one without patterns.",
 )
 
 HOST_NOT_ALLOWED = ProblemType(
@@ -338,6 +350,14 @@ CONFIG_REFUSED = ProblemType(
     "again (POST /config/reload or SIGHUP).",
     raised_by=(Raised(core.ConfigRefused,
                       members=lambda e: {"line": e.line, "key": e.key}),),
+)
+
+TOO_MANY_FAILURES = ProblemType(
+    "too-many-failures", 429, "Too many failed authentications",
+    f"This client address presented {FAILURES} invalid tokens within {WINDOW:g} seconds: "
+    "its requests that need a token are refused until the oldest of those failures is "
+    f"{WINDOW:g} seconds old. Other addresses are served as before.",
+    "Wait the Retry-After header's seconds, and send a valid token.",
 )
 
 HEADERS_TOO_LARGE = ProblemType(
