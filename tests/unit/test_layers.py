@@ -59,12 +59,14 @@ RULES = [
     ("vm_operator.tart.", {"vm_operator.tart.", "vm_operator.store.state"}),
     ("vm_operator.core.", {"vm_operator.core.", "vm_operator.store.", "vm_operator.tart."}),
     ("vm_operator.edge.", {"vm_operator.edge.", "vm_operator.core.errors",
-                           "vm_operator.core.clock", "vm_operator.tart.errors"}),
+                           "vm_operator.core.clock", "vm_operator.tart.errors",
+                           "vm_operator.websocket"}),
     ("vm_operator.api", {"vm_operator.api", "vm_operator.api.", "vm_operator.edge.",
                          "vm_operator.core.", "vm_operator.tart.", "vm_operator.store."}),
     ("vm_operator.config", {"vm_operator.tart.errors", "vm_operator.tart.ssh_settings",
                             "vm_operator.tart.home", "vm_operator.tokens"}),
     ("vm_operator.tokens", set()),
+    ("vm_operator.websocket", set()),  # the framing, shared by the edge and the client
 ]
 
 

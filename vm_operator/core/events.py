@@ -36,6 +36,7 @@ VM_CREATED = "vm.created"
 VM_DELETED = "vm.deleted"
 VM_STATE = "vm.state"
 VM_READY = "vm.ready"
+VM_CONNECT = "vm.connect"  # a tunnel to a guest's port ended (port, client, duration, bytes)
 RESET = "reset"  # never published: what a subscriber is told when its history is gone
 
 

@@ -10,6 +10,7 @@ from vm_operator.store.state import LogTail, RunRecord
 from vm_operator.tart.names import VmName
 from vm_operator.tart.records import HostDisk, Image, Vm, VmInfo
 from vm_operator.tart.transport import OutputSink, RunHandle, StartedSink
+from vm_operator.tart.tunnel import GuestPipe
 
 
 class TartPort(Protocol):
@@ -35,6 +36,8 @@ class TartPort(Protocol):
     def ip(self, name: VmName, wait: int) -> str: ...
 
     def probe(self, ip: str, port: int) -> bool: ...
+
+    def connect(self, ip: str, port: int) -> GuestPipe: ...
 
     def tail_log(self, name: str, lines: int | None = None) -> LogTail | None: ...
 

@@ -38,6 +38,7 @@ from vm_operator.core.records import (
     TartStatus,
 )
 from vm_operator.core.runs import RunSupervisor
+from vm_operator.core.tunnels import Tunnels
 from vm_operator.core.vm_manage import VmManager, VmPatch
 from vm_operator.core.watch import EXISTS, VmStates, Watcher
 from vm_operator.store.operation_records import Operation
@@ -101,6 +102,8 @@ class VmService:
         self.readiness = ReadinessProbe(tart, clock, self.events, settings.ready_port,
                                         ttl=settings.cache_ttl)
         self.runs.on_run_ended(self.readiness.forget)
+        self.tunnels = Tunnels(lambda name: self.inventory.ip(name, 0), tart.connect,
+                               self.events, clock.monotonic)
         self.watcher.on_listing = self._look_at_readiness
         operations.add_listener(self.ephemeral.operation_changed)
         operations.add_listener(self.reconciler.operation_changed)

@@ -36,6 +36,7 @@ from vm_operator.edge.routing import (
     with_query_values,
 )
 from vm_operator.edge.security import Access, Headers, check_access, cors_headers, trusted
+from vm_operator.edge.tunnels import handshake_check, handshake_headers
 from vm_operator.tart.errors import TartError
 
 UNMATCHED = "unmatched"  # the metrics label of a request no route's path fits
@@ -139,7 +140,8 @@ def dispatch(
         route, raw_params = choose(method, candidates)
         label = route.pattern
         req = _request(route, method, segments, raw_params, query, headers)
-        refusal = check_access(site.access, method, route.public, headers, route.body)
+        refusal = check_access(site.access, method, route.public, headers, route.body,
+                               writes=route.upgrade)
         if refusal is not None:
             raise refusal
         if route.public:
@@ -148,7 +150,11 @@ def dispatch(
             req = replace(req, body=route.body.parse(body, headers.get("Content-Type")))
         elif body:
             raise ApiError(UNEXPECTED_BODY, body_refusal(route, body))
+        if route.upgrade:
+            handshake_check(headers)
         response = route.handler(site.app, with_query_values(route, req))
+        if route.upgrade and response.tunnel is not None:
+            response = response.with_headers(*handshake_headers(headers))
         if route.etag:
             response = conditional(response, headers)
     except ApiError as exc:

@@ -55,11 +55,13 @@ class Query(Generic[T]):
 
 @dataclass(frozen=True)
 class OptionalQuery(Generic[T]):
-    """A query parameter without a default: ``req.optional(...)`` is None when not given."""
+    """A query parameter without a default: ``req.optional(...)`` is None when not given;
+    ``required``: a request without it is refused (400) before the handler."""
 
     name: str
     type: ParamType[T]
     doc: str
+    required: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ class Route(Generic[A]):
     body: Body[Any] | None = None  # None: a request with a body is refused (400)
     etag: bool = False  # its 200 carries an ETag, and If-None-Match gets a 304 (conditional.py)
     tag: str | None = None  # the resource it belongs to (/openapi.json's tags): api/__init__.py
+    upgrade: bool = False  # a WebSocket (RFC 6455): the handshake is checked before the handler
 
     @cached_property
     def segments(self) -> tuple[str, ...]:
@@ -264,5 +267,7 @@ def with_query_values(route: Route[A], req: Request) -> Request:
             values[param.name] = _parsed(param.name, param.type, text)
         elif isinstance(param, Query):
             values[param.name] = param.default
+        elif param.required:
+            raise ApiError(param.type.problem, f"query parameter {param.name!r} is required")
     return replace(req, values=values)
 

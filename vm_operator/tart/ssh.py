@@ -76,6 +76,7 @@ from vm_operator.tart.ssh_commands import (
     WAIT_SCRIPT,
     WAIT_TICKS,
     control_argv,
+    forward_argv,
     remote_log_path,
     script_words,
     ssh_argv,
@@ -84,6 +85,7 @@ from vm_operator.tart.ssh_commands import (
 from vm_operator.tart.ssh_settings import SshSettings
 from vm_operator.tart.streaming import run_streaming
 from vm_operator.tart.transport import Observer, OutputSink, StartedSink, no_observer, observed
+from vm_operator.tart.tunnel import CONNECT_TIMEOUT, GuestPipe, open_process, refused
 
 T = TypeVar("T")
 
@@ -95,17 +97,9 @@ CONTROL_SOCKET = "mux"  # the shared connection's socket, in the transport's pri
 MAX_CONTROL_PATH = 104 - 1 - 17
 
 _UNREACHABLE = (
-    "connection refused",
-    "timed out",
-    "no route to host",
-    "network is unreachable",
-    "could not resolve hostname",
-    "name or service not known",
-    "nodename nor servname",
-    "connection reset",
-    "connection closed",
-    "kex_exchange_identification",
-    "broken pipe",
+    "connection refused", "timed out", "no route to host", "network is unreachable",
+    "could not resolve hostname", "name or service not known", "nodename nor servname",
+    "connection reset", "connection closed", "kex_exchange_identification", "broken pipe",
 )
 
 
@@ -303,6 +297,12 @@ class SshTransport:
         except TartCommandError:  # the script's own exit code (ssh's failures are not these)
             return False
         return True
+
+    def connect(self, ip: str, port: int) -> GuestPipe:
+        """``ssh -W`` through the shared connection, once the host's probe saw the guest accept."""
+        if not self.probe(ip, port, CONNECT_TIMEOUT):
+            raise refused(ip, port, "the Tart host's probe failed")
+        return open_process(forward_argv(self.settings, ip, port, self._shared()), self.env)
 
     def forget_log(self, name: str) -> None:
         """The run logs of ``name`` on the host go (FORGET_SCRIPT)."""

@@ -185,6 +185,14 @@ def control_argv(settings: SshSettings, control_path: str, command: str) -> list
             settings.destination]
 
 
+def forward_argv(settings: SshSettings, ip: str, port: int, control_path: str | None) -> list[str]:
+    """``ssh -W IP:PORT``: a tunnel's stream, connected on the host (through the shared
+    connection when there is one: a channel, not a login)."""
+    target = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    return [settings.ssh, *ssh_options(settings, control_path), "-W", target, "--",
+            settings.destination]
+
+
 def script_words(script: str, *args: str) -> list[str]:
     """``/bin/sh -c SCRIPT vm-operator ARGS...``: fixed script text, values as parameters."""
     return ["/bin/sh", "-c", script, "vm-operator", *args]

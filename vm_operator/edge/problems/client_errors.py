@@ -330,6 +330,13 @@ CONFIG_REFUSED = ProblemType(
                       members=lambda e: {"line": e.line, "key": e.key}),),
 )
 
+UPGRADE_REQUIRED = ProblemType(
+    "upgrade-required", 426, "A WebSocket is required",
+    "The route is a WebSocket (GET /vms/{name}/port-forward): the request lacks the opening "
+    "handshake's Upgrade, Connection or Sec-WebSocket-Version: 13.",
+    "Use a WebSocket client (vm-operator proxy or port-forward, or any RFC 6455 client).",
+)
+
 HEADERS_TOO_LARGE = ProblemType(
     "headers-too-large", 431, "Request header fields too large",
     "The request head (the request line and every header line) is larger than 32 KiB, or "
