@@ -130,6 +130,10 @@ def test_a_missing_port_is_refused(op: Operator) -> None:
 def test_a_plain_get_is_told_to_upgrade(op: Operator, echo_port: int) -> None:
     status, headers, _ = op.request("GET", f"/vms/{VM}/port-forward?port={echo_port}", AUTH)
     assert status == 426 and headers["Upgrade"] == "websocket"
+    handshake = {**AUTH, "Upgrade": "websocket", "Connection": "Upgrade",
+                 "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    status, _, _ = op.request("HEAD", f"/vms/{VM}/port-forward?port={echo_port}", handshake)
+    assert status == 426  # a WebSocket opens with a GET only
 
 
 def test_the_read_token_may_not_open_a_tunnel(op: Operator, echo_port: int) -> None:

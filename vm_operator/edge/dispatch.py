@@ -151,7 +151,7 @@ def dispatch(
         elif body:
             raise ApiError(UNEXPECTED_BODY, body_refusal(route, body))
         if route.upgrade:
-            handshake_check(headers)
+            handshake_check(method, headers)
         response = route.handler(site.app, with_query_values(route, req))
         if route.upgrade and response.tunnel is not None:
             response = response.with_headers(*handshake_headers(headers))

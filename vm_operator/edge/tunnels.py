@@ -51,10 +51,10 @@ def _has_token(value: str | None, token: str) -> bool:
     return value is not None and token in (part.strip().lower() for part in value.split(","))
 
 
-def handshake_check(headers: Headers) -> None:
+def handshake_check(method: str, headers: Headers) -> None:
     """Refuse (426, or 400 for a bad key) a request that is not a WebSocket opening
-    handshake (RFC 6455, section 4.2.1), before anything is opened for it."""
-    if not (_has_token(headers.get("Upgrade"), "websocket")
+    handshake (RFC 6455, section 4.2.1: a GET), before anything is opened for it."""
+    if method != "GET" or not (_has_token(headers.get("Upgrade"), "websocket")
             and _has_token(headers.get("Connection"), "upgrade")):
         raise ApiError(UPGRADE_REQUIRED, "this route is a WebSocket: send 'Upgrade: websocket' "
                        "and 'Connection: Upgrade'",
