@@ -147,7 +147,8 @@ _HANDSHAKE = [
     {"name": "Sec-WebSocket-Version", "in": "header", "required": True,
      "schema": {"const": "13"}},
     {"name": "Sec-WebSocket-Key", "in": "header", "required": True,
-     "description": "16 random bytes, base64-encoded", "schema": {"type": "string"}},
+     "description": "16 random bytes, base64-encoded",
+     "schema": {"type": "string", "pattern": "^[A-Za-z0-9+/]{21}[AQgw]==$"}},
 ]
 _ACCEPT_HEADERS = {
     "Upgrade": {"schema": {"const": "websocket"}},
