@@ -187,3 +187,17 @@ def test_shutdown_ends_a_tunnel_with_a_close_frame(op: Operator, echo_port: int)
     with pytest.raises(ConnectionClosed) as closed:
         ws.recv(timeout=20)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+
+
+def test_without_tokens_a_cross_site_page_may_not_open_a_tunnel(operator_factory,
+                                                                 echo_port: int) -> None:
+    # a browser opens a WebSocket to any site (no CORS): the tunnel counts as a write
+    op = operator_factory(env={"TART_SIM_GUEST_SERVICES": f"{echo_port}=echo"})
+    status, body = op.json("POST", f"/vms/{VM}/start?wait=ready&timeout=60", timeout=90)
+    assert status == 200, body
+    url = f"ws://127.0.0.1:{op.port}/vms/{VM}/port-forward?port={echo_port}"
+    with pytest.raises(InvalidStatus) as caught:
+        connect(url, origin="http://evil.example", open_timeout=20, legacy=True).close()
+    assert caught.value.response.status_code == 403
+    with connect(url, open_timeout=20, legacy=True) as ws:  # no Origin: not a browser's page
+        assert round_trip(ws, b"ok") == b"ok"

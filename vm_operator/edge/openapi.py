@@ -142,16 +142,18 @@ def _query_parameter(param: Query[Any] | OptionalQuery[Any]) -> dict[str, object
 
 # An upgrade route's opening handshake (RFC 6455, section 4.1), and its 101's answer.
 _HANDSHAKE = [
-    {"name": "Upgrade", "in": "header", "required": True, "schema": {"const": "websocket"}},
-    {"name": "Connection", "in": "header", "required": True, "schema": {"const": "Upgrade"}},
+    {"name": "Upgrade", "in": "header", "required": True,
+     "schema": {"type": "string", "pattern": "^websocket$"}},
+    {"name": "Connection", "in": "header", "required": True,
+     "schema": {"type": "string", "pattern": "^Upgrade$"}},
     {"name": "Sec-WebSocket-Version", "in": "header", "required": True,
-     "schema": {"const": "13"}},
+     "schema": {"type": "string", "pattern": "^13$"}},
     {"name": "Sec-WebSocket-Key", "in": "header", "required": True,
      "description": "16 random bytes, base64-encoded",
      "schema": {"type": "string", "pattern": "^[A-Za-z0-9+/]{21}[AQgw]==$"}},
 ]
 _ACCEPT_HEADERS = {
-    "Upgrade": {"schema": {"const": "websocket"}},
+    "Upgrade": {"schema": {"type": "string", "pattern": "^websocket$"}},
     "Sec-WebSocket-Accept": {"description": "base64(SHA-1(key + the RFC's GUID))",
                              "schema": {"type": "string"}},
 }
