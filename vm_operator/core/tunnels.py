@@ -5,7 +5,7 @@ A tunnel is opened to the VM's own address as Tart reports it (``tart ip``), nev
 client names, and only while the VM runs; the connection is the transport's (``Tart.connect``:
 made where Tart runs), never this module's. Past ``limit`` open tunnels a new one is refused
 at once. Every tunnel of a VM ends when the bus tells that the VM stopped, suspended or was
-deleted, and all of them at the operator's shutdown (``close_all``); when one ends, whoever
+deleted (at the operator's shutdown the edge's draining ends them); when one ends, whoever
 carried it calls ``finish`` and ``vm.connect`` tells the port, the client, how long it was
 open and the bytes each way (an audit trail: never what they carried).
 """
@@ -104,12 +104,6 @@ class Tunnels:
         """End every tunnel of ``name`` (its VM stopped, or is gone)."""
         with self._lock:
             ending = [tunnel for tunnel in self._open if tunnel.name == name]
-        for tunnel in ending:
-            tunnel.close()
-
-    def close_all(self) -> None:
-        with self._lock:
-            ending = list(self._open)
         for tunnel in ending:
             tunnel.close()
 
