@@ -43,11 +43,11 @@ fi
 # (tests/api/test_generated_client.py); Selenium drives Debian's
 # headless Chromium through Debian's chromedriver (tests/api/test_dashboard.py); ruff and mypy are the
 # static checks (versions pinned: a new release brings new rules).
-{ .venv/bin/python -c 'import pytest, kubernetes_validate, yaml, schemathesis, selenium, openapi_python_client' 2>/dev/null \
+{ .venv/bin/python -c 'import pytest, kubernetes_validate, yaml, schemathesis, selenium, openapi_python_client, websockets' 2>/dev/null \
     && [ -x .venv/bin/ruff ] && [ -x .venv/bin/mypy ]; } \
     || .venv/bin/python -m pip install -q 'pytest>=7' 'kubernetes-validate>=1.30' 'pyyaml>=6' \
         'schemathesis>=4.32.5,<5' 'ruff>=0.17,<0.18' 'mypy>=2.4,<3' 'selenium>=4.20' \
-        'openapi-python-client>=0.29.1,<0.30'
+        'openapi-python-client>=0.29.1,<0.30' 'websockets>=15'
 # The simulator's "#!/usr/bin/env python3" must find a fast interpreter: the venv's.
 export PATH="$PWD/.venv/bin:$PATH"
 

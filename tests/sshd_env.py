@@ -135,6 +135,7 @@ class SshdEnv:
     sshd_log: Path
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     guest_port: int = 0  # TART_SIM_GUEST_PORT of the simulated guests on this "host"
+    guest_echo_port: int = 0  # an echo port of those guests (TART_SIM_GUEST_SERVICES)
 
     @property
     def target(self) -> str:
@@ -236,6 +237,7 @@ def create() -> SshdEnv:
         other_pub = keygen(client / "other_host_key")
         port = free_port()
         guest_port = free_port()
+        guest_echo_port = free_port()
         (root / "authorized_keys").write_text(authorized + "\n")
         os.chmod(root / "authorized_keys", 0o644)
         known = client / "known_hosts"
@@ -272,16 +274,16 @@ PidFile none
 PrintMotd no
 PrintLastLog no
 X11Forwarding no
-AllowTcpForwarding no
+AllowTcpForwarding local
 AllowAgentForwarding no
 PermitTTY no
 MaxStartups 200:30:400
 MaxSessions 50
 LogLevel VERBOSE
-SetEnv PATH={bin_dir}:/usr/bin:/bin HOME={home} TART_HOME={tart_home} TART_SIM_SEED=demo TART_SIM_CALL_LOG={call_log} TART_SIM_GUEST_PORT={guest_port}
+SetEnv PATH={bin_dir}:/usr/bin:/bin HOME={home} TART_HOME={tart_home} TART_SIM_SEED=demo TART_SIM_CALL_LOG={call_log} TART_SIM_GUEST_PORT={guest_port} TART_SIM_GUEST_SERVICES={guest_echo_port}=echo
 """)
         env = SshdEnv(root, port, USER, user_key, known, wrong, home, tart_home, call_log, bin_dir,
-                      root / "sshd.log", guest_port=guest_port)
+                      root / "sshd.log", guest_port=guest_port, guest_echo_port=guest_echo_port)
         env.start()
         return env
     except BaseException:

@@ -12,7 +12,7 @@ from types import FrameType
 from benchmark.bare import serve_bare
 from benchmark.common import REPO, SIMULATOR, Interrupted
 from benchmark.load import CLIENTS
-from benchmark.markdown import host_cost_markdown, markdown
+from benchmark.markdown import host_cost_markdown, markdown, tunnels_markdown
 from benchmark.run import run
 
 
@@ -67,6 +67,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="cold GET /vms/{name} over SSH measured (default 9; quick 3)")
     p.add_argument("--host-cost-only", action="store_true",
                    help="measure only the dashboard's cost to the host (locally and over SSH)")
+    p.add_argument("--tunnel-mib", type=float,
+                   help="MiB sent through a tunnel and back (default 64; quick 4)")
+    p.add_argument("--tunnel-pings", type=int,
+                   help="one-byte round trips timed per connection (default 200; quick 20)")
+    p.add_argument("--tunnels-only", action="store_true",
+                   help="measure only the tunnels (throughput, added latency; locally and "
+                   "over SSH)")
     p.add_argument("--no-ssh", action="store_true",
                    help="skip the figures over SSH (they need Linux, root and sshd)")
     p.add_argument("--tart-delay", type=float, default=50.0,
@@ -99,7 +106,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 "events_window": 2.0 if quick else 5.0, "events_samples": 1 if quick else 5,
                 "dashboard_seconds": 3.0 if quick else 30.0,
                 "ssh_dashboard_seconds": 5.0 if quick else 60.0,
-                "cold_samples": 3 if quick else 9}
+                "cold_samples": 3 if quick else 9,
+                "tunnel_mib": 4.0 if quick else 64.0, "tunnel_pings": 20 if quick else 200}
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -146,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(report, indent=2)
     if args.json_file:
         Path(args.json_file).write_text(text + "\n")
-    pretty = host_cost_markdown if args.host_cost_only else markdown
+    pretty = (tunnels_markdown if args.tunnels_only
+              else host_cost_markdown if args.host_cost_only else markdown)
     print(text if args.json else pretty(report), flush=True)
     if args.strict and any(t["result"] == "MISS" for t in report["targets"]):
         return 1

@@ -3,8 +3,18 @@ made from a run's typed results, nothing measured here."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from benchmark.load import LABELS, SCENARIOS
-from benchmark.records import Events, HostCost, Lifecycle, LoadResult, Report
+from benchmark.records import (
+    Events,
+    HostCost,
+    Lifecycle,
+    LoadResult,
+    Report,
+    TunnelFigures,
+    Tunnels,
+)
 
 
 def host_cost_markdown(report: Report) -> str:
@@ -188,6 +198,10 @@ def markdown(report: Report) -> str:
         "",
         *host_cost_text(report["host_cost"]),
         "",
+        "### Tunnels (GET /vms/{name}/port-forward)",
+        "",
+        *tunnels_text(report["tunnels"]),
+        "",
         "### Targets",
         "",
         "| target | measured | result |",
@@ -262,3 +276,26 @@ def lifecycle_text(lifecycle: Lifecycle) -> list[str]:
 
 
 # --- entry point ----------------------------------------------------------------------------
+
+
+def tunnels_text(figures: Tunnels) -> list[str]:
+    out = [("| where | round trip MiB/s, tunnel (direct) | 1-byte round trip ms, tunnel "
+            "(direct) | added ms |"), "|---|---:|---:|---:|"]
+    for where, measured in (("local", figures["local"]), ("over SSH", figures["ssh"])):
+        if "skipped" in measured:
+            out.append(f"| {where} | skipped: {cast(dict[str, str], measured)['skipped']} | | |")
+            continue
+        found = cast(TunnelFigures, measured)
+        out.append(f"| {where} | {found['tunnel_mib_s']} ({found['direct_mib_s']}) | "
+                   f"{found['tunnel_rtt_ms']} ({found['direct_rtt_ms']}) | {found['added_ms']} |")
+    return out
+
+
+def tunnels_markdown(report: Report) -> str:
+    """``--tunnels-only``: the machine, then the tunnels' table."""
+    m = report["machine"]
+    return "\n".join([
+        "## vm-operator tunnels", "",
+        (f"- machine: {m['nproc']} CPUs usable, {m['system']} {m['kernel']}, "
+        f"{m['implementation']} {m['python']}"), f"- command: `{report['command']}`", "",
+        *tunnels_text(report["tunnels"])]) + "\n"

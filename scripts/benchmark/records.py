@@ -220,6 +220,23 @@ class ServerInfo(TypedDict):
     argv: NotRequired[list[str]]
 
 
+class TunnelFigures(TypedDict):
+    """A tunnel against a direct connection to the same guest echo port (tunnels.py)."""
+
+    bytes: int
+    pings: int
+    direct_mib_s: float
+    tunnel_mib_s: float
+    direct_rtt_ms: float
+    tunnel_rtt_ms: float
+    added_ms: float
+
+
+class Tunnels(TypedDict):
+    local: TunnelFigures
+    ssh: TunnelFigures | dict[str, str]  # {"skipped": why} when no sshd can run here
+
+
 class Report(TypedDict):
     """A whole run; ``--host-cost-only`` fills only machine, command, settings, host_cost and
     targets."""
@@ -237,6 +254,7 @@ class Report(TypedDict):
     lifecycle: NotRequired[Lifecycle]
     events: NotRequired[Events]
     host_cost: NotRequired[HostCost]
+    tunnels: NotRequired[Tunnels]
     tart_list_max_concurrent_whole_run: NotRequired[int]
     tart_calls_whole_run: NotRequired[int]
     tart_call_cost: NotRequired[dict[str, CallCost]]

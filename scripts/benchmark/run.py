@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmark import events, hostcost, lifecycle
+from benchmark import events, hostcost, lifecycle, tunnels
 from benchmark.calllog import max_concurrent, read_calls
 from benchmark.common import SIMULATOR, loadavg, log, machine, rss_mib
 from benchmark.drive import drive, median_ratio, merge_rounds
@@ -25,6 +25,7 @@ from benchmark.records import (
     Memory,
     Report,
     SshDashboard,
+    Tunnels,
 )
 from benchmark.servers import Servers
 from benchmark.targets import evaluate, host_cost_targets
@@ -50,6 +51,15 @@ def run(args: argparse.Namespace) -> Report:
             "operator_src": str(fleet.operator_src),
         },
     }
+    if args.tunnels_only:
+        try:
+            report["tunnels"] = measure_tunnels(fleet, args, tart_delay)
+            report["machine"]["loadavg_at_end"] = loadavg()
+            report["targets"] = []
+            return report
+        finally:
+            log("stopping everything this run started")
+            fleet.close()
     if args.host_cost_only:
         try:
             report["host_cost"] = measure_host_cost(fleet, args, tart_delay)
@@ -145,6 +155,7 @@ def run(args: argparse.Namespace) -> Report:
         report["lifecycle"] = measure_lifecycle(fleet, args, tart_delay)
         report["events"] = measure_events(fleet, args, tart_delay)
         report["host_cost"] = measure_host_cost(fleet, args, tart_delay)
+        report["tunnels"] = measure_tunnels(fleet, args, tart_delay)
         all_calls = read_calls(op.call_log) if op.call_log else []
         report.update({
             "bare": bare_results,
@@ -214,3 +225,23 @@ def measure_host_cost(fleet: Servers, args: argparse.Namespace,
         if here is not None and there:
             ssh["cold_detail_ssh_adds_ms"] = round(there - here, 1)
     return {"local": local, "ssh": ssh}
+
+
+def measure_tunnels(fleet: Servers, args: argparse.Namespace, tart_delay: float) -> Tunnels:
+    """Tunnel throughput and added latency, locally and over SSH (tunnels.py)."""
+    size = int(args.tunnel_mib * (1 << 20))
+    log(f"tunnels: {args.tunnel_mib:g} MiB round trip and {args.tunnel_pings} pings, "
+        "tunnel against direct")
+    echo = tunnels.free_port()
+    server = fleet.start_operator("tunnels", args.cache_ttl, tart_delay, args.access_log,
+                                  {"TART_SIM_GUEST_SERVICES": f"{echo}=echo"})
+    tunnels.start_vm(server.port)
+    local = tunnels.measure(server.port, echo, size, args.tunnel_pings)
+    if args.no_ssh:
+        return {"local": local, "ssh": {"skipped": "--no-ssh"}}
+
+    def start(settings: dict[str, str]) -> int:
+        return fleet.start_ssh_operator("tunnels-ssh", args.cache_ttl, settings).port
+
+    log("tunnels over SSH")
+    return {"local": local, "ssh": tunnels.over_ssh(start, size, args.tunnel_pings)}

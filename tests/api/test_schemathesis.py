@@ -66,6 +66,16 @@ max-stream-events = 5
 include-path = "/vms/{name}"
 include-method = "PATCH"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
+
+# A WebSocket (RFC 6455): a request without the opening handshake, or of another version, is
+# told 426 Upgrade Required; a valid one is upgraded (101) or refused before it (the guest's port
+# refuses: 502).
+[[operations]]
+include-path = "/vms/{name}/port-forward"
+include-method = "GET"
+checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "409", "426"]
+checks.missing_required_header.expected-statuses = ["400", "401", "403", "426"]
+checks.positive_data_acceptance.expected-statuses = ["101", "2xx", "401", "403", "404", "409", "5xx"]
 """
 
 

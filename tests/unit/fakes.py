@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vm_operator.store.state import LogTail, RunRecord, cut_tail
-from vm_operator.tart.errors import RunStillAlive, command_error
+from vm_operator.tart.errors import GuestRefused, RunStillAlive, command_error
 from vm_operator.tart.parse import normalize_vm, parse_vm_info
+from vm_operator.tart.tunnel import GuestPipe
 
 SAFETY = 5.0  # seconds: a bound on every wait, only so that a broken core fails instead of hanging
 
@@ -386,6 +387,9 @@ class FakeTart:
             return "192.168.64.2"
         finally:
             self._leave("ip")
+
+    def connect(self, ip: str, port: int) -> GuestPipe:
+        raise GuestRefused(f"a fake guest takes no tunnels ({ip}:{port})")
 
     def probe(self, ip: str, port: int) -> bool:
         self._enter("probe", None, (ip, port))

@@ -63,7 +63,7 @@ RULES = [
                            "vm_operator.vocabulary", "vm_operator.settings.table"}),
     ("vm_operator.edge.", {"vm_operator.edge.", "vm_operator.core.errors",
                            "vm_operator.core.clock", "vm_operator.tart.errors",
-                           "vm_operator.vocabulary"}),
+                           "vm_operator.vocabulary", "vm_operator.websocket"}),
     ("vm_operator.api", {"vm_operator.api", "vm_operator.api.", "vm_operator.edge.",
                          "vm_operator.core.", "vm_operator.tart.", "vm_operator.store.",
                          "vm_operator.vocabulary"}),
@@ -71,12 +71,15 @@ RULES = [
                             "vm_operator.tart.home", "vm_operator.tokens",
                             "vm_operator.settings", "vm_operator.settings."}),
     ("vm_operator.settings.", {"vm_operator.settings", "vm_operator.settings.",
-                               "vm_operator.vocabulary", "vm_operator.tart.commands", "vm_operator.tart.errors",
-                               "vm_operator.tart.ssh_settings", "vm_operator.tokens"}),
+                               "vm_operator.vocabulary", "vm_operator.tart.commands",
+                               "vm_operator.tart.errors", "vm_operator.tart.ssh_settings",
+                               "vm_operator.tokens"}),
     ("vm_operator.tokens", set()),
-    # the client talks HTTP only: nothing of the server, the contract's vocabulary aside
+    # the client talks HTTP only: nothing of the server, the contract's vocabulary and the
+    # WebSocket framing aside
     ("vm_operator.client", {"vm_operator.client", "vm_operator.client.",
-                            "vm_operator.vocabulary"}),
+                            "vm_operator.vocabulary", "vm_operator.websocket"}),
+    ("vm_operator.websocket", set()),  # the framing, shared by the edge and the client
 ]
 
 

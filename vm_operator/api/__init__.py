@@ -20,6 +20,7 @@ from vm_operator.api import (
     vm_logs,
     vm_manage,
     vm_power,
+    vm_tunnel,
     vms,
 )
 from vm_operator.api.app import App
@@ -43,7 +44,8 @@ TAGS = (VMS, OPERATIONS, IMAGES, EVENTS, HOST, CONFIG, SYSTEM, DASHBOARD)
 
 _TAGGED: tuple[tuple[Tag, tuple[Route[App], ...]], ...] = (
     (SYSTEM, system.ROUTES), (VMS, vms.ROUTES), (VMS, vm_create.ROUTES), (VMS, vm_power.ROUTES),
-    (VMS, vm_ip.ROUTES), (VMS, vm_exec.ROUTES), (VMS, vm_logs.ROUTES), (OPERATIONS, operations.ROUTES),
+    (VMS, vm_ip.ROUTES), (VMS, vm_exec.ROUTES), (VMS, vm_tunnel.ROUTES), (VMS, vm_logs.ROUTES),
+    (OPERATIONS, operations.ROUTES),
     (VMS, vm_manage.ROUTES), (IMAGES, images.ROUTES), (HOST, host.ROUTES),
     (EVENTS, events.ROUTES), (CONFIG, config.ROUTES), (DASHBOARD, dashboard.ROUTES),
 )

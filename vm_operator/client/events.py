@@ -82,6 +82,10 @@ SUMMARIES: dict[str, Summary] = {
     "vm.created": _created,
     "vm.deleted": lambda data: f"deleted ({_word(data, 'cause')})",
     "vm.ready": lambda data: f"ready at {_word(data, 'ip')}:{_word(data, 'port')}",
+    "vm.connect": lambda data: (f"tunnel to port {_word(data, 'port')} from "
+                                f"{_word(data, 'client')} ended after "
+                                f"{_word(data, 'duration_s')} s: {_word(data, 'bytes_to_guest')} "
+                                f"bytes in, {_word(data, 'bytes_from_guest')} out"),
     "vm.exec": lambda data: (f"exec {_word(data, 'command')} from {_word(data, 'client')}: "
                              f"{_word(data, 'outcome')}, exit {_word(data, 'exit_code')}, "
                              f"{_word(data, 'duration_ms')} ms"),

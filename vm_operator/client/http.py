@@ -41,6 +41,8 @@ from vm_operator.client.records import (
     operation_list,
     vm_list,
 )
+from vm_operator.client.websocket import NotWebSocket, Refused, WebSocket
+from vm_operator.client.websocket import connect as websocket_connect
 
 DEFAULT_URL = "http://127.0.0.1:8082"
 JSON_MEDIA = "application/json"
@@ -364,6 +366,22 @@ class Client:
         request = self._request("GET", url, None, JSON_MEDIA,
                                 accept="text/event-stream, application/problem+json", extra=extra)
         return self._send(request, url, max(self.timeout, STREAM_READ_TIMEOUT))
+
+    def open_tunnel(self, name: str, port: int) -> WebSocket:
+        """``GET /vms/{name}/port-forward?port=N``: an open WebSocket to the guest's port."""
+        url = build_url(self.base_url, path("vms", name, "port-forward"), {"port": port})
+        headers = {"User-Agent": f"vm-operator-client/{__version__}"}
+        if self.__token:
+            headers["Authorization"] = f"Bearer {self.__token}"
+        try:
+            answer = websocket_connect(url, headers, self.timeout)
+        except NotWebSocket as exc:
+            raise Unreachable(f"{_origin(url)}: {exc}: is the URL that of vm-operator?") from None
+        except OSError as exc:
+            raise transport_error(exc, url) from None
+        if isinstance(answer, Refused):
+            raise refusal(answer.status, answer.headers, answer.body, url)
+        return answer
 
 
 def _read(response: Any) -> bytes:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from vm_operator.client import commands, events, guest, manage, render
+from vm_operator.client import commands, events, guest, manage, render, tunnel
 from vm_operator.client.commands import GROUPS, Command, seconds
 from vm_operator.client.console import console_for
 from vm_operator.client.http import (
@@ -24,7 +24,7 @@ from vm_operator.client.http import (
 )
 
 TABLE: tuple[Command, ...] = tuple(sorted(  # grouped as help lists them, in declaration order
-    commands.TABLE + guest.TABLE + manage.TABLE + events.TABLE, key=lambda command: GROUPS.index(command.group)))
+    commands.TABLE + guest.TABLE + manage.TABLE + tunnel.TABLE + events.TABLE, key=lambda command: GROUPS.index(command.group)))
 COMMANDS: frozenset[str] = frozenset(command.name for command in TABLE)
 HELP = "help"  # vm-operator help [COMMAND]
 

@@ -60,6 +60,14 @@ class VmStarting(OperatorError):
     VM running within the stop's timeout: there is nothing Tart would stop yet."""
 
 
+class TunnelsFull(OperatorError):
+    """As many tunnels (``GET /vms/{name}/port-forward``) are open as the operator allows."""
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after  # seconds
+
+
 class IpWaitersFull(OperatorError):
     """Too many ``tart ip`` wait for addresses already (of other VMs: one per VM is shared)."""
 

@@ -83,6 +83,14 @@ class VmExecData(TypedDict):
     outcome: Literal["exited", "timeout", "refused"]
 
 
+class VmConnectData(TypedDict):
+    port: int  # the guest's port
+    client: str  # the client's address
+    duration_s: float
+    bytes_to_guest: int
+    bytes_from_guest: int
+
+
 class ReconcileActionData(TypedDict):
     action: Literal["start", "stop"]
     reason: str
@@ -152,6 +160,11 @@ VM_EXEC = EventType[VmExecData](
     "udit trail: only the program's name (the command's first word), the client's address, how long it took, its exit code (null unless it ended by itself) and outcome (exited, timeout, refused); never its arguments, output or stdin",
     {"command": "sw_vers", "client": "127.0.0.1", "duration_ms": 412, "exit_code": 0,
      "outcome": "exited"})
+VM_CONNECT = EventType[VmConnectData](
+    "vm.connect", VmConnectData,
+    "A tunnel to a guest's port (GET /vms/{name}/port-forward) ended: an audit trail, never what it carried",
+    {"port": 22, "client": "127.0.0.1", "duration_s": 84.2, "bytes_to_guest": 5120,
+     "bytes_from_guest": 786432})
 OPERATION_QUEUED = EventType[OperationDoc](
     "operation.queued", OperationDoc, "An operation was queued", _OPERATION)
 OPERATION_STARTED = EventType[OperationDoc](
@@ -199,7 +212,7 @@ CONFIG_REFUSED = EventType[ConfigRefusedData](
      "key": "prune"})
 
 CATALOGUE: tuple[EventType[Any], ...] = (
-    VM_STATE, VM_CREATED, VM_DELETED, VM_READY, VM_EXEC,
+    VM_STATE, VM_CREATED, VM_DELETED, VM_READY, VM_EXEC, VM_CONNECT,
     OPERATION_QUEUED, OPERATION_STARTED, OPERATION_PROGRESS, OPERATION_SUCCEEDED,
     OPERATION_FAILED, OPERATION_CANCELLED,
     RECONCILE_ACTION, RECONCILE_FAILED, RECONCILE_WAITING,

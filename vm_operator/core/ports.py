@@ -11,6 +11,7 @@ from vm_operator.store.state import LogTail, RunRecord
 from vm_operator.tart.names import VmName
 from vm_operator.tart.records import ExecResult, HostDisk, Image, Vm, VmInfo
 from vm_operator.tart.transport import OutputSink, RunHandle, StartedSink
+from vm_operator.tart.tunnel import GuestPipe
 
 
 class TartPort(Protocol):
@@ -39,6 +40,7 @@ class TartPort(Protocol):
 
     def exec(self, name: VmName, command: Sequence[str], stdin: bytes | None,
              timeout: float) -> ExecResult: ...
+    def connect(self, ip: str, port: int) -> GuestPipe: ...
 
     def tail_log(self, name: str, lines: int | None = None) -> LogTail | None: ...
 

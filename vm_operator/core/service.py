@@ -39,6 +39,7 @@ from vm_operator.core.records import (
     TartStatus,
 )
 from vm_operator.core.runs import RunSupervisor
+from vm_operator.core.tunnels import Tunnels
 from vm_operator.core.vm_manage import VmManager, VmPatch
 from vm_operator.core.watch import EXISTS, ListingPoller, VmStates
 from vm_operator.settings.table import Settings
@@ -95,6 +96,8 @@ class VmService:
         self.readiness = ReadinessProbe(tart, clock, self.events, settings.ready_port,
                                         ttl=settings.cache_ttl)
         self.runs.on_run_ended(self.readiness.forget)
+        self.tunnels = Tunnels(lambda name: self.inventory.ip(name, 0), tart.connect,
+                               self.events, clock.monotonic)
         self.poller.on_listing = self._look_at_readiness
         operations.add_listener(self.ephemeral.operation_changed)
         operations.add_listener(self.reconciler.operation_changed)

@@ -13,8 +13,13 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from typing import Protocol
 
-from vm_operator.edge.responses import Stream
+
+class Closable(Protocol):
+    """What draining ends: a stream (``responses.Stream``) or a tunnel's pump."""
+
+    def close(self) -> None: ...
 
 
 class Connections:
@@ -25,7 +30,7 @@ class Connections:
         self._open: set[socket.socket] = set()
         # connection -> (deadline, idle): waiting for a request head (idle) or writing an answer
         self._deadlines: dict[socket.socket, tuple[float, bool]] = {}
-        self._streams: dict[socket.socket, Stream] = {}  # the streamed responses being written
+        self._streams: dict[socket.socket, Closable] = {}  # streams and tunnels being carried
 
     def start(self) -> None:
         """Start the watchdog (once the server is bound)."""
@@ -74,7 +79,7 @@ class Connections:
             for conn in late:
                 cut(conn)
 
-    def streaming(self, conn: socket.socket, stream: Stream) -> bool:
+    def streaming(self, conn: socket.socket, stream: Closable) -> bool:
         """A streamed response begins on ``conn``; False when the server is draining."""
         with self._lock:
             if self.draining:

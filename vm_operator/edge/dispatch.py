@@ -57,6 +57,7 @@ from vm_operator.edge.security import (
     trusted,
 )
 from vm_operator.edge.throttle import Throttle
+from vm_operator.edge.tunnels import handshake_check, handshake_headers
 from vm_operator.tart.errors import TartError
 
 UNMATCHED = "unmatched"  # the metrics label of a request no route's path fits
@@ -187,8 +188,12 @@ def dispatch(
                                   started))
         if not route.public:
             check_target(route, req, site.owners)
+        if route.upgrade:
+            handshake_check(method, headers)
         response = route.handler(site.app, with_query_values(route, req))
         handled = True
+        if route.upgrade and response.tunnel is not None:
+            response = response.with_headers(*handshake_headers(headers))
         site.owners.answered(response, req.caller)
         if route.etag:
             response = conditional(response, headers)
@@ -226,7 +231,8 @@ def _authorize(site: Site[A], route: Route[A], method: str, headers: Headers, cl
     role); raises the refusal."""
     if site.access.authenticated and not route.public:
         check_throttle(site.throttle, client, time.monotonic())
-    refusal = check_access(site.access, method, route.public, headers, route.body)
+    refusal = check_access(site.access, method, route.public, headers, route.body,
+                           writes=route.upgrade)
     if refusal is not None:
         if refusal.status == 401 and headers.get("Authorization"):
             site.throttle.failed(client, time.monotonic())  # a token presented, and wrong

@@ -115,6 +115,8 @@ def _operation(route: Route[Any]) -> dict[str, object]:
         operation["x-role"] = route.needs.value  # the role a named token needs (README)
     parameters = [_path_parameter(p) for p in route.path] + [_query_parameter(q)
                                                                 for q in route.query]
+    if route.upgrade:
+        parameters += _HANDSHAKE
     if parameters:
         operation["parameters"] = parameters
     if route.body is not None:
@@ -137,8 +139,28 @@ def _query_parameter(param: Query[Any] | OptionalQuery[Any]) -> dict[str, object
     schema = dict(param.type.schema())
     if isinstance(param, Query):
         schema["default"] = param.default
-    return {"name": param.name, "in": "query", "required": False, "schema": schema,
+    required = isinstance(param, OptionalQuery) and param.required
+    return {"name": param.name, "in": "query", "required": required, "schema": schema,
             "description": param.doc}
+
+
+# An upgrade route's opening handshake (RFC 6455, section 4.1), and its 101's answer.
+_HANDSHAKE = [
+    {"name": "Upgrade", "in": "header", "required": True,
+     "schema": {"type": "string", "pattern": "^websocket$"}},
+    {"name": "Connection", "in": "header", "required": True,
+     "schema": {"type": "string", "pattern": "^Upgrade$"}},
+    {"name": "Sec-WebSocket-Version", "in": "header", "required": True,
+     "schema": {"type": "string", "pattern": "^13$"}},
+    {"name": "Sec-WebSocket-Key", "in": "header", "required": True,
+     "description": "16 random bytes, base64-encoded",
+     "schema": {"type": "string", "pattern": "^[A-Za-z0-9+/]{21}[AQgw]==$"}},
+]
+_ACCEPT_HEADERS = {
+    "Upgrade": {"schema": {"type": "string", "pattern": "^websocket$"}},
+    "Sec-WebSocket-Accept": {"description": "base64(SHA-1(key + the RFC's GUID))",
+                             "schema": {"type": "string"}},
+}
 
 
 def route_problems(route: Route[Any]) -> list[ProblemType]:
@@ -172,6 +194,8 @@ _ETAG_HEADER = {"ETag": {"description": "a hash of the body: send it back in If-
 
 def _responses(route: Route[Any]) -> dict[str, object]:
     responses: dict[int, object] = {ok.status: _success(ok) for ok in route.ok}
+    if route.upgrade and isinstance(responses.get(101), dict):
+        responses[101] = {**responses[101], "headers": _ACCEPT_HEADERS}  # type: ignore[dict-item]
     if route.etag:  # edge/conditional.py: the 200 is tagged, and If-None-Match may get a 304
         ok = responses.get(200)
         if isinstance(ok, dict):

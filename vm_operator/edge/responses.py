@@ -25,6 +25,23 @@ class Stream(Protocol):
     def close(self) -> None: ...
 
 
+class TunnelEnd(Protocol):
+    """What a WebSocket upgrade (``GET /vms/{name}/port-forward``) carries: a byte stream to
+    the other end (``recv`` b"" at its end), and ``finish`` once the tunnel is over, with the
+    client's address and the bytes each way. ``close`` may be called from another thread and
+    ends a ``recv`` under way."""
+
+    def recv(self, size: int) -> bytes: ...
+
+    def sendall(self, data: bytes) -> None: ...
+
+    def shutdown_write(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def finish(self, client: str, to_guest: int, from_guest: int) -> None: ...
+
+
 @dataclass(frozen=True)
 class Response:
     """An HTTP response as plain data; the server shell serialises it in one write."""
@@ -35,12 +52,13 @@ class Response:
     headers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     close: bool = False
     stream: Stream | None = None  # a streamed body: no Content-Length, the connection closes
+    tunnel: TunnelEnd | None = None  # a 101: the connection becomes a WebSocket carrying it
 
     def with_headers(self, *extra: tuple[str, str]) -> Response:
         if not extra:
             return self
         return Response(self.status, self.body, self.content_type, self.headers + extra, self.close,
-                        self.stream)
+                        self.stream, self.tunnel)
 
 
 # One encoder for every response: json.dumps with options builds a new one per call.

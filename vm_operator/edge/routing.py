@@ -57,11 +57,13 @@ class Query(Generic[T]):
 
 @dataclass(frozen=True)
 class OptionalQuery(Generic[T]):
-    """A query parameter without a default: ``req.optional(...)`` is None when not given."""
+    """A query parameter without a default: ``req.optional(...)`` is None when not given;
+    ``required``: a request without it is refused (400) before the handler."""
 
     name: str
     type: ParamType[T]
     doc: str
+    required: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ class Route(Generic[A]):
     def needs(self) -> Role:
         """The role a caller needs for this route: declared, or from its method."""
         return self.role if self.role is not None else default_role(self.method)
+    upgrade: bool = False  # a WebSocket (RFC 6455): the handshake is checked before the handler
 
     @cached_property
     def segments(self) -> tuple[str, ...]:
@@ -279,5 +282,7 @@ def with_query_values(route: Route[A], req: Request) -> Request:
             values[param.name] = _parsed(param.name, param.type, text)
         elif isinstance(param, Query):
             values[param.name] = param.default
+        elif param.required:
+            raise ApiError(param.type.problem, f"query parameter {param.name!r} is required")
     return replace(req, values=values)
 

@@ -159,11 +159,16 @@ def check_browser(access: Access, method: str, headers: Headers) -> ApiError | N
 
 
 def check_access(
-    access: Access, method: str, is_probe: bool, headers: Headers, body: Body[Any] | None = None
+    access: Access, method: str, is_probe: bool, headers: Headers, body: Body[Any] | None = None,
+    writes: bool = False,
 ) -> ApiError | None:
     """Return why a request is refused, or None. Probes stay open so health checks work.
     ``body`` is what the route takes (None: no body): a write's media type must be one of its
-    ``media_types``, and the refusal names them."""
+    ``media_types``, and the refusal names them. ``writes``: a GET that acts as a write (a
+    WebSocket tunnel): the read token is refused, and so is a cross-site browser (a WebSocket
+    is not subject to CORS)."""
+    if writes and method in READ_METHODS:
+        method = "POST"
     media = _media_type(headers)
     accepted = JSON_TYPES if body is None else body.media_types
     if method not in READ_METHODS and media is not None and media not in accepted:

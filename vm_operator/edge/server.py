@@ -55,8 +55,9 @@ from vm_operator.edge.problems.client_errors import (
     URI_TOO_LONG,
 )
 from vm_operator.edge.problems.server_errors import HTTP_VERSION_NOT_SUPPORTED
-from vm_operator.edge.responses import Response, Stream
+from vm_operator.edge.responses import Response, Stream, TunnelEnd
 from vm_operator.edge.security import cors_headers
+from vm_operator.edge.tunnels import Pump, upgrade_head
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 # A streamed response (GET /events) holds at most this much in the kernel for a reader that
@@ -212,8 +213,10 @@ class Handler(BaseHTTPRequestHandler):
         A streamed response is counted and logged once its head is written."""
         # replaced by the next head's deadline, or dropped
         self.server.connections.writing(self.connection)
-        streaming = False
-        if response.stream is not None:
+        streaming, pump = False, None
+        if response.tunnel is not None:
+            pump = self._start_tunnel(response, response.tunnel)
+        elif response.stream is not None:
             streaming = self._start_stream(response.stream, response)
         else:
             self._write(response)
@@ -231,6 +234,21 @@ class Handler(BaseHTTPRequestHandler):
             })
         if streaming and response.stream is not None:
             self._stream(response.stream)
+        if pump is not None:
+            pump.run()
+
+    def _start_tunnel(self, response: Response, tunnel: TunnelEnd) -> Pump:
+        """Write the 101 (the connection is a WebSocket now, closed after it): its pump."""
+        self.close_connection = True
+        client = self.client_address[0] if self.client_address else ""
+        try:
+            self.wfile.write(upgrade_head(response))
+            self.wfile.flush()
+        except OSError:
+            tunnel.finish(client, 0, 0)
+            raise
+        self.server.connections.clear_deadline(self.connection)
+        return Pump(self.connection, self.rfile, tunnel, self.server.connections, client)
 
     def _start_stream(self, stream: Stream, response: Response) -> bool:
         """Write the head of a streamed response; whether its body follows (not for HEAD,

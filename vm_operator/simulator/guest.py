@@ -16,6 +16,7 @@ from pathlib import Path
 from .errors import TartError, not_suspendable
 from .files import atomic_write, say
 from .knobs import current
+from .services import Services, parse_services
 from .storage import GUEST_EXIT_FILE, RUNTIME_FILE, STATE_FILE, tart_home, touch_accessed
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would slow every call
@@ -54,9 +55,16 @@ class GuestPort:
     def __init__(self, name: str) -> None:
         self.name = name
         self.sock: socket.socket | None = None
+        self.services: Services | None = None
 
     def open(self) -> None:
         address, port = ip_of(self.name), guest_port()
+        services = parse_services(current().guest_services)
+        if services:
+            self.services = Services(self.name, address, services)
+            self.services.open()
+        if port in services:
+            return  # that service answers there instead of the banner
         sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -83,6 +91,8 @@ class GuestPort:
                 conn.send(b"SSH-2.0-tart-sim\r\n")
 
     def close(self) -> None:
+        if self.services is not None:
+            self.services.close()
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -104,6 +114,7 @@ def run_vm(name: str, d: Path, cfg: Json, suspendable: bool, resume: bool,
     say(f"[tart-sim] starting VM {name} ({cfg.get('os', 'darwin')}, {cfg.get('cpuCount')} CPUs, "
         f"{int(cfg.get('memorySize', 0)) >> 20} MB)")
     listens_at = booted_at + max(0.0, current().ssh_delay)
+    parse_services(current().guest_services)  # a malformed knob fails the run at once
     guest = GuestPort(name)
     try:
         return guest_life(name, d, suspendable, pending, booted_at, listens_at, guest)

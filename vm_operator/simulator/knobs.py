@@ -97,6 +97,8 @@ class Knobs:
                     "every guest's IP (default: one loopback 127.A.B.C per VM)")
     guest_port = Text("TART_SIM_GUEST_PORT", "N",
                       "the port a booted guest listens on (default 22, as sshd)")
+    guest_services = Text("TART_SIM_GUEST_SERVICES", "PORT=echo|N,...",
+                          "more guest ports: echo back what comes, or relay to 127.0.0.1:N")
     run_fail = Text("TART_SIM_RUN_FAIL", "MSG",
                     "run fails with MSG (exit 1) before it takes the lock", strip=False)
     hang = Commands("TART_SIM_HANG", "CMDS",

@@ -31,6 +31,7 @@ from vm_operator.tart.transport import (
     ignore_output,
     ignore_started,
 )
+from vm_operator.tart.tunnel import GuestPipe
 
 DEFAULT_PULL_TIMEOUT = 3600.0  # seconds a clone or a pull may take: tens of GB
 
@@ -102,6 +103,11 @@ class Tart:
         if refused is not None:
             raise refused
         return result
+    def connect(self, ip: str, port: int) -> GuestPipe:
+        """A tunnel's TCP connection to the guest at ``ip`` on ``port``, made from where Tart
+        runs; GuestRefused when the guest does not accept it."""
+        address, checked_port = checked_target(ip, port)
+        return self.transport.connect(address, checked_port)
 
     # --- lifecycle: create, configure, remove ---------------------------------------------
 

@@ -216,3 +216,7 @@ class SshFailed(TransportError):
 
 class SshUnavailable(TransportError):
     """The local ssh client cannot be run."""
+
+
+class GuestRefused(TartError):
+    """A guest did not accept a TCP connection on the port a tunnel asked for."""

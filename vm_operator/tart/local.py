@@ -54,6 +54,7 @@ from vm_operator.tart.transport import (
     no_observer,
     observed,
 )
+from vm_operator.tart.tunnel import GuestPipe, open_socket
 
 GUARD = Path(__file__).with_name("guard.py")  # runs a long Tart call, kills it if we die
 ADOPTED_POLL = 0.2  # seconds between two looks at the lock of a run an earlier operator launched
@@ -133,6 +134,10 @@ class LocalTransport:
     def probe(self, ip: str, port: int, timeout: float) -> bool:
         """Tart runs here: so do its guests' networks, and the probe."""
         return connects(ip, port, timeout)
+
+    def connect(self, ip: str, port: int) -> GuestPipe:
+        """A tunnel's connection to a guest, made here (its network is this machine's)."""
+        return open_socket(ip, port)
 
     def stream(self, args: Sequence[str], on_output: OutputSink, on_started: StartedSink,
                timeout: float) -> None:

@@ -47,7 +47,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from vm_operator.store.state import LOG_TAIL_BYTES, LogTail, cut_tail, last_line
+from vm_operator.store.state import LOG_TAIL_BYTES, LogTail, last_line
 from vm_operator.tart.errors import (
     RemoteTartUnavailable,
     SshAuthFailed,
@@ -77,6 +77,8 @@ from vm_operator.tart.ssh_commands import (
     WAIT_SCRIPT,
     WAIT_TICKS,
     control_argv,
+    forward_argv,
+    parse_log_answer,
     remote_log_path,
     script_words,
     ssh_argv,
@@ -86,6 +88,7 @@ from vm_operator.tart.ssh_exec import exec_over_ssh
 from vm_operator.tart.ssh_settings import SshSettings
 from vm_operator.tart.streaming import run_streaming
 from vm_operator.tart.transport import Observer, OutputSink, StartedSink, no_observer, observed
+from vm_operator.tart.tunnel import CONNECT_TIMEOUT, GuestPipe, open_process, refused
 
 T = TypeVar("T")
 
@@ -301,6 +304,12 @@ class SshTransport:
             return False
         return True
 
+    def connect(self, ip: str, port: int) -> GuestPipe:
+        """``ssh -W`` through the shared connection, once the host's probe saw the guest accept."""
+        if not self.probe(ip, port, CONNECT_TIMEOUT):
+            raise refused(ip, port, "the Tart host's probe failed")
+        return open_process(forward_argv(self.settings, ip, port, self._shared()), self.env)
+
     def forget_log(self, name: str) -> None:
         """The run logs of ``name`` on the host go (FORGET_SCRIPT)."""
         self._ended.pop(name, None)
@@ -385,13 +394,3 @@ def _private_dir() -> str | None:
                 "call logs in anew (set TMPDIR to a short path)")
     return None
 
-
-def parse_log_answer(text: str, lines: int | None = None) -> LogTail:
-    """LOG_SCRIPT's answer (the size, then the log's last bytes) as a LogTail."""
-    size_line, _, data = text.partition("\n")
-    chunk = data.encode("utf-8", errors="replace")
-    try:
-        size = int(size_line.strip())
-    except ValueError:
-        raise TartError("reading the run log on the Tart host printed no size") from None
-    return cut_tail(chunk, max(size, len(chunk)), lines)

@@ -15,7 +15,8 @@ import shlex
 from collections.abc import Sequence
 from urllib.parse import quote
 
-from vm_operator.store.state import LOG_GENERATIONS
+from vm_operator.store.state import LOG_GENERATIONS, LogTail, cut_tail
+from vm_operator.tart.errors import TartError
 from vm_operator.tart.ssh_settings import SshSettings
 
 REMOTE_LOG_DIR = ".vm-operator/logs"  # relative to the remote user's home
@@ -206,6 +207,14 @@ def control_argv(settings: SshSettings, control_path: str, command: str) -> list
             settings.destination]
 
 
+def forward_argv(settings: SshSettings, ip: str, port: int, control_path: str | None) -> list[str]:
+    """``ssh -W IP:PORT``: a tunnel's stream, connected on the host (through the shared
+    connection when there is one: a channel, not a login)."""
+    target = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    return [settings.ssh, *ssh_options(settings, control_path), "-W", target, "--",
+            settings.destination]
+
+
 def script_words(script: str, *args: str) -> list[str]:
     """``/bin/sh -c SCRIPT vm-operator ARGS...``: fixed script text, values as parameters."""
     return ["/bin/sh", "-c", script, "vm-operator", *args]
@@ -222,3 +231,14 @@ def remote_log_path(name: str) -> str:
     if len(encoded) > 200:  # stay well below NAME_MAX (255) with a stable, unique name
         encoded = f"{encoded[:150]}-{hashlib.sha256(name.encode()).hexdigest()[:16]}"
     return f"{REMOTE_LOG_DIR}/{encoded}.log"
+
+
+def parse_log_answer(text: str, lines: int | None = None) -> LogTail:
+    """LOG_SCRIPT's answer (the size, then the log's last bytes) as a LogTail."""
+    size_line, _, data = text.partition("\n")
+    chunk = data.encode("utf-8", errors="replace")
+    try:
+        size = int(size_line.strip())
+    except ValueError:
+        raise TartError("reading the run log on the Tart host printed no size") from None
+    return cut_tail(chunk, max(size, len(chunk)), lines)

@@ -17,6 +17,7 @@ from typing import Protocol
 from vm_operator.store.state import LogTail
 from vm_operator.tart.errors import TartCommandError, TartTimeout, TartUnavailable
 from vm_operator.tart.records import ExecResult, HostDisk
+from vm_operator.tart.tunnel import GuestPipe
 
 Observer = Callable[[str, str, float], None]
 """Called after every Tart call with (command, outcome, seconds): the metrics hook."""
@@ -119,6 +120,11 @@ class Transport(Protocol):
         """Whether a TCP connection to ip:port succeeds within ``timeout`` seconds, made from
         where Tart runs (its guests' addresses are reachable from there); ``ip`` and ``port``
         are checked (``probe.checked_target``) first."""
+        ...
+
+    def connect(self, ip: str, port: int) -> GuestPipe:
+        """A TCP connection to ip:port made from where Tart runs, for a tunnel; GuestRefused
+        when the guest does not accept it."""
         ...
 
 

@@ -87,6 +87,8 @@ export function describeEvent(event) {
       return "created";
     case "vm.deleted":
       return `deleted (${show(data.cause)})`;
+    case "vm.connect":
+      return `tunnel to port ${show(data.port)} from ${show(data.client)} ended after ${show(data.duration_s)} s (${show(data.bytes_to_guest)} bytes in, ${show(data.bytes_from_guest)} out)`;
     case "vm.exec":
       return `exec ${show(data.command)} from ${show(data.client)}: ${show(data.outcome)}, exit ${show(data.exit_code)}, ${show(data.duration_ms)} ms`;
     case "operation.queued":

@@ -23,8 +23,7 @@ from vm_operator.store.state import (
     normalize_record,
 )
 from vm_operator.tart.local import AdoptedRun
-from vm_operator.tart.ssh import parse_log_answer
-from vm_operator.tart.ssh_commands import LAUNCH_SCRIPT, LOG_MISSING, LOG_SCRIPT
+from vm_operator.tart.ssh_commands import LAUNCH_SCRIPT, LOG_MISSING, LOG_SCRIPT, parse_log_answer
 
 
 @pytest.mark.parametrize(("data", "count", "expected"), [

@@ -139,11 +139,12 @@ def test_an_exception_with_a_retry_after_answers_with_retry_after(kind: type[Exc
     assert dict(problem_for(exc).headers) == {"Retry-After": str(extras["retry_after"])}
 
 
-def test_the_exceptions_that_wait_are_the_three_queues() -> None:
+def test_the_exceptions_that_wait_are_the_bounded_queues() -> None:
     """Not vacuous: the retry test above sees the exceptions that carry a retry_after."""
     waiting = {kind for kind in RAISABLE
                if "retry_after" in inspect.signature(kind.__init__).parameters}
-    assert {core_errors.VmBusy, core_errors.IpWaitersFull} <= waiting and len(waiting) == 3
+    assert {core_errors.VmBusy, core_errors.IpWaitersFull, core_errors.TunnelsFull} <= waiting
+    assert len(waiting) == 4
 
 
 def test_every_tart_refusal_carries_its_exit_code() -> None:

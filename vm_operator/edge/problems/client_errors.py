@@ -352,6 +352,13 @@ CONFIG_REFUSED = ProblemType(
                       members=lambda e: {"line": e.line, "key": e.key}),),
 )
 
+UPGRADE_REQUIRED = ProblemType(
+    "upgrade-required", 426, "A WebSocket is required",
+    "The route is a WebSocket (GET /vms/{name}/port-forward): the request lacks the opening "
+    "handshake's Upgrade, Connection or Sec-WebSocket-Version: 13.",
+    "Use a WebSocket client (vm-operator proxy or port-forward, or any RFC 6455 client).",
+)
+
 TOO_MANY_FAILURES = ProblemType(
     "too-many-failures", 429, "Too many failed authentications",
     f"This client address presented {FAILURES} invalid tokens within {WINDOW:g} seconds: "

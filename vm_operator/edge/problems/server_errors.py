@@ -60,6 +60,16 @@ SSH_FAILED = ProblemType(
     raised_by=(tart.SshFailed,),
 )
 
+GUEST_REFUSED = ProblemType(
+    "guest-refused", 502, "The guest refused the connection",
+    "A tunnel (GET /vms/{name}/port-forward) connects to the VM's own address on the port "
+    "asked for, from where Tart runs: nothing in the guest accepted it (no such service, or "
+    "it is not up yet, or macOS Local Network Privacy refused the operator).",
+    "Check that the service listens on that port in the guest; for a fresh VM wait until "
+    "it is ready (GET /vms/{name}?wait=ready). See README, Reaching a guest.",
+    raised_by=(tart.GuestRefused,),
+)
+
 NOT_READY = ProblemType(
     "not-ready", 503, "Not ready",
     "tart list fails, so the operator cannot serve VMs; the detail says why.",
@@ -152,6 +162,14 @@ TOO_MANY_IP_WAITS = ProblemType(
     "only so many at once (the detail says how many): this request needed one more.",
     "Retry after the Retry-After header's seconds.",
     raised_by=(Raised(core.IpWaitersFull, headers=retry_after),),
+)
+
+TOO_MANY_TUNNELS = ProblemType(
+    "too-many-tunnels", 503, "Too many tunnels",
+    "The operator carries at most 64 tunnels (GET /vms/{name}/port-forward) at once, for all "
+    "VMs together; this one was refused before the upgrade.",
+    "Retry after the Retry-After header's seconds, once another tunnel has ended.",
+    raised_by=(Raised(core.TunnelsFull, headers=retry_after),),
 )
 
 TART_TIMEOUT = ProblemType(
