@@ -215,6 +215,12 @@ def _launchd(words: list[str]) -> int:
     return launchd_main(words)
 
 
+def _tls(words: list[str]) -> int:
+    from vm_operator.platform.certificate import main as tls_main
+
+    return tls_main(words)
+
+
 @dataclass(frozen=True)
 class Program:
     """A command of ``vm-operator`` that is not the client's: its name, its line in the
@@ -234,6 +240,9 @@ PROGRAMS: dict[str, Program] = {program.topic.name: program for program in (
     Program(Topic("launchd", "install, uninstall or print the launchd agent that runs "
                   "vm-operator for this Mac user (started at login, restarted when it exits)",
                   LAUNCHD), _launchd),
+    Program(Topic("tls", "tls init --dir DIR [--name HOST]…: write a self-signed certificate "
+                  "and key for HTTPS (--tls-cert, --tls-key) and print the fingerprint clients "
+                  "pin; tls fingerprint FILE: print a certificate's", OPERATOR), _tls),
 )}
 TOPICS = tuple(program.topic for program in PROGRAMS.values())
 
