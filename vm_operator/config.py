@@ -102,7 +102,8 @@ SECRET_VARIABLES = frozenset(item.variable for item in settings() if item.spec.k
 # Variables read outside the table: the client's own, and those of docker-compose.yml and the
 # Dockerfile (a shell that runs compose may well export them).
 OTHER_VARIABLES = frozenset({
-    "VM_OPERATOR_URL", "VM_OPERATOR_BIND", "VM_OPERATOR_IMAGE", "VM_OPERATOR_VERSION",
+    "VM_OPERATOR_URL", "VM_OPERATOR_CA_FILE", "VM_OPERATOR_FINGERPRINT",
+    "VM_OPERATOR_CLIENT_CERT", "VM_OPERATOR_CLIENT_KEY", "VM_OPERATOR_BIND", "VM_OPERATOR_IMAGE", "VM_OPERATOR_VERSION",
     "VM_OPERATOR_UID", "VM_OPERATOR_GID",
 })
 

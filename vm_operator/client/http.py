@@ -41,6 +41,7 @@ from vm_operator.client.records import (
     operation_list,
     vm_list,
 )
+from vm_operator.client.tls import HttpsHandler, PinMismatch, TlsOptions
 
 DEFAULT_URL = "http://127.0.0.1:8082"
 JSON_MEDIA = "application/json"
@@ -146,6 +147,11 @@ def transport_error(exc: BaseException, url: str) -> Unreachable | TimedOut:
         return TimedOut(f"no answer from {where} in time")
     if isinstance(reason, socket.gaierror):
         return Unreachable(f"cannot resolve the host of {where}: {reason.strerror or reason}")
+    if isinstance(reason, PinMismatch):
+        return Unreachable(f"{where}: {reason}")
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return Unreachable(f"TLS with {where} failed: {getattr(reason, 'verify_message', None) or reason}; trust "
+                           "its certificate with --ca-file FILE or --fingerprint sha256:HEX")
     if isinstance(reason, ssl.SSLError | ssl.CertificateError):
         return Unreachable(f"TLS with {where} failed: {getattr(reason, 'reason', None) or reason}")
     if isinstance(reason, ConnectionRefusedError):
@@ -187,20 +193,24 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _opener() -> urllib.request.OpenerDirector:
+def _opener(tls: TlsOptions | None) -> urllib.request.OpenerDirector:
     # ProxyHandler({}): no proxy from http_proxy & co., the token goes to --url only
-    return urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({}), _NoRedirect()]
+    if tls is not None:  # the CA file or pin (checked before the request), a client certificate
+        handlers.append(HttpsHandler(tls))
+    return urllib.request.build_opener(*handlers)
 
 
 class Client:
     """The vm-operator API. ``timeout`` bounds every request; calls that wait on the server
     (stop's Tart timeout, ip's wait) get that wait on top."""
 
-    def __init__(self, base_url: str, token: str | None, timeout: float) -> None:
+    def __init__(self, base_url: str, token: str | None, timeout: float,
+                 tls: TlsOptions | None = None) -> None:
         self.base_url = check_base_url(base_url)
         self.timeout = timeout
         self.__token = token  # name-mangled and never in a repr or a message
-        self._open = _opener()
+        self._open = _opener(tls)
 
     def __repr__(self) -> str:
         return f"Client({self.base_url!r}, token={'set' if self.__token else 'none'})"
