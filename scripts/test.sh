@@ -7,8 +7,8 @@
 #     [tool.mypy]); a finding fails the run (the suites still run, to report everything);
 #   - in CI (CI=true) or with --docker: Docker engine, docker-compose, debootstrap and the
 #     cached local base image (scripts/docker-provision.sh), plus Debian's sshd for the
-#     SSH-transport suite, Debian's prometheus for tests/test_prometheus.py, acl (setfacl)
-#     for the compose recipe and Debian's chromium + chromium-driver for tests/test_dashboard.py;
+#     SSH-transport suite, Debian's prometheus for tests/edge/test_prometheus.py, acl (setfacl)
+#     for the compose recipe and Debian's chromium + chromium-driver for tests/api/test_dashboard.py;
 #     there a missing engine, sshd, prometheus or browser is a failure, never a skip;
 #   - elsewhere the Docker, SSH, Prometheus and browser tiers run when an engine / sshd /
 #     prometheus / chromium is there and skip with a visible reason when not.
@@ -37,11 +37,11 @@ fi
 .venv/bin/python -c 'import sys; assert sys.version_info >= (3, 11), sys.version' \
     || { echo "Python >= 3.11 is required (set PYTHON=...)" >&2; exit 1; }
 # Test-only dependencies (pyproject's "test" extra): kubernetes-validate checks the Kubernetes
-# manifests against Kubernetes' published schemas (tests/test_kubernetes.py); schemathesis
-# generates requests from /openapi.json (tests/test_schemathesis.py; its newest release, whose
+# manifests against Kubernetes' published schemas (tests/deploy/test_kubernetes.py); schemathesis
+# generates requests from /openapi.json (tests/api/test_schemathesis.py; its newest release, whose
 # checks read the event stream too); openapi-python-client generates a client from it
-# (tests/test_generated_client.py); Selenium drives Debian's
-# headless Chromium through Debian's chromedriver (tests/test_dashboard.py); ruff and mypy are the
+# (tests/api/test_generated_client.py); Selenium drives Debian's
+# headless Chromium through Debian's chromedriver (tests/api/test_dashboard.py); ruff and mypy are the
 # static checks (versions pinned: a new release brings new rules).
 { .venv/bin/python -c 'import pytest, kubernetes_validate, yaml, schemathesis, selenium, openapi_python_client' 2>/dev/null \
     && [ -x .venv/bin/ruff ] && [ -x .venv/bin/mypy ]; } \
@@ -61,7 +61,7 @@ if [ "$provision" = 1 ]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server openssh-client python3 >/dev/null
     fi
     export VM_OPERATOR_REQUIRE_SSH=1
-    step "Prometheus (Debian's package) for tests/test_prometheus.py, its packaged service not started"
+    step "Prometheus (Debian's package) for tests/edge/test_prometheus.py, its packaged service not started"
     if ! [ -x /usr/bin/prometheus ]; then
         # The package's postinst starts its own service (a daemon on :9090) through invoke-rc.d
         # or deb-systemd-invoke; both obey policy-rc.d, and exit 101 there means "do not start".
@@ -79,7 +79,7 @@ if [ "$provision" = 1 ]; then
         if [ "$installed" != 0 ]; then echo "apt-get install prometheus failed" >&2; exit 1; fi
     fi
     export VM_OPERATOR_REQUIRE_PROMETHEUS=1
-    step "Chromium and its driver (Debian's chromium, chromium-driver) for tests/test_dashboard.py"
+    step "Chromium and its driver (Debian's chromium, chromium-driver) for tests/api/test_dashboard.py"
     if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null

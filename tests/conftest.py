@@ -4,12 +4,13 @@ throw-away TART_HOME.
 
 Fixture API (kept small on purpose):
 
-Constants (import them: ``from conftest import SIMULATOR, wait_for``)
+Constants (import them: ``from conftest import SIMULATOR, Operator``)
     REPO_ROOT, SIMULATOR          paths of the checkout and of bin/tart-simulator
     OCI_NAME, LOCAL_VMS, MACOS_VMS the VMs that TART_SIM_SEED=demo creates
-    wait_for(predicate, timeout=WAIT_DEADLINE, interval=0.02, message="")
-                                   poll until predicate() is truthy, return its value, or fail
-    processes_with_tart_home(home) live pids whose environment holds TART_HOME=home
+    OCI_PATH                      OCI_NAME as one path segment (percent-encoded)
+    VM_KEYS                       the keys of a VM in GET /vms
+The shared helpers (wait_for, free_port, processes_with_tart_home, kill_tart_processes, the
+client's runners) live in tests/support.py: import them from there.
 
 Fixtures
     repo_root                      REPO_ROOT
@@ -32,6 +33,16 @@ Operator
     .request(method, path, headers=None, body=None, timeout=30) -> (status, headers, body_bytes)
         one fresh HTTP/1.1 connection per call; ``headers`` is case-insensitive (HTTPMessage)
     .json(method, path, headers=None, body=None, timeout=30) -> (status, parsed body or None)
+    .ok(method, path, status=200, body=None, headers=None, timeout=30) -> parsed JSON or None
+        assert the status (and a JSON content type when there is a body); a dict or list body
+        is sent as JSON
+    .problem(method, path, status, slug, body=None, headers=None, timeout=30) -> problem document
+        assert an RFC 9457 document of this status whose type is exactly /problems/SLUG
+    .detail(name) -> GET /vms/NAME's document (asserting a 200)
+    .start_vm(name, query="") / .stop_vm(name) -> the VM's document, asserting it changed
+    .tart_state(name) -> the VM's state as Tart itself says, asked outside the API
+    .guest_exits(name, code)       the simulator's knob: the guest ends, ``tart run`` exits CODE
+    .running_again(name, old_pid, timeout=20) -> detail, once a run other than OLD_PID runs it
     .stop(sig=SIGTERM, timeout=10) -> (exit code, seconds from the signal to the exit)
     .tart(*args, env=None, timeout=10) -> CompletedProcess[str]
         the simulator run directly on the same TART_HOME, "outside" the API: it is not written
@@ -54,55 +65,34 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+from urllib.parse import quote
 
 import pytest
-from support import http_request, processes_with_tart_home
+from support import (
+    REPO_ROOT,
+    free_port,
+    http_request,
+    kill_tart_processes,
+    wait_for,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SIMULATOR = REPO_ROOT / "bin" / "tart-simulator"
 OCI_NAME = "ghcr.io/cirruslabs/macos-sequoia-base:latest"
 LOCAL_VMS = ("macos-sequoia-base", "macos-sonoma-xcode", "ubuntu-runner")
 MACOS_VMS = ("macos-sequoia-base", "macos-sonoma-xcode")
+OCI_PATH = quote(OCI_NAME, safe="")  # the OCI image's name as one path segment
+# the keys of a VM in GET /vms (a VM's detail has more)
+VM_KEYS = {"name", "source", "state", "status", "running", "disk_gb", "size_gb", "accessed"}
 
 if str(REPO_ROOT) not in sys.path:  # so tests can import vm_operator (e.g. api.ROUTES)
     sys.path.insert(0, str(REPO_ROOT))
-
-T = TypeVar("T")
-WAIT_DEADLINE = 30.0  # wait_for's default deadline (seconds)
-
-
-def wait_for(predicate: Callable[[], T], timeout: float = WAIT_DEADLINE, interval: float = 0.02,
-             message: str = "") -> T:
-    """Poll ``predicate`` until it returns something truthy (returned), or fail at the deadline.
-
-    The deadline only bounds a condition that never comes (a poll ends as soon as it holds), so
-    it is no speed requirement: on a loaded 2-core CI machine one Tart call (an interpreter
-    start) takes seconds, and a 5 s default failed conditions that were merely slow. A test of
-    a promised delay passes its own, and speed goals live in scripts/bench.py."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"condition not reached within {timeout:g} s: {message or predicate}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def _clean_env() -> dict[str, str]:
     """The test runner's environment without anything that would steer Tart or the operator.
@@ -203,6 +193,41 @@ class Operator:
         status, _, data = self.request(method, path, headers, body, timeout)
         return status, (json.loads(data) if data else None)
 
+    def _send(self, method: str, path: str, body: Any, headers: dict[str, str] | None,
+              timeout: float) -> tuple[int, http.client.HTTPMessage, bytes]:
+        if isinstance(body, (dict, list)):
+            body, headers = json.dumps(body), headers or {"Content-Type": "application/json"}
+        return self.request(method, path, headers, body, timeout)
+
+    def ok(self, method: str, path: str, status: int = 200, body: Any = None,
+           headers: dict[str, str] | None = None, timeout: float = 30) -> Any:
+        """A request answered with ``status``: its JSON body (None when it has none)."""
+        got, head, data = self._send(method, path, body, headers, timeout)
+        assert got == status, f"{method} {path}: expected {status}, got {got}: {data[:600]!r}"
+        if not data:
+            return None
+        assert head.get_content_type() == "application/json", head.get("Content-Type")
+        return json.loads(data)
+
+    def problem(self, method: str, path: str, status: int, slug: str, body: Any = None,
+                headers: dict[str, str] | None = None, timeout: float = 30) -> dict[str, Any]:
+        """A request refused with an RFC 9457 problem document of ``status`` whose type is
+        exactly ``/problems/SLUG``, with a title and a detail: the document."""
+        got, head, data = self._send(method, path, body, headers, timeout)
+        assert got == status, f"{method} {path}: expected {status}, got {got}: {data[:600]!r}"
+        assert head.get_content_type() == "application/problem+json", head.get("Content-Type")
+        doc: dict[str, Any] = json.loads(data)
+        assert doc["type"] == f"/problems/{slug}" and doc["status"] == status, doc
+        for key in ("title", "detail"):
+            assert isinstance(doc[key], str) and doc[key], (key, doc)
+        return doc
+
+    def detail(self, name: str) -> dict[str, Any]:
+        """GET /vms/NAME, which must answer 200."""
+        status, vm = self.json("GET", f"/vms/{name}")
+        assert status == 200, vm
+        return vm  # type: ignore[no-any-return]
+
     # --- process ---------------------------------------------------------------------
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> tuple[int, float]:
@@ -256,6 +281,40 @@ class Operator:
         self._spawned.append(proc)
         return proc
 
+    def start_vm(self, name: str, query: str = "") -> dict[str, Any]:
+        """POST /vms/NAME/start(QUERY) of a stopped VM: 202, running, changed."""
+        vm: dict[str, Any] = self.ok("POST", f"/vms/{name}/start{query}", 202)
+        assert vm["state"] == "running" and vm["changed"] is True, vm
+        return vm
+
+    def stop_vm(self, name: str) -> dict[str, Any]:
+        """POST /vms/NAME/stop of a running VM: 200, stopped, changed."""
+        vm: dict[str, Any] = self.ok("POST", f"/vms/{name}/stop")
+        assert vm["state"] == "stopped" and vm["changed"] is True, vm
+        return vm
+
+    def tart_state(self, name: str) -> str:
+        """The VM's state as Tart itself says, asked directly, outside the API."""
+        out = self.tart("list", "--format", "json")
+        assert out.returncode == 0, out.stderr
+        return {entry["Name"]: entry["State"] for entry in json.loads(out.stdout)}[name]  # type: ignore[no-any-return]
+
+    def guest_exits(self, name: str, code: int) -> None:
+        """The simulator's knob: the VM's guest ends by itself, ``tart run`` exits with ``code``."""
+        folder = self.tart_home / "vms" / name
+        tmp = folder / ".tart-sim-guest-exit.tmp"
+        tmp.write_text(str(code))
+        tmp.rename(folder / ".tart-sim-guest-exit")
+
+    def running_again(self, name: str, old_pid: int, timeout: float = 20.0) -> dict[str, Any]:
+        """Wait until the VM runs under a ``tart run`` other than ``old_pid``: its detail."""
+        def again() -> dict[str, Any] | None:
+            vm = self.detail(name)
+            run = vm["last_run"]
+            fresh = run is not None and run["pid"] != old_pid and run["finished_at"] is None
+            return vm if fresh and vm["state"] == "running" else None
+        return wait_for(again, timeout=timeout, message=f"{name} running again")
+
     def calls(self, command: str | None = None) -> list[TartCall]:
         """The server's Tart invocations in start order; ``finished`` once the end line exists."""
         try:
@@ -296,19 +355,6 @@ class Operator:
                 pass
 
 
-def _kill_leftovers(homes: set[Path]) -> None:
-    for _ in range(50):
-        pids = [pid for home in homes for pid in processes_with_tart_home(home)]
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
@@ -332,7 +378,7 @@ def operator_factory(tmp_path: Path) -> Iterator[Callable[..., Operator]]:
     finally:
         for op in started:
             op.close()
-        _kill_leftovers({op.tart_home for op in started})
+        kill_tart_processes(*{op.tart_home for op in started})
 
 
 @pytest.fixture

@@ -36,9 +36,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support import SYSTEM_PYTHONS, processes_with_tart_home
+from support import (
+    REPO_ROOT,
+    SYSTEM_PYTHONS,
+    free_port,
+    kill_tart_processes,
+    processes_with_tart_home,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SSHD = "/usr/sbin/sshd"
 USER = "vm-operator-ssh-test"
 # The client's deadlines against this server. A login here is a fork and re-exec of sshd, a key
@@ -88,12 +93,6 @@ def unavailable_reason() -> str | None:
     if user_python() is None:
         return f"no python3 usable by other users at {', '.join(SYSTEM_PYTHONS)}: {APT_HINT}"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _run(*argv: str) -> None:
@@ -197,11 +196,7 @@ class SshdEnv:
 
     def cleanup(self) -> None:
         self.stop()
-        for pid in self.user_processes():  # simulated VMs still running on "the host"
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_tart_processes(self.tart_home)  # simulated VMs still running on "the host"
         shutil.rmtree(self.root, ignore_errors=True)
 
 

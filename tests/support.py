@@ -1,19 +1,67 @@
-"""Helpers shared by the suites (conftest, the SSH fixture, hardening): processes and HTTP.
+"""The one home of the helpers the suites share: waiting, ports, processes, HTTP, the client.
 
-Plain functions over /proc and http.client, so that a fixture module that is also run by hand
-(tests/sshd_env.py) can use them without importing pytest.
+Plain functions over /proc, sockets and http.client, so that a fixture module that is also run
+by hand (tests/sshd_env.py) can use them without pytest (``wait_for`` imports it only to fail).
+Helpers that act on one operator are methods of conftest's ``Operator`` (``op.problem``,
+``op.ok``, ``op.detail``, ``op.tart_state``, ...). tests/unit/test_test_names.py fails when a
+test module defines one of these helpers again.
 """
 
 from __future__ import annotations
 
 import http.client
 import os
+import re
+import signal
 import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WAIT_DEADLINE = 30.0  # wait_for's default deadline (seconds)
 
 # Where a Python that every user may run lives on Debian and friends (the test user of the SSH
 # fixture, ``nobody`` in the start-up tests: the venv's may lie under a directory only root enters)
 SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = WAIT_DEADLINE, interval: float = 0.02,
+             message: str = "") -> T:
+    """Poll ``predicate`` until it returns something truthy (returned), or fail at the deadline.
+
+    The deadline only bounds a condition that never comes (a poll ends as soon as it holds), so
+    it is no speed requirement: on a loaded 2-core CI machine one Tart call (an interpreter
+    start) takes seconds, and a 5 s default failed conditions that were merely slow. A test of
+    a promised delay passes its own, and speed goals live in scripts/bench.py."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            import pytest  # only here: sshd_env.py runs by hand without it
+            pytest.fail(f"condition not reached within {timeout:g} s: {message or predicate}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (bound, then released: nothing listens on it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def assert_utc_timestamp(value: Any) -> None:
+    """An RFC 3339 timestamp in UTC, as the API writes them."""
+    assert isinstance(value, str) and re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)", value), value
+    assert datetime.fromisoformat(value).utcoffset() == timedelta(0)
 
 
 def http_request(port: int, method: str, path: str, headers: dict[str, str] | None = None,
@@ -68,6 +116,21 @@ def processes_with_tart_home(home: Path | str) -> list[int]:
     return found
 
 
+def kill_tart_processes(*homes: Path | str) -> None:
+    """SIGKILL every process that carries one of these TART_HOMEs (simulated VMs, hung Tart
+    calls) until none is left: a teardown's last word, and "the Mac reboots" in a test."""
+    for _ in range(50):
+        pids = [pid for home in homes for pid in processes_with_tart_home(home)]
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.05)
+
+
 def threads_of(pid: int) -> int:
     """How many threads a process has (from /proc/PID/status)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -114,4 +177,59 @@ def bytes_in_flight(port: int) -> dict[str, list[int]]:
             found["unread"].append(int(rx, 16))
         elif int(remote.rpartition(":")[2], 16) == port:
             found["unsent"].append(int(tx, 16))
+    return found
+
+
+# --- the command-line client as a process ------------------------------------------------------
+
+CLIENT = [sys.executable, "-m", "vm_operator.client"]
+CLIENT_TOKEN = "client-test-token-0123456789"
+
+
+def client_env(**extra: str) -> dict[str, str]:
+    """The test runner's environment without the client's settings, terminal width or
+    proxies, plus ``extra``."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("VM_OPERATOR_", "TART_"))
+           and key.lower() not in ("columns", "http_proxy", "https_proxy", "all_proxy")}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    env.update(extra)
+    return env
+
+
+def run_client(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
+               stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """``python -m vm_operator.client ARGS``: its exit code and captured output (``stdin``
+    its standard input; none: /dev/null)."""
+    return subprocess.run([*CLIENT, *args], cwd=REPO_ROOT, env=env or client_env(),
+                          stdin=subprocess.DEVNULL if stdin is None else None, input=stdin,
+                          capture_output=True, timeout=timeout, check=False)
+
+
+def cli(op: Any, *args: str, env: dict[str, str] | None = None, timeout: float = 60,
+        stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """The client against an operator: ``vm-operator ARGS --url OP``."""
+    return run_client(*args, "--url", op.url, env=env, timeout=timeout, stdin=stdin)
+
+
+def api(op: Any, method: str, path: str) -> Any:
+    """A request the test expects to succeed (any 2xx): its JSON body."""
+    status, body = op.json(method, path)
+    assert status < 300, (status, body)
+    return body
+
+
+def succeeded(result: subprocess.CompletedProcess[bytes]) -> str:
+    """The stdout of a client run that exited 0 (else fail, showing both streams)."""
+    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+    return result.stdout.decode()
+
+
+def columns_of(header: str) -> dict[str, tuple[int, int]]:
+    """Each title of a table's header line: (start, end) columns."""
+    found, at = {}, 0
+    for title in header.split():
+        start = header.index(title, at)
+        found[title] = (start, start + len(title))
+        at = start + len(title)
     return found

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT, SIMULATOR, wait_for
-from support import SYSTEM_PYTHONS, http_request
+from conftest import REPO_ROOT, SIMULATOR
+from support import SYSTEM_PYTHONS, http_request, wait_for
 
 REFUSAL_GUARD = 30.0
 
@@ -98,7 +98,7 @@ def base_args(tmp_path: Path) -> list[str]:
             "--state-dir", str(tmp_path / "state")]
 
 
-# --- item 1: a configured token that is empty or unreadable never means "no auth" ------------
+# --- a configured token that is empty or unreadable never means "no auth" ------------
 
 
 @pytest.mark.parametrize("variable", ["VM_OPERATOR_TOKEN_FILE", "VM_OPERATOR_READ_TOKEN_FILE"])
@@ -169,7 +169,7 @@ def test_tart_processes_never_carry_the_tokens(operator_factory: Any) -> None:
                 or read_token.encode() in entry]
 
 
-# --- item 3: a state directory that cannot be written stops start-up, naming it --------------
+# --- a state directory that cannot be written stops start-up, naming it --------------
 
 
 def test_a_state_dir_under_a_plain_file_stops_start_up(tmp_path: Path) -> None:
@@ -293,7 +293,7 @@ def test_a_state_dir_of_another_tart_home_stops_start_up_naming_both(operator_fa
     assert again.request("GET", "/health")[0] == 200
 
 
-# --- item 11: a demo that cannot start leaves no Tart home behind ------------------------------
+# --- a demo that cannot start leaves no Tart home behind ------------------------------
 
 
 def _demo_homes(tmp: Path) -> list[str]:
@@ -346,7 +346,7 @@ def test_a_demo_removes_its_tart_home_when_stopped(tmp_path: Path) -> None:
             proc.wait(timeout=10)
 
 
-# --- item 12: every variable is validated alike ---------------------------------------------
+# --- every variable is validated alike ---------------------------------------------
 
 
 @pytest.mark.parametrize("value", ["off", "OFF", "no", "0", "False"])
@@ -382,7 +382,7 @@ def test_a_bad_variable_stops_start_up_naming_it(tmp_path: Path, variable: str,
     assert "argument --" not in line and "usage:" not in outcome.stderr
 
 
-# --- item 19: words ----------------------------------------------------------------------------
+# --- words ----------------------------------------------------------------------------
 
 
 def test_a_bad_port_variable_is_named_as_the_variable(tmp_path: Path) -> None:

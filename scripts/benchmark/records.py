@@ -1,7 +1,7 @@
 """The benchmark's results, typed: what each measurement returns and what the report holds.
 
 They are TypedDicts because the report *is* JSON (``--json`` prints it as is, and
-tests/test_bench_smoke.py reads that shape); the types let mypy check every key the targets and
+tests/scripts/test_bench_smoke.py reads that shape); the types let mypy check every key the targets and
 the Markdown read. Figures are milliseconds (``_ms``), MiB (``_mib``), seconds (``_s``,
 ``seconds``) or ratios, rounded when measured.
 """

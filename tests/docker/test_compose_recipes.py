@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import free_port
 from test_docker_tier import ROOT, docker, engine_problem, wait_until
 
 README = ROOT / "README.md"
@@ -43,12 +43,6 @@ def recipe(marker: str) -> tuple[list[tuple[str, str]], str]:
     blocks = re.findall(r"^```(\w+)\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)
     prose = re.sub(r"^```\w+\n.*?^```$", "", section, flags=re.MULTILINE | re.DOTALL)
     return blocks, prose
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_status(port: int, path: str, token: str | None = None) -> tuple[int, str]:

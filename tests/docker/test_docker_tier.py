@@ -25,7 +25,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # the probe's unit tests import the checkout's package
@@ -535,7 +535,7 @@ def test_probe_maps_status_to_health(health_server: Serve, code: int, healthy: b
 def test_probe_fails_when_nothing_listens(health_server: Serve) -> None:
     port = health_server(200)
     assert healthcheck.check(port=port)
-    closed = _closed_port()
+    closed = free_port()
     assert healthcheck.check(port=closed, timeout=1) is False
 
 
@@ -546,10 +546,3 @@ def test_probe_reads_port_from_env(monkeypatch: pytest.MonkeyPatch, health_serve
     assert healthcheck.main() == 0
     monkeypatch.setenv("VM_OPERATOR_PORT", "not-a-port")
     assert healthcheck.probe_port() == healthcheck.DEFAULT_PORT
-
-
-def _closed_port() -> int:
-    """A loopback port with nothing listening (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

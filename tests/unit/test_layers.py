@@ -1,4 +1,4 @@
-"""The layers of the package and the imports between them (issue 10, "the house").
+"""The layers of the package and the imports between them.
 
 edge -> api -> core -> tart / store: nothing below imports above. The edge knows HTTP, never
 Tart: of the layers below it, it imports only the exception types its catalogue maps and the
@@ -53,23 +53,30 @@ MODULES = {module_name(path): imports_of(path) for path in sorted(PACKAGE.rglob(
 
 # (modules, the package's modules they may import): a name ending in "." is a package prefix.
 RULES = [
-    ("vm_operator.store.", {"vm_operator.store."}),
+    ("vm_operator.vocabulary", set()),  # the contract's words and bounds, read by all
+    ("vm_operator.store.", {"vm_operator.store.", "vm_operator.vocabulary"}),
     ("vm_operator.platform.", set()),
     ("vm_operator.simulator.", {"vm_operator.simulator."}),  # a program of its own
-    ("vm_operator.tart.", {"vm_operator.tart.", "vm_operator.store.state"}),
+    ("vm_operator.tart.", {"vm_operator.tart.", "vm_operator.store.state",
+                           "vm_operator.vocabulary"}),
     ("vm_operator.core.", {"vm_operator.core.", "vm_operator.store.", "vm_operator.tart.",
-                           "vm_operator.settings.table"}),
+                           "vm_operator.vocabulary", "vm_operator.settings.table"}),
     ("vm_operator.edge.", {"vm_operator.edge.", "vm_operator.core.errors",
-                           "vm_operator.core.clock", "vm_operator.tart.errors"}),
+                           "vm_operator.core.clock", "vm_operator.tart.errors",
+                           "vm_operator.vocabulary"}),
     ("vm_operator.api", {"vm_operator.api", "vm_operator.api.", "vm_operator.edge.",
-                         "vm_operator.core.", "vm_operator.tart.", "vm_operator.store."}),
+                         "vm_operator.core.", "vm_operator.tart.", "vm_operator.store.",
+                         "vm_operator.vocabulary"}),
     ("vm_operator.config", {"vm_operator.tart.errors", "vm_operator.tart.ssh_settings",
                             "vm_operator.tart.home", "vm_operator.tokens",
                             "vm_operator.settings", "vm_operator.settings."}),
     ("vm_operator.settings.", {"vm_operator.settings", "vm_operator.settings.",
-                               "vm_operator.tart.commands", "vm_operator.tart.errors",
+                               "vm_operator.vocabulary", "vm_operator.tart.commands", "vm_operator.tart.errors",
                                "vm_operator.tart.ssh_settings", "vm_operator.tokens"}),
     ("vm_operator.tokens", set()),
+    # the client talks HTTP only: nothing of the server, the contract's vocabulary aside
+    ("vm_operator.client", {"vm_operator.client", "vm_operator.client.",
+                            "vm_operator.vocabulary"}),
 ]
 
 

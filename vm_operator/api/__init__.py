@@ -15,6 +15,7 @@ from vm_operator.api import (
     operations,
     system,
     vm_create,
+    vm_exec,
     vm_ip,
     vm_logs,
     vm_manage,
@@ -30,7 +31,7 @@ from vm_operator.edge.routing import Route
 SYSTEM = Tag("system", "Health, readiness, metrics and the documentation (this document, the "
              "problem types)")
 VMS = Tag("vms", "The VMs: list, read, create, start, stop, suspend, change and delete them; "
-          "their IP address and run logs")
+          "their IP address, run logs, and commands run in them")
 OPERATIONS = Tag("operations", "Long-running operations (create, delete, pull, prune): read, "
                  "cancel, delete")
 IMAGES = Tag("images", "Tart's OCI image cache: list, pull, prune, delete")
@@ -42,7 +43,7 @@ TAGS = (VMS, OPERATIONS, IMAGES, EVENTS, HOST, CONFIG, SYSTEM, DASHBOARD)
 
 _TAGGED: tuple[tuple[Tag, tuple[Route[App], ...]], ...] = (
     (SYSTEM, system.ROUTES), (VMS, vms.ROUTES), (VMS, vm_create.ROUTES), (VMS, vm_power.ROUTES),
-    (VMS, vm_ip.ROUTES), (VMS, vm_logs.ROUTES), (OPERATIONS, operations.ROUTES),
+    (VMS, vm_ip.ROUTES), (VMS, vm_exec.ROUTES), (VMS, vm_logs.ROUTES), (OPERATIONS, operations.ROUTES),
     (VMS, vm_manage.ROUTES), (IMAGES, images.ROUTES), (HOST, host.ROUTES),
     (EVENTS, events.ROUTES), (CONFIG, config.ROUTES), (DASHBOARD, dashboard.ROUTES),
 )

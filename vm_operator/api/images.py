@@ -17,6 +17,7 @@ from vm_operator.edge.responses import Response, json_response
 from vm_operator.edge.routing import Request, Route, Success
 from vm_operator.tart.errors import TartVmMissing
 from vm_operator.tart.names import VmName
+from vm_operator.vocabulary import PRUNE_OLDER_THAN_DAYS, PRUNE_SPACE_BUDGET_GB
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,10 @@ class PullBody:
 @dataclass(frozen=True)
 class PruneBody:
     older_than_days: Annotated[int | None, Field(
-        Int(0, 36500), "Remove the images not used for this many days (tart prune "
+        Int(*PRUNE_OLDER_THAN_DAYS), "Remove the images not used for this many days (tart prune "
         "--older-than)")] = None
     space_budget_gb: Annotated[int | None, Field(
-        Int(0, 1048576), "Keep the most recently used images that fit in this many GB, remove "
+        Int(*PRUNE_SPACE_BUDGET_GB), "Keep the most recently used images that fit in this many GB, remove "
         "the rest (tart prune --space-budget)")] = None
 
 

@@ -6,7 +6,7 @@ from vm_operator.api.app import App
 from vm_operator.api.schemas import OPERATION
 from vm_operator.core.errors import OperationFinished, OperationMissing
 from vm_operator.core.lifecycle import operation_path
-from vm_operator.core.records import OperationDoc
+from vm_operator.core.records import OperationDoc, ProblemDocument
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.params import ParamType, Schema
 from vm_operator.edge.problems import PROBLEMS
@@ -22,7 +22,7 @@ _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 
 def operation_document(op: Operation) -> OperationDoc:
     doc = op.to_json()
-    error = None
+    error: ProblemDocument | None = None
     if op.error is not None:  # its kind is a problem type of the catalogue
         problem = PROBLEMS.get(op.error.kind, INTERNAL_ERROR)
         extra: dict[str, object] = {}

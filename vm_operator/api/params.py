@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from vm_operator import vocabulary
 from vm_operator.edge.params import Boolean, Int, OneOf, ParamType, Schema, Verbatim
 from vm_operator.edge.problems import CATALOGUE
 from vm_operator.edge.problems.client_errors import INVALID_NAME
@@ -19,7 +20,7 @@ from vm_operator.tart.names import (
     InvalidName,
     VmName,
 )
-from vm_operator.tart.parse import SOURCES, STATES
+from vm_operator.vocabulary import DISPLAY_EXAMPLE, DISPLAY_PATTERN, VM_SOURCES, VM_STATES
 
 
 class VmNameType(ParamType[VmName]):
@@ -64,17 +65,17 @@ class LocalVmNameType(VmNameType):
 
 LOCAL_VM_NAME = LocalVmNameType()
 
-_DISPLAY = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")
+_DISPLAY = re.compile(DISPLAY_PATTERN)
 
 
 class Display(ParamType[str]):
     """A display size for ``tart set --display``: WIDTHxHEIGHT in pixels, e.g. 1920x1080."""
 
-    PATTERN = "^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$"
+    PATTERN = f"^{DISPLAY_PATTERN}$"
 
     def schema(self) -> Schema:
         return {"type": "string", "pattern": self.PATTERN, "maxLength": 11,
-                "examples": ["1920x1080"]}
+                "examples": [DISPLAY_EXAMPLE]}
 
     def from_text(self, key: str, text: str) -> str:
         if not _DISPLAY.fullmatch(text):
@@ -88,9 +89,9 @@ class Display(ParamType[str]):
 
 
 DISPLAY = Display()
-CPU = Int(1, 64)
-MEMORY_MB = Int(512, 1048576)
-DISK_GB = Int(1, 4096)
+CPU = Int(*vocabulary.CPU)
+MEMORY_MB = Int(*vocabulary.MEMORY_MB)
+DISK_GB = Int(*vocabulary.DISK_GB)
 
 NAME = PathParam(
     "name", VM_NAME,
@@ -103,8 +104,8 @@ SLUG = PathParam(
     "A problem type: the last segment of a problem document's type",
 )
 
-STATE = OptionalQuery("state", OneOf((*STATES, "creating")), "Only this state")
-SOURCE = OptionalQuery("source", OneOf(SOURCES), "Only this source")
+STATE = OptionalQuery("state", OneOf((*VM_STATES, "creating")), "Only this state")
+SOURCE = OptionalQuery("source", OneOf(VM_SOURCES), "Only this source")
 SUSPENDABLE = Query("suspendable", Boolean(), False,
                     "Add --suspendable (needed for a later suspend)")
 TIMEOUT = Query("timeout", Int(0, 300), 30, "Seconds before Tart kills the VM")

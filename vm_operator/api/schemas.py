@@ -2,11 +2,50 @@
 
 from __future__ import annotations
 
+from types import NoneType, UnionType
+from typing import Literal, Union, get_args, get_origin, get_type_hints
+
 from vm_operator.edge.params import Schema
+from vm_operator.store.operation_records import OperationJson
+from vm_operator.vocabulary import CONDITIONS, DESIRED, RESTART_POLICIES, VM_SOURCES, VM_STATES
 
 
 def ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
+
+
+_JSON_TYPES: dict[object, str] = {str: "string", int: "integer", bool: "boolean",
+                                  NoneType: "null"}
+
+
+def field_schema(hint: object) -> Schema:
+    """The JSON schema of a record's field from its annotation: a ``Literal`` is an enum, a
+    string, integer or boolean (or null) a type; anything else says nothing (its details
+    must)."""
+    if get_origin(hint) is Literal:
+        return {"enum": list(get_args(hint))}
+    members = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
+    if all(member in _JSON_TYPES for member in members):
+        names = [_JSON_TYPES[member] for member in members]
+        return {"type": names[0] if len(names) == 1 else names}
+    return {}
+
+
+def record_schema(record: type, details: dict[str, Schema]) -> Schema:
+    """The JSON schema of a record the API answers (a ``TypedDict``): every field required,
+    its type from its annotation, then its ``details`` (description, format, bounds; the
+    whole schema of a field whose annotation says nothing)."""
+    hints = get_type_hints(record)
+    unknown = set(details) - set(hints)
+    if unknown:
+        raise ValueError(f"details of fields {record.__name__} has not: {sorted(unknown)}")
+    properties: dict[str, Schema] = {}
+    for name, hint in hints.items():
+        properties[name] = {**({} if "oneOf" in details.get(name, {}) else field_schema(hint)),
+                            **details.get(name, {})}
+        if not properties[name]:
+            raise ValueError(f"{record.__name__}.{name}: no JSON type, and no details")
+    return {"type": "object", "required": list(hints), "properties": properties}
 
 
 VM = ref("VM")
@@ -21,10 +60,10 @@ SCHEMAS: dict[str, Schema] = {
                      "accessed"],
         "properties": {
             "name": {"type": "string"},
-            "source": {"enum": ["local", "oci"]},
-            "state": {"enum": ["running", "suspended", "stopped", "creating"],
+            "source": {"enum": list(VM_SOURCES)},
+            "state": {"enum": [*VM_STATES, "creating"],
                       "description": "creating: an operation is creating it (see operation)"},
-            "status": {"enum": ["running", "suspended", "stopped", "creating"],
+            "status": {"enum": [*VM_STATES, "creating"],
                        "description": "Same as state, kept for clients of the original API"},
             "running": {"type": "boolean"},
             "disk_gb": {"type": ["integer", "null"], "description": "null while creating"},
@@ -46,6 +85,8 @@ SCHEMAS: dict[str, Schema] = {
             "last_run": {"oneOf": [{"type": "null"}, {
                 "type": "object",
                 "description": "The tart run that owns the VM (the operator never runs two)",
+                "required": ["started_at", "finished_at", "exit_code", "exit_code_known", "error",
+                             "pid", "suspendable"],
                 "properties": {
                     "started_at": {"type": "string", "format": "date-time"},
                     "finished_at": {"type": ["string", "null"], "description":
@@ -77,9 +118,9 @@ SCHEMAS: dict[str, Schema] = {
                     "description": "What the operator keeps the VM as; null: it only observes it",
                     "required": ["desired", "restart", "source", "created_at"],
                     "properties": {
-                        "desired": {"enum": ["running", "stopped", None],
+                        "desired": {"enum": [*DESIRED, None],
                                     "description": "The power it should have; null: no wish"},
-                        "restart": {"enum": ["never", "on-failure", "always"],
+                        "restart": {"enum": list(RESTART_POLICIES),
                                     "description": "What happens when its run ends without a "
                                     "stop through the API"},
                         "source": {"enum": ["api", "config"],
@@ -107,8 +148,7 @@ SCHEMAS: dict[str, Schema] = {
                                     "description": "When the reconciler starts it again (backoff); "
                                                    "null once that time has come (the start is "
                                                    "being tried), never a time past"},
-                "condition": {"enum": [None, "backing-off", "crash-loop", "waiting-for-slot",
-                                       "exited", "missing"],
+                "condition": {"enum": [None, *CONDITIONS],
                               "description": "Why a VM desired running is not: backing-off "
                               "(restarting after an end, with backoff), crash-loop (3 ends or "
                               "failed starts in a row), waiting-for-slot (the macOS cap is "
@@ -123,34 +163,21 @@ SCHEMAS: dict[str, Schema] = {
                                         "type": "boolean",
                                         "description": "Whether this request started it"}}}],
     },
-    "Operation": {
-        "type": "object",
-        "required": ["id", "kind", "vm", "image", "state", "phase", "progress",
-                     "cancel_requested", "created_at", "started_at", "finished_at", "error",
-                     "result"],
-        "properties": {
-            "id": {"type": "string"},
-            "kind": {"enum": ["create", "delete", "pull", "prune"]},
-            "vm": {"type": ["string", "null"], "description": "The VM it creates or deletes"},
-            "image": {"type": ["string", "null"],
-                      "description": "The image it pulls, or a create's source"},
-            "state": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
-            "phase": {"type": ["string", "null"], "description":
-                      "pulling, cloning, configuring, starting, deleting or pruning"},
-            "progress": {"type": ["integer", "null"], "minimum": 0, "maximum": 100,
-                         "description": "Percent of the image pulled, from Tart's output; "
-                         "null when Tart printed none (a cached image)"},
-            "cancel_requested": {"type": "boolean"},
-            "created_at": {"type": "string", "format": "date-time"},
-            "started_at": {"type": ["string", "null"], "format": "date-time"},
-            "finished_at": {"type": ["string", "null"], "format": "date-time"},
-            "error": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Problem"}],
-                      "description": "Why it failed: a problem document, with Tart's message "
-                      "(tart_message) and exit code (tart_exit_code) when Tart refused"},
-            "result": {"type": ["string", "null"],
-                       "description": "A note on the outcome, e.g. that a VM was kept"},
-        },
-    },
+    "Operation": record_schema(OperationJson, {
+        "vm": {"description": "The VM it creates or deletes"},
+        "image": {"description": "The image it pulls, or a create's source"},
+        "phase": {"description": "pulling, cloning, configuring, starting, deleting or pruning"},
+        "progress": {"minimum": 0, "maximum": 100,
+                     "description": "Percent of the image pulled, from Tart's output; null when "
+                     "Tart printed none (a cached image)"},
+        "created_at": {"format": "date-time"},
+        "started_at": {"format": "date-time"},
+        "finished_at": {"format": "date-time"},
+        "error": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Problem"}],
+                  "description": "Why it failed: a problem document, with Tart's message "
+                  "(tart_message) and exit code (tart_exit_code) when Tart refused"},
+        "result": {"description": "A note on the outcome, e.g. that a VM was kept"},
+    }),
     "Health": {
         "type": "object",
         "required": ["status", "message", "timestamp", "version", "tart"],
@@ -159,9 +186,9 @@ SCHEMAS: dict[str, Schema] = {
             "message": {"type": "string"},
             "timestamp": {"type": "string", "format": "date-time"},
             "version": {"type": "string"},
-            "tart": {"type": "object", "properties": {
-                "path": {"type": "string"}, "available": {"type": "boolean"},
-                "version": {"type": ["string", "null"]}}},
+            "tart": {"type": "object", "required": ["path", "available", "version"],
+                     "properties": {"path": {"type": "string"}, "available": {"type": "boolean"},
+                                    "version": {"type": ["string", "null"]}}},
         },
     },
     "HealthSummary": {

@@ -16,8 +16,8 @@ from vm_operator.edge.body import Body, Field
 from vm_operator.edge.params import Boolean, OneOf
 from vm_operator.edge.responses import Response
 from vm_operator.edge.routing import Request, Route, Success
-from vm_operator.store.specs import RESTART_POLICIES, RestartPolicy
 from vm_operator.tart.names import VmName
+from vm_operator.vocabulary import RESTART_POLICIES, RestartPolicy
 
 RESTART_DOC = ("What to do when its run ends without a stop through the API: never, on-failure "
                "(a non-zero exit or a kill: started again, with backoff) or always")

@@ -12,7 +12,8 @@ from vm_operator.edge.responses import Response, json_response
 from vm_operator.edge.routing import Request, Route, Success
 from vm_operator.tart.errors import TartNoIp, TartNotRunning
 
-ADDRESS = {"type": "object", "properties": {"name": {"type": "string"}, "ip": {"type": "string"}}}
+ADDRESS = {"type": "object", "required": ["name", "ip"],
+           "properties": {"name": {"type": "string"}, "ip": {"type": "string"}}}
 
 
 class Address(TypedDict):

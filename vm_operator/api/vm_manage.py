@@ -24,8 +24,8 @@ from vm_operator.edge.body import JSON_MEDIA, MERGE_PATCH_MEDIA, Body, Field
 from vm_operator.edge.params import Boolean, OneOf
 from vm_operator.edge.responses import Response, json_response
 from vm_operator.edge.routing import Request, Route, Success
-from vm_operator.store.specs import DESIRED, RESTART_POLICIES, Desired, RestartPolicy
 from vm_operator.tart.errors import TartInvalidResources, TartVmIsRunning, TartVmMissing
+from vm_operator.vocabulary import DESIRED, RESTART_POLICIES, Desired, RestartPolicy
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,8 @@ from vm_operator.client import render
 from vm_operator.client.console import Console
 from vm_operator.client.http import Client, Reply
 from vm_operator.client.records import Change, LastExit, LogChunk, VmDetail
+from vm_operator.vocabulary import VM_SOURCES, VM_STATES
 
-STATES = ("running", "suspended", "stopped")
-SOURCES = ("local", "oci")
 FOLLOW_WINDOW = 1000  # lines asked for by each poll of logs --follow (the whole log if short)
 EXIT_USAGE = 2  # as main.EXIT_USAGE: options that go together only, checked by the command
 
@@ -133,8 +132,8 @@ def detail_pairs(detail: VmDetail) -> list[tuple[str, str]]:
 
 
 def _vms_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state", choices=STATES, help="only VMs in this state")
-    parser.add_argument("--source", choices=SOURCES, help="only local VMs, or only OCI images")
+    parser.add_argument("--state", choices=VM_STATES, help="only VMs in this state")
+    parser.add_argument("--source", choices=VM_SOURCES, help="only local VMs, or only OCI images")
 
 
 def _vms(client: Client, args: argparse.Namespace, console: Console) -> int:

@@ -82,6 +82,9 @@ SUMMARIES: dict[str, Summary] = {
     "vm.created": _created,
     "vm.deleted": lambda data: f"deleted ({_word(data, 'cause')})",
     "vm.ready": lambda data: f"ready at {_word(data, 'ip')}:{_word(data, 'port')}",
+    "vm.exec": lambda data: (f"exec {_word(data, 'command')} from {_word(data, 'client')}: "
+                             f"{_word(data, 'outcome')}, exit {_word(data, 'exit_code')}, "
+                             f"{_word(data, 'duration_ms')} ms"),
     "operation.queued": _operation,
     "operation.started": _operation,
     "operation.progress": _operation,

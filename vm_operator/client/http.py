@@ -326,6 +326,13 @@ class Client:
         answer = self._call("PATCH", path("vms", name), body=dict(patch), media=MERGE_PATCH_MEDIA)
         return self._json(answer, VmDetail.from_json)
 
+    def exec_vm(self, name: str, body: Mapping[str, object], waits: float,
+                read: Callable[[Any], T]) -> Reply[T]:
+        """``POST /vms/{name}/exec``: answers once the command has ended, ``waits`` (its
+        timeout) at most beyond the client's own."""
+        answer = self._call("POST", path("vms", name, "exec"), wait=waits, body=dict(body))
+        return self._json(answer, read)
+
     def operations(self) -> Reply[list[Operation]]:
         return self._json(self._call("GET", "/operations"), operation_list)
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from vm_operator.client import commands, events, manage, render
+from vm_operator.client import commands, events, guest, manage, render
 from vm_operator.client.commands import GROUPS, Command, seconds
 from vm_operator.client.console import console_for
 from vm_operator.client.http import (
@@ -26,7 +26,7 @@ from vm_operator.client.tls import FLAGS as TLS_FLAGS
 from vm_operator.client.tls import TlsOptions, TlsSettingError, add_options, tls_options
 
 TABLE: tuple[Command, ...] = tuple(sorted(  # grouped as help lists them, in declaration order
-    commands.TABLE + manage.TABLE + events.TABLE, key=lambda command: GROUPS.index(command.group)))
+    commands.TABLE + guest.TABLE + manage.TABLE + events.TABLE, key=lambda command: GROUPS.index(command.group)))
 COMMANDS: frozenset[str] = frozenset(command.name for command in TABLE)
 HELP = "help"  # vm-operator help [COMMAND]
 
@@ -58,6 +58,7 @@ exit codes:
   4    timed out: no answer within the request timeout, or the server's own 504 (Tart, the
        VM's start or its readiness did not finish in time), also as a followed operation's
   130  interrupted (Ctrl-C); a followed operation goes on (ops cancel ID cancels it)
+  exec and run: the guest command's exit code once it ran
 """
 
 

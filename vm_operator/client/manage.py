@@ -28,9 +28,17 @@ from vm_operator.client.follow import (
 )
 from vm_operator.client.http import Client
 from vm_operator.client.records import Operation
+from vm_operator.vocabulary import (
+    CPU,
+    DISK_GB,
+    DISPLAY_PATTERN,
+    MEMORY_MB,
+    PRUNE_OLDER_THAN_DAYS,
+    PRUNE_SPACE_BUDGET_GB,
+    RESTART_POLICIES,
+)
 
-RESTART_POLICIES = ("never", "on-failure", "always")
-_DISPLAY = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")
+_DISPLAY = re.compile(DISPLAY_PATTERN)
 
 
 # --- argument types ------------------------------------------------------------------------------
@@ -49,11 +57,12 @@ def operation_id(text: str) -> str:
 
 
 def _resources(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cpu", type=whole(1, 64), metavar="N", help="virtual CPUs (1-64)")
-    parser.add_argument("--memory", type=whole(512, 1048576), metavar="MB",
-                        help="memory in MB (512-1048576)")
-    parser.add_argument("--disk", type=whole(1, 4096), metavar="GB",
-                        help="disk size in GB (1-4096); a disk only grows")
+    parser.add_argument("--cpu", type=whole(*CPU), metavar="N",
+                        help="virtual CPUs ({}-{})".format(*CPU))
+    parser.add_argument("--memory", type=whole(*MEMORY_MB), metavar="MB",
+                        help="memory in MB ({}-{})".format(*MEMORY_MB))
+    parser.add_argument("--disk", type=whole(*DISK_GB), metavar="GB",
+                        help="disk size in GB ({}-{}); a disk only grows".format(*DISK_GB))
     parser.add_argument("--display", type=display, metavar="WxH",
                         help="display size in pixels, e.g. 1920x1080")
     parser.add_argument("--restart", choices=RESTART_POLICIES,
@@ -204,9 +213,9 @@ def _image_rm(client: Client, args: argparse.Namespace, console: Console) -> int
 
 
 def _prune_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--older-than", type=whole(0, 36500), metavar="DAYS",
+    parser.add_argument("--older-than", type=whole(*PRUNE_OLDER_THAN_DAYS), metavar="DAYS",
                         help="remove the images not used for DAYS days")
-    parser.add_argument("--space-budget", type=whole(0, 1048576), metavar="GB",
+    parser.add_argument("--space-budget", type=whole(*PRUNE_SPACE_BUDGET_GB), metavar="GB",
                         help="keep the most recently used images that fit in GB, remove the rest")
     _detach_argument(parser)
 

@@ -2,42 +2,23 @@
 
 Reading is strict about the fields the client uses (a missing or mistyped one means the
 answer is not the operator's, ``BadAnswer``) and ignores fields it does not know, so a newer
-operator that adds fields still works with this client.
+operator that adds fields still works with this client. A record whose JSON is flat is read
+from its fields' annotations (``read``): a field is its JSON member of the same name, ``X |
+None`` may be null or absent. tests/unit/test_client_records_match_schemas.py holds each record
+to the server's schema.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Self
 
+from vm_operator.client.reading import BadAnswer, field, json_object, read
+from vm_operator.vocabulary import FINISHED_STATES
 
-class BadAnswer(ValueError):
-    """A 2xx answer whose JSON is not what vm-operator sends."""
-
-
-def _field(data: dict[str, Any], key: str, kind: type | tuple[type, ...],
-           optional: bool = False) -> Any:
-    value = data.get(key)
-    if value is None and optional:
-        return None
-    # bool is an int in Python: a count or a size must not be true/false
-    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
-        raise BadAnswer(f"field {key!r} is missing or not a {_kind_name(kind)}")
-    return value
-
-
-def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    return " or ".join(k.__name__ for k in _as_tuple(kind))
-
-
-def _object(data: Any, what: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise BadAnswer(f"{what} is not a JSON object")
-    return data
+__all__ = ["BadAnswer", "Change", "Event", "Health", "HealthDetails", "Host", "Image", "LastExit",
+           "LastRun", "LogChunk", "Operation", "OperationError", "Problem", "Ready", "Spec",
+           "TartStatus", "Vm", "VmDetail", "VmIp", "image_list", "operation_list", "vm_list"]
 
 
 @dataclass(frozen=True)
@@ -54,11 +35,11 @@ class Problem:
         """The problem type's last segment (``oci-image`` of ``/problems/oci-image``)."""
         return self.type.rstrip("/").rsplit("/", 1)[-1]
 
+    what: ClassVar[str] = "the problem document"
+
     @classmethod
-    def from_json(cls, data: Any) -> Problem:
-        obj = _object(data, "the problem document")
-        return cls(type=_field(obj, "type", str), title=_field(obj, "title", str),
-                   status=_field(obj, "status", int), detail=_field(obj, "detail", str))
+    def from_json(cls, data: Any) -> Self:
+        return read(cls, data)
 
 
 @dataclass(frozen=True)
@@ -73,14 +54,11 @@ class Vm:
     size_gb: int | None
     accessed: str | None
 
+    what: ClassVar[str] = "a VM"
+
     @classmethod
-    def from_json(cls, data: Any) -> Vm:
-        obj = _object(data, "a VM")
-        return cls(name=_field(obj, "name", str), source=_field(obj, "source", str),
-                   state=_field(obj, "state", str), running=_field(obj, "running", bool),
-                   disk_gb=_field(obj, "disk_gb", int, optional=True),
-                   size_gb=_field(obj, "size_gb", int, optional=True),
-                   accessed=_field(obj, "accessed", str, optional=True))
+    def from_json(cls, data: Any) -> Self:
+        return read(cls, data)
 
 
 def vm_list(data: Any) -> list[Vm]:
@@ -103,13 +81,13 @@ class LastRun:
 
     @classmethod
     def from_json(cls, data: Any) -> LastRun:
-        obj = _object(data, "last_run")
-        return cls(started_at=_field(obj, "started_at", str),
-                   finished_at=_field(obj, "finished_at", str, optional=True),
-                   exit_code=_field(obj, "exit_code", int, optional=True),
+        obj = json_object(data, "last_run")
+        return cls(started_at=field(obj, "started_at", str),
+                   finished_at=field(obj, "finished_at", str, optional=True),
+                   exit_code=field(obj, "exit_code", int, optional=True),
                    exit_code_known=bool(obj.get("exit_code_known", False)),
-                   error=_field(obj, "error", str, optional=True),
-                   pid=_field(obj, "pid", int, optional=True),
+                   error=field(obj, "error", str, optional=True),
+                   pid=field(obj, "pid", int, optional=True),
                    suspendable=bool(obj.get("suspendable", False)))
 
 
@@ -121,11 +99,11 @@ class Spec:
     restart: str
     source: str  # api, config
 
+    what: ClassVar[str] = "spec"
+
     @classmethod
-    def from_json(cls, data: Any) -> Spec:
-        obj = _object(data, "spec")
-        return cls(desired=_field(obj, "desired", str, optional=True),
-                   restart=_field(obj, "restart", str), source=_field(obj, "source", str))
+    def from_json(cls, data: Any) -> Self:
+        return read(cls, data)
 
 
 @dataclass(frozen=True)
@@ -136,11 +114,11 @@ class LastExit:
     signal: int | None
     at: str
 
+    what: ClassVar[str] = "last_exit"
+
     @classmethod
-    def from_json(cls, data: Any) -> LastExit:
-        obj = _object(data, "last_exit")
-        return cls(exit_code=_field(obj, "exit_code", int, optional=True),
-                   signal=_field(obj, "signal", int, optional=True), at=_field(obj, "at", str))
+    def from_json(cls, data: Any) -> Self:
+        return read(cls, data)
 
 
 @dataclass(frozen=True)
@@ -166,21 +144,21 @@ class VmDetail:
 
     @classmethod
     def from_json(cls, data: Any) -> VmDetail:
-        obj = _object(data, "a VM")
+        obj = json_object(data, "a VM")
         run, spec, ended = obj.get("last_run"), obj.get("spec"), obj.get("last_exit")
-        return cls(vm=Vm.from_json(obj), os=_field(obj, "os", str, optional=True),
-                   cpu=_field(obj, "cpu", int, optional=True),
-                   memory_mb=_field(obj, "memory_mb", int, optional=True),
-                   disk_format=_field(obj, "disk_format", str, optional=True),
-                   display=_field(obj, "display", str, optional=True),
+        return cls(vm=Vm.from_json(obj), os=field(obj, "os", str, optional=True),
+                   cpu=field(obj, "cpu", int, optional=True),
+                   memory_mb=field(obj, "memory_mb", int, optional=True),
+                   disk_format=field(obj, "disk_format", str, optional=True),
+                   display=field(obj, "display", str, optional=True),
                    last_run=None if run is None else LastRun.from_json(run),
-                   ready=_field(obj, "ready", bool, optional=True),
-                   ip=_field(obj, "ip", str, optional=True),
+                   ready=field(obj, "ready", bool, optional=True),
+                   ip=field(obj, "ip", str, optional=True),
                    spec=None if spec is None else Spec.from_json(spec),
-                   restart_count=_field(obj, "restart_count", int, optional=True),
+                   restart_count=field(obj, "restart_count", int, optional=True),
                    last_exit=None if ended is None else LastExit.from_json(ended),
-                   next_attempt_at=_field(obj, "next_attempt_at", str, optional=True),
-                   condition=_field(obj, "condition", str, optional=True))
+                   next_attempt_at=field(obj, "next_attempt_at", str, optional=True),
+                   condition=field(obj, "condition", str, optional=True))
 
 
 @dataclass(frozen=True)
@@ -192,19 +170,19 @@ class Change:
 
     @classmethod
     def from_json(cls, data: Any) -> Change:
-        obj = _object(data, "a VM")
-        return cls(vm=Vm.from_json(obj), changed=_field(obj, "changed", bool))
+        obj = json_object(data, "a VM")
+        return cls(vm=Vm.from_json(obj), changed=field(obj, "changed", bool))
 
 
 @dataclass(frozen=True)
 class VmIp:
     name: str
     ip: str
+    what: ClassVar[str] = "the IP answer"
 
     @classmethod
-    def from_json(cls, data: Any) -> VmIp:
-        obj = _object(data, "the IP answer")
-        return cls(name=_field(obj, "name", str), ip=_field(obj, "ip", str))
+    def from_json(cls, data: Any) -> Self:
+        return read(cls, data)
 
 
 @dataclass(frozen=True)
@@ -232,17 +210,17 @@ class Health:
 
     @classmethod
     def from_json(cls, data: Any) -> Health:
-        obj = _object(data, "the health answer")
-        status = _field(obj, "status", str)
+        obj = json_object(data, "the health answer")
+        status = field(obj, "status", str)
         if "tart" not in obj:
             return cls(status, None)
-        tart = _object(obj.get("tart"), "tart")
+        tart = json_object(obj.get("tart"), "tart")
         return cls(status, HealthDetails(
-            message=_field(obj, "message", str), timestamp=_field(obj, "timestamp", str),
-            version=_field(obj, "version", str),
-            tart=TartStatus(path=_field(tart, "path", str),
-                            available=_field(tart, "available", bool),
-                            version=_field(tart, "version", str, optional=True))))
+            message=field(obj, "message", str), timestamp=field(obj, "timestamp", str),
+            version=field(obj, "version", str),
+            tart=TartStatus(path=field(tart, "path", str),
+                            available=field(tart, "available", bool),
+                            version=field(tart, "version", str, optional=True))))
 
 
 @dataclass(frozen=True)
@@ -266,9 +244,6 @@ class LogChunk:
 
 # --- long-running operations, images, the host, events ----------------------------------------
 
-FINISHED_STATES = ("succeeded", "failed", "cancelled")
-
-
 @dataclass(frozen=True)
 class OperationError:
     """Why an operation failed: its problem document, with Tart's own message when Tart
@@ -279,9 +254,9 @@ class OperationError:
 
     @classmethod
     def from_json(cls, data: Any) -> OperationError:
-        obj = _object(data, "an operation's error")
+        obj = json_object(data, "an operation's error")
         return cls(problem=Problem.from_json(obj),
-                   tart_message=_field(obj, "tart_message", str, optional=True))
+                   tart_message=field(obj, "tart_message", str, optional=True))
 
 
 @dataclass(frozen=True)
@@ -297,9 +272,11 @@ class Operation:
     progress: int | None
     cancel_requested: bool
     created_at: str
+    started_at: str | None
     finished_at: str | None
     error: OperationError | None
     result: str | None
+    what: ClassVar[str] = "an operation"
 
     @property
     def finished(self) -> bool:
@@ -311,19 +288,8 @@ class Operation:
         return self.vm or self.image or "-"
 
     @classmethod
-    def from_json(cls, data: Any) -> Operation:
-        obj = _object(data, "an operation")
-        error = obj.get("error")
-        return cls(id=_field(obj, "id", str), kind=_field(obj, "kind", str),
-                   vm=_field(obj, "vm", str, optional=True),
-                   image=_field(obj, "image", str, optional=True),
-                   state=_field(obj, "state", str), phase=_field(obj, "phase", str, optional=True),
-                   progress=_field(obj, "progress", int, optional=True),
-                   cancel_requested=_field(obj, "cancel_requested", bool),
-                   created_at=_field(obj, "created_at", str),
-                   finished_at=_field(obj, "finished_at", str, optional=True),
-                   error=None if error is None else OperationError.from_json(error),
-                   result=_field(obj, "result", str, optional=True))
+    def from_json(cls, data: Any) -> Self:
+        return read(cls, data)
 
 
 def operation_list(data: Any) -> list[Operation]:
@@ -341,13 +307,11 @@ class Image:
     disk_gb: int
     size_gb: int
     accessed: str | None
+    what: ClassVar[str] = "an image"
 
     @classmethod
-    def from_json(cls, data: Any) -> Image:
-        obj = _object(data, "an image")
-        return cls(ref=_field(obj, "ref", str), kind=_field(obj, "kind", str),
-                   disk_gb=_field(obj, "disk_gb", int), size_gb=_field(obj, "size_gb", int),
-                   accessed=_field(obj, "accessed", str, optional=True))
+    def from_json(cls, data: Any) -> Self:
+        return read(cls, data)
 
 
 def image_list(data: Any) -> list[Image]:
@@ -373,21 +337,21 @@ class Host:
 
     @classmethod
     def from_json(cls, data: Any) -> Host:
-        obj = _object(data, "the host")
-        tart = _object(obj.get("tart"), "tart")
-        disk = _object(obj.get("disk"), "disk")
-        guests = _object(obj.get("macos_guests"), "macos_guests")
-        ops = _object(obj.get("operations"), "operations")
-        return cls(tart_path=_field(tart, "path", str),
-                   tart_version=_field(tart, "version", str, optional=True),
-                   tart_home=_field(obj, "tart_home", str),
-                   disk_total_bytes=_field(disk, "total_bytes", int),
-                   disk_free_bytes=_field(disk, "free_bytes", int),
-                   macos_running=_field(guests, "running", int),
-                   macos_limit=_field(guests, "limit", int, optional=True),
-                   operations_running=_field(ops, "running", int),
-                   operations_queued=_field(ops, "queued", int),
-                   operations_max_queued=_field(ops, "max_queued", int))
+        obj = json_object(data, "the host")
+        tart = json_object(obj.get("tart"), "tart")
+        disk = json_object(obj.get("disk"), "disk")
+        guests = json_object(obj.get("macos_guests"), "macos_guests")
+        ops = json_object(obj.get("operations"), "operations")
+        return cls(tart_path=field(tart, "path", str),
+                   tart_version=field(tart, "version", str, optional=True),
+                   tart_home=field(obj, "tart_home", str),
+                   disk_total_bytes=field(disk, "total_bytes", int),
+                   disk_free_bytes=field(disk, "free_bytes", int),
+                   macos_running=field(guests, "running", int),
+                   macos_limit=field(guests, "limit", int, optional=True),
+                   operations_running=field(ops, "running", int),
+                   operations_queued=field(ops, "queued", int),
+                   operations_max_queued=field(ops, "max_queued", int))
 
 
 @dataclass(frozen=True)
@@ -400,8 +364,8 @@ class Ready:
 
     @classmethod
     def from_json(cls, data: Any) -> Ready:
-        obj = _object(data, "a VM")
-        return cls(change=Change.from_json(obj), ip=_field(obj, "ip", str, optional=True))
+        obj = json_object(data, "a VM")
+        return cls(change=Change.from_json(obj), ip=field(obj, "ip", str, optional=True))
 
 
 @dataclass(frozen=True)
@@ -414,10 +378,8 @@ class Event:
     time: str
     vm: str | None
     data: dict[str, Any]
+    what: ClassVar[str] = "an event"
 
     @classmethod
-    def from_json(cls, data: Any) -> Event:
-        obj = _object(data, "an event")
-        return cls(id=_field(obj, "id", int), type=_field(obj, "type", str),
-                   time=_field(obj, "time", str), vm=_field(obj, "vm", str, optional=True),
-                   data=_object(obj.get("data", {}), "an event's data"))
+    def from_json(cls, data: Any) -> Self:
+        return read(cls, data)

@@ -17,31 +17,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from vm_operator.core.clock import Clock
 from vm_operator.core.errors import OperatorError, VmLimit
-from vm_operator.core.inventory import Inventory
 from vm_operator.core.operations import Job, OperationContext
-from vm_operator.core.ownership import Ownership
-from vm_operator.core.ports import StorePort, TartPort
-from vm_operator.core.power import Power
-from vm_operator.core.runs import RunSupervisor
+from vm_operator.core.parts import STOP_TIMEOUT, Parts
 from vm_operator.store.operation_records import (
     Cancelled,
     Ending,
-    OperationError,
-    OperationFailed,
 )
-from vm_operator.store.specs import RestartPolicy, SpecSource, SpecStore, VmSpec
+from vm_operator.store.specs import SpecSource, VmSpec
 from vm_operator.store.state import StateDirError
 from vm_operator.tart.errors import (
-    TartCommandError,
     TartError,
-    TartVmIsRunning,
     TartVmLimit,
-    TartVmMissing,
 )
 from vm_operator.tart.names import VmName
 from vm_operator.tart.progress import (
@@ -50,19 +39,16 @@ from vm_operator.tart.progress import (
     ProgressEvent,
     ProgressParser,
 )
+from vm_operator.vocabulary import RestartPolicy
 
 log = logging.getLogger(__name__)
 
 IDENTITY_TRIES = 3  # reads of which VM a clone made, before the spec is written unbound
 IDENTITY_RETRY_DELAY = 0.5  # seconds between them
 
-ErrorKind = Callable[[Exception], str]
-"""The problem type (slug) of a failure: the edge's catalogue, handed down by the wiring."""
-
 KEPT_STOPPED = "VM kept, stopped: the start failed"
 WAITING_FOR_SLOT = ("VM created, waiting for a slot: the macOS cap (--max-running) is full; the "
                     "operator starts it once a macOS VM stops")
-STOP_TIMEOUT = 10  # seconds Tart gives a VM to shut down when a create must stop it
 
 
 @dataclass(frozen=True)
@@ -93,45 +79,6 @@ class CreateRequest:
         """Whether ``tart set`` has anything to do."""
         return self.random_mac or any(value is not None for value in (
             self.cpu, self.memory_mb, self.disk_gb, self.display))
-
-
-@dataclass(frozen=True)
-class Parts:
-    """What the lifecycle jobs work with."""
-
-    tart: TartPort
-    inventory: Inventory
-    power: Power
-    runs: RunSupervisor
-    store: StorePort
-    specs: SpecStore
-    clock: Clock
-    kind_of: ErrorKind
-    ownership: Ownership
-
-    def failure(self, exc: OperatorError | TartError | StateDirError) -> OperationFailed:
-        """A failure of the core or of Tart, as the operation's error (Tart's message kept)."""
-        detail = exc.detail if isinstance(exc, OperatorError | TartError) else str(exc)
-        message = exc.message if isinstance(exc, TartCommandError) else None
-        code = exc.exit_code if isinstance(exc, TartCommandError) else None
-        return OperationFailed(OperationError(self.kind_of(exc), detail, message, code))
-
-    def remove_vm(self, name: VmName) -> None:
-        """Delete the VM if it exists (stopping it first if it runs) and forget its spec."""
-        try:
-            try:
-                self.tart.delete(name)
-            except TartVmIsRunning:
-                self.power.stop(name, STOP_TIMEOUT)
-                self.tart.delete(name)
-        except TartVmMissing:
-            pass
-        else:
-            if self.power.states.known(name) is not None:  # told created: tell it went
-                self.power.states.deleted(name, "api")
-        finally:
-            self.inventory.reconfigured(name)
-        self.specs.delete(name)
 
 
 class CloneProgress:

@@ -14,17 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from vm_operator.core.create import Parts
-from vm_operator.core.errors import OperatorError, VmNotFound
-from vm_operator.core.operations import Job, OperationContext, OperationQueue
-from vm_operator.store.operation_records import (
-    NameBusy,
-    OperationError,
-    OperationEvent,
-    OperationFailed,
-    QueueClosed,
-    QueueFull,
-)
+from vm_operator.core.errors import OperationsClosed, OperationsFull, OperatorError, VmNotFound
+from vm_operator.core.operations import Job, NameBusy, OperationContext, OperationQueue
+from vm_operator.core.parts import Parts
+from vm_operator.store.operation_records import OperationError, OperationEvent, OperationFailed
 from vm_operator.store.state import StateDirError
 from vm_operator.tart.errors import TartError, TartVmMissing
 from vm_operator.tart.names import InvalidName, VmName
@@ -87,11 +80,11 @@ class EphemeralVms:
         job = Job(lambda ctx: self._delete(ctx, name))
         try:
             self.queue.submit("delete", job, vm=name)
-        except (NameBusy, QueueFull):
+        except (NameBusy, OperationsFull):
             with self._guard:
                 self._waiting.add(name)
             return False
-        except QueueClosed:  # the next start sweeps it
+        except OperationsClosed:  # the next start sweeps it
             return False
         log.info("ephemeral VM %r: its run ended, deleting it", name)
         return True

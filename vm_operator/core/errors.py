@@ -132,16 +132,27 @@ class ImageNotFound(OperatorError):
 class OperationMissing(OperatorError):
     """No operation of this id (never, or past the bounded history)."""
 
+    def __init__(self, operation_id: str) -> None:
+        super().__init__(f"no operation {operation_id!r}")
+        self.operation_id = operation_id
+
 
 class OperationFinished(OperatorError):
-    """The operation has finished: too late to cancel it."""
+    """The operation has finished, or its work has and it is finishing: too late to cancel it.
+    ``state`` is the state it has (``running`` while it finishes)."""
+
+    def __init__(self, operation_id: str, state: str) -> None:
+        super().__init__(f"operation {operation_id} has {state} already")
+        self.operation_id = operation_id
+        self.state = state
 
 
 class OperationsFull(OperatorError):
-    """Too many operations are waiting already."""
+    """``limit`` operations are waiting already; try again in ``retry_after`` seconds."""
 
-    def __init__(self, detail: str, retry_after: int) -> None:
-        super().__init__(detail)
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(f"{limit} operations are waiting already; retry in {retry_after} s")
+        self.limit = limit
         self.retry_after = retry_after  # seconds
 
 

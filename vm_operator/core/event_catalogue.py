@@ -75,6 +75,14 @@ class VmReadyData(TypedDict):
     port: int  # the ready port that accepted a connection
 
 
+class VmExecData(TypedDict):
+    command: str  # the program's name: the command's first word, never its arguments
+    client: str | None  # the client's address
+    duration_ms: int
+    exit_code: int | None  # None unless the command ended by itself
+    outcome: Literal["exited", "timeout", "refused"]
+
+
 class ReconcileActionData(TypedDict):
     action: Literal["start", "stop"]
     reason: str
@@ -138,6 +146,12 @@ VM_READY = EventType[VmReadyData](
     "A run was first seen ready: Tart reports its IP and a connection to the ready port "
     "succeeded (once per run)",
     {"ip": "192.168.64.5", "port": 22})
+VM_EXEC = EventType[VmExecData](
+    "vm.exec", VmExecData,
+    "A command was run in the guest (POST /vms/{name}/exec), an a"
+    "udit trail: only the program's name (the command's first word), the client's address, how long it took, its exit code (null unless it ended by itself) and outcome (exited, timeout, refused); never its arguments, output or stdin",
+    {"command": "sw_vers", "client": "127.0.0.1", "duration_ms": 412, "exit_code": 0,
+     "outcome": "exited"})
 OPERATION_QUEUED = EventType[OperationDoc](
     "operation.queued", OperationDoc, "An operation was queued", _OPERATION)
 OPERATION_STARTED = EventType[OperationDoc](
@@ -185,7 +199,7 @@ CONFIG_REFUSED = EventType[ConfigRefusedData](
      "key": "prune"})
 
 CATALOGUE: tuple[EventType[Any], ...] = (
-    VM_STATE, VM_CREATED, VM_DELETED, VM_READY,
+    VM_STATE, VM_CREATED, VM_DELETED, VM_READY, VM_EXEC,
     OPERATION_QUEUED, OPERATION_STARTED, OPERATION_PROGRESS, OPERATION_SUCCEEDED,
     OPERATION_FAILED, OPERATION_CANCELLED,
     RECONCILE_ACTION, RECONCILE_FAILED, RECONCILE_WAITING,

@@ -1,4 +1,4 @@
-"""The declarative file (issue 12): a TOML fleet of VMs, and the plan that brings Tart to it.
+"""The declarative file: a TOML fleet of VMs, and the plan that brings Tart to it.
 
 Pure: no Tart, no files, no HTTP. ``parse_fleet`` turns the file's text into a ``Fleet`` or
 refuses it whole with a ``FleetError`` naming the line and the key; ``plan`` compares a
@@ -29,20 +29,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
+from vm_operator.core.fleet_lines import dotted, error_line, error_reason, key_line, key_on_line
 from vm_operator.tart.names import VmName, name_problem
+from vm_operator.vocabulary import (
+    CPU,
+    DESIRED,
+    DISK_GB,
+    DISPLAY_PATTERN,
+    MEMORY_MB,
+    RESTART_POLICIES,
+    Desired,
+    RestartPolicy,
+)
 
-Power = Literal["running", "stopped"]
-Restart = Literal["never", "on-failure", "always"]
 StepKind = Literal["create", "set", "start", "stop", "delete"]
 
-POWERS: tuple[Power, ...] = ("running", "stopped")
-RESTARTS: tuple[Restart, ...] = ("never", "on-failure", "always")
 TOP_KEYS = ("prune", "vms")
 VM_KEYS = ("from", "cpu", "memory_mb", "disk_gb", "display", "desired", "restart", "ephemeral")
 RESOURCE_KEYS = ("cpu", "memory_mb", "disk_gb", "display")
-# the same bounds as the API's (api/params.py: CPU, MEMORY_MB, DISK_GB, DISPLAY)
-BOUNDS = {"cpu": (1, 64), "memory_mb": (512, 1048576), "disk_gb": (1, 4096)}
-DISPLAY = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")
+BOUNDS = {"cpu": CPU, "memory_mb": MEMORY_MB, "disk_gb": DISK_GB}  # the API's (vocabulary.py)
+DISPLAY = re.compile(DISPLAY_PATTERN)
 
 
 class FleetError(ValueError):
@@ -78,8 +84,8 @@ class VmEntry:
     name: VmName
     source: VmName  # the file's ``from``: an OCI reference or a local VM
     resources: Resources = Resources()
-    desired: Power | None = None
-    restart: Restart | None = None
+    desired: Desired | None = None
+    restart: RestartPolicy | None = None
     ephemeral: bool = False
 
 
@@ -100,13 +106,13 @@ def parse_fleet(text: str) -> Fleet:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        line = _error_line(str(exc), text)
-        raise FleetError(f"not valid TOML: {_error_reason(str(exc))}", line,
-                         _key_on_line(text, line)) from None
+        line = error_line(str(exc), text)
+        raise FleetError(f"not valid TOML: {error_reason(str(exc))}", line,
+                         key_on_line(text, line)) from None
     for key in data:
         if key not in TOP_KEYS:
             raise FleetError(f"unknown key (the file takes {', '.join(TOP_KEYS)})",
-                             key_line(text, (), key), _dotted((key,)))
+                             key_line(text, (), key), dotted((key,)))
     prune = data.get("prune", False)
     if not isinstance(prune, bool):
         raise FleetError("must be true or false", key_line(text, (), "prune"), "prune")
@@ -128,7 +134,7 @@ def decode_fleet(data: bytes) -> Fleet:
 
 def _entry(text: str, name: str, table: object) -> VmEntry:
     where = key_line(text, ("vms",), name)
-    key = _dotted(("vms", name))
+    key = dotted(("vms", name))
     problem = name_problem(name) or ("a VM name must be local, without '/'" if "/" in name
                                      else None)
     if problem is not None:
@@ -138,14 +144,14 @@ def _entry(text: str, name: str, table: object) -> VmEntry:
     path = ("vms", name)
 
     def refuse(item: str, reason: str) -> FleetError:
-        return FleetError(reason, key_line(text, path, item), _dotted((*path, item)))
+        return FleetError(reason, key_line(text, path, item), dotted((*path, item)))
 
     for item in table:
         if item not in VM_KEYS:
             raise refuse(item, f"unknown key (a VM takes {', '.join(VM_KEYS)})")
     if "from" not in table:
         raise FleetError("the key from is missing: what to clone (an OCI reference or a local "
-                         "VM)", where, _dotted((*path, "from")))
+                         "VM)", where, dotted((*path, "from")))
     source = table["from"]
     if not isinstance(source, str):
         raise refuse("from", "must be a string: an OCI reference or a local VM")
@@ -162,122 +168,17 @@ def _entry(text: str, name: str, table: object) -> VmEntry:
     if display is not None and not (isinstance(display, str) and DISPLAY.fullmatch(display)):
         raise refuse("display", "must be WIDTHxHEIGHT in pixels, e.g. \"1920x1080\"")
     desired = table.get("desired")
-    if desired is not None and desired not in POWERS:
-        raise refuse("desired", f"must be one of {', '.join(POWERS)}")
+    if desired is not None and desired not in DESIRED:
+        raise refuse("desired", f"must be one of {', '.join(DESIRED)}")
     restart = table.get("restart")
-    if restart is not None and restart not in RESTARTS:
-        raise refuse("restart", f"must be one of {', '.join(RESTARTS)}")
+    if restart is not None and restart not in RESTART_POLICIES:
+        raise refuse("restart", f"must be one of {', '.join(RESTART_POLICIES)}")
     ephemeral = table.get("ephemeral", False)
     if not isinstance(ephemeral, bool):
         raise refuse("ephemeral", "must be true or false")
     resources = Resources(numbers["cpu"], numbers["memory_mb"], numbers["disk_gb"], display)
-    return VmEntry(VmName(name), VmName(source), resources, cast(Power | None, desired),
-                   cast(Restart | None, restart), ephemeral)
-
-
-_TOML_AT = re.compile(r"\(at line (\d+), column \d+\)|\(at end of document\)")
-
-
-def _error_line(message: str, text: str) -> int | None:
-    found = _TOML_AT.search(message)
-    if found is None:
-        return None
-    if found.group(1) is not None:
-        return int(found.group(1))
-    return max(1, len(text.splitlines()))  # at end of document: the last line
-
-
-def _error_reason(message: str) -> str:
-    return _TOML_AT.sub("", message).strip()
-
-
-# --- where a key is written: the line of a key in the text -------------------------------------
-
-_BARE = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _read_key(text: str, at: int) -> tuple[tuple[str, ...], int] | None:
-    """The dotted key that starts at ``at`` in ``text`` (after blanks), and where it ends."""
-    parts: list[str] = []
-    i = at
-    while True:
-        while i < len(text) and text[i] in " \t":
-            i += 1
-        if i < len(text) and text[i] in "\"'":
-            quote = text[i]
-            end = i + 1
-            while end < len(text) and text[end] != quote:
-                end += 2 if quote == '"' and text[end] == "\\" else 1
-            if end >= len(text):
-                return None
-            raw = text[i + 1:end]
-            parts.append(raw if quote == "'" else _unescape(raw))
-            i = end + 1
-        else:
-            bare = _BARE.match(text, i)
-            if bare is None:
-                return None
-            parts.append(bare.group())
-            i = bare.end()
-        while i < len(text) and text[i] in " \t":
-            i += 1
-        if i < len(text) and text[i] == ".":
-            i += 1
-            continue
-        return tuple(parts), i
-
-
-def _unescape(raw: str) -> str:
-    try:
-        value = tomllib.loads(f'k = "{raw}"')["k"]
-    except tomllib.TOMLDecodeError:
-        return raw
-    return value if isinstance(value, str) else raw
-
-
-def _lines(text: str) -> list[tuple[int, tuple[str, ...] | None]]:
-    """Each line's number and the full key it writes (a table header, or a key in its table)."""
-    found: list[tuple[int, tuple[str, ...] | None]] = []
-    table: tuple[str, ...] = ()
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.lstrip()
-        if stripped.startswith("[") and not stripped.startswith("[["):
-            header = _read_key(stripped, 1)
-            if header is not None:
-                table = header[0]
-                found.append((number, table))
-                continue
-        key = _read_key(line, 0)
-        written = key is not None and line[key[1]:key[1] + 1] == "="
-        found.append((number, table + key[0] if key is not None and written else None))
-    return found
-
-
-def key_line(text: str, table: tuple[str, ...], key: str) -> int | None:
-    """The line where ``table`` . ``key`` is written: as ``key = …`` in the table, as a header,
-    as a dotted key; else the line of the nearest enclosing table or inline table."""
-    wanted = (*table, key)
-    nearest: tuple[int, int] | None = None  # (length of the matched prefix, line)
-    for number, full in _lines(text):
-        if full is None:
-            continue
-        if full[:len(wanted)] == wanted:
-            return number
-        if wanted[:len(full)] == full and (nearest is None or len(full) > nearest[0]):
-            nearest = (len(full), number)
-    return nearest[1] if nearest else None
-
-
-def _key_on_line(text: str, line: int | None) -> str | None:
-    """The dotted key a line writes (for TOML's own errors), if it writes one."""
-    for number, full in _lines(text):
-        if number == line:
-            return _dotted(full) if full else None
-    return None
-
-
-def _dotted(parts: tuple[str, ...]) -> str:
-    return ".".join(part if _BARE.fullmatch(part) else f'"{part}"' for part in parts)
+    return VmEntry(VmName(name), VmName(source), resources, cast(Desired | None, desired),
+                   cast(RestartPolicy | None, restart), ephemeral)
 
 
 # --- observed state and the plan ----------------------------------------------------------------
@@ -288,8 +189,8 @@ class ObservedSpec:
     """The VM's spec as the operator keeps it: ``created``: the operator created the VM (its
     spec has ``created_at``); ``source``: who wrote the desired state last (api, config)."""
 
-    desired: Power | None = None
-    restart: Restart | None = None
+    desired: Desired | None = None
+    restart: RestartPolicy | None = None
     source: str = "api"
     created: bool = False
 
@@ -440,8 +341,8 @@ def observed_spec(data: object) -> ObservedSpec | None:
         return None
     desired, restart, source = data.get("desired"), data.get("restart"), data.get("source")
     return ObservedSpec(
-        desired=cast(Power, desired) if desired in POWERS else None,
-        restart=cast(Restart, restart) if restart in RESTARTS else None,
+        desired=cast(Desired, desired) if desired in DESIRED else None,
+        restart=cast(RestartPolicy, restart) if restart in RESTART_POLICIES else None,
         source=source if isinstance(source, str) else "api",
         created=isinstance(data.get("created_at"), str))
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from vm_operator.core.create import Parts
 from vm_operator.core.operations import OperationQueue
+from vm_operator.core.parts import Parts
 
 
 class TartJson(TypedDict):

@@ -11,15 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import quote
 
-from vm_operator.core.create import Parts
-from vm_operator.core.errors import ImageNotFound, OperationsClosed, OperationsFull
+from vm_operator.core.errors import ImageNotFound
 from vm_operator.core.operations import Job, OperationContext, OperationQueue
-from vm_operator.store.operation_records import Operation, OperationKind, QueueClosed, QueueFull
+from vm_operator.core.parts import Parts
+from vm_operator.store.operation_records import Operation
 from vm_operator.tart.errors import TartError, TartVmMissing
 from vm_operator.tart.names import VmName
 from vm_operator.tart.parse import image_of
 from vm_operator.tart.progress import PhaseChanged, ProgressChanged, ProgressEvent, ProgressParser
 from vm_operator.tart.records import Image
+from vm_operator.vocabulary import OperationKind
 
 MAX_NAMED = 10  # images a prune's result names; the rest are counted
 
@@ -54,12 +55,7 @@ class Images:
         self.queue = queue
 
     def _submit(self, kind: OperationKind, job: Job, image: str | None = None) -> Operation:
-        try:
-            return self.queue.submit(kind, job, image=image)
-        except QueueFull as exc:
-            raise OperationsFull(str(exc), exc.retry_after) from None
-        except QueueClosed as exc:
-            raise OperationsClosed(str(exc)) from None
+        return self.queue.submit(kind, job, image=image)
 
     def list_images(self) -> list[Image]:
         """The cache, from the VM listing (it lists the images too): cached as GET /vms is,

@@ -7,26 +7,18 @@ from __future__ import annotations
 
 import logging
 
-from vm_operator.core.create import CreateJob, CreateRequest, Parts
+from vm_operator.core.create import CreateJob, CreateRequest
 from vm_operator.core.errors import (
     OperationFinished,
     OperationMissing,
-    OperationsClosed,
-    OperationsFull,
     VmExists,
     VmHeldByOperation,
     vm_not_found,
 )
-from vm_operator.core.operations import Listener, OperationQueue
+from vm_operator.core.operations import Listener, NameBusy, OperationQueue
+from vm_operator.core.parts import Parts
 from vm_operator.core.ports import TartPort
-from vm_operator.store.operation_records import (
-    AlreadyFinished,
-    NameBusy,
-    Operation,
-    OperationNotFound,
-    QueueClosed,
-    QueueFull,
-)
+from vm_operator.store.operation_records import Operation
 from vm_operator.store.specs import SpecStore
 from vm_operator.tart.errors import TartVmMissing
 from vm_operator.tart.names import VmName
@@ -71,13 +63,8 @@ class Lifecycle:
             if is_local_name(request.source) and request.source not in vms:
                 raise vm_not_found(request.source)
             job = CreateJob(self.parts, request).job()
-            try:
-                return self.queue.submit("create", job, vm=request.name, image=request.source,
-                                         reservation=reservation)
-            except QueueFull as exc:
-                raise OperationsFull(str(exc), exc.retry_after) from None
-            except QueueClosed as exc:
-                raise OperationsClosed(str(exc)) from None
+            return self.queue.submit("create", job, vm=request.name, image=request.source,
+                                     reservation=reservation)
 
     def _held(self, name: str, op_id: str | None) -> VmExists | VmHeldByOperation:
         """Why a create cannot have the name: another create has it (or a request holds it
@@ -87,7 +74,7 @@ class Lifecycle:
                             "its name)")
         try:
             holder = self.queue.get(op_id)
-        except OperationNotFound:  # finished and forgotten meanwhile
+        except OperationMissing:  # finished and forgotten meanwhile
             holder = None
         if holder is None or holder.kind == "create":
             return VmExists(f'VM "{name}" is being created (operation {op_id})')
@@ -112,37 +99,25 @@ class Lifecycle:
         return self.queue.list_operations()
 
     def operation(self, op_id: str) -> Operation:
-        try:
-            return self.queue.get(op_id)
-        except OperationNotFound:
-            raise OperationMissing(f"no operation {op_id!r}") from None
+        return self.queue.get(op_id)
 
     def cancel(self, op_id: str, wait: float = 0.0) -> Operation:
         """Cancel the operation; then wait up to ``wait`` seconds for it to end (a running one
         ends once Tart is killed and its cleanup has run)."""
-        try:
-            op = self.queue.cancel(op_id)
-        except OperationNotFound:
-            raise OperationMissing(f"no operation {op_id!r}") from None
-        except AlreadyFinished as exc:
-            raise OperationFinished(
-                f"operation {op_id} has {exc.operation.state} already") from None
+        op = self.queue.cancel(op_id)
         return op if op.finished or wait <= 0 else self.queue.wait(op_id, wait)
 
     def delete(self, op_id: str, wait: float = 0.0) -> None:
         """Cancel the operation unless it has finished, wait up to ``wait`` seconds for it to
         end, then forget it: no longer listed or found, its record deleted (once it has ended:
         one still cleaning up keeps its VM name until then)."""
-        try:
-            if not self.queue.get(op_id).finished:
-                try:
-                    self.queue.cancel(op_id)
-                except AlreadyFinished:  # it ended meanwhile: forgotten all the same
-                    pass
-                self.queue.wait(op_id, wait)
-            self.queue.forget(op_id)
-        except OperationNotFound:
-            raise OperationMissing(f"no operation {op_id!r}") from None
+        if not self.queue.get(op_id).finished:
+            try:
+                self.queue.cancel(op_id)
+            except OperationFinished:  # it ended meanwhile: forgotten all the same
+                pass
+            self.queue.wait(op_id, wait)
+        self.queue.forget(op_id)
 
 
 def remove_leftovers(tart: TartPort, specs: SpecStore, op: Operation) -> None:
@@ -191,6 +166,6 @@ def shut_down(queue: OperationQueue, recorder: Listener, grace: float) -> None:
         if op.state == "running":
             try:
                 queue.cancel(op.id)
-            except (AlreadyFinished, OperationNotFound):
+            except (OperationFinished, OperationMissing):
                 pass
     queue.close(timeout=grace)

@@ -2,7 +2,7 @@
 
 Tart holds a global lock while it clones, so the queue runs ONE operation at a time, first come
 first served, on a worker thread of its own; the others wait (``queued``), and past a bound a new
-one is refused at once (``QueueFull``, with a retry-after hint).
+one is refused at once (``OperationsFull``, with a retry-after hint).
 
 An operation is a ``Job``: ``run(ctx)`` does the work and reports through its ``OperationContext``
 (phase, progress, a result note, the hook that kills Tart on cancellation); ``cleanup(ctx,
@@ -26,106 +26,40 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Self
 
+from vm_operator.core.errors import (
+    OperationFinished,
+    OperationMissing,
+    OperationsClosed,
+    OperationsFull,
+)
+from vm_operator.core.jobs import CancelHook, Entry, Job, OperationContext, attempt, call_hook
 from vm_operator.store.operation_records import (
-    AlreadyFinished,
-    Cancelled,
     Ending,
-    NameBusy,
     Operation,
-    OperationError,
     OperationEvent,
-    OperationFailed,
-    OperationKind,
-    OperationNotFound,
-    OperationState,
-    QueueClosed,
-    QueueFull,
     new_operation_id,
 )
+from vm_operator.vocabulary import OperationKind, OperationState
+
+__all__ = ["CancelHook", "Job", "Listener", "NameBusy", "OperationContext", "OperationQueue",
+           "QueueStats", "Reservation"]
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[OperationEvent], None]
-CancelHook = Callable[[], None]
 
 
-@dataclass(frozen=True)
-class Job:
-    """The work of an operation. ``cleanup(ctx, ending)`` runs after ``run`` when it failed or
-    the operation was cancelled (not for an operation cancelled while still queued)."""
+class NameBusy(Exception):
+    """The VM name is held by the operation ``operation_id`` (None: by a ``reserve``). Each
+    caller says what that means for it (a create: the VM exists or is being created)."""
 
-    run: Callable[[OperationContext], None]
-    cleanup: Callable[[OperationContext, Ending], None] | None = None
-
-
-@dataclass(eq=False)
-class _Entry:
-    op: Operation
-    job: Job | None  # None for an operation restored from the store (always finished)
-    token: threading.Event = field(default_factory=threading.Event)
-    hook_lock: threading.Lock = field(default_factory=threading.Lock)  # held while a hook runs
-    hook: CancelHook | None = None
-    ended: bool = False  # run() has returned: too late to cancel
-    forgotten: bool = False  # deleted: found by no one, dropped once it has finished
-
-
-class OperationContext:
-    """What a job sees of its operation; safe to use from any thread."""
-
-    def __init__(self, queue: OperationQueue, entry: _Entry) -> None:
-        self._queue = queue
-        self._entry = entry
-
-    @property
-    def id(self) -> str:
-        return self._entry.op.id
-
-    @property
-    def cancelled(self) -> bool:
-        return self._entry.token.is_set()
-
-    def wait_cancelled(self, timeout: float | None = None) -> bool:
-        return self._entry.token.wait(timeout)
-
-    def raise_if_cancelled(self) -> None:
-        if self._entry.token.is_set():
-            raise Cancelled()
-
-    def set_phase(self, phase: str | None) -> None:
-        self._queue._modify(self._entry, lambda op: replace(op, phase=phase))
-
-    def set_progress(self, percent: int | None) -> None:
-        """0-100 (clamped), or None when Tart prints no percentages."""
-        value = None if percent is None else max(0, min(100, percent))
-        self._queue._modify(self._entry, lambda op: replace(op, progress=value))
-
-    def note(self, result: str | None) -> None:
-        """The operation's result note, e.g. "created VM kept, stopped: start failed"."""
-        self._queue._modify(self._entry, lambda op: replace(op, result=result))
-
-    def on_cancel(self, hook: CancelHook | None) -> None:
-        """``hook`` is called (once, from the cancelling thread) if the operation is cancelled
-        while ``run`` runs; at once if it has been already. Pass None to drop it: once that
-        returns, the hook is not running and will not be called, so drop it BEFORE reaping the
-        process it kills (a reaped process's group id may be reused). Ignored in ``cleanup``."""
-        entry = self._entry
-        with entry.hook_lock:
-            if entry.ended:  # run() has returned: cleanup's processes are never killed
-                return
-            if hook is not None and entry.token.is_set():
-                _call_hook(entry, hook)
-                hook = None
-            entry.hook = hook
-
-
-def _call_hook(entry: _Entry, hook: CancelHook) -> None:
-    try:
-        hook()
-    except Exception:  # a failed kill must not fail the canceller
-        log.exception("operation %s: the cancel hook failed", entry.op.id)
+    def __init__(self, name: str, operation_id: str | None) -> None:
+        super().__init__(f"VM {name!r} is held by another operation")
+        self.name = name
+        self.operation_id = operation_id
 
 
 class Reservation:
@@ -174,9 +108,9 @@ class OperationQueue:
         self._retry_after = retry_after
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # an operation was queued or finished
-        self._entries: dict[str, _Entry] = {}
-        self._queued: deque[_Entry] = deque()
-        self._running: _Entry | None = None
+        self._entries: dict[str, Entry] = {}
+        self._queued: deque[Entry] = deque()
+        self._running: Entry | None = None
         self._finished: deque[str] = deque()  # ids, oldest first
         self._names: dict[str, str | Reservation] = {}  # VM name -> operation id or reservation
         self._listeners: list[Listener] = []
@@ -188,7 +122,7 @@ class OperationQueue:
         for op in sorted(restored, key=lambda op: op.seq):
             if not op.finished or op.id in self._entries:
                 raise ValueError(f"operation {op.id} cannot be restored: {op.state} or a duplicate")
-            self._entries[op.id] = _Entry(op, None)
+            self._entries[op.id] = Entry(op, None)
             self._seq = max(self._seq, op.seq + 1)
             self._finished.append(op.id)
         self._forget_overflow()
@@ -206,21 +140,22 @@ class OperationQueue:
     def submit(self, kind: OperationKind, job: Job, *, vm: str | None = None,
                image: str | None = None, reservation: Reservation | None = None) -> Operation:
         """Queue an operation; it holds ``vm`` until it has finished (taking over
-        ``reservation``, which must hold ``vm``). Raises NameBusy, QueueFull, QueueClosed."""
+        ``reservation``, which must hold ``vm``). Raises NameBusy, OperationsFull,
+        OperationsClosed."""
         with self._lock:
             if self._closed:
-                raise QueueClosed("the operator is shutting down")
+                raise OperationsClosed("the operator is shutting down")
             if reservation is not None:
                 if vm != reservation.name or self._names.get(vm) is not reservation:
                     raise ValueError(f"the reservation does not hold the VM name {vm!r}")
             elif vm is not None:
                 self._refuse_if_held(vm)
             if len(self._queued) >= self._max_queued:
-                raise QueueFull(self._max_queued, self._retry_after)
+                raise OperationsFull(self._max_queued, self._retry_after)
             op_id = self._new_id()
             while op_id in self._entries:
                 op_id = self._new_id()
-            entry = _Entry(Operation(op_id, kind, "queued", self._now(), self._seq, vm=vm,
+            entry = Entry(Operation(op_id, kind, "queued", self._now(), self._seq, vm=vm,
                                      image=image), job)
             self._seq += 1
             self._entries[op_id] = entry
@@ -236,13 +171,13 @@ class OperationQueue:
     def cancel(self, op_id: str) -> Operation:
         """A queued operation is cancelled at once. A running one gets its cancel token set and
         its cancel hook called; it ends ``cancelled`` once its cleanup has run. A repeated
-        cancel returns at once. Raises OperationNotFound, AlreadyFinished."""
+        cancel returns at once. Raises OperationMissing, OperationFinished."""
         with self._lock:
             entry = self._entries.get(op_id)
             if entry is None or entry.forgotten:
-                raise OperationNotFound(op_id)
+                raise OperationMissing(op_id)
             if entry.op.finished or entry.ended:
-                raise AlreadyFinished(entry.op)
+                raise OperationFinished(op_id, entry.op.state)
             running = entry.op.state == "running"
             first = not entry.token.is_set()
             if running and first:
@@ -258,7 +193,7 @@ class OperationQueue:
             with entry.hook_lock:
                 hook, entry.hook = entry.hook, None
                 if hook is not None:
-                    _call_hook(entry, hook)
+                    call_hook(entry, hook)
         return snapshot
 
     def forget(self, op_id: str) -> None:
@@ -266,11 +201,11 @@ class OperationQueue:
         and ``cancel`` know it no more. A finished one goes at once (a forgotten event: the
         store deletes its record); a running one (a cancelled one still cleaning up) keeps its
         VM name and its record until it ends, then goes the same way. Raises
-        OperationNotFound, and ValueError for a queued one (cancel it first)."""
+        OperationMissing, and ValueError for a queued one (cancel it first)."""
         with self._lock:
             entry = self._entries.get(op_id)
             if entry is None or entry.forgotten:
-                raise OperationNotFound(op_id)
+                raise OperationMissing(op_id)
             if entry.op.state == "queued":
                 raise ValueError(f"operation {op_id} is queued: cancel it before forgetting it")
             entry.forgotten = True
@@ -285,7 +220,7 @@ class OperationQueue:
         with self._lock:
             entry = self._entries.get(op_id)
             if entry is None or entry.forgotten:
-                raise OperationNotFound(op_id)
+                raise OperationMissing(op_id)
             return entry.op
 
     def list_operations(self) -> list[Operation]:
@@ -315,7 +250,7 @@ class OperationQueue:
         with self._changed:
             entry = self._entries.get(op_id)
             if entry is None:
-                raise OperationNotFound(op_id)
+                raise OperationMissing(op_id)
             self._changed.wait_for(lambda: entry.op.finished, timeout)
             return entry.op
 
@@ -361,11 +296,11 @@ class OperationQueue:
             self._deliver()
             self._execute(entry)
 
-    def _execute(self, entry: _Entry) -> None:
+    def _execute(self, entry: Entry) -> None:
         job = entry.job
         assert job is not None
         ctx = OperationContext(self, entry)
-        error = _attempt(entry, lambda: job.run(ctx))
+        error = attempt(entry, lambda: job.run(ctx))
         with entry.hook_lock, self._lock:
             entry.hook = None  # the job's processes are gone: never kill by a stale hook
             entry.ended = True  # from now on: no cancel, no new hook
@@ -374,7 +309,7 @@ class OperationQueue:
         cleanup_error = None
         if ending is not None and job.cleanup is not None:
             cleanup = job.cleanup
-            cleanup_error = _attempt(entry, lambda: cleanup(ctx, ending))
+            cleanup_error = attempt(entry, lambda: cleanup(ctx, ending))
         with self._lock:
             op = entry.op
             result = op.result
@@ -389,7 +324,7 @@ class OperationQueue:
 
     # -- bookkeeping (the caller holds self._lock, except in _modify and _deliver) ---------
 
-    def _modify(self, entry: _Entry, change: Callable[[Operation], Operation]) -> None:
+    def _modify(self, entry: Entry, change: Callable[[Operation], Operation]) -> None:
         """A job's update: applied while its operation runs, dropped after."""
         with self._lock:
             if entry.op.state != "running":
@@ -400,11 +335,11 @@ class OperationQueue:
             self._set(entry, new)
         self._deliver()
 
-    def _set(self, entry: _Entry, op: Operation) -> None:
+    def _set(self, entry: Entry, op: Operation) -> None:
         entry.op = op
         self._pending.append(OperationEvent(op))
 
-    def _retire(self, entry: _Entry, op: Operation) -> None:
+    def _retire(self, entry: Entry, op: Operation) -> None:
         """``op`` is the finished snapshot: release its name, keep it in the history."""
         self._set(entry, op)
         if op.vm is not None and self._names.get(op.vm) == op.id:
@@ -420,7 +355,7 @@ class OperationQueue:
         while len(self._finished) > self._history:
             self._drop(self._entries[self._finished.popleft()])
 
-    def _drop(self, entry: _Entry) -> None:
+    def _drop(self, entry: Entry) -> None:
         """A finished operation leaves: its forgotten event tells the store and the listeners."""
         del self._entries[entry.op.id]
         self._pending.append(OperationEvent(entry.op, forgotten=True))
@@ -459,16 +394,3 @@ class OperationQueue:
             with self._lock:
                 self._delivering = False
             raise
-
-
-def _attempt(entry: _Entry, step: Callable[[], None]) -> OperationError | None:
-    """Run a job's step; its failure as an OperationError (None if it succeeded)."""
-    try:
-        step()
-    except OperationFailed as exc:
-        return exc.error
-    except Exception as exc:  # recorded on the operation, logged in full
-        log.exception("operation %s: unexpected error", entry.op.id)
-        return OperationError("internal-error",
-                              f"unexpected {type(exc).__name__} (see the operator's log)")
-    return None

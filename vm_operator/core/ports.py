@@ -4,11 +4,12 @@ hand it fakes. ``tart.commands.Tart`` and ``store.state.StateStore`` are the rea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from vm_operator.store.state import LogTail, RunRecord
 from vm_operator.tart.names import VmName
-from vm_operator.tart.records import HostDisk, Image, Vm, VmInfo
+from vm_operator.tart.records import ExecResult, HostDisk, Image, Vm, VmInfo
 from vm_operator.tart.transport import OutputSink, RunHandle, StartedSink
 
 
@@ -35,6 +36,9 @@ class TartPort(Protocol):
     def ip(self, name: VmName, wait: int) -> str: ...
 
     def probe(self, ip: str, port: int) -> bool: ...
+
+    def exec(self, name: VmName, command: Sequence[str], stdin: bytes | None,
+             timeout: float) -> ExecResult: ...
 
     def tail_log(self, name: str, lines: int | None = None) -> LogTail | None: ...
 

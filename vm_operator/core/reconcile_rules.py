@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import calendar
 import time
-from typing import Literal
 
 from vm_operator.core.records import LastExit, SpecView
-from vm_operator.store.specs import RestartPolicy, VmSpec
-
-Condition = Literal["backing-off", "crash-loop", "waiting-for-slot", "exited", "missing"]
+from vm_operator.store.specs import VmSpec
+from vm_operator.vocabulary import Condition, RestartPolicy
 
 BACKOFF_FIRST = 1.0  # seconds before the first restart after an end
 BACKOFF_CAP = 300.0  # never more than 5 minutes between two attempts

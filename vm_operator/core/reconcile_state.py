@@ -24,7 +24,6 @@ from typing import Literal
 
 from vm_operator.core.reconcile_rules import (
     HEALTHY_AFTER,
-    Condition,
     backoff_delay,
     failing_condition,
     failures_after_end,
@@ -32,8 +31,9 @@ from vm_operator.core.reconcile_rules import (
     restart_wanted,
 )
 from vm_operator.core.records import LastExit
-from vm_operator.store.specs import Desired, RestartPolicy, VmSpec
+from vm_operator.store.specs import VmSpec
 from vm_operator.tart.records import Vm
+from vm_operator.vocabulary import Condition, Desired, RestartPolicy
 
 Action = Literal["start", "stop"]
 

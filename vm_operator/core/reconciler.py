@@ -1,4 +1,4 @@
-"""The reconciler: keeps each VM the operator manages the way its spec asks .
+"""The reconciler: keeps each VM the operator manages the way its spec asks.
 
 A VM's spec (``store/specs.py``) says its desired power and its restart policy. The
 reconciler compares that with what Tart reports — at start-up (its first pass), after each
@@ -32,7 +32,6 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from vm_operator.core.create import Parts
 from vm_operator.core.errors import OperatorError, VmLimit, state_dir_unwritable
 from vm_operator.core.event_catalogue import (
     RECONCILE_ACTION,
@@ -42,7 +41,8 @@ from vm_operator.core.event_catalogue import (
     ReconcileFailedData,
 )
 from vm_operator.core.events import EventBus
-from vm_operator.core.operations import OperationQueue
+from vm_operator.core.operations import NameBusy, OperationQueue
+from vm_operator.core.parts import Parts
 from vm_operator.core.reconcile_rules import later, spec_view, wake_in
 from vm_operator.core.reconcile_state import (
     Action,
@@ -64,12 +64,13 @@ from vm_operator.core.reconcile_state import (
     suspend_requested,
 )
 from vm_operator.core.records import DesiredStatus
-from vm_operator.store.operation_records import NameBusy, OperationEvent
-from vm_operator.store.specs import Desired, RestartPolicy, SpecSource, VmSpec
+from vm_operator.store.operation_records import OperationEvent
+from vm_operator.store.specs import SpecSource, VmSpec
 from vm_operator.store.state import StateDirError
 from vm_operator.tart.errors import TartError, TartVmLimit
 from vm_operator.tart.names import InvalidName, VmName
 from vm_operator.tart.records import Vm
+from vm_operator.vocabulary import Desired, RestartPolicy
 
 log = logging.getLogger(__name__)
 

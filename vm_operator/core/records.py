@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from vm_operator.store.operation_records import OperationKind, OperationState
+from vm_operator.store.operation_records import OperationJson
 from vm_operator.store.state import RunRecord
 from vm_operator.tart.records import Vm, VmInfo
+from vm_operator.vocabulary import Condition, Desired, RestartPolicy
 
 NO_INFO: VmInfo = {"os": None, "cpu": None, "memory_mb": None, "disk_format": None,
                    "display": None}
@@ -74,8 +75,8 @@ def changed(vm: Vm, did: bool) -> ChangedVm:
 class SpecView(TypedDict):
     """A VM's spec as GET /vms/{name} shows it (``spec``)."""
 
-    desired: str | None  # running, stopped, or null: no wish
-    restart: str  # never, on-failure, always
+    desired: Desired | None  # null: no wish
+    restart: RestartPolicy
     source: str  # api or config: who said so last
     created_at: str | None  # when the operator created the VM; null: made another way
 
@@ -98,7 +99,7 @@ class DesiredStatus(TypedDict):
     restart_count: int
     last_exit: LastExit | None
     next_attempt_at: str | None
-    condition: str | None
+    condition: Condition | None
 
 
 class ManagedVmDetail(ReadyVmDetail, DesiredStatus):
@@ -116,20 +117,9 @@ class CreatingManagedVmDetail(CreatingVmDetail, DesiredStatus):
     """GET /vms/{name} of a VM being created."""
 
 
-class OperationDoc(TypedDict):
+ProblemDocument = dict[str, object]
+
+
+class OperationDoc(OperationJson[ProblemDocument]):
     """GET /operations/{id}: the operation, its error as a problem document (built by
     ``api/operations.operation_document``; the ``operation.*`` events carry the same)."""
-
-    id: str
-    kind: OperationKind
-    vm: str | None
-    image: str | None
-    state: OperationState
-    phase: str | None
-    progress: int | None
-    cancel_requested: bool
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    error: dict[str, object] | None
-    result: str | None

@@ -13,15 +13,17 @@ import logging
 from collections.abc import Callable
 
 from vm_operator.core.clock import Clock
-from vm_operator.core.create import CreateRequest, ErrorKind, Parts
+from vm_operator.core.create import CreateRequest
 from vm_operator.core.ephemeral import EphemeralVms
 from vm_operator.core.events import EventBus
+from vm_operator.core.guest import ExecRequest, Guest
 from vm_operator.core.host import Host
 from vm_operator.core.images import Images
 from vm_operator.core.inventory import Inventory
 from vm_operator.core.lifecycle import Lifecycle, operation_path
 from vm_operator.core.operations import OperationQueue
 from vm_operator.core.ownership import Ownership
+from vm_operator.core.parts import ErrorKind, Parts
 from vm_operator.core.ports import StorePort, TartPort
 from vm_operator.core.power import Power
 from vm_operator.core.readiness import Readiness, ReadinessProbe
@@ -41,11 +43,12 @@ from vm_operator.core.vm_manage import VmManager, VmPatch
 from vm_operator.core.watch import EXISTS, ListingPoller, VmStates
 from vm_operator.settings.table import Settings
 from vm_operator.store.operation_records import Operation
-from vm_operator.store.specs import Desired, RestartPolicy, SpecSource, SpecStore, VmSpec
+from vm_operator.store.specs import SpecSource, SpecStore, VmSpec
 from vm_operator.store.state import LogTail, StateDirError
 from vm_operator.tart.errors import TartError
 from vm_operator.tart.names import InvalidName, VmName
-from vm_operator.tart.records import Vm
+from vm_operator.tart.records import ExecResult, Vm
+from vm_operator.vocabulary import Desired, RestartPolicy
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,7 @@ class VmService:
         self.images = Images(parts, operations)
         self.host = Host(parts, operations, settings.max_running)
         self.specs = specs
+        self.guest = Guest(tart, self.inventory, self.events, clock.monotonic)
         self.reconciler = Reconciler(parts, operations, self.events,
                                      settings.reconcile_interval, on_reconcile, report)
         self.runs.on_run_ended(self.ephemeral.run_ended)
@@ -100,9 +104,12 @@ class VmService:
     def _look_at_readiness(self, listed: list[Vm]) -> None:
         """While anyone watches: each running VM not seen ready yet is looked at (at most once
         per cache TTL), so ``vm.ready`` reaches the stream though nobody asks for its detail.
-        A run once seen ready costs nothing more (``ReadinessProbe``)."""
+        A run once seen ready costs nothing more (``ReadinessProbe``). A VM a change of the
+        operator works on is left to that change: a start tells ``vm.state`` before anyone may
+        tell its run ready."""
         for vm in listed:
-            if vm["source"] == "local" and vm["state"] == "running":
+            if (vm["source"] == "local" and vm["state"] == "running"
+                    and not self.states.is_busy(vm["name"])):
                 try:
                     self.readiness.check(VmName(vm["name"]))
                 except InvalidName:  # a name made outside the operator that it cannot take
@@ -192,6 +199,10 @@ class VmService:
 
     def ip(self, name: VmName, wait: int) -> str:
         return self.inventory.ip(name, wait)
+
+    def exec(self, name: VmName, request: ExecRequest) -> ExecResult:
+        """Run a command in the running VM's guest (``tart exec``)."""
+        return self.guest.exec(name, request)
 
     def logs(self, name: VmName, lines: int | None = None) -> LogTail:
         self._own(name)

@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from vm_operator.core.create import Parts
 from vm_operator.core.errors import (
     OciImage,
     VmHeldByOperation,
@@ -27,9 +26,9 @@ from vm_operator.core.errors import (
     state_dir_unwritable,
     vm_not_found,
 )
-from vm_operator.core.operations import OperationQueue
+from vm_operator.core.operations import NameBusy, OperationQueue
+from vm_operator.core.parts import Parts
 from vm_operator.core.records import VmDetail
-from vm_operator.store.operation_records import NameBusy
 from vm_operator.store.state import StateDirError
 from vm_operator.tart.errors import TartError, TartVmIsRunning, TartVmMissing
 from vm_operator.tart.names import VmName

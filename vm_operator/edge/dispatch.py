@@ -121,7 +121,8 @@ def body_refusal(route: Route[A], body: bytes) -> str:
 
 
 def dispatch(
-    site: Site[A], method: str, target: str, headers: Headers, body: bytes = b""
+    site: Site[A], method: str, target: str, headers: Headers, body: bytes = b"",
+    client: str = "",
 ) -> tuple[Response, str]:
     """Serve one request: returns the response and the route pattern (for logs and metrics).
 
@@ -138,7 +139,8 @@ def dispatch(
             return _options(site, candidates, headers), label
         route, raw_params = choose(method, candidates)
         label = route.pattern
-        req = _request(route, method, segments, raw_params, query, headers)
+        req = replace(_request(route, method, segments, raw_params, query, headers),
+                      client=client)
         refusal = check_access(site.access, method, route.public, headers, route.body)
         if refusal is not None:
             raise refusal

@@ -14,6 +14,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from vm_operator.vocabulary import VM_STATES
+
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 TART_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -123,7 +125,7 @@ class Metrics:
         _histogram(out, "vm_operator_tart_call_duration_seconds",
                    "Time a Tart command took (tart run: its launch).", tart_hists)
         if vms is not None:
-            by_state = {state: 0 for state in ("running", "suspended", "stopped")}
+            by_state = dict.fromkeys(VM_STATES, 0)
             for vm in vms:
                 state = str(vm["state"])
                 by_state[state] = by_state.get(state, 0) + 1

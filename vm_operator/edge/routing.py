@@ -88,6 +88,7 @@ class Request:
     values: Mapping[str, object] = field(default_factory=dict)
     body: object = None
     trusted: bool = True
+    client: str = ""  # the client's address, as the socket has it (for audit events)
 
     def get(self, param: PathParam[T] | Query[T] | Body[T]) -> T:
         """The typed value of a path parameter, of a query parameter (or its default), or

@@ -217,7 +217,7 @@ class Handler(BaseHTTPRequestHandler):
             response, route = self._refusal(checked), route_label(self.server.site.routes, self.path)
         else:
             response, route = dispatch(self.server.site, self.command, self.path, self.headers,
-                                       checked)
+                                       checked, str(self.client_address[0]))
         self._respond(response, route, started)
 
     def _respond(self, response: Response, route: str, started: float) -> None:

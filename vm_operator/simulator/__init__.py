@@ -39,6 +39,15 @@ state lives under $TART_HOME. Deliberate choices:
 - Each local VM is its own directory, `$TART_HOME/vms/NAME/`, as Tart's: `clone` builds
   a new one in a temporary directory and moves it into place, `rename` moves it, nothing
   else replaces it (the operator tells VMs of one name apart by that directory's identity).
+- `exec` runs the command as a real process of this machine (its own working directory,
+  `guest/` in the VM's directory, is the guest's "filesystem"), with a guest's environment
+  (PATH, HOME, USER=admin), never the caller's; stdout and stderr apart, Tart's exit code the
+  command's (128+N when a signal N ended it). A VM cloned from an image whose name ends in
+  `-vanilla` (the catalogue has `ghcr.io/cirruslabs/macos-sequoia-vanilla`) has no agent, nor
+  has a guest before it booted: Tart's "is the Tart Guest Agent running?" (exit 1). A command
+  that cannot be started: `Error: failed to run "CMD": REASON` (exit 1). `-t` runs it on a
+  pseudo-terminal (stdout and stderr merged there). A clone does not copy `guest/`. When the
+  VM stops meanwhile, the command is killed and exec fails (exit 1; the message is ours).
 - No automatic pruning (TART_NO_AUTO_PRUNE, --prune-limit): the simulated disks take
   no space. Minimums Tart cannot read here (Virtualization.framework's): 1 CPU and
   128 MiB of memory.
@@ -54,7 +63,7 @@ TART_SIM_* variable, declared once, read once at start-up), ``errors``, ``files`
 ``storage`` (TART_HOME's layout), ``locks``, ``registry`` (images, pulls, the demo seed),
 ``listing`` (list, get, ip), ``lifecycle`` (clone, delete, create, pull, set, rename,
 prune), ``power`` (run, stop, suspend), ``guest`` (the simulated guest's address, boot and
-port).
+port), ``agent`` (its guest agent: exec).
 """
 
 from .cli import COMMANDS, main

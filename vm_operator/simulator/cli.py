@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .agent import cmd_exec
 from .errors import EX_USAGE, TartError
 from .files import atomic_write, say
 from .knobs import current, declared, load
@@ -89,6 +90,9 @@ ARGUMENTS: dict[str, list[ArgSpec]] = {  # subcommand -> add_argument calls
             (("--random-serial",), {"action": "store_true"}),
             (("--disk",), {}), (("--disk-size",), {"type": uint16})],
     "rename": [(("name",), {}), (("new_name",), {})],
+    "exec": [(("-i",), {"action": "store_true"}), (("-t",), {"action": "store_true"}),
+             (("name",), {}), (("program",), {"metavar": "command"}),
+             (("args",), {"nargs": argparse.REMAINDER, "metavar": "arg"})],
     "prune": [(("--entries",), {"default": "caches"}),
               (("--older-than",), {"type": non_negative}),
               (("--space-budget",), {"type": non_negative})],
@@ -108,6 +112,7 @@ SUMMARIES = {  # subcommand -> its line in --help
     "pull": "pull an OCI image of the built-in registry into the cache, with progress",
     "set": "change a local VM's CPUs, memory, display, MAC, serial, disk size (grow only)",
     "rename": "rename a local VM",
+    "exec": "run a command in a running VM through its guest agent (-i: stdin, -t: terminal)",
     "prune": "remove least recently accessed cached images (or --entries vms)",
 }
 
@@ -131,7 +136,7 @@ def build_parser() -> Parser:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": cmd_list, "get": cmd_get, "run": cmd_run, "stop": cmd_stop, "suspend": cmd_suspend,
     "ip": cmd_ip, "clone": cmd_clone, "delete": cmd_delete, "create": cmd_create, "pull": cmd_pull,
-    "set": cmd_set, "rename": cmd_rename, "prune": cmd_prune,
+    "set": cmd_set, "rename": cmd_rename, "prune": cmd_prune, "exec": cmd_exec,
 }
 
 

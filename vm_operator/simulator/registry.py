@@ -13,6 +13,7 @@ import time
 import zlib
 from pathlib import Path
 
+from .agent import AGENT_KEY
 from .errors import TartError
 from .files import name_hash, say
 from .knobs import current
@@ -77,13 +78,18 @@ class Image:
 
     def config(self) -> Json:
         """The image's config.json: its minimums are its defaults, as Tart's images ship."""
-        return new_config(f"{self.repo}@{self.digest}", self.os_name, self.disk_gb,
-                          cpu=self.cpu, memory_mb=self.memory_mb, used_gb=self.size_gb)
+        config = new_config(f"{self.repo}@{self.digest}", self.os_name, self.disk_gb,
+                            cpu=self.cpu, memory_mb=self.memory_mb, used_gb=self.size_gb)
+        if self.repo.endswith("-vanilla"):  # Cirrus Labs' vanilla images have no guest agent
+            config[AGENT_KEY] = False
+        return config
 
 
 CATALOGUE = (  # repository, tags, os, CPUs, memory MB, disk GB, compressed GB, size GB
     Image("ghcr.io/cirruslabs/macos-sequoia-base", ("latest",), "darwin", 4, 8192, 50, 25.3, 31.2),
     Image("ghcr.io/cirruslabs/macos-sonoma-base", ("latest",), "darwin", 4, 8192, 50, 23.8, 29.6),
+    Image("ghcr.io/cirruslabs/macos-sequoia-vanilla", ("latest",), "darwin", 4, 8192, 50, 12.1,
+          15.4),
     Image("ghcr.io/cirruslabs/macos-sequoia-xcode", ("latest",), "darwin", 4, 8192, 120, 58.4, 80.3),
     Image("ghcr.io/cirruslabs/ubuntu", ("jammy", "22.04"), "linux", 2, 2048, 20, 1.2, 3.4),
     Image("ghcr.io/cirruslabs/ubuntu", ("latest", "noble", "24.04"), "linux", 2, 2048, 20, 1.3, 3.6),

@@ -2,19 +2,19 @@
 
 The records are immutable snapshots: the queue (operations.py) replaces an operation's snapshot
 on every change and hands the new one to its listeners. ``to_json`` gives the JSON-ready form;
-the HTTP layer maps an ``OperationError.kind`` and the exceptions below to problem documents.
+the HTTP layer maps an ``OperationError.kind`` to a problem document.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
-from typing import Literal, TypedDict
+from dataclasses import dataclass, fields
+from typing import Generic, Literal, TypedDict, TypeVar, cast
 
-OperationKind = Literal["create", "delete", "pull", "prune"]
-OperationState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+from vm_operator.vocabulary import FINISHED_STATES, OperationKind, OperationState
+
 Ending = Literal["failed", "cancelled"]
-FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+FINISHED: frozenset[str] = frozenset(FINISHED_STATES)
 
 
 def new_operation_id() -> str:
@@ -44,7 +44,13 @@ class OperationError:
                 "tart_message": self.tart_message, "exit_code": self.exit_code}
 
 
-class OperationJson(TypedDict):
+E = TypeVar("E")
+
+
+class OperationJson(TypedDict, Generic[E]):
+    """An operation's JSON: its fields but ``seq``; ``error`` as the record's JSON (the store's
+    ``OperationJson[OperationErrorJson]``) or as the API shows it (a problem document)."""
+
     id: str
     kind: OperationKind
     vm: str | None
@@ -56,7 +62,7 @@ class OperationJson(TypedDict):
     created_at: str
     started_at: str | None
     finished_at: str | None
-    error: OperationErrorJson | None
+    error: E | None
     result: str | None
 
 
@@ -88,15 +94,18 @@ class Operation:
     def finished(self) -> bool:
         return self.state in FINISHED
 
-    def to_json(self) -> OperationJson:
-        return {
-            "id": self.id, "kind": self.kind, "vm": self.vm, "image": self.image,
-            "state": self.state, "phase": self.phase, "progress": self.progress,
-            "cancel_requested": self.cancel_requested, "created_at": self.created_at,
-            "started_at": self.started_at, "finished_at": self.finished_at,
-            "error": None if self.error is None else self.error.to_json(),
-            "result": self.result,
-        }
+    def to_json(self) -> OperationJson[OperationErrorJson]:
+        """Its fields but ``seq`` (the store keeps the order apart), in ``OperationJson``'s
+        order; the error as its own JSON."""
+        data = {field.name: getattr(self, field.name) for field in fields(self)
+                if field.name in JSON_FIELDS}
+        data["error"] = None if self.error is None else self.error.to_json()
+        return cast(OperationJson[OperationErrorJson], {name: data[name] for name in JSON_FIELDS})
+
+
+JSON_FIELDS: tuple[str, ...] = tuple(OperationJson.__annotations__)
+if {field.name for field in fields(Operation)} != {*JSON_FIELDS, "seq"}:
+    raise TypeError("Operation and OperationJson must have the same fields (but seq)")
 
 
 @dataclass(frozen=True)
@@ -121,39 +130,3 @@ class Cancelled(OperationFailed):
 
     def __init__(self) -> None:
         super().__init__(OperationError("cancelled", "the operation was cancelled"))
-
-
-class QueueFull(Exception):
-    """``limit`` operations are queued already; try again in ``retry_after`` seconds."""
-
-    def __init__(self, limit: int, retry_after: int) -> None:
-        super().__init__(f"{limit} operations are waiting already; retry in {retry_after} s")
-        self.limit = limit
-        self.retry_after = retry_after
-
-
-class NameBusy(Exception):
-    """The VM name is held by the operation ``operation_id`` (None: by a ``reserve``)."""
-
-    def __init__(self, name: str, operation_id: str | None) -> None:
-        super().__init__(f"VM {name!r} is held by another operation")
-        self.name = name
-        self.operation_id = operation_id
-
-
-class OperationNotFound(Exception):
-    def __init__(self, operation_id: str) -> None:
-        super().__init__(f"no operation {operation_id!r}")
-        self.operation_id = operation_id
-
-
-class AlreadyFinished(Exception):
-    """Too late to cancel: the operation has finished, or its work has and it is finishing."""
-
-    def __init__(self, operation: Operation) -> None:
-        super().__init__(f"operation {operation.id} has finished")
-        self.operation = operation
-
-
-class QueueClosed(Exception):
-    """The queue is shutting down and takes no more operations."""

@@ -22,16 +22,17 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypedDict, TypeVar, cast, get_args
+from types import NoneType, UnionType
+from typing import Any, Literal, TypedDict, TypeVar, get_args, get_origin, get_type_hints
 
 from vm_operator.store.atomic import sync_directory, write_whole
 from vm_operator.store.operation_records import (
+    JSON_FIELDS,
     Operation,
     OperationError,
+    OperationErrorJson,
     OperationEvent,
     OperationJson,
-    OperationKind,
-    OperationState,
 )
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class BadRecord(ValueError):
 class StoredOperation(TypedDict):
     format: int
     seq: int
-    operation: OperationJson
+    operation: OperationJson[OperationErrorJson]
 
 
 @dataclass(frozen=True)
@@ -139,26 +140,25 @@ def read_record(path: Path) -> Operation:
 
 
 def operation_from_json(data: object, seq: int) -> Operation:
-    """The inverse of ``Operation.to_json``."""
+    """The inverse of ``Operation.to_json``: each member read as its field's annotation says
+    (a ``Literal`` one of its values, ``| None`` null or absent)."""
     if not isinstance(data, dict):
         raise BadRecord("operation must be an object")
-    error = data.get("error")
-    return Operation(
-        id=_field(data, "id", str),
-        kind=cast(OperationKind, _choice(data, "kind", get_args(OperationKind))),
-        state=cast(OperationState, _choice(data, "state", get_args(OperationState))),
-        created_at=_field(data, "created_at", str),
-        seq=seq,
-        vm=_optional(data, "vm", str),
-        image=_optional(data, "image", str),
-        phase=_optional(data, "phase", str),
-        progress=_optional(data, "progress", int),
-        cancel_requested=_field(data, "cancel_requested", bool),
-        started_at=_optional(data, "started_at", str),
-        finished_at=_optional(data, "finished_at", str),
-        error=None if error is None else _error_from_json(error),
-        result=_optional(data, "result", str),
-    )
+    hints = get_type_hints(Operation)
+    values: dict[str, Any] = {key: _member(data, key, hints[key]) for key in JSON_FIELDS}
+    return Operation(seq=seq, **values)
+
+
+def _member(data: dict[str, object], key: str, hint: object) -> object:
+    kinds = get_args(hint) if isinstance(hint, UnionType) else (hint,)
+    if data.get(key) is None and NoneType in kinds:
+        return None
+    if key == "error":
+        return _error_from_json(data[key])
+    kind = next(kind for kind in kinds if kind is not NoneType)
+    if get_origin(kind) is Literal:
+        return _choice(data, key, get_args(kind))
+    return _field(data, key, kind)
 
 
 def _error_from_json(data: object) -> OperationError:

@@ -27,6 +27,7 @@ from typing import Literal, TypedDict, TypeVar, get_args
 
 from vm_operator.store.atomic import sync_directory, write_whole
 from vm_operator.store.state import StateDirError, folder_name
+from vm_operator.vocabulary import DESIRED, RESTART_POLICIES, Desired, RestartPolicy
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,7 @@ class BadSpec(ValueError):
     """A spec file that is not a valid spec."""
 
 
-Desired = Literal["running", "stopped"]
-RestartPolicy = Literal["never", "on-failure", "always"]
 SpecSource = Literal["api", "config"]
-DESIRED: tuple[Desired, ...] = get_args(Desired)
-RESTART_POLICIES: tuple[RestartPolicy, ...] = get_args(RestartPolicy)
 SPEC_SOURCES: tuple[SpecSource, ...] = get_args(SpecSource)
 
 

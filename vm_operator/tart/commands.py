@@ -8,7 +8,10 @@ name that passed the name rules can reach an argument list.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from vm_operator.store.state import LogTail
+from vm_operator.tart.guest_exec import refusal
 from vm_operator.tart.identity import local_vm_name
 from vm_operator.tart.names import VmName
 from vm_operator.tart.parse import (
@@ -19,7 +22,7 @@ from vm_operator.tart.parse import (
     parse_vm_list,
 )
 from vm_operator.tart.probe import PROBE_TIMEOUT, checked_target
-from vm_operator.tart.records import HostDisk, Image, Vm, VmInfo
+from vm_operator.tart.records import ExecResult, HostDisk, Image, Vm, VmInfo
 from vm_operator.tart.transport import (
     OutputSink,
     RunHandle,
@@ -86,6 +89,19 @@ class Tart:
         address or a port number is refused (ValueError) before anything is tried."""
         address, checked_port = checked_target(ip, port)
         return self.transport.probe(address, checked_port, PROBE_TIMEOUT)
+
+    def exec(self, name: VmName, command: Sequence[str], stdin: bytes | None,
+             timeout: float) -> ExecResult:
+        """``tart exec [-i] NAME COMMAND…``: the command's exit code and output (each cut at
+        ``guest_exec.OUTPUT_CAP``); ``-i`` and its stdin when ``stdin`` is given. Tart's own
+        refusals raise (TartNotRunning, TartVmMissing, TartGuestAgentUnreachable); past
+        ``timeout`` its process group is killed (GuestTimeout)."""
+        flags = ["-i"] if stdin is not None else []
+        result = self.transport.exec(["exec", *flags, name, *command], stdin, timeout)
+        refused = refusal(name, result)
+        if refused is not None:
+            raise refused
+        return result
 
     # --- lifecycle: create, configure, remove ---------------------------------------------
 

@@ -68,6 +68,10 @@ class TartTimeout(TartError):
     """Tart outlived its timeout; the process was killed."""
 
 
+class GuestTimeout(TartTimeout):
+    """A ``tart exec`` outlived the timeout its caller gave: its process group was killed."""
+
+
 class TartBadOutput(TartError):
     """Tart exited 0 but printed something that is not what Tart prints."""
 
@@ -144,6 +148,12 @@ class TartImageMissing(TartCommandError):
     unknown``."""
 
 
+class TartGuestAgentUnreachable(TartCommandError):
+    """``tart exec`` could not reach the guest: ``Failed to connect to the VM using its control
+    socket: REASON, is the Tart Guest Agent running?`` (an image without the agent, such as
+    Cirrus Labs' ``-vanilla`` ones, or a guest that has not booted yet)."""
+
+
 # Tart's own messages (see TART_FACTS.md), the first match wins: "is running" after the two
 # longer messages that contain "running".
 _REFUSALS: tuple[tuple[str, type[TartCommandError]], ...] = (
@@ -161,6 +171,7 @@ _REFUSALS: tuple[tuple[str, type[TartCommandError]], ...] = (
     ("no IP address found", TartNoIp),
     ("You can only suspend macOS VMs", TartSuspendUnsupported),
     ("not started with --suspendable", TartNotSuspendable),
+    ("is the Tart Guest Agent running?", TartGuestAgentUnreachable),
 )
 
 

@@ -34,6 +34,7 @@ from vm_operator.tart.errors import (
     binary_unavailable,
     command_error,
 )
+from vm_operator.tart.guest_exec import run_exec
 from vm_operator.tart.home import local_tart_home
 from vm_operator.tart.identity import (
     IDENTITY_MISSING,
@@ -43,7 +44,7 @@ from vm_operator.tart.identity import (
 )
 from vm_operator.tart.parse import error_message
 from vm_operator.tart.probe import connects
-from vm_operator.tart.records import HostDisk
+from vm_operator.tart.records import ExecResult, HostDisk
 from vm_operator.tart.streaming import run_streaming
 from vm_operator.tart.transport import (
     Observer,
@@ -120,6 +121,14 @@ class LocalTransport:
         with observed(self.observe, label):
             return run_captured([self.binary, *args], self.env,
                                 self.timeout if timeout is None else timeout, label)
+
+    def exec(self, args: Sequence[str], stdin: bytes | None, timeout: float) -> ExecResult:
+        """Through ``guard.py`` as a stream, so that Tart and the guest command die with the
+        operator; its stdin the first bytes on the guard's."""
+        with observed(self.observe, args[0] if args else ""):
+            size = [] if stdin is None else ["--stdin", str(len(stdin))]
+            argv = [sys.executable, "-I", "-S", str(GUARD), *size, self._runnable(), *args]
+            return run_exec(argv, self.env, stdin, timeout, hold_stdin=True)
 
     def probe(self, ip: str, port: int, timeout: float) -> bool:
         """Tart runs here: so do its guests' networks, and the probe."""

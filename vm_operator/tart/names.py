@@ -17,7 +17,7 @@ MAX_NAME_LENGTH = 255
 FIRST_CHAR, LAST_CHAR = "!", "~"  # the printable ASCII characters: U+0021 to U+007E
 
 # The rules of ``name_problem`` in words: the name parameter's description in /openapi.json, and
-# (word for word, tests/unit/test_names.py checks) the problem type invalid-name's page.
+# (word for word, tests/unit/tart/test_names.py checks) the problem type invalid-name's page.
 NAME_RULE = (f"1 to {MAX_NAME_LENGTH} printable ASCII characters (U+{ord(FIRST_CHAR):04X} to "
              f"U+{ord(LAST_CHAR):04X}: no spaces, controls or non-ASCII), not starting with '-', "
              "and no empty, '.' or '..' segment between '/'")

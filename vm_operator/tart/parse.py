@@ -15,10 +15,7 @@ from typing import Any
 
 from vm_operator.tart.errors import TartBadOutput
 from vm_operator.tart.records import HostDisk, Image, Vm, VmInfo
-
-STATES = ("running", "suspended", "stopped")
-SOURCES = ("local", "oci")
-
+from vm_operator.vocabulary import VM_SOURCES, VM_STATES
 
 # --- parsing (pure) ---------------------------------------------------------
 
@@ -40,7 +37,7 @@ def _int_field(raw: Mapping[str, Any], key: str, default: int | None = None) -> 
 def _state_of(raw: Mapping[str, Any]) -> str:
     """Tart before 1.8 had no ``State``: derive it from ``Running`` as Tart itself did."""
     state = raw.get("State")
-    if isinstance(state, str) and state.lower() in STATES:
+    if isinstance(state, str) and state.lower() in VM_STATES:
         return state.lower()
     if state is not None:
         raise TartBadOutput(f"unknown VM state {state!r} in Tart's output")
@@ -55,7 +52,7 @@ def normalize_vm(raw: Any) -> Vm:
     if not isinstance(raw, dict) or not isinstance(raw.get("Name"), str):
         raise TartBadOutput("a 'tart list' entry has no name")
     source = str(raw.get("Source", "local")).lower()
-    if source not in SOURCES:
+    if source not in VM_SOURCES:
         raise TartBadOutput(f"unknown VM source {raw.get('Source')!r} in Tart's output")
     state = _state_of(raw)
     accessed = raw.get("Accessed")

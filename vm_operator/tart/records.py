@@ -63,3 +63,14 @@ class HostDisk:
     path: str
     total_bytes: int
     free_bytes: int
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """How a guest command (``tart exec``) ended: its exit code and what it printed, each of
+    stdout and stderr cut at a cap (``truncated``: either was)."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    truncated: bool

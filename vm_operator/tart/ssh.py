@@ -29,7 +29,8 @@ together would each log in otherwise. A master that dies (killed, or its connect
 ServerAlive) leaves a stale socket, which the next opening removes. ``close``
 (at shutdown) ends the master with ``ssh -O exit`` and removes the directory; a master left
 by a killed operator ends by itself ``ControlPersist`` seconds after its last call. Streams
-(clone, pull) keep a connection of their own: killing their ssh must end the remote Tart.
+(clone, pull) and execs (``ssh_exec``) keep a connection of their own: killing their ssh must
+end the remote Tart.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from vm_operator.tart.identity import IDENTITY_MISSING, IDENTITY_SCRIPT, parse_i
 from vm_operator.tart.local import run_captured
 from vm_operator.tart.parse import parse_disk
 from vm_operator.tart.probe import checked_target
-from vm_operator.tart.records import HostDisk
+from vm_operator.tart.records import ExecResult, HostDisk
 from vm_operator.tart.ssh_commands import (
     DISK_SCRIPT,
     FORGET_SCRIPT,
@@ -81,6 +82,7 @@ from vm_operator.tart.ssh_commands import (
     ssh_argv,
     tart_argv,
 )
+from vm_operator.tart.ssh_exec import exec_over_ssh
 from vm_operator.tart.ssh_settings import SshSettings
 from vm_operator.tart.streaming import run_streaming
 from vm_operator.tart.transport import Observer, OutputSink, StartedSink, no_observer, observed
@@ -95,17 +97,9 @@ CONTROL_SOCKET = "mux"  # the shared connection's socket, in the transport's pri
 MAX_CONTROL_PATH = 104 - 1 - 17
 
 _UNREACHABLE = (
-    "connection refused",
-    "timed out",
-    "no route to host",
-    "network is unreachable",
-    "could not resolve hostname",
-    "name or service not known",
-    "nodename nor servname",
-    "connection reset",
-    "connection closed",
-    "kex_exchange_identification",
-    "broken pipe",
+    "connection refused", "timed out", "no route to host", "network is unreachable",
+    "could not resolve hostname", "name or service not known", "nodename nor servname",
+    "connection reset", "connection closed", "kex_exchange_identification", "broken pipe",
 )
 
 
@@ -223,6 +217,9 @@ class SshTransport:
         with observed(self.observe, label):
             self._guarded(lambda: run_streaming(argv, self.env, timeout, label, on_output,
                                                 on_started, hold_stdin=True))
+
+    def exec(self, args: Sequence[str], stdin: bytes | None, timeout: float) -> ExecResult:
+        return exec_over_ssh(self, args, stdin, timeout)
 
     def disk_usage(self) -> HostDisk:
         return parse_disk(self.remote("df", script_words(DISK_SCRIPT)))

@@ -51,6 +51,27 @@ STREAM_SCRIPT = (
     + 'wait "$tart"; code=$?; kill "$watcher" 2>/dev/null; exit "$code"'
 )
 
+# sh -c EXEC_SCRIPT vm-operator BYTES TART exec ...: run `tart exec`, its stdin the first BYTES
+# bytes of this session's stdin (-1: none), kept in a file unlinked once opened, so that the
+# rest of the stdin, which the operator holds open and never writes, can be watched: when it
+# ends (the local ssh was killed on the timeout, or the connection broke), the whole process
+# group of this session (Tart and what it started) is killed. A "+" on stdout says that Tart is
+# about to run: without it, what failed was ssh or the script (exit 255 and 127 are the guest
+# command's own otherwise). Exits with Tart's exit code (the command's).
+EXEC_SCRIPT = (
+    _PATH_SETUP
+    + 'n=$1; shift; '
+    + _NEED_TART
+    + 'exec 3<&0 </dev/null; '
+    + 'if [ "$n" -ge 0 ]; then t=$(mktemp) || exit 1; head -c "$n" <&3 >"$t" || exit 1; '
+    + 'exec 4<"$t"; rm -f "$t"; else exec 4</dev/null; fi; '
+    + 'printf +; '
+    + '"$@" <&4 3<&- 4<&- & tart=$!; exec 4<&-; '
+    + '{ cat <&3 >/dev/null 2>&1; kill -KILL 0; } >/dev/null 2>&1 & watcher=$!; exec 3<&-; '
+    + 'wait "$tart"; code=$?; kill "$watcher" 2>/dev/null; exit "$code"'
+)
+EXEC_STARTED = b"+"  # EXEC_SCRIPT's first output: Tart is being run
+
 # sh -c DISK_SCRIPT vm-operator: the Tart home ($TART_HOME, else ~/.tart) on one line, then
 # df -Pk's line for it (for its nearest existing parent when it does not exist yet).
 DISK_SCRIPT = (

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from vm_operator.store.state import LogTail
 from vm_operator.tart.errors import TartCommandError, TartTimeout, TartUnavailable
-from vm_operator.tart.records import HostDisk
+from vm_operator.tart.records import ExecResult, HostDisk
 
 Observer = Callable[[str, str, float], None]
 """Called after every Tart call with (command, outcome, seconds): the metrics hook."""
@@ -73,6 +73,12 @@ class Transport(Protocol):
         """Run ``tart ARGS``, handing its stdout to ``on_output`` as it arrives and the kill
         switch of its process group to ``on_started``; raise a TartError on every kind of
         failure (a killed call: a TartCommandError with a negative exit code)."""
+        ...
+
+    def exec(self, args: Sequence[str], stdin: bytes | None, timeout: float) -> ExecResult:
+        """Run ``tart ARGS`` (a ``tart exec``) with ``stdin`` (None: none) and return how it
+        ended, whatever its exit code (the guest command's); past ``timeout`` its process
+        group is killed (GuestTimeout). Failures of the transport itself raise."""
         ...
 
     def disk_usage(self) -> HostDisk:

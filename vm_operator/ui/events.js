@@ -87,6 +87,8 @@ export function describeEvent(event) {
       return "created";
     case "vm.deleted":
       return `deleted (${show(data.cause)})`;
+    case "vm.exec":
+      return `exec ${show(data.command)} from ${show(data.client)}: ${show(data.outcome)}, exit ${show(data.exit_code)}, ${show(data.duration_ms)} ms`;
     case "operation.queued":
     case "operation.started":
     case "operation.progress":

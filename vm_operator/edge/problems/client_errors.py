@@ -185,6 +185,16 @@ NOT_RUNNING = ProblemType(
     raised_by=(core.NotRunning, tart.TartNotRunning),
 )
 
+GUEST_AGENT_UNREACHABLE = ProblemType(
+    "guest-agent-unreachable", 409, "The Tart Guest Agent does not answer",
+    "tart exec could not reach the Tart Guest Agent inside the VM over its control socket: "
+    "the image has no agent (Cirrus Labs' -vanilla images, for one) or the guest has not "
+    "booted far enough to run it. The detail is Tart's message.",
+    "Wait until the VM is ready and retry; use an image that ships the Tart Guest Agent "
+    "(Cirrus Labs' non-vanilla images do), or install it in the guest.",
+    raised_by=(tart.TartGuestAgentUnreachable,),
+)
+
 NOT_SUSPENDABLE = ProblemType(
     "not-suspendable", 409, "The VM was not started suspendable",
     "A VM can be suspended only when its tart run was started with --suspendable; this "
@@ -269,7 +279,7 @@ OPERATION_FINISHED = ProblemType(
     "The operation has finished (succeeded, failed or cancelled): there is nothing left "
     "to cancel.",
     "Read its outcome with GET /operations/ID.",
-    raised_by=(core.OperationFinished,),
+    raised_by=(Raised(core.OperationFinished, members=lambda e: {"state": e.state}),),
 )
 
 NO_CONFIG = ProblemType(

@@ -162,6 +162,15 @@ TART_TIMEOUT = ProblemType(
     raised_by=(tart.TartTimeout,),
 )
 
+EXEC_TIMEOUT = ProblemType(
+    "exec-timeout", 504, "The command did not end in time",
+    "A command run in the guest (POST /vms/{name}/exec) outlived the request's timeout: "
+    "tart exec and everything it started were killed; its output is lost.",
+    "Give a longer timeout (up to 3600 s), or run the command in the background in the "
+    "guest and poll for its result.",
+    raised_by=(tart.GuestTimeout,),
+)
+
 START_TIMEOUT = ProblemType(
     "start-timeout", 504, "The VM did not start in time",
     "tart run did not report the VM running within VM_OPERATOR_START_TIMEOUT; it was left "

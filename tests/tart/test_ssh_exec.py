@@ -1,0 +1,122 @@
+"""Commands in a guest over the SSH transport: a real operator whose Tart is the simulator on a
+real ``sshd`` standing as the Mac (tests/sshd_env.py), ``POST /vms/{name}/exec`` all the way.
+
+The command's words reach the host as parameters of a fixed script (hostile words stay words),
+its stdin goes first on the session's stdin, its exit code comes back (255 included, which is
+also ssh's own failure code), and its timeout kills Tart's process group on the host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sshd_env
+from conftest import Operator, wait_for
+
+from vm_operator.tart.guest_exec import OUTPUT_CAP
+
+VM = "ubuntu-runner"
+VANILLA = "ghcr.io/cirruslabs/macos-sequoia-vanilla:latest"
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def sshd() -> Iterator[sshd_env.SshdEnv]:
+    yield from sshd_env.for_module()
+
+
+@pytest.fixture
+def remote(sshd: sshd_env.SshdEnv, operator_factory: Any) -> Iterator[Operator]:
+    op: Operator = operator_factory(env=sshd.settings_env(), args=["--tart", "tart"])
+    status, vm = op.json("POST", f"/vms/{VM}/start")
+    assert status == 202, vm
+    yield op
+    op.json("POST", f"/vms/{VM}/stop?timeout=2")
+
+
+def run(op: Operator, body: dict[str, Any]) -> tuple[int, Any]:
+    return op.json("POST", f"/vms/{VM}/exec", JSON, json.dumps(body), timeout=60)
+
+
+def guest_processes(guest: Path) -> list[int]:
+    """Live processes (not zombies) working in the guest's directory on the host."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if cwd == str(guest) and stat[stat.rindex(")") + 2] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def test_exit_codes_output_and_stdin_come_back_over_ssh(remote: Operator) -> None:
+    status, answer = run(remote, {"command": ["sh", "-c", "echo out; echo err >&2; exit 255"]})
+    assert status == 200, answer
+    assert answer == {"exit_code": 255, "stdout": "out\n", "stderr": "err\n", "truncated": False}
+    text = "first\nsecond\n" * 5000
+    status, answer = run(remote, {"command": ["cat"], "stdin": text})
+    assert (status, answer["stdout"], answer["exit_code"]) == (200, text, 0)
+    status, answer = run(remote, {"command": ["cat"]})
+    assert (status, answer["stdout"]) == (200, "")
+    status, answer = run(remote, {"command": ["sh", "-c", "exit 127"]})
+    assert (status, answer["exit_code"]) == (200, 127)
+
+
+def test_hostile_words_stay_words_on_the_host(remote: Operator, sshd: sshd_env.SshdEnv) -> None:
+    words = ["a'b", "$(touch pwned-1)", "`touch pwned-2`", "x;touch pwned-3", '"$HOME"', ""]
+    status, answer = run(remote, {"command": ["printf", "[%s]\n", *words]})
+    assert status == 200, answer
+    assert answer["stdout"] == "".join(f"[{word}]\n" for word in words)
+    guest = sshd.tart_home / "vms" / VM / "guest"
+    for n in (1, 2, 3):
+        assert not (guest / f"pwned-{n}").exists()
+        assert not (sshd.home / f"pwned-{n}").exists()
+
+
+def test_the_timeout_kills_the_command_on_the_host(remote: Operator,
+                                                    sshd: sshd_env.SshdEnv) -> None:
+    guest = sshd.tart_home / "vms" / VM / "guest"
+    status, answer = run(remote, {"command": ["sh", "-c", "sleep 300 & sleep 301; wait"],
+                                  "timeout": 2})
+    assert status == 504, answer
+    assert answer["type"] == "/problems/exec-timeout"
+    wait_for(lambda: guest_processes(guest) == [], timeout=10,
+             message="the host killed the guest command once the local ssh was gone")
+    status, answer = run(remote, {"command": ["true"]})  # the transport still works
+    assert (status, answer["exit_code"]) == (200, 0)
+
+
+def test_the_cap_counts_the_command_s_output_only(remote: Operator) -> None:
+    status, answer = run(remote, {"command": ["sh", "-c", f"head -c {OUTPUT_CAP} /dev/zero"]})
+    assert (status, len(answer["stdout"]), answer["truncated"]) == (200, OUTPUT_CAP, False)
+    script = f"head -c {OUTPUT_CAP + 1} /dev/zero >&2"
+    status, answer = run(remote, {"command": ["sh", "-c", script]})
+    assert (status, len(answer["stderr"]), answer["truncated"]) == (200, OUTPUT_CAP, True)
+
+
+def test_refusals_come_back_as_the_host_s_tart_said_them(remote: Operator) -> None:
+    status, made = remote.json("POST", "/vms", JSON, json.dumps(
+        {"name": "plain", "from": VANILLA, "start": True}))
+    assert status == 202, made
+    wait_for(lambda: remote.json("GET", f"/operations/{made['id']}")[1]["state"] == "succeeded",
+             timeout=60, message="the vanilla VM is created and started on the host")
+    try:
+        status, problem = remote.json("POST", "/vms/plain/exec", JSON,
+                                      json.dumps({"command": ["true"]}))
+        assert (status, problem["type"]) == (409, "/problems/guest-agent-unreachable")
+        assert "Tart Guest Agent" in problem["detail"]
+    finally:
+        assert remote.request("DELETE", "/vms/plain?force=true&timeout=2")[0] in (202, 204)
+    assert remote.json("POST", f"/vms/{VM}/stop?timeout=2")[0] == 200
+    status, problem = run(remote, {"command": ["true"]})
+    assert (status, problem["type"]) == (409, "/problems/not-running")

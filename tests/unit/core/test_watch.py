@@ -1,0 +1,108 @@
+"""The watcher's diff (pure, table-driven) and its cost: what the bus is told of a listing,
+and that nobody watching means no listing."""
+
+from __future__ import annotations
+
+import pytest
+
+from vm_operator.core.events import EventBus
+from vm_operator.core.watch import EXISTS, ListingPoller, VmStates, vm_changes
+from vm_operator.tart.records import Vm
+
+
+def vm(name: str, state: str = "stopped", source: str = "local") -> Vm:
+    return {"name": name, "source": source, "state": state, "status": state,
+            "running": state == "running", "disk_gb": 50, "size_gb": 20, "accessed": None}
+
+
+STARTED = 100.0  # when the listing's tart list began
+NOBODY_HOLDS: set[str] = set()
+
+CASES = [
+    # (what the bus last told, when it told each, held, listed, the changes)
+    ({"a": "stopped"}, {}, NOBODY_HOLDS, [vm("a", "running")], [("a", "stopped", "running")]),
+    ({"a": "running"}, {}, NOBODY_HOLDS, [vm("a", "running")], []),
+    ({}, {}, NOBODY_HOLDS, [vm("new")], [("new", None, "stopped")]),
+    ({"gone": "stopped"}, {}, NOBODY_HOLDS, [], [("gone", "stopped", None)]),
+    # told after the listing began: the listing is older than what the bus said
+    ({"a": "running"}, {"a": 100.5}, NOBODY_HOLDS, [vm("a", "stopped")], []),
+    ({}, {"deleted": 100.5}, NOBODY_HOLDS, [vm("deleted")], []),
+    # told before it began: the listing is news
+    ({"a": "running"}, {"a": 99.0}, NOBODY_HOLDS, [vm("a", "stopped")],
+     [("a", "running", "stopped")]),
+    # a change of the operator holds it: it tells what it did itself
+    ({"a": "stopped"}, {}, {"a"}, [vm("a", "running")], []),
+    ({"a": "stopped"}, {}, {"a"}, [], []),
+    ({}, {}, {"new"}, [vm("new")], []),
+    # created through the bus, its state not told yet: learnt, not told
+    ({"a": EXISTS}, {}, NOBODY_HOLDS, [vm("a", "running")], []),
+    # OCI images are no VMs of the stream
+    ({}, {}, NOBODY_HOLDS, [vm("ghcr.io/x/y:1", source="oci")], []),
+]
+
+
+@pytest.mark.parametrize(("known", "heard", "held", "listed", "expected"), CASES)
+def test_a_listing_shows_what_changed_since_the_bus_last_told(
+        known: dict[str, str], heard: dict[str, float], held: set[str], listed: list[Vm],
+        expected: list[tuple[str, str | None, str | None]]) -> None:
+    assert vm_changes(listed, known, heard, STARTED, held.__contains__) == expected
+
+
+class Lister:
+    """A tart list that counts its calls; ``vms`` is what it lists."""
+
+    def __init__(self, *vms: Vm) -> None:
+        self.vms = list(vms)
+        self.calls = 0
+        self.now = 0.0
+
+    def __call__(self, max_age: float) -> tuple[float, list[Vm]]:
+        self.calls += 1
+        self.now += 1.0
+        return self.now, list(self.vms)
+
+
+def bus_and_watcher(lister: Lister) -> tuple[EventBus, VmStates, ListingPoller]:
+    bus = EventBus(lambda: "2026-01-01T00:00:00Z")
+    clock = iter(range(10**6))
+    states = VmStates(bus, lambda: float(next(clock)) / 1000)  # told long before any listing
+    watcher = ListingPoller(states, lister, lambda name: False, interval=60)
+    return bus, states, watcher
+
+
+def test_nobody_watching_lists_nothing_and_the_first_watcher_learns_the_states() -> None:
+    lister = Lister(vm("a"))
+    bus, states, watcher = bus_and_watcher(lister)
+    assert lister.calls == 0 and watcher.looks == 0
+    sub = bus.subscribe()
+    try:
+        assert lister.calls == 1  # before the subscriber hears anything: learnt, not told
+        assert states.known("a") == "stopped"
+        assert sub.get(0) is None
+        lister.vms = [vm("a", "running")]
+        watcher.look()
+        event = sub.get(0)
+        assert event is not None and event.type == "vm.state"
+        assert dict(event.data) == {"from": "stopped", "to": "running", "cause": "outside",
+                                    "exit_code": None}
+        assert states.known("a") == "running"  # heard from the bus
+        watcher.look()
+        assert sub.get(0) is None  # told once
+    finally:
+        sub.close()
+        watcher.stop()
+
+
+def test_what_the_operator_told_itself_is_not_told_again() -> None:
+    lister = Lister(vm("a"))
+    bus, states, watcher = bus_and_watcher(lister)
+    sub = bus.subscribe()
+    try:
+        states.changed("a", "stopped", "running")  # an API start, told with cause api
+        lister.vms = [vm("a", "running")]
+        watcher.look()
+        told = [sub.get(0), sub.get(0)]
+        assert [e.data["cause"] for e in told if e is not None] == ["api"]
+    finally:
+        sub.close()
+        watcher.stop()

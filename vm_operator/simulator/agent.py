@@ -1,0 +1,98 @@
+"""The Tart Guest Agent: `tart exec [-i] [-t] NAME COMMAND [ARG…]` runs COMMAND in the running
+VM's guest, as a real process of this machine in the VM's own directory (its "guest
+filesystem", ``guest/`` in the VM's directory), with the guest's environment, never the
+caller's: Tart's request to the agent carries only the command, its arguments, the two flags
+and the terminal size.
+
+Its stdout and stderr arrive apart on Tart's; Tart exits with the command's exit code. A VM
+cloned from an image whose name ends in ``-vanilla`` has no agent, nor has a guest that has not
+booted yet: then Tart cannot reach it over the VM's control socket (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pty
+import signal
+import subprocess
+import sys
+import time
+
+from .errors import TartError, not_running
+from .files import read_json
+from .locks import lock_holder
+from .storage import RUNTIME_FILE, existing
+
+GUEST_DIR = "guest"  # the guest's "filesystem": the command's working directory
+AGENT_KEY = "tartSimGuestAgent"  # config.json: False when the VM's disk has no agent
+GUEST_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"  # a macOS guest's default PATH
+
+
+def has_agent(cfg: dict[str, object]) -> bool:
+    return cfg.get(AGENT_KEY) is not False
+
+
+def agent_unreachable(reason: str) -> TartError:
+    return TartError("Failed to connect to the VM using its control socket: "
+                     f"{reason}, is the Tart Guest Agent running?", 1)
+
+
+def guest_env(home: str) -> dict[str, str]:
+    """What the agent's processes see: the guest's environment, nothing of the caller's."""
+    return {"PATH": GUEST_PATH, "HOME": home, "USER": "admin", "LOGNAME": "admin",
+            "SHELL": "/bin/sh", "LANG": "en_US.UTF-8"}
+
+
+def cmd_exec(a: argparse.Namespace) -> int:
+    """Run the command in the guest; exit with its exit code."""
+    d = existing(a.name)
+    if lock_holder(d / "config.json") is None:
+        raise not_running(a.name)
+    cfg = read_json(d / "config.json") or {}
+    booted = (read_json(d / RUNTIME_FILE) or {}).get("bootedAt", float("inf"))
+    if not has_agent(cfg) or time.time() < booted:
+        raise agent_unreachable("connection refused")
+    home = d / GUEST_DIR
+    home.mkdir(exist_ok=True)
+    argv = [a.program, *a.args]
+    if a.t:
+        return in_terminal(argv, str(home))
+    try:
+        child = subprocess.Popen(argv, cwd=home, env=guest_env(str(home)),
+                                 stdin=None if a.i else subprocess.DEVNULL)
+    except OSError as e:
+        raise TartError(f'Error: failed to run "{a.program}": {e.strerror}', 1)
+
+    def end(signum: int, _frame: object) -> None:
+        """Tart interrupted: the agent's command ends with it."""
+        child.kill()
+        child.wait()
+        sys.exit(128 + signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, end)
+    while True:
+        try:
+            code = child.wait(timeout=0.1)
+            return 128 - code if code < 0 else code
+        except subprocess.TimeoutExpired:
+            pass
+        if lock_holder(d / "config.json") is None:  # the VM stopped: its guest is gone
+            child.kill()
+            child.wait()
+            raise TartError(f'VM "{a.name}" stopped while the command ran', 1)
+
+
+def in_terminal(argv: list[str], home: str) -> int:
+    """``-t``: the command on a pseudo-terminal, its output (stdout and stderr both, as a
+    terminal has it) relayed to Tart's stdout and Tart's stdin to it."""
+    os.chdir(home)
+    os.environ.clear()
+    os.environ.update(guest_env(home))
+    try:
+        status = pty.spawn(argv)
+    except OSError as e:
+        raise TartError(f'Error: failed to run "{argv[0]}": {e.strerror}', 1)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
