@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -27,8 +26,8 @@ from urllib.parse import urlencode
 
 import pytest
 from certificates import server_pair, spki_sha256_base64
-from conftest import LOCAL_VMS, Operator, wait_for
-from support import http_request
+from conftest import LOCAL_VMS, Operator
+from support import free_port, http_request, wait_for
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -41,12 +40,6 @@ def _require(variable: str, reason: str) -> None:
     if os.environ.get(variable) == "1" or os.environ.get("CI") == "true":
         pytest.fail(f"{variable}=1 but {reason}")
     pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def tls_operator(factory: Callable[..., Operator], folder: Path,
@@ -67,7 +60,7 @@ class Prometheus:
         config.write_text(json.dumps({  # JSON is YAML
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
             "scrape_configs": jobs}))
-        self.port = _free_port()
+        self.port = free_port()
         self.log = workdir / "prometheus.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(

@@ -5,7 +5,6 @@ TLS, and the event stream over TLS."""
 
 from __future__ import annotations
 
-import os
 import select
 import socket
 import ssl
@@ -18,15 +17,15 @@ from pathlib import Path
 
 from certificates import authority, client_pair, fingerprint, server_pair
 from conftest import REPO_ROOT, Operator
+from support import client_env
 
 TIMEOUT = 60.0
 TOKEN = "client-tls-token-0123456789abcdef"
 
 
 def client(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("VM_OPERATOR_")}
-    environ.update({"PYTHONPATH": str(REPO_ROOT), **(env or {})})
-    return subprocess.run([sys.executable, "-m", "vm_operator", *args], env=environ,
+    return subprocess.run([sys.executable, "-m", "vm_operator", *args],
+                          env=client_env(**(env or {})),
                           capture_output=True, text=True, timeout=TIMEOUT, cwd=REPO_ROOT,
                           stdin=subprocess.DEVNULL, check=False)
 
@@ -154,9 +153,7 @@ def test_plan_talks_to_an_operator_over_tls(operator_factory: Callable[..., Oper
 def test_the_event_stream_is_read_over_tls(operator_factory: Callable[..., Operator],
                                            tmp_path: Path) -> None:
     operator, cert, url = tls_operator(operator_factory, tmp_path / "pki")
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("VM_OPERATOR_")}
-    environ.update({"PYTHONPATH": str(REPO_ROOT), "VM_OPERATOR_TOKEN": TOKEN,
-                    "VM_OPERATOR_FINGERPRINT": fingerprint(cert)})
+    environ = client_env(VM_OPERATOR_TOKEN=TOKEN, VM_OPERATOR_FINGERPRINT=fingerprint(cert))
     stream = subprocess.Popen([sys.executable, "-m", "vm_operator", "--url", url, "events",
                                "--vm", "ubuntu-runner"], env=environ, cwd=REPO_ROOT,
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
