@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from certificates import authority, client_pair, https_request, server_pair, trusting
 from conftest import REPO_ROOT, Operator
+from support import wait_for
 
 TOOL_TIMEOUT = 60.0
 
@@ -110,6 +111,35 @@ def test_silent_connections_never_delay_a_request(
     finally:
         for sock in silent:
             sock.close()
+
+
+def watchers(port: int, context: ssl.SSLContext) -> float:
+    _, _, body = https_request(port, "/metrics", context)
+    line = next(line for line in body.decode().splitlines()
+                if line.startswith("vm_operator_event_watchers "))
+    return float(line.split()[1])
+
+
+def test_a_closed_event_stream_over_tls_ends_at_once(
+        operator_factory: Callable[..., Operator], tmp_path: Path) -> None:
+    """No heartbeat for a minute: the server notices the close of a TLS stream by its
+    socket's end of file, as it does in plain HTTP, not at the next write."""
+    operator, cert = tls_operator(operator_factory, tmp_path / "pki",
+                                  "--events-heartbeat", "60")
+    context = trusting(cert)
+    for _ in range(3):
+        raw = socket.create_connection(("127.0.0.1", operator.port), timeout=30)
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as stream:
+            stream.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            head = b""
+            while b"retry: " not in head:
+                more = stream.recv(4096)
+                assert more, head
+                head += more
+            assert head.startswith(b"HTTP/1.1 200 "), head
+            assert watchers(operator.port, context) == 1
+        wait_for(lambda: watchers(operator.port, context) == 0, timeout=20,
+                 message="the closed stream ended (not at its heartbeat, a minute away)")
 
 
 def test_mutual_tls_refuses_a_client_without_a_certificate_of_its_ca(

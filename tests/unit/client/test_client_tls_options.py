@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from vm_operator.client.tls import TlsOptions, TlsSettingError, parse_pin, tls_options
+from vm_operator.client.tls import VARIABLES, TlsOptions, TlsSettingError, parse_pin, tls_options
+from vm_operator.config import known_variables
 
 PIN_HEX = "21e27cfad19a033f6b0c0e751f7a6ab9fc64eb769ada432324614d9817e67eb6"
 
@@ -62,3 +63,8 @@ def test_an_option_the_client_cannot_use_is_named(given: dict[str, str | None],
     with pytest.raises(TlsSettingError) as caught:
         tls_options(given, env, url)
     assert str(caught.value).startswith(message)
+
+
+def test_the_clients_tls_variables_are_known_to_the_operator() -> None:
+    """A shell that exports them for the client and starts the operator gets no warning."""
+    assert VARIABLES <= known_variables()
