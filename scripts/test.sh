@@ -85,6 +85,11 @@ if [ "$provision" = 1 ]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
     fi
     export VM_OPERATOR_REQUIRE_BROWSER=1
+    step "openssl and curl for the TLS tests (certificates made by openssl; curl and s_client as peers)"
+    if ! command -v openssl >/dev/null || ! command -v curl >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl curl ca-certificates >/dev/null
+    fi
     step "acl (setfacl) for the README's compose token recipe (tests/docker/test_compose_recipes.py)"
     if ! command -v setfacl >/dev/null; then
         apt-get update -qq

@@ -14,6 +14,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 import threading
@@ -33,6 +34,7 @@ from vm_operator.config import (
     unknown_variables,
 )
 from vm_operator.edge.server import OperatorServer, log_line
+from vm_operator.edge.tls import TlsSetupError, server_context
 from vm_operator.store.home import HOME_FILE, HomeMismatch, claim
 from vm_operator.tart.errors import TartError, tart_advice
 from vm_operator.tart.home import home_label
@@ -143,6 +145,7 @@ def _announce(config: Config, server: OperatorServer, built: Built) -> None:
     host, port = server.server_address[:2]
     log_line({"level": "info", "event": "listening", "host": host, "port": port,
               "version": __version__, "tart": config.tart, "auth": config.auth_enabled,
+              "tls": "mutual" if config.tls_client_ca else bool(config.tls_cert),
               "state_dir": config.state_dir, "tart_home": config.tart_home,
               **describe(config.ssh)})
     earlier = earlier_state(config, os.environ)
@@ -218,6 +221,12 @@ def _launchd(words: list[str]) -> int:
     return launchd_main(words)
 
 
+def _tls(words: list[str]) -> int:
+    from vm_operator.platform.certificate import main as tls_main
+
+    return tls_main(words)
+
+
 @dataclass(frozen=True)
 class Program:
     """A command of ``vm-operator`` that is not the client's: its name, its line in the
@@ -240,6 +249,9 @@ PROGRAMS: dict[str, Program] = {program.topic.name: program for program in (
     Program(Topic("token", "make a named token for the tokens file (token new NAME --role "
                   "ROLE [--vm PATTERN]), or print what each role allows (token roles)",
                   OPERATOR), _token),
+    Program(Topic("tls", "tls init --dir DIR [--name HOST]…: write a self-signed certificate "
+                  "and key for HTTPS (--tls-cert, --tls-key) and print the fingerprint clients "
+                  "pin; tls fingerprint FILE: print a certificate's", OPERATOR), _tls),
 )}
 TOPICS = tuple(program.topic for program in PROGRAMS.values())
 
@@ -311,8 +323,22 @@ class Signals:
         os.close(self._write)
 
 
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    """The server's TLS context when --tls-cert is set; files that cannot be used together
+    stop start-up with one line."""
+    if not (config.tls_cert and config.tls_key):
+        return None
+    try:
+        return server_context(config.tls_cert, config.tls_key, config.tls_client_ca)
+    except TlsSetupError as exc:
+        raise SystemExit(f"vm-operator: TLS (--tls-cert, --tls-key, --tls-client-ca): {exc}"
+                         ) from None
+
+
 def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) -> int:
-    """Check the state directory, listen, serve until SIGTERM or SIGINT, drain."""
+    """Check the TLS files and the state directory, listen, serve until SIGTERM or SIGINT,
+    drain."""
+    tls = tls_context(config)
     prepare_state_dir(config.state_dir, config.tart_home)
     built = build_app(config, env)
     try:
@@ -320,7 +346,7 @@ def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) ->
             (config.host, config.port), built.site, built.metrics,
             max_connections=config.max_connections,
             header_timeout=config.header_timeout,
-            access_log=config.access_log,
+            access_log=config.access_log, tls=tls,
         )
     except OSError as exc:
         print(f"vm-operator: cannot listen on {config.host}:{config.port}: {exc.strerror}",
@@ -339,11 +365,11 @@ def serve(config: Config, env: dict[str, str], demo_home: Path | None = None) ->
                      name="serve", daemon=True).start()
     _announce(config, server, built)
     if demo_home is not None:
-        port = server.server_address[1]
-        print(f"\nvm-operator demo: simulated Tart VMs served at http://{config.host}:{port}\n"
-              f"  curl http://{config.host}:{port}/vms\n"
-              f"  curl -X POST http://{config.host}:{port}/vms/macos-sequoia-base/start\n"
-              f"  curl -X POST http://{config.host}:{port}/vms/macos-sequoia-base/stop\n"
+        port, scheme = server.server_address[1], "https" if tls else "http"
+        print(f"\nvm-operator demo: simulated Tart VMs served at {scheme}://{config.host}:{port}\n"
+              f"  curl {scheme}://{config.host}:{port}/vms\n"
+              f"  curl -X POST {scheme}://{config.host}:{port}/vms/macos-sequoia-base/start\n"
+              f"  curl -X POST {scheme}://{config.host}:{port}/vms/macos-sequoia-base/stop\n"
               "Ctrl-C stops the demo and removes its throw-away Tart home.\n",
               file=sys.stderr, flush=True)
     while not signals.stopping:

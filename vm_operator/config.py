@@ -102,7 +102,8 @@ SECRET_VARIABLES = frozenset(item.variable for item in settings() if item.spec.k
 # Variables read outside the table: the client's own, and those of docker-compose.yml and the
 # Dockerfile (a shell that runs compose may well export them).
 OTHER_VARIABLES = frozenset({
-    "VM_OPERATOR_URL", "VM_OPERATOR_BIND", "VM_OPERATOR_IMAGE", "VM_OPERATOR_VERSION",
+    "VM_OPERATOR_URL", "VM_OPERATOR_CA_FILE", "VM_OPERATOR_FINGERPRINT",
+    "VM_OPERATOR_CLIENT_CERT", "VM_OPERATOR_CLIENT_KEY", "VM_OPERATOR_BIND", "VM_OPERATOR_IMAGE", "VM_OPERATOR_VERSION",
     "VM_OPERATOR_UID", "VM_OPERATOR_GID",
 })
 
@@ -205,6 +206,20 @@ def _ssh_settings(config: Config, sources: _Sources) -> SshSettings | None:
         raise _refusal(sources.origin("tart"), exc) from None
 
 
+def _check_tls(config: Config, sources: _Sources) -> None:
+    """A certificate needs its key and a key its certificate; a client CA needs both. (Whether
+    they can be used together, ``edge/tls.server_context`` says at start-up.)"""
+    if config.tls_cert and not config.tls_key:
+        raise _refusal(sources.origin("tls_cert"), "needs its private key: set --tls-key "
+                       "(VM_OPERATOR_TLS_KEY) too")
+    if config.tls_key and not config.tls_cert:
+        raise _refusal(sources.origin("tls_key"), "needs its certificate: set --tls-cert "
+                       "(VM_OPERATOR_TLS_CERT) too")
+    if config.tls_client_ca and not config.tls_cert:
+        raise _refusal(sources.origin("tls_client_ca"), "mutual TLS needs TLS: set --tls-cert "
+                       "and --tls-key too")
+
+
 def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     sources = _Sources(build_parser().parse_args(argv), env)
@@ -212,6 +227,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
     if config.token is not None and config.token == config.read_token:
         raise SystemExit("vm-operator: the read-only token is the full-access token; "
                          "give VM_OPERATOR_READ_TOKEN a token of its own")
+    _check_tls(config, sources)
     ssh = _ssh_settings(config, sources)
     tart_home = home_label(env, ssh)
     return replace(config, tart=config.tart or default_tart(),

@@ -24,11 +24,13 @@ from vm_operator.client.http import Client, ClientError, TimedOut, Unreachable
 from vm_operator.client.main import (
     REQUEST_TIMEOUT,
     UsageError,
+    client_tls,
     read_token,
     server_url,
     token_on_command_line,
 )
 from vm_operator.client.render import safe
+from vm_operator.client.tls import add_options
 from vm_operator.core.fleet import (
     Fleet,
     FleetError,
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token-file", metavar="FILE",
                         help="read the bearer token from FILE (default: VM_OPERATOR_TOKEN_FILE, "
                         "else VM_OPERATOR_TOKEN); a read-only token is enough")
+    add_options(parser, top=True)
     return parser
 
 
@@ -114,8 +117,9 @@ def main(argv: list[str], *, env: Mapping[str, str] | None = None, out: TextIO |
     try:
         fleet_path: str = args.file
         fleet = read_fleet(fleet_path)  # a refused file says so before anything is asked
-        client = Client(server_url(args.url, environ), read_token(args.token_file, environ),
-                        REQUEST_TIMEOUT)
+        url = server_url(args.url, environ)
+        client = Client(url, read_token(args.token_file, environ), REQUEST_TIMEOUT,
+                        client_tls(args, environ, url))
         steps: list[Step] = plan(fleet, observe(client, fleet))
     except FleetError as exc:
         return fail(f"{fleet_path}: {exc}", EXIT_ERROR)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import copy
 import ipaddress
+import json
 import os
 import pwd
 import re
@@ -27,6 +28,7 @@ from typing import Any
 
 import pytest
 import yaml
+from certificates import https_request, server_pair, trusting
 from conftest import REPO_ROOT
 from kubernetes_validate import utils as kubernetes_validate
 from kustomize_render import (
@@ -45,7 +47,7 @@ from vm_operator.tart.ssh_settings import parse_target
 
 BASE = REPO_ROOT / "deploy" / "kubernetes"
 DOCKERFILE = REPO_ROOT / "docker" / "vm-operator" / "Dockerfile"
-SECRET_FILES = ("id_ed25519", "known_hosts", "token")
+SECRET_FILES = ("id_ed25519", "known_hosts", "token", "cert.pem", "key.pem")
 
 
 # --- facts from the sources of truth -------------------------------------------------------
@@ -135,6 +137,10 @@ def copy_with_secrets(target: Path) -> str:
     (target / "secrets" / "known_hosts").write_text(
         "192.0.2.10 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3QtdmFsdWUtbm90LWEta2V5LTAwMDAw\n")
     (target / "secrets" / "token").write_text(token + "\n")
+    cert, key = server_pair(target / "pki")  # what `vm-operator tls init` writes there
+    shutil.move(cert, target / "secrets" / "cert.pem")
+    shutil.move(key, target / "secrets" / "key.pem")
+    shutil.rmtree(target / "pki")
     return token
 
 
@@ -287,7 +293,8 @@ def test_every_object_is_valid_against_the_published_schemas(rendered: Rendered,
                                                              version: str) -> None:
     kinds = sorted(o["kind"] for o in rendered.objects)
     assert kinds == ["ConfigMap", "Deployment", "Namespace", "NetworkPolicy",
-                     "PersistentVolumeClaim", "Secret", "Secret", "Service", "ServiceAccount"]
+                     "PersistentVolumeClaim", "Secret", "Secret", "Secret", "Service",
+                     "ServiceAccount"]
     for obj in rendered.objects:
         kubernetes_validate.validate(obj, version, strict=True)
 
@@ -358,7 +365,7 @@ def test_probes_and_service_reach_the_images_port(rendered: Rendered) -> None:
         get = container[probe]["httpGet"]
         assert get["path"] == path
         assert port_number(container, get["port"]) == image.port
-        assert get.get("scheme", "HTTP") == "HTTP"
+        assert get["scheme"] == "HTTPS"
     service = rendered.one("Service")
     assert service["spec"]["type"] == "ClusterIP"
     [port] = service["spec"]["ports"]
@@ -402,7 +409,9 @@ def test_secrets_are_mounted_files_never_environment_values(rendered: Rendered) 
     env = env_of(rendered, container)
     for variable, secret_key in (("VM_OPERATOR_SSH_KEY", "id_ed25519"),
                                  ("VM_OPERATOR_SSH_KNOWN_HOSTS", "known_hosts"),
-                                 ("VM_OPERATOR_TOKEN_FILE", "token")):
+                                 ("VM_OPERATOR_TOKEN_FILE", "token"),
+                                 ("VM_OPERATOR_TLS_CERT", "cert.pem"),
+                                 ("VM_OPERATOR_TLS_KEY", "key.pem")):
         assert env[variable] in files, f"{variable}={env[variable]} is not a mounted secret file"
         assert env[variable].endswith(f"/{secret_key}")
     assert files[env["VM_OPERATOR_TOKEN_FILE"]].decode().strip() == rendered.token
@@ -537,11 +546,18 @@ def test_the_operator_starts_with_the_pods_environment_and_files(
     operator = operator_factory(env=env, seed=False)  # --host 127.0.0.1 --port 0 win
     listening = next(r for r in operator.log_records() if r.get("event") == "listening")
     assert (listening["auth"], listening["transport"]) == (True, "ssh")
-    assert operator.request("GET", "/health")[0] == 200
-    assert operator.request("GET", "/ready")[0] == 503  # the "Mac" refuses: not ready
-    assert operator.request("GET", "/vms")[0] == 401
-    status, problem = operator.json("GET", "/vms",
-                                    headers={"Authorization": f"Bearer {rendered.token}"})
+    cert = root / "var/run/secrets/vm-operator/tls/cert.pem"
+    context = trusting(cert)  # the probes do not check it; a client trusts it
+
+    def get(path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        status, _, body = https_request(operator.port, path, context, headers=headers)
+        return status, body
+
+    assert get("/health")[0] == 200
+    assert get("/ready")[0] == 503  # the "Mac" refuses: not ready
+    assert get("/vms")[0] == 401
+    status, body = get("/vms", headers={"Authorization": f"Bearer {rendered.token}"})
+    problem = json.loads(body)
     assert (status, problem["type"].endswith("tart-host-unreachable")) == (503, True), problem
 
 
@@ -557,7 +573,7 @@ def test_the_network_policy_lets_in_only_clients_and_out_only_ssh_and_dns(
 
     _, container = operator_container(rendered)
     [rule] = policy["ingress"]
-    assert rule["ports"] == [{"protocol": "TCP", "port": port_number(container, "http")}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": port_number(container, "https")}]
     for peer in rule["from"]:  # every peer names labelled pods; no address block, no "anyone"
         assert set(peer) <= {"podSelector", "namespaceSelector"}, peer
         assert peer["podSelector"]["matchLabels"], peer

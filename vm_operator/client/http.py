@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from typing import Any, Generic, TypeVar
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from vm_operator import __version__
 from vm_operator.client.records import (
@@ -41,6 +41,8 @@ from vm_operator.client.records import (
     operation_list,
     vm_list,
 )
+from vm_operator.client.tls import HttpsHandler, PinMismatch, TlsOptions
+from vm_operator.client.urls import build_url, check_base_url, path
 from vm_operator.client.websocket import NotWebSocket, Refused, WebSocket
 from vm_operator.client.websocket import connect as websocket_connect
 
@@ -73,10 +75,6 @@ class TimedOut(Exception):
     """No answer within the request's timeout."""
 
 
-class BadUrl(ValueError):
-    """A server URL the client will not use."""
-
-
 @dataclass(frozen=True)
 class Reply(Generic[T]):
     """A successful answer: the typed record, and the body exactly as the server sent it."""
@@ -93,51 +91,7 @@ class Answer:
     body: bytes
 
 
-# --- URLs (pure) ------------------------------------------------------------------------
-
-
-def check_base_url(url: str) -> str:
-    """The server URL without a trailing slash, or ``BadUrl`` saying what is wrong.
-
-    The message never repeats the URL: it may hold a password (``http://user:secret@…``).
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # raises ValueError for a port that is not a number in range
-    except ValueError:
-        raise BadUrl("the server URL cannot be parsed (expected http://HOST:PORT)") from None
-    if parts.scheme not in ("http", "https"):
-        raise BadUrl("the server URL must start with http:// or https://")
-    if not parts.hostname:
-        raise BadUrl("the server URL has no host")
-    if parts.username is not None or parts.password is not None:
-        raise BadUrl("the server URL must not hold credentials: give the token with "
-                     "--token-file, VM_OPERATOR_TOKEN_FILE or VM_OPERATOR_TOKEN")
-    if parts.query or parts.fragment:
-        raise BadUrl("the server URL must not have a query or fragment")
-    del port
-    return url.rstrip("/")
-
-
-def path(*segments: str) -> str:
-    """An API path from segments, each percent-encoded whole: a VM name such as
-    ``ghcr.io/org/img:tag`` stays one segment (``ghcr.io%2Forg%2Fimg%3Atag``)."""
-    return "".join("/" + quote(segment, safe="") for segment in segments)
-
-
-def build_url(base: str, api_path: str, query: Mapping[str, str | int | bool | None]) -> str:
-    """``base`` + path + the query parameters that are set (None leaves one out)."""
-    pairs = [(key, _query_value(value)) for key, value in query.items() if value is not None]
-    return base + api_path + ("?" + urlencode(pairs, quote_via=quote) if pairs else "")
-
-
-def _query_value(value: str | int | bool) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-# --- transport errors (pure) --------------------------------------------------------------
+# --- failures of a request (pure) ---------------------------------------------------------
 
 
 def transport_error(exc: BaseException, url: str) -> Unreachable | TimedOut:
@@ -148,6 +102,11 @@ def transport_error(exc: BaseException, url: str) -> Unreachable | TimedOut:
         return TimedOut(f"no answer from {where} in time")
     if isinstance(reason, socket.gaierror):
         return Unreachable(f"cannot resolve the host of {where}: {reason.strerror or reason}")
+    if isinstance(reason, PinMismatch):
+        return Unreachable(f"{where}: {reason}")
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return Unreachable(f"TLS with {where} failed: {getattr(reason, 'verify_message', None) or reason}; trust "
+                           "its certificate with --ca-file FILE or --fingerprint sha256:HEX")
     if isinstance(reason, ssl.SSLError | ssl.CertificateError):
         return Unreachable(f"TLS with {where} failed: {getattr(reason, 'reason', None) or reason}")
     if isinstance(reason, ConnectionRefusedError):
@@ -189,20 +148,24 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _opener() -> urllib.request.OpenerDirector:
+def _opener(tls: TlsOptions | None) -> urllib.request.OpenerDirector:
     # ProxyHandler({}): no proxy from http_proxy & co., the token goes to --url only
-    return urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({}), _NoRedirect()]
+    if tls is not None:  # the CA file or pin (checked before the request), a client certificate
+        handlers.append(HttpsHandler(tls))
+    return urllib.request.build_opener(*handlers)
 
 
 class Client:
     """The vm-operator API. ``timeout`` bounds every request; calls that wait on the server
     (stop's Tart timeout, ip's wait) get that wait on top."""
 
-    def __init__(self, base_url: str, token: str | None, timeout: float) -> None:
+    def __init__(self, base_url: str, token: str | None, timeout: float,
+                 tls: TlsOptions | None = None) -> None:
         self.base_url = check_base_url(base_url)
         self.timeout = timeout
         self.__token = token  # name-mangled and never in a repr or a message
-        self._open = _opener()
+        self._open = _opener(tls)
 
     def __repr__(self) -> str:
         return f"Client({self.base_url!r}, token={'set' if self.__token else 'none'})"

@@ -13,18 +13,14 @@ from typing import Any, TextIO
 from vm_operator.client import commands, events, guest, manage, render, tunnel
 from vm_operator.client.commands import GROUPS, Command, seconds
 from vm_operator.client.console import console_for
-from vm_operator.client.http import (
-    DEFAULT_URL,
-    BadUrl,
-    Client,
-    ClientError,
-    TimedOut,
-    Unreachable,
-    check_base_url,
-)
+from vm_operator.client.http import DEFAULT_URL, Client, ClientError, TimedOut, Unreachable
+from vm_operator.client.tls import FLAGS as TLS_FLAGS
+from vm_operator.client.tls import TlsOptions, TlsSettingError, add_options, tls_options
+from vm_operator.client.urls import BadUrl, check_base_url
 
 TABLE: tuple[Command, ...] = tuple(sorted(  # grouped as help lists them, in declaration order
-    commands.TABLE + guest.TABLE + manage.TABLE + tunnel.TABLE + events.TABLE, key=lambda command: GROUPS.index(command.group)))
+    commands.TABLE + guest.TABLE + manage.TABLE + tunnel.TABLE + events.TABLE,
+    key=lambda command: GROUPS.index(command.group)))
 COMMANDS: frozenset[str] = frozenset(command.name for command in TABLE)
 HELP = "help"  # vm-operator help [COMMAND]
 
@@ -43,6 +39,8 @@ the server and the token:
   --url or VM_OPERATOR_URL (default http://127.0.0.1:8082). The token, when the operator has
   one, from --token-file FILE, VM_OPERATOR_TOKEN_FILE or VM_OPERATOR_TOKEN, never from the
   command line. No proxy (http_proxy is ignored) and no redirects: the token goes to --url only.
+  An https:// URL trusts the system's CAs, --ca-file FILE or a pinned --fingerprint sha256:HEX
+  (checked before anything is sent); --client-cert/--client-key for mutual TLS.
 
 exit codes:
   0    done
@@ -101,6 +99,15 @@ def server_url(flag: str | None, env: Mapping[str, str]) -> str:
         where = "--url" if flag is not None else ("VM_OPERATOR_URL" if url != DEFAULT_URL
                                                   else "the default URL")
         raise UsageError(f"{where}: {exc}") from None
+
+
+def client_tls(args: argparse.Namespace, env: Mapping[str, str], url: str) -> TlsOptions | None:
+    """The TLS options from the flags (each --name's value in ``args``) or their variables."""
+    given = {flag: getattr(args, flag[2:].replace("-", "_"), None) for flag in TLS_FLAGS}
+    try:
+        return tls_options(given, env, url)
+    except TlsSettingError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _check_token(token: str, where: str) -> str:
@@ -204,7 +211,7 @@ def overview(listed: Sequence[Topic], width: int = OVERVIEW_WIDTH) -> str:
 
 # The client's options: taken before the command (by the top-level parser) or after it (by the
 # command's). Those that take a value, and those that do not.
-VALUE_OPTIONS = frozenset({"--url", "--token-file", "--request-timeout"})
+VALUE_OPTIONS = frozenset({"--url", "--token-file", "--request-timeout", *TLS_FLAGS})
 FLAG_OPTIONS = frozenset({"--json"})
 
 
@@ -244,6 +251,7 @@ def _add_common(parser: argparse.ArgumentParser, command: Command | None) -> Non
                        metavar="SECONDS",
                        help=f"give up on an answer after SECONDS (default {REQUEST_TIMEOUT:g}; "
                        "stop --timeout, ip --wait and start --timeout add theirs)")
+    add_options(group, top)
     if command is None or command.json:
         group.add_argument("--json", action="store_true",
                            default=False if top else argparse.SUPPRESS,
@@ -343,8 +351,9 @@ def main(argv: list[str] | None = None, *, env: Mapping[str, str] | None = None,
         return EXIT_USAGE
     console.json = args.json
     try:
-        client = Client(server_url(args.url, environ), read_token(args.token_file, environ),
-                        args.request_timeout)
+        url = server_url(args.url, environ)
+        client = Client(url, read_token(args.token_file, environ), args.request_timeout,
+                        client_tls(args, environ, url))
         return command.run(client, args, console)
     except (ClientError, Unreachable, TimedOut, UsageError, BadUrl) as exc:
         if isinstance(exc, ClientError) and console.json:

@@ -119,7 +119,7 @@ class Connections:
 
 def cut(conn: socket.socket) -> None:
     """End the connection both ways: its worker's next read or write fails at once."""
-    try:
-        conn.shutdown(socket.SHUT_RDWR)
+    try:  # the socket's own shutdown: a TLS socket's would stop encrypting first
+        socket.socket.shutdown(conn, socket.SHUT_RDWR)
     except OSError:
         pass

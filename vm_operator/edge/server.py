@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -57,6 +58,7 @@ from vm_operator.edge.problems.client_errors import (
 from vm_operator.edge.problems.server_errors import HTTP_VERSION_NOT_SUPPORTED
 from vm_operator.edge.responses import Response, Stream, TunnelEnd
 from vm_operator.edge.security import cors_headers
+from vm_operator.edge.tls import handshake, wrap
 from vm_operator.edge.tunnels import Pump, upgrade_head
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
@@ -88,8 +90,10 @@ class OperatorServer(ThreadingHTTPServer):
     def __init__(
         self, address: tuple[str, int], site: Site[Any], metrics: Metrics, *,
         max_connections: int, header_timeout: float, access_log: bool,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.site = site
+        self.tls = tls  # HTTPS on the same port (edge/tls.py): each handshake in its own thread
         self.metrics = metrics
         self.access_log = access_log
         self.connections = Connections(header_timeout)  # deadlines, streams, draining
@@ -109,12 +113,22 @@ class OperatorServer(ThreadingHTTPServer):
         if not self._slots.acquire(blocking=False):
             self._overflow.add(request)
             return
+        if self.tls is not None:
+            try:
+                request = wrap(self.tls, request)
+            except OSError:  # the client is gone already
+                request.close()
+                self._slots.release()
+                return
         self.connections.opened(request)
         super().process_request(request, client_address)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
-            super().process_request_thread(request, client_address)
+            if self.tls is None or handshake(request, self.connections):
+                super().process_request_thread(request, client_address)
+            else:  # not TLS, or refused: closed unanswered
+                self.shutdown_request(request)
         finally:
             self.connections.closed(request)
             self._slots.release()

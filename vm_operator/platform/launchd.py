@@ -50,6 +50,7 @@ def build_plist(
     read_token_file: str | None = None,
     tart: str | None = None,
     state_dir: str | None = None,
+    tls: Mapping[str, str] | None = None,
     extra_env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The agent's property list (pure): run ``python -m vm_operator`` at login, keep it alive."""
@@ -63,6 +64,7 @@ def build_plist(
         env["VM_OPERATOR_TOKEN_FILE"] = token_file
     if read_token_file:
         env["VM_OPERATOR_READ_TOKEN_FILE"] = read_token_file
+    env.update(tls or {})  # VM_OPERATOR_TLS_CERT, _KEY, _CLIENT_CA: HTTPS (README "Security")
     env.update(extra_env or {})
     logs = log_dir(home)
     return {
@@ -104,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--token-file", help="file holding the full-access token "
                        "(VM_OPERATOR_TOKEN_FILE); strongly recommended")
         p.add_argument("--read-token-file", help="file holding a read-only token")
+        for flag, text in TLS_OPTIONS.items():
+            p.add_argument(flag, metavar="FILE", help=text)
         p.add_argument("--tart", help="Tart binary (default: tart on the agent's PATH, "
                        "which includes /opt/homebrew/bin)")
         p.add_argument("--state-dir", help="run logs and last-run records")
@@ -115,6 +119,20 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("uninstall", help="unload the agent and remove its plist")
     p.add_argument("--label", default=LABEL, help=f"launchd label (default {LABEL})")
     return parser
+
+
+# The agent's HTTPS: each option, its help; its variable is the server's (VM_OPERATOR_TLS_…).
+TLS_OPTIONS = {
+    "--tls-cert": "serve HTTPS with this PEM certificate (VM_OPERATOR_TLS_CERT; "
+                  "`vm-operator tls init` makes one)",
+    "--tls-key": "the certificate's private key (VM_OPERATOR_TLS_KEY)",
+    "--tls-client-ca": "mutual TLS: the CA clients' certificates must be signed by "
+                       "(VM_OPERATOR_TLS_CLIENT_CA)",
+}
+
+
+def _tls_variable(flag: str) -> str:
+    return "VM_OPERATOR_" + flag.removeprefix("--").replace("-", "_").upper()
 
 
 def _absolute(path: str | None) -> str | None:
@@ -140,6 +158,8 @@ def _plist_from(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         read_token_file=_absolute(args.read_token_file),
         tart=_absolute(args.tart) if args.tart and "/" in args.tart else args.tart,
         state_dir=_absolute(args.state_dir),
+        tls={_tls_variable(flag): str(_absolute(value)) for flag in TLS_OPTIONS
+             if (value := getattr(args, flag[2:].replace("-", "_")))},
         extra_env=extra,
     )
 
@@ -163,7 +183,8 @@ def _require_macos(action: str) -> None:
 
 def _check_files(plist: dict[str, Any]) -> None:
     env = plist["EnvironmentVariables"]
-    for key in ("VM_OPERATOR_TOKEN_FILE", "VM_OPERATOR_READ_TOKEN_FILE"):
+    for key in ("VM_OPERATOR_TOKEN_FILE", "VM_OPERATOR_READ_TOKEN_FILE",
+                *map(_tls_variable, TLS_OPTIONS)):
         path = env.get(key)
         if path and not os.access(path, os.R_OK):
             raise SystemExit(f"vm-operator launchd: {key} {path} does not exist or is not readable")

@@ -26,8 +26,9 @@ TART = Section("Tart", "Configuration")
 VMS = Section("reads and starts", "Configuration")
 DESIRED = Section("desired state", "Configuration")
 EVENTS = Section("events", "Configuration")
+TLS = Section("TLS", "Configuration")
 SSH = Section("Tart over SSH", "Container on a Mac: Tart over SSH")
-SECTIONS = (SERVING, TART, VMS, DESIRED, EVENTS, SSH)  # the help's order and the README's
+SECTIONS = (SERVING, TLS, TART, VMS, DESIRED, EVENTS, SSH)  # the help's order and the README's
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,18 @@ class Config(Settings):
         None, checks.readable_file, SERVING, shown="none", metavar="FILE",
         help="a TOML file of named tokens with roles and VM patterns (README: Tokens and "
         "roles), read again on SIGHUP; one that cannot be read or is bad stops start-up")
+    tls_cert: str | None = setting(
+        None, checks.readable_file, TLS, shown="none, plain HTTP", metavar="FILE",
+        help="serve HTTPS on the same port with this PEM certificate (chain); needs --tls-key. "
+        "TLS 1.2 and later only; `vm-operator tls init` makes one")
+    tls_key: str | None = setting(
+        None, checks.readable_file, TLS, shown="none", metavar="FILE",
+        help="the PEM private key of --tls-cert (unencrypted); a key that does not match the "
+        "certificate stops start-up")
+    tls_client_ca: str | None = setting(
+        None, checks.readable_file, TLS, shown="none", metavar="FILE",
+        help="mutual TLS: every client must present a certificate signed by a CA of this PEM "
+        "file, in addition to the token; needs --tls-cert")
     tart: str = setting(
         "", checks.text, TART, shown=f"{CONTAINER_TART} where it exists, else tart on PATH",
         help="Tart binary")

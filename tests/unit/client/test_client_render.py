@@ -15,17 +15,7 @@ import pytest
 
 from vm_operator.client import render
 from vm_operator.client.commands import detail_pairs, log_step
-from vm_operator.client.http import (
-    BadUrl,
-    ClientError,
-    TimedOut,
-    Unreachable,
-    build_url,
-    check_base_url,
-    path,
-    refusal,
-    transport_error,
-)
+from vm_operator.client.http import ClientError, TimedOut, Unreachable, refusal, transport_error
 from vm_operator.client.main import (
     EXIT_INTERRUPTED,
     TABLE,
@@ -41,6 +31,7 @@ from vm_operator.client.main import (
     topics,
 )
 from vm_operator.client.records import Health, LastExit, LogChunk, Problem, Spec, Vm, VmDetail
+from vm_operator.client.urls import BadUrl, build_url, check_base_url, path
 
 # --- safe text -------------------------------------------------------------------------------
 
