@@ -127,3 +127,14 @@ def test_a_restart_reports_every_running_operation_interrupted(
         assert final["state"] == "failed", final
         assert final["error"]["detail"] == "interrupted by a restart"
     assert "half" not in [vm["name"] for vm in second.ok("GET", "/vms")]
+
+
+def test_one_operation_per_vm_name_while_another_image_pulls(operator_factory: Factory) -> None:
+    op = operator_factory(env=STALLED)
+    create = submitted(op, "/vms", {"name": "twin", "from": UBUNTU})  # pulls, stalls
+    stalled(op, create)
+    op.problem("POST", "/vms", 409, "vm-exists", body={"name": "twin", "from": OCI_NAME})
+    op.problem("DELETE", "/vms/twin", 409, "vm-busy-operation")
+    assert [doc["id"] for doc in op.ok("GET", "/operations")] == [create]
+    cancel(op, create)
+    assert ended(op, create) == "cancelled"
