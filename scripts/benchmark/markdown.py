@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import cast
 
+from benchmark.beside import beside_text
 from benchmark.load import LABELS, SCENARIOS
 from benchmark.records import (
     Events,
@@ -17,15 +18,22 @@ from benchmark.records import (
 )
 
 
-def host_cost_markdown(report: Report) -> str:
-    """``--host-cost-only``: the host-cost section and its targets."""
+def beside_pull_markdown(report: Report) -> str:
+    """``--beside-pull-only``: the create beside a pull and its target."""
+    return host_cost_markdown(report, "a create beside a pull",
+                              [beside_text(report["beside_pull"])])
+
+
+def host_cost_markdown(report: Report, title: str = "a host that barely notices",
+                       text: list[str] | None = None) -> str:
+    """``--host-cost-only``: the host-cost section and its targets (or ``text``)."""
     m = report["machine"]
-    out = ["## vm-operator benchmark: a host that barely notices", "",
+    out = [f"## vm-operator benchmark: {title}", "",
            (f"- machine: {m['nproc']} CPUs usable, {m['cpu_model']}, {m['system']} "
             f"{m['kernel']}, {m['implementation']} {m['python']}; load average "
             f"{m['loadavg_at_start']} at start, {m.get('loadavg_at_end', '?')} at end"),
            f"- command: `{report['command']}`", "",
-           *host_cost_text(report["host_cost"]), "",
+           *(host_cost_text(report["host_cost"]) if text is None else text), "",
            "| target | measured | result |", "|---|---|---|"]
     out += [f"| {t['target']} | {t['measured']} | **{t['result']}** |" for t in report["targets"]]
     return "\n".join(out) + "\n"
@@ -190,6 +198,7 @@ def markdown(report: Report) -> str:
         "",
         *lifecycle_text(report["lifecycle"]),
         "",
+        *([beside_text(report["beside_pull"]), ""] if "beside_pull" in report else []),
         "### Watching (GET /events)",
         "",
         *events_text(report["events"]),

@@ -121,6 +121,17 @@ class Freshness(TypedDict):
     poll_ms: float
 
 
+class BesidePull(TypedDict):
+    image: str
+    pulling: str
+    pull_seconds: float
+    samples_s: list[float]
+    median_s: float
+    max_s: float
+    pull_still_running: bool
+    poll_ms: float
+
+
 class Lifecycle(TypedDict):
     create: CreateCost
     progress: Freshness
@@ -239,7 +250,7 @@ class Tunnels(TypedDict):
 
 class Report(TypedDict):
     """A whole run; ``--host-cost-only`` fills only machine, command, settings, host_cost and
-    targets."""
+    targets (``--beside-pull-only``: beside_pull instead of host_cost)."""
 
     machine: Machine
     command: str
@@ -252,6 +263,7 @@ class Report(TypedDict):
     memory: NotRequired[Memory]
     start: NotRequired[StartResult]
     lifecycle: NotRequired[Lifecycle]
+    beside_pull: NotRequired[BesidePull]
     events: NotRequired[Events]
     host_cost: NotRequired[HostCost]
     tunnels: NotRequired[Tunnels]

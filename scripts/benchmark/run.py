@@ -9,13 +9,14 @@ import sys
 import time
 from pathlib import Path
 
-from benchmark import events, hostcost, lifecycle, tunnels
+from benchmark import beside, events, hostcost, lifecycle, tunnels
 from benchmark.calllog import max_concurrent, read_calls
 from benchmark.common import SIMULATOR, loadavg, log, machine, rss_mib
 from benchmark.drive import drive, median_ratio, merge_rounds
 from benchmark.load import LABELS, SCENARIOS
 from benchmark.probes import measure_start, stop_all, tart_call_cost
 from benchmark.records import (
+    BesidePull,
     ByClients,
     ByScenario,
     Events,
@@ -28,7 +29,7 @@ from benchmark.records import (
     Tunnels,
 )
 from benchmark.servers import Servers
-from benchmark.targets import evaluate, host_cost_targets
+from benchmark.targets import beside_pull_targets, evaluate, host_cost_targets
 
 
 def run(args: argparse.Namespace) -> Report:
@@ -56,6 +57,15 @@ def run(args: argparse.Namespace) -> Report:
             report["tunnels"] = measure_tunnels(fleet, args, tart_delay)
             report["machine"]["loadavg_at_end"] = loadavg()
             report["targets"] = []
+            return report
+        finally:
+            log("stopping everything this run started")
+            fleet.close()
+    if args.beside_pull_only:
+        try:
+            report["beside_pull"] = measure_beside_pull(fleet, args, tart_delay)
+            report["machine"]["loadavg_at_end"] = loadavg()
+            report["targets"] = beside_pull_targets(report["beside_pull"])
             return report
         finally:
             log("stopping everything this run started")
@@ -153,6 +163,7 @@ def run(args: argparse.Namespace) -> Report:
             "long_samples": samples,
         })
         report["lifecycle"] = measure_lifecycle(fleet, args, tart_delay)
+        report["beside_pull"] = measure_beside_pull(fleet, args, tart_delay)
         report["events"] = measure_events(fleet, args, tart_delay)
         report["host_cost"] = measure_host_cost(fleet, args, tart_delay)
         report["tunnels"] = measure_tunnels(fleet, args, tart_delay)
@@ -186,6 +197,17 @@ def measure_lifecycle(fleet: Servers, args: argparse.Namespace, tart_delay: floa
     assert server.call_log is not None
     return lifecycle.measure(server.port, server.call_log, progress_log,
                                    args.create_samples)
+
+
+def measure_beside_pull(fleet: Servers, args: argparse.Namespace,
+                        tart_delay: float) -> BesidePull:
+    """Creates from a cached image while a 30 s pull of another image runs, on an operator of
+    their own (beside.py)."""
+    log(f"beside a pull: {args.create_samples} creates from a cached image during a "
+        f"{beside.PULL_SECONDS:g} s pull of another image")
+    server = fleet.start_operator("beside-pull", args.cache_ttl, tart_delay, args.access_log,
+                                  beside.beside_env())
+    return beside.measure(server.port, args.create_samples)
 
 
 def measure_events(fleet: Servers, args: argparse.Namespace, tart_delay: float) -> Events:

@@ -1,9 +1,9 @@
 """Tart's OCI image cache: list it, pull an image into it, delete an image, prune it.
 
 A pull and a prune are operations (``operations.OperationQueue``): a pull takes minutes for a
-macOS image, and its progress is read from Tart's output as it comes (``tart.progress``); a
-prune waits its turn behind the clones and pulls, whose images it must not pull the rug from
-under. Deleting one image is quick, and answered at once.
+macOS image, and its progress is read from Tart's output as it comes (``tart.progress``); pulls
+of different images run side by side (``core/scheduling.py``); a prune waits for the clones
+from images and the pulls under way, whose images it must not pull the rug from under. Deleting one image is quick, and answered at once.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class Images:
         self.queue = queue
 
     def _submit(self, kind: OperationKind, job: Job, image: str | None = None) -> Operation:
-        return self.queue.submit(kind, job, image=image)
+        return self.queue.submit(kind, job, image=image, pulls=kind == "pull")
 
     def list_images(self) -> list[Image]:
         """The cache, from the VM listing (it lists the images too): cached as GET /vms is,

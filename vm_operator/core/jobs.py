@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from vm_operator.core.scheduling import Claim
 from vm_operator.store.operation_records import (
     Cancelled,
     Ending,
@@ -43,6 +44,7 @@ class Job:
 class Entry:
     op: Operation
     job: Job | None  # None for an operation restored from the store (always finished)
+    claim: Claim = field(default_factory=Claim)  # what it works on (core/scheduling.py)
     token: threading.Event = field(default_factory=threading.Event)
     hook_lock: threading.Lock = field(default_factory=threading.Lock)  # held while a hook runs
     hook: CancelHook | None = None

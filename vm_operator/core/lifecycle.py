@@ -63,8 +63,10 @@ class Lifecycle:
             if is_local_name(request.source) and request.source not in vms:
                 raise vm_not_found(request.source)
             job = CreateJob(self.parts, request).job()
+            # an image not cached now is pulled first: the create counts as a download
+            pulls = not is_local_name(request.source) and request.source not in vms
             return self.queue.submit("create", job, vm=request.name, image=request.source,
-                                     reservation=reservation)
+                                     reservation=reservation, pulls=pulls)
 
     def _held(self, name: str, op_id: str | None) -> VmExists | VmHeldByOperation:
         """Why a create cannot have the name: another create has it (or a request holds it
@@ -156,9 +158,9 @@ def remove_leftovers(tart: TartPort, specs: SpecStore, op: Operation) -> None:
 
 
 def shut_down(queue: OperationQueue, recorder: Listener, grace: float) -> None:
-    """The operator is stopping: take no more operations, and kill the running one's Tart
-    (a pull may take half an hour) WITHOUT recording its end, so that the restarted operator
-    finds it running on disk, reports it "interrupted by a restart" and removes its
+    """The operator is stopping: take no more operations, and kill the running ones' Tart
+    (a pull may take half an hour) WITHOUT recording their end, so that the restarted operator
+    finds them running on disk, reports them "interrupted by a restart" and removes their
     leftovers. Queued ones stay queued on disk, and end the same way."""
     queue.close(timeout=0)
     queue.remove_listener(recorder)

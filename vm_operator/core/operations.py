@@ -1,8 +1,11 @@
 """The queue that runs long-running operations (create, delete, pull, prune).
 
-Tart holds a global lock while it clones, so the queue runs ONE operation at a time, first come
-first served, on a worker thread of its own; the others wait (``queued``), and past a bound a new
-one is refused at once (``OperationsFull``, with a retry-after hint).
+Operations run side by side where Tart allows, each on a thread of its own: which waiting ones
+may start is the pure rule of ``scheduling.startable`` (one operation per VM name and per image,
+a prune apart from the operations that use images, at most ``MAX_PULLS`` downloads and
+``MAX_RUNNING`` operations at once, first come first served among those that conflict). The
+others wait (``queued``), and past a bound a new one is refused at once (``OperationsFull``,
+with a retry-after hint).
 
 An operation is a ``Job``: ``run(ctx)`` does the work and reports through its ``OperationContext``
 (phase, progress, a result note, the hook that kills Tart on cancellation); ``cleanup(ctx,
@@ -27,7 +30,6 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Self
 
 from vm_operator.core.errors import (
     OperationFinished,
@@ -36,6 +38,8 @@ from vm_operator.core.errors import (
     OperationsFull,
 )
 from vm_operator.core.jobs import CancelHook, Entry, Job, OperationContext, attempt, call_hook
+from vm_operator.core.reservations import NameBusy, Reservation
+from vm_operator.core.scheduling import MAX_PULLS, MAX_RUNNING, claim_of, startable
 from vm_operator.store.operation_records import (
     Ending,
     Operation,
@@ -52,35 +56,6 @@ log = logging.getLogger(__name__)
 Listener = Callable[[OperationEvent], None]
 
 
-class NameBusy(Exception):
-    """The VM name is held by the operation ``operation_id`` (None: by a ``reserve``). Each
-    caller says what that means for it (a create: the VM exists or is being created)."""
-
-    def __init__(self, name: str, operation_id: str | None) -> None:
-        super().__init__(f"VM {name!r} is held by another operation")
-        self.name = name
-        self.operation_id = operation_id
-
-
-class Reservation:
-    """A VM name held for the caller: ``release`` it (or leave its ``with`` block), or hand it to
-    ``OperationQueue.submit``, which makes the operation its holder."""
-
-    def __init__(self, queue: OperationQueue, name: str) -> None:
-        self._queue = queue
-        self.name = name
-
-    def release(self) -> None:
-        """Idempotent; nothing once handed to ``submit``."""
-        self._queue._release(self)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
-
-
 @dataclass(frozen=True)
 class QueueStats:
     running: int
@@ -89,8 +64,10 @@ class QueueStats:
 
 
 class OperationQueue:
-    """FIFO, one operation running at a time, at most ``max_queued`` waiting, the last
-    ``history`` finished ones kept (plus all queued and running ones). ``start()`` it.
+    """Side by side where nothing conflicts (``scheduling.startable``, at most ``max_running``
+    at once, ``max_pulls`` of them downloading), FIFO among conflicting ones, at most
+    ``max_queued`` waiting, the last ``history`` finished ones kept (plus all queued and
+    running ones). ``start()`` it.
 
     ``now`` gives the timestamps (ISO 8601 strings); ``restored`` are finished operations from
     the store (those past the history bound are forgotten at once, with events).
@@ -98,9 +75,13 @@ class OperationQueue:
 
     def __init__(self, now: Callable[[], str], *, max_queued: int = 16, history: int = 200,
                  retry_after: int = 30, new_id: Callable[[], str] = new_operation_id,
-                 restored: Iterable[Operation] = ()) -> None:
-        if max_queued < 1 or history < 0 or retry_after < 1:
-            raise ValueError("max_queued and retry_after must be positive, history not negative")
+                 restored: Iterable[Operation] = (), max_running: int = MAX_RUNNING,
+                 max_pulls: int = MAX_PULLS) -> None:
+        if min(max_queued, retry_after, max_running, max_pulls) < 1 or history < 0:
+            raise ValueError("max_queued, retry_after, max_running and max_pulls must be "
+                             "positive, history not negative")
+        self._max_running = max_running
+        self._max_pulls = max_pulls
         self._now = now
         self._new_id = new_id
         self._max_queued = max_queued
@@ -110,14 +91,15 @@ class OperationQueue:
         self._changed = threading.Condition(self._lock)  # an operation was queued or finished
         self._entries: dict[str, Entry] = {}
         self._queued: deque[Entry] = deque()
-        self._running: Entry | None = None
+        self._running: dict[str, Entry] = {}  # by id, in the order they started
         self._finished: deque[str] = deque()  # ids, oldest first
         self._names: dict[str, str | Reservation] = {}  # VM name -> operation id or reservation
         self._listeners: list[Listener] = []
         self._pending: deque[OperationEvent] = deque()  # events not yet delivered, in order
         self._delivering = False
         self._closed = False
-        self._worker: threading.Thread | None = None
+        self._started = False
+        self._threads: set[threading.Thread] = set()  # one per running operation, until it ends
         self._seq = 0
         for op in sorted(restored, key=lambda op: op.seq):
             if not op.finished or op.id in self._entries:
@@ -138,9 +120,11 @@ class OperationQueue:
             return reservation
 
     def submit(self, kind: OperationKind, job: Job, *, vm: str | None = None,
-               image: str | None = None, reservation: Reservation | None = None) -> Operation:
+               image: str | None = None, reservation: Reservation | None = None,
+               pulls: bool = False) -> Operation:
         """Queue an operation; it holds ``vm`` until it has finished (taking over
-        ``reservation``, which must hold ``vm``). Raises NameBusy, OperationsFull,
+        ``reservation``, which must hold ``vm``); ``image``: the image (or local VM) it works
+        on; ``pulls``: it may download an image. Raises NameBusy, OperationsFull,
         OperationsClosed."""
         with self._lock:
             if self._closed:
@@ -156,7 +140,7 @@ class OperationQueue:
             while op_id in self._entries:
                 op_id = self._new_id()
             entry = Entry(Operation(op_id, kind, "queued", self._now(), self._seq, vm=vm,
-                                     image=image), job)
+                                     image=image), job, claim_of(kind, vm, image, pulls))
             self._seq += 1
             self._entries[op_id] = entry
             self._queued.append(entry)
@@ -165,6 +149,7 @@ class OperationQueue:
             self._pending.append(OperationEvent(entry.op))
             self._changed.notify_all()
             snapshot = entry.op
+            self._schedule()
         self._deliver()
         return snapshot
 
@@ -187,6 +172,7 @@ class OperationQueue:
                 self._queued.remove(entry)
                 self._retire(entry, replace(entry.op, state="cancelled", cancel_requested=True,
                                             finished_at=self._now()))
+                self._schedule()  # a later one it held back may go now
             snapshot = entry.op
         self._deliver()
         if running and first:
@@ -230,10 +216,11 @@ class OperationQueue:
                           key=lambda op: op.seq)
 
     def active(self) -> list[Operation]:
-        """The running operation, then the queued ones in the order they will run."""
+        """The running operations in the order they started, then the queued ones in the
+        order they arrived."""
         with self._lock:
-            running = [] if self._running is None else [self._running.op]
-            return running + [entry.op for entry in self._queued]
+            return ([entry.op for entry in self._running.values()]
+                    + [entry.op for entry in self._queued])
 
     def holder(self, name: str) -> Operation | None:
         """The queued or running operation that holds this VM name."""
@@ -243,7 +230,7 @@ class OperationQueue:
 
     def stats(self) -> QueueStats:
         with self._lock:
-            return QueueStats(int(self._running is not None), len(self._queued), self._max_queued)
+            return QueueStats(len(self._running), len(self._queued), self._max_queued)
 
     def wait(self, op_id: str, timeout: float | None = None) -> Operation:
         """The operation once finished, or as it is when ``timeout`` seconds have passed."""
@@ -266,35 +253,50 @@ class OperationQueue:
         with self._lock:
             self._listeners.remove(listener)
 
-    # -- the worker -----------------------------------------------------------------------
+    # -- the threads -----------------------------------------------------------------------
 
     def start(self) -> None:
         with self._lock:
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._work, name="operations", daemon=True)
-                self._worker.start()
+            self._started = True
+            self._schedule()
+        self._deliver()
 
     def close(self, timeout: float | None = None) -> None:
-        """Take no more operations; the running one finishes, queued ones stay queued (the
-        store turns them into "interrupted by a restart" at the next start)."""
-        with self._lock:
+        """Take no more operations and start no more; the running ones finish and deliver their
+        events (waited for up to ``timeout`` seconds), queued ones stay queued (the store turns them into "interrupted
+        by a restart" at the next start)."""
+        with self._changed:
             self._closed = True
             self._changed.notify_all()
-            worker = self._worker
-        if worker is not None:
-            worker.join(timeout)
+            self._changed.wait_for(lambda: not self._threads, timeout)
 
-    def _work(self) -> None:
-        while True:
-            with self._lock:
-                while not self._queued and not self._closed:
-                    self._changed.wait()
-                if self._closed:
-                    return
-                entry = self._running = self._queued.popleft()
-                self._set(entry, replace(entry.op, state="running", started_at=self._now()))
-            self._deliver()
+    def _schedule(self) -> None:
+        """Start what the rule lets start now, each on a thread of its own (the caller holds
+        the lock and delivers the events after)."""
+        if not self._started or self._closed or not self._queued:
+            return
+        waiting = list(self._queued)
+        chosen = startable([entry.claim for entry in self._running.values()],
+                           [entry.claim for entry in waiting],
+                           max_running=self._max_running, max_pulls=self._max_pulls)
+        for index in chosen:
+            entry = waiting[index]
+            self._queued.remove(entry)
+            self._running[entry.op.id] = entry
+            self._set(entry, replace(entry.op, state="running", started_at=self._now()))
+            thread = threading.Thread(target=self._run, args=(entry,),
+                                      name=f"operation-{entry.op.id}", daemon=True)
+            self._threads.add(thread)
+            thread.start()
+
+    def _run(self, entry: Entry) -> None:
+        try:
+            self._deliver()  # its running event (and any before it)
             self._execute(entry)
+        finally:
+            with self._changed:
+                self._threads.discard(threading.current_thread())
+                self._changed.notify_all()
 
     def _execute(self, entry: Entry) -> None:
         job = entry.job
@@ -317,9 +319,10 @@ class OperationQueue:
                 failure = f"cleanup failed: {cleanup_error.detail}"
                 result = failure if result is None else f"{result}; {failure}"
             state: OperationState = "succeeded" if ending is None else ending
-            self._running = None
+            del self._running[op.id]
             self._retire(entry, replace(op, state=state, finished_at=self._now(), result=result,
                                         error=error if state == "failed" else None))
+            self._schedule()
         self._deliver()
 
     # -- bookkeeping (the caller holds self._lock, except in _modify and _deliver) ---------

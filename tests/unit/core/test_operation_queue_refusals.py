@@ -31,9 +31,9 @@ def test_each_refusal_of_the_queue_is_an_exception_of_the_core() -> None:
 
     running = queue.submit("pull", Job(run), image="a/b")
     assert started.wait(WAIT)
-    queue.submit("pull", Job(lambda ctx: None), image="a/c")  # the one place of the queue
-    with pytest.raises(errors.OperationsFull) as full:
-        queue.submit("pull", Job(lambda ctx: None), image="a/d")
+    queue.submit("pull", Job(lambda ctx: None), image="a/b")  # the one place of the queue
+    with pytest.raises(errors.OperationsFull) as full:  # (it waits: one operation per image)
+        queue.submit("pull", Job(lambda ctx: None), image="a/b")
     assert (full.value.limit, full.value.retry_after) == (1, 7)
     assert str(full.value) == "1 operations are waiting already; retry in 7 s"
     release.set()

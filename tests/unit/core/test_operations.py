@@ -1,4 +1,5 @@
-"""The operations queue: FIFO, one at a time, bounded, cancellable, observable.
+"""The operations queue: FIFO, one at a time among operations on one image, bounded,
+cancellable, observable (what runs side by side: tests/unit/core/test_operation_scheduling.py).
 
 The jobs are fakes driven by threading.Event: a test decides when each one proceeds, and waits
 for states (Event.wait, OperationQueue.wait), never for time to pass.
@@ -119,8 +120,11 @@ def queue(clock: FakeClock) -> Iterator[OperationQueue]:
     ops.close(WAIT)
 
 
+IMAGE = "ghcr.io/example/image:latest"  # one image for all: they run one at a time
+
+
 def submit(queue: OperationQueue, work: FakeWork) -> Operation:
-    return queue.submit("create", work.job(queue), vm=work.name)
+    return queue.submit("create", work.job(queue), vm=work.name, image=IMAGE)
 
 
 def finish(queue: OperationQueue, work: FakeWork, op: Operation) -> Operation:
@@ -390,8 +394,8 @@ def test_history_is_bounded_and_forgetting_is_an_event(clock: FakeClock) -> None
     events: list[OperationEvent] = []
     queue.add_listener(events.append)
     queue.start()
-    ops = [queue.submit("pull", Job(lambda ctx: None), image=f"img-{n}") for n in range(5)]
-    queue.wait(ops[-1].id, WAIT)  # FIFO: the others have finished before it
+    ops = [queue.submit("pull", Job(lambda ctx: None), image=IMAGE) for _ in range(5)]
+    queue.wait(ops[-1].id, WAIT)  # FIFO on one image: the others have finished before it
     queue.close(WAIT)
     assert [op.id for op in queue.list_operations()] == [op.id for op in ops[2:]]
     with pytest.raises(OperationMissing):
@@ -547,8 +551,8 @@ def test_an_operation_forgotten_while_it_cleans_up_goes_when_it_ends(
         assert release.wait(WAIT)
         ctx.raise_if_cancelled()
 
-    op = queue.submit("create", Job(run), vm="slow")
-    waiting = queue.submit("create", Job(run), vm="queued")
+    op = queue.submit("create", Job(run), vm="slow", image=IMAGE)
+    waiting = queue.submit("create", Job(run), vm="queued", image=IMAGE)
     assert started.wait(WAIT)
     with pytest.raises(ValueError):  # a queued one is cancelled first
         queue.forget(waiting.id)

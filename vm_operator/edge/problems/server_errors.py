@@ -120,8 +120,9 @@ VM_BUSY = ProblemType(
 
 QUEUE_FULL = ProblemType(
     "queue-full", 503, "Too many operations are waiting",
-    "Operations run one at a time (Tart holds a global lock while it clones) and the queue "
-    "of waiting ones is full.",
+    "Operations wait while ones they conflict with run (one per VM name and per image, a "
+    "bounded number of downloads and of operations at once), and the queue of waiting ones "
+    "is full.",
     "Retry after the Retry-After header's seconds; GET /operations shows what waits.",
     raised_by=(Raised(core.OperationsFull, headers=retry_after),),
 )
