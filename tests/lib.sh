@@ -15,6 +15,25 @@ check() {
     if "$@"; then pass "$desc"; else fail "$desc"; fi
 }
 
+# expect STATUS DESCRIPTION REQUEST...: make the request (the suite's `http ...`), then check
+# that its answer's status is STATUS (the description gets "(got STATUS)").
+expect() {
+    local want="$1" desc="$2"
+    shift 2
+    "$@"
+    check "$desc (got $STATUS)" test "$STATUS" = "$want"
+}
+
+# need_docker: PASS when the Docker engine answers; else FAIL, and the suite stops.
+need_docker() {
+    if docker info >/dev/null 2>&1; then
+        pass "Docker engine reachable (server $(docker version -f '{{.Server.Version}}' 2>/dev/null))"
+    else
+        fail "Docker engine reachable (run scripts/docker-provision.sh)"
+        exit 1
+    fi
+}
+
 # http_to PORT METHOD PATH: sets STATUS and CTYPE, writes the body to $WORK/body.
 http_to() {
     local out

@@ -9,15 +9,18 @@ test module defines one of these helpers again.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import http.server
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -132,6 +135,38 @@ def kill_tart_processes(*homes: Path | str) -> None:
         time.sleep(0.05)
 
 
+def guest_processes(guest: Path) -> list[int]:
+    """Live processes (not zombies) working in a simulated guest's directory on the host: the
+    guest's commands."""
+    found = []
+    for entry in _proc_entries():
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if cwd == str(guest) and stat[stat.rindex(")") + 2] != "Z":
+            found.append(int(entry))
+    return found
+
+
+@contextlib.contextmanager
+def reaped(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    """A subprocess the test ends itself; killed and reaped should the test fail before."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def interrupted(proc: subprocess.Popen[bytes], timeout: float = 20) -> bytes:
+    """Ctrl-C a subprocess: its stderr once it ended."""
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=timeout)[1]
+
+
 def threads_of(pid: int) -> int:
     """How many threads a process has (from /proc/PID/status)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -179,6 +214,34 @@ def bytes_in_flight(port: int) -> dict[str, list[int]]:
         elif int(remote.rpartition(":")[2], 16) == port:
             found["unsent"].append(int(tx, 16))
     return found
+
+
+# --- stand-ins for the operator's web server ------------------------------------------------------
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A stand-in's request handler that keeps the test's output clean."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class StandIn:
+    """A loopback web server in a thread, standing in for the operator or another web server:
+    ``handler`` answers (it reads its test's state through a closure); ``done`` releases the
+    handlers that hold a stream open; ``close`` stops it."""
+
+    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        self.done = threading.Event()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.done.set()
+        self.server.shutdown()
+        self.server.server_close()
 
 
 # --- the command-line client as a process ------------------------------------------------------

@@ -109,12 +109,7 @@ show_logs() { info "container logs:"; docker logs --tail 20 "$1" 2>&1 | sed 's/^
 # ----------------------------------------------------------------- environment
 echo "== environment"
 check "docker client installed ($(command -v docker || echo none))" have docker
-if docker info >/dev/null 2>&1; then
-    pass "Docker engine reachable (server $(docker version -f '{{.Server.Version}}' 2>/dev/null))"
-else
-    fail "Docker engine reachable (run scripts/docker-provision.sh)"
-    exit 1
-fi
+need_docker
 check "curl installed" have curl
 check "python3 installed (JSON checks)" have python3
 check "Tart simulator present and executable ($SIMULATOR)" test -x "$SIMULATOR"
@@ -148,8 +143,7 @@ if [ -n "$port" ] && wait_http "$port"; then
     check "GET /health is 200 without Tart" test "$STATUS" = 200
     check "/health status is \"degraded\" ($(json 'b.get("status")'))" test "$(json 'b.get("status")')" = degraded
     check "/health tart.available is false" test "$(json 'b["tart"]["available"]')" = False
-    http GET "$port" /vms
-    check "GET /vms is 503 without Tart (got $STATUS)" test "$STATUS" = 503
+    expect 503 "GET /vms is 503 without Tart" http GET "$port" /vms
     check "/vms error is application/problem+json ($CTYPE)" test "${CTYPE%%;*}" = application/problem+json
     check "/vms problem detail says to mount /app/bin/tart-binary" json_true '"/app/bin/tart-binary" in b["detail"] and "ount" in b["detail"]'
     info "detail: $(json 'b["detail"]')"
@@ -183,8 +177,7 @@ if [ -n "$port" ] && wait_http "$port"; then
         test "$STATUS:$(json 'b.get("status")')" = "200:healthy"
     info "tart: $(json 'b.get("tart")')"
 
-    http GET "$port" /vms
-    check "GET /vms is 200 (got $STATUS)" test "$STATUS" = 200
+    expect 200 "GET /vms is 200" http GET "$port" /vms
     check "/vms is valid JSON" valid_json
     check "/vms lists the demo VMs ($(json '",".join(v["name"] for v in b)'))" \
         json_true 'isinstance(b, list) and {"'"$VM"'", "ubuntu-runner"} <= {v["name"] for v in b}'
@@ -194,23 +187,18 @@ if [ -n "$port" ] && wait_http "$port"; then
 
     http GET "$port" "/vms/$VM"
     check "GET /vms/$VM is 200 with its name" test "$STATUS:$(json 'b.get("name")')" = "200:$VM"
-    http GET "$port" "/vms/$OCI_ENCODED"
-    check "GET of a percent-encoded OCI name is 200 (got $STATUS)" test "$STATUS" = 200
+    expect 200 "GET of a percent-encoded OCI name is 200" http GET "$port" "/vms/$OCI_ENCODED"
 
-    http POST "$port" "/vms/$VM/start"
-    check "POST /vms/$VM/start is 202 (got $STATUS)" test "$STATUS" = 202
+    expect 202 "POST /vms/$VM/start is 202" http POST "$port" "/vms/$VM/start"
     check "$VM reaches state running" wait_state "$port" "$VM" running
     http POST "$port" "/vms/$VM/start"
     check "second start is 200 changed:false (got $STATUS)" \
         test "$STATUS:$(json 'b.get("changed")')" = "200:False"
-    http GET "$port" "/vms/$VM/logs"
-    check "GET /vms/$VM/logs is 200 (got $STATUS)" test "$STATUS" = 200
-    http POST "$port" "/vms/$VM/stop"
-    check "POST /vms/$VM/stop is 200 (got $STATUS)" test "$STATUS" = 200
+    expect 200 "GET /vms/$VM/logs is 200" http GET "$port" "/vms/$VM/logs"
+    expect 200 "POST /vms/$VM/stop is 200" http POST "$port" "/vms/$VM/stop"
     check "$VM reaches state stopped" wait_state "$port" "$VM" stopped
 
-    http GET "$port" "/vms/no-such-vm-$$"
-    check "GET of an unknown VM is 404 (got $STATUS)" test "$STATUS" = 404
+    expect 404 "GET of an unknown VM is 404" http GET "$port" "/vms/no-such-vm-$$"
     check "404 is application/problem+json ($CTYPE)" test "${CTYPE%%;*}" = application/problem+json
 else
     fail "operator answers with the simulator"

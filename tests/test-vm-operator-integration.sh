@@ -84,12 +84,7 @@ wait_state() {
 echo "== environment"
 check "docker-compose installed ($(docker-compose version --short 2>/dev/null || echo none))" \
     have docker-compose
-if docker info >/dev/null 2>&1; then
-    pass "Docker engine reachable"
-else
-    fail "Docker engine reachable (run scripts/docker-provision.sh)"
-    exit 1
-fi
+need_docker
 check "curl installed" have curl
 check "compose file is valid" compose config -q
 if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && [ "$BASE_IMAGE" = "vm-operator-base:bookworm" ]; then
@@ -127,8 +122,7 @@ echo "== API via curl on 127.0.0.1:$port"
 http GET /health
 check "GET /health 200 healthy" test "$STATUS:$(json 'b.get("status")')" = "200:healthy"
 check "/health reports the Tart simulator ($(json 'b["tart"].get("version")'))" json_true 'b["tart"]["available"] is True'
-http GET /ready
-check "GET /ready 200 (got $STATUS)" test "$STATUS" = 200
+expect 200 "GET /ready 200" http GET /ready
 
 http GET /vms
 check "GET /vms 200 application/json (got $STATUS $CTYPE)" test "$STATUS:${CTYPE%%;*}" = "200:application/json"
@@ -147,43 +141,32 @@ http GET "/vms/$OCI_ENCODED"
 check "GET /vms/<percent-encoded OCI name> 200" \
     test "$STATUS:$(json 'b.get("name")')" = "200:ghcr.io/cirruslabs/macos-sequoia-base:latest"
 
-http POST "/vms/$VM/start"
-check "POST /vms/$VM/start 202 (got $STATUS)" test "$STATUS" = 202
+expect 202 "POST /vms/$VM/start 202" http POST "/vms/$VM/start"
 check "$VM is running" wait_state "$VM" running
 http GET "/vms?state=running"
 check "GET /vms?state=running lists $VM" json_true '"'"$VM"'" in [v["name"] for v in b]'
 http POST "/vms/$VM/start"
 check "start again 200 changed:false (got $STATUS)" test "$STATUS:$(json 'b.get("changed")')" = "200:False"
-http GET "/vms/$VM/logs"
-check "GET /vms/$VM/logs 200 (got $STATUS)" test "$STATUS" = 200
-http POST "/vms/$VM/stop"
-check "POST /vms/$VM/stop 200 (got $STATUS)" test "$STATUS" = 200
+expect 200 "GET /vms/$VM/logs 200" http GET "/vms/$VM/logs"
+expect 200 "POST /vms/$VM/stop 200" http POST "/vms/$VM/stop"
 check "$VM is stopped" wait_state "$VM" stopped
 
-http POST "/vms/$VM2/start"
-check "POST /vms/$VM2/start 202 (got $STATUS)" test "$STATUS" = 202
+expect 202 "POST /vms/$VM2/start 202" http POST "/vms/$VM2/start"
 check "$VM2 is running" wait_state "$VM2" running
-http POST "/vms/$VM2/stop"
-check "POST /vms/$VM2/stop 200 (got $STATUS)" test "$STATUS" = 200
+expect 200 "POST /vms/$VM2/stop 200" http POST "/vms/$VM2/stop"
 
 echo "== errors"
 http GET "/vms/no-such-vm-$$"
 check "GET unknown VM 404 problem+json (got $STATUS $CTYPE)" test "$STATUS" = 404
 check "404 body is a problem document" is_problem
-http POST "/vms/no-such-vm-$$/start"
-check "POST start of unknown VM 404 (got $STATUS)" test "$STATUS" = 404
-http DELETE "/vms/$VM/start"
-check "DELETE /vms/$VM/start 405 (got $STATUS)" test "$STATUS" = 405
+expect 404 "POST start of unknown VM 404" http POST "/vms/no-such-vm-$$/start"
+expect 405 "DELETE /vms/$VM/start 405" http DELETE "/vms/$VM/start"
 check "405 body is a problem document" is_problem
-http GET "/vms/$VM/start"
-check "GET /vms/$VM/start 405 (got $STATUS)" test "$STATUS" = 405
-http GET "/vms?bogus=1"
-check "GET /vms?bogus=1 400 (got $STATUS)" test "$STATUS" = 400
+expect 405 "GET /vms/$VM/start 405" http GET "/vms/$VM/start"
+expect 400 "GET /vms?bogus=1 400" http GET "/vms?bogus=1"
 check "400 body is a problem document" is_problem
-http GET "/vms?state=flying"
-check "GET /vms?state=flying 400 (got $STATUS)" test "$STATUS" = 400
-http GET "/no-such-route"
-check "GET /no-such-route 404 (got $STATUS)" test "$STATUS" = 404
+expect 400 "GET /vms?state=flying 400" http GET "/vms?state=flying"
+expect 404 "GET /no-such-route 404" http GET "/no-such-route"
 
 echo "== down"
 t0=$SECONDS

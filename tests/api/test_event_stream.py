@@ -42,6 +42,15 @@ def states(reader: EventReader, count: int, timeout: float = 20.0) -> list[dict[
 # --- the stream itself ------------------------------------------------------------------------
 
 
+def start_seen(op: Operator, reader: EventReader) -> dict[str, object]:
+    """Start the VM through the API once ``reader`` is subscribed (its retry came): the
+    vm.state event that tells the start."""
+    assert reader.next() is not None
+    assert op.json("POST", f"/vms/{VM}/start")[0] == 202
+    (started,) = states(reader, 1)
+    return started
+
+
 def test_the_stream_opens_with_retry_then_beats_while_quiet(operator_factory: Factory) -> None:
     op = fast(operator_factory)
     with EventReader(op.port) as reader:
@@ -126,9 +135,7 @@ def test_ids_rise_across_a_restart_and_an_earlier_processs_id_resets(
         operator_factory: Factory) -> None:
     first = fast(operator_factory)
     with EventReader(first.port) as reader:
-        assert reader.next() is not None
-        assert first.json("POST", f"/vms/{VM}/start")[0] == 202
-        started = states(reader, 1)[0]
+        started = start_seen(first, reader)
     first.stop()
     second = operator_factory(args=["--events-heartbeat", "0.2"], tart_home=first.tart_home,
                               state_dir=first.state_dir)
@@ -242,9 +249,7 @@ def test_a_run_of_the_operator_that_ends_by_itself_is_told_exited(
         operator_factory: Factory) -> None:
     op = fast(operator_factory)
     with EventReader(op.port) as reader:
-        assert reader.next() is not None
-        assert op.json("POST", f"/vms/{VM}/start")[0] == 202
-        (started,) = states(reader, 1)
+        started = start_seen(op, reader)
         assert started["data"]["cause"] == "api"
         assert op.tart("stop", VM).returncode == 0  # the guest went away: the run ends, code 0
         (ended,) = states(reader, 1)

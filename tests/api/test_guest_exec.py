@@ -12,13 +12,12 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Operator, wait_for
+from support import guest_processes
 
 from vm_operator.tart.guest_exec import OUTPUT_CAP
 
@@ -39,22 +38,6 @@ def started(op: Operator, name: str = VM, headers: dict[str, str] | None = None)
     status, vm = op.json("POST", f"/vms/{name}/start", headers)
     assert status == 202, vm
     return op
-
-
-def guest_processes(guest: Path) -> list[int]:
-    """Live processes (not zombies) working in the guest's directory: the guest's commands."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if cwd == str(guest) and stat[stat.rindex(")") + 2] != "Z":
-            found.append(int(entry))
-    return found
 
 
 @pytest.fixture

@@ -5,12 +5,10 @@ it, telling one VM's events)."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import signal
 import subprocess
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,12 @@ import pytest
 from conftest import LOCAL_VMS, REPO_ROOT, Operator
 from support import (
     CLIENT,
+    QuietHandler,
+    StandIn,
     cli,
     client_env,
+    interrupted,
+    reaped,
     succeeded,
     wait_for,
 )
@@ -36,17 +38,16 @@ def _event(event_id: int, kind: str, vm: str, data: dict[str, Any]) -> str:
     return f"id: {event_id}\nevent: {kind}\ndata: {json.dumps(doc)}\n\n"
 
 
-class EventServer:
+class EventServer(StandIn):
     """A loopback stand-in for the operator's ``GET /events`` that drops the stream after two
     events: the first connection gets events 1 and 2 and is closed; the next ones get event 3
     and a ``reset``, then stay open. It records each request's ``Last-Event-ID``."""
 
     def __init__(self) -> None:
         self.resumed_from: list[str | None] = []
-        self.done = threading.Event()
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 outer.resumed_from.append(self.headers.get("Last-Event-ID"))
                 self.send_response(200)
@@ -65,18 +66,15 @@ class EventServer:
                 self.wfile.flush()
                 outer.done.wait(30)
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
+        super().__init__(Handler)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def close(self) -> None:
-        self.done.set()
-        self.server.shutdown()
-        self.server.server_close()
+def watch(url: str, out_path: Path, *flags: str) -> subprocess.Popen[bytes]:
+    """``vm-operator events FLAGS --url URL``, printing to ``out_path``."""
+    with open(out_path, "wb") as sink:
+        return subprocess.Popen([*CLIENT, "events", *flags, "--url", url], cwd=REPO_ROOT,
+                                env=client_env(), stdin=subprocess.DEVNULL, stdout=sink,
+                                stderr=subprocess.PIPE)
 
 
 @pytest.mark.parametrize("json_mode", [False, True])
@@ -85,20 +83,13 @@ def test_events_resume_a_dropped_stream_with_last_event_id(json_mode: bool,
     server = EventServer()
     extra = ["--json"] if json_mode else []
     out_path = tmp_path / "events.out"
-    with open(out_path, "wb") as sink:
-        proc = subprocess.Popen([*CLIENT, "events", *extra, "--url", server.url],
-                                cwd=REPO_ROOT, env=client_env(), stdin=subprocess.DEVNULL,
-                                stdout=sink, stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: out_path.read_bytes().count(b"\n") >= 3, timeout=20,
-                 message="three events printed")
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+        with reaped(watch(server.url, out_path, *extra)) as proc:
+            wait_for(lambda: out_path.read_bytes().count(b"\n") >= 3, timeout=20,
+                     message="three events printed")
+            err = interrupted(proc)
     finally:
         server.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130
     assert server.resumed_from[:2] == [None, "2"]
     lines = out_path.read_text().splitlines()
@@ -136,32 +127,31 @@ def connected(pid: int, port: int) -> bool:
     return False
 
 
+def restart_under(proc: subprocess.Popen[bytes], first: Operator, operator_factory: Factory,
+                  args: list[str]) -> Operator:
+    """Stop ``first`` under a client watching it and start its successor on the same port,
+    state and Tart home: the successor, once the client watches it."""
+    wait_for(lambda: connected(proc.pid, first.port), timeout=20, message="the client watches")
+    first.stop()
+    wait_for(lambda: not connected(proc.pid, first.port), timeout=20,
+             message="the stream dropped")
+    second = operator_factory(args=[*args, "--port", str(first.port)],
+                              tart_home=first.tart_home, state_dir=first.state_dir)
+    wait_for(lambda: connected(proc.pid, second.port), timeout=30,
+             message="the client watches the restarted operator")
+    return second
+
+
 def test_events_follows_the_operator_across_its_restart(operator_factory: Factory,
                                                         tmp_path: Path) -> None:
     """The client holds a stream; the operator restarts on the same port; the client
     reconnects by itself and holds a stream of the new operator."""
     args = ["--events-heartbeat", "0.2"]
     first = operator_factory(args=args)
-    with open(tmp_path / "events.out", "wb") as sink:
-        proc = subprocess.Popen([*CLIENT, "events", "--url", first.url], cwd=REPO_ROOT,
-                                env=client_env(), stdin=subprocess.DEVNULL, stdout=sink,
-                                stderr=subprocess.PIPE)
-    try:
-        wait_for(lambda: connected(proc.pid, first.port), timeout=20, message="the client watches")
-        first.stop()
-        wait_for(lambda: not connected(proc.pid, first.port), timeout=20,
-                 message="the stream dropped")
-        second = operator_factory(args=[*args, "--port", str(first.port)],
-                                  tart_home=first.tart_home, state_dir=first.state_dir)
-        wait_for(lambda: connected(proc.pid, second.port), timeout=30,
-                 message="the client watches the restarted operator")
+    with reaped(watch(first.url, tmp_path / "events.out")) as proc:
+        restart_under(proc, first, operator_factory, args)
         assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        err = interrupted(proc)
     assert proc.returncode == 130
     assert b"the event stream dropped; reconnecting" in err
 
@@ -175,35 +165,20 @@ def test_events_across_a_restart_says_what_was_missed_and_never_goes_back(
     vm = LOCAL_VMS[2]  # a Linux guest: no macOS cap
     first = operator_factory(args=args)
     out_path = tmp_path / "events.out"
-    with open(out_path, "wb") as sink:
-        proc = subprocess.Popen([*CLIENT, "events", "--json", "--url", first.url], cwd=REPO_ROOT,
-                                env=client_env(), stdin=subprocess.DEVNULL, stdout=sink,
-                                stderr=subprocess.PIPE)
 
     def printed() -> list[dict[str, Any]]:
         return [json.loads(line) for line in out_path.read_text().splitlines()]
 
-    try:
+    with reaped(watch(first.url, out_path, "--json")) as proc:
         wait_for(lambda: connected(proc.pid, first.port), timeout=20, message="the client watches")
         assert first.json("POST", f"/vms/{vm}/start")[0] == 202
         wait_for(lambda: any(e["type"] == "vm.state" for e in printed()), timeout=20,
                  message="the start is printed")
-        first.stop()
-        wait_for(lambda: not connected(proc.pid, first.port), timeout=20,
-                 message="the stream dropped")
-        second = operator_factory(args=[*args, "--port", str(first.port)],
-                                  tart_home=first.tart_home, state_dir=first.state_dir)
-        wait_for(lambda: connected(proc.pid, second.port), timeout=30,
-                 message="the client watches the restarted operator")
+        second = restart_under(proc, first, operator_factory, args)
         assert second.json("POST", f"/vms/{vm}/stop")[0] == 200
         wait_for(lambda: [e["data"].get("to") for e in printed() if e["type"] == "vm.state"]
                  == ["running", "stopped"], timeout=20, message="the stop is printed")
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        err = interrupted(proc)
     assert proc.returncode == 130
     assert b"events were missed" in err, err
     ids = [event["id"] for event in printed()]

@@ -12,7 +12,6 @@ import json
 import os
 import pty
 import re
-import signal
 import subprocess
 import threading
 from collections.abc import Callable
@@ -27,6 +26,8 @@ from support import (
     client_env,
     columns_of,
     free_port,
+    interrupted,
+    reaped,
     run_client,
     succeeded,
     wait_for,
@@ -159,14 +160,9 @@ def test_detach_prints_the_operation_id(operator_factory: Factory) -> None:
 def test_ctrl_c_stops_following_not_the_operation(operator_factory: Factory) -> None:
     op = operator_factory(env=STALLED_PULL)
     proc = popen(op, "create", "held", "--from", UBUNTU)
-    try:
+    with reaped(proc):
         doc = running_operation(op)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        err = interrupted(proc)
     assert proc.returncode == 130
     assert f"vm-operator ops cancel {doc['id']}".encode() in err
     assert api(op, "GET", f"/operations/{doc['id']}")["state"] == "running"  # it goes on
@@ -175,14 +171,10 @@ def test_ctrl_c_stops_following_not_the_operation(operator_factory: Factory) -> 
 def test_following_an_operation_cancelled_elsewhere_exits_1(operator_factory: Factory) -> None:
     op = operator_factory(env=STALLED_PULL)
     proc = popen(op, "images", "pull", UBUNTU)
-    try:
+    with reaped(proc):
         doc = running_operation(op)
         assert op.json("POST", f"/operations/{doc['id']}/cancel")[0] in (200, 202)
         out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 1 and out == b""
     assert f"the operation {doc['id']} was cancelled".encode() in err
 

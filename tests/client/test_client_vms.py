@@ -6,14 +6,12 @@ server that is not the operator).
 
 from __future__ import annotations
 
-import http.server
 import ipaddress
 import json
 import signal
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,11 +20,14 @@ from conftest import LOCAL_VMS, OCI_NAME, REPO_ROOT, Operator
 from support import (
     CLIENT,
     CLIENT_TOKEN,
+    QuietHandler,
+    StandIn,
     api,
     cli,
     client_env,
     columns_of,
     free_port,
+    reaped,
     run_client,
     succeeded,
     wait_for,
@@ -202,16 +203,12 @@ def test_logs_follow_prints_new_lines_once_and_ends_when_the_vm_stops(
         proc = subprocess.Popen([*CLIENT, "logs", "ubuntu-runner", "--follow", "--interval",
                                  "0.2", "--url", operator.url], cwd=REPO_ROOT, env=client_env(),
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE)
-    try:
+    with reaped(proc):
         wait_for(lambda: b"starting VM ubuntu-runner" in out_path.read_bytes(), timeout=15,
                  message="follow printed the log so far")
         assert proc.poll() is None  # still following while the VM runs
         succeeded(cli(operator, "stop", "ubuntu-runner"))  # writes a last line, then the VM stops
         assert proc.wait(timeout=20) == 0, proc.stderr.read() if proc.stderr else b""
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     printed = out_path.read_bytes()
     assert printed == operator.request("GET", "/vms/ubuntu-runner/logs")[2]  # all, each once
     assert printed.rstrip().endswith(b"VM ubuntu-runner shut down")
@@ -224,15 +221,11 @@ def test_logs_follow_ends_with_130_on_ctrl_c(operator: Operator, tmp_path: Path)
         proc = subprocess.Popen([*CLIENT, "logs", "ubuntu-runner", "-f", "--interval", "0.2",
                                  "--url", operator.url], cwd=REPO_ROOT, env=client_env(),
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.DEVNULL)
-    try:
+    with reaped(proc):
         wait_for(lambda: b"starting VM" in out_path.read_bytes(), timeout=15,
                  message="follow started")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 130
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_health_json_and_table(operator: Operator) -> None:
@@ -300,7 +293,7 @@ def test_exit_3_unreachable() -> None:
     assert b"refused" in result.stderr
 
 
-class Loopback:
+class Loopback(StandIn):
     """A tiny loopback web server that is not the operator: it answers every GET with
     ``status``, ``headers`` and ``body``, and records each request's path and Authorization."""
 
@@ -308,7 +301,7 @@ class Loopback:
         self.seen: list[tuple[str, str | None]] = []
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 outer.seen.append((self.path, self.headers.get("Authorization")))
                 self.send_response(status)
@@ -317,16 +310,7 @@ class Loopback:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture

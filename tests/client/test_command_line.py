@@ -6,7 +6,6 @@ or after the command; ``get``'s details for people; ``create``'s phases, none mi
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
 import subprocess
@@ -17,7 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from conftest import REPO_ROOT, Operator
-from support import CLIENT_TOKEN, api, cli, client_env, free_port, succeeded, wait_for
+from support import (
+    CLIENT_TOKEN,
+    QuietHandler,
+    StandIn,
+    api,
+    cli,
+    client_env,
+    free_port,
+    succeeded,
+    wait_for,
+)
 
 from vm_operator.cli import PROGRAMS
 from vm_operator.client.commands import GROUPS
@@ -183,7 +192,7 @@ def _operation(state: str, phase: str | None) -> dict[str, Any]:
             "error": None, "result": None}
 
 
-class QuickCreate:
+class QuickCreate(StandIn):
     """A loopback stand-in for the operator whose create goes through all its phases between
     two looks of a client that polls: ``POST /vms`` answers the operation queued, ``GET
     /operations/op1`` answers it finished, and its event stream tells every change (as the
@@ -196,10 +205,9 @@ class QuickCreate:
 
     def __init__(self) -> None:
         self.posted = threading.Event()
-        self.done = threading.Event()
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _json(self, status: int, doc: object) -> None:
                 body = json.dumps(doc).encode()
                 self.send_response(status)
@@ -230,18 +238,7 @@ class QuickCreate:
                 self.wfile.flush()
                 outer.done.wait(30)
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.done.set()
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def test_create_prints_a_phase_shorter_than_a_poll() -> None:

@@ -39,6 +39,16 @@ def start(op: Operator, name: str) -> None:
     assert status in (200, 202), vm
 
 
+def macs_started(operator_factory: Callable[..., Operator],
+                 restart: str) -> tuple[Operator, tuple[str, str]]:
+    """A quickly reconciling operator whose two macOS VMs were started under ``restart``."""
+    op = operator_factory(args=FAST)
+    for name in MACOS_VMS:
+        patch(op, name, restart=restart)
+        start(op, name)
+    return op, (MACOS_VMS[0], MACOS_VMS[1])
+
+
 def stop(op: Operator, name: str) -> None:
     status, vm = op.json("POST", f"/vms/{name}/stop?timeout=5")
     assert status == 200, vm
@@ -91,11 +101,7 @@ def test_a_killed_run_comes_back_under_always_and_on_failure_not_under_never(
 
 def test_a_guest_that_shuts_down_cleanly_stays_down_under_on_failure(
         operator_factory: Callable[..., Operator]) -> None:
-    op = operator_factory(args=FAST)
-    clean, failing = MACOS_VMS
-    for name in (clean, failing):
-        patch(op, name, restart="on-failure")
-        start(op, name)
+    op, (clean, failing) = macs_started(operator_factory, "on-failure")
     failing_pid = run_pid(op, failing)
     op.guest_exits(clean, 0)
     op.guest_exits(failing, 3)
@@ -109,11 +115,7 @@ def test_a_guest_that_shuts_down_cleanly_stays_down_under_on_failure(
 
 def test_a_stop_through_the_api_is_never_undone(
         operator_factory: Callable[..., Operator]) -> None:
-    op = operator_factory(args=FAST)
-    stopped, witness = MACOS_VMS
-    for name in (stopped, witness):
-        patch(op, name, restart="always")
-        start(op, name)
+    op, (stopped, witness) = macs_started(operator_factory, "always")
     stop(op, stopped)
     assert op.detail(stopped)["spec"] == {"desired": "stopped", "restart": "always",
                                           "source": "api", "created_at": None}

@@ -9,14 +9,13 @@ also ssh's own failure code), and its timeout kills Tart's process group on the 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sshd_env
 from conftest import Operator, wait_for
+from support import guest_processes
 
 from vm_operator.tart.guest_exec import OUTPUT_CAP
 
@@ -41,22 +40,6 @@ def remote(sshd: sshd_env.SshdEnv, operator_factory: Any) -> Iterator[Operator]:
 
 def run(op: Operator, body: dict[str, Any]) -> tuple[int, Any]:
     return op.json("POST", f"/vms/{VM}/exec", JSON, json.dumps(body), timeout=60)
-
-
-def guest_processes(guest: Path) -> list[int]:
-    """Live processes (not zombies) working in the guest's directory on the host."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if cwd == str(guest) and stat[stat.rindex(")") + 2] != "Z":
-            found.append(int(entry))
-    return found
 
 
 def test_exit_codes_output_and_stdin_come_back_over_ssh(remote: Operator) -> None:

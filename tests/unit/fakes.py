@@ -17,8 +17,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from vm_operator.core.operations import OperationQueue
+from vm_operator.core.records import DesiredStatus
+from vm_operator.core.service import Settings, VmService
+from vm_operator.store.specs import SpecStore
 from vm_operator.store.state import LogTail, RunRecord, cut_tail
 from vm_operator.tart.errors import GuestRefused, RunStillAlive, command_error
 from vm_operator.tart.parse import normalize_vm, parse_vm_info
@@ -493,3 +498,30 @@ def begin(name: str, fn: Callable[..., Any], *args: Any) -> Call:
     call = Call(name, fn, *args)
     call.start()
     return call
+
+
+class FakeCore:
+    """The core over the fakes: a ``VmService`` (and its reconciler) on FakeTart, FakeStore and
+    FakeClock, with ``settings``, its specs under ``directory``."""
+
+    def __init__(self, directory: Path, settings: Settings) -> None:
+        self.tart = FakeTart()
+        self.store = FakeStore()
+        self.clock = FakeClock()
+        self.specs = SpecStore(directory / "specs", directory)
+        self.service = VmService(
+            self.tart, self.store, self.clock, OperationQueue(lambda: "2026-01-01T00:00:00.000Z"),
+            self.specs, lambda exc: type(exc).__name__, settings)
+        self.reconciler = self.service.reconciler
+
+    def status(self, name: str) -> DesiredStatus:
+        return self.reconciler.status(name)
+
+    def crash(self, name: str, code: int | None) -> None:
+        """End the VM's run and wait (bounded) until the reconciler has seen it end."""
+        before = self.status(name)["last_exit"]
+        self.tart.crash(name, code)
+        deadline = time.monotonic() + SAFETY
+        while self.status(name)["last_exit"] == before:
+            assert time.monotonic() < deadline, "the reconciler never saw the run end"
+            time.sleep(0.001)

@@ -37,25 +37,14 @@ HISTORY_NAME = re.compile(
 TRACKER_REFERENCE = re.compile(r"\b(issue|item)s?\s*#?\d+", re.IGNORECASE)
 
 # helper -> its one home: (file relative to tests/, class or None)
+SUPPORT = ("wait_for", "free_port", "kill_tart_processes", "assert_utc_timestamp", "children_of",
+           "client_env", "run_client", "cli", "succeeded", "columns_of", "guest_processes",
+           "reaped", "interrupted")
+OPERATOR_METHODS = ("problem", "ok", "detail", "tart_state", "start_vm", "stop_vm", "guest_exits",
+                    "running_again")
 HELPERS: dict[str, tuple[str, str | None]] = {
-    "wait_for": ("support.py", None),
-    "free_port": ("support.py", None),
-    "kill_tart_processes": ("support.py", None),
-    "assert_utc_timestamp": ("support.py", None),
-    "children_of": ("support.py", None),
-    "client_env": ("support.py", None),
-    "run_client": ("support.py", None),
-    "cli": ("support.py", None),
-    "succeeded": ("support.py", None),
-    "columns_of": ("support.py", None),
-    "problem": ("conftest.py", "Operator"),
-    "ok": ("conftest.py", "Operator"),
-    "detail": ("conftest.py", "Operator"),
-    "tart_state": ("conftest.py", "Operator"),
-    "start_vm": ("conftest.py", "Operator"),
-    "stop_vm": ("conftest.py", "Operator"),
-    "guest_exits": ("conftest.py", "Operator"),
-    "running_again": ("conftest.py", "Operator"),
+    **{name: ("support.py", None) for name in SUPPORT},
+    **{name: ("conftest.py", "Operator") for name in OPERATOR_METHODS},
 }
 # names the same helpers went by in their copies
 ALIASES = {"closed_port": "free_port", "kill_leftovers": "kill_tart_processes",

@@ -8,7 +8,7 @@ from vm_operator.core.errors import OperationFinished, OperationMissing
 from vm_operator.core.lifecycle import operation_path
 from vm_operator.core.records import OperationDoc, ProblemDocument
 from vm_operator.edge.errors import ApiError
-from vm_operator.edge.params import ParamType, Schema
+from vm_operator.edge.params import Schema, TextParam
 from vm_operator.edge.problems import PROBLEMS
 from vm_operator.edge.problems.client_errors import OPERATION_NOT_FOUND
 from vm_operator.edge.problems.server_errors import INTERNAL_ERROR
@@ -39,7 +39,7 @@ def operation_answer(status: int, op: Operation) -> Response:
     return json_response(status, operation_document(op), ("Location", operation_path(op.id)))
 
 
-class OperationId(ParamType[str]):
+class OperationId(TextParam[str]):
     """An operation's id: 16 URL-safe characters (at most 64 accepted); any other text names
     no operation."""
 
@@ -54,10 +54,8 @@ class OperationId(ParamType[str]):
             raise ValueError(f"no operation {text[:64]!r}")
         return text
 
-    def from_json(self, key: str, value: object) -> str:
-        if isinstance(value, str):
-            return self.from_text(key, value)
-        raise ValueError(f"{key} must be an operation id")
+    def expected(self, key: str) -> str:
+        return f"{key} must be an operation id"
 
 
 ID = PathParam("id", OperationId(), "The operation's id (the last segment of its Location)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from vm_operator import vocabulary
-from vm_operator.edge.params import Boolean, Int, OneOf, ParamType, Schema, Verbatim
+from vm_operator.edge.params import Boolean, Int, OneOf, Schema, TextParam, Verbatim
 from vm_operator.edge.problems import CATALOGUE
 from vm_operator.edge.problems.client_errors import INVALID_NAME
 from vm_operator.edge.routing import OptionalQuery, PathParam, Query
@@ -23,7 +23,7 @@ from vm_operator.tart.names import (
 from vm_operator.vocabulary import DISPLAY_EXAMPLE, DISPLAY_PATTERN, VM_SOURCES, VM_STATES
 
 
-class VmNameType(ParamType[VmName]):
+class VmNameType(TextParam[VmName]):
     """A VM name: validated by ``VmName`` (the name rules of tart/names.py), so a name from
     a path, a query or a body is checked the same way, once, before anything uses it."""
 
@@ -39,10 +39,8 @@ class VmNameType(ParamType[VmName]):
         except InvalidName as exc:
             raise ValueError(str(exc)) from None
 
-    def from_json(self, key: str, value: object) -> VmName:
-        if isinstance(value, str):
-            return self.from_text(key, value)
-        raise ValueError(f"{key} must be a VM name (a string)")
+    def expected(self, key: str) -> str:
+        return f"{key} must be a VM name (a string)"
 
 
 VM_NAME = VmNameType()
@@ -68,7 +66,7 @@ LOCAL_VM_NAME = LocalVmNameType()
 _DISPLAY = re.compile(DISPLAY_PATTERN)
 
 
-class Display(ParamType[str]):
+class Display(TextParam[str]):
     """A display size for ``tart set --display``: WIDTHxHEIGHT in pixels, e.g. 1920x1080."""
 
     PATTERN = f"^{DISPLAY_PATTERN}$"
@@ -77,15 +75,13 @@ class Display(ParamType[str]):
         return {"type": "string", "pattern": self.PATTERN, "maxLength": 11,
                 "examples": [DISPLAY_EXAMPLE]}
 
+    def expected(self, key: str) -> str:
+        return f"{key} must be WIDTHxHEIGHT in pixels, e.g. 1920x1080"
+
     def from_text(self, key: str, text: str) -> str:
         if not _DISPLAY.fullmatch(text):
-            raise ValueError(f"{key} must be WIDTHxHEIGHT in pixels, e.g. 1920x1080")
+            raise ValueError(self.expected(key))
         return text
-
-    def from_json(self, key: str, value: object) -> str:
-        if isinstance(value, str):
-            return self.from_text(key, value)
-        raise ValueError(f"{key} must be WIDTHxHEIGHT in pixels, e.g. 1920x1080")
 
 
 DISPLAY = Display()

@@ -138,11 +138,8 @@ def _vms_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _vms(client: Client, args: argparse.Namespace, console: Console) -> int:
     reply = client.list_vms(args.state, args.source)
-    if console.json:
-        console.body(reply.body)
-        return 0
-    if not reply.value:
-        console.note("no VMs" + (" match" if args.state or args.source else ""))
+    empty = "no VMs" + (" match" if args.state or args.source else "")
+    if console.told_list(reply.body, len(reply.value), empty):
         return 0
     rows = [[vm.name, vm.source, vm.state, _size(vm.disk_gb), _size(vm.size_gb),
              _text(vm.accessed)] for vm in reply.value]
@@ -158,10 +155,7 @@ def _name_argument(parser: argparse.ArgumentParser) -> None:
 
 def _get(client: Client, args: argparse.Namespace, console: Console) -> int:
     reply = client.get_vm(args.name)
-    if console.json:
-        console.body(reply.body)
-    else:
-        console.lines(render.pairs(detail_pairs(reply.value)))
+    console.answer(reply.body, lambda: render.pairs(detail_pairs(reply.value)))
     return 0
 
 
@@ -230,10 +224,7 @@ def _ip_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _ip(client: Client, args: argparse.Namespace, console: Console) -> int:
     reply = client.vm_ip(args.name, args.wait)
-    if console.json:
-        console.body(reply.body)
-    else:
-        console.line(render.safe(reply.value.ip))
+    console.answer(reply.body, lambda: [render.safe(reply.value.ip)])
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -39,6 +39,24 @@ class Console:
     def body(self, data: bytes) -> None:
         """A body as the server sent it (``--json``)."""
         self.raw(data if data.endswith(b"\n") else data + b"\n")
+
+    def answer(self, body: bytes, lines: Callable[[], Sequence[str]]) -> None:
+        """A reply: its body as the server sent it (``--json``), else its ``lines``."""
+        if self.json:
+            self.body(body)
+        else:
+            self.lines(lines())
+
+    def told_list(self, body: bytes, count: int, empty: str) -> bool:
+        """Whether a list's reply is told already: its body as it came (``--json``), or the
+        note ``empty`` when it lists nothing; False: the caller prints its table."""
+        if self.json:
+            self.body(body)
+            return True
+        if not count:
+            self.note(empty)
+            return True
+        return False
 
     def raw(self, data: bytes) -> None:
         self.out.flush()

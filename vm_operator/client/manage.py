@@ -156,10 +156,7 @@ def _set(client: Client, args: argparse.Namespace, console: Console) -> int:
                      "--restart, --random-mac")
         return EXIT_USAGE
     reply = client.patch_vm(args.name, patch)
-    if console.json:
-        console.body(reply.body)
-    else:
-        console.lines(render.pairs(detail_pairs(reply.value)))
+    console.answer(reply.body, lambda: render.pairs(detail_pairs(reply.value)))
     return 0
 
 
@@ -176,11 +173,7 @@ IMAGE_COLUMNS = (
 
 def _images(client: Client, args: argparse.Namespace, console: Console) -> int:
     reply = client.images()
-    if console.json:
-        console.body(reply.body)
-        return 0
-    if not reply.value:
-        console.note("no cached images")
+    if console.told_list(reply.body, len(reply.value), "no cached images"):
         return 0
     rows = [[image.ref, image.kind, f"{image.disk_gb} GB", f"{image.size_gb} GB",
              _text(image.accessed)] for image in reply.value]
@@ -248,11 +241,7 @@ def _percent(value: int | None) -> str:
 
 def _ops(client: Client, args: argparse.Namespace, console: Console) -> int:
     reply = client.operations()
-    if console.json:
-        console.body(reply.body)
-        return 0
-    if not reply.value:
-        console.note("no operations")
+    if console.told_list(reply.body, len(reply.value), "no operations"):
         return 0
     rows = [[op.id, op.kind, op.target, op.state, _text(op.phase), _percent(op.progress),
              op.created_at] for op in reply.value]
@@ -278,10 +267,7 @@ def _id_argument(parser: argparse.ArgumentParser) -> None:
 
 def _op_get(client: Client, args: argparse.Namespace, console: Console) -> int:
     reply = client.operation(args.id)
-    if console.json:
-        console.body(reply.body)
-    else:
-        console.lines(render.pairs(operation_pairs(reply.value)))
+    console.answer(reply.body, lambda: render.pairs(operation_pairs(reply.value)))
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import fields, is_dataclass
 from types import NoneType, UnionType
-from typing import Any, ClassVar, Protocol, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Protocol, Self, TypeVar, get_args, get_origin, get_type_hints
 
 
 class BadAnswer(ValueError):
@@ -55,6 +55,23 @@ def read(cls: type[R], data: Any) -> R:
     hints = get_type_hints(cls)
     return cls(**{member.name: _member(obj, member.name, hints[member.name], cls.what)
                   for member in fields(cls)})
+
+
+def read_list(cls: type[R], data: Any, what: str) -> list[R]:
+    """A JSON array of records (``what`` names the array in a ``BadAnswer``)."""
+    if not isinstance(data, list):
+        raise BadAnswer(f"{what} is not a JSON array")
+    return [read(cls, item) for item in data]
+
+
+class Record:
+    """The base of a record read field by field as its annotations say (``read``)."""
+
+    what: ClassVar[str]
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        return read(cls, data)
 
 
 def _member(obj: dict[str, Any], key: str, hint: Any, what: str) -> Any:

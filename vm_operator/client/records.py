@@ -11,9 +11,9 @@ to the server's schema.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
-from vm_operator.client.reading import BadAnswer, field, json_object, read
+from vm_operator.client.reading import BadAnswer, Record, field, json_object, read_list
 from vm_operator.vocabulary import FINISHED_STATES
 
 __all__ = ["BadAnswer", "Change", "Event", "Health", "HealthDetails", "Host", "Image", "LastExit",
@@ -22,7 +22,7 @@ __all__ = ["BadAnswer", "Change", "Event", "Health", "HealthDetails", "Host", "I
 
 
 @dataclass(frozen=True)
-class Problem:
+class Problem(Record):
     """An RFC 9457 problem document, as the operator answers every refusal."""
 
     type: str
@@ -37,13 +37,9 @@ class Problem:
 
     what: ClassVar[str] = "the problem document"
 
-    @classmethod
-    def from_json(cls, data: Any) -> Self:
-        return read(cls, data)
-
 
 @dataclass(frozen=True)
-class Vm:
+class Vm(Record):
     """One entry of ``GET /vms``."""
 
     name: str
@@ -56,15 +52,9 @@ class Vm:
 
     what: ClassVar[str] = "a VM"
 
-    @classmethod
-    def from_json(cls, data: Any) -> Self:
-        return read(cls, data)
-
 
 def vm_list(data: Any) -> list[Vm]:
-    if not isinstance(data, list):
-        raise BadAnswer("the VM list is not a JSON array")
-    return [Vm.from_json(item) for item in data]
+    return read_list(Vm, data, "the VM list")
 
 
 @dataclass(frozen=True)
@@ -92,7 +82,7 @@ class LastRun:
 
 
 @dataclass(frozen=True)
-class Spec:
+class Spec(Record):
     """What the operator keeps a VM as (``spec`` of ``GET /vms/{name}``)."""
 
     desired: str | None  # running, stopped; None: no wish
@@ -101,13 +91,9 @@ class Spec:
 
     what: ClassVar[str] = "spec"
 
-    @classmethod
-    def from_json(cls, data: Any) -> Self:
-        return read(cls, data)
-
 
 @dataclass(frozen=True)
-class LastExit:
+class LastExit(Record):
     """How a VM's last run ended, as the operator saw it (``last_exit``)."""
 
     exit_code: int | None
@@ -115,10 +101,6 @@ class LastExit:
     at: str
 
     what: ClassVar[str] = "last_exit"
-
-    @classmethod
-    def from_json(cls, data: Any) -> Self:
-        return read(cls, data)
 
 
 @dataclass(frozen=True)
@@ -175,14 +157,10 @@ class Change:
 
 
 @dataclass(frozen=True)
-class VmIp:
+class VmIp(Record):
     name: str
     ip: str
     what: ClassVar[str] = "the IP answer"
-
-    @classmethod
-    def from_json(cls, data: Any) -> Self:
-        return read(cls, data)
 
 
 @dataclass(frozen=True)
@@ -260,7 +238,7 @@ class OperationError:
 
 
 @dataclass(frozen=True)
-class Operation:
+class Operation(Record):
     """``GET /operations/{id}``: a create, delete, pull or prune, and how far it got."""
 
     id: str
@@ -287,19 +265,13 @@ class Operation:
         """What it works on: the VM, else the image, else ``-`` (a prune)."""
         return self.vm or self.image or "-"
 
-    @classmethod
-    def from_json(cls, data: Any) -> Self:
-        return read(cls, data)
-
 
 def operation_list(data: Any) -> list[Operation]:
-    if not isinstance(data, list):
-        raise BadAnswer("the operation list is not a JSON array")
-    return [Operation.from_json(item) for item in data]
+    return read_list(Operation, data, "the operation list")
 
 
 @dataclass(frozen=True)
-class Image:
+class Image(Record):
     """One entry of ``GET /images``: a reference of Tart's OCI cache (a tag or a digest)."""
 
     ref: str
@@ -309,15 +281,9 @@ class Image:
     accessed: str | None
     what: ClassVar[str] = "an image"
 
-    @classmethod
-    def from_json(cls, data: Any) -> Self:
-        return read(cls, data)
-
 
 def image_list(data: Any) -> list[Image]:
-    if not isinstance(data, list):
-        raise BadAnswer("the image list is not a JSON array")
-    return [Image.from_json(item) for item in data]
+    return read_list(Image, data, "the image list")
 
 
 @dataclass(frozen=True)
@@ -369,7 +335,7 @@ class Ready:
 
 
 @dataclass(frozen=True)
-class Event:
+class Event(Record):
     """One event of ``GET /events``. ``data`` depends on ``type`` (see the event contract);
     the client reads the few keys it shows and keeps the rest as sent."""
 
@@ -379,7 +345,3 @@ class Event:
     vm: str | None
     data: dict[str, Any]
     what: ClassVar[str] = "an event"
-
-    @classmethod
-    def from_json(cls, data: Any) -> Self:
-        return read(cls, data)

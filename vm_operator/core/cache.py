@@ -102,3 +102,13 @@ def _unwrap(outcome: _Outcome[T]) -> T:
         # Several readers raise the same object: drop the old traceback so it cannot grow.
         raise outcome.error.with_traceback(None)
     return outcome.value  # type: ignore[return-value]
+
+
+def cache_for(caches: dict[str, FreshCache[T]], key: str, fetch: Callable[[], T],
+              clock: Callable[[], float]) -> FreshCache[T]:
+    """The cache of ``key`` in ``caches``, made (over ``fetch``) when first asked for; the caller
+    holds the lock that guards ``caches``."""
+    cache = caches.get(key)
+    if cache is None:
+        cache = caches[key] = FreshCache(fetch, clock)
+    return cache

@@ -48,6 +48,7 @@ from vm_operator.core.fleet import (
 from vm_operator.core.lifecycle import operation_path
 from vm_operator.core.service import VmService
 from vm_operator.core.vm_manage import VmPatch
+from vm_operator.core.worker import Worker
 from vm_operator.store.state import StateDirError
 from vm_operator.tart.errors import TartError
 from vm_operator.tart.names import VmName, name_problem
@@ -104,11 +105,12 @@ class Applied:
                 "steps": [step.to_json() for step in self.steps]}
 
 
-class FleetApplier:
+class FleetApplier(Worker):
     """Applies the file at ``path`` to the VMs of ``service``."""
 
     def __init__(self, service: VmService, path: str, report: Report = lambda record: None,
                  retry_interval: float = RETRY_INTERVAL) -> None:
+        super().__init__("config-apply")
         self.service = service
         self.path = path
         self.report = report  # one log record (the operator's JSON lines)
@@ -117,22 +119,9 @@ class FleetApplier:
         self._lock = threading.Lock()  # _pending, _requested
         self._pending: dict[str, Resources] = {}  # resources waiting for the VM's stop
         self._requested: list[str] = []  # causes of the applies asked for (SIGHUP, start-up)
-        self._wake = threading.Event()
-        self._closed = threading.Event()
-        self._thread: threading.Thread | None = None
         service.runs.on_run_ended(self._run_ended)
 
     # --- the thread: asked-for applies, and the changes that wait for a stop ------------------
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="config-apply", daemon=True)
-        self._thread.start()
-
-    def close(self, timeout: float = 5.0) -> None:
-        self._closed.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def request(self, cause: str) -> None:
         """Apply the file soon, on the applier's thread (a signal's handler asks only this of

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 
-from vm_operator.core.cache import FreshCache
+from vm_operator.core.cache import FreshCache, cache_for
 from vm_operator.core.clock import Clock
 from vm_operator.core.errors import (
     NotReady,
@@ -133,10 +133,7 @@ class Inventory:
         if self.cache_ttl <= 0 or self.config_ttl <= 0:
             return self.tart.get(name)
         with self._guard:
-            cache = self._info.get(name)
-            if cache is None:
-                cache = self._info[name] = FreshCache(lambda: self.tart.get(name),
-                                                      self.clock.monotonic)
+            cache = cache_for(self._info, name, lambda: self.tart.get(name), self.clock.monotonic)
         now = self.clock.monotonic()
         return cache.get(now - self.config_ttl, now - self.config_ttl / 2)
 
@@ -152,10 +149,8 @@ class Inventory:
         if fresh or self.cache_ttl <= 0:
             return self.tart.vm_identity(name)
         with self._guard:
-            cache = self._identity.get(name)
-            if cache is None:
-                cache = self._identity[name] = FreshCache(lambda: self.tart.vm_identity(name),
-                                                          self.clock.monotonic)
+            cache = cache_for(self._identity, name, lambda: self.tart.vm_identity(name),
+                              self.clock.monotonic)
         return cache.get(self._not_before(False), self._refresh_after(False))
 
     def is_macos(self, name: str) -> bool:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vm_operator.core.cache import FreshCache
+from vm_operator.core.cache import FreshCache, cache_for
 from vm_operator.core.clock import Clock
 from vm_operator.core.errors import ReadyTimeout, not_running
 from vm_operator.core.event_catalogue import VM_READY
@@ -90,10 +90,7 @@ class ReadinessProbe:
             if not fresh and name in self._ready:
                 return self._ready[name]
             run = self._runs.get(name, 0)
-            cache = self._caches.get(name)
-            if cache is None:
-                cache = self._caches[name] = FreshCache(lambda: self._look(name),
-                                                        self.clock.monotonic)
+            cache = cache_for(self._caches, name, lambda: self._look(name), self.clock.monotonic)
         now = self.clock.monotonic()
         seen = cache.get(now if fresh else now - self.ttl)
         if seen.ready:

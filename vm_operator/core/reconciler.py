@@ -64,6 +64,7 @@ from vm_operator.core.reconcile_state import (
     suspend_requested,
 )
 from vm_operator.core.records import DesiredStatus
+from vm_operator.core.worker import Worker
 from vm_operator.store.operation_records import OperationEvent
 from vm_operator.store.specs import SpecSource, VmSpec
 from vm_operator.store.state import StateDirError
@@ -81,13 +82,15 @@ Report = Callable[[Mapping[str, object]], None]
 """Where the server's log lines go: one JSON object per line (the wiring gives ``log_line``)."""
 
 
-class Reconciler:
-    """Compares desired with observed power and acts; see the module's docstring."""
+class Reconciler(Worker):
+    """Compares desired with observed power and acts; see the module's docstring. Its thread
+    (``start``) makes the first pass at once (start-up), then one per kick or per ``interval``."""
 
     def __init__(self, parts: Parts, queue: OperationQueue, events: EventBus,
                  interval: float = RECONCILE_INTERVAL,
                  on_action: Callable[[str], None] = lambda action: None,
                  report: Report = lambda record: None) -> None:
+        super().__init__("reconciler")
         self.parts = parts
         self.queue = queue
         self.events = events
@@ -98,37 +101,23 @@ class Reconciler:
         self._spec_lock = threading.Lock()  # read-modify-write of a spec
         self._pass = threading.Lock()  # one pass at a time
         self._memories: dict[str, VmMemory] = {}
-        self._kick = threading.Event()
-        self._closed = threading.Event()
-        self._thread: threading.Thread | None = None
         self._born = parts.clock.utc_now()  # a run started since is one this process launched
 
     # --- the loop -------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """The first pass at once (start-up), then one per kick or per ``interval``."""
-        self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
-        self._thread.start()
-
-    def close(self, timeout: float = 5.0) -> None:
-        self._closed.set()
-        self._kick.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
     def kick(self) -> None:
         """Something changed: pass again now."""
-        self._kick.set()
+        self._wake.set()
 
     def _loop(self) -> None:
         while not self._closed.is_set():
-            self._kick.clear()
+            self._wake.clear()
             began = self.parts.clock.monotonic()
             try:
                 self.reconcile_once()
             except Exception:  # one bad pass must not end the loop
                 log.exception("the reconciler's pass failed")
-            self._kick.wait(self._until_next_pass(began))
+            self._wake.wait(self._until_next_pass(began))
 
     def _until_next_pass(self, began: float) -> float:
         """Seconds to wait before the next pass: a backoff ends the wait when it is over."""

@@ -26,6 +26,7 @@ from vm_operator.core.errors import (
     state_dir_unwritable,
     vm_not_found,
 )
+from vm_operator.core.fleet import Resources
 from vm_operator.core.operations import NameBusy, OperationQueue
 from vm_operator.core.parts import Parts
 from vm_operator.core.records import VmDetail
@@ -38,13 +39,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class VmPatch:
+class VmPatch(Resources):
     """What a PATCH asks of ``tart set``: the fields given, None (False) for the others."""
 
-    cpu: int | None = None
-    memory_mb: int | None = None
-    disk_gb: int | None = None
-    display: str | None = None
     random_mac: bool = False
 
     @property

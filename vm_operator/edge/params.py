@@ -50,6 +50,20 @@ class ParamType(Generic[T]):
         raise NotImplementedError
 
 
+class TextParam(ParamType[T]):
+    """A parameter whose JSON value is a string read as its text would be (``from_text``);
+    any other JSON value is refused with ``expected``."""
+
+    def expected(self, key: str) -> str:
+        """The detail of a refusal: what the value must be."""
+        raise NotImplementedError
+
+    def from_json(self, key: str, value: object) -> T:
+        if isinstance(value, str):
+            return self.from_text(key, value)
+        raise ValueError(self.expected(key))
+
+
 class Int(ParamType[int]):
     """A whole number from ``low`` to ``high``, as text: ASCII digits, at most as many as
     ``high`` has (and at least 6, for leading zeros), so no text costs more to read than that."""
@@ -107,7 +121,7 @@ class Boolean(ParamType[bool]):
         raise self._refusal(key)
 
 
-class OneOf(ParamType[str]):
+class OneOf(TextParam[str]):
     """One of a fixed set of words."""
 
     def __init__(self, choices: tuple[str, ...]) -> None:
@@ -116,15 +130,13 @@ class OneOf(ParamType[str]):
     def schema(self) -> Schema:
         return {"enum": list(self.choices)}
 
+    def expected(self, key: str) -> str:
+        return f"{key} must be one of: {', '.join(self.choices)}"
+
     def from_text(self, key: str, text: str) -> str:
         if text not in self.choices:
-            raise ValueError(f"{key} must be one of: {', '.join(self.choices)}")
+            raise ValueError(self.expected(key))
         return text
-
-    def from_json(self, key: str, value: object) -> str:
-        if isinstance(value, str):
-            return self.from_text(key, value)
-        raise ValueError(f"{key} must be one of: {', '.join(self.choices)}")
 
 
 class Verbatim(ParamType[str]):

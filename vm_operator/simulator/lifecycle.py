@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import shutil
@@ -16,7 +15,7 @@ from pathlib import Path
 from .errors import TartError, UsageError, does_not_exist
 from .files import read_json, say
 from .knobs import current
-from .locks import lock_dir, lock_holder, locked_tmp_dir, vm_state
+from .locks import lock_config, lock_dir, lock_holder, locked_tmp_dir, vm_state
 from .registry import EXPLICITLY_PULLED, initialized, pull_image
 from .storage import (
     STATE_FILE,
@@ -110,12 +109,8 @@ def delete_local(name: str) -> None:
     except (FileNotFoundError, NotADirectoryError):
         raise does_not_exist(name)
     try:
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno in (errno.EACCES, errno.EAGAIN):
-                raise TartError(f'VM "{name}" is running', 1)
-            raise
+        if not lock_config(fd):
+            raise TartError(f'VM "{name}" is running', 1)
         gone = d.parent / f".deleting-{d.name}-{os.getpid()}"
         try:  # rename away first so listings never see a half-deleted VM
             os.rename(d, gone)

@@ -5,6 +5,7 @@ makes a VM "running"."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
@@ -85,6 +86,18 @@ def gc_tmp() -> None:
 
 
 FLOCK = ("qqihh", 3, 2) if sys.platform == "darwin" else ("hhqqi4x", 0, 4)
+
+
+def lock_config(fd: int) -> bool:
+    """Take the lock of a VM's config.json (open read-write at ``fd``) without waiting, as a
+    `tart run` does: False when another process holds it (the VM runs)."""
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EAGAIN):
+            return False
+        raise
+    return True
 
 
 def lock_holder(config: Path) -> int | None:

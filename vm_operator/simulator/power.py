@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import fcntl
 import os
 import signal
@@ -15,7 +14,7 @@ from .errors import TartError, UsageError, not_running, not_suspendable
 from .files import read_json
 from .guest import guest_port, run_vm
 from .knobs import current
-from .locks import lock_holder, run_pid, wait_unlocked
+from .locks import lock_config, lock_holder, run_pid, wait_unlocked
 from .storage import RUN_GATE_FILE, RUNTIME_FILE, STATE_FILE, existing, local_entries, tart_home
 
 
@@ -90,12 +89,8 @@ def take_run_lock(name: str, fd: int, os_name: str) -> None:
     home_fd = os.open(tart_home(), os.O_RDONLY)
     try:
         fcntl.flock(home_fd, fcntl.LOCK_EX)
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno in (errno.EACCES, errno.EAGAIN):
-                raise TartError(f'VM "{name}" is already running!', 2)
-            raise
+        if not lock_config(fd):
+            raise TartError(f'VM "{name}" is already running!', 2)
         limit = int(current().vm_limit)
         if limit > 0 and os_name == "darwin":
             # Never open our own config.json again: closing any descriptor of

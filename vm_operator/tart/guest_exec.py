@@ -112,19 +112,12 @@ def run_exec(argv: Sequence[str], env: Mapping[str, str], stdin: bytes | None, t
     group = ProcessGroup(proc)
     out, err = _Capped(cap), _Capped(cap)
     try:
-        _pump(proc, stdin, hold_stdin, out, err, deadline)
-        code = group.reap(deadline)
+        with group.owned():
+            _pump(proc, stdin, hold_stdin, out, err, deadline)
+            code = group.reap(deadline)
     except Expired:
-        group.kill_and_reap()
         raise GuestTimeout(f"the command did not end within {timeout:g} s; it was killed") \
             from None
-    except BaseException:
-        group.kill_and_reap()
-        raise
-    finally:
-        for pipe in (proc.stdin, proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
     return ExecResult(128 - code if code < 0 else code, bytes(out.data), bytes(err.data),
                       out.cut or err.cut)
 

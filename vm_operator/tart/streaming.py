@@ -18,7 +18,8 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from vm_operator.tart.errors import TartTimeout, binary_unavailable, command_error
 from vm_operator.tart.parse import error_message
@@ -72,6 +73,21 @@ class ProcessGroup:
         except Expired:  # unkillable (uninterruptible sleep): leave it to the OS
             pass
 
+    @contextmanager
+    def owned(self) -> Iterator[None]:
+        """While the caller talks to the process: on any exception (an ``Expired`` too) its
+        group is killed and reaped before the exception goes on; its pipes closed in every
+        case."""
+        try:
+            yield
+        except BaseException:
+            self.kill_and_reap()
+            raise
+        finally:
+            for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+
 
 def _pump(proc: subprocess.Popen[bytes], on_output: OutputSink, deadline: float) -> bytes:
     """Read stdout (to ``on_output``) and stderr (kept) until both are closed; its stderr."""
@@ -113,19 +129,12 @@ def run_streaming(argv: Sequence[str], env: Mapping[str, str], timeout: float, l
         raise binary_unavailable(argv[0], exc) from None
     group = ProcessGroup(proc)
     try:
-        on_started(group.kill)
-        stderr = _pump(proc, on_output, deadline)
-        code = group.reap(deadline)
+        with group.owned():
+            on_started(group.kill)
+            stderr = _pump(proc, on_output, deadline)
+            code = group.reap(deadline)
     except Expired:
-        group.kill_and_reap()
         raise TartTimeout(f"'tart {label}' did not finish within {timeout:g} s") from None
-    except BaseException:
-        group.kill_and_reap()
-        raise
-    finally:
-        for pipe in (proc.stdin, proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
     if code < 0:
         raise command_error(f"'tart {label}' was killed by signal {-code}", code)
     if code != 0:

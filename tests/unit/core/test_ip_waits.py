@@ -4,7 +4,7 @@ over a fake Tart whose ``tart ip`` answers when the test lets it."""
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
@@ -64,13 +64,30 @@ def started(fake: FakeIp, count: int = 1) -> None:
         assert fake.started.acquire(timeout=10), "tart ip was not called"
 
 
-def test_fifty_askers_of_one_vm_share_one_tart_ip() -> None:
+def over_fakes(limit: int | None = None) -> tuple[FakeIp, FakeClock, IpWaiters]:
+    """IpWaiters over a FakeIp and a FakeClock (``limit``: its bound, else the default)."""
     fake, clock = FakeIp(), FakeClock()
-    waiters = IpWaiters(fake, clock)
+    waiters = IpWaiters(fake, clock) if limit is None else IpWaiters(fake, clock, limit=limit)
+    return fake, clock, waiters
+
+
+def ask(pool: ThreadPoolExecutor, waiters: IpWaiters, name: str, wait: int) -> Future[str]:
+    """Ask ``waiters`` for the VM's IP from a thread of ``pool``."""
+    return pool.submit(waiters.ip, VmName(name), wait)
+
+
+def ask_tart(pool: ThreadPoolExecutor, fake: FakeIp, waiters: IpWaiters, wait: int) -> Future[str]:
+    """Ask for the IP of "vm" and wait until the ask has started a ``tart ip`` of its own."""
+    asked = ask(pool, waiters, "vm", wait)
+    started(fake)
+    return asked
+
+
+def test_fifty_askers_of_one_vm_share_one_tart_ip() -> None:
+    fake, _, waiters = over_fakes()
     with ThreadPoolExecutor(50) as pool:
-        first = pool.submit(waiters.ip, VmName("vm"), 60)
-        started(fake)
-        rest = [pool.submit(waiters.ip, VmName("vm"), 30) for _ in range(49)]
+        first = ask_tart(pool, fake, waiters, 60)
+        rest = [ask(pool, waiters, "vm", 30) for _ in range(49)]
         joined(waiters, "vm", 50)  # every asker joined before the answer
         fake.answer(0, "192.168.64.2")
         assert {f.result(10) for f in [first, *rest]} == {"192.168.64.2"}
@@ -79,13 +96,10 @@ def test_fifty_askers_of_one_vm_share_one_tart_ip() -> None:
 
 
 def test_a_look_without_a_wait_is_not_answered_by_a_waiter_that_waits() -> None:
-    fake, clock = FakeIp(), FakeClock()
-    waiters = IpWaiters(fake, clock)
+    fake, _, waiters = over_fakes()
     with ThreadPoolExecutor(4) as pool:
-        waiting = pool.submit(waiters.ip, VmName("vm"), 60)
-        started(fake)
-        now = pool.submit(waiters.ip, VmName("vm"), 0)
-        started(fake)
+        waiting = ask_tart(pool, fake, waiters, 60)
+        now = ask_tart(pool, fake, waiters, 0)
         assert fake.calls == [("vm", 60), ("vm", 0)]
         fake.answer(1, "10.0.0.7")
         assert now.result(10) == "10.0.0.7"
@@ -94,16 +108,15 @@ def test_a_look_without_a_wait_is_not_answered_by_a_waiter_that_waits() -> None:
 
 
 def test_past_the_bound_a_new_waiter_is_refused_but_joining_is_not() -> None:
-    fake, clock = FakeIp(), FakeClock()
-    waiters = IpWaiters(fake, clock, limit=2)
+    fake, _, waiters = over_fakes(limit=2)
     with ThreadPoolExecutor(4) as pool:
-        a = pool.submit(waiters.ip, VmName("a"), 60)
-        b = pool.submit(waiters.ip, VmName("b"), 60)
+        a = ask(pool, waiters, "a", 60)
+        b = ask(pool, waiters, "b", 60)
         started(fake, 2)
         with pytest.raises(IpWaitersFull) as refused:
             waiters.ip(VmName("c"), 60)
         assert refused.value.retry_after > 0 and "2 tart ip" in refused.value.detail
-        joining = pool.submit(waiters.ip, VmName("a"), 60)
+        joining = ask(pool, waiters, "a", 60)
         joined(waiters, "a", 2)
         for index in range(2):
             fake.answer(index, f"10.0.0.{index + 1}")
@@ -113,12 +126,10 @@ def test_past_the_bound_a_new_waiter_is_refused_but_joining_is_not() -> None:
 
 
 def test_an_asker_with_time_left_starts_the_next_waiter_for_what_it_has_left() -> None:
-    fake, clock = FakeIp(), FakeClock()
-    waiters = IpWaiters(fake, clock)
+    fake, clock, waiters = over_fakes()
     with ThreadPoolExecutor(4) as pool:
-        short = pool.submit(waiters.ip, VmName("vm"), 10)
-        started(fake)
-        long = pool.submit(waiters.ip, VmName("vm"), 100)
+        short = ask_tart(pool, fake, waiters, 10)
+        long = ask(pool, waiters, "vm", 100)
         joined(waiters, "vm", 2)
         clock.now += 10
         fake.answer(0, TartNoIp("no IP address found, is your VM running?", 1))
@@ -131,14 +142,12 @@ def test_an_asker_with_time_left_starts_the_next_waiter_for_what_it_has_left() -
 
 
 def test_other_failures_reach_every_asker_and_a_joiner_whose_wait_ends_first_gets_no_ip() -> None:
-    fake, clock = FakeIp(), FakeClock()
-    waiters = IpWaiters(fake, clock)
+    fake, _, waiters = over_fakes()
     with ThreadPoolExecutor(4) as pool:
-        first = pool.submit(waiters.ip, VmName("vm"), 60)
-        started(fake)
+        first = ask_tart(pool, fake, waiters, 60)
         with pytest.raises(TartNoIp):
             waiters.ip(VmName("vm"), 1)  # joins; its second runs out before the waiter's 60
-        joining = pool.submit(waiters.ip, VmName("vm"), 60)
+        joining = ask(pool, waiters, "vm", 60)
         joined(waiters, "vm", 3)  # the one that gave up is still counted: it did join
         fake.answer(0, TartNotRunning('VM "vm" is not running', 2))
         for future in (first, joining):

@@ -137,23 +137,27 @@ def probe_over(tart: FakeTart, clock: FakeClock, port: int = 22) -> tuple[Readin
                           sleep=clock.advance), bus
 
 
+def vm_probed(state: str, port: int = 22) -> tuple[FakeTart, FakeClock, ReadinessProbe,
+                                                  EventBus]:
+    """A VM "vm" in ``state`` on a fake Tart, and a probe (and its bus) over it."""
+    tart, clock = FakeTart(), FakeClock()
+    tart.add("vm", state=state)
+    return (tart, clock, *probe_over(tart, clock, port))
+
+
 def ready_events(bus: EventBus, name: str) -> list[dict[str, object]]:
     return [dict(e.data) for e in bus.history(name) if e.type == VM_READY.type]
 
 
 def test_no_ip_address_is_not_ready_and_nothing_is_probed() -> None:
-    tart, clock = FakeTart(), FakeClock()
-    tart.add("vm", state="stopped")  # FakeTart: no IP address unless it runs
-    probe, bus = probe_over(tart, clock)
+    tart, _clock, probe, bus = vm_probed("stopped")  # FakeTart: no IP address unless it runs
     seen = probe.check(VmName("vm"))
     assert seen == Readiness(None, 22, False) and seen.waiting_for == "ip"
     assert tart.count("probe") == 0 and ready_events(bus, "vm") == []
 
 
 def test_an_address_without_a_listener_is_not_ready() -> None:
-    tart, clock = FakeTart(), FakeClock()
-    tart.add("vm", state="running")
-    probe, bus = probe_over(tart, clock, port=2222)
+    tart, _clock, probe, bus = vm_probed("running", port=2222)
     seen = probe.check(VmName("vm"))
     assert seen == Readiness(GUEST, 2222, False) and seen.waiting_for == "connection"
     assert tart.args("probe") == [(GUEST, 2222)]
@@ -161,10 +165,8 @@ def test_an_address_without_a_listener_is_not_ready() -> None:
 
 
 def test_ready_is_announced_once_per_run() -> None:
-    tart, clock = FakeTart(), FakeClock()
-    tart.add("vm", state="running")
+    tart, clock, probe, bus = vm_probed("running")
     tart.accepting.add((GUEST, 22))
-    probe, bus = probe_over(tart, clock)
     assert probe.check(VmName("vm")).ready is True
     clock.advance(5)
     assert probe.check(VmName("vm")).ready is True  # looked at again: still this run
@@ -175,9 +177,7 @@ def test_ready_is_announced_once_per_run() -> None:
 
 
 def test_answers_are_reused_for_the_ttl_unless_fresh_is_asked() -> None:
-    tart, clock = FakeTart(), FakeClock()
-    tart.add("vm", state="running")
-    probe, _ = probe_over(tart, clock)
+    tart, clock, probe, _ = vm_probed("running")
     probe.check(VmName("vm"))
     clock.advance(0.5)
     assert probe.check(VmName("vm")).ready is False
@@ -194,9 +194,7 @@ def test_answers_are_reused_for_the_ttl_unless_fresh_is_asked() -> None:
 
 
 def test_a_not_ready_vm_is_looked_at_again_after_the_ttl() -> None:
-    tart, clock = FakeTart(), FakeClock()
-    tart.add("vm", state="running")
-    probe, _ = probe_over(tart, clock)
+    tart, clock, probe, _ = vm_probed("running")
     probe.check(VmName("vm"))
     clock.advance(1.5)
     probe.check(VmName("vm"))
@@ -204,9 +202,7 @@ def test_a_not_ready_vm_is_looked_at_again_after_the_ttl() -> None:
 
 
 def test_the_waiter_returns_once_ready() -> None:
-    tart, clock = FakeTart(), FakeClock()
-    tart.add("vm", state="running")
-    probe, bus = probe_over(tart, clock)
+    tart, clock, probe, bus = vm_probed("running")
     looks = []
 
     def running() -> bool:
@@ -221,9 +217,7 @@ def test_the_waiter_returns_once_ready() -> None:
 
 
 def test_the_waiter_times_out_naming_what_it_waited_for() -> None:
-    tart, clock = FakeTart(), FakeClock()
-    tart.add("vm", state="running")
-    probe, _ = probe_over(tart, clock, port=2222)
+    _tart, clock, probe, _ = vm_probed("running", port=2222)
     with pytest.raises(ReadyTimeout) as caught:
         probe.wait(VmName("vm"), clock.monotonic() + 2, 2, lambda: True)
     assert (caught.value.waiting_for, caught.value.ip, caught.value.port) == (
@@ -232,9 +226,7 @@ def test_the_waiter_times_out_naming_what_it_waited_for() -> None:
 
 
 def test_the_waiter_stops_when_the_vm_stops() -> None:
-    tart, clock = FakeTart(), FakeClock()
-    tart.add("vm", state="stopped")
-    probe, _ = probe_over(tart, clock)
+    _tart, clock, probe, _ = vm_probed("stopped")
     with pytest.raises(NotRunning):
         probe.wait(VmName("vm"), clock.monotonic() + 60, 60, lambda: False)
 
@@ -281,10 +273,8 @@ def test_the_demo_probes_the_port_its_simulated_guests_listen_on(given: str | No
 
 
 def test_a_run_that_ends_while_it_is_looked_at_leaves_no_ready_behind() -> None:
-    tart, clock = FakeTart(), FakeClock()
-    tart.add("vm", state="running")
+    tart, _clock, probe, bus = vm_probed("running")
     tart.accepting.add((GUEST, 22))
-    probe, bus = probe_over(tart, clock)
     looked_up = tart.ip
 
     def ip_then_the_run_ends(name: VmName, wait: int) -> str:

@@ -4,14 +4,12 @@ passes over the fakes of tests/unit/fakes.py, the clock moved by the test (no sl
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakes import SAFETY, FakeClock, FakeStore, FakeTart
+from fakes import FakeCore
 
-from vm_operator.core.operations import OperationQueue
 from vm_operator.core.reconcile_rules import (
     backoff_delay,
     failures_after_end,
@@ -20,8 +18,7 @@ from vm_operator.core.reconcile_rules import (
     restart_wanted,
     wake_in,
 )
-from vm_operator.core.records import DesiredStatus
-from vm_operator.core.service import Settings, VmService
+from vm_operator.core.service import Settings
 from vm_operator.store.specs import BadSpec, RestartPolicy, SpecStore, VmSpec, spec_from_json
 from vm_operator.tart.names import VmName
 
@@ -120,28 +117,15 @@ def test_a_wrong_spec_is_refused(change: dict[str, object]) -> None:
 # --- the reconciler over the fakes ---------------------------------------------------------------
 
 
-class Core:
+class Core(FakeCore):
     def __init__(self, directory: Path, max_running: int = 2) -> None:
-        self.tart = FakeTart()
-        self.store = FakeStore()
-        self.clock = FakeClock()
-        self.specs = SpecStore(directory / "specs", directory)
-        self.service = VmService(
-            self.tart, self.store, self.clock, OperationQueue(lambda: "2026-01-01T00:00:00.000Z"),
-            self.specs, lambda exc: type(exc).__name__, Settings(max_running=max_running))
-        self.reconciler = self.service.reconciler
+        super().__init__(directory, Settings(max_running=max_running))
 
-    def status(self, name: str) -> DesiredStatus:
-        return self.reconciler.status(name)
-
-    def crash(self, name: str, code: int | None) -> None:
-        """End the VM's run and wait (bounded) until the reconciler has seen it end."""
-        before = self.status(name)["last_exit"]
-        self.tart.crash(name, code)
-        deadline = time.monotonic() + SAFETY
-        while self.status(name)["last_exit"] == before:
-            assert time.monotonic() < deadline, "the reconciler never saw the run end"
-            time.sleep(0.001)
+    def started(self, name: str, restart: RestartPolicy) -> None:
+        """A VM of the fake Tart, desired running under ``restart``, started as the API does."""
+        self.tart.add(name)
+        self.service.set_desired(VmName(name), restart=restart)
+        self.service.start(VmName(name))
 
     def runs(self, name: str) -> int:
         return self.tart.count("run", name)
@@ -156,9 +140,7 @@ def core(tmp_path: Path) -> Iterator[Core]:
 
 def test_backoff_grows_while_runs_keep_ending_and_resets_after_ten_healthy_minutes(
         core: Core) -> None:
-    core.tart.add("ci")
-    core.service.set_desired(VmName("ci"), restart="always")
-    core.service.start(VmName("ci"))
+    core.started("ci", "always")
     for delay in (1.0, 2.0, 4.0, 8.0):  # each end, before the VM could run healthy
         core.crash("ci", 1)
         runs = core.runs("ci")
@@ -185,9 +167,7 @@ def test_backoff_grows_while_runs_keep_ending_and_resets_after_ten_healthy_minut
 
 
 def test_an_end_after_ten_minutes_counts_as_the_first_failure(core: Core) -> None:
-    core.tart.add("ci")
-    core.service.set_desired(VmName("ci"), restart="on-failure")
-    core.service.start(VmName("ci"))
+    core.started("ci", "on-failure")
     core.crash("ci", 2)
     core.clock.advance(1.1)
     core.reconciler.reconcile_once()
@@ -208,9 +188,7 @@ def test_an_end_after_ten_minutes_counts_as_the_first_failure(core: Core) -> Non
 ])
 def test_an_end_restarts_as_the_policy_says(core: Core, policy: RestartPolicy,
                                             code: int | None, restarted: bool) -> None:
-    core.tart.add("ci")
-    core.service.set_desired(VmName("ci"), restart=policy)
-    core.service.start(VmName("ci"))
+    core.started("ci", policy)
     core.crash("ci", code)
     core.clock.advance(1.1)
     core.reconciler.reconcile_once()
@@ -221,9 +199,7 @@ def test_an_end_restarts_as_the_policy_says(core: Core, policy: RestartPolicy,
 
 
 def test_a_stop_through_the_api_is_never_undone(core: Core) -> None:
-    core.tart.add("ci")
-    core.service.set_desired(VmName("ci"), restart="always")
-    core.service.start(VmName("ci"))
+    core.started("ci", "always")
     core.service.stop(VmName("ci"), 5)
     spec = core.service.spec(VmName("ci"))
     assert spec is not None and spec.desired == "stopped" and spec.restart == "always"
@@ -325,9 +301,7 @@ def test_start_up_brings_back_every_vm_desired_running_whatever_its_policy(
 
 
 def test_events_tell_what_the_reconciler_did(core: Core) -> None:
-    core.tart.add("ci")
-    core.service.set_desired(VmName("ci"), restart="always")
-    core.service.start(VmName("ci"))
+    core.started("ci", "always")
     core.crash("ci", 1)
     core.clock.advance(1.1)
     core.reconciler.reconcile_once()
@@ -379,9 +353,7 @@ def test_a_stop_that_comes_between_a_pass_and_its_start_wins(core: Core) -> None
 
 
 def test_next_attempt_at_is_when_the_backoff_ends_and_never_a_time_past(core: Core) -> None:
-    core.tart.add("ci")
-    core.service.set_desired(VmName("ci"), restart="always")
-    core.service.start(VmName("ci"))
+    core.started("ci", "always")
     core.crash("ci", 1)
     ends = later(core.clock.utc_now(), 1.0)
     assert core.status("ci")["next_attempt_at"] == ends

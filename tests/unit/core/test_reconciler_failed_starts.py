@@ -8,40 +8,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakes import SAFETY, FakeClock, FakeStore, FakeTart, begin
+from fakes import SAFETY, FakeCore, begin
 
-from vm_operator.core.operations import OperationQueue
 from vm_operator.core.reconcile_rules import later
-from vm_operator.core.service import Settings, VmService
-from vm_operator.store.specs import SpecStore
+from vm_operator.core.service import Settings
 from vm_operator.tart.names import VmName
 
 SETTINGS = Settings(start_timeout=30.0, poll_interval=0.001)
 
 
-class Core:
-    def __init__(self, directory: Path) -> None:
-        self.tart = FakeTart()
-        self.clock = FakeClock()
-        self.service = VmService(
-            self.tart, FakeStore(), self.clock,
-            OperationQueue(lambda: "2026-01-01T00:00:00.000Z"),
-            SpecStore(directory / "specs", directory), lambda exc: type(exc).__name__, SETTINGS)
-        self.reconciler = self.service.reconciler
-
-    def failures_told(self, name: str) -> list[dict[str, object]]:
-        return [dict(event.data) for event in self.service.events.history(name)
-                if event.type == "reconcile.failed"]
+def failures_told(core: FakeCore, name: str) -> list[dict[str, object]]:
+    return [dict(event.data) for event in core.service.events.history(name)
+            if event.type == "reconcile.failed"]
 
 
 @pytest.fixture
-def core(tmp_path: Path) -> Iterator[Core]:
-    core = Core(tmp_path)
+def core(tmp_path: Path) -> Iterator[FakeCore]:
+    core = FakeCore(tmp_path, SETTINGS)
     yield core
     core.tart.release_all()
 
 
-def test_a_start_that_timed_out_and_the_end_of_its_run_are_one_failure(core: Core) -> None:
+def test_a_start_that_timed_out_and_the_end_of_its_run_are_one_failure(core: FakeCore) -> None:
     """The start gives up first (start-timeout: its run is left), then that run ends: the end
     is the same failure, not a second one (the backoff stays at 1 s, not 2 s)."""
     vm = core.tart.add("ci")
@@ -52,7 +40,7 @@ def test_a_start_that_timed_out_and_the_end_of_its_run_are_one_failure(core: Cor
     core.tart.wait_calls("list", since=core.tart.mark(), caller=reconciling)  # confirming it
     core.clock.advance(SETTINGS.start_timeout)
     reconciling.outcome()
-    told = core.failures_told("ci")
+    told = failures_told(core, "ci")
     assert len(told) == 1 and str(told[0]["error"]).startswith("start: ")
     next_attempt = core.reconciler.status("ci")["next_attempt_at"]
     assert next_attempt == later(core.clock.utc_now(), 1.0)
@@ -64,6 +52,6 @@ def test_a_start_that_timed_out_and_the_end_of_its_run_are_one_failure(core: Cor
         time.sleep(0.001)
     status = core.reconciler.status("ci")
     assert status["last_exit"] is not None and status["last_exit"]["exit_code"] == 1
-    assert len(core.failures_told("ci")) == 1
+    assert len(failures_told(core, "ci")) == 1
     assert status["next_attempt_at"] == next_attempt
     assert status["condition"] == "backing-off"
