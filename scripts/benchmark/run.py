@@ -52,33 +52,17 @@ def run(args: argparse.Namespace) -> Report:
             "operator_src": str(fleet.operator_src),
         },
     }
-    if args.tunnels_only:
-        try:
-            report["tunnels"] = measure_tunnels(fleet, args, tart_delay)
-            report["machine"]["loadavg_at_end"] = loadavg()
-            report["targets"] = []
-            return report
-        finally:
-            log("stopping everything this run started")
-            fleet.close()
-    if args.beside_pull_only:
-        try:
-            report["beside_pull"] = measure_beside_pull(fleet, args, tart_delay)
-            report["machine"]["loadavg_at_end"] = loadavg()
-            report["targets"] = beside_pull_targets(report["beside_pull"])
-            return report
-        finally:
-            log("stopping everything this run started")
-            fleet.close()
-    if args.host_cost_only:
-        try:
-            report["host_cost"] = measure_host_cost(fleet, args, tart_delay)
-            report["machine"]["loadavg_at_end"] = loadavg()
-            report["targets"] = host_cost_targets(report["host_cost"])
-            return report
-        finally:
-            log("stopping everything this run started")
-            fleet.close()
+    only = (("tunnels", args.tunnels_only), ("beside_pull", args.beside_pull_only),
+            ("host_cost", args.host_cost_only))
+    for part, asked in only:
+        if asked:
+            try:
+                measure_only(part, report, fleet, args, tart_delay)
+                report["machine"]["loadavg_at_end"] = loadavg()
+                return report
+            finally:
+                log("stopping everything this run started")
+                fleet.close()
     try:
         log(f"starting servers in {fleet.root}")
         bare = fleet.start_bare()
@@ -197,6 +181,21 @@ def measure_lifecycle(fleet: Servers, args: argparse.Namespace, tart_delay: floa
     assert server.call_log is not None
     return lifecycle.measure(server.port, server.call_log, progress_log,
                                    args.create_samples)
+
+
+def measure_only(part: str, report: Report, fleet: Servers, args: argparse.Namespace,
+                 tart_delay: float) -> None:
+    """One part of the benchmark alone (``--tunnels-only``, ``--beside-pull-only``,
+    ``--host-cost-only``): its figures and its targets into ``report``."""
+    if part == "tunnels":
+        report["tunnels"] = measure_tunnels(fleet, args, tart_delay)
+        report["targets"] = []
+    elif part == "beside_pull":
+        report["beside_pull"] = measure_beside_pull(fleet, args, tart_delay)
+        report["targets"] = beside_pull_targets(report["beside_pull"])
+    else:
+        report["host_cost"] = measure_host_cost(fleet, args, tart_delay)
+        report["targets"] = host_cost_targets(report["host_cost"])
 
 
 def measure_beside_pull(fleet: Servers, args: argparse.Namespace,

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import REPO_ROOT
+
+ROOT = REPO_ROOT
 
 
 def test_the_benchmark_measures_tunnels_against_direct_connections(tmp_path: Path) -> None:

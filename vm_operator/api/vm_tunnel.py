@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from vm_operator.api.app import App
 from vm_operator.api.params import NAME
 from vm_operator.api.problems import TART_FAILURES
 from vm_operator.core.errors import IpWaitersFull, NotRunning, OciImage, TunnelsFull, VmNotFound
-from vm_operator.core.tunnels import MAX_TUNNELS, Tunnel
-from vm_operator.edge.audit import Audit
+from vm_operator.core.tunnels import MAX_TUNNELS
 from vm_operator.edge.authz import Role
 from vm_operator.edge.params import Int
 from vm_operator.edge.problems.client_errors import UPGRADE_REQUIRED
@@ -20,36 +17,13 @@ from vm_operator.tart.errors import GuestRefused, TartNoIp, TartNotRunning
 PORT = OptionalQuery("port", Int(1, 65535), "The guest's TCP port", required=True)
 
 
-@dataclass(frozen=True)
-class AuditedTunnel:
-    """A tunnel whose end writes the request's audit line, with the bytes each way (a refusal
-    before the upgrade is audited by the edge)."""
-
-    tunnel: Tunnel
-    audit: Audit
-
-    def recv(self, size: int) -> bytes:
-        return self.tunnel.recv(size)
-
-    def sendall(self, data: bytes) -> None:
-        self.tunnel.sendall(data)
-
-    def shutdown_write(self) -> None:
-        self.tunnel.shutdown_write()
-
-    def close(self) -> None:
-        self.tunnel.close()
-
-    def finish(self, client: str, to_guest: int, from_guest: int) -> None:
-        self.tunnel.finish(client, to_guest, from_guest)
-        self.audit(101, bytes_in=to_guest, bytes_out=from_guest)
-
-
 def port_forward(app: App, req: Request) -> Response:
     port = req.optional(PORT)
     assert port is not None  # required: the router refused a request without it
-    tunnel = app.service.tunnels.open(req.get(NAME), port)
-    return Response(101, b"", "", tunnel=AuditedTunnel(tunnel, req.audit))
+    tunnel = app.service.tunnels.open(  # its end writes the audit line, with the bytes
+        req.get(NAME), port, lambda to_guest, from_guest: req.audit(
+            101, bytes_in=to_guest, bytes_out=from_guest))
+    return Response(101, b"", "", tunnel=tunnel)
 
 
 ROUTES: tuple[Route[App], ...] = (

@@ -35,6 +35,7 @@ class Tunnel:
     pipe: GuestPipe
     opened: float
     owner: Tunnels
+    on_end: Callable[[int, int], None] = lambda to_guest, from_guest: None  # once it ended
     _closed: bool = field(default=False, init=False)
 
     def recv(self, size: int) -> bytes:
@@ -52,9 +53,11 @@ class Tunnel:
         self.pipe.close()
 
     def finish(self, client: str, to_guest: int, from_guest: int) -> None:
-        """The tunnel is over: forget it and tell ``vm.connect``."""
+        """The tunnel is over: forget it, tell ``vm.connect``, then ``on_end`` (the bytes to
+        the guest and from it)."""
         self.close()
-        self.owner.finished(self, client, to_guest, from_guest)
+        if self.owner.finished(self, client, to_guest, from_guest):
+            self.on_end(to_guest, from_guest)
 
 
 class Tunnels:
@@ -68,7 +71,8 @@ class Tunnels:
         self._pending = 0  # being opened: they hold a place under the limit
         events.on_publish(self._heard)
 
-    def open(self, name: VmName, port: int) -> Tunnel:
+    def open(self, name: VmName, port: int,
+             on_end: Callable[[int, int], None] = lambda to_guest, from_guest: None) -> Tunnel:
         """A tunnel to ``port`` of the running VM ``name``: its address from Tart, then a
         connection from where Tart runs. Raises what ``tart ip`` raises (no such VM, not
         running, an OCI image), GuestRefused, or TunnelsFull."""
@@ -79,7 +83,7 @@ class Tunnels:
             self._pending += 1
         try:
             pipe = self._connect(self._ip(name), port)
-            tunnel = Tunnel(name, port, pipe, self._monotonic(), self)
+            tunnel = Tunnel(name, port, pipe, self._monotonic(), self, on_end)
             with self._lock:
                 self._open.add(tunnel)
             return tunnel
@@ -91,15 +95,17 @@ class Tunnels:
         with self._lock:
             return len(self._open)
 
-    def finished(self, tunnel: Tunnel, client: str, to_guest: int, from_guest: int) -> None:
+    def finished(self, tunnel: Tunnel, client: str, to_guest: int, from_guest: int) -> bool:
+        """Forget the tunnel and tell ``vm.connect``; whether it was open (told once)."""
         with self._lock:
             if tunnel not in self._open:
-                return
+                return False
             self._open.discard(tunnel)
         seconds = round(max(0.0, self._monotonic() - tunnel.opened), 3)
         self._events.publish(VM_CONNECT.about(tunnel.name, {
             "port": tunnel.port, "client": client, "duration_s": seconds,
             "bytes_to_guest": to_guest, "bytes_from_guest": from_guest}))
+        return True
 
     def close_vm(self, name: str) -> None:
         """End every tunnel of ``name`` (its VM stopped, or is gone)."""
