@@ -48,6 +48,14 @@ def test_run_rm_passes_the_exit_code_through_and_leaves_no_vm(operator: Operator
     assert local_vms(operator) == before
 
 
+def test_run_rm_with_the_name_of_an_existing_vm_leaves_that_vm_alone(
+        operator: Operator) -> None:
+    assert operator.json("POST", "/vms/ubuntu-runner/start")[0] == 202
+    result = cli(operator, "run", "--rm", "--name", "ubuntu-runner", OCI_NAME, "--", "true")
+    assert result.returncode != 0 and b"exists" in result.stderr, result.stderr
+    assert operator.detail("ubuntu-runner")["state"] == "running"  # the user's VM, untouched
+
+
 def test_run_without_rm_keeps_the_vm(operator: Operator) -> None:
     result = cli(operator, "run", "--name", "kept", "ubuntu-runner", "--", "true")
     assert result.returncode == 0, result.stderr

@@ -73,6 +73,9 @@ def test_vm_patterns_refuse_other_vms_and_lists_show_only_the_tokens(op: Any) ->
                                ("GET", "/vms/macos-sequoia-base", None),
                                ("GET", "/vms/macos-sequoia-base/logs", None),
                                ("POST", "/vms", {"name": "prod-1", "from": "ubuntu-runner"}),
+                               # a VM of its own cloned from one it may not touch
+                               ("POST", "/vms", {"name": "ubuntu-8",
+                                          "from": "macos-sequoia-base"}),
                                ("POST", "/images", {"ref": "ghcr.io/cirruslabs/x:1"})]:
         status, doc = _send_as(op, method, path, CI, body)
         assert (status, doc["type"]) == (403, "/problems/vm-forbidden"), (method, path)

@@ -133,7 +133,8 @@ def _run(client: Client, args: argparse.Namespace, console: Console) -> int:
         client.start_vm_ready(name, timeout=READY_TIMEOUT)
         return run_in(client, name, args, console)
     finally:
-        if args.rm:
+        # only a VM this run made: a --name that was taken already (409) is the user's VM
+        if args.rm and (created or not args.name):
             with _no_interrupts():
                 _remove(client, name, created[0] if created else None, console)
 

@@ -91,8 +91,18 @@ def check_target(route: Route[Any], req: Request, owners: Owners) -> None:
     if vm is None and route.needs is Role.READ:
         return  # a list, the host, the images: lists show only the caller's VMs
     why = vm_refusal(caller, vm)
+    source = source_vm(req)
+    if why is None and source is not None:
+        why = vm_refusal(caller, source)
     if why is not None:
         raise ApiError(VM_FORBIDDEN, why)
+
+
+def source_vm(req: Request) -> str | None:
+    """The local VM a create clones (its body's ``from`` without a '/'): it is read, so a
+    token limited to VM patterns must be allowed it too; None for an OCI image or no body."""
+    source = getattr(req.body, "from_", None) if req.body is not None else None
+    return source if isinstance(source, str) and "/" not in source else None
 
 
 def audited(method: str) -> bool:
