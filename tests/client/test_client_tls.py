@@ -178,3 +178,22 @@ def test_the_event_stream_is_read_over_tls(operator_factory: Callable[..., Opera
     finally:
         stream.kill()
         stream.wait(timeout=10)
+
+
+def test_tunnels_trust_the_pinned_certificate_as_every_request_does(
+        operator_factory: Callable[..., Operator], tmp_path: Path) -> None:
+    """``proxy`` (and so ``ssh`` and ``port-forward``) opens its WebSocket with the same trust
+    as the client's other requests: the right pin reaches the operator (which refuses a tunnel
+    to a stopped VM with its problem), a wrong one is refused before the handshake's request
+    is written, naming the certificate it saw."""
+    operator, cert, url = tls_operator(operator_factory, tmp_path / "pki")
+    token = {"VM_OPERATOR_TOKEN": TOKEN}
+    reached = client("--url", url, "--fingerprint", fingerprint(cert), "proxy",
+                     "ubuntu-runner", "22", env=token)
+    assert reached.returncode != 0 and "not running" in reached.stderr, reached.stderr
+    assert requests_logged(operator, "/vms/ubuntu-runner/port-forward") == 1
+    wrong = "sha256:" + "cd" * 32
+    refused = client("--url", url, "--fingerprint", wrong, "proxy", "ubuntu-runner", "22",
+                     env=token)
+    assert refused.returncode != 0 and fingerprint(cert) in refused.stderr, refused.stderr
+    assert requests_logged(operator, "/vms/ubuntu-runner/port-forward") == 1

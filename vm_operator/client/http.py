@@ -165,6 +165,7 @@ class Client:
         self.base_url = check_base_url(base_url)
         self.timeout = timeout
         self.__token = token  # name-mangled and never in a repr or a message
+        self._tls = tls
         self._open = _opener(tls)
 
     def __repr__(self) -> str:
@@ -337,7 +338,7 @@ class Client:
         if self.__token:
             headers["Authorization"] = f"Bearer {self.__token}"
         try:
-            answer = websocket_connect(url, headers, self.timeout)
+            answer = websocket_connect(url, headers, self.timeout, self._tls)
         except NotWebSocket as exc:
             raise Unreachable(f"{_origin(url)}: {exc}: is the URL that of vm-operator?") from None
         except OSError as exc:

@@ -157,14 +157,19 @@ class PinnedConnection(http.client.HTTPSConnection):
 
     def connect(self) -> None:
         super().connect()
-        if self._pin is None:
-            return
         assert isinstance(self.sock, ssl.SSLSocket)
-        der = self.sock.getpeercert(binary_form=True) or b""
-        seen = hashlib.sha256(der).digest()
-        if seen != self._pin:
-            self.sock.close()
-            raise PinMismatch(show_pin(seen), show_pin(self._pin))
+        check_pin(self.sock, self._pin)
+
+
+def check_pin(sock: ssl.SSLSocket, pin: bytes | None) -> None:
+    """After the handshake, before anything is written: the peer's certificate must be the
+    pinned one (``PinMismatch``, the socket closed); nothing to check without a pin."""
+    if pin is None:
+        return
+    seen = hashlib.sha256(sock.getpeercert(binary_form=True) or b"").digest()
+    if seen != pin:
+        sock.close()
+        raise PinMismatch(show_pin(seen), show_pin(pin))
 
 
 class HttpsHandler(urllib.request.HTTPSHandler):

@@ -8,13 +8,13 @@ from __future__ import annotations
 import base64
 import os
 import socket
-import ssl
 import threading
 from dataclasses import dataclass
 from email.message import Message
 from io import BufferedReader
 from urllib.parse import urlsplit
 
+from vm_operator.client.tls import TlsOptions, check_pin, client_context
 from vm_operator.websocket import (
     BINARY,
     CLOSE,
@@ -131,16 +131,23 @@ def _head_lines(rfile: BufferedReader) -> list[str]:
         lines.append(line.decode("iso-8859-1").rstrip("\r\n"))
 
 
-def connect(url: str, headers: dict[str, str], timeout: float) -> WebSocket | Refused:
-    """Open a WebSocket to ``url`` (http or https) with ``headers`` added to the handshake.
-    Network failures raise OSError (TimeoutError); an answer that is not a 101 is Refused."""
+def connect(url: str, headers: dict[str, str], timeout: float,
+            tls: TlsOptions | None = None) -> WebSocket | Refused:
+    """Open a WebSocket to ``url`` (http or https) with ``headers`` added to the handshake;
+    over https with the trust ``tls`` says (the CA file, the pin checked before the handshake
+    is written, the client certificate), as every other request of the client. Network
+    failures raise OSError (TimeoutError, PinMismatch); an answer that is not a 101 is
+    Refused."""
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
     port = parts.port or (443 if parts.scheme == "https" else 80)
     sock = socket.create_connection((host, port), timeout=timeout)
     try:
         if parts.scheme == "https":
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+            options = tls or TlsOptions()
+            secured = client_context(options).wrap_socket(sock, server_hostname=host)
+            sock = secured
+            check_pin(secured, options.pin)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         key = base64.b64encode(os.urandom(16)).decode("ascii")
         target = parts.path + (f"?{parts.query}" if parts.query else "")
