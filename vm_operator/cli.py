@@ -7,7 +7,6 @@ handles it, which is why ``docker stop`` used to take the full ten seconds.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import select
 import shlex
@@ -33,6 +32,7 @@ from vm_operator.config import (
     state_base,
     unknown_variables,
 )
+from vm_operator.edge.security import is_loopback
 from vm_operator.edge.server import OperatorServer, log_line
 from vm_operator.edge.tls import TlsSetupError, server_context
 from vm_operator.store.home import HOME_FILE, HomeMismatch, claim
@@ -155,24 +155,17 @@ def _announce(config: Config, server: OperatorServer, built: Built) -> None:
                   "state directory for every Tart home; state now lives in one directory per "
                   f"Tart home. If it was {config.tart_home}'s, stop the operator and move its "
                   f"specs, vms and operations folders into {config.state_dir}"})
-    if not config.auth_enabled and not _is_loopback(config.host):
+    if not config.auth_enabled and not is_loopback(config.host):
         log_line({"level": "warning", "event": "unauthenticated",
                   "message": f"the API listens on {config.host} WITHOUT authentication: anyone who "
-                  "can reach this port can start and stop VMs. Set VM_OPERATOR_TOKEN."})
+                  "can reach this port can start and stop VMs (running commands in guests and "
+                  "tunnels to their ports are refused until a token is set). Set "
+                  "VM_OPERATOR_TOKEN."})
     if not built.service.tart_status()["available"]:
         advice = "" if config.ssh else f" {tart_advice(config.tart)}"
         log_line({"level": "warning", "event": "tart-unavailable",
                   "message": f"Tart cannot be run at {config.tart}; /health reports degraded."
                   f"{advice}"})
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _stop_demo_vms(built: Built) -> None:

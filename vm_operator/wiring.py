@@ -27,7 +27,7 @@ from vm_operator.edge.dispatch import Site
 from vm_operator.edge.metrics import Metrics
 from vm_operator.edge.problems import problem_of
 from vm_operator.edge.routing import RouteTable
-from vm_operator.edge.security import Access
+from vm_operator.edge.security import Access, is_loopback
 from vm_operator.edge.server import log_line
 from vm_operator.edge.token_file import NamedTokens, TokensRefused
 from vm_operator.store.audit import AuditLog
@@ -160,7 +160,7 @@ def build_app(config: Config, env: Mapping[str, str]) -> Built:
     service.adopt_earlier_runs()  # finish the records of runs an earlier process launched
     tokens = load_tokens(config.tokens_file)
     access = Access(config.token, config.read_token, config.allowed_hosts, config.cors_origins,
-                    tokens)
+                    tokens, exposed=not is_loopback(config.host))
     audit = AuditLog(config.state_dir)
     document = openapi()  # fixed: built once
     fleet = FleetApplier(service, config.config, log_line) if config.config else None

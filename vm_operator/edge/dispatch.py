@@ -32,7 +32,7 @@ from vm_operator.edge.guard import (
     check_throttle,
     target_vm,
 )
-from vm_operator.edge.problems.client_errors import NO_ROUTE, UNEXPECTED_BODY
+from vm_operator.edge.problems.client_errors import FORBIDDEN, NO_ROUTE, UNEXPECTED_BODY
 from vm_operator.edge.problems.server_errors import INTERNAL_ERROR
 from vm_operator.edge.responses import Response
 from vm_operator.edge.routing import (
@@ -237,6 +237,10 @@ def _authorize(site: Site[A], route: Route[A], method: str, headers: Headers, cl
         if refusal.status == 401 and headers.get("Authorization"):
             site.throttle.failed(client, time.monotonic())  # a token presented, and wrong
         raise refusal
+    if route.needs is Role.CONNECT and not site.access.authenticated and site.access.exposed:
+        raise ApiError(FORBIDDEN, "running commands in guests and tunnels to their ports need a "
+                       "token when the API listens beyond loopback: set VM_OPERATOR_TOKEN (or "
+                       "a tokens file)")
     if caller is not None:
         check_role(route, caller)
 

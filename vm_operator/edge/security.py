@@ -46,10 +46,21 @@ class Access:
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
     named: NamedTokens | None = None  # the tokens file (--tokens-file), when there is one
+    exposed: bool = False  # the API listens beyond loopback (--host)
 
     @property
     def authenticated(self) -> bool:
         return bool(self.token or self.read_token or (self.named and self.named.enabled))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listening address (``--host``) is reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _matches(candidate: str, secret: str | None) -> bool:
