@@ -25,6 +25,8 @@ from test_dashboard import (  # noqa: F401 (browser and page: fixtures)
     start_via_api,
 )
 
+from vm_operator.tart.guest_exec import OUTPUT_CAP
+
 VANILLA = "ghcr.io/cirruslabs/macos-sequoia-vanilla:latest"  # its guests have no Tart agent
 
 
@@ -72,6 +74,18 @@ def test_the_command_box_runs_a_command_and_shows_its_output_and_exit_code(page:
     assert page.find("#exec-stdout").text == "<b id=injected>x</b>"
     assert page.all("#injected") == []
     assert page.severe_logs() == []
+
+
+def test_output_cut_at_the_cap_says_truncated(page: Page) -> None:
+    start_via_api(page.operator, UBUNTU)
+    page.wait_state(UBUNTU, "running")
+    open_details(page, UBUNTU)
+    wait_for(lambda: run_enabled(page), WAIT, message="Run enabled for the running VM")
+    status = run_command(page, "sh -c 'yes | head -c 1100000'")
+    assert status == "sh ended with exit code 0.", status
+    assert page.visible("#exec-truncated")
+    assert page.script("return document.getElementById('exec-stdout').textContent.length;") \
+        == OUTPUT_CAP
 
 
 def test_the_ssh_line_names_the_vm_and_the_operator(page: Page) -> None:
