@@ -76,6 +76,9 @@ ASSETS: tuple[Asset, ...] = (
           "The dashboard's VM actions: start, stop, suspend, delete (a JavaScript module)"),
     Asset("/ui/detail.js", "detail.js", "text/javascript", "getDashboardDetail",
           "The dashboard's VM details panel: fields, run log, events (a JavaScript module)"),
+    Asset("/ui/guest.js", "guest.js", "text/javascript", "getDashboardGuest",
+          "The dashboard's way into a VM's guest: the ssh line, a command box (a JavaScript "
+          "module)"),
     Asset("/ui/create.js", "create.js", "text/javascript", "getDashboardCreate",
           "The dashboard's create form and its progress (a JavaScript module)"),
     Asset("/ui/host.js", "host.js", "text/javascript", "getDashboardHost",

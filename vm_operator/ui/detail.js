@@ -1,9 +1,10 @@
-// A VM's details panel (click its name): its fields, the tail of its run log (followed while it
-// runs) and its recent events.
+// A VM's details panel (click its name): its fields, the way into its guest (guest.js), the tail
+// of its run log (followed while it runs) and its recent events.
 
 import { ApiError, request, vmPath } from "./api.js";
 import { byId, clock, dateTime, el, gigabytes, megabytes, setText, show } from "./dom.js";
 import { describeEvent, eventsOf, loadHistory } from "./events.js";
+import { showGuest, wireGuest } from "./guest.js";
 import { offers } from "./session.js";
 import { desiredText, detail, scheduleDetail, vm } from "./vms.js";
 
@@ -36,6 +37,7 @@ function close() {
   clearTimeout(logTimer);
   logTimer = null;
   byId("details").hidden = true;
+  showGuest(null, null);
 }
 
 function render() {
@@ -44,6 +46,7 @@ function render() {
   const listed = vm(name) || {};
   const known = detail(name) || {};
   const run = known.last_run;
+  showGuest(name, listed.state);
   const fields = [
     ["State", listed.state],
     ["OS", known.os],
@@ -135,6 +138,8 @@ export function vmChanged(name, why) {
     followLog(); // the detail says whether it runs, and whether there is a run log
   } else if (why === "gone") {
     close();
+  } else {
+    render(); // its listing changed: its state, so whether a command can run
   }
 }
 
@@ -153,4 +158,5 @@ export function historyLoaded(name) {
 export function wireDetail() {
   byId("details-close").addEventListener("click", close);
   byId("details-title").setAttribute("tabindex", "-1");
+  wireGuest();
 }
