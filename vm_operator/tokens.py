@@ -11,16 +11,23 @@ MIN_TOKEN_LENGTH = 16
 MAX_TOKEN_FILE_BYTES = 4096
 
 
+def let_the_operator_read(exc: OSError, readme: str, uid: int | None = None,
+                          gid: int | None = None) -> str:
+    """What follows "cannot read FILE: why" when the reason is permissions: as which user the
+    operator runs (UID 10001 in the image) and how to let that user read a mounted file."""
+    if not isinstance(exc, PermissionError):
+        return ""
+    uid = os.getuid() if uid is None else uid
+    gid = os.getgid() if gid is None else gid
+    return (f"; the operator runs as UID {uid} (GID {gid}): let that user read the file, e.g. on "
+            f"the host `setfacl -m u:{uid}:r FILE` (README: {readme})")
+
+
 def unreadable_secret_file(variable: str, path: str, exc: OSError, uid: int | None = None,
                            gid: int | None = None) -> str:
     """One line: which file could not be read, as which user, and how to let that user read it."""
-    uid = os.getuid() if uid is None else uid
-    gid = os.getgid() if gid is None else gid
     message = f"vm-operator: cannot read {variable} ({path}): {exc.strerror or exc}"
-    if isinstance(exc, PermissionError):
-        return (f"{message}; the operator runs as UID {uid} (GID {gid}): let that user read the "
-                f"file, e.g. on the host `setfacl -m u:{uid}:r FILE` (README: Tokens in compose)")
-    return message
+    return message + let_the_operator_read(exc, "Tokens in compose", uid, gid)
 
 
 def _read_token_file(path: str, file_name: str) -> str:

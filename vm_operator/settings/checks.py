@@ -10,6 +10,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from vm_operator.tokens import let_the_operator_read
+
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
@@ -101,7 +103,8 @@ def readable_file(value: str) -> str:
         with open(value, "rb"):
             pass
     except OSError as exc:
-        raise argparse.ArgumentTypeError(f"cannot read {value}: {exc.strerror or exc}") from None
+        raise argparse.ArgumentTypeError(f"cannot read {value}: {exc.strerror or exc}"
+                                         + let_the_operator_read(exc, "Security")) from None
     return os.path.abspath(value)
 
 
