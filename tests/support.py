@@ -24,7 +24,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from websockets.sync.client import ClientConnection
 
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -98,6 +101,35 @@ def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
                 break
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+def read_until(sock: socket.socket, marker: bytes) -> bytes:
+    """Read from ``sock`` until what came holds ``marker``; the peer closing first fails."""
+    head = b""
+    while marker not in head:
+        more = sock.recv(4096)
+        assert more, head
+        head += more
+    return head
+
+
+def round_trip(ws: ClientConnection, payload: bytes, chunk: int = 32 * 1024,
+               timeout: float = 30) -> bytes:
+    """Send ``payload`` in binary messages of ``chunk`` bytes while reading what comes back (each
+    message within ``timeout`` seconds), until it all has."""
+    def send() -> None:
+        for start in range(0, len(payload), chunk):
+            ws.send(payload[start:start + chunk])
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    got = bytearray()
+    while len(got) < len(payload):
+        message = ws.recv(timeout=timeout)
+        assert isinstance(message, bytes)
+        got += message
+    sender.join()
+    return bytes(got)
 
 
 def _proc_entries() -> list[str]:

@@ -23,62 +23,60 @@ from benchmark.run import run
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Benchmark vm-operator on the Tart simulator.")
+    scaled: dict[str, tuple[float, float]] = {}  # dest -> (its default, the quick run's)
+
+    def option(flag: str, kind: type[float], full: float, short: float, text: str,
+               note: str = "") -> None:
+        """An option whose default the quick run scales down: both said once, here."""
+        scaled[flag[2:].replace("-", "_")] = (kind(full), kind(short))
+        p.add_argument(flag, type=kind, help=f"{text} ({note}default {full:g}; quick {short:g})")
+
     p.add_argument("--quick", action="store_true",
                    help="smoke-test settings: 0.4 s scenarios, 1 round, --long 2000, "
                    "2 start samples")
-    p.add_argument("--duration", type=float, help="seconds per scenario (default 3; quick 0.4)")
+    option("--duration", float, 3, 0.4, "seconds per scenario")
     p.add_argument("--naive-duration", type=float,
                    help="seconds per scenario of the --cache-ttl 0 reference "
                    "(default = --duration)")
-    p.add_argument("--naive-drain", type=float,
-                   help="seconds the --cache-ttl 0 reference may take to finish in-flight requests "
-                   "past its duration before they are abandoned (default 30; quick 3)")
-    p.add_argument("--rounds", type=int,
-                   help="alternating bare/operator rounds per client count (default 3; quick 1)")
+    option("--naive-drain", float, 30, 3,
+           "seconds the --cache-ttl 0 reference may take to finish in-flight requests past its "
+           "duration before they are abandoned")
+    option("--rounds", int, 3, 1, "alternating bare/operator rounds per client count")
     p.add_argument("--clients", default="1,16,64", help="client counts (default 1,16,64)")
-    p.add_argument("--drain", type=float,
-                   help="seconds the cached operator may take to finish in-flight requests (slow "
-                   "writes of the mixed scenario) past a scenario's duration (default 10; quick 2)")
+    option("--drain", float, 10, 2,
+           "seconds the cached operator may take to finish in-flight requests (slow writes of "
+           "the mixed scenario) past a scenario's duration")
     p.add_argument("--naive-clients",
                    help="client counts of the --cache-ttl 0 reference "
                    "(default = --clients; quick 1,16)")
-    p.add_argument("--long", type=int, help="requests of the long run (default 100000; quick 2000)")
+    option("--long", int, 100000, 2000, "requests of the long run")
     p.add_argument("--long-clients", type=int, default=16,
                    help="clients of the long run (default 16)")
-    p.add_argument("--long-max-seconds", type=float,
-                   help="stop the long run after this long even if --long requests are not done "
-                   "(default 300; quick 10)")
+    option("--long-max-seconds", float, 300, 10,
+           "stop the long run after this long even if --long requests are not done")
     p.add_argument("--reconnect-every", type=int, default=1000,
                    help="long run: each client opens a new connection after this many "
                    "requests (default 1000)")
-    p.add_argument("--start-samples", type=int, help="POST start measurements (default 7; quick 2)")
-    p.add_argument("--create-samples", type=int,
-                   help="creates from a cached image measured (default 10; quick 3)")
-    p.add_argument("--events-window", type=float,
-                   help="seconds over which the Tart calls of 1 and of 100 watchers are counted "
-                   "(default 5; quick 2)")
-    p.add_argument("--events-samples", type=int,
-                   help="outside `tart run` + `tart stop` pairs timed to their events "
-                   "(default 5; quick 1)")
-    p.add_argument("--pull-seconds", type=float,
-                   help="how long the simulated pull of the progress measure takes "
-                   "(TART_SIM_PULL_SECONDS; default 5; quick 2)")
-    p.add_argument("--dashboard-seconds", type=float,
-                   help="how long the 1 Hz dashboard over 10 VMs runs locally "
-                   "(default 30; quick 3)")
-    p.add_argument("--ssh-dashboard-seconds", type=float,
-                   help="how long it runs over SSH (default 60; quick 5)")
-    p.add_argument("--cold-samples", type=int,
-                   help="cold GET /vms/{name} over SSH measured (default 9; quick 3)")
+    option("--start-samples", int, 7, 2, "POST start measurements")
+    option("--create-samples", int, 10, 3, "creates from a cached image measured")
+    option("--events-window", float, 5, 2,
+           "seconds over which the Tart calls of 1 and of 100 watchers are counted")
+    option("--events-samples", int, 5, 1,
+           "outside `tart run` + `tart stop` pairs timed to their events")
+    option("--pull-seconds", float, 5, 2,
+           "how long the simulated pull of the progress measure takes",
+           note="TART_SIM_PULL_SECONDS; ")
+    option("--dashboard-seconds", float, 30, 3,
+           "how long the 1 Hz dashboard over 10 VMs runs locally")
+    option("--ssh-dashboard-seconds", float, 60, 5, "how long it runs over SSH")
+    option("--cold-samples", int, 9, 3, "cold GET /vms/{name} over SSH measured")
     p.add_argument("--beside-pull-only", action="store_true",
                    help="measure only a create from a cached image beside a 30 s pull of "
                    "another image")
     p.add_argument("--host-cost-only", action="store_true",
                    help="measure only the dashboard's cost to the host (locally and over SSH)")
-    p.add_argument("--tunnel-mib", type=float,
-                   help="MiB sent through a tunnel and back (default 64; quick 4)")
-    p.add_argument("--tunnel-pings", type=int,
-                   help="one-byte round trips timed per connection (default 200; quick 20)")
+    option("--tunnel-mib", float, 64, 4, "MiB sent through a tunnel and back")
+    option("--tunnel-pings", int, 200, 20, "one-byte round trips timed per connection")
     p.add_argument("--tunnels-only", action="store_true",
                    help="measure only the tunnels (throughput, added latency; locally and "
                    "over SSH)")
@@ -106,19 +104,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     quick = args.quick
-    defaults = {"duration": 0.4 if quick else 3.0, "rounds": 1 if quick else 3,
-                "long": 2000 if quick else 100_000, "start_samples": 2 if quick else 7,
-                "naive_drain": 3.0 if quick else 30.0, "long_max_seconds": 10.0 if quick else 300.0,
-                "drain": 2.0 if quick else 10.0, "create_samples": 3 if quick else 10,
-                "pull_seconds": 2.0 if quick else 5.0,
-                "events_window": 2.0 if quick else 5.0, "events_samples": 1 if quick else 5,
-                "dashboard_seconds": 3.0 if quick else 30.0,
-                "ssh_dashboard_seconds": 5.0 if quick else 60.0,
-                "cold_samples": 3 if quick else 9,
-                "tunnel_mib": 4.0 if quick else 64.0, "tunnel_pings": 20 if quick else 200}
-    for key, value in defaults.items():
+    for key, (full, short) in scaled.items():
         if getattr(args, key) is None:
-            setattr(args, key, value)
+            setattr(args, key, short if quick else full)
     if args.naive_duration is None:
         args.naive_duration = args.duration
     args.clients = [int(c) for c in str(args.clients).split(",") if c.strip()]

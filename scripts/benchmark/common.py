@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import http.client
+import importlib
 import json
 import os
 import platform
@@ -11,6 +12,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from benchmark.records import Machine
@@ -53,6 +55,20 @@ def request(port: int, method: str, path: str, body: object = None,
         return response.status, json.loads(raw)
     except ValueError:
         return response.status, raw
+
+
+def sshd_fixture() -> ModuleType | str:
+    """tests/sshd_env.py (imported only when the figures over SSH are asked for), or why those
+    figures are skipped: it cannot be imported, or cannot run a throw-away sshd here."""
+    tests = str(REPO / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    try:
+        sshd_env = importlib.import_module("sshd_env")
+    except ImportError as exc:
+        return f"tests/sshd_env.py cannot be imported: {exc}"
+    reason: str | None = sshd_env.unavailable_reason()
+    return reason if reason else sshd_env
 
 
 # --- processes ------------------------------------------------------------------------------

@@ -15,19 +15,16 @@ Stdlib only; the operators are stopped by ``servers.Servers``, the sshd here.
 from __future__ import annotations
 
 import http.client
-import importlib
 import json
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from benchmark.calllog import started_between
-from benchmark.common import HOST, LOCAL_VMS, REPO, SIMULATOR
+from benchmark.common import HOST, LOCAL_VMS, SIMULATOR, sshd_fixture
 from benchmark.records import LocalDashboard, SshDashboard
 
 VM_COUNT = 10
@@ -116,13 +113,6 @@ def local_dashboard(port: int, call_log: Path, seconds: float, samples: int) -> 
 # --- over SSH -----------------------------------------------------------------------------------
 
 
-def _sshd_module() -> ModuleType:
-    tests = str(REPO / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
-    return importlib.import_module("sshd_env")  # only when the SSH figures are asked for
-
-
 def logins(sshd_log: Path) -> int:
     return sshd_log.read_text(errors="replace").count("Accepted publickey for")
 
@@ -132,13 +122,9 @@ def over_ssh(start_operator: Callable[[dict[str, str]], int], seconds: float, sa
     """The dashboard and the cold details against an operator whose Tart is on a throw-away
     sshd on 127.0.0.1. ``start_operator(env)`` starts the operator with the SSH settings
     ``env`` and returns its port."""
-    try:
-        sshd_env = _sshd_module()
-    except ImportError as exc:
-        return {"skipped": f"tests/sshd_env.py cannot be imported: {exc}"}
-    reason = sshd_env.unavailable_reason()
-    if reason:
-        return {"skipped": reason}
+    sshd_env = sshd_fixture()
+    if isinstance(sshd_env, str):
+        return {"skipped": sshd_env}
     server = sshd_env.create()
     try:
         config = server.root / "sshd_config"  # every remote Tart call pays the same delay

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from benchmark.common import HOST, REPO, request
+from benchmark.common import HOST, REPO, request, sshd_fixture
 from benchmark.records import TunnelFigures
 
 VM = "ubuntu-runner"
@@ -137,16 +137,9 @@ def start_vm(port: int) -> None:
 def over_ssh(start_operator: Callable[[dict[str, str]], int], size: int,
              pings: int) -> TunnelFigures | dict[str, str]:
     """The same against an operator whose Tart is on a throw-away sshd on 127.0.0.1."""
-    tests = str(REPO / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
-    try:
-        sshd_env = importlib.import_module("sshd_env")
-    except ImportError as exc:
-        return {"skipped": f"tests/sshd_env.py cannot be imported: {exc}"}
-    reason = sshd_env.unavailable_reason()
-    if reason:
-        return {"skipped": reason}
+    sshd_env = sshd_fixture()
+    if isinstance(sshd_env, str):
+        return {"skipped": sshd_env}
     server = sshd_env.create()
     try:
         port = start_operator({**server.settings_env(),

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from conftest import Operator
 from sse_client import EventReader
-from support import wait_for
+from support import read_until, wait_for
 
 TOKEN = "full-access-token-0123456789abcdef"
 READ_TOKEN = "read-only-token-0123456789abcdef"
@@ -376,11 +376,7 @@ def test_streams_opened_and_closed_give_their_slots_back_at_once(
     for _ in range(128):  # the default --events-max-streams
         with socket.create_connection(("127.0.0.1", op.port), timeout=10) as sock:
             sock.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            head = b""
-            while b"retry: 2000" not in head:
-                more = sock.recv(4096)
-                assert more, head
-                head += more
+            head = read_until(sock, b"retry: 2000")
             assert head.startswith(b"HTTP/1.1 200 "), head
     wait_for(lambda: metric(op, "vm_operator_event_watchers") == 0, timeout=10,
              message="every closed stream ended")

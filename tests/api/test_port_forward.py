@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import Operator, free_port, wait_for
+from support import round_trip
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -50,23 +51,6 @@ def refusal(op: Operator, name: str, port: int | str, token: str = TOKEN) -> tup
         tunnel(op, name, port, token).close()
     response = caught.value.response
     return response.status_code, json.loads(response.body or b"{}")
-
-
-def round_trip(ws: ClientConnection, payload: bytes, chunk: int = 32 * 1024) -> bytes:
-    """Send ``payload`` in binary messages while reading what comes back, until it all has."""
-    def send() -> None:
-        for start in range(0, len(payload), chunk):
-            ws.send(payload[start:start + chunk])
-
-    sender = threading.Thread(target=send)
-    sender.start()
-    got = bytearray()
-    while len(got) < len(payload):
-        message = ws.recv(timeout=30)
-        assert isinstance(message, bytes)
-        got += message
-    sender.join()
-    return bytes(got)
 
 
 def test_megabytes_round_trip_through_a_guest_echo_port_intact(op: Operator,

@@ -44,6 +44,14 @@ def stalled(op: Operator, op_id: str) -> None:
              message=f"{op_id} stalled at 10%")
 
 
+def pulling(operator_factory: Factory) -> tuple[Operator, str]:
+    """An operator whose pull of UBUNTU runs, stalled in its download; that pull's id."""
+    op = operator_factory(env=STALLED)
+    pull = submitted(op, "/images", {"ref": UBUNTU})
+    stalled(op, pull)
+    return op, pull
+
+
 def cancel(op: Operator, op_id: str) -> None:
     """POST its cancel: answered once it ended (200) or while it still cleans up (202)."""
     status, doc = op.json("POST", f"/operations/{op_id}/cancel")
@@ -58,9 +66,7 @@ def ended(op: Operator, op_id: str) -> str:
 
 def test_a_create_from_a_cached_image_or_a_local_vm_succeeds_while_another_image_pulls(
         operator_factory: Factory) -> None:
-    op = operator_factory(env=STALLED)
-    pull = submitted(op, "/images", {"ref": UBUNTU})
-    stalled(op, pull)
+    op, pull = pulling(operator_factory)
     for name, source in (("from-image", OCI_NAME), ("from-vm", "macos-sequoia-base")):
         create = submitted(op, "/vms", {"name": name, "from": source})
         assert ended(op, create) == "succeeded"
@@ -80,9 +86,7 @@ def test_two_pulls_of_different_images_run_at_once(operator_factory: Factory) ->
 
 def test_operations_on_one_image_wait_for_each_other_in_arrival_order(
         operator_factory: Factory) -> None:
-    op = operator_factory(env=STALLED)
-    pull = submitted(op, "/images", {"ref": UBUNTU})
-    stalled(op, pull)
+    op, pull = pulling(operator_factory)
     create = submitted(op, "/vms", {"name": "later", "from": UBUNTU})  # waits for that pull
     prune = submitted(op, "/images/prune", {"older_than_days": 1})  # waits: images in use
     local = submitted(op, "/vms", {"name": "beside", "from": "macos-sequoia-base"})
@@ -99,9 +103,7 @@ def test_operations_on_one_image_wait_for_each_other_in_arrival_order(
 
 def test_cancelling_one_running_operation_leaves_the_other_running(
         operator_factory: Factory) -> None:
-    op = operator_factory(env=STALLED)
-    first = submitted(op, "/images", {"ref": UBUNTU})
-    stalled(op, first)
+    op, first = pulling(operator_factory)
     second = submitted(op, "/vms", {"name": "pulled", "from": SONOMA})  # a create that pulls
     assert state_of(op, second) == "running"
     cancel(op, first)

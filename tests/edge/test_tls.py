@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from certificates import authority, client_pair, https_request, server_pair, trusting
 from conftest import REPO_ROOT, Operator
-from support import wait_for
+from support import read_until, wait_for
 
 TOOL_TIMEOUT = 60.0
 
@@ -131,11 +131,7 @@ def test_a_closed_event_stream_over_tls_ends_at_once(
         raw = socket.create_connection(("127.0.0.1", operator.port), timeout=30)
         with context.wrap_socket(raw, server_hostname="127.0.0.1") as stream:
             stream.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            head = b""
-            while b"retry: " not in head:
-                more = stream.recv(4096)
-                assert more, head
-                head += more
+            head = read_until(stream, b"retry: ")
             assert head.startswith(b"HTTP/1.1 200 "), head
             assert watchers(operator.port, context) == 1
         wait_for(lambda: watchers(operator.port, context) == 0, timeout=20,

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import sshd_env
 from conftest import free_port
+from support import round_trip
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -48,32 +48,19 @@ def logins(sshd: sshd_env.SshdEnv) -> int:
     return sshd.sshd_log.read_text(errors="replace").count("Accepted publickey")
 
 
-def echo(ws: ClientConnection, payload: bytes) -> bytes:
-    sender = threading.Thread(target=lambda: [ws.send(payload[i:i + 65536])
-                                              for i in range(0, len(payload), 65536)])
-    sender.start()
-    got = bytearray()
-    while len(got) < len(payload):
-        message = ws.recv(timeout=60)
-        assert isinstance(message, bytes)
-        got += message
-    sender.join()
-    return bytes(got)
-
-
 def test_over_ssh_a_tunnel_carries_megabytes_intact_without_a_login_per_tunnel(
         op: Any, sshd: sshd_env.SshdEnv) -> None:
     with tunnel(op, sshd.guest_echo_port) as ws:  # the shared connection is up from here
-        assert echo(ws, b"warm") == b"warm"
+        assert round_trip(ws, b"warm", 65536, timeout=60) == b"warm"
     before = logins(sshd)
     assert before >= 1  # the log tells each login
     payload = os.urandom(2 * 1024 * 1024 + 3)
     with tunnel(op, sshd.guest_echo_port) as ws:
-        back = echo(ws, payload)
+        back = round_trip(ws, payload, 65536, timeout=60)
     assert hashlib.sha256(back).digest() == hashlib.sha256(payload).digest()
     for _ in range(3):
         with tunnel(op, sshd.guest_echo_port) as ws:
-            assert echo(ws, b"again") == b"again"
+            assert round_trip(ws, b"again", 65536, timeout=60) == b"again"
     assert logins(sshd) == before
 
 
@@ -86,7 +73,7 @@ def test_over_ssh_a_port_nothing_accepts_on_the_host_is_a_502(op: Any) -> None:
 
 def test_over_ssh_a_tunnel_closes_when_its_vm_stops(op: Any, sshd: sshd_env.SshdEnv) -> None:
     ws = tunnel(op, sshd.guest_echo_port)
-    assert echo(ws, b"before") == b"before"
+    assert round_trip(ws, b"before", 65536, timeout=60) == b"before"
     status, body = op.json("POST", f"/vms/{UBUNTU}/stop?timeout=2", timeout=60)
     assert status == 200, body
     with pytest.raises(ConnectionClosed):

@@ -8,7 +8,11 @@ import argparse
 import ipaddress
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+N = TypeVar("N", int, float)
 
 from vm_operator.tokens import let_the_operator_read
 
@@ -35,31 +39,28 @@ class Bounded:
             return f"at least {self.low:g}"
         return f"from {self.low:g} to {self.high:g}"
 
-    def _within(self, value: float, text: str) -> None:
+    def _parsed(self, text: str, pattern: re.Pattern[str], kind: str,
+                convert: Callable[[str], N]) -> N:
+        """``text`` (spaces around it ignored) as a number of ``pattern``, within the bounds."""
+        text = text.strip()
+        if not pattern.fullmatch(text):
+            raise argparse.ArgumentTypeError(f"must be {kind}, not {text!r}")
+        value = convert(text)
         if not (self.low <= value and (self.high is None or value <= self.high)):
             raise argparse.ArgumentTypeError(f"must be {self.bounds}, not {text}")
+        return value
 
 
 @dataclass(frozen=True)
 class Whole(Bounded):
     def __call__(self, text: str) -> int:
-        text = text.strip()
-        if not _INTEGER.fullmatch(text):
-            raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}")
-        value = int(text)
-        self._within(value, text)
-        return value
+        return self._parsed(text, _INTEGER, "a whole number", int)
 
 
 @dataclass(frozen=True)
 class Decimal(Bounded):
     def __call__(self, text: str) -> float:
-        text = text.strip()
-        if not _DECIMAL.fullmatch(text):
-            raise argparse.ArgumentTypeError(f"must be a number, not {text!r}")
-        value = float(text)
-        self._within(value, text)
-        return value
+        return self._parsed(text, _DECIMAL, "a number", float)
 
 
 def integer(low: int, high: int | None = None) -> Whole:
