@@ -145,8 +145,10 @@ def test_the_store_follows_a_queue_and_a_restart_restores_it(tmp_path: Path) -> 
     queue = OperationQueue(lambda: next(clock), history=2, restored=store.load().operations)
     queue.add_listener(store.record)
     queue.start()
-    done = [queue.submit("pull", Job(lambda ctx: None), image=f"img{n}") for n in range(3)]
-    queue.wait(done[-1].id, WAIT)
+    done = []
+    for n in range(3):  # one after the other: pulls of different images may run side by side
+        done.append(queue.submit("pull", Job(lambda ctx: None), image=f"img{n}"))
+        queue.wait(done[-1].id, WAIT)
     started, never = threading.Event(), threading.Event()
 
     def hangs(ctx: OperationContext) -> None:
