@@ -262,7 +262,8 @@ def test_start_makes_the_row_say_running_without_a_reload(page: Page) -> None:
     detail = page.operator.json("GET", f"/vms/{UBUNTU}")[1]
     assert detail["ready"] is True
     wait_for(lambda: page.cell(UBUNTU, "ip") == detail["ip"], WAIT, message="the IP address")
-    assert page.cell(UBUNTU, "desired").startswith("running")
+    wait_for(lambda: page.cell(UBUNTU, "desired").startswith("running"), WAIT,
+             message="desired running (the detail read after the start)")
     assert page.cell(UBUNTU, "source") == detail["spec"]["source"] == "api"
     page.button(UBUNTU, "stop").click()
     page.wait_state(UBUNTU, "stopped")
