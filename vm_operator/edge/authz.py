@@ -22,7 +22,7 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
-# What each role allows, in the README's roles table (``python -m vm_operator.edge.roles``).
+# What each role allows, in the README's roles table (``vm-operator token roles``).
 ROLE_MEANINGS: dict[Role, str] = {
     Role.READ: "read everything: every GET (and HEAD) route",
     Role.WRITE: "change VMs and images: create, start, stop, suspend, PATCH, delete, pull, "
