@@ -137,11 +137,12 @@ def test_the_read_token_may_not_exec(op: Operator) -> None:
     assert status == 403, problem
 
 
-def test_closing_mid_command_kills_it_and_the_event_says_closed(op: Operator) -> None:
+@pytest.mark.parametrize("tty", ["false", "true"])
+def test_closing_mid_command_kills_it_and_the_event_says_closed(op: Operator, tty: str) -> None:
     guest = op.tart_home / "vms" / VM / "guest"
-    with session(op, ["sh", "-c", "echo started; sleep 300 & sleep 301; wait"]) as ws:
+    with session(op, ["sh", "-c", "echo started; sleep 300 & sleep 301; wait"], tty=tty) as ws:
         first = json.loads(ws.recv(timeout=30))
-        assert base64.b64decode(first["data"]) == b"started\n"
+        assert base64.b64decode(first["data"]).strip() == b"started"
         assert guest_processes(guest)
     wait_for(lambda: guest_processes(guest) == [],
              message="tart exec's process group is killed once the client has gone")

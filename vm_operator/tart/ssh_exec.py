@@ -57,8 +57,9 @@ def exec_over_ssh(transport: SshTransport, args: Sequence[str], stdin: bytes | N
 def exec_stream_over_ssh(transport: SshTransport, args: Sequence[str], tty: bool, rows: int,
                          cols: int) -> ExecStream:
     """``tart ARGS`` (an interactive ``tart exec``) on the host through the shared connection,
-    kept open; with a terminal ``ssh -tt``, so that the remote Tart has one (and its size, and
-    a hangup when the local ssh is killed)."""
+    kept open; with a terminal ``ssh -tt``, so that the remote Tart has one. Killing the local
+    ssh ends the session, but the host's Tart learns it only when it next reads (end of
+    input) or writes (a broken pipe): a command that does neither runs on there."""
     argv = tart_argv(transport.settings, args, transport._shared())
     if tty:
         argv = [argv[0], "-tt", *argv[1:]]
