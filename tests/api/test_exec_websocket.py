@@ -3,14 +3,16 @@ spoken to by a WebSocket client nobody here wrote (the ``websockets`` package), 
 operator driving the simulator, whose ``tart exec`` runs the command as a real process.
 
 Output messages in order, stdin carried to the command (``cat`` echoes it), the exit message
-then a close, a terminal (``tty=true``) with its size, the refusals before the upgrade, the read
-token refused, the command killed when the client goes away mid-command, and the audit event.
+then a close, a terminal (``tty=true``: one output stream), the refusals before the upgrade, the read
+token refused, the command killed when the client goes away mid-command or the operator
+drains, and the audit event.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import signal
 from typing import Any
 from urllib.parse import quote
 
@@ -101,7 +103,7 @@ def test_stdin_messages_reach_the_command_and_its_echo_comes_back(op: Operator) 
     assert got[-1] == {"type": "exit", "code": 0}
 
 
-def test_a_terminal_has_the_size_asked_and_merges_the_output(op: Operator) -> None:
+def test_a_terminal_merges_stderr_into_stdout(op: Operator) -> None:
     with session(op, ["sh", "-c", "echo err >&2; exit 3"], tty="true", rows="33",
                  cols="101") as ws:
         got = messages(ws)
@@ -163,3 +165,15 @@ def test_the_document_declares_the_websocket_route(op: Operator) -> None:
     assert {"101", "400", "403", "404", "409"} <= set(route["responses"])
     assert {p["name"] for p in route["parameters"]} >= {"command", "interactive", "tty",
                                                          "rows", "cols"}
+
+
+def test_the_operator_draining_closes_with_1001_and_kills_the_command(op: Operator) -> None:
+    guest = op.tart_home / "vms" / VM / "guest"
+    with session(op, ["sh", "-c", "echo started; sleep 300"]) as ws:
+        assert base64.b64decode(json.loads(ws.recv(timeout=30))["data"]) == b"started\n"
+        op.proc.send_signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                ws.recv(timeout=20)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    wait_for(lambda: guest_processes(guest) == [], message="the command killed at shutdown")
