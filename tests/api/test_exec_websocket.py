@@ -3,7 +3,8 @@ spoken to by a WebSocket client nobody here wrote (the ``websockets`` package), 
 operator driving the simulator, whose ``tart exec`` runs the command as a real process.
 
 Output messages in order, stdin carried to the command (``cat`` echoes it), the exit message
-then a close, a terminal (``tty=true``: one output stream), the refusals before the upgrade, the read
+then a close, a terminal (``tty=true``: one output stream, the size asked, resizes), the
+refusals before the upgrade, the read
 token refused, the command killed when the client goes away mid-command or the operator
 drains, and the audit event.
 """
@@ -103,12 +104,20 @@ def test_stdin_messages_reach_the_command_and_its_echo_comes_back(op: Operator) 
     assert got[-1] == {"type": "exit", "code": 0}
 
 
-def test_a_terminal_merges_stderr_into_stdout(op: Operator) -> None:
-    with session(op, ["sh", "-c", "echo err >&2; exit 3"], tty="true", rows="33",
+def test_a_terminal_has_the_size_asked_and_merges_stderr_into_stdout(op: Operator) -> None:
+    with session(op, ["sh", "-c", "stty size; echo err >&2; exit 3"], tty="true", rows="33",
                  cols="101") as ws:
         got = messages(ws)
-    assert b"err" in output(got, "stdout")
+    assert output(got, "stdout").split() == [b"33", b"101", b"err"]
     assert got[-1] == {"type": "exit", "code": 3}
+
+
+def test_a_resize_message_reaches_the_guests_terminal(op: Operator) -> None:
+    with session(op, ["sh", "-c", "read line; stty size"], tty="true") as ws:
+        ws.send(json.dumps({"type": "resize", "rows": 50, "cols": 132}))
+        ws.send(stdin(b"go\r"))
+        got = messages(ws)
+    assert output(got, "stdout").split()[-2:] == [b"50", b"132"]
 
 
 def test_a_message_that_is_not_ours_closes_with_1007(op: Operator) -> None:

@@ -18,6 +18,7 @@ import struct
 import subprocess
 import termios
 from collections.abc import Mapping, Sequence
+from tty import setraw
 
 from vm_operator.tart.errors import binary_unavailable
 
@@ -35,6 +36,7 @@ class ExecStream:
         slave: int | None = None
         if tty:
             self._master, slave = pty.openpty()
+            setraw(slave)  # the guest's terminal echoes and translates, not this one
             _set_size(self._master, rows, cols)
         try:
             self.proc = subprocess.Popen(
@@ -81,8 +83,15 @@ class ExecStream:
                 pass
 
     def resize(self, rows: int, cols: int) -> None:
+        """The terminal's new size, and SIGWINCH to Tart (the terminal is not its controlling
+        one: the kernel does not tell it), which forwards it as it does a user's."""
         if self._master is not None:
             _set_size(self._master, rows, cols)
+            if self.proc.returncode is None:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGWINCH)
+                except OSError:
+                    pass
 
     def kill(self) -> None:
         """Kill Tart's process group (from any thread, any number of times)."""
