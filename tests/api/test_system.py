@@ -283,7 +283,7 @@ def test_openapi_matches_the_route_table(operator):
         if any(p.get("required") is not True for p in path_params.values()):
             problems.append(f"{route.method} {route.pattern}: a path parameter is not required")
         codes = {int(code) for code in operation["responses"] if code.isdigit()}
-        if not any(200 <= code < 300 for code in codes):
+        if not any(200 <= code < 300 or (code == 101 and route.upgrade) for code in codes):
             problems.append(f"{route.method} {route.pattern}: no success response")
         expected = expected_errors(route)
         if expected - codes:
