@@ -25,7 +25,7 @@ DATA = frozenset({CONTINUATION, TEXT, BINARY})
 
 # Close codes (section 7.4.1)
 NORMAL, GOING_AWAY, PROTOCOL_ERROR, UNSUPPORTED_DATA = 1000, 1001, 1002, 1003
-INTERNAL = 1011
+INVALID_DATA, TOO_BIG, INTERNAL = 1007, 1009, 1011
 
 PIECE = 64 * 1024  # a data frame's payload is read and handed on in pieces of at most this
 

@@ -76,6 +76,14 @@ include-method = "GET"
 checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "409", "426"]
 checks.missing_required_header.expected-statuses = ["400", "401", "403", "426"]
 checks.positive_data_acceptance.expected-statuses = ["101", "2xx", "401", "403", "404", "409", "5xx"]
+
+# The interactive exec is a WebSocket too: without the handshake 426, else 101 or a refusal.
+[[operations]]
+include-path = "/vms/{name}/exec"
+include-method = "GET"
+checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "409", "426"]
+checks.missing_required_header.expected-statuses = ["400", "401", "403", "426"]
+checks.positive_data_acceptance.expected-statuses = ["101", "2xx", "401", "403", "404", "409", "5xx"]
 """
 
 

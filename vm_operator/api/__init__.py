@@ -16,6 +16,7 @@ from vm_operator.api import (
     system,
     vm_create,
     vm_exec,
+    vm_exec_socket,
     vm_ip,
     vm_logs,
     vm_manage,
@@ -44,7 +45,7 @@ TAGS = (VMS, OPERATIONS, IMAGES, EVENTS, HOST, CONFIG, SYSTEM, DASHBOARD)
 
 _TAGGED: tuple[tuple[Tag, tuple[Route[App], ...]], ...] = (
     (SYSTEM, system.ROUTES), (VMS, vms.ROUTES), (VMS, vm_create.ROUTES), (VMS, vm_power.ROUTES),
-    (VMS, vm_ip.ROUTES), (VMS, vm_exec.ROUTES), (VMS, vm_tunnel.ROUTES), (VMS, vm_logs.ROUTES),
+    (VMS, vm_ip.ROUTES), (VMS, vm_exec.ROUTES), (VMS, vm_exec_socket.ROUTES), (VMS, vm_tunnel.ROUTES), (VMS, vm_logs.ROUTES),
     (OPERATIONS, operations.ROUTES),
     (VMS, vm_manage.ROUTES), (IMAGES, images.ROUTES), (HOST, host.ROUTES),
     (EVENTS, events.ROUTES), (CONFIG, config.ROUTES), (DASHBOARD, dashboard.ROUTES),

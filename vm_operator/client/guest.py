@@ -21,6 +21,7 @@ from vm_operator.client.commands import VMS, Command, vm_name, whole
 from vm_operator.client.console import Console
 from vm_operator.client.http import Client, ClientError
 from vm_operator.client.records import BadAnswer, Operation
+from vm_operator.client.terminal import exec_on_terminal
 from vm_operator.vocabulary import CPU, MEMORY_MB
 
 DEFAULT_TIMEOUT = 300  # the server's default exec timeout
@@ -62,6 +63,9 @@ def _command_words(parser: argparse.ArgumentParser) -> None:
 def _exec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--interactive", action="store_true",
                         help="send this command's stdin (read to its end first) to the command")
+    parser.add_argument("-t", "--tty", action="store_true",
+                        help="on a terminal in the guest, live (GET /vms/{name}/exec, a "
+                        "WebSocket): keys as typed, output as printed, no timeout")
     parser.add_argument("name", metavar="NAME", type=vm_name, help="the running VM")
     _command_words(parser)
 
@@ -86,6 +90,8 @@ def run_in(client: Client, name: str, args: argparse.Namespace, console: Console
 
 
 def _exec(client: Client, args: argparse.Namespace, console: Console) -> int:
+    if args.tty:
+        return exec_on_terminal(client, args.name, list(args.words))
     return run_in(client, args.name, args, console)
 
 
@@ -183,8 +189,8 @@ def _remove(client: Client, name: str, create: Operation | None, console: Consol
 
 
 TABLE: tuple[Command, ...] = (
-    Command("exec", "run a command in a running VM (-i: with this stdin); its output and exit "
-            "code are this command's", _exec, _exec_arguments, group=VMS),
+    Command("exec", "run a command in a running VM (-i: with this stdin; -t: on a terminal, "
+            "live); its output and exit code are this command's", _exec, _exec_arguments, group=VMS),
     Command("run", "create a VM from an image or a VM, wait until it is ready, run a command in "
             "it (--rm: then delete it, whatever happened)", _run, _run_arguments, group=VMS),
 )

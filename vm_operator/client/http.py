@@ -333,7 +333,16 @@ class Client:
 
     def open_tunnel(self, name: str, port: int) -> WebSocket:
         """``GET /vms/{name}/port-forward?port=N``: an open WebSocket to the guest's port."""
-        url = build_url(self.base_url, path("vms", name, "port-forward"), {"port": port})
+        return self.open_websocket(path("vms", name, "port-forward"), {"port": port})
+
+    def open_exec(self, name: str, query: Mapping[str, str | int | bool | None]) -> WebSocket:
+        """``GET /vms/{name}/exec?command=…``: an open WebSocket to an interactive command."""
+        return self.open_websocket(path("vms", name, "exec"), query)
+
+    def open_websocket(self, api_path: str,
+                       query: Mapping[str, str | int | bool | None]) -> WebSocket:
+        """The WebSocket route ``api_path`` opened (a refusal raises, as any answer's)."""
+        url = build_url(self.base_url, api_path, query)
         headers = {"User-Agent": f"vm-operator-client/{__version__}"}
         if self.__token:
             headers["Authorization"] = f"Bearer {self.__token}"

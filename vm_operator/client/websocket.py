@@ -65,6 +65,13 @@ class WebSocket:
                 raise OSError("the tunnel is closed")
             self.sock.sendall(frame(BINARY, data, os.urandom(4)))
 
+    def send_text(self, text: str) -> None:
+        """One text message (an OSError when the connection is gone)."""
+        with self._lock:
+            if self._closed:
+                raise OSError("the WebSocket is closed")
+            self.sock.sendall(frame(TEXT, text.encode(), os.urandom(4)))
+
     def recv(self) -> bytes | None:
         """The next piece of a binary message, or None once the tunnel has ended (a close
         frame, the end of the connection). A ping is answered on the way."""

@@ -80,7 +80,7 @@ class VmExecData(TypedDict):
     client: str | None  # the client's address
     duration_ms: int
     exit_code: int | None  # None unless the command ended by itself
-    outcome: Literal["exited", "timeout", "refused"]
+    outcome: Literal["exited", "timeout", "refused", "closed"]
 
 
 class VmConnectData(TypedDict):
@@ -156,8 +156,8 @@ VM_READY = EventType[VmReadyData](
     {"ip": "192.168.64.5", "port": 22})
 VM_EXEC = EventType[VmExecData](
     "vm.exec", VmExecData,
-    "A command was run in the guest (POST /vms/{name}/exec), an a"
-    "udit trail: only the program's name (the command's first word), the client's address, how long it took, its exit code (null unless it ended by itself) and outcome (exited, timeout, refused); never its arguments, output or stdin",
+    "A command was run in the guest (POST /vms/{name}/exec, or its WebSocket GET), an a"
+    "udit trail: only the program's name (the command's first word), the client's address, how long it took, its exit code (null unless it ended by itself) and outcome (exited, timeout, refused, closed: the WebSocket ended first); never its arguments, output or stdin",
     {"command": "sw_vers", "client": "127.0.0.1", "duration_ms": 412, "exit_code": 0,
      "outcome": "exited"})
 VM_CONNECT = EventType[VmConnectData](

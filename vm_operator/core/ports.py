@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from vm_operator.store.state import LogTail, RunRecord
+from vm_operator.tart.exec_stream import ExecStream
 from vm_operator.tart.names import VmName
 from vm_operator.tart.records import ExecResult, HostDisk, Image, Vm, VmInfo
 from vm_operator.tart.transport import OutputSink, RunHandle, StartedSink
@@ -40,6 +41,9 @@ class TartPort(Protocol):
 
     def exec(self, name: VmName, command: Sequence[str], stdin: bytes | None,
              timeout: float) -> ExecResult: ...
+    def exec_stream(self, name: VmName, command: Sequence[str], interactive: bool, tty: bool,
+                    rows: int, cols: int) -> ExecStream: ...
+
     def connect(self, ip: str, port: int) -> GuestPipe: ...
 
     def tail_log(self, name: str, lines: int | None = None) -> LogTail | None: ...

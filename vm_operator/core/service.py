@@ -16,6 +16,7 @@ from vm_operator.core.clock import Clock
 from vm_operator.core.create import CreateRequest
 from vm_operator.core.ephemeral import EphemeralVms
 from vm_operator.core.events import EventBus
+from vm_operator.core.exec_session import ExecSession, SessionRequest, open_session
 from vm_operator.core.guest import ExecRequest, Guest
 from vm_operator.core.host import Host
 from vm_operator.core.images import Images
@@ -206,6 +207,13 @@ class VmService:
     def exec(self, name: VmName, request: ExecRequest) -> ExecResult:
         """Run a command in the running VM's guest (``tart exec``)."""
         return self.guest.exec(name, request)
+
+    def exec_session(self, name: VmName, request: SessionRequest,
+                     on_end: Callable[[int | None], None]) -> ExecSession:
+        """Start an interactive command in the running VM's guest (``GET /vms/{name}/exec``);
+        ``on_end`` gets its exit code (None: the WebSocket ended first) once it is over."""
+        return open_session(self.tart, self.inventory, self.events, self.clock.monotonic,
+                            name, request, on_end)
 
     def logs(self, name: VmName, lines: int | None = None) -> LogTail:
         self._own(name)

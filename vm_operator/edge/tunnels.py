@@ -3,7 +3,8 @@ its handler runs, the 101's headers, and the pump that carries a tunnel once the
 upgraded.
 
 The pump runs on the connection's own worker thread (client to guest) and one more (guest to
-client): binary messages carry the stream both ways, a ping gets its pong, and the tunnel ends
+client): binary messages carry the stream both ways (a tunnel with ``messages``, an exec's,
+takes and gives whole JSON messages as text frames instead), a ping gets its pong, and the tunnel ends
 when either side closes (a close frame, end of file, an error). The connection is counted like
 a stream (``Connections.streaming``): draining at shutdown ends it with a close frame (1001).
 A client that stops reading is cut off by the write deadline, as a stream's.
@@ -26,10 +27,12 @@ from vm_operator.websocket import (
     CONTINUATION,
     GOING_AWAY,
     INTERNAL,
+    INVALID_DATA,
     NORMAL,
     PING,
     PONG,
     TEXT,
+    TOO_BIG,
     UNSUPPORTED_DATA,
     VERSION,
     FrameError,
@@ -43,6 +46,7 @@ from vm_operator.websocket import (
     valid_key,
 )
 
+MAX_MESSAGE = 1 << 20  # bytes of one client message to a message tunnel (an exec's JSON)
 GUEST_READ = 64 * 1024  # bytes read from the guest at once (one binary message each)
 CLOSE_WAIT = 5.0  # seconds a client has to answer our close frame before it is cut off
 
@@ -89,6 +93,8 @@ class Pump:
         self._send_lock = threading.Lock()
         self._close_sent = False
         self._client_done = threading.Event()
+        # an exec's tunnel speaks whole JSON messages (text frames); a port's, a byte stream
+        self.messages = bool(getattr(tunnel, "messages", False))
 
     def run(self) -> None:
         """Carry the tunnel (on the connection's worker thread); returns once it is over."""
@@ -154,7 +160,8 @@ class Pump:
                 data = self.tunnel.recv(GUEST_READ)
                 if not data:
                     break
-                if not self._send(frame_head(BINARY, len(data)) + data):
+                opcode = TEXT if self.messages else BINARY
+                if not self._send(frame_head(opcode, len(data)) + data):
                     return
                 self.from_guest += len(data)
         except OSError:
@@ -169,11 +176,25 @@ class Pump:
         """Client to guest, until a close frame, the end of the connection or a bad frame."""
         read = self.rfile.read1
         in_message = False
+        message = bytearray()
         try:
             while True:
                 head = read_head(read, masked=True)
                 if head is None:
                     return
+                if head.opcode in (BINARY, CONTINUATION, TEXT) and self.messages:
+                    if (head.opcode == CONTINUATION) != in_message:
+                        raise FrameError("a continuation frame without a message, or a new "
+                                         "message inside one")
+                    in_message = not head.fin
+                    message += b"".join(payload_pieces(read, head))
+                    if len(message) > MAX_MESSAGE:
+                        raise FrameError(f"a message is at most {MAX_MESSAGE} bytes", TOO_BIG)
+                    if not in_message:
+                        self.to_guest += len(message)
+                        self.tunnel.sendall(bytes(message))
+                        message.clear()
+                    continue
                 if head.opcode in (BINARY, CONTINUATION, TEXT):
                     if head.opcode == TEXT:
                         raise FrameError("the tunnel carries binary messages only",
@@ -195,5 +216,7 @@ class Pump:
                     return
         except FrameError as exc:
             self._send_close(exc.code, str(exc))
+        except ValueError as exc:  # a message tunnel refused a message
+            self._send_close(INVALID_DATA, str(exc)[:100])
         except OSError:  # the client went away, or the guest's end failed
             self._send_close(INTERNAL, "the connection to the guest failed")

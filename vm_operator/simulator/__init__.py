@@ -46,7 +46,8 @@ state lives under $TART_HOME. Deliberate choices:
   `-vanilla` (the catalogue has `ghcr.io/cirruslabs/macos-sequoia-vanilla`) has no agent, nor
   has a guest before it booted: Tart's "is the Tart Guest Agent running?" (exit 1). A command
   that cannot be started: `Error: failed to run "CMD": REASON` (exit 1). `-t` runs it on a
-  pseudo-terminal (stdout and stderr merged there). A clone does not copy `guest/`. When the
+  pseudo-terminal (stdout and stderr merged there) the size of Tart's own, resizes (SIGWINCH)
+  followed. A clone does not copy `guest/`. When the
   VM stops meanwhile, the command is killed and exec fails (exit 1; the message is ours).
 - No automatic pruning (TART_NO_AUTO_PRUNE, --prune-limit): the simulated disks take
   no space. Minimums Tart cannot read here (Virtualization.framework's): 1 CPU and

@@ -12,12 +12,16 @@ booted yet: then Tart cannot reach it over the VM's control socket (exit 1).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import pty
+import select
 import signal
 import subprocess
 import sys
+import termios
 import time
+import tty
 
 from .errors import TartError, not_running
 from .files import read_json
@@ -85,14 +89,73 @@ def cmd_exec(a: argparse.Namespace) -> int:
 
 
 def in_terminal(argv: list[str], home: str) -> int:
-    """``-t``: the command on a pseudo-terminal, its output (stdout and stderr both, as a
+    """``-t``: the command on a pseudo-terminal the size of Tart's own (when Tart's stdin is
+    one; its resizes followed, as Tart forwards them), its output (stdout and stderr both, as a
     terminal has it) relayed to Tart's stdout and Tart's stdin to it."""
     os.chdir(home)
-    os.environ.clear()
-    os.environ.update(guest_env(home))
+    size = _window(0)
+    pid, master = pty.fork()
+    if pid == 0:  # the guest's process: its terminal sized, then the command
+        if size is not None:
+            fcntl.ioctl(0, termios.TIOCSWINSZ, size)
+        try:
+            os.execvpe(argv[0], argv, guest_env(home))
+        except OSError as e:
+            os.write(2, f'Error: failed to run "{argv[0]}": {e.strerror}\n'.encode())
+        os._exit(1)
+    if size is not None:
+        signal.signal(signal.SIGWINCH, lambda _n, _f: _resize(master))
+        _resize(master)  # a resize before the handler was there
+    saved = termios.tcgetattr(0) if os.isatty(0) else None
+    if saved is not None:
+        tty.setraw(0, termios.TCSANOW)  # what is already typed stays
     try:
-        status = pty.spawn(argv)
-    except OSError as e:
-        raise TartError(f'Error: failed to run "{argv[0]}": {e.strerror}', 1)
-    code = os.waitstatus_to_exitcode(status)
+        _relay(master)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSAFLUSH, saved)
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     return 128 - code if code < 0 else code
+
+
+def _window(fd: int) -> bytes | None:
+    try:
+        return fcntl.ioctl(fd, termios.TIOCGWINSZ, bytes(8))
+    except OSError:
+        return None
+
+
+def _resize(master: int) -> None:
+    size = _window(0)
+    if size is not None:
+        fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+
+
+def _relay(master: int) -> None:
+    """Tart's stdin to the terminal, the terminal to Tart's stdout, until the terminal ends."""
+    reading = [master, 0]
+    while True:
+        try:
+            ready = select.select(reading, [], [])[0]
+        except InterruptedError:
+            continue
+        if master in ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                return
+            _write_all(1, data)
+        if 0 in ready:
+            data = os.read(0, 65536)
+            if data:
+                _write_all(master, data)
+            else:
+                reading.remove(0)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vm_operator.store.state import LogTail
+from vm_operator.tart.exec_stream import ExecStream
 from vm_operator.tart.guest_exec import refusal
 from vm_operator.tart.identity import local_vm_name
 from vm_operator.tart.names import VmName
@@ -103,6 +104,13 @@ class Tart:
         if refused is not None:
             raise refused
         return result
+    def exec_stream(self, name: VmName, command: Sequence[str], interactive: bool, tty: bool,
+                    rows: int, cols: int) -> ExecStream:
+        """``tart exec [-i] [-t] NAME COMMAND…`` kept open (``exec_stream.ExecStream``); Tart's
+        own refusals come as its stderr and exit code, as the command's would."""
+        flags = (["-i"] if interactive else []) + (["-t"] if tty else [])
+        return self.transport.exec_stream(["exec", *flags, name, *command], tty, rows, cols)
+
     def connect(self, ip: str, port: int) -> GuestPipe:
         """A tunnel's TCP connection to the guest at ``ip`` on ``port``, made from where Tart
         runs; GuestRefused when the guest does not accept it."""

@@ -34,6 +34,7 @@ from vm_operator.tart.errors import (
     binary_unavailable,
     command_error,
 )
+from vm_operator.tart.exec_stream import ExecStream
 from vm_operator.tart.guest_exec import run_exec
 from vm_operator.tart.home import local_tart_home
 from vm_operator.tart.identity import (
@@ -130,6 +131,11 @@ class LocalTransport:
             size = [] if stdin is None else ["--stdin", str(len(stdin))]
             argv = [sys.executable, "-I", "-S", str(GUARD), *size, self._runnable(), *args]
             return run_exec(argv, self.env, stdin, timeout, hold_stdin=True)
+
+    def exec_stream(self, args: Sequence[str], tty: bool, rows: int, cols: int) -> ExecStream:
+        """Tart started here, in its own process group (killed when the exec ends)."""
+        with observed(self.observe, args[0] if args else ""):
+            return ExecStream([self._runnable(), *args], self.env, tty, rows, cols)
 
     def probe(self, ip: str, port: int, timeout: float) -> bool:
         """Tart runs here: so do its guests' networks, and the probe."""

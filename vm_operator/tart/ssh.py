@@ -60,6 +60,7 @@ from vm_operator.tart.errors import (
     TartUnavailable,
     TransportError,
 )
+from vm_operator.tart.exec_stream import ExecStream
 from vm_operator.tart.identity import IDENTITY_MISSING, IDENTITY_SCRIPT, parse_identity
 from vm_operator.tart.local import run_captured
 from vm_operator.tart.parse import parse_disk
@@ -84,7 +85,7 @@ from vm_operator.tart.ssh_commands import (
     ssh_argv,
     tart_argv,
 )
-from vm_operator.tart.ssh_exec import exec_over_ssh
+from vm_operator.tart.ssh_exec import exec_over_ssh, exec_stream_over_ssh
 from vm_operator.tart.ssh_settings import SshSettings
 from vm_operator.tart.streaming import run_streaming
 from vm_operator.tart.transport import Observer, OutputSink, StartedSink, no_observer, observed
@@ -303,6 +304,9 @@ class SshTransport:
         except TartCommandError:  # the script's own exit code (ssh's failures are not these)
             return False
         return True
+
+    def exec_stream(self, args: Sequence[str], tty: bool, rows: int, cols: int) -> ExecStream:
+        return exec_stream_over_ssh(self, args, tty, rows, cols)
 
     def connect(self, ip: str, port: int) -> GuestPipe:
         """``ssh -W`` through the shared connection, once the host's probe saw the guest accept."""

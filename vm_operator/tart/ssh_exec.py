@@ -13,10 +13,17 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from vm_operator.tart.errors import TartCommandError, TransportError
+from vm_operator.tart.exec_stream import ExecStream
 from vm_operator.tart.guest_exec import OUTPUT_CAP, run_exec
 from vm_operator.tart.parse import error_message
 from vm_operator.tart.records import ExecResult
-from vm_operator.tart.ssh_commands import EXEC_SCRIPT, EXEC_STARTED, script_words, ssh_argv
+from vm_operator.tart.ssh_commands import (
+    EXEC_SCRIPT,
+    EXEC_STARTED,
+    script_words,
+    ssh_argv,
+    tart_argv,
+)
 from vm_operator.tart.transport import observed
 
 if TYPE_CHECKING:
@@ -45,3 +52,16 @@ def exec_over_ssh(transport: SshTransport, args: Sequence[str], stdin: bytes | N
     return ExecResult(result.exit_code, result.stdout[len(EXEC_STARTED):],
                       result.stderr[:OUTPUT_CAP],
                       result.truncated or len(result.stderr) > OUTPUT_CAP)
+
+
+def exec_stream_over_ssh(transport: SshTransport, args: Sequence[str], tty: bool, rows: int,
+                         cols: int) -> ExecStream:
+    """``tart ARGS`` (an interactive ``tart exec``) on the host through the shared connection,
+    kept open; with a terminal ``ssh -tt``, so that the remote Tart has one. Killing the local
+    ssh ends the session, but the host's Tart learns it only when it next reads (end of
+    input) or writes (a broken pipe): a command that does neither runs on there."""
+    argv = tart_argv(transport.settings, args, transport._shared())
+    if tty:
+        argv = [argv[0], "-tt", *argv[1:]]
+    with observed(transport.observe, args[0] if args else ""):
+        return ExecStream(argv, transport.env, tty, rows, cols)

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from vm_operator.store.state import LogTail
 from vm_operator.tart.errors import TartCommandError, TartTimeout, TartUnavailable
+from vm_operator.tart.exec_stream import ExecStream
 from vm_operator.tart.records import ExecResult, HostDisk
 from vm_operator.tart.tunnel import GuestPipe
 
@@ -80,6 +81,11 @@ class Transport(Protocol):
         """Run ``tart ARGS`` (a ``tart exec``) with ``stdin`` (None: none) and return how it
         ended, whatever its exit code (the guest command's); past ``timeout`` its process
         group is killed (GuestTimeout). Failures of the transport itself raise."""
+        ...
+
+    def exec_stream(self, args: Sequence[str], tty: bool, rows: int, cols: int) -> ExecStream:
+        """Start ``tart ARGS`` (a ``tart exec``) and keep it open: its stdin, stdout and
+        stderr (with ``tty``, stdin and stdout on a pseudo-terminal of ``rows`` x ``cols``)."""
         ...
 
     def disk_usage(self) -> HostDisk:
