@@ -115,13 +115,33 @@ def test_readme_token_recipe_works_as_written(project: Project) -> None:
     token_file = project.compose_dir / "vm_operator_token.txt"
     token = token_file.read_text().strip()
     assert len(token) >= 16
-    # Least privilege: nobody but the owner and UID 10001 may read it.
-    assert token_file.stat().st_mode & 0o777 & ~0o740 == 0, oct(token_file.stat().st_mode)
-    acl = subprocess.run(["getfacl", "--omit-header", "--numeric", str(token_file)],
+    assert_only_the_owner_and_the_operator_read(token_file)
+    curls, _ = up_and_healthy(project, run)
+
+    for line in curls:  # the README's curl, against this run's port
+        out = project.sh(line.replace("127.0.0.1:8082", f"127.0.0.1:{project.port}"))
+        assert out.returncode == 0, out.stderr
+        assert "macos-sequoia-base" in {vm["name"] for vm in json.loads(out.stdout)}, out.stdout
+    assert http_status(project.port, "/vms")[0] == 401
+    assert http_status(project.port, "/vms", "x" * len(token))[0] == 401
+    assert http_status(project.port, "/vms", token)[0] == 200
+    assert http_status(project.port, "/health")[0] == 200  # the probes need no token
+
+
+def assert_only_the_owner_and_the_operator_read(path: Path) -> None:
+    """Least privilege: nobody but the file's owner and the container's UID 10001 may read
+    the secret (mode 0600 or 0640 plus an ACL entry for 10001)."""
+    assert path.stat().st_mode & 0o777 & ~0o740 == 0, oct(path.stat().st_mode)
+    acl = subprocess.run(["getfacl", "--omit-header", "--numeric", str(path)],
                          capture_output=True, text=True, timeout=30, check=True).stdout.split()
     assert sorted(acl) == sorted(["user::rw-", "user:10001:r--", "group::---", "mask::r--",
                                   "other::---"]), acl
 
+
+def up_and_healthy(project: Project, run: str) -> tuple[list[str], str]:
+    """Run the recipe's ``docker-compose`` lines; the service must turn healthy by its own
+    HEALTHCHECK, never restart, and run as the non-root user. The recipe's ``curl`` lines,
+    and the service's last log lines."""
     lines = [line for line in run.splitlines() if line.strip()]
     ups = [line for line in lines if line.startswith("docker-compose ")]
     curls = [line for line in lines if line.startswith("curl ")]
@@ -142,12 +162,4 @@ def test_readme_token_recipe_works_as_written(project: Project) -> None:
     state = json.loads(docker("inspect", cid, check=True).stdout)[0]
     assert state["RestartCount"] == 0, logs
     assert state["Config"]["User"] == "10001:10001"  # still the non-root user
-
-    for line in curls:  # the README's curl, against this run's port
-        out = project.sh(line.replace("127.0.0.1:8082", f"127.0.0.1:{project.port}"))
-        assert out.returncode == 0, out.stderr
-        assert "macos-sequoia-base" in {vm["name"] for vm in json.loads(out.stdout)}, out.stdout
-    assert http_status(project.port, "/vms")[0] == 401
-    assert http_status(project.port, "/vms", "x" * len(token))[0] == 401
-    assert http_status(project.port, "/vms", token)[0] == 200
-    assert http_status(project.port, "/health")[0] == 200  # the probes need no token
+    return curls, logs

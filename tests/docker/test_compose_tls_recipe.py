@@ -11,14 +11,18 @@ gets no API answer, and the key stays readable by its owner and UID 10001 only.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import test_compose_recipes as recipes
-from test_compose_recipes import HEALTHY_WITHIN_S, Project, recipe
-from test_docker_tier import ROOT, docker, wait_until
+from test_compose_recipes import (
+    Project,
+    assert_only_the_owner_and_the_operator_read,
+    recipe,
+    up_and_healthy,
+)
+from test_docker_tier import ROOT
 
 project = recipes.project  # the fixture: a compose directory, port and project name of this run
 
@@ -45,32 +49,8 @@ def test_readme_tls_recipe_works_as_written(project: Project, tmp_path: Path) ->
     (project.compose_dir / "docker-compose.override.yml").write_text(override)
     cert = project.compose_dir / "tls" / "cert.pem"
     key = project.compose_dir / "tls" / "key.pem"
-    assert key.stat().st_mode & 0o777 & ~0o740 == 0, oct(key.stat().st_mode)
-    acl = subprocess.run(["getfacl", "--omit-header", "--numeric", str(key)],
-                         capture_output=True, text=True, timeout=30, check=True).stdout.split()
-    assert sorted(acl) == sorted(["user::rw-", "user:10001:r--", "group::---", "mask::r--",
-                                  "other::---"]), acl
-
-    lines = [line for line in run.splitlines() if line.strip()]
-    ups = [line for line in lines if line.startswith("docker-compose ")]
-    curls = [line for line in lines if line.startswith("curl ")]
-    assert ups and curls and len(ups) + len(curls) == len(lines), lines
-    for line in ups:
-        up = project.sh(line, timeout=900)
-        assert up.returncode == 0, up.stdout + up.stderr
-
-    cid = project.compose("ps", "-q", "vm-operator").stdout.strip()
-    assert cid
-
-    def health() -> str:
-        return docker("inspect", "-f", "{{.State.Health.Status}}", cid).stdout.strip()
-
-    healthy = wait_until(lambda: health() == "healthy", HEALTHY_WITHIN_S, step=0.5)
-    logs = project.compose("logs", "--no-color", "--tail", "20").stdout
-    assert healthy is not None, f"not healthy ({health()}):\n{logs}"
-    state = json.loads(docker("inspect", cid, check=True).stdout)[0]
-    assert state["RestartCount"] == 0, logs
-    assert state["Config"]["User"] == "10001:10001"
+    assert_only_the_owner_and_the_operator_read(key)
+    curls, logs = up_and_healthy(project, run)
     assert '"tls":true' in logs.replace(" ", ""), logs
 
     for line in curls:  # the README's curl, against this run's port
