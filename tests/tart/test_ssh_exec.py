@@ -3,19 +3,25 @@ real ``sshd`` standing as the Mac (tests/sshd_env.py), ``POST /vms/{name}/exec``
 
 The command's words reach the host as parameters of a fixed script (hostile words stay words),
 its stdin goes first on the session's stdin, its exit code comes back (255 included, which is
-also ssh's own failure code), and its timeout kills Tart's process group on the host.
+also ssh's own failure code), and its timeout kills Tart's process group on the host. The exec
+WebSocket (``GET /vms/{name}/exec``, spoken to by the ``websockets`` package) brings output,
+stdin and the exit code through the shared connection too.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import sshd_env
 from conftest import Operator, wait_for
 from support import guest_processes
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
 
 from vm_operator.tart.guest_exec import OUTPUT_CAP
 
@@ -103,3 +109,32 @@ def test_refusals_come_back_as_the_host_s_tart_said_them(remote: Operator) -> No
     assert remote.json("POST", f"/vms/{VM}/stop?timeout=2")[0] == 200
     status, problem = run(remote, {"command": ["true"]})
     assert (status, problem["type"]) == (409, "/problems/not-running")
+
+
+# --- the exec WebSocket ---------------------------------------------------------------------
+
+
+def session(op: Operator, command: list[str], extra: str = "") -> ClientConnection:
+    return connect(f"ws://127.0.0.1:{op.port}/vms/{VM}/exec?command="
+                   f"{quote(json.dumps(command))}{extra}", open_timeout=30, close_timeout=5)
+
+
+def rest(ws: ClientConnection) -> list[dict[str, Any]]:
+    got = []
+    try:
+        while True:
+            got.append(json.loads(ws.recv(timeout=30)))
+    except ConnectionClosed:
+        pass
+    return got
+
+
+def test_output_stdin_and_exit_code_come_through_the_shared_connection(remote: Operator) -> None:
+    with session(remote, ["sh", "-c", "echo err >&2; cat; exit 4"]) as ws:
+        ws.send(json.dumps({"type": "stdin", "data": base64.b64encode(b"over ssh\n").decode(),
+                            "eof": True}))
+        got = rest(ws)
+    out = b"".join(base64.b64decode(m["data"]) for m in got if m["type"] == "stdout")
+    err = b"".join(base64.b64decode(m["data"]) for m in got if m["type"] == "stderr")
+    assert (out, err, got[-1]) == (b"over ssh\n", b"err\n", {"type": "exit", "code": 4})
+
