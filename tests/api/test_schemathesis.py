@@ -73,17 +73,26 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 [[operations]]
 include-path = "/vms/{name}/port-forward"
 include-method = "GET"
-checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "409", "426"]
+checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "409", "414",
+                                                    "415", "426"]
 checks.missing_required_header.expected-statuses = ["400", "401", "403", "426"]
-checks.positive_data_acceptance.expected-statuses = ["101", "2xx", "401", "403", "404", "409", "5xx"]
+checks.positive_data_acceptance.expected-statuses = ["101", "2xx", "401", "403", "404", "409",
+                                                     "414", "5xx"]
 
 # The interactive exec is a WebSocket too: without the handshake 426, else 101 or a refusal.
+# Its command rides in the query, so a long one meets the 8 KiB bound of the request line (414,
+# documented; POST /vms/{name}/exec carries long commands). This entry also reaches POST
+# /vms/{name}/exec (the same path), whose body without its JSON media type is a 415. The two
+# WebSocket entries hold the same lists: schemathesis lets the first entry that matches an
+# operation by its path or by its method speak for it.
 [[operations]]
 include-path = "/vms/{name}/exec"
 include-method = "GET"
-checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "409", "426"]
+checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "409", "414",
+                                                    "415", "426"]
 checks.missing_required_header.expected-statuses = ["400", "401", "403", "426"]
-checks.positive_data_acceptance.expected-statuses = ["101", "2xx", "401", "403", "404", "409", "5xx"]
+checks.positive_data_acceptance.expected-statuses = ["101", "2xx", "401", "403", "404", "409",
+                                                     "414", "5xx"]
 """
 
 

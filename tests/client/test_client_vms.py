@@ -450,11 +450,14 @@ def test_the_client_imports_nothing_of_the_server() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=client_env(),
                             capture_output=True, text=True, timeout=30, check=True)
     loaded = json.loads(result.stdout)
-    # vocabulary: the contract's words and bounds, which import nothing (test_layers.py)
-    assert loaded and all(name in ("vm_operator", "vm_operator.vocabulary")
+    # vocabulary: the contract's words and bounds; websocket: the framing the tunnels share;
+    # both import nothing (test_layers.py)
+    assert loaded and all(name in ("vm_operator", "vm_operator.vocabulary",
+                                   "vm_operator.websocket")
                           or name.startswith("vm_operator.client") for name in loaded), loaded
     from vm_operator.client import COMMANDS, main  # the lead's dispatch uses these
 
     assert {"vms", "get", "start", "stop", "suspend", "logs", "ip", "health", "create", "delete",
-            "set", "images", "ops", "host", "events", "exec", "run"} == COMMANDS
+            "set", "images", "ops", "host", "events", "exec", "run", "proxy", "ssh",
+            "port-forward"} == COMMANDS
     assert callable(main)

@@ -17,19 +17,18 @@ from vm_operator.api.vm_exec import Words
 from vm_operator.core.errors import NotRunning, OciImage, VmNotFound
 from vm_operator.core.exec_session import MAX_SIZE, SessionRequest
 from vm_operator.edge.authz import Role
-from vm_operator.edge.params import Boolean, Int, Schema
-from vm_operator.edge.problems.client_errors import UPGRADE_REQUIRED
+from vm_operator.edge.params import Boolean, Int
+from vm_operator.edge.problems.client_errors import UPGRADE_REQUIRED, URI_TOO_LONG
 from vm_operator.edge.responses import Response
 from vm_operator.edge.routing import OptionalQuery, Query, Request, Route, Success
 from vm_operator.tart.errors import TartNotRunning, TartVmMissing
 
 
 class WordsQuery(Words):
-    """The command as a query value: the JSON text of the array ``Words`` checks."""
+    """The command as a query value: the JSON text of the array ``Words`` checks (its schema,
+    declared as the parameter's ``application/json`` content)."""
 
-    def schema(self) -> Schema:
-        return {"type": "string", "description": "A JSON array of strings: the program, then "
-                "its arguments", "example": '["sh","-c","echo hi"]'}
+    media_type = "application/json"
 
     def from_text(self, key: str, text: str) -> tuple[str, ...]:
         try:
@@ -75,5 +74,5 @@ ROUTES: tuple[Route[App], ...] = (
           ok=(Success(101, "Switching Protocols: the connection is the exec's WebSocket",
                       None, media_type=""),),
           problems=(VmNotFound, OciImage, NotRunning, TartNotRunning, TartVmMissing,
-                    UPGRADE_REQUIRED, *TART_FAILURES)),
+                    UPGRADE_REQUIRED, URI_TOO_LONG, *TART_FAILURES)),
 )

@@ -140,6 +140,10 @@ def _query_parameter(param: Query[Any] | OptionalQuery[Any]) -> dict[str, object
     if isinstance(param, Query):
         schema["default"] = param.default
     required = isinstance(param, OptionalQuery) and param.required
+    if param.type.media_type is not None:  # e.g. JSON text: its schema is the decoded value's
+        return {"name": param.name, "in": "query", "required": required,
+                "content": {param.type.media_type: {"schema": schema}},
+                "description": param.doc}
     return {"name": param.name, "in": "query", "required": required, "schema": schema,
             "description": param.doc}
 

@@ -37,6 +37,7 @@ class ParamType(Generic[T]):
     problem: ProblemType = INVALID_PARAMETER  # what a refused value is
     decoded: bool = True  # a path value is percent-decoded (strictly) before ``from_text``
     refuses: bool = True  # whether any value can be refused (/openapi.json then lists a 400)
+    media_type: str | None = None  # a query value written in this media type (its ``content``)
 
     def schema(self) -> Schema:
         raise NotImplementedError
