@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from vm_operator.core.fleet_apply import FleetApplier
 from vm_operator.core.service import VmService
+from vm_operator.edge.conditional import Rendered
 from vm_operator.edge.metrics import Metrics
 
 
@@ -46,3 +47,4 @@ class App:
     openapi: Callable[[], dict[str, object]] = field(default=dict)
     streams: StreamSlots = field(default_factory=StreamSlots)
     fleet: FleetApplier | None = None  # the declarative file (--config), when there is one
+    rendered: Rendered = field(default_factory=Rendered)  # the reads' answers, made once

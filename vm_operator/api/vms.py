@@ -7,7 +7,7 @@ from vm_operator.api.params import NAME, SOURCE, STATE
 from vm_operator.api.problems import TART_FAILURES
 from vm_operator.api.schemas import VM, ref
 from vm_operator.core.errors import StateDirUnwritable, VmNotFound
-from vm_operator.edge.responses import Response, json_response
+from vm_operator.edge.responses import Response
 from vm_operator.edge.routing import Request, Route, Success
 from vm_operator.tart.errors import TartVmMissing
 
@@ -20,11 +20,11 @@ def list_vms(app: App, req: Request) -> Response:
         if (state is None or vm["state"] == state) and (source is None or vm["source"] == source)
         and req.caller.may_touch(vm["name"])  # a token limited to VM patterns sees only those
     ]
-    return json_response(200, vms)
+    return app.rendered.json(f"{req.path}?{state}&{source}&{req.caller.name}", vms)
 
 
 def get_vm(app: App, req: Request) -> Response:
-    return json_response(200, app.service.describe(req.get(NAME)))
+    return app.rendered.json(req.path, app.service.describe(req.get(NAME)))
 
 
 ROUTES: tuple[Route[App], ...] = (

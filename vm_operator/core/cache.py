@@ -51,6 +51,10 @@ class FreshCache(Generic[T]):
     def get_stamped(self, not_before: float,
                     refresh_after: float | None = None) -> tuple[float, T]:
         """``get``, with the time its fetch started (what a value can be older than)."""
+        last = self._last  # a value good enough and not due for a refresh: no lock taken
+        if (last is not None and last.error is None and last.started >= not_before
+                and (refresh_after is None or last.started >= refresh_after)):
+            return last.started, last.value  # type: ignore[return-value]
         with self._cond:
             while True:
                 last = self._last

@@ -132,8 +132,11 @@ class Inventory:
         listing no longer shows it, or ``config_ttl`` has passed (then refreshed ahead)."""
         if self.cache_ttl <= 0 or self.config_ttl <= 0:
             return self.tart.get(name)
-        with self._guard:
-            cache = cache_for(self._info, name, lambda: self.tart.get(name), self.clock.monotonic)
+        cache = self._info.get(name)  # the common read: no lock
+        if cache is None:
+            with self._guard:
+                cache = cache_for(self._info, name, lambda: self.tart.get(name),
+                                  self.clock.monotonic)
         now = self.clock.monotonic()
         return cache.get(now - self.config_ttl, now - self.config_ttl / 2)
 
@@ -148,9 +151,11 @@ class Inventory:
         fresh as a listing (``fresh``: asked now)."""
         if fresh or self.cache_ttl <= 0:
             return self.tart.vm_identity(name)
-        with self._guard:
-            cache = cache_for(self._identity, name, lambda: self.tart.vm_identity(name),
-                              self.clock.monotonic)
+        cache = self._identity.get(name)  # the common read: no lock
+        if cache is None:
+            with self._guard:
+                cache = cache_for(self._identity, name, lambda: self.tart.vm_identity(name),
+                                  self.clock.monotonic)
         return cache.get(self._not_before(False), self._refresh_after(False))
 
     def is_macos(self, name: str) -> bool:

@@ -86,6 +86,9 @@ class ReadinessProbe:
     def check(self, name: VmName, fresh: bool = False) -> Readiness:
         """Readiness of a VM Tart lists as running: at most ``ttl`` old unless ``fresh``; a run
         once seen ready is ready until it ends, unless ``fresh``."""
+        seen_ready = None if fresh else self._ready.get(name)
+        if seen_ready is not None:  # the common read: no lock
+            return seen_ready
         with self._guard:
             if not fresh and name in self._ready:
                 return self._ready[name]

@@ -1,5 +1,7 @@
-"""Conditional GETs (pure): an ``ETag`` on the answers of routes that declare ``etag=True``,
-and ``304 Not Modified`` when the client already holds that answer (RFC 9110, section 13).
+"""Conditional GETs: an ``ETag`` on the answers of routes that declare ``etag=True``,
+and ``304 Not Modified`` when the client already holds that answer (RFC 9110, section 13);
+and ``Rendered``, the answers kept with the data they were made from, so that a read whose
+data has not changed is neither encoded nor hashed again.
 
 The entity tag is strong: a hash of the exact bytes of the body, so two answers share a tag
 only when they are byte for byte the same. ``If-None-Match`` compares tags weakly, as RFC 9110
@@ -12,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from vm_operator.edge.responses import Response
+from vm_operator.edge.responses import JSON, Response, encode_json
 from vm_operator.edge.security import Headers
 
 # One entity tag in a list: an optional weak marker, then a quoted opaque tag (RFC 9110 8.8.3).
@@ -43,8 +45,31 @@ def conditional(response: Response, headers: Headers) -> Response:
     """A 200 with its ``ETag``, or the 304 that replaces it for a client that holds it."""
     if response.status != 200:
         return response
-    tag = entity_tag(response.body)
+    tag = response.etag or entity_tag(response.body)
     wanted = headers.get("If-None-Match")
     if wanted is not None and none_match(wanted, tag):
         return Response(304, b"", "", response.headers + (("ETag", tag),))
     return response.with_headers(("ETag", tag))
+
+
+class Rendered:
+    """The last 200 of each key (a read's path and what filters it), kept with the data it
+    was made from. A read whose data equals the kept data gets the kept response: its bytes
+    were encoded and its entity tag hashed once, when the data last changed. The data is
+    compared, never trusted from the key, so a key only decides what is kept; past ``limit``
+    keys everything kept is dropped."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self.limit = limit
+        self._kept: dict[str, tuple[object, Response]] = {}
+
+    def json(self, key: str, data: object) -> Response:
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] == data:
+            return kept[1]
+        body = encode_json(data)
+        response = Response(200, body, JSON, etag=entity_tag(body))
+        if len(self._kept) >= self.limit:
+            self._kept.clear()
+        self._kept[key] = (data, response)
+        return response

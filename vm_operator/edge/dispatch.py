@@ -14,7 +14,7 @@ import json
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Generic
 from urllib.parse import quote
 
@@ -30,7 +30,7 @@ from vm_operator.edge.guard import (
     check_role,
     check_target,
     check_throttle,
-    target_vm,
+    named_vm,
 )
 from vm_operator.edge.problems.client_errors import FORBIDDEN, NO_ROUTE, UNEXPECTED_BODY
 from vm_operator.edge.problems.server_errors import INTERNAL_ERROR
@@ -45,8 +45,8 @@ from vm_operator.edge.routing import (
     choose,
     parse_query,
     path_values,
+    query_values,
     split_target,
-    with_query_values,
 )
 from vm_operator.edge.security import (
     Access,
@@ -171,26 +171,30 @@ def dispatch(
             return _options(site, candidates, headers), label
         route, raw_params = choose(method, candidates)
         label = route.pattern
-        req = replace(_request(route, method, segments, raw_params, query, headers),
-                      client=client)
-        vm = target_vm(req)
+        params = path_values(route, raw_params)
+        sent = parse_query(query, route.query_names)
+        vm = named_vm(params, None)
         caller = _caller(site, route, headers)
         _authorize(site, route, method, headers, client, caller)
-        if route.public:
-            req = replace(req, trusted=trusted(site.access, method, headers))
+        body_value: object = None
         if route.body is not None:
-            req = replace(req, body=route.body.parse(body, headers.get("Content-Type")))
+            body_value = route.body.parse(body, headers.get("Content-Type"))
         elif body:
             raise ApiError(UNEXPECTED_BODY, body_refusal(route, body))
-        vm = target_vm(req)
-        req = replace(req, caller=caller or ANONYMOUS,
-                      audit=Audit(site.audit, _name(caller), client, method, req.path, vm,
-                                  started))
+        vm = named_vm(params, body_value)
+        path = "/" + "/".join(segments)
+        values, bad_value = _query_values(route, sent)
+        req = Request(method, path, params, sent, headers, values, body_value,
+                      trusted(site.access, method, headers) if route.public else True, client,
+                      caller or ANONYMOUS,
+                      Audit(site.audit, _name(caller), client, method, path, vm, started))
         if not route.public:
             check_target(route, req, site.owners)
         if route.upgrade:
             handshake_check(method, headers)
-        response = route.handler(site.app, with_query_values(route, req))
+        if bad_value is not None:
+            raise bad_value
+        response = route.handler(site.app, req)
         handled = True
         if route.upgrade and response.tunnel is not None:
             response = response.with_headers(*handshake_headers(headers))
@@ -210,6 +214,18 @@ def dispatch(
         Audit(site.audit, _name(caller), client, method, target.partition("?")[0], vm,
               started)(response.status)
     return response.with_headers(*cors_headers(site.access, headers)), label
+
+
+def _query_values(route: Route[A], sent: dict[str, str]
+                  ) -> tuple[dict[str, object], ApiError | None]:
+    """The typed query values, or the refusal of one: raised after the checks of who may call
+    and what it touches, which come first."""
+    if not route.query:
+        return {}, None
+    try:
+        return query_values(route, sent), None
+    except ApiError as exc:
+        return {}, exc
 
 
 def _name(caller: Caller | None) -> str:

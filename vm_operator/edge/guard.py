@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 from vm_operator.edge.audit import Audit, AuditSink
@@ -55,9 +56,14 @@ class Owners:
 
 def target_vm(req: Request) -> str | None:
     """The VM a request is about: its ``{name}`` path parameter, or its body's ``name``."""
-    name = req.params.get("name")
-    if name is None and req.body is not None:
-        name = getattr(req.body, "name", None)
+    return named_vm(req.params, req.body)
+
+
+def named_vm(params: Mapping[str, object], body: object) -> str | None:
+    """``target_vm`` from the parts of a request not made yet."""
+    name = params.get("name")
+    if name is None and body is not None:
+        name = getattr(body, "name", None)
     return str(name) if name is not None else None
 
 

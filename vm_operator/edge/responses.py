@@ -53,12 +53,13 @@ class Response:
     close: bool = False
     stream: Stream | None = None  # a streamed body: no Content-Length, the connection closes
     tunnel: TunnelEnd | None = None  # a 101: the connection becomes a WebSocket carrying it
+    etag: str | None = None  # the body's entity tag, when made with it (conditional.Rendered)
 
     def with_headers(self, *extra: tuple[str, str]) -> Response:
         if not extra:
             return self
         return Response(self.status, self.body, self.content_type, self.headers + extra, self.close,
-                        self.stream, self.tunnel)
+                        self.stream, self.tunnel, self.etag)
 
 
 # One encoder for every response: json.dumps with options builds a new one per call.

@@ -273,16 +273,20 @@ def path_values(route: Route[A], raw_params: Mapping[str, str]) -> dict[str, obj
     return values
 
 
-def with_query_values(route: Route[A], req: Request) -> Request:
-    """The request with its typed query values (defaults for those not given)."""
+def query_values(route: Route[A], query: Mapping[str, str]) -> dict[str, object]:
+    """The typed query values (defaults for those not given)."""
     values: dict[str, object] = {}
     for param in route.query:
-        text = req.query.get(param.name)
+        text = query.get(param.name)
         if text is not None:
             values[param.name] = _parsed(param.name, param.type, text)
         elif isinstance(param, Query):
             values[param.name] = param.default
         elif param.required:
             raise ApiError(param.type.problem, f"query parameter {param.name!r} is required")
-    return replace(req, values=values)
+    return values
 
+
+def with_query_values(route: Route[A], req: Request) -> Request:
+    """The request with its typed query values (defaults for those not given)."""
+    return replace(req, values=query_values(route, req.query))

@@ -116,6 +116,9 @@ def spec_from_json(data: object) -> VmSpec:
                   _choice(data, "source", SPEC_SOURCES), vm_id)
 
 
+_UNREAD = object()  # load(): no spec read yet for the name
+
+
 class SpecStore:
     """One directory of specs. Failures are ``StateDirError``s naming the state directory."""
 
@@ -148,7 +151,10 @@ class SpecStore:
 
     def load(self, name: str) -> VmSpec | None:
         """The VM's spec; None when there is none (or it cannot be read: logged). Read from
-        disk once, then kept (every VM's detail asks for it)."""
+        disk once, then kept (every VM's detail asks for it): a kept one without a lock."""
+        kept = self._loaded.get(name, _UNREAD)
+        if kept is not _UNREAD:
+            return kept  # type: ignore[return-value]
         with self._lock:
             if name in self._loaded:
                 return self._loaded[name]
