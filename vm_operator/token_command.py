@@ -9,7 +9,6 @@ the routes' declarations (``Route.needs``) and ``edge.authz.ROLE_MEANINGS``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import secrets
 import sys
@@ -18,7 +17,7 @@ from typing import Any
 
 from vm_operator.edge.authz import ROLE_MEANINGS, Role
 from vm_operator.edge.routing import Route
-from vm_operator.edge.token_file import TokensRefused, parse_tokens
+from vm_operator.edge.token_file import TokensRefused, digest_of, parse_tokens
 
 TOKEN_BYTES = 32  # secrets.token_urlsafe(32): 43 characters, 256 bits
 
@@ -26,7 +25,7 @@ TOKEN_BYTES = 32  # secrets.token_urlsafe(32): 43 characters, 256 bits
 def entry(name: str, token: str, roles: Sequence[Role], vms: Sequence[str]) -> str:
     """The ``[[token]]`` entry of a token (TOML; strings as JSON writes them, which TOML reads)."""
     lines = ["[[token]]", f"name = {json.dumps(name)}",
-             f"sha256 = {json.dumps(hashlib.sha256(token.encode()).hexdigest())}",
+             f"sha256 = {json.dumps(digest_of(token).hex())}",
              f"roles = [{', '.join(json.dumps(role.value) for role in roles)}]"]
     if vms:
         lines.append(f"vms = [{', '.join(json.dumps(vm) for vm in vms)}]")

@@ -55,7 +55,10 @@ MODULES = {module_name(path): imports_of(path) for path in sorted(PACKAGE.rglob(
 RULES = [
     ("vm_operator.vocabulary", set()),  # the contract's words and bounds, read by all
     ("vm_operator.store.", {"vm_operator.store.", "vm_operator.vocabulary"}),
-    ("vm_operator.platform.", set()),
+    # the Mac's commands: the PEM cutting (shared with the edge), launchd the settings' flags
+    ("vm_operator.platform.", {"vm_operator.pem", "vm_operator.settings.table",
+                               "vm_operator.settings.declare"}),
+    ("vm_operator.pem", set()),
     ("vm_operator.simulator.", {"vm_operator.simulator."}),  # a program of its own
     ("vm_operator.tart.", {"vm_operator.tart.", "vm_operator.store.state",
                            "vm_operator.vocabulary"}),
@@ -63,7 +66,8 @@ RULES = [
                            "vm_operator.vocabulary", "vm_operator.settings.table"}),
     ("vm_operator.edge.", {"vm_operator.edge.", "vm_operator.core.errors",
                            "vm_operator.core.clock", "vm_operator.tart.errors",
-                           "vm_operator.vocabulary", "vm_operator.websocket"}),
+                           "vm_operator.vocabulary", "vm_operator.websocket",
+                           "vm_operator.pem"}),
     ("vm_operator.api", {"vm_operator.api", "vm_operator.api.", "vm_operator.edge.",
                          "vm_operator.core.", "vm_operator.tart.", "vm_operator.store.",
                          "vm_operator.vocabulary"}),

@@ -140,39 +140,51 @@ class OperationStream:
         self.response.close()
 
 
+def await_operation(client: Client, reply: Reply[Operation],
+                    stream: OperationStream | None = None,
+                    seen: Callable[[Operation], None] = lambda op: None) -> Reply[Operation]:
+    """The operation of ``reply`` once it has ended (as ``GET /operations/{id}`` answers it):
+    through ``stream`` while it tells, else by polling; ``seen`` is shown each of its states,
+    from the first."""
+    op_id = reply.value.id
+    told = None if stream is None else stream.next_change(op_id)
+    if told is None:
+        stream = None
+    else:  # the stream tells every change from the first (the reply may be a later one)
+        reply = told
+    seen(reply.value)
+    while not reply.value.finished:
+        told = None if stream is None else stream.next_change(op_id)
+        if told is None:  # no stream, or it ended: poll
+            stream = None
+            time.sleep(POLL_INTERVAL)
+            told = client.operation(op_id)
+        reply = told
+        seen(reply.value)
+    return reply
+
+
 def follow_operation(client: Client, reply: Reply[Operation], console: Console,
                      done: Callable[[Operation], str],
                      stream: OperationStream | None = None) -> int:
-    """Follow the operation of ``reply`` until it ends, showing it: through ``stream`` while
-    it tells, else by polling. Then its outcome: ``done`` of it on stdout (with ``--json`` the
-    finished operation as ``GET /operations/{id}`` answers it) and 0, or why it did not
-    succeed on stderr and 1 (4 when its error is a 504: something timed out)."""
-    op, body = reply.value, reply.body
+    """Follow the operation of ``reply`` until it ends, showing it (``await_operation``).
+    Then its outcome: ``done`` of it on stdout (with ``--json`` the finished operation as
+    ``GET /operations/{id}`` answers it) and 0, or why it did not succeed on stderr and 1 (4
+    when its error is a 504: something timed out)."""
+    op_id = reply.value.id
     watch = OperationProgress(console.err, console.err_terminal, _stream_width(console))
     try:
-        told = None if stream is None else stream.next_change(op.id)
-        if told is None:
-            stream = None
-        else:  # the stream tells every change from the first (the reply may be a later one)
-            op, body = told.value, told.body
-        watch.show(op)
-        while not op.finished:
-            told = None if stream is None else stream.next_change(op.id)
-            if told is None:  # no stream, or it ended: poll
-                stream = None
-                time.sleep(POLL_INTERVAL)
-                told = client.operation(op.id)
-            op, body = told.value, told.body
-            watch.show(op)
+        reply = await_operation(client, reply, stream, watch.show)
     except KeyboardInterrupt:
         watch.end(succeeded=False)
-        console.note(f"stopped following; the operation {op.id} goes on: "
-                     f"'vm-operator ops get {op.id}' shows it, "
-                     f"'vm-operator ops cancel {op.id}' cancels it")
+        console.note(f"stopped following; the operation {op_id} goes on: "
+                     f"'vm-operator ops get {op_id}' shows it, "
+                     f"'vm-operator ops cancel {op_id}' cancels it")
         raise
+    op = reply.value
     watch.end(succeeded=op.state == "succeeded")
     if console.json:
-        console.body(body)
+        console.body(reply.body)
     return outcome(op, console, done)
 
 

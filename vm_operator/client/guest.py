@@ -19,6 +19,7 @@ from typing import Any
 
 from vm_operator.client.commands import VMS, Command, vm_name, whole
 from vm_operator.client.console import Console
+from vm_operator.client.follow import await_operation
 from vm_operator.client.http import Client, ClientError
 from vm_operator.client.records import BadAnswer, Operation
 from vm_operator.client.terminal import exec_on_terminal
@@ -27,7 +28,7 @@ from vm_operator.vocabulary import CPU, MEMORY_MB
 DEFAULT_TIMEOUT = 300  # the server's default exec timeout
 READY_TIMEOUT = 600  # seconds run waits for its VM to be ready (an uncached image is pulled)
 REMOVE_WAIT = 120.0  # seconds run --rm waits for its VM to go
-POLL = 0.5  # seconds between two looks at an operation or a VM being removed
+POLL = 0.5  # seconds between two looks at a VM being removed
 
 
 @dataclass(frozen=True)
@@ -112,13 +113,6 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     _command_words(parser)
 
 
-def _await(client: Client, op: Operation) -> Operation:
-    while not op.finished:
-        time.sleep(POLL)
-        op = client.operation(op.id).value
-    return op
-
-
 def _run(client: Client, args: argparse.Namespace, console: Console) -> int:
     name = args.name or f"run-{uuid.uuid4().hex[:12]}"
     spec: dict[str, object] = {"name": name, "from": args.source}
@@ -128,9 +122,9 @@ def _run(client: Client, args: argparse.Namespace, console: Console) -> int:
         spec["ephemeral"] = True
     created: list[Operation] = []
     try:
-        op = client.create_vm(spec).value
-        created.append(op)
-        op = _await(client, op)
+        reply = client.create_vm(spec)
+        created.append(reply.value)
+        op = await_operation(client, reply).value
         if op.state != "succeeded":
             problem = op.error.problem if op.error else None
             console.note(f"creating {name} from {args.source} {op.state}"
@@ -167,13 +161,13 @@ def _remove(client: Client, name: str, create: Operation | None, console: Consol
         if create is not None:
             op = client.operation(create.id).value
             if not op.finished:
-                _await(client, client.cancel_operation(op.id).value)
+                await_operation(client, client.cancel_operation(op.id))
         deadline = time.monotonic() + REMOVE_WAIT
         while True:  # until a delete finds it gone
             try:
                 reply = client.delete_vm(name, force=True, timeout=10)
                 if reply is not None:
-                    _await(client, reply.value)
+                    await_operation(client, reply)
             except ClientError as exc:
                 if exc.status == 404:
                     return

@@ -14,6 +14,7 @@ import socket
 import ssl
 
 from vm_operator.edge.connections import Connections
+from vm_operator.pem import first_certificate
 
 
 class TlsSetupError(Exception):
@@ -55,8 +56,7 @@ def _check_certificate(cert: str) -> None:
     except OSError as exc:
         raise TlsSetupError(f"cannot read {cert}: {exc.strerror or exc}") from None
     try:  # the first of a chain
-        first = text[text.index(ssl.PEM_HEADER):text.index(ssl.PEM_FOOTER) + len(ssl.PEM_FOOTER)]
-        ssl.PEM_cert_to_DER_cert(first)
+        first_certificate(text)
     except ValueError:  # no header or footer, or not base64 (binascii.Error)
         raise TlsSetupError(f"{cert} holds no PEM certificate") from None
 

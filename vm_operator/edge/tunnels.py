@@ -82,6 +82,10 @@ def upgrade_head(response: Response) -> bytes:
     return ("".join(lines) + "\r\n").encode("latin-1")
 
 
+class GuestGone(Exception):
+    """The guest's end of a tunnel can take no more (closed by a VM stop, or broken)."""
+
+
 class Pump:
     """Carries one tunnel over an upgraded connection until either side ends it."""
 
@@ -172,6 +176,19 @@ class Pump:
         if not self._client_done.wait(CLOSE_WAIT):
             cut(self.conn)
 
+    def _to_guest(self, data: bytes) -> None:
+        """Write to the guest's end; GuestGone when it is closed or broken: a closed pipe's
+        file says so with a ValueError (a message tunnel's ValueError is its refusal of a
+        message, not this), a socket or pipe with an OSError (BrokenPipeError among them)."""
+        try:
+            self.tunnel.sendall(data)
+        except OSError:
+            raise GuestGone() from None
+        except ValueError:
+            if self.messages:
+                raise
+            raise GuestGone() from None
+
     def _from_client(self) -> None:
         """Client to guest, until a close frame, the end of the connection or a bad frame."""
         read = self.rfile.read1
@@ -192,7 +209,7 @@ class Pump:
                         raise FrameError(f"a message is at most {MAX_MESSAGE} bytes", TOO_BIG)
                     if not in_message:
                         self.to_guest += len(message)
-                        self.tunnel.sendall(bytes(message))
+                        self._to_guest(bytes(message))
                         message.clear()
                     continue
                 if head.opcode in (BINARY, CONTINUATION, TEXT):
@@ -204,7 +221,7 @@ class Pump:
                                          "message inside one")
                     in_message = not head.fin
                     for piece in payload_pieces(read, head):
-                        self.tunnel.sendall(piece)
+                        self._to_guest(piece)
                         self.to_guest += len(piece)
                     continue
                 payload = b"".join(payload_pieces(read, head))
@@ -214,6 +231,9 @@ class Pump:
                     code = close_code(payload) or NORMAL
                     self._send_close(code if code in (NORMAL, GOING_AWAY) else NORMAL, "")
                     return
+        except GuestGone:  # a VM stop closed it under us: end both sides, as its end does
+            self.tunnel.close()
+            self._send_close(NORMAL, "the guest closed the connection")
         except FrameError as exc:
             self._send_close(exc.code, str(exc))
         except ValueError as exc:  # a message tunnel refused a message

@@ -25,13 +25,14 @@ import re
 import secrets
 import shutil
 import socket
-import ssl
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
+
+from vm_operator.pem import first_certificate
 
 OPENSSL_TIMEOUT = 60.0
 DEFAULT_DAYS = 825  # the longest validity Apple's platforms accept for a TLS server certificate
@@ -85,9 +86,7 @@ def openssl_config(names: Sequence[str]) -> str:
 
 def fingerprint(pem: str) -> str:
     """``sha256:HEX`` of the first certificate of a PEM text (what clients pin)."""
-    start = pem.index(ssl.PEM_HEADER)
-    end = pem.index(ssl.PEM_FOOTER, start) + len(ssl.PEM_FOOTER)
-    return "sha256:" + hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem[start:end])).hexdigest()
+    return "sha256:" + hashlib.sha256(first_certificate(pem)).hexdigest()
 
 
 def _openssl(binary: str, args: Sequence[str], cwd: Path) -> None:

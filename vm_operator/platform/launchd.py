@@ -24,6 +24,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from vm_operator.settings.declare import declared
+from vm_operator.settings.table import TLS, Config
+
 LABEL = "dev.vm-operator"
 # launchd starts agents with PATH=/usr/bin:/bin:/usr/sbin:/sbin: Homebrew's tart is elsewhere.
 AGENT_PATH = "/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
@@ -106,8 +109,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--token-file", help="file holding the full-access token "
                        "(VM_OPERATOR_TOKEN_FILE); strongly recommended")
         p.add_argument("--read-token-file", help="file holding a read-only token")
-        for flag, text in TLS_OPTIONS.items():
-            p.add_argument(flag, metavar="FILE", help=text)
+        for flag, setting in TLS_SETTINGS.items():
+            p.add_argument(flag, metavar=setting.spec.metavar,
+                           help=f"{setting.spec.help} ({setting.variable})")
         p.add_argument("--tart", help="Tart binary (default: tart on the agent's PATH, "
                        "which includes /opt/homebrew/bin)")
         p.add_argument("--state-dir", help="run logs and last-run records")
@@ -121,18 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# The agent's HTTPS: each option, its help; its variable is the server's (VM_OPERATOR_TLS_…).
-TLS_OPTIONS = {
-    "--tls-cert": "serve HTTPS with this PEM certificate (VM_OPERATOR_TLS_CERT; "
-                  "`vm-operator tls init` makes one)",
-    "--tls-key": "the certificate's private key (VM_OPERATOR_TLS_KEY)",
-    "--tls-client-ca": "mutual TLS: the CA clients' certificates must be signed by "
-                       "(VM_OPERATOR_TLS_CLIENT_CA)",
-}
-
-
-def _tls_variable(flag: str) -> str:
-    return "VM_OPERATOR_" + flag.removeprefix("--").replace("-", "_").upper()
+# The agent's HTTPS: the server's TLS settings (flag, help, variable), as the table declares them.
+TLS_SETTINGS = {setting.flag: setting for setting in declared(Config)
+                if setting.spec.section is TLS and setting.flag}
 
 
 def _absolute(path: str | None) -> str | None:
@@ -158,8 +153,8 @@ def _plist_from(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         read_token_file=_absolute(args.read_token_file),
         tart=_absolute(args.tart) if args.tart and "/" in args.tart else args.tart,
         state_dir=_absolute(args.state_dir),
-        tls={_tls_variable(flag): str(_absolute(value)) for flag in TLS_OPTIONS
-             if (value := getattr(args, flag[2:].replace("-", "_")))},
+        tls={setting.variable: str(_absolute(value)) for setting in TLS_SETTINGS.values()
+             if (value := getattr(args, setting.name))},
         extra_env=extra,
     )
 
@@ -184,7 +179,7 @@ def _require_macos(action: str) -> None:
 def _check_files(plist: dict[str, Any]) -> None:
     env = plist["EnvironmentVariables"]
     for key in ("VM_OPERATOR_TOKEN_FILE", "VM_OPERATOR_READ_TOKEN_FILE",
-                *map(_tls_variable, TLS_OPTIONS)):
+                *(setting.variable for setting in TLS_SETTINGS.values())):
         path = env.get(key)
         if path and not os.access(path, os.R_OK):
             raise SystemExit(f"vm-operator launchd: {key} {path} does not exist or is not readable")

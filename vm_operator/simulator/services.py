@@ -4,7 +4,8 @@ guest's own (loopback) address, so a tunnel reaches something real.
 ``PORT=echo`` sends back every byte it gets; ``PORT=N`` relays each connection to
 ``127.0.0.1:N`` (a test's own ``sshd`` answers as the guest's port 22). They listen from when
 the guest accepts connections until the VM ends, and its end closes every connection they
-carry, as a guest that shuts down does.
+carry, as a guest that shuts down does; a connection that ends before is let go of at once
+(its sockets closed), so a long-running guest holds no descriptor of one that is over.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ class Services:
                 conn.close()
                 return
             if target is None:
-                threading.Thread(target=_pump, args=(conn, conn), daemon=True).start()
+                threading.Thread(target=self._carry, args=(conn, conn), daemon=True).start()
                 continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", target), timeout=5)
@@ -93,8 +94,27 @@ class Services:
             if not self._keep(upstream):
                 upstream.close()
                 return
-            threading.Thread(target=_pump, args=(conn, upstream), daemon=True).start()
-            threading.Thread(target=_pump, args=(upstream, conn), daemon=True).start()
+            threading.Thread(target=self._carry, args=(conn, upstream), daemon=True).start()
+
+    def _carry(self, conn: socket.socket, other: socket.socket) -> None:
+        """Carry a connection (echoed when ``other`` is ``conn``, else relayed both ways) until
+        both directions ended, then let go of its sockets."""
+        back = None
+        if other is not conn:
+            back = threading.Thread(target=_pump, args=(other, conn), daemon=True)
+            back.start()
+        _pump(conn, other)
+        if back is not None:
+            back.join()
+        self._forget(conn, other)
+
+    def _forget(self, *socks: socket.socket) -> None:
+        """Close the sockets of a connection that ended (unless the guest's end closed them)."""
+        with self._lock:
+            mine = [sock for sock in set(socks) if sock in self._conns]
+            self._conns = [sock for sock in self._conns if sock not in mine]
+        for sock in mine:
+            sock.close()
 
     def close(self) -> None:
         """The guest ends: no more listening, every connection cut."""

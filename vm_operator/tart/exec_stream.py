@@ -17,7 +17,8 @@ import signal
 import struct
 import subprocess
 import termios
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from tty import setraw
 
 from vm_operator.tart.errors import binary_unavailable
@@ -31,7 +32,10 @@ class ExecStream:
     ``close_stdin``, ``resize``, ``kill`` and ``wait``."""
 
     def __init__(self, argv: Sequence[str], env: Mapping[str, str], tty: bool,
-                 rows: int = 24, cols: int = 80) -> None:
+                 rows: int = 24, cols: int = 80,
+                 on_kill: Callable[[], None] | None = None) -> None:
+        self._on_kill = on_kill  # told once, when a kill finds Tart still running (over SSH)
+        self._kill_lock = threading.Lock()
         self._master: int | None = None
         slave: int | None = None
         if tty:
@@ -100,6 +104,10 @@ class ExecStream:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except OSError:
                 pass
+            with self._kill_lock:
+                on_kill, self._on_kill = self._on_kill, None
+            if on_kill is not None:
+                on_kill()
 
     def wait(self) -> int:
         """Tart's exit code (the command's; 128+N: killed by signal N); its pipes closed."""

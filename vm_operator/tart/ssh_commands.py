@@ -20,6 +20,7 @@ from vm_operator.tart.errors import TartError
 from vm_operator.tart.ssh_settings import SshSettings
 
 REMOTE_LOG_DIR = ".vm-operator/logs"  # relative to the remote user's home
+EXEC_GROUP_DIR = ".vm-operator/exec"  # the process groups of interactive execs, by token
 # Where Homebrew puts tart. `ssh host cmd` runs a NON-login shell, whose PATH on macOS is
 # /usr/bin:/bin:/usr/sbin:/sbin: appended (never prepended) so that a plain `tart` resolves.
 REMOTE_PATH_EXTRA = "/opt/homebrew/bin:/usr/local/bin"
@@ -72,6 +73,26 @@ EXEC_SCRIPT = (
     + 'wait "$tart"; code=$?; kill "$watcher" 2>/dev/null; exit "$code"'
 )
 EXEC_STARTED = b"+"  # EXEC_SCRIPT's first output: Tart is being run
+
+# sh -c EXEC_STREAM_SCRIPT vm-operator TOKEN TART exec ...: an interactive `tart exec`, its
+# stdin the session's. Its process group (sshd made the session one) is written to a file
+# named by TOKEN while it runs, so that EXEC_KILL_SCRIPT can kill it when the WebSocket ends:
+# killing the local ssh ends the session, but Tart would learn of it only at its next read or
+# write, and an idle command would run on. Exits with Tart's exit code (the command's).
+EXEC_STREAM_SCRIPT = (
+    _PATH_SETUP
+    + f'f="$HOME/{EXEC_GROUP_DIR}/$1.pgid"; shift; '
+    + _NEED_TART
+    + 'mkdir -p "${f%/*}" && ps -o pgid= -p "$$" | tr -d " " >"$f"; '
+    + '"$@"; code=$?; rm -f "$f"; exit "$code"'
+)
+# sh -c EXEC_KILL_SCRIPT vm-operator TOKEN: kill the process group EXEC_STREAM_SCRIPT wrote
+# (nothing when it ended already: it removed its file).
+EXEC_KILL_SCRIPT = (
+    f'f="$HOME/{EXEC_GROUP_DIR}/$1.pgid"; '
+    + 'if [ -s "$f" ]; then g=$(cat "$f"); rm -f "$f"; '
+    + 'case $g in *[!0-9]*) ;; ?*) kill -s KILL -- "-$g" 2>/dev/null;; esac; fi; exit 0'
+)
 
 # sh -c DISK_SCRIPT vm-operator: the Tart home ($TART_HOME, else ~/.tart) on one line, then
 # df -Pk's line for it (for its nearest existing parent when it does not exist yet).

@@ -9,25 +9,32 @@ length a parameter.
 
 from __future__ import annotations
 
+import logging
+import secrets
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from vm_operator.tart.errors import TartCommandError, TransportError
+from vm_operator.tart.errors import TartCommandError, TartError, TransportError
 from vm_operator.tart.exec_stream import ExecStream
 from vm_operator.tart.guest_exec import OUTPUT_CAP, run_exec
 from vm_operator.tart.parse import error_message
 from vm_operator.tart.records import ExecResult
 from vm_operator.tart.ssh_commands import (
+    EXEC_KILL_SCRIPT,
     EXEC_SCRIPT,
     EXEC_STARTED,
+    EXEC_STREAM_SCRIPT,
     script_words,
     ssh_argv,
-    tart_argv,
 )
 from vm_operator.tart.transport import observed
 
 if TYPE_CHECKING:
     from vm_operator.tart.ssh import SshTransport
+
+KILL_TIMEOUT = 10.0  # seconds the host has to kill an exec's command
+log = logging.getLogger(__name__)
 
 
 def exec_over_ssh(transport: SshTransport, args: Sequence[str], stdin: bytes | None,
@@ -58,10 +65,24 @@ def exec_stream_over_ssh(transport: SshTransport, args: Sequence[str], tty: bool
                          cols: int) -> ExecStream:
     """``tart ARGS`` (an interactive ``tart exec``) on the host through the shared connection,
     kept open; with a terminal ``ssh -tt``, so that the remote Tart has one. Killing the local
-    ssh ends the session, but the host's Tart learns it only when it next reads (end of
-    input) or writes (a broken pipe): a command that does neither runs on there."""
-    argv = tart_argv(transport.settings, args, transport._shared())
+    ssh ends the session, but the host's Tart would learn it only when it next reads (end of
+    input) or writes (a broken pipe): so ``kill`` also kills its process group on the host
+    (``EXEC_KILL_SCRIPT``, by the token the session was started with), in the background."""
+    settings = transport.settings
+    token = secrets.token_hex(16)
+    argv = ssh_argv(settings, script_words(EXEC_STREAM_SCRIPT, token, settings.tart, *args),
+                    transport._shared())
     if tty:
         argv = [argv[0], "-tt", *argv[1:]]
+
+    def kill_on_host() -> None:
+        try:
+            transport.remote("exec-kill", script_words(EXEC_KILL_SCRIPT, token),
+                             timeout=KILL_TIMEOUT)
+        except TartError as exc:  # the connection is gone: so is the session
+            log.warning("could not stop an exec's command on the host: %s", exc)
+
     with observed(transport.observe, args[0] if args else ""):
-        return ExecStream(argv, transport.env, tty, rows, cols)
+        return ExecStream(argv, transport.env, tty, rows, cols,
+                          on_kill=lambda: threading.Thread(target=kill_on_host, daemon=True,
+                                                           name="exec-kill").start())

@@ -20,10 +20,14 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from vm_operator.tart.errors import TartTimeout, binary_unavailable, command_error
 from vm_operator.tart.parse import error_message
-from vm_operator.tart.transport import OutputSink, StartedSink
+
+# annotations only: transport.py imports tunnel.py, which kills its ssh with ProcessGroup
+if TYPE_CHECKING:
+    from vm_operator.tart.transport import OutputSink, StartedSink
 
 STDERR_KEEP = 64 * 1024  # bytes of stderr kept: Tart's message is its last line
 READ_SIZE = 64 * 1024
@@ -55,8 +59,14 @@ class ProcessGroup:
         """Wait (until ``deadline``, else Expired) for the process to exit, then reap it; its
         exit code, negative when a signal killed it."""
         while True:
+            with self._lock:
+                if self._reaped:  # by another caller (a second close)
+                    return self.proc.wait()
             # WNOWAIT: learn that it exited without reaping it, so a kill meanwhile is safe.
-            if os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+            try:
+                if os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                    break
+            except ChildProcessError:  # another caller reaped it meanwhile
                 break
             if time.monotonic() >= deadline:
                 raise Expired()

@@ -10,7 +10,6 @@ the connection, no new login per tunnel). The address and port are checked
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,7 @@ from typing import IO, Protocol
 
 from vm_operator.tart.errors import GuestRefused
 from vm_operator.tart.probe import checked_target
+from vm_operator.tart.streaming import ProcessGroup
 
 CONNECT_TIMEOUT = 5.0  # seconds a guest may take to accept a tunnel's connection
 
@@ -77,10 +77,12 @@ def open_socket(ip: str, port: int, timeout: float = CONNECT_TIMEOUT) -> SocketP
 
 class ProcessPipe:
     """The stdin and stdout of a process (``ssh -W``) as the stream; ``close`` kills its
-    process group and reaps it."""
+    process group and reaps it (``ProcessGroup``: never a signal to a group once reaped, whose
+    id may be another's by then)."""
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.proc = proc
+        self._group = ProcessGroup(proc)
         assert proc.stdin is not None and proc.stdout is not None
         self._in: IO[bytes] = proc.stdin
         self._out = proc.stdout
@@ -102,14 +104,7 @@ class ProcessPipe:
             pass
 
     def close(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        self._group.kill_and_reap()
         for stream in (self._in, self._out):
             try:
                 stream.close()
