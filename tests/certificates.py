@@ -2,7 +2,8 @@
 test), and HTTPS requests to an operator on loopback.
 
 ``server_pair`` is a self-signed server certificate for localhost and the loopback addresses;
-``authority`` a CA; ``client_pair`` a client certificate that CA signed (mutual TLS).
+``authority`` a CA; ``client_pair`` a client certificate that CA signed (mutual TLS);
+``tls_operator`` an operator serving HTTPS with a fresh ``server_pair``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import hashlib
 import http.client
 import ssl
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 OPENSSL_TIMEOUT = 60.0
 
@@ -71,6 +74,21 @@ def client_pair(folder: Path, ca: tuple[Path, Path], name: str = "client") -> tu
             "-CAcreateserial", "-out", str(cert), "-days", "2", "-sha256",
             "-extfile", str(extensions))
     return cert, key
+
+
+def mutual_pki(folder: Path) -> tuple[tuple[Path, Path], tuple[Path, Path]]:
+    """A CA and a client certificate it signed (each with its key): mutual TLS's two sides."""
+    ca = authority(folder)
+    return ca, client_pair(folder, ca)
+
+
+def tls_operator(factory: Callable[..., Any], folder: Path, *extra: str,
+                 env: dict[str, str] | None = None) -> tuple[Any, Path]:
+    """An operator (``operator_factory``'s) serving HTTPS with a new ``server_pair`` made in
+    ``folder``, ``extra`` arguments added; and that certificate."""
+    cert, key = server_pair(folder)
+    operator = factory(env=env, args=["--tls-cert", str(cert), "--tls-key", str(key), *extra])
+    return operator, cert
 
 
 def der(cert: Path) -> bytes:

@@ -26,6 +26,7 @@ from vm_operator.client.main import (
     UsageError,
     client_tls,
     read_token,
+    server_options,
     server_url,
     token_on_command_line,
 )
@@ -58,11 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 nothing to do, 2 something to do, 1 the file is refused (line "
         "and key on stderr) or another error, 3 no operator answered")
     parser.add_argument("file", metavar="FILE", help="the TOML file (see examples/vms.toml)")
-    parser.add_argument("--url", metavar="URL",
-                        help="the operator (default: VM_OPERATOR_URL, else http://127.0.0.1:8082)")
-    parser.add_argument("--token-file", metavar="FILE",
-                        help="read the bearer token from FILE (default: VM_OPERATOR_TOKEN_FILE, "
-                        "else VM_OPERATOR_TOKEN); a read-only token is enough")
+    server_options(parser, top=True, token_note="a read-only token is enough")
     add_options(parser, top=True)
     return parser
 

@@ -26,6 +26,14 @@ RUNTIME_FILE = ".tart-sim-run.json"  # the simulator's record of a run, written 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def repo_module(name: str) -> ModuleType:
+    """A module of this checkout's package, imported when first asked for (the benchmark
+    imports none at start: the operators it measures may run another tree's, --operator-src)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return importlib.import_module(name)
+
+
 class Interrupted(Exception):
     """SIGTERM or SIGHUP: unwind like Ctrl-C so that everything started gets stopped."""
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.calllog import read_calls
-from benchmark.common import HOST, RUNTIME_FILE, rss_mib
+from benchmark.common import HOST, RUNTIME_FILE, repo_module, rss_mib
 from benchmark.records import Events
 
 VM = "ubuntu-runner"  # a Linux guest of the demo seed: no macOS slot cap
@@ -61,11 +61,7 @@ class Watcher:
             return
 
     def close(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
+        repo_module("vm_operator.sockets").close_both_ways(self.sock)
 
 
 def lists_per_second(call_log: Path, seconds: float) -> float:

@@ -13,17 +13,14 @@ WebSocket client is the operator's own (``vm_operator.client.websocket``, stdlib
 
 from __future__ import annotations
 
-import importlib
 import socket
 import statistics
-import sys
 import threading
 import time
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
-from benchmark.common import HOST, REPO, request, sshd_fixture
+from benchmark.common import HOST, repo_module, request, sshd_fixture
 from benchmark.records import TunnelFigures
 
 VM = "ubuntu-runner"
@@ -34,12 +31,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
-
-
-def _websocket() -> ModuleType:
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    return importlib.import_module("vm_operator.client.websocket")
 
 
 class _Direct:
@@ -100,7 +91,7 @@ def measure(port: int, echo_port: int, size: int, pings: int) -> TunnelFigures:
     if status != 200:
         raise RuntimeError(f"GET /vms/{VM}/ip answered {status}: {answer!r}")
     ip = answer["ip"]
-    ws_module = _websocket()
+    ws_module = repo_module("vm_operator.client.websocket")
 
     def tunnel() -> Any:
         opened = ws_module.connect(

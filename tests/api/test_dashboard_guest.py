@@ -39,6 +39,13 @@ def run_enabled(page: Page) -> bool:
     return page.find("#exec-run").get_attribute("disabled") is None
 
 
+def open_running_box(page: Page, name: str) -> None:
+    """The guest box of ``name`` once it runs, its Run button enabled."""
+    page.wait_state(name, "running")
+    open_details(page, name)
+    wait_for(lambda: run_enabled(page), WAIT, message=f"Run enabled for the running {name}")
+
+
 def run_command(page: Page, line: str) -> str:
     """Types ``line`` into the command box, runs it and returns the status line once it ended."""
     field = page.find("#exec-command")
@@ -59,9 +66,7 @@ def status_once(page: Page, saying: tuple[str, ...]) -> str:
 
 def test_the_command_box_runs_a_command_and_shows_its_output_and_exit_code(page: Page) -> None:
     start_via_api(page.operator, UBUNTU)
-    page.wait_state(UBUNTU, "running")
-    open_details(page, UBUNTU)
-    wait_for(lambda: run_enabled(page), WAIT, message="Run enabled for the running VM")
+    open_running_box(page, UBUNTU)
     status = run_command(page, "sh -c 'echo hi; echo oops >&2; exit 3'")
     assert status == "sh ended with exit code 3.", status
     assert page.find("#exec-stdout").text == "hi"
@@ -78,9 +83,7 @@ def test_the_command_box_runs_a_command_and_shows_its_output_and_exit_code(page:
 
 def test_output_cut_at_the_cap_says_truncated(page: Page) -> None:
     start_via_api(page.operator, UBUNTU)
-    page.wait_state(UBUNTU, "running")
-    open_details(page, UBUNTU)
-    wait_for(lambda: run_enabled(page), WAIT, message="Run enabled for the running VM")
+    open_running_box(page, UBUNTU)
     status = run_command(page, "sh -c 'yes | head -c 1100000'")
     assert status == "sh ended with exit code 0.", status
     assert page.visible("#exec-truncated")
@@ -125,9 +128,7 @@ def test_a_guest_without_the_agent_is_refused_with_the_problems_detail(
     wait_for(lambda: op.json("GET", f"/operations/{made['id']}")[1]["state"] == "succeeded",
              WAIT, message="the vanilla VM is created and started")
     page = Page(browser, op)
-    page.wait_state("plain", "running")
-    open_details(page, "plain")
-    wait_for(lambda: run_enabled(page), WAIT, message="Run enabled for the running VM")
+    open_running_box(page, "plain")
     status_line = run_command(page, "true")
     assert status_line.startswith("Refused: "), status_line
     assert "Tart Guest Agent" in status_line

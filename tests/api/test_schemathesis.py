@@ -31,6 +31,14 @@ RUN_TIMEOUT = 600  # seconds: a hung run is killed (its process group) and fails
 HEARTBEAT = 0.2  # seconds: the operator's heartbeat on a quiet event stream, below STREAM_READ
 STREAM_READ = 2  # seconds schemathesis reads an event stream (its request timeout there)
 
+# What a WebSocket route's answers may be, in both WebSocket entries of CONFIG (see there).
+WEBSOCKET_STATUSES = """\
+checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "409", "414",
+                                                    "415", "426"]
+checks.missing_required_header.expected-statuses = ["400", "401", "403", "426"]
+checks.positive_data_acceptance.expected-statuses = ["101", "2xx", "401", "403", "404", "409",
+                                                     "414", "5xx"]"""
+
 CONFIG = """\
 # written by tests/api/test_schemathesis.py
 # Hypothesis gives up on an operation whose only parameter is a patterned path parameter (e.g.
@@ -73,11 +81,7 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 [[operations]]
 include-path = "/vms/{name}/port-forward"
 include-method = "GET"
-checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "409", "414",
-                                                    "415", "426"]
-checks.missing_required_header.expected-statuses = ["400", "401", "403", "426"]
-checks.positive_data_acceptance.expected-statuses = ["101", "2xx", "401", "403", "404", "409",
-                                                     "414", "5xx"]
+{WEBSOCKET_STATUSES}
 
 # The interactive exec is a WebSocket too: without the handshake 426, else 101 or a refusal.
 # Its command rides in the query, so a long one meets the 8 KiB bound of the request line (414,
@@ -88,11 +92,7 @@ checks.positive_data_acceptance.expected-statuses = ["101", "2xx", "401", "403",
 [[operations]]
 include-path = "/vms/{name}/exec"
 include-method = "GET"
-checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "409", "414",
-                                                    "415", "426"]
-checks.missing_required_header.expected-statuses = ["400", "401", "403", "426"]
-checks.positive_data_acceptance.expected-statuses = ["101", "2xx", "401", "403", "404", "409",
-                                                     "414", "5xx"]
+{WEBSOCKET_STATUSES}
 """
 
 
@@ -107,7 +107,8 @@ def schemathesis_env() -> dict[str, str]:
 
 def run_schemathesis(op: Operator, workdir: Path) -> tuple[int, str]:
     config = workdir / "schemathesis.toml"
-    config.write_text(CONFIG.replace("{STREAM_READ}", str(STREAM_READ)))
+    config.write_text(CONFIG.replace("{STREAM_READ}", str(STREAM_READ))
+                      .replace("{WEBSOCKET_STATUSES}", WEBSOCKET_STATUSES))
     argv = [
         sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "--no-color",
         "run", f"{op.url}/openapi.json",

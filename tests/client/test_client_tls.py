@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from certificates import authority, client_pair, fingerprint, server_pair
+from certificates import fingerprint, mutual_pki, server_pair, tls_operator
 from conftest import REPO_ROOT, Operator
 from support import client_env
 
@@ -30,11 +30,10 @@ def client(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
                           stdin=subprocess.DEVNULL, check=False)
 
 
-def tls_operator(factory: Callable[..., Operator], folder: Path,
-                 *extra: str) -> tuple[Operator, Path, str]:
-    cert, key = server_pair(folder)
-    operator = factory(env={"VM_OPERATOR_TOKEN": TOKEN},
-                       args=["--tls-cert", str(cert), "--tls-key", str(key), *extra])
+def https_operator(factory: Callable[..., Operator], folder: Path,
+                   *extra: str) -> tuple[Operator, Path, str]:
+    """``tls_operator`` asking for TOKEN, and its URL."""
+    operator, cert = tls_operator(factory, folder, *extra, env={"VM_OPERATOR_TOKEN": TOKEN})
     return operator, cert, f"https://127.0.0.1:{operator.port}"
 
 
@@ -44,7 +43,7 @@ def requests_logged(operator: Operator, path: str) -> int:
 
 def test_a_pinned_fingerprint_is_trusted_and_a_wrong_one_refused_before_sending(
         operator_factory: Callable[..., Operator], tmp_path: Path) -> None:
-    operator, cert, url = tls_operator(operator_factory, tmp_path / "pki")
+    operator, cert, url = https_operator(operator_factory, tmp_path / "pki")
     token = {"VM_OPERATOR_TOKEN": TOKEN}
     pinned = client("--url", url, "--fingerprint", fingerprint(cert), "vms", env=token)
     assert pinned.returncode == 0, pinned.stderr
@@ -106,7 +105,7 @@ def test_a_wrong_pin_sends_no_byte_of_the_request(tmp_path: Path) -> None:
 
 def test_a_ca_file_is_trusted_and_no_trust_is_refused_with_advice(
         operator_factory: Callable[..., Operator], tmp_path: Path) -> None:
-    _, cert, url = tls_operator(operator_factory, tmp_path / "pki")
+    _, cert, url = https_operator(operator_factory, tmp_path / "pki")
     trusted = client("--url", url.replace("127.0.0.1", "localhost"), "vms",
                      env={"VM_OPERATOR_TOKEN": TOKEN, "VM_OPERATOR_CA_FILE": str(cert)})
     assert trusted.returncode == 0, trusted.stderr
@@ -120,9 +119,8 @@ def test_a_ca_file_is_trusted_and_no_trust_is_refused_with_advice(
 def test_a_client_certificate_answers_mutual_tls(
         operator_factory: Callable[..., Operator], tmp_path: Path) -> None:
     pki = tmp_path / "pki"
-    ca = authority(pki)
-    mine = client_pair(pki, ca)
-    _, cert, url = tls_operator(operator_factory, pki, "--tls-client-ca", str(ca[0]))
+    ca, mine = mutual_pki(pki)
+    _, cert, url = https_operator(operator_factory, pki, "--tls-client-ca", str(ca[0]))
     pin = fingerprint(cert)
     token = {"VM_OPERATOR_TOKEN": TOKEN}
     presented = client("--url", url, "--fingerprint", pin, "--client-cert", str(mine[0]),
@@ -138,7 +136,7 @@ def test_a_client_certificate_answers_mutual_tls(
 
 def test_plan_talks_to_an_operator_over_tls(operator_factory: Callable[..., Operator],
                                             tmp_path: Path) -> None:
-    _, cert, url = tls_operator(operator_factory, tmp_path / "pki")
+    _, cert, url = https_operator(operator_factory, tmp_path / "pki")
     fleet = tmp_path / "vms.toml"
     fleet.write_text('[vms.tls-planned]\nfrom = "ubuntu-runner"\n')
     token = {"VM_OPERATOR_TOKEN": TOKEN}
@@ -152,7 +150,7 @@ def test_plan_talks_to_an_operator_over_tls(operator_factory: Callable[..., Oper
 
 def test_the_event_stream_is_read_over_tls(operator_factory: Callable[..., Operator],
                                            tmp_path: Path) -> None:
-    operator, cert, url = tls_operator(operator_factory, tmp_path / "pki")
+    operator, cert, url = https_operator(operator_factory, tmp_path / "pki")
     environ = client_env(VM_OPERATOR_TOKEN=TOKEN, VM_OPERATOR_FINGERPRINT=fingerprint(cert))
     stream = subprocess.Popen([sys.executable, "-m", "vm_operator", "--url", url, "events",
                                "--vm", "ubuntu-runner"], env=environ, cwd=REPO_ROOT,
@@ -186,7 +184,7 @@ def test_tunnels_trust_the_pinned_certificate_as_every_request_does(
     as the client's other requests: the right pin reaches the operator (which refuses a tunnel
     to a stopped VM with its problem), a wrong one is refused before the handshake's request
     is written, naming the certificate it saw."""
-    operator, cert, url = tls_operator(operator_factory, tmp_path / "pki")
+    operator, cert, url = https_operator(operator_factory, tmp_path / "pki")
     token = {"VM_OPERATOR_TOKEN": TOKEN}
     reached = client("--url", url, "--fingerprint", fingerprint(cert), "proxy",
                      "ubuntu-runner", "22", env=token)

@@ -16,17 +16,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from certificates import authority, client_pair, https_request, server_pair, trusting
+from certificates import (
+    authority,
+    client_pair,
+    https_request,
+    mutual_pki,
+    server_pair,
+    tls_operator,
+    trusting,
+)
 from conftest import REPO_ROOT, Operator
 from support import read_until, wait_for
 
 TOOL_TIMEOUT = 60.0
-
-
-def tls_operator(factory: Callable[..., Operator], folder: Path,
-                 *extra: str) -> tuple[Operator, Path]:
-    cert, key = server_pair(folder)
-    return factory(args=["--tls-cert", str(cert), "--tls-key", str(key), *extra]), cert
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -141,8 +143,7 @@ def test_a_closed_event_stream_over_tls_ends_at_once(
 def test_mutual_tls_refuses_a_client_without_a_certificate_of_its_ca(
         operator_factory: Callable[..., Operator], tmp_path: Path) -> None:
     pki = tmp_path / "pki"
-    ca = authority(pki)
-    client = client_pair(pki, ca)
+    ca, client = mutual_pki(pki)
     stranger = client_pair(pki, authority(pki, "other-ca"), "stranger")
     operator, cert = tls_operator(operator_factory, pki, "--tls-client-ca", str(ca[0]))
     status, _, body = https_request(operator.port, "/vms", trusting(cert, client))
@@ -160,12 +161,10 @@ def test_mutual_tls_refuses_a_client_without_a_certificate_of_its_ca(
 def test_mutual_tls_keeps_asking_for_the_token(
         operator_factory: Callable[..., Operator], tmp_path: Path) -> None:
     pki = tmp_path / "pki"
-    ca = authority(pki)
-    client = client_pair(pki, ca)
+    ca, client = mutual_pki(pki)
     token = "mutual-tls-token-0123456789abcdef"
-    cert, key = server_pair(pki)
-    operator = operator_factory(env={"VM_OPERATOR_TOKEN": token}, args=[
-        "--tls-cert", str(cert), "--tls-key", str(key), "--tls-client-ca", str(ca[0])])
+    operator, cert = tls_operator(operator_factory, pki, "--tls-client-ca", str(ca[0]),
+                                  env={"VM_OPERATOR_TOKEN": token})
     context = trusting(cert, client)
     assert https_request(operator.port, "/vms", context)[0] == 401
     status, _, _ = https_request(operator.port, "/vms", context,

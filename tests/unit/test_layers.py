@@ -61,7 +61,7 @@ RULES = [
     ("vm_operator.pem", set()),
     ("vm_operator.simulator.", {"vm_operator.simulator."}),  # a program of its own
     ("vm_operator.tart.", {"vm_operator.tart.", "vm_operator.store.state",
-                           "vm_operator.vocabulary"}),
+                           "vm_operator.vocabulary", "vm_operator.sockets"}),
     ("vm_operator.core.", {"vm_operator.core.", "vm_operator.store.", "vm_operator.tart.",
                            "vm_operator.vocabulary", "vm_operator.settings.table"}),
     ("vm_operator.edge.", {"vm_operator.edge.", "vm_operator.core.errors",
@@ -79,11 +79,13 @@ RULES = [
                                "vm_operator.tart.errors", "vm_operator.tart.ssh_settings",
                                "vm_operator.tokens"}),
     ("vm_operator.tokens", set()),
-    # the client talks HTTP only: nothing of the server, the contract's vocabulary and the
-    # WebSocket framing aside
+    # the client talks HTTP only: nothing of the server, the contract's vocabulary, the
+    # WebSocket framing and the closing of a socket aside
     ("vm_operator.client", {"vm_operator.client", "vm_operator.client.",
-                            "vm_operator.vocabulary", "vm_operator.websocket"}),
+                            "vm_operator.vocabulary", "vm_operator.websocket",
+                            "vm_operator.sockets"}),
     ("vm_operator.websocket", set()),  # the framing, shared by the edge and the client
+    ("vm_operator.sockets", set()),  # closing a connection, shared by tart and the client
 ]
 
 

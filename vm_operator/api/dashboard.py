@@ -41,48 +41,36 @@ class Asset:
         return f"{self.media_type}; charset=utf-8"
 
 
+def script(file: str, summary: str) -> Asset:
+    """A JavaScript module of the page: served at /ui/FILE, its operation named after it."""
+    stem = file.removesuffix(".js")
+    return Asset(f"/ui/{file}", file, "text/javascript", f"getDashboard{stem.capitalize()}",
+                 f"{summary} (a JavaScript module)")
+
+
 ASSETS: tuple[Asset, ...] = (
     Asset("/", "index.html", "text/html", "getDashboard",
           "The dashboard: a page for browsers (public; its data comes from this API, with the "
           "user's token)"),
     Asset("/ui/style.css", "style.css", "text/css", "getDashboardStyle",
           "The dashboard's style sheet"),
-    Asset("/ui/app.js", "app.js", "text/javascript", "getDashboardApp",
-          "The dashboard's main script (a JavaScript module)"),
-    Asset("/ui/api.js", "api.js", "text/javascript", "getDashboardApi",
-          "The dashboard's API client: tokens, requests, problems (a JavaScript module)"),
-    Asset("/ui/stream.js", "stream.js", "text/javascript", "getDashboardStream",
-          "The dashboard's reader of GET /events (a JavaScript module)"),
-    Asset("/ui/dom.js", "dom.js", "text/javascript", "getDashboardDom",
-          "The dashboard's DOM helpers: text only, never HTML (a JavaScript module)"),
-    Asset("/ui/timeline.js", "timeline.js", "text/javascript", "getDashboardTimeline",
-          "The dashboard's state timelines (a JavaScript module)"),
-    Asset("/ui/session.js", "session.js", "text/javascript", "getDashboardSession",
-          "The dashboard's record of the routes offered and the token's access (a JavaScript "
-          "module)"),
-    Asset("/ui/status.js", "status.js", "text/javascript", "getDashboardStatus",
-          "The dashboard's notices, unreachable banner and refusals (a JavaScript module)"),
-    Asset("/ui/debounce.js", "debounce.js", "text/javascript", "getDashboardDebounce",
-          "The dashboard's delayed calls, one per key (a JavaScript module)"),
-    Asset("/ui/events.js", "events.js", "text/javascript", "getDashboardEvents",
-          "The dashboard's events of each VM and their descriptions (a JavaScript module)"),
-    Asset("/ui/operations.js", "operations.js", "text/javascript", "getDashboardOperations",
-          "The dashboard's long-running operations and progress bars (a JavaScript module)"),
-    Asset("/ui/vms.js", "vms.js", "text/javascript", "getDashboardVms",
-          "The dashboard's VMs as the API lists them (a JavaScript module)"),
-    Asset("/ui/table.js", "table.js", "text/javascript", "getDashboardTable",
-          "The dashboard's table of VMs (a JavaScript module)"),
-    Asset("/ui/actions.js", "actions.js", "text/javascript", "getDashboardActions",
-          "The dashboard's VM actions: start, stop, suspend, delete (a JavaScript module)"),
-    Asset("/ui/detail.js", "detail.js", "text/javascript", "getDashboardDetail",
-          "The dashboard's VM details panel: fields, run log, events (a JavaScript module)"),
-    Asset("/ui/guest.js", "guest.js", "text/javascript", "getDashboardGuest",
-          "The dashboard's way into a VM's guest: the ssh line, a command box (a JavaScript "
-          "module)"),
-    Asset("/ui/create.js", "create.js", "text/javascript", "getDashboardCreate",
-          "The dashboard's create form and its progress (a JavaScript module)"),
-    Asset("/ui/host.js", "host.js", "text/javascript", "getDashboardHost",
-          "The dashboard's host panel: host, image cache, prune (a JavaScript module)"),
+    script("app.js", "The dashboard's main script"),
+    script("api.js", "The dashboard's API client: tokens, requests, problems"),
+    script("stream.js", "The dashboard's reader of GET /events"),
+    script("dom.js", "The dashboard's DOM helpers: text only, never HTML"),
+    script("timeline.js", "The dashboard's state timelines"),
+    script("session.js", "The dashboard's record of the routes offered and the token's access"),
+    script("status.js", "The dashboard's notices, unreachable banner and refusals"),
+    script("debounce.js", "The dashboard's delayed calls, one per key"),
+    script("events.js", "The dashboard's events of each VM and their descriptions"),
+    script("operations.js", "The dashboard's long-running operations and progress bars"),
+    script("vms.js", "The dashboard's VMs as the API lists them"),
+    script("table.js", "The dashboard's table of VMs"),
+    script("actions.js", "The dashboard's VM actions: start, stop, suspend, delete"),
+    script("detail.js", "The dashboard's VM details panel: fields, run log, events"),
+    script("guest.js", "The dashboard's way into a VM's guest: the ssh line, a command box"),
+    script("create.js", "The dashboard's create form and its progress"),
+    script("host.js", "The dashboard's host panel: host, image cache, prune"),
 )
 
 

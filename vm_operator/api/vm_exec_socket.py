@@ -19,8 +19,8 @@ from vm_operator.core.exec_session import MAX_SIZE, SessionRequest
 from vm_operator.edge.authz import Role
 from vm_operator.edge.params import Boolean, Int
 from vm_operator.edge.problems.client_errors import UPGRADE_REQUIRED, URI_TOO_LONG
-from vm_operator.edge.responses import Response
-from vm_operator.edge.routing import OptionalQuery, Query, Request, Route, Success
+from vm_operator.edge.responses import Response, upgraded
+from vm_operator.edge.routing import OptionalQuery, Query, Request, Route, switching_protocols
 from vm_operator.tart.errors import TartNotRunning, TartVmMissing
 
 
@@ -50,13 +50,11 @@ COLS = Query("cols", Int(1, MAX_SIZE), 80, "The terminal's columns (with tty=tru
 
 
 def exec_socket(app: App, req: Request) -> Response:
-    command = req.optional(COMMAND)
-    assert command is not None  # required: the router refused a request without it
-    request = SessionRequest(command, req.get(INTERACTIVE), req.get(TTY), req.get(ROWS),
-                             req.get(COLS), req.client)
+    request = SessionRequest(req.required(COMMAND), req.get(INTERACTIVE), req.get(TTY),
+                             req.get(ROWS), req.get(COLS), req.client)
     session = app.service.exec_session(  # its end writes the audit line, with the exit code
         req.get(NAME), request, lambda code: req.audit(101, exit_code=code))
-    return Response(101, b"", "", tunnel=session)
+    return upgraded(session)
 
 
 ROUTES: tuple[Route[App], ...] = (
@@ -71,8 +69,7 @@ ROUTES: tuple[Route[App], ...] = (
           "an OCI image), 400 (the command)", "execInVmInteractive",
           path=(NAME,), query=(COMMAND, INTERACTIVE, TTY, ROWS, COLS), upgrade=True,
           role=Role.CONNECT,
-          ok=(Success(101, "Switching Protocols: the connection is the exec's WebSocket",
-                      None, media_type=""),),
+          ok=switching_protocols("the exec"),
           problems=(VmNotFound, OciImage, NotRunning, TartNotRunning, TartVmMissing,
                     UPGRADE_REQUIRED, URI_TOO_LONG, *TART_FAILURES)),
 )

@@ -10,20 +10,18 @@ from vm_operator.core.tunnels import MAX_TUNNELS
 from vm_operator.edge.authz import Role
 from vm_operator.edge.params import Int
 from vm_operator.edge.problems.client_errors import UPGRADE_REQUIRED
-from vm_operator.edge.responses import Response
-from vm_operator.edge.routing import OptionalQuery, Request, Route, Success
+from vm_operator.edge.responses import Response, upgraded
+from vm_operator.edge.routing import OptionalQuery, Request, Route, switching_protocols
 from vm_operator.tart.errors import GuestRefused, TartNoIp, TartNotRunning
 
 PORT = OptionalQuery("port", Int(1, 65535), "The guest's TCP port", required=True)
 
 
 def port_forward(app: App, req: Request) -> Response:
-    port = req.optional(PORT)
-    assert port is not None  # required: the router refused a request without it
     tunnel = app.service.tunnels.open(  # its end writes the audit line, with the bytes
-        req.get(NAME), port, lambda to_guest, from_guest: req.audit(
+        req.get(NAME), req.required(PORT), lambda to_guest, from_guest: req.audit(
             101, bytes_in=to_guest, bytes_out=from_guest))
-    return Response(101, b"", "", tunnel=tunnel)
+    return upgraded(tunnel)
 
 
 ROUTES: tuple[Route[App], ...] = (
@@ -34,8 +32,7 @@ ROUTES: tuple[Route[App], ...] = (
           "running, an OCI image), 400 (the port), 502 (the guest refused), 503 (past "
           f"{MAX_TUNNELS} open tunnels)", "portForwardVm",
           path=(NAME,), query=(PORT,), upgrade=True, role=Role.CONNECT,
-          ok=(Success(101, "Switching Protocols: the connection is the tunnel's WebSocket",
-                      None, media_type=""),),
+          ok=switching_protocols("the tunnel"),
           problems=(VmNotFound, OciImage, NotRunning, TartNotRunning, TartNoIp, IpWaitersFull,
                     GuestRefused, TunnelsFull, UPGRADE_REQUIRED,
                     *TART_FAILURES)),

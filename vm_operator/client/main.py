@@ -234,6 +234,16 @@ def command_index(words: Sequence[str]) -> int | None:
     return None
 
 
+def server_options(group: Any, top: bool, token_note: str) -> None:
+    """--url and --token-file: which operator, and the token it is asked with (also
+    ``vm-operator plan``'s; ``token_note`` ends the token's help)."""
+    group.add_argument("--url", metavar="URL", default=None if top else argparse.SUPPRESS,
+                       help=f"the operator (default: VM_OPERATOR_URL, else {DEFAULT_URL})")
+    group.add_argument("--token-file", metavar="FILE", default=None if top else argparse.SUPPRESS,
+                       help="read the bearer token from FILE (default: VM_OPERATOR_TOKEN_FILE, "
+                       f"else VM_OPERATOR_TOKEN; {token_note})")
+
+
 def _add_common(parser: argparse.ArgumentParser, command: Command | None) -> None:
     """The options every command takes, before or after the command: the top-level parser
     (``command`` None) holds their defaults; a command's (and an action's, ``images pull
@@ -241,11 +251,7 @@ def _add_common(parser: argparse.ArgumentParser, command: Command | None) -> Non
     top = command is None
     group = parser.add_argument_group("client options (before or after the command)" if top
                                       else "server")
-    group.add_argument("--url", metavar="URL", default=None if top else argparse.SUPPRESS,
-                       help=f"the operator (default: VM_OPERATOR_URL, else {DEFAULT_URL})")
-    group.add_argument("--token-file", metavar="FILE", default=None if top else argparse.SUPPRESS,
-                       help="read the bearer token from FILE (default: VM_OPERATOR_TOKEN_FILE, "
-                       "else VM_OPERATOR_TOKEN; there is no --token)")
+    server_options(group, top, "there is no --token")
     group.add_argument("--request-timeout", type=seconds(0.1, 3600),
                        default=REQUEST_TIMEOUT if top else argparse.SUPPRESS,
                        metavar="SECONDS",

@@ -15,6 +15,7 @@ from io import BufferedReader
 from urllib.parse import urlsplit
 
 from vm_operator.client.tls import TlsOptions, check_pin, client_context
+from vm_operator.sockets import close_both_ways
 from vm_operator.websocket import (
     BINARY,
     CLOSE,
@@ -118,11 +119,7 @@ class WebSocket:
 
     def shutdown(self) -> None:
         """Cut the connection (after ``close``, or instead of it)."""
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
+        close_both_ways(self.sock)
 
 
 def _head_lines(rfile: BufferedReader) -> list[str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vm_operator.core.cache import FreshCache, cache_for
 from vm_operator.core.clock import Clock
@@ -64,24 +64,25 @@ def ready_timeout(name: str, seen: Readiness, seconds: float) -> ReadyTimeout:
     )
 
 
+@dataclass(eq=False)
 class ReadinessProbe:
     """Looks at running VMs: IP address, then a connection; publishes ``vm.ready``."""
 
-    def __init__(self, tart: TartPort, clock: Clock, events: EventBus, port: int,
-                 ttl: float, poll_interval: float = 0.25,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self.tart = tart
-        self.clock = clock
-        self.events = events
-        self.port = port
-        self.ttl = ttl
-        self.poll_interval = poll_interval
-        self.sleep = sleep
-        self._guard = threading.Lock()
-        self._caches: dict[str, FreshCache[Readiness]] = {}
-        self._announced: set[str] = set()
-        self._ready: dict[str, Readiness] = {}  # runs seen ready: not looked at again
-        self._runs: dict[str, int] = {}  # per VM, how many runs forget() has ended
+    tart: TartPort
+    clock: Clock
+    events: EventBus
+    port: int
+    ttl: float
+    poll_interval: float = 0.25
+    sleep: Callable[[float], None] = time.sleep
+    _guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _caches: dict[str, FreshCache[Readiness]] = field(default_factory=dict, init=False,
+                                                      repr=False)
+    _announced: set[str] = field(default_factory=set, init=False, repr=False)
+    # runs seen ready: not looked at again
+    _ready: dict[str, Readiness] = field(default_factory=dict, init=False, repr=False)
+    # per VM, how many runs forget() has ended
+    _runs: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def check(self, name: VmName, fresh: bool = False) -> Readiness:
         """Readiness of a VM Tart lists as running: at most ``ttl`` old unless ``fresh``; a run

@@ -60,21 +60,21 @@ def finished_record(record: RunRecord, code: int | None, error: str | None,
     return done
 
 
+@dataclass(eq=False)
 class RunSupervisor:
     """Launches, watches, reaps and confirms the ``tart run`` of each VM."""
 
-    def __init__(self, tart: TartPort, store: StorePort, clock: Clock, inventory: Inventory,
-                 start_timeout: float, poll_interval: float) -> None:
-        self.tart = tart
-        self.store = store
-        self.clock = clock
-        self.inventory = inventory
-        self.start_timeout = start_timeout
-        self.poll_interval = poll_interval
-        self._guard = threading.Lock()
-        self._runs: dict[str, Run] = {}
-        self._ended: list[Callable[[str], None]] = []
-        self._ending: dict[str, int] = {}  # runs reaped whose listeners have not all returned
+    tart: TartPort
+    store: StorePort
+    clock: Clock
+    inventory: Inventory
+    start_timeout: float
+    poll_interval: float
+    _guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _runs: dict[str, Run] = field(default_factory=dict, init=False, repr=False)
+    _ended: list[Callable[[str], None]] = field(default_factory=list, init=False, repr=False)
+    # runs reaped whose listeners have not all returned
+    _ending: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def on_run_ended(self, listener: Callable[[str], None]) -> None:
         """``listener(name)`` is called (on the reaper's thread) once a run of ``name`` has

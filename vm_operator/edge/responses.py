@@ -62,6 +62,11 @@ class Response:
                         self.stream, self.tunnel, self.etag)
 
 
+def upgraded(tunnel: TunnelEnd) -> Response:
+    """The 101 of a WebSocket route: the connection becomes the WebSocket carrying ``tunnel``."""
+    return Response(101, b"", "", tunnel=tunnel)
+
+
 # One encoder for every response: json.dumps with options builds a new one per call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 

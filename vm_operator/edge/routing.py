@@ -77,6 +77,12 @@ class Success:
     headers: Mapping[str, Schema] = field(default_factory=dict)  # documented response headers
 
 
+def switching_protocols(what: str) -> tuple[Success]:
+    """The ``ok`` of a route declared ``upgrade=True``: its 101 hands the connection over."""
+    return (Success(101, f"Switching Protocols: the connection is {what}'s WebSocket", None,
+                    media_type=""),)
+
+
 @dataclass(frozen=True)
 class Request:
     """A request as a handler sees it. ``params`` holds the typed path values, ``query`` the
@@ -109,6 +115,13 @@ class Request:
 
     def optional(self, param: OptionalQuery[T]) -> T | None:
         return cast(T | None, self.values.get(param.name))
+
+    def required(self, param: OptionalQuery[T]) -> T:
+        """A query parameter declared ``required=True``: the router refused a request without
+        it, so it is there."""
+        value = self.optional(param)
+        assert value is not None
+        return value
 
 
 Problem = type[Exception] | ProblemType  # an exception of the core or the adapter, or an entry

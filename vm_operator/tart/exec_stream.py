@@ -91,17 +91,17 @@ class ExecStream:
         one: the kernel does not tell it), which forwards it as it does a user's."""
         if self._master is not None:
             _set_size(self._master, rows, cols)
-            if self.proc.returncode is None:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGWINCH)
-                except OSError:
-                    pass
+            self._signal(signal.SIGWINCH)
 
     def kill(self) -> None:
         """Kill Tart's process group (from any thread, any number of times)."""
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, number: signal.Signals) -> None:
+        """``number`` to Tart's process group while it runs (one already gone is no error)."""
         if self.proc.returncode is None:
             try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                os.killpg(self.proc.pid, number)
             except OSError:
                 pass
             with self._kill_lock:

@@ -14,8 +14,8 @@ DEFAULT_CONNECT_TIMEOUT = 5
 # Seconds the shared SSH connection (ssh_commands.ssh_options) stays open after its last call.
 DEFAULT_CONTROL_PERSIST = 120
 
-_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
-_HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+# A user or a host name: it never starts with "-" (ssh would read an option) or ".".
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _IPV6 = re.compile(r"[0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]+)?")
 _SAFE_PATH = re.compile(r"[\w./@+,:= ~-]+")
 
@@ -47,7 +47,7 @@ def parse_target(value: str, port: int | None = None) -> tuple[str, int]:
     """
     text = value.strip()
     user, at, rest = text.rpartition("@")
-    if at and not _USER.fullmatch(user):
+    if at and not _PLAIN_NAME.fullmatch(user):
         raise ValueError(f"the SSH user in {value!r} is not a plain user name")
     target_port: int | None = None
     if rest.startswith("["):
@@ -62,7 +62,7 @@ def parse_target(value: str, port: int | None = None) -> tuple[str, int]:
         host, colon, tail = rest.partition(":")
         if colon:
             target_port = _port(tail, value)
-        if not _HOST.fullmatch(host):
+        if not _PLAIN_NAME.fullmatch(host):
             raise ValueError(
                 f"the SSH host in {value!r} is not a host name or address "
                 "(expected user@host[:port])"

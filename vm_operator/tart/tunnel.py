@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from typing import IO, Protocol
 
+from vm_operator.sockets import close_both_ways
 from vm_operator.tart.errors import GuestRefused
 from vm_operator.tart.probe import checked_target
 from vm_operator.tart.streaming import ProcessGroup
@@ -52,11 +53,7 @@ class SocketPipe:
             pass
 
     def close(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
+        close_both_ways(self.sock)
 
 
 def refused(ip: str, port: int, why: str) -> GuestRefused:
