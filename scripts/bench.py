@@ -3,8 +3,9 @@
 
 Run it from a checkout, with the interpreter you serve with (stdlib only):
 
-    .venv/bin/python scripts/bench.py            # full run, Markdown on stdout (~5 min)
-    .venv/bin/python scripts/bench.py --quick    # smoke run (~30 s)
+    .venv/bin/python scripts/bench.py            # full run, Markdown on stdout (~17 min)
+    .venv/bin/python scripts/bench.py --quick    # smoke run (~2 min)
+    .venv/bin/python scripts/bench.py --reads-only --tls-only   # the read path alone
     .venv/bin/python scripts/bench.py --json     # the same figures as JSON
 
 What it starts, all on 127.0.0.1 and all as separate processes (``sys.executable``):
@@ -15,7 +16,12 @@ What it starts, all on 127.0.0.1 and all as separate processes (``sys.executable
 * the same operator with ``--cache-ttl 0``: the naive design that spawns Tart per request;
 * a bare ``http.server.ThreadingHTTPServer`` answering a fixed JSON body with the same
   fairness fixes as the operator (HTTP/1.1 keep-alive, TCP_NODELAY, one write per response):
-  the ceiling of this design.
+  the ceiling of this design;
+* for the reads over TLS, the same bare server and an operator, both serving HTTPS with one
+  certificate made by the operator's ``tls init``.
+
+The reads (``benchmark.reads``) run against the bare server in alternating rounds; the soak
+runs their mix for ``--soak-seconds`` with the operator's RSS sampled.
 
 Then what a 1 Hz dashboard over 10 VMs costs the host (``benchmark.hostcost``): Tart processes per
 second locally, SSH logins per minute and a cold ``GET /vms/{name}`` over SSH to a throw-away

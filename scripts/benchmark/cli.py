@@ -18,6 +18,7 @@ from benchmark.markdown import (
     markdown,
     tunnels_markdown,
 )
+from benchmark.readsmd import reads_markdown
 from benchmark.run import run
 
 
@@ -70,6 +71,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
            "how long the 1 Hz dashboard over 10 VMs runs locally")
     option("--ssh-dashboard-seconds", float, 60, 5, "how long it runs over SSH")
     option("--cold-samples", int, 9, 3, "cold GET /vms/{name} over SSH measured")
+    option("--soak-seconds", float, 600, 5,
+           "how long the soak runs the read mix at 16 connections (RSS sampled every 30 s; "
+           "quick: every 1 s)")
+    p.add_argument("--reads-only", action="store_true",
+                   help="measure only the reads against the bare server (1/16/64 connections), "
+                   "idle memory, the long run and the soak")
+    p.add_argument("--tls-only", action="store_true",
+                   help="measure only the reads over TLS against a bare HTTPS server with the "
+                   "same certificate (with --reads-only: both)")
     p.add_argument("--beside-pull-only", action="store_true",
                    help="measure only a create from a cached image beside a 30 s pull of "
                    "another image")
@@ -102,6 +112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="directory holding the vm_operator package to benchmark, e.g. a patched "
                    "copy (default: this checkout)")
     p.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--bare-tls-cert", help=argparse.SUPPRESS)
+    p.add_argument("--bare-tls-key", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     quick = args.quick
     for key, (full, short) in scaled.items():
@@ -122,7 +134,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve_bare:
-        return serve_bare()
+        return serve_bare(args.bare_tls_cert, args.bare_tls_key)
     operator_src = Path(args.operator_src).resolve()
     if not (operator_src / "vm_operator" / "__main__.py").is_file():
         print(f"bench: no vm_operator package in {operator_src}", file=sys.stderr)
@@ -147,10 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     report["settings"]["reconnect_every"] = args.reconnect_every
     report["settings"]["events_window_s"] = args.events_window
     report["settings"]["events_samples"] = args.events_samples
+    report["settings"]["soak_seconds"] = args.soak_seconds
     text = json.dumps(report, indent=2)
     if args.json_file:
         Path(args.json_file).write_text(text + "\n")
-    pretty = (tunnels_markdown if args.tunnels_only
+    pretty = (reads_markdown if args.reads_only or args.tls_only
+              else tunnels_markdown if args.tunnels_only
               else host_cost_markdown if args.host_cost_only
               else beside_pull_markdown if args.beside_pull_only else markdown)
     print(text if args.json else pretty(report), flush=True)

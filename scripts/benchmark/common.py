@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import resource
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -46,10 +47,12 @@ def log(message: str) -> None:
 
 
 def request(port: int, method: str, path: str, body: object = None,
-            timeout: float = 60) -> tuple[int, Any]:
-    """One request on a connection of its own: the status and the body, parsed as JSON when
-    it is JSON (else the bytes). A POST without ``body`` sends ``Content-Length: 0``."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+            timeout: float = 60, tls: ssl.SSLContext | None = None) -> tuple[int, Any]:
+    """One request on a connection of its own (HTTPS with ``tls``): the status and the body,
+    parsed as JSON when it is JSON (else the bytes). A POST without ``body`` sends
+    ``Content-Length: 0``."""
+    conn = (http.client.HTTPConnection(HOST, port, timeout=timeout) if tls is None
+            else http.client.HTTPSConnection(HOST, port, timeout=timeout, context=tls))
     try:
         data = None if body is None else json.dumps(body).encode()
         headers = ({"Content-Type": "application/json"} if data is not None

@@ -9,16 +9,17 @@ import time
 
 from benchmark.calllog import calls_between, max_concurrent
 from benchmark.common import client_cpu, cpu_seconds, log, rss_mib
-from benchmark.load import Control, Worker, ms, percentile, plan_for
+from benchmark.load import CONDITIONAL, Control, Worker, ms, percentile, plan_for
 from benchmark.records import LoadResult
 from benchmark.servers import Server, wait_tart_quiet
 
 
 def drive(server: Server, scenario: str, clients: int, duration: float, client: str, *,
           drain_cap: float, requests: int | None = None, reconnect_every: int = 0,
-          rss_samples: list[tuple[float, float]] | None = None,
+          rss_samples: list[tuple[float, float]] | None = None, rss_every: float = 1.0,
           quiet: list[Server]) -> LoadResult:
-    """Run one scenario against one server; returns throughput, latencies, Tart calls, CPU."""
+    """Run one scenario against one server; returns throughput, latencies, Tart calls, CPU
+    (``rss_samples``: the server's RSS every ``rss_every`` seconds, appended)."""
     wait_tart_quiet(60, quiet)
     control = Control(duration=duration)
 
@@ -31,7 +32,8 @@ def drive(server: Server, scenario: str, clients: int, duration: float, client: 
                                                 for i in range(clients)]
     workers = [Worker(i, server, plan_for(scenario, i), client, barrier, control,
                       requests=None if per_client is None else per_client[i],
-                      reconnect_every=reconnect_every) for i in range(clients)]
+                      reconnect_every=reconnect_every, conditional=scenario in CONDITIONAL)
+               for i in range(clients)]
     wall0 = time.time()
     for worker in workers:
         worker.start()
@@ -53,7 +55,7 @@ def drive(server: Server, scenario: str, clients: int, duration: float, client: 
             for worker in workers:
                 worker.conn.abort()
             break
-        if rss_samples is not None and time.perf_counter() - last_sample >= 1.0:
+        if rss_samples is not None and time.perf_counter() - last_sample >= rss_every:
             last_sample = time.perf_counter()
             value = rss_mib(server.pid)
             if value is not None:
@@ -84,9 +86,10 @@ def drive(server: Server, scenario: str, clients: int, duration: float, client: 
     errors += [w.warm_error for w in workers if w.warm_error]
     served = len(everything)
     # 409 (VM limit, OCI image) and 503 (per-VM write queue full) are the operator's deliberate
-    # refusals under contention, not failures
+    # refusals under contention, not failures; 304 answers a conditional GET
     refused = sum(n for s, n in statuses.items() if s in ("409", "503"))
-    bad = sum(n for s, n in statuses.items() if not (200 <= int(s) < 300 or s in ("409", "503")))
+    bad = sum(n for s, n in statuses.items()
+              if not (200 <= int(s) < 300 or s in ("304", "409", "503")))
     result: LoadResult = {
         "clients": clients,
         "requests": served,

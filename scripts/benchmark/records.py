@@ -47,11 +47,25 @@ class LoadResult(TypedDict):
     max_concurrent_tart_list: NotRequired[int]
     rounds_rps: NotRequired[list[float]]
     vs_bare: NotRequired[float | None]  # the cached operator's scenarios
+    p99_vs_bare: NotRequired[float | None]  # its reads: median of p99 ÷ the bare server's p99
     vs_naive: NotRequired[float | None]
 
 
 ByClients = dict[str, LoadResult]  # by client count ("1", "16", "64")
-ByScenario = dict[str, ByClients]  # by scenario (health, vms, vm, mixed)
+ByScenario = dict[str, ByClients]  # by scenario (health, vms, vm, vms_etag, mixed)
+
+
+class Soak(TypedDict):
+    """The read mix at a fixed number of connections for a long while, RSS sampled."""
+
+    seconds: float
+    every_s: float
+    clients: int
+    load: LoadResult
+    samples: list[tuple[float, float]]  # (seconds since the start, MiB)
+    baseline_at_s: float | None  # the sample the end is compared with
+    baseline_mib: float | None
+    end_mib: float | None
 
 
 class StartSample(TypedDict):
@@ -224,6 +238,7 @@ class Settings(TypedDict):
     reconnect_every: NotRequired[int]
     events_window_s: NotRequired[float]
     events_samples: NotRequired[int]
+    soak_seconds: NotRequired[float]
 
 
 class ServerInfo(TypedDict):
@@ -250,7 +265,8 @@ class Tunnels(TypedDict):
 
 class Report(TypedDict):
     """A whole run; ``--host-cost-only`` fills only machine, command, settings, host_cost and
-    targets (``--beside-pull-only``: beside_pull instead of host_cost)."""
+    targets (``--beside-pull-only``: beside_pull instead of host_cost); ``--reads-only``: bare,
+    operator (its reads), memory, long and soak; ``--tls-only``: tls_bare and tls_operator."""
 
     machine: Machine
     command: str
@@ -267,6 +283,9 @@ class Report(TypedDict):
     events: NotRequired[Events]
     host_cost: NotRequired[HostCost]
     tunnels: NotRequired[Tunnels]
+    tls_bare: NotRequired[ByClients]  # the bare server and the operator over HTTPS
+    tls_operator: NotRequired[ByScenario]
+    soak: NotRequired[Soak]
     tart_list_max_concurrent_whole_run: NotRequired[int]
     tart_calls_whole_run: NotRequired[int]
     tart_call_cost: NotRequired[dict[str, CallCost]]

@@ -12,9 +12,16 @@ from pathlib import Path
 from benchmark import beside, events, hostcost, lifecycle, tunnels
 from benchmark.calllog import max_concurrent, read_calls
 from benchmark.common import SIMULATOR, loadavg, log, machine, rss_mib
-from benchmark.drive import drive, median_ratio, merge_rounds
-from benchmark.load import LABELS, SCENARIOS
+from benchmark.drive import drive
+from benchmark.load import LABELS, OPERATOR_SCENARIOS, SCENARIOS
 from benchmark.probes import measure_start, stop_all, tart_call_cost
+from benchmark.reads import (
+    all_read_rounds,
+    measure_long,
+    measure_soak,
+    read_rounds,
+    ready_env,
+)
 from benchmark.records import (
     BesidePull,
     ByClients,
@@ -22,14 +29,19 @@ from benchmark.records import (
     Events,
     HostCost,
     Lifecycle,
-    LoadResult,
     Memory,
     Report,
     SshDashboard,
     Tunnels,
 )
 from benchmark.servers import Servers
-from benchmark.targets import beside_pull_targets, evaluate, host_cost_targets
+from benchmark.targets import (
+    beside_pull_targets,
+    evaluate,
+    host_cost_targets,
+    memory_targets,
+    read_targets,
+)
 
 
 def run(args: argparse.Namespace) -> Report:
@@ -54,6 +66,14 @@ def run(args: argparse.Namespace) -> Report:
     }
     only = (("tunnels", args.tunnels_only), ("beside_pull", args.beside_pull_only),
             ("host_cost", args.host_cost_only))
+    if args.reads_only or args.tls_only:
+        try:
+            measure_reads(report, fleet, args, tart_delay)
+            report["machine"]["loadavg_at_end"] = loadavg()
+            return report
+        finally:
+            log("stopping everything this run started")
+            fleet.close()
     for part, asked in only:
         if asked:
             try:
@@ -66,7 +86,8 @@ def run(args: argparse.Namespace) -> Report:
     try:
         log(f"starting servers in {fleet.root}")
         bare = fleet.start_bare()
-        op = fleet.start_operator("operator", args.cache_ttl, tart_delay, args.access_log)
+        op = fleet.start_operator("operator", args.cache_ttl, tart_delay, args.access_log,
+                                  ready_env())
         naive = fleet.start_operator("naive", 0, tart_delay, args.access_log)
         fleet.quiet[:] = quiet = [op, naive]
         time.sleep(0.5)  # let the background `tart --version` finish
@@ -82,31 +103,18 @@ def run(args: argparse.Namespace) -> Report:
         }
         drain = args.drain
         bare_results: ByClients = {}
-        results: ByScenario = {s: {} for s in SCENARIOS}
+        results: ByScenario = {s: {} for s in OPERATOR_SCENARIOS}
         naive_results: ByScenario = {s: {} for s in SCENARIOS}
-        ratios: dict[str, dict[str, float | None]] = {s: {} for s in SCENARIOS}
         for clients in args.clients:
-            rounds: dict[str, list[LoadResult]] = {
-                k: [] for k in ("bare", "health", "vms", "vm")}
-            for r in range(args.rounds):
-                for scenario in ("bare", "health", "vms", "vm"):
-                    server = bare if scenario == "bare" else op
-                    log(f"{clients:>3} clients, round {r + 1}/{args.rounds}: {LABELS[scenario]}")
-                    rounds[scenario].append(drive(server, scenario, clients, args.duration,
-                                                  args.client, drain_cap=drain,
-                                                  quiet=quiet))
-            bare_results[str(clients)] = merge_rounds(rounds["bare"])
-            bare_rps = [x["rps"] for x in rounds["bare"]]
-            for scenario in ("health", "vms", "vm"):
-                results[scenario][str(clients)] = merge_rounds(rounds[scenario])
-                ratios[scenario][str(clients)] = median_ratio(
-                    [x["rps"] for x in rounds[scenario]], bare_rps)
+            bare_results[str(clients)], reads = read_rounds(bare, op, clients, args, quiet)
+            for scenario, result in reads.items():
+                results[scenario][str(clients)] = result
             log(f"{clients:>3} clients: {LABELS['mixed']}")
-            results["mixed"][str(clients)] = drive(op, "mixed", clients, args.duration, args.client,
-                                                   drain_cap=drain, quiet=quiet)
+            mixed = drive(op, "mixed", clients, args.duration, args.client, drain_cap=drain,
+                          quiet=quiet)
             stop_all(op)
-            ratios["mixed"][str(clients)] = round(
-                results["mixed"][str(clients)]["rps"] / bare_results[str(clients)]["rps"], 3)
+            mixed["vs_bare"] = round(mixed["rps"] / bare_results[str(clients)]["rps"], 3)
+            results["mixed"][str(clients)] = mixed
         naive_drain = args.naive_drain
         for clients in args.naive_clients:
             for scenario in SCENARIOS:
@@ -116,11 +124,10 @@ def run(args: argparse.Namespace) -> Report:
                     drain_cap=naive_drain, quiet=quiet)
                 if scenario == "mixed":
                     stop_all(naive)
-        for scenario in SCENARIOS:
+        for scenario in OPERATOR_SCENARIOS:
             for clients in args.clients:
                 mine = results[scenario][str(clients)]
-                ref = naive_results[scenario].get(str(clients))
-                mine["vs_bare"] = ratios[scenario][str(clients)]
+                ref = naive_results.get(scenario, {}).get(str(clients))
                 mine["vs_naive"] = (round(mine["rps"] / ref["rps"], 1)
                                     if ref and ref["rps"] else None)
         log("POST start latency after Tart reports the VM running")
@@ -128,24 +135,9 @@ def run(args: argparse.Namespace) -> Report:
         memory["operator_after_run_mib"] = rss_mib(op.pid)
         memory["naive_after_run_mib"] = rss_mib(naive.pid)
         memory["bare_after_run_mib"] = rss_mib(bare.pid)
-        log(f"long run: {args.long} requests, {args.long_clients} clients")
-        samples: list[tuple[float, float]] = []
-        before = rss_mib(op.pid)
-        long_result = drive(op, "long", args.long_clients, args.long_max_seconds, args.client,
-                            drain_cap=drain, requests=args.long,
-                            reconnect_every=args.reconnect_every, rss_samples=samples,
-                            quiet=quiet)
-        time.sleep(0.5)
-        after = rss_mib(op.pid)
-        memory.update({
-            "long_requests": long_result["requests"],
-            "long_before_mib": before,
-            "long_after_mib": after,
-            "long_peak_mib": max([s[1] for s in samples] + [after or 0, before or 0]),
-            "long_growth_mib": (None if before is None or after is None
-                                else round(after - before, 2)),
-            "long_samples": samples,
-        })
+        long_result = measure_long(op, args, memory, quiet)
+        report["soak"] = measure_soak(op, args, quiet)
+        report["tls_bare"], report["tls_operator"] = measure_tls(fleet, args, tart_delay)
         report["lifecycle"] = measure_lifecycle(fleet, args, tart_delay)
         report["beside_pull"] = measure_beside_pull(fleet, args, tart_delay)
         report["events"] = measure_events(fleet, args, tart_delay)
@@ -169,6 +161,44 @@ def run(args: argparse.Namespace) -> Report:
     finally:
         log("stopping everything this run started")
         fleet.close()
+
+
+def measure_reads(report: Report, fleet: Servers, args: argparse.Namespace,
+                  tart_delay: float) -> None:
+    """``--reads-only``: the reads against the bare server, idle memory, the long run and the
+    soak; ``--tls-only``: the reads over TLS; their figures and targets into ``report``."""
+    report["targets"] = []
+    if args.reads_only:
+        bare = fleet.start_bare()
+        op = fleet.start_operator("operator", args.cache_ttl, tart_delay, args.access_log,
+                                  ready_env())
+        fleet.quiet[:] = quiet = [op]
+        time.sleep(0.5)  # let the background `tart --version` finish
+        memory: Memory = {"operator_idle_mib": rss_mib(op.pid), "naive_idle_mib": None,
+                          "bare_idle_mib": rss_mib(bare.pid)}
+        report["servers"] = {"operator": {"pid": op.pid, "argv": op.argv},
+                             "bare": {"pid": bare.pid}}
+        report["bare"], report["operator"] = all_read_rounds(bare, op, args, quiet)
+        report["long"] = measure_long(op, args, memory, quiet)
+        report["memory"] = memory
+        report["soak"] = measure_soak(op, args, quiet)
+        report["targets"] += read_targets(report["operator"]) + memory_targets(
+            memory, report["soak"])
+    if args.tls_only:
+        report["tls_bare"], report["tls_operator"] = measure_tls(fleet, args, tart_delay)
+        report["targets"] += read_targets(report["tls_operator"], tls=True)
+
+
+def measure_tls(fleet: Servers, args: argparse.Namespace,
+                tart_delay: float) -> tuple[ByClients, ByScenario]:
+    """The reads over HTTPS: a bare server and an operator of their own, with the same
+    certificate (the operator's ``tls init``)."""
+    log("TLS: the reads against a bare HTTPS server with the operator's certificate")
+    bare = fleet.start_bare(tls=True)
+    op = fleet.start_operator("operator-tls", args.cache_ttl, tart_delay, args.access_log,
+                              ready_env(), tls=True)
+    time.sleep(0.5)
+    return all_read_rounds(bare, op, args, [op])
 
 
 def measure_lifecycle(fleet: Servers, args: argparse.Namespace, tart_delay: float) -> Lifecycle:

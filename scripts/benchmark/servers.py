@@ -9,6 +9,7 @@ import os
 import queue
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ class Server:
     stderr_path: Path | None = None
     stdout_bytes: int = 0
     argv: list[str] = field(default_factory=list)
+    client_tls: ssl.SSLContext | None = None  # served over HTTPS: the clients' context
 
     @property
     def pid(self) -> int:
@@ -107,15 +109,37 @@ class Servers:
         server.port = int(record["port"])
         return server
 
-    def start_bare(self) -> Server:
-        home = self.root / "bare"
+    def certificate(self) -> tuple[Path, Path]:
+        """The self-signed certificate and key both TLS servers use, made once by the
+        operator's own ``tls init`` (the openssl command; names 127.0.0.1 among others)."""
+        folder = self.root / "tls"
+        cert, key = folder / "cert.pem", folder / "key.pem"
+        if not cert.is_file():
+            subprocess.run([sys.executable, "-m", "vm_operator", "tls", "init", "--dir",
+                            str(folder)], env=self.env(), cwd=self.operator_src, check=True,
+                           stdout=subprocess.DEVNULL, timeout=60)
+        return cert, key
+
+    def client_context(self) -> ssl.SSLContext:
+        """What the load client verifies the TLS servers with: their certificate."""
+        return ssl.create_default_context(cafile=str(self.certificate()[0]))
+
+    def start_bare(self, tls: bool = False) -> Server:
+        kind = "bare-tls" if tls else "bare"
+        home = self.root / kind
         home.mkdir()
-        return self._spawn("bare", [sys.executable, str(BENCH), "--serve-bare"],
-                           self.env(), home)
+        argv = [sys.executable, str(BENCH), "--serve-bare"]
+        if tls:
+            cert, key = self.certificate()
+            argv += ["--bare-tls-cert", str(cert), "--bare-tls-key", str(key)]
+        server = self._spawn(kind, argv, self.env(), home)
+        server.client_tls = self.client_context() if tls else None
+        return server
 
     def start_operator(self, kind: str, cache_ttl: float, tart_delay: float,
                        access_log: bool, extra_env: dict[str, str] | None = None,
-                       prepare: Callable[[dict[str, str]], None] | None = None) -> Server:
+                       prepare: Callable[[dict[str, str]], None] | None = None,
+                       tls: bool = False) -> Server:
         home = self.root / kind
         tart_home = home / "tart"
         call_log = home / "tart-calls.log"
@@ -134,8 +158,12 @@ class Servers:
                 "--cache-ttl", f"{cache_ttl:g}"]
         if not access_log:
             argv.append("--no-access-log")
+        if tls:
+            cert, key = self.certificate()
+            argv += ["--tls-cert", str(cert), "--tls-key", str(key)]
         server = self._spawn(kind, argv, env, home, call_log=call_log, tart_home=tart_home)
         server.argv = argv
+        server.client_tls = self.client_context() if tls else None
         return server
 
     def start_ssh_operator(self, kind: str, cache_ttl: float, settings: dict[str, str]) -> Server:

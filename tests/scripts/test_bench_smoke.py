@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from support import REPO_ROOT
 
-pytestmark = pytest.mark.slow  # about a minute on an idle machine: a whole (short) benchmark run
+pytestmark = pytest.mark.slow  # a few minutes: a whole (short) benchmark run, TLS and soak included
 
 BENCH = REPO_ROOT / "scripts" / "bench.py"
 SCENARIOS = ("health", "vms", "vm", "mixed")
+READS = ("health", "vms", "vm", "vms_etag")  # each against the bare server, plain and over TLS
 CLIENTS = ("1", "16", "64")
 
 
@@ -26,7 +27,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--json", "--json-file", str(out)],
-        check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240,
+        check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=480,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data: dict[str, Any] = json.loads(proc.stdout)
@@ -149,6 +150,37 @@ def test_host_cost_figures(report: dict[str, Any]) -> None:
     assert "SSH login per minute" in names and "cold GET" in names
 
 
+def test_reads_have_ratios_to_the_bare_server_plain_and_over_tls(report: dict[str, Any]) -> None:
+    for where, bare in (("operator", "bare"), ("tls_operator", "tls_bare")):
+        for clients in CLIENTS:
+            assert_figures(report[bare][clients], f"{bare} x {clients}")
+            for scenario in READS:
+                result = report[where][scenario][clients]
+                assert_figures(result, f"{where} {scenario} x {clients}")
+                assert is_number(result["vs_bare"]) and is_number(result["p99_vs_bare"])
+                assert result["errors"] == 0, (where, scenario, clients, result["error_samples"])
+    for where in ("operator", "tls_operator"):
+        for clients in CLIENTS:
+            # the conditional listing is answered 304 (a 200 only when the listing changed)
+            statuses = report[where]["vms_etag"][clients]["statuses"]
+            assert statuses.get("304", 0) > statuses.get("200", 0), (where, clients, statuses)
+    names = [t["target"] for t in report["targets"]]
+    for scenario in ("GET /health", "GET /vms", "GET /vms/{name}", "If-None-Match"):
+        for clients in CLIENTS:
+            plain = [n for n in names if scenario in n and f", {clients} clients: >= 0.9x" in n]
+            assert any("p99 <= 1.5x" in n and "TLS" not in n for n in plain), (scenario, clients)
+            assert any("over TLS" in n for n in plain), (scenario, clients)
+
+
+def test_the_soak_samples_rss_and_has_its_target(report: dict[str, Any]) -> None:
+    soak = report["soak"]
+    assert soak["clients"] == 16 and soak["seconds"] == 5 and soak["load"]["requests"] > 0
+    assert len(soak["samples"]) >= 3 and all(is_number(mib) for _, mib in soak["samples"])
+    assert is_number(soak["baseline_mib"]) and is_number(soak["end_mib"])
+    names = " ".join(t["target"] for t in report["targets"])
+    assert "soak: RSS at the end" in names and "after 2000 requests" in names
+
+
 def test_the_markdown_report_shows_every_section_and_target(report: dict[str, Any]) -> None:
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
     try:
@@ -159,7 +191,8 @@ def test_the_markdown_report_shows_every_section_and_target(report: dict[str, An
     for heading in ("### Throughput and latency", "### Memory (VmRSS, MiB)",
                     "### POST /vms/{name}/start", "### Cost of one Tart call",
                     "### Creating VMs (operations)", "### Watching (GET /events)",
-                    "### A host that barely notices", "### Targets"):
+                    "### A host that barely notices", "### Reads over TLS", "### Soak",
+                    "### Targets"):
         assert heading in text, heading
     for target in report["targets"]:
         assert f"| {target['target']} | {target['measured']} | **{target['result']}** |" in text
