@@ -26,8 +26,5 @@ class Clock(Protocol):
 class SystemClock:
     """The real clocks."""
 
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def utc_now(self) -> str:
-        return utc_now()
+    monotonic = staticmethod(time.monotonic)
+    utc_now = staticmethod(utc_now)

@@ -176,6 +176,12 @@ class RouteTable(Generic[A]):
                 self._patterned.setdefault(len(route.segments), []).append(route)
             else:
                 self._literal.setdefault(route.segments, []).append(route)
+        # the patterns a path may fit, by its length and first segment (in table order)
+        self._headed: dict[tuple[int, str], list[Route[A]]] = {
+            (count, head): [r for r in patterns
+                            if r.segments[0] == head or r.segments[0].startswith("{")]
+            for count, patterns in self._patterned.items()
+            for head in {r.segments[0] for r in patterns}}
 
     def match(self, segments: list[str]) -> Candidates[A]:
         """All routes whose pattern fits the raw segments, with their raw parameters. A path
@@ -184,7 +190,12 @@ class RouteTable(Generic[A]):
         found: Candidates[A] = [(route, {}) for route in self._literal.get(tuple(segments), ())]
         if found:
             return found
-        for route in self._patterned.get(len(segments), ()):
+        count = len(segments)
+        patterns = self._headed.get((count, segments[0]))
+        if patterns is None:  # no pattern begins with this literal: those that begin with {…}
+            patterns = [r for r in self._patterned.get(count, ())
+                        if r.segments[0].startswith("{")]
+        for route in patterns:
             params: dict[str, str] = {}
             for want, got in zip(route.segments, segments):
                 if want.startswith("{"):
@@ -273,16 +284,30 @@ def _parsed(key: str, kind: ParamType[T], text: str) -> T:
         raise ApiError(kind.problem, str(exc)) from None
 
 
+# Path values already read, by their type and raw text: ``from_text`` is pure, so a VM's name
+# read by every poll of its detail is decoded and checked once. Bounded: emptied when full.
+_READ: dict[tuple[int, str], object] = {}  # by the id of the type (alive with its routes)
+_READ_LIMIT = 4096
+
+
 def path_values(route: Route[A], raw_params: Mapping[str, str]) -> dict[str, object]:
     """The typed path parameters: each decoded and validated by its type, exactly once."""
     values: dict[str, object] = {}
     for param in route.path:
         raw = raw_params[param.name]
+        key = (id(param.type), raw)
+        known = _READ.get(key, _READ)
+        if known is not _READ:
+            values[param.name] = known
+            continue
         try:
             text = decode_segment(raw) if param.type.decoded else raw
         except ValueError as exc:
             raise ApiError(param.type.problem, str(exc)) from None
-        values[param.name] = _parsed(param.name, param.type, text)
+        value = values[param.name] = _parsed(param.name, param.type, text)
+        if len(_READ) >= _READ_LIMIT:
+            _READ.clear()
+        _READ[key] = value
     return values
 
 
