@@ -24,7 +24,8 @@ def list_vms(app: App, req: Request) -> Response:
 
 
 def get_vm(app: App, req: Request) -> Response:
-    return app.rendered.json(req.path, app.service.describe(req.get(NAME)))
+    name = req.get(NAME)
+    return app.rendered.json(f"/vms/{name}", app.service.describe(name))
 
 
 ROUTES: tuple[Route[App], ...] = (

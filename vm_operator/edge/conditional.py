@@ -57,7 +57,9 @@ class Rendered:
     was made from. A read whose data equals the kept data gets the kept response: its bytes
     were encoded and its entity tag hashed once, when the data last changed. The data is
     compared, never trusted from the key, so a key only decides what is kept; past ``limit``
-    keys everything kept is dropped."""
+    keys everything kept is dropped. Data handed here is never changed in place afterwards
+    (the reads' values are replaced whole), and equal data encodes alike: Python's ``==``
+    (``True == 1``, key order) is looser than the bytes, which no field's type makes matter."""
 
     def __init__(self, limit: int = 1024) -> None:
         self.limit = limit

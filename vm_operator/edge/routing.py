@@ -285,9 +285,11 @@ def _parsed(key: str, kind: ParamType[T], text: str) -> T:
 
 
 # Path values already read, by their type and raw text: ``from_text`` is pure, so a VM's name
-# read by every poll of its detail is decoded and checked once. Bounded: emptied when full.
+# read by every poll of its detail is decoded and checked once. Bounded: only short values of
+# types that check them (a name, an id), at most _READ_LIMIT, emptied when full.
 _READ: dict[tuple[int, str], object] = {}  # by the id of the type (alive with its routes)
 _READ_LIMIT = 4096
+_READ_LENGTH = 256  # longer raw text is read every time: the kept texts stay within 1 MiB
 
 
 def path_values(route: Route[A], raw_params: Mapping[str, str]) -> dict[str, object]:
@@ -305,6 +307,8 @@ def path_values(route: Route[A], raw_params: Mapping[str, str]) -> dict[str, obj
         except ValueError as exc:
             raise ApiError(param.type.problem, str(exc)) from None
         value = values[param.name] = _parsed(param.name, param.type, text)
+        if not param.type.refuses or len(raw) > _READ_LENGTH:
+            continue
         if len(_READ) >= _READ_LIMIT:
             _READ.clear()
         _READ[key] = value

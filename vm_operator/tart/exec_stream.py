@@ -94,20 +94,24 @@ class ExecStream:
             self._signal(signal.SIGWINCH)
 
     def kill(self) -> None:
-        """Kill Tart's process group (from any thread, any number of times)."""
-        self._signal(signal.SIGKILL)
-
-    def _signal(self, number: signal.Signals) -> None:
-        """``number`` to Tart's process group while it runs (one already gone is no error)."""
-        if self.proc.returncode is None:
-            try:
-                os.killpg(self.proc.pid, number)
-            except OSError:
-                pass
+        """Kill Tart's process group (from any thread, any number of times); the first kill
+        that finds Tart running tells ``on_kill`` (over SSH: the command's group on the Mac)."""
+        if self._signal(signal.SIGKILL):
             with self._kill_lock:
                 on_kill, self._on_kill = self._on_kill, None
             if on_kill is not None:
                 on_kill()
+
+    def _signal(self, number: signal.Signals) -> bool:
+        """``number`` to Tart's process group while it runs (one already gone is no error);
+        whether it was running."""
+        if self.proc.returncode is not None:
+            return False
+        try:
+            os.killpg(self.proc.pid, number)
+        except OSError:
+            pass
+        return True
 
     def wait(self) -> int:
         """Tart's exit code (the command's; 128+N: killed by signal N); its pipes closed."""

@@ -57,3 +57,16 @@ def test_a_refused_path_value_is_refused_every_time() -> None:
         with pytest.raises(ApiError) as refused:
             path_values(by_name, {"name": "-rf"})
         assert refused.value.problem.status == 400
+
+
+def test_only_short_checked_path_values_are_kept() -> None:
+    from vm_operator.api.params import SLUG
+    from vm_operator.edge import routing
+
+    by_slug = Route("GET", "/problems/{slug}", handler, "", "", path=(SLUG,))
+    long_name = Route("GET", "/vms/{name}", handler, "", "", path=(NAME,))
+    routing._READ.clear()
+    path_values(by_slug, {"slug": "x" * 50})  # never refused: nothing to spare
+    assert path_values(long_name, {"name": "%61" * 100})["name"] == "a" * 100  # 300 raw
+    path_values(long_name, {"name": "kept"})
+    assert [raw for _, raw in routing._READ] == ["kept"]
