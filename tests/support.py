@@ -71,6 +71,21 @@ def assert_utc_timestamp(value: Any) -> None:
     assert datetime.fromisoformat(value).utcoffset() == timedelta(0)
 
 
+def startup_refusal(env: dict[str, str], argv: list[str] | None = None) -> str:
+    """The one-line message ``load_config`` stops start-up with (the test fails if it starts)."""
+    from vm_operator.config import load_config  # the package only where a test needs it
+
+    try:
+        load_config(argv or [], env)
+    except SystemExit as stop:
+        message = stop.code
+    else:
+        raise AssertionError(f"start-up went on with {env} {argv or []}")
+    assert isinstance(message, str), message
+    assert message.startswith("vm-operator: ") and "\n" not in message, message
+    return message
+
+
 def http_request(port: int, method: str, path: str, headers: dict[str, str] | None = None,
                  body: bytes | str | None = None,
                  timeout: float = 30) -> tuple[int, http.client.HTTPMessage, bytes]:

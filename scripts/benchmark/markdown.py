@@ -7,7 +7,7 @@ from typing import cast
 
 from benchmark.beside import beside_text
 from benchmark.load import LABELS, OPERATOR_SCENARIOS, SCENARIOS
-from benchmark.readsmd import soak_lines, tls_lines
+from benchmark.readsmd import fmt, soak_lines, tls_lines
 from benchmark.records import (
     Events,
     HostCost,
@@ -38,14 +38,6 @@ def host_cost_markdown(report: Report, title: str = "a host that barely notices"
            "| target | measured | result |", "|---|---|---|"]
     out += [f"| {t['target']} | {t['measured']} | **{t['result']}** |" for t in report["targets"]]
     return "\n".join(out) + "\n"
-
-
-def fmt(value: object, suffix: str = "") -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:,.1f}{suffix}" if abs(value) >= 10 else f"{value:.2f}{suffix}"
-    return f"{value}{suffix}"
 
 
 def spawns_text(result: LoadResult) -> str:

@@ -8,6 +8,8 @@ from benchmark.records import ByClients, ByScenario, LoadResult, Report, Soak
 
 
 def fmt(value: object, suffix: str = "") -> str:
+    """A figure as the whole report writes it (markdown.py too): – for none; a float with one
+    decimal from 10 up (thousands separated), two below."""
     if value is None:
         return "–"
     if isinstance(value, float):

@@ -20,7 +20,6 @@ from support import (
     CLIENT_TOKEN,
     QuietHandler,
     StandIn,
-    api,
     cli,
     client_env,
     free_port,
@@ -103,13 +102,13 @@ def test_help_of_one_command_is_its_own_help() -> None:
 
 def test_client_options_go_before_or_after_the_command(operator: Operator,
                                                       tmp_path: Path) -> None:
-    listed = api(operator, "GET", "/vms")
+    listed = operator.ok("GET", "/vms")
     for args in (["--url", operator.url, "vms", "--json"],
                  [f"--url={operator.url}", "--json", "vms"],
                  ["--json", "--request-timeout", "20", "vms", "--url", operator.url],
                  ["vms", "--json", "--url", operator.url]):
         assert json.loads(succeeded(vm_operator(*args))) == listed, args
-    detail = api(operator, "GET", "/vms/ubuntu-runner")
+    detail = operator.detail("ubuntu-runner")
     got = json.loads(succeeded(vm_operator("--url", operator.url, "--json", "get", "ubuntu-runner")))
     assert got["name"] == detail["name"] == "ubuntu-runner"
     # the command after the options is the client's, not the server's usage
@@ -152,13 +151,13 @@ def test_get_shows_readiness_address_desired_state_and_last_exit(operator_factor
     op = operator_factory(args=["--reconcile-interval", "0.2"])
     succeeded(cli(op, "set", "ubuntu-runner", "--restart", "always"))
     succeeded(cli(op, "start", "ubuntu-runner"))
-    pid = api(op, "GET", "/vms/ubuntu-runner")["last_run"]["pid"]
+    pid = op.detail("ubuntu-runner")["last_run"]["pid"]
     op.guest_exits("ubuntu-runner", 3)  # its run ends with 3: always brings it back
     op.running_again("ubuntu-runner", pid)
-    detail = wait_for(lambda: (vm := api(op, "GET", "/vms/ubuntu-runner"))["ready"] and vm,
+    detail = wait_for(lambda: (vm := op.detail("ubuntu-runner"))["ready"] and vm,
                       timeout=20, message="ubuntu-runner ready again")
     shown = pairs_of(succeeded(cli(op, "get", "ubuntu-runner")))
-    after = api(op, "GET", "/vms/ubuntu-runner")
+    after = op.detail("ubuntu-runner")
     assert shown["ready"] == "yes"
     assert shown["ip"] == detail["ip"] and detail["ip"]
     assert shown["desired"] == "running"

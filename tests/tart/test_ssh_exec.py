@@ -5,7 +5,10 @@ The command's words reach the host as parameters of a fixed script (hostile word
 its stdin goes first on the session's stdin, its exit code comes back (255 included, which is
 also ssh's own failure code), and its timeout kills Tart's process group on the host. The exec
 WebSocket (``GET /vms/{name}/exec``, spoken to by the ``websockets`` package) brings output,
-stdin and the exit code through the shared connection too.
+stdin and the exit code through the shared connection too; when it closes, the command stops on
+the host even when it neither reads its input nor writes (an idle ``sleep``), with a terminal or
+without: killing the local ssh alone ends the session, but the host's Tart would learn of it
+only at its next read or write.
 """
 
 from __future__ import annotations
@@ -138,3 +141,19 @@ def test_output_stdin_and_exit_code_come_through_the_shared_connection(remote: O
     err = b"".join(base64.b64decode(m["data"]) for m in got if m["type"] == "stderr")
     assert (out, err, got[-1]) == (b"over ssh\n", b"err\n", {"type": "exit", "code": 4})
 
+
+@pytest.mark.parametrize("extra", ["&interactive=true", "&interactive=true&tty=true", ""],
+                         ids=["stdin", "terminal", "no-stdin"])
+def test_closing_the_websocket_stops_an_idle_command_on_the_host(
+        remote: Operator, sshd: sshd_env.SshdEnv, extra: str) -> None:
+    guest = sshd.tart_home / "vms" / VM / "guest"
+    command = ["sh", "-c", "sleep 300"]
+    ws = connect(f"ws://127.0.0.1:{remote.port}/vms/{VM}/exec?command="
+                 f"{quote(json.dumps(command))}{extra}", open_timeout=30, close_timeout=5)
+    try:
+        wait_for(lambda: guest_processes(guest), timeout=30,
+                 message="the command runs in the guest")
+    finally:
+        ws.close()
+    wait_for(lambda: guest_processes(guest) == [], timeout=15,
+             message="the command stopped on the host once its WebSocket closed")

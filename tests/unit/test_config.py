@@ -7,6 +7,7 @@ import os
 import re
 
 import pytest
+from support import startup_refusal
 
 from vm_operator.config import build_parser, known_variables, load_config, unknown_variables
 from vm_operator.tokens import unreadable_secret_file
@@ -75,20 +76,10 @@ def test_lists() -> None:
 TOKEN = "a-token-of-some-length-0123456789"
 
 
-def _refusal(env: dict[str, str], argv: list[str] | None = None) -> str:
-    """The one-line message load_config stops with."""
-    with pytest.raises(SystemExit) as caught:
-        load_config(argv or [], env)
-    message = caught.value.code
-    assert isinstance(message, str), message
-    assert message.startswith("vm-operator: ") and "\n" not in message, message
-    return message
-
-
 @pytest.mark.parametrize("name", ["VM_OPERATOR_TOKEN", "VM_OPERATOR_READ_TOKEN"])
 @pytest.mark.parametrize("value", ["", " ", "\n", " \t\r\n "])
 def test_a_blank_token_variable_is_refused(name: str, value: str) -> None:
-    assert f"vm-operator: {name} is empty" in _refusal({name: value})
+    assert f"vm-operator: {name} is empty" in startup_refusal({name: value})
 
 
 @pytest.mark.parametrize("name", ["VM_OPERATOR_TOKEN_FILE", "VM_OPERATOR_READ_TOKEN_FILE"])
@@ -96,14 +87,14 @@ def test_a_blank_token_variable_is_refused(name: str, value: str) -> None:
 def test_a_blank_token_file_is_refused(tmp_path, name: str, content: bytes) -> None:
     path = tmp_path / "token"
     path.write_bytes(content)
-    assert _refusal({name: str(path)}) == (
+    assert startup_refusal({name: str(path)}) == (
         f"vm-operator: {name} ({path}) is empty; put the token there, or unset {name} to run "
         "without this token")
 
 
 @pytest.mark.parametrize("name", ["VM_OPERATOR_TOKEN_FILE", "VM_OPERATOR_READ_TOKEN_FILE"])
 def test_a_blank_token_file_variable_is_refused(name: str) -> None:
-    assert f"{name} is set but empty" in _refusal({name: " "})
+    assert f"{name} is set but empty" in startup_refusal({name: " "})
 
 
 @pytest.mark.parametrize(("content", "expected"), [
@@ -116,14 +107,14 @@ def test_a_blank_token_file_variable_is_refused(name: str) -> None:
 def test_a_bad_token_file_is_named_as_the_file(tmp_path, content: bytes, expected: str) -> None:
     path = tmp_path / "token"
     path.write_bytes(content)
-    message = _refusal({"VM_OPERATOR_TOKEN_FILE": str(path)})
+    message = startup_refusal({"VM_OPERATOR_TOKEN_FILE": str(path)})
     assert message.startswith(f"vm-operator: VM_OPERATOR_TOKEN_FILE ({path}) ")
     assert expected in message
     assert content.decode("utf-8", "ignore").strip()[:8] not in message  # never echoed
 
 
 def test_an_unreadable_token_file_is_refused(tmp_path) -> None:
-    message = _refusal({"VM_OPERATOR_READ_TOKEN_FILE": str(tmp_path)})  # a directory
+    message = startup_refusal({"VM_OPERATOR_READ_TOKEN_FILE": str(tmp_path)})  # a directory
     assert message == (f"vm-operator: cannot read VM_OPERATOR_READ_TOKEN_FILE ({tmp_path}): "
                        "Is a directory")
 
@@ -131,9 +122,9 @@ def test_an_unreadable_token_file_is_refused(tmp_path) -> None:
 def test_a_token_set_twice_or_shared_is_refused(tmp_path) -> None:
     path = tmp_path / "token"
     path.write_text(TOKEN)
-    assert "set only one" in _refusal({"VM_OPERATOR_TOKEN": TOKEN,
+    assert "set only one" in startup_refusal({"VM_OPERATOR_TOKEN": TOKEN,
                                        "VM_OPERATOR_TOKEN_FILE": str(path)})
-    assert "read-only token is the full-access token" in _refusal(
+    assert "read-only token is the full-access token" in startup_refusal(
         {"VM_OPERATOR_TOKEN": TOKEN, "VM_OPERATOR_READ_TOKEN_FILE": str(path)})
 
 
@@ -181,7 +172,7 @@ def test_no_access_log_flag_wins_over_the_variable() -> None:
     ({"VM_OPERATOR_TART_SSH": "me@h", "VM_OPERATOR_TART": "-x"}, "vm-operator: VM_OPERATOR_TART: the remote Tart binary"),
 ])
 def test_a_bad_variable_is_named_as_the_variable(env: dict[str, str], expected: str) -> None:
-    assert _refusal(env).startswith(expected)
+    assert startup_refusal(env).startswith(expected)
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
@@ -206,7 +197,7 @@ def test_a_flag_overrides_a_bad_variable() -> None:
 
 
 def test_ssh_errors_name_the_flag_when_the_flag_was_given() -> None:
-    message = _refusal({}, ["--tart-ssh", "me@h", "--ssh-key", "/nonexistent/key"])
+    message = startup_refusal({}, ["--tart-ssh", "me@h", "--ssh-key", "/nonexistent/key"])
     assert message.startswith("vm-operator: --ssh-key: the SSH key")
 
 

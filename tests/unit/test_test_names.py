@@ -39,7 +39,7 @@ TRACKER_REFERENCE = re.compile(r"\b(issue|item)s?\s*#?\d+", re.IGNORECASE)
 # helper -> its one home: (file relative to tests/, class or None)
 SUPPORT = ("wait_for", "free_port", "kill_tart_processes", "assert_utc_timestamp", "children_of",
            "client_env", "run_client", "cli", "succeeded", "columns_of", "guest_processes",
-           "reaped", "interrupted", "read_until", "round_trip")
+           "reaped", "interrupted", "read_until", "round_trip", "startup_refusal")
 OPERATOR_METHODS = ("problem", "ok", "detail", "tart_state", "start_vm", "stop_vm", "guest_exits",
                     "running_again")
 HELPERS: dict[str, tuple[str, str | None]] = {

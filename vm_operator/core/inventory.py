@@ -19,6 +19,8 @@ the state: within ``cache_ttl``, after every change made through the API.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 from vm_operator.core.cache import FreshCache, cache_for
 from vm_operator.core.clock import Clock
@@ -36,6 +38,8 @@ from vm_operator.store.state import StateDirError
 from vm_operator.tart.errors import TartError
 from vm_operator.tart.names import InvalidName, VmName
 from vm_operator.tart.records import Vm, VmInfo
+
+T = TypeVar("T")
 
 
 class Inventory:
@@ -132,13 +136,19 @@ class Inventory:
         listing no longer shows it, or ``config_ttl`` has passed (then refreshed ahead)."""
         if self.cache_ttl <= 0 or self.config_ttl <= 0:
             return self.tart.get(name)
-        cache = self._info.get(name)  # the common read: no lock
-        if cache is None:
-            with self._guard:
-                cache = cache_for(self._info, name, lambda: self.tart.get(name),
-                                  self.clock.monotonic)
+        cache = self._cache_of(self._info, name, self.tart.get)
         now = self.clock.monotonic()
         return cache.get(now - self.config_ttl, now - self.config_ttl / 2)
+
+    def _cache_of(self, caches: dict[str, FreshCache[T]], name: VmName,
+                  fetch: Callable[[VmName], T]) -> FreshCache[T]:
+        """``name``'s cache in ``caches``: found without the lock (the common read), made under
+        it the first time, over ``fetch(name)``."""
+        cache = caches.get(name)
+        if cache is None:
+            with self._guard:
+                cache = cache_for(caches, name, lambda: fetch(name), self.clock.monotonic)
+        return cache
 
     def forget(self, name: str) -> None:
         """The VM was deleted or reconfigured: drop its cached ``tart get`` and identity."""
@@ -151,11 +161,7 @@ class Inventory:
         fresh as a listing (``fresh``: asked now)."""
         if fresh or self.cache_ttl <= 0:
             return self.tart.vm_identity(name)
-        cache = self._identity.get(name)  # the common read: no lock
-        if cache is None:
-            with self._guard:
-                cache = cache_for(self._identity, name, lambda: self.tart.vm_identity(name),
-                                  self.clock.monotonic)
+        cache = self._cache_of(self._identity, name, self.tart.vm_identity)
         return cache.get(self._not_before(False), self._refresh_after(False))
 
     def is_macos(self, name: str) -> bool:

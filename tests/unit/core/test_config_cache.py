@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from fakes import SAFETY, FakeClock, FakeStore, FakeTart
+from support import startup_refusal
 
 from vm_operator.config import load_config
 from vm_operator.core.cache import FreshCache
@@ -138,9 +139,8 @@ def test_the_config_ttl_setting(argv: list[str], env: dict[str, str], expected: 
     ("nan", "vm-operator: VM_OPERATOR_CONFIG_TTL: must be a number"),
 ])
 def test_a_bad_config_ttl_stops_start_up(value: str, expected: str) -> None:
-    with pytest.raises(SystemExit) as caught:
-        load_config([], {"HOME": "/home/u", "VM_OPERATOR_CONFIG_TTL": value})
-    assert str(caught.value.code).startswith(expected)
+    refusal = startup_refusal({"HOME": "/home/u", "VM_OPERATOR_CONFIG_TTL": value})
+    assert refusal.startswith(expected)
 
 
 # --- the listing: one fetch per burst of a dashboard ------------------------------------------

@@ -15,12 +15,7 @@ from typing import ClassVar
 
 import pytest
 
-from vm_operator.core.errors import (
-    OperationFinished,
-    OperationMissing,
-    OperationsClosed,
-    OperationsFull,
-)
+from vm_operator.core import errors
 from vm_operator.core.operations import Job, NameBusy, OperationContext, OperationQueue
 from vm_operator.store.operation_records import (
     Ending,
@@ -158,7 +153,7 @@ def test_a_submit_past_the_bound_is_refused_with_a_retry_hint(clock: FakeClock) 
     assert works[0].started.wait(WAIT)
     submit(queue, works[1])
     submit(queue, works[2])
-    with pytest.raises(OperationsFull) as refused:
+    with pytest.raises(errors.OperationsFull) as refused:
         submit(queue, works[3])
     assert (refused.value.retry_after, refused.value.limit) == (45, 2)
     assert queue.holder("vm-3") is None and len(queue.list_operations()) == 3  # no trace
@@ -328,13 +323,13 @@ def test_too_late_to_cancel(queue: OperationQueue) -> None:
 
     op = queue.submit("delete", Job(run, cleanup), vm="gone")
     assert in_cleanup.wait(WAIT)
-    with pytest.raises(OperationFinished):  # its work has ended: the outcome is decided
+    with pytest.raises(errors.OperationFinished):  # its work has ended: the outcome is decided
         queue.cancel(op.id)
     cleanup_may_end.set()
     assert queue.wait(op.id, WAIT).state == "failed"
-    with pytest.raises(OperationFinished):
+    with pytest.raises(errors.OperationFinished):
         queue.cancel(op.id)
-    with pytest.raises(OperationMissing):
+    with pytest.raises(errors.OperationMissing):
         queue.cancel("no-such-operation")
 
 
@@ -398,7 +393,7 @@ def test_history_is_bounded_and_forgetting_is_an_event(clock: FakeClock) -> None
     queue.wait(ops[-1].id, WAIT)  # FIFO on one image: the others have finished before it
     queue.close(WAIT)
     assert [op.id for op in queue.list_operations()] == [op.id for op in ops[2:]]
-    with pytest.raises(OperationMissing):
+    with pytest.raises(errors.OperationMissing):
         queue.get(ops[0].id)
     forgotten = [event.operation.id for event in events if event.forgotten]
     assert forgotten == [ops[0].id, ops[1].id]
@@ -503,7 +498,7 @@ def test_close_takes_no_more_and_leaves_the_queued(clock: FakeClock) -> None:
     assert not closer.is_alive()
     assert queue.get(first.id).state == "succeeded"
     assert queue.get(second.id).state == "queued" and not waiting.started.is_set()
-    with pytest.raises(OperationsClosed):
+    with pytest.raises(errors.OperationsClosed):
         queue.submit("prune", Job(lambda ctx: None))
 
 
@@ -533,7 +528,7 @@ def test_forgetting_a_finished_operation_drops_it_with_an_event(queue: Operation
     op = finish(queue, work, submit(queue, work))
     queue.forget(op.id)
     for call in (queue.get, queue.cancel, queue.forget):
-        with pytest.raises(OperationMissing):
+        with pytest.raises(errors.OperationMissing):
             call(op.id)
     assert queue.list_operations() == []
     assert [event.operation.id for event in events if event.forgotten] == [op.id]
@@ -558,7 +553,7 @@ def test_an_operation_forgotten_while_it_cleans_up_goes_when_it_ends(
         queue.forget(waiting.id)
     queue.cancel(op.id)
     queue.forget(op.id)
-    with pytest.raises(OperationMissing):
+    with pytest.raises(errors.OperationMissing):
         queue.get(op.id)
     assert [listed.id for listed in queue.list_operations()] == [waiting.id]
     assert queue.holder("slow") is not None  # still working: the name stays held

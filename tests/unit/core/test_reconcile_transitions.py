@@ -7,28 +7,9 @@ from dataclasses import replace
 
 import pytest
 
+from vm_operator.core import reconcile_state as rs
 from vm_operator.core.reconcile_rules import HEALTHY_AFTER
-from vm_operator.core.reconcile_state import (
-    Failure,
-    Plan,
-    RunSeen,
-    Step,
-    VmMemory,
-    backoff_cleared,
-    desired_set,
-    observed,
-    run_ended,
-    start_begun,
-    start_declined,
-    start_failed,
-    start_refused_for_slot,
-    start_served,
-    start_succeeded,
-    start_wanted,
-    stop_begun,
-    stop_requested,
-    suspend_requested,
-)
+from vm_operator.core.reconcile_state import Failure, Plan, RunSeen, Step, VmMemory
 from vm_operator.store.specs import Desired, RestartPolicy, VmSpec
 from vm_operator.tart.records import Vm
 
@@ -72,15 +53,15 @@ def failure(error: str, restart_count: int = 0, delay: float = 1.0) -> Failure:
 ])
 def test_a_desired_state_written(before: VmMemory, desired: Desired | None,
                                  restart: RestartPolicy | None, after: VmMemory) -> None:
-    assert desired_set(before, None, desired, restart) == Step(after)
+    assert rs.desired_set(before, None, desired, restart) == Step(after)
 
 
 def test_a_desired_state_of_another_create_starts_afresh() -> None:
     before = replace(SETTLED, failures=4, operation="op-1", last_exit={
         "exit_code": 1, "signal": None, "at": AT})
-    assert desired_set(before, "op-2", None, None).memory == VmMemory(operation="op-2")
-    assert desired_set(before, "op-1", None, None).memory == before
-    assert desired_set(before, None, None, None).memory == before  # no create: the same VM
+    assert rs.desired_set(before, "op-2", None, None).memory == VmMemory(operation="op-2")
+    assert rs.desired_set(before, "op-1", None, None).memory == before
+    assert rs.desired_set(before, None, None, None).memory == before  # no create: the same VM
 
 
 @pytest.mark.parametrize(("before", "after"), [
@@ -91,16 +72,16 @@ def test_a_desired_state_of_another_create_starts_afresh() -> None:
     (OUTSIDE, OUTSIDE),  # a run seen already keeps when it began
 ])
 def test_a_start_through_the_api(before: VmMemory, after: VmMemory) -> None:
-    assert start_served(before, NOW, True) == Step(after)
+    assert rs.start_served(before, NOW, True) == Step(after)
 
 
 def test_a_start_through_the_api_of_a_run_not_supervised() -> None:
-    assert start_served(NEW, NOW, False).memory.run is RunSeen.OUTSIDE
+    assert rs.start_served(NEW, NOW, False).memory.run is RunSeen.OUTSIDE
 
 
 @pytest.mark.parametrize("before", [NEW, BACKING_OFF, STOP_DUE, SUPERVISED, SETTLED])
 def test_a_stop_through_the_api_keeps_it_stopped_and_its_end_is_asked(before: VmMemory) -> None:
-    after = stop_requested(before).memory
+    after = rs.stop_requested(before).memory
     assert (after.plan, after.end_asked) == (Plan.STAY_STOPPED, True)
     assert (after.failures, after.restart_count, after.retry_at, after.condition) == (
         0, 0, None, None)
@@ -109,7 +90,7 @@ def test_a_stop_through_the_api_keeps_it_stopped_and_its_end_is_asked(before: Vm
 
 @pytest.mark.parametrize("asked", [True, False])
 def test_a_suspend_through_the_api_asks_for_the_end_unless_refused(asked: bool) -> None:
-    assert suspend_requested(replace(SUPERVISED, end_asked=not asked), asked) == Step(
+    assert rs.suspend_requested(replace(SUPERVISED, end_asked=not asked), asked) == Step(
         replace(SUPERVISED, end_asked=asked))
 
 
@@ -161,12 +142,12 @@ EXIT_1 = {"exit_code": 1, "signal": None, "at": AT}
 ])
 def test_a_runs_end(before: VmMemory, the_spec: VmSpec | None, code: int | None,
                     launched_here: bool, expected: Step) -> None:
-    assert run_ended(before, the_spec, code, AT, launched_here, NOW) == expected
+    assert rs.run_ended(before, the_spec, code, AT, launched_here, NOW) == expected
 
 
 def test_a_runs_end_of_another_create_is_the_new_vms() -> None:
     before = replace(BACKING_OFF, operation="op-1", run=RunSeen.SUPERVISED)
-    after = run_ended(before, spec(operation="op-2"), 1, AT, False, NOW)
+    after = rs.run_ended(before, spec(operation="op-2"), 1, AT, False, NOW)
     assert after == Step(VmMemory(operation="op-2", last_exit=EXIT_1))
 
 
@@ -218,19 +199,19 @@ START = "desired running, found stopped"
 ])
 def test_a_pass_compares_and_decides(before: VmMemory, the_spec: VmSpec, listed: Vm | None,
                                      supervised: bool, expected: Step) -> None:
-    assert observed(before, the_spec, listed, NOW, AT, supervised) == expected
+    assert rs.observed(before, the_spec, listed, NOW, AT, supervised) == expected
 
 
 # --- what it does --------------------------------------------------------------------------------
 
 
 def test_a_stop_the_reconciler_makes_is_asked_for() -> None:
-    assert stop_begun(SUPERVISED) == Step(replace(SUPERVISED, end_asked=True))
+    assert rs.stop_begun(SUPERVISED) == Step(replace(SUPERVISED, end_asked=True))
 
 
 def test_a_start_the_reconciler_makes_watches_its_run_from_now() -> None:
     before = replace(BACKING_OFF, end_asked=True)
-    assert start_begun(before, NOW) == Step(replace(
+    assert rs.start_begun(before, NOW) == Step(replace(
         BACKING_OFF, run=RunSeen.SUPERVISED, running_since=NOW))
 
 
@@ -241,7 +222,7 @@ def test_a_start_the_reconciler_makes_watches_its_run_from_now() -> None:
 ])
 def test_a_start_is_still_wanted(memory: VmMemory, the_spec: VmSpec | None,
                                  wanted: bool) -> None:
-    assert start_wanted(memory, the_spec) is wanted
+    assert rs.start_wanted(memory, the_spec) is wanted
 
 
 @pytest.mark.parametrize(("before", "expected"), [
@@ -253,11 +234,11 @@ def test_a_start_is_still_wanted(memory: VmMemory, the_spec: VmSpec | None,
     (BACKING_OFF, Step(replace(BACKING_OFF, restart_count=4))),
 ])
 def test_a_start_that_succeeded(before: VmMemory, expected: Step) -> None:
-    assert start_succeeded(before, True) == expected
+    assert rs.start_succeeded(before, True) == expected
 
 
 def test_a_start_that_succeeded_of_a_run_no_longer_supervised() -> None:
-    assert start_succeeded(SUPERVISED, False).memory.run is RunSeen.OUTSIDE
+    assert rs.start_succeeded(SUPERVISED, False).memory.run is RunSeen.OUTSIDE
 
 
 @pytest.mark.parametrize(("before", "expected"), [
@@ -268,7 +249,7 @@ def test_a_start_that_succeeded_of_a_run_no_longer_supervised() -> None:
 ])
 def test_a_start_refused_for_a_slot_waits_without_backoff(before: VmMemory,
                                                           expected: Step) -> None:
-    assert start_refused_for_slot(before) == expected
+    assert rs.start_refused_for_slot(before) == expected
 
 
 @pytest.mark.parametrize(("before", "expected"), [
@@ -282,21 +263,21 @@ def test_a_start_refused_for_a_slot_waits_without_backoff(before: VmMemory,
     (BACKING_OFF, Step(BACKING_OFF)),  # its run's end was reported, and counted, first
 ])
 def test_a_start_that_failed_counts_once(before: VmMemory, expected: Step) -> None:
-    assert start_failed(before, "no", NOW) == expected
+    assert rs.start_failed(before, "no", NOW) == expected
 
 
 @pytest.mark.parametrize("launched_here", [True, False])
 def test_a_failed_start_and_the_end_of_its_run_are_one_failure(launched_here: bool) -> None:
     """Whichever is seen first: the start's failure, then its run's end (no more counted), or
     the run's end (counted), then the start's failure (no more counted)."""
-    begun = start_begun(NEW, NOW).memory
-    failed = start_failed(begun, "no", NOW)
-    after = run_ended(failed.memory, spec(), 1, AT, launched_here, NOW + 0.5)
+    begun = rs.start_begun(NEW, NOW).memory
+    failed = rs.start_failed(begun, "no", NOW)
+    after = rs.run_ended(failed.memory, spec(), 1, AT, launched_here, NOW + 0.5)
     assert (failed.failure, after.failure) == (failure("start: no"), None)
     assert after.memory == VmMemory(failures=1, retry_at=NOW + 1, condition="backing-off",
                                     last_exit=EXIT_1)
-    ended = run_ended(begun, spec(), 1, AT, launched_here, NOW)
-    last = start_failed(ended.memory, "no", NOW + 0.5)
+    ended = rs.run_ended(begun, spec(), 1, AT, launched_here, NOW)
+    last = rs.start_failed(ended.memory, "no", NOW + 0.5)
     assert ended.failure is not None and last == Step(ended.memory)
 
 
@@ -309,12 +290,12 @@ def test_a_failed_start_and_the_end_of_its_run_are_one_failure(launched_here: bo
 def test_after_a_failed_start_a_pass_starts_it_again_or_sees_its_run(
         listed: Vm, expected: Step) -> None:
     before = replace(BACKING_OFF, retry_at=NOW - 1, run=RunSeen.START_FAILED)
-    assert observed(before, spec(), listed, NOW, AT, True) == expected
+    assert rs.observed(before, spec(), listed, NOW, AT, True) == expected
 
 
 def test_a_declined_start_watches_no_run() -> None:
-    assert start_declined(SUPERVISED) == Step(NEW)
+    assert rs.start_declined(SUPERVISED) == Step(NEW)
 
 
 def test_clearing_the_backoff_leaves_the_failures() -> None:
-    assert backoff_cleared(BACKING_OFF) == VmMemory(failures=2, restart_count=3)
+    assert rs.backoff_cleared(BACKING_OFF) == VmMemory(failures=2, restart_count=3)
