@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import REPO_ROOT, free_port
+from support import REPO_ROOT, free_port, guest_processes
 
 CMD = [sys.executable, "-S", "-m", "vm_operator.simulator"]
 VM = "ubuntu-runner"
@@ -134,3 +134,21 @@ def test_the_command_ends_when_its_vm_stops(env, start) -> None:
     until(lambda: guest.is_dir())
     assert tart(env, "stop", VM).returncode == 0
     assert proc.wait(20) == 1
+
+
+def ignoring_hangups() -> None:
+    """In the child: SIGHUP ignored, as under nohup (the host's disposition, inherited)."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def test_a_terminal_s_command_ends_with_tart_though_the_host_ignored_hangups(env, start):
+    start(VM)
+    proc = subprocess.Popen([*CMD, "exec", "-t", VM, "sleep", "300"], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=ignoring_hangups)
+    guest = Path(env["TART_HOME"]) / "vms" / VM / "guest"
+    until(lambda: bool(guest_processes(guest)))
+    os.killpg(proc.pid, signal.SIGKILL)  # Tart killed, as the operator kills its group
+    proc.wait(20)
+    until(lambda: guest_processes(guest) == [])

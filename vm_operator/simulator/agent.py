@@ -96,6 +96,12 @@ def in_terminal(argv: list[str], home: str) -> int:
     size = _window(0)
     pid, master = pty.fork()
     if pid == 0:  # the guest's process: its terminal sized, then the command
+        # A guest's process inherits nothing of the host's signal dispositions: under nohup (or
+        # a shell's background job) SIGHUP or SIGINT is ignored here, and the hangup of its
+        # terminal when Tart goes must still end it, as in a VM.
+        for number in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
+                       signal.SIGPIPE):
+            signal.signal(number, signal.SIG_DFL)
         if size is not None:
             fcntl.ioctl(0, termios.TIOCSWINSZ, size)
         try:
