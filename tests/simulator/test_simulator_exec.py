@@ -136,17 +136,12 @@ def test_the_command_ends_when_its_vm_stops(env, start) -> None:
     assert proc.wait(20) == 1
 
 
-def ignoring_hangups() -> None:
-    """In the child: SIGHUP ignored, as under nohup (the host's disposition, inherited)."""
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-
 def test_a_terminal_s_command_ends_with_tart_though_the_host_ignored_hangups(env, start):
     start(VM)
-    proc = subprocess.Popen([*CMD, "exec", "-t", VM, "sleep", "300"], env=env,
+    # nohup: Tart started with SIGHUP ignored, a disposition its children inherit
+    proc = subprocess.Popen(["nohup", *CMD, "exec", "-t", VM, "sleep", "300"], env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True,
-                            preexec_fn=ignoring_hangups)
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     guest = Path(env["TART_HOME"]) / "vms" / VM / "guest"
     until(lambda: bool(guest_processes(guest)))
     os.killpg(proc.pid, signal.SIGKILL)  # Tart killed, as the operator kills its group
