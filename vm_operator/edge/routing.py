@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Generic, TypeVar, cast
 from urllib.parse import parse_qsl, unquote_to_bytes
@@ -327,8 +327,3 @@ def query_values(route: Route[A], query: Mapping[str, str]) -> dict[str, object]
         elif param.required:
             raise ApiError(param.type.problem, f"query parameter {param.name!r} is required")
     return values
-
-
-def with_query_values(route: Route[A], req: Request) -> Request:
-    """The request with its typed query values (defaults for those not given)."""
-    return replace(req, values=query_values(route, req.query))

@@ -4,6 +4,8 @@ decoding, word for word."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from vm_operator.api import ROUTES
@@ -22,8 +24,8 @@ from vm_operator.edge.routing import (
     decode_segment,
     parse_query,
     path_values,
+    query_values,
     split_target,
-    with_query_values,
 )
 
 TABLE = RouteTable(ROUTES)
@@ -140,7 +142,7 @@ def request(query: dict[str, str]) -> Request:
 ])
 def test_query_values_are_typed_with_their_defaults(query: dict[str, str], count: int,
                                                     limit: int | None) -> None:
-    req = with_query_values(ROUTE, request(query))
+    req = replace(request(query), values=query_values(ROUTE, query))
     assert (req.get(COUNT), req.optional(LIMIT), req.get(SLOT)) == (count, limit, 2)
     assert req.values == ({"count": count} if limit is None else {"count": count, "limit": limit})
 
@@ -151,7 +153,7 @@ def test_query_values_are_typed_with_their_defaults(query: dict[str, str], count
 ])
 def test_a_refused_query_value_names_its_parameter(query: dict[str, str], detail: str) -> None:
     with pytest.raises(ApiError) as caught:
-        with_query_values(ROUTE, request(query))
+        query_values(ROUTE, query)
     assert (caught.value.slug, caught.value.detail) == ("invalid-parameter", detail)
 
 
