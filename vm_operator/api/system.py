@@ -16,7 +16,7 @@ from vm_operator.edge.errors import ApiError
 from vm_operator.edge.metrics import EventFigures
 from vm_operator.edge.problems import CATALOGUE, ProblemType
 from vm_operator.edge.problems.client_errors import UNKNOWN_PROBLEM
-from vm_operator.edge.responses import HTML, Response, json_response
+from vm_operator.edge.responses import HTML, Response, json_response, with_first_field
 from vm_operator.edge.routing import Request, Route, Success
 from vm_operator.tart.errors import unavailable_advice
 
@@ -28,11 +28,19 @@ class HealthSummary(TypedDict):
     status: str  # "healthy", or "degraded" when Tart cannot be run
 
 
-class Health(HealthSummary):
+class HealthFacts(HealthSummary):
+    """What a trusted caller is told, but the time of the answer (``timestamp``, put first)."""
+
     message: str
-    timestamp: str
     version: str
     tart: TartStatus
+
+
+class Health(HealthFacts):
+    """The answer to a trusted caller (``schemas.Health``): the facts, and the time of the
+    answer put first."""
+
+    timestamp: str
 
 
 class ReadyStatus(TypedDict):
@@ -49,18 +57,19 @@ def health(app: App, req: Request) -> Response:
     status = "healthy" if healthy else "degraded"
     if not req.trusted:
         terse: HealthSummary = {"status": status}
-        return json_response(200, terse)
-    answer: Health = {
+        return Response(200, app.rendered.json("/health?terse", terse).body)
+    facts: HealthFacts = {
         "status": status,
         "message": "vm-operator is serving"
         if healthy
         else f"vm-operator is serving, but Tart cannot be run ({tart['path']}). "
         f"{unavailable_advice(tart['path'])}",
-        "timestamp": utc_now(),
         "version": __version__,
         "tart": tart,
     }
-    return json_response(200, answer)
+    # the facts are encoded once per change (probes poll them), the time on every answer
+    body = with_first_field(app.rendered.json("/health", facts).body, "timestamp", utc_now())
+    return Response(200, body)
 
 
 def ready(app: App, req: Request) -> Response:

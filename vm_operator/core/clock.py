@@ -6,11 +6,20 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
 
 def utc_now() -> str:
-    """ISO 8601 in UTC with milliseconds and a ``Z``: every timestamp of the API and its logs."""
+    """ISO 8601 in UTC with milliseconds and a ``Z``: every timestamp of the API and its logs.
+    The text of the second is made once a second."""
+    global _second
     now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    whole, text = _second
+    if whole != int(now):
+        whole = int(now)
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second = (whole, text)
+    return f"{text}.{int(now % 1 * 1000):03d}Z"
 
 
 class Clock(Protocol):

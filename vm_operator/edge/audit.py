@@ -75,3 +75,8 @@ class Audit:
         except OSError as exc:  # the disk: say so on stderr, never fail the request for it
             print(f"vm-operator: the audit log cannot be written: {exc.strerror or exc}",
                   file=sys.stderr)
+
+
+# What a request's ``audit`` is on every route but a ``connect`` one: dispatch writes those
+# lines itself, so nothing else calls it.
+NO_AUDIT = Audit()

@@ -45,11 +45,21 @@ def conditional(response: Response, headers: Headers) -> Response:
     """A 200 with its ``ETag``, or the 304 that replaces it for a client that holds it."""
     if response.status != 200:
         return response
-    tag = response.etag or entity_tag(response.body)
+    tag = response.etag
+    if tag is None:
+        tag = entity_tag(response.body)
+        response = tagged(response, tag)
     wanted = headers.get("If-None-Match")
     if wanted is not None and none_match(wanted, tag):
-        return Response(304, b"", "", response.headers + (("ETag", tag),))
-    return response.with_headers(("ETag", tag))
+        return Response(304, b"", "", response.headers, etag=tag)
+    return response
+
+
+def tagged(response: Response, tag: str) -> Response:
+    """The response with its ``ETag`` header, and ``etag`` saying it carries it."""
+    return Response(response.status, response.body, response.content_type,
+                    response.headers + (("ETag", tag),), response.close, response.stream,
+                    response.tunnel, tag)
 
 
 class Rendered:
@@ -70,7 +80,7 @@ class Rendered:
         if kept is not None and kept[0] == data:
             return kept[1]
         body = encode_json(data)
-        response = Response(200, body, JSON, etag=entity_tag(body))
+        response = tagged(Response(200, body, JSON), entity_tag(body))
         if len(self._kept) >= self.limit:
             self._kept.clear()
         self._kept[key] = (data, response)

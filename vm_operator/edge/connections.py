@@ -56,12 +56,12 @@ class Connections:
         self._set_deadline(conn, idle=False)
 
     def _set_deadline(self, conn: socket.socket, idle: bool) -> None:
-        with self._lock:
-            self._deadlines[conn] = (time.monotonic() + self.timeout, idle)
+        # one dict operation, atomic under the GIL: a worker takes no lock for its deadlines
+        # (three a request); the watchdog and drain read a copy
+        self._deadlines[conn] = (time.monotonic() + self.timeout, idle)
 
     def clear_deadline(self, conn: socket.socket) -> None:
-        with self._lock:
-            self._deadlines.pop(conn, None)
+        self._deadlines.pop(conn, None)
 
     def _watchdog(self) -> None:
         """Cut connections past their deadline, so a slow client never holds a worker.
@@ -72,12 +72,12 @@ class Connections:
         while True:
             time.sleep(0.25)
             now = time.monotonic()
-            with self._lock:
-                late = [c for c, (deadline, _) in self._deadlines.items() if deadline <= now]
-                for conn in late:
-                    del self._deadlines[conn]
-            for conn in late:
-                cut(conn)
+            late = [(c, owed) for c, owed in self._deadlines.copy().items() if owed[0] <= now]
+            for conn, owed in late:
+                # past its deadline when looked at: cut, unless its worker set a new one since
+                if self._deadlines.get(conn) is owed:
+                    self._deadlines.pop(conn, None)
+                    cut(conn)
 
     def streaming(self, conn: socket.socket, stream: Closable) -> bool:
         """A streamed response begins on ``conn``; False when the server is draining."""
@@ -103,8 +103,8 @@ class Connections:
         """
         deadline = time.monotonic() + grace
         while True:
+            idle = [conn for conn, (_, waiting) in self._deadlines.copy().items() if waiting]
             with self._lock:
-                idle = [conn for conn, (_, waiting) in self._deadlines.items() if waiting]
                 streams = list(self._streams.items())
                 busy = len(self._open)
             for conn in idle:

@@ -14,12 +14,13 @@ import json
 import sys
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic
 from urllib.parse import quote
 
 from vm_operator.core.errors import OperatorError
-from vm_operator.edge.audit import Audit, AuditSink, no_audit
+from vm_operator.edge.audit import NO_AUDIT, Audit, AuditSink, no_audit
 from vm_operator.edge.authz import ANONYMOUS, Caller, Role
 from vm_operator.edge.body import Body
 from vm_operator.edge.conditional import conditional
@@ -165,13 +166,20 @@ def dispatch(
     vm: str | None = None
     handled = False
     try:
-        segments, query, candidates = _routes_for(site.routes, target)
-        label = candidates[0][0].pattern
-        if method == "OPTIONS":
-            return _options(site, candidates, headers), label
-        route, raw_params = choose(method, candidates)
-        label = route.pattern
-        params = path_values(route, raw_params)
+        known = site.routes.resolved(method, target)
+        if known is None:
+            segments, query, candidates = _routes_for(site.routes, target)
+            label = candidates[0][0].pattern
+            if method == "OPTIONS":
+                return _options(site, candidates, headers), label
+            route, raw_params = choose(method, candidates)
+            label = route.pattern
+            params: Mapping[str, object] = path_values(route, raw_params)
+            path = "/" + "/".join(segments)
+            site.routes.remember(method, path, route, params)
+        else:
+            route, params, path, query = known
+            label = route.pattern
         sent = parse_query(query, route.query_names)
         vm = named_vm(params, None)
         caller = _caller(site, route, headers)
@@ -182,12 +190,12 @@ def dispatch(
         elif body:
             raise ApiError(UNEXPECTED_BODY, body_refusal(route, body))
         vm = named_vm(params, body_value)
-        path = "/" + "/".join(segments)
         values, bad_value = _query_values(route, sent)
         req = Request(method, path, params, sent, headers, values, body_value,
                       trusted(site.access, method, headers) if route.public else True, client,
                       caller or ANONYMOUS,
-                      Audit(site.audit, _name(caller), client, method, path, vm, started))
+                      Audit(site.audit, _name(caller), client, method, path, vm, started)
+                      if route.needs is Role.CONNECT else NO_AUDIT)  # writes its own line
         if not route.public:
             check_target(route, req, site.owners)
         if route.upgrade:

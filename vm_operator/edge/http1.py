@@ -31,18 +31,26 @@ OWS = " \t"  # RFC 9110's optional whitespace: no other character is trimmed fro
 class Headers(dict[str, str]):
     """A request head: case-insensitive ``get`` (first value wins), ``get_all`` for repeats."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.repeated: dict[str, list[str]] = {}
+    repeated: dict[str, list[str]]  # every value of a name sent more than once, in order
 
     def get(self, name: str, default: Any = None) -> Any:
         return dict.get(self, name.lower(), default)
 
     def get_all(self, name: str) -> list[str] | None:
         key = name.lower()
-        if key in self.repeated:
-            return self.repeated[key]
+        repeated = self.__dict__.get("repeated")
+        if repeated is not None and key in repeated:
+            return list(repeated[key])
         return [self[key]] if key in self else None
+
+    def add(self, key: str, value: str) -> None:
+        """One more header line; ``key`` is its name in lower case."""
+        if key not in self:
+            self[key] = value
+            return
+        if "repeated" not in self.__dict__:  # made for the rare head that repeats a name
+            self.repeated = {}
+        self.repeated.setdefault(key, [self[key]]).append(value)
 
 
 def _text(line: bytes) -> str:
@@ -68,19 +76,36 @@ def read_headers(rfile: Any, headers: Headers | None = None,
             return 431, f"the request head is larger than {MAX_HEAD} bytes"
         if line in (b"\r\n", b"\n", b""):
             return headers
-        text = _text(line)
-        name, colon, value = text.partition(":")
-        if not colon or not TOKEN.fullmatch(name):
-            return 400, f"malformed header line {text[:100]!r}"
-        value = value.strip(OWS)
-        if not FIELD_VALUE.fullmatch(value):
-            return 400, f"the value of header {name[:40]!r} holds a control character"
-        key = name.lower()
-        if key in headers:
-            headers.repeated.setdefault(key, [headers[key]]).append(value)
-        else:
-            headers[key] = value
+        field = header_field(line)
+        if not isinstance(field, Field):
+            return field
+        headers.add(field.name.lower(), field.value)
     return 431, f"more than {MAX_HEADERS} header lines"
+
+
+class Field(NamedTuple):
+    name: str
+    value: str  # without the SP and HTAB around it
+
+
+def header_field(line: bytes) -> Field | tuple[int, str]:
+    """One header line: its name and value, or (status, reason) when it is not one."""
+    plain = _FIELD_LINE.fullmatch(line.decode("iso-8859-1"))
+    if plain is not None:  # one match for a line as clients send them
+        return Field._make(plain.groups())
+    return _header_field_long(line)
+
+
+def _header_field_long(line: bytes) -> Field | tuple[int, str]:
+    """``header_field`` read step by step: what tells why a line is refused."""
+    text = _text(line)
+    name, colon, value = text.partition(":")
+    if not colon or not TOKEN.fullmatch(name):
+        return 400, f"malformed header line {text[:100]!r}"
+    value = value.strip(OWS)
+    if not FIELD_VALUE.fullmatch(value):
+        return 400, f"the value of header {name[:40]!r} holds a control character"
+    return Field(name, value)
 
 
 class RequestLine(NamedTuple):
@@ -94,6 +119,14 @@ def request_line(line: bytes) -> RequestLine | tuple[int, str]:
     each (no other character separates them); (status, reason) when it is not one."""
     if len(line) > MAX_REQUEST_LINE:
         return 414, f"the request line is longer than {MAX_REQUEST_LINE} bytes"
+    plain = _REQUEST_LINE.fullmatch(line.decode("iso-8859-1"))
+    if plain is not None:  # one match for a line as clients send them
+        return RequestLine._make(plain.groups())
+    return _request_line_long(line)
+
+
+def _request_line_long(line: bytes) -> RequestLine | tuple[int, str]:
+    """``request_line`` read step by step: what tells why a line is refused."""
     text = _text(line)
     words = text.split(" ")
     if len(words) != 3 or not all(words):
@@ -128,42 +161,46 @@ VERSION = re.compile(r"HTTP/(?P<major>[0-9])\.(?P<minor>[0-9])")
 # RFC 9110 section 5.5: visible ASCII, SP, HTAB and obs-text; no other control character.
 FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 TARGET = re.compile(r"[\x21-\x7e]+")  # a request target is visible ASCII (RFC 3986)
+# What the readers above accept, as one match each (a line that is not one is read the long
+# way, which refuses it or reads it alike: tests/unit/edge/test_http1_lines.py): a request line, and a header line (its value
+# trimmed of SP and HTAB; possessive, so a refused line costs no backtracking).
+_REQUEST_LINE = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) (HTTP/1\.[01])\r?\n")
+_FIELD_LINE = re.compile(
+    r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*+((?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)"
+    r"[ \t]*+\r?\n")
 _STATUS_LINES = {status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n" for status in HTTPStatus}
+_STATUS_BYTES = {status: line.encode("latin-1") for status, line in _STATUS_LINES.items()}
 _FIXED_HEADERS = (
     f"Server: {SERVER_HEADER}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
 )
-_date_cache: tuple[int, str] = (0, "")
+_FIXED_BYTES = _FIXED_HEADERS.encode("latin-1")
+_date_cache: tuple[int, str, bytes] = (0, "", b"")
 
 
-def _http_date() -> str:
+def _http_date() -> tuple[str, bytes]:
     """The Date header line changes once a second; format it once a second."""
     global _date_cache
     now = int(time.time())
     if _date_cache[0] != now:
-        _date_cache = (now, f"Date: {formatdate(now, usegmt=True)}\r\n")
-    return _date_cache[1]
+        line = f"Date: {formatdate(now, usegmt=True)}\r\n"
+        _date_cache = (now, line, line.encode("latin-1"))
+    return _date_cache[1], _date_cache[2]
 
 
 def serialize(response: Response, close: bool, head_only: bool = False) -> bytes:
     """Status line, headers and body as the bytes of one write."""
-    status_line = _STATUS_LINES.get(response.status) or f"HTTP/1.1 {response.status} \r\n"
-    head = [status_line, _FIXED_HEADERS, _http_date()]
-    if response.status != 304:  # a 304's length would be that of the answer it stands for
-        head.append(f"Content-Length: {len(response.body)}\r\n")
-    if response.content_type:
-        head.append(f"Content-Type: {response.content_type}\r\n")
-    head.extend(f"{key}: {value}\r\n" for key, value in response.headers)
-    if close:
-        head.append("Connection: close\r\n")
-    head.append("\r\n")
-    return "".join(head).encode("latin-1") + (b"" if head_only else response.body)
+    status_line = (_STATUS_BYTES.get(response.status)
+                   or f"HTTP/1.1 {response.status} \r\n".encode("latin-1"))
+    return b"".join((status_line, _FIXED_BYTES, _http_date()[1], response.header_lines,
+                     b"Connection: close\r\n\r\n" if close else b"\r\n",
+                     b"" if head_only else response.body))
 
 
 def serialize_stream_head(response: Response) -> bytes:
     """The head of a streamed response: no Content-Length, the body ends when the connection
     closes (RFC 9112, section 6.3), and no proxy should buffer it."""
     status_line = _STATUS_LINES.get(response.status) or f"HTTP/1.1 {response.status} \r\n"
-    head = [status_line, _FIXED_HEADERS, _http_date(), f"Content-Type: {response.content_type}\r\n",
+    head = [status_line, _FIXED_HEADERS, _http_date()[0], f"Content-Type: {response.content_type}\r\n",
             "X-Accel-Buffering: no\r\n"]
     head.extend(f"{key}: {value}\r\n" for key, value in response.headers)
     head.append("Connection: close\r\n\r\n")

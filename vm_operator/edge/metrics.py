@@ -68,20 +68,20 @@ class Metrics:
     def __init__(self) -> None:
         self.start_time = time.time()
         self._lock = threading.Lock()
-        self._requests: defaultdict[Labels, int] = defaultdict(int)
-        self._request_seconds: dict[Labels, Histogram] = {}
+        # by (method, route, status) and (method, route): labelled when rendered
+        self._requests: defaultdict[tuple[str, str, int], int] = defaultdict(int)
+        self._request_seconds: dict[tuple[str, str], Histogram] = {}
         self._tart_calls: defaultdict[Labels, int] = defaultdict(int)
         self._tart_seconds: dict[Labels, Histogram] = {}
         self._operations: defaultdict[Labels, int] = defaultdict(int)
         self._reconcile: defaultdict[Labels, int] = defaultdict(int)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (("method", method), ("route", route), ("status", str(status)))
         with self._lock:
-            self._requests[key] += 1
-            hist = self._request_seconds.get(key[:2])
+            self._requests[(method, route, status)] += 1
+            hist = self._request_seconds.get((method, route))
             if hist is None:
-                hist = self._request_seconds[key[:2]] = Histogram(HTTP_BUCKETS)
+                hist = self._request_seconds[(method, route)] = Histogram(HTTP_BUCKETS)
             hist.observe(seconds)
 
     def observe_tart(self, command: str, outcome: str, seconds: float) -> None:
@@ -112,8 +112,12 @@ class Metrics:
         with self._lock:
             finished = dict(self._operations)
             reconciled = dict(self._reconcile)
-            requests = dict(self._requests)
-            request_hists = {k: (list(h.counts), h.sum, h.buckets) for k, h in self._request_seconds.items()}
+            requests: dict[Labels, int] = {
+                (("method", m), ("route", r), ("status", str(s))): n
+                for (m, r, s), n in self._requests.items()}
+            request_hists: dict[Labels, tuple[list[int], float, tuple[float, ...]]] = {
+                (("method", m), ("route", r)): (list(h.counts), h.sum, h.buckets)
+                for (m, r), h in self._request_seconds.items()}
             tart_calls = dict(self._tart_calls)
             tart_hists = {k: (list(h.counts), h.sum, h.buckets) for k, h in self._tart_seconds.items()}
         out: list[str] = []

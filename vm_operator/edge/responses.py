@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 JSON = "application/json"
@@ -53,7 +54,18 @@ class Response:
     close: bool = False
     stream: Stream | None = None  # a streamed body: no Content-Length, the connection closes
     tunnel: TunnelEnd | None = None  # a 101: the connection becomes a WebSocket carrying it
-    etag: str | None = None  # the body's entity tag, when made with it (conditional.Rendered)
+    etag: str | None = None  # the ETag its headers carry, when they carry one (conditional)
+
+    @cached_property
+    def header_lines(self) -> bytes:
+        """Its own header lines as sent: ``Content-Length`` (none on a 304, whose length would
+        be that of the answer it stands for), ``Content-Type`` and ``headers``. Made once: an
+        answer kept for reads (``conditional.Rendered``) is written many times."""
+        lines = [] if self.status == 304 else [f"Content-Length: {len(self.body)}\r\n"]
+        if self.content_type:
+            lines.append(f"Content-Type: {self.content_type}\r\n")
+        lines.extend(f"{key}: {value}\r\n" for key, value in self.headers)
+        return "".join(lines).encode("latin-1")
 
     def with_headers(self, *extra: tuple[str, str]) -> Response:
         if not extra:
@@ -74,6 +86,13 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 def encode_json(data: object) -> bytes:
     """Compact JSON with a final newline, so that curl's output never runs into the prompt."""
     return (_ENCODER.encode(data) + "\n").encode("utf-8")
+
+
+def with_first_field(encoded: bytes, name: str, value: str) -> bytes:
+    """An object encoded by ``encode_json`` with the field ``name: value`` put first: one
+    field that changes on every answer, joined to the bytes kept for the rest."""
+    head = (_ENCODER.encode(name) + ":" + _ENCODER.encode(value)).encode("utf-8")
+    return b"{" + head + (b"," if encoded[1:2] != b"}" else b"") + encoded[1:]
 
 
 def json_response(status: int, data: object, *headers: tuple[str, str]) -> Response:

@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Any, Generic, TypeVar, cast
 from urllib.parse import parse_qsl, unquote_to_bytes
 
-from vm_operator.edge.audit import Audit
+from vm_operator.edge.audit import NO_AUDIT, Audit
 from vm_operator.edge.authz import ANONYMOUS, Caller, Role, default_role
 from vm_operator.edge.body import Body
 from vm_operator.edge.errors import ApiError
@@ -91,7 +91,8 @@ class Request:
     it may be told details; always true on the other routes, which refuse everyone else.
     ``caller``: who made it (its roles, its VM patterns: a list shows only its VMs).
     ``audit``: writes the request's audit line; a ``connect`` route calls it when its tunnel
-    or exec ends (``req.audit(status, bytes_in=…, bytes_out=…, exit_code=…)``)."""
+    or exec ends (``req.audit(status, bytes_in=…, bytes_out=…, exit_code=…)``). On the other
+    routes dispatch writes the line, and this is ``NO_AUDIT``."""
 
     method: str
     path: str
@@ -103,7 +104,7 @@ class Request:
     trusted: bool = True
     client: str = ""  # the client's address, as the socket has it (for audit events)
     caller: Caller = ANONYMOUS
-    audit: Audit = field(default_factory=Audit)
+    audit: Audit = NO_AUDIT
 
     def get(self, param: PathParam[T] | Query[T] | Body[T]) -> T:
         """The typed value of a path parameter, of a query parameter (or its default), or
@@ -114,7 +115,7 @@ class Request:
         return cast(T, found[param.name])
 
     def optional(self, param: OptionalQuery[T]) -> T | None:
-        return cast(T | None, self.values.get(param.name))
+        return cast("T | None", self.values.get(param.name))
 
     def required(self, param: OptionalQuery[T]) -> T:
         """A query parameter declared ``required=True``: the router refused a request without
@@ -145,7 +146,7 @@ class Route(Generic[A]):
     role: Role | None = None  # the role a token needs (authz.py); None: read for GET, else write
     owned: bool = False  # acts on an operation ({id}): without admin, only on one's own
 
-    @property
+    @cached_property
     def needs(self) -> Role:
         """The role a caller needs for this route: declared, or from its method."""
         return self.role if self.role is not None else default_role(self.method)
@@ -182,6 +183,27 @@ class RouteTable(Generic[A]):
                             if r.segments[0] == head or r.segments[0].startswith("{")]
             for count, patterns in self._patterned.items()
             for head in {r.segments[0] for r in patterns}}
+        self._resolved: dict[tuple[str, str], tuple[Route[A], Mapping[str, object]]] = {}
+
+    def resolved(self, method: str, target: str
+                 ) -> tuple[Route[A], Mapping[str, object], str, str] | None:
+        """The route and typed path values of a request whose method and path were resolved
+        before (``remember``), with its path and query; None: resolve it the long way."""
+        path, _, query = target.partition("?")
+        known = self._resolved.get((method, path))
+        if known is None or "#" in query:  # a fragment is refused the long way
+            return None
+        return known[0], known[1], path, query
+
+    def remember(self, method: str, path: str, route: Route[A],
+                 values: Mapping[str, object]) -> None:
+        """Keep what a method and path resolved to: matching is pure, and so is reading path
+        values (``path_values``). Bounded like ``_READ``: short paths, emptied when full."""
+        if len(path) > _READ_LENGTH:
+            return
+        if len(self._resolved) >= _READ_LIMIT:
+            self._resolved.clear()
+        self._resolved[(method, path)] = (route, values)
 
     def match(self, segments: list[str]) -> Candidates[A]:
         """All routes whose pattern fits the raw segments, with their raw parameters. A path

@@ -351,7 +351,8 @@ class Handler(BaseHTTPRequestHandler):
         """Status line, headers and body in one write: no Nagle delay, no half responses."""
         if response.close or self.server.connections.draining:
             self.close_connection = True
-        self.wfile.write(serialize(response, self.close_connection, self.command == "HEAD"))
+        # the socket's own sendall: what the unbuffered wfile would call, one call less
+        self.connection.sendall(serialize(response, self.close_connection, self.command == "HEAD"))
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors found by http.server itself (bad request line, 414, 431, 505) as problems."""
