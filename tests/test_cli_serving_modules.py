@@ -1,7 +1,8 @@
 """What a serving operator holds in memory: ``vm-operator serve`` started for real on the
 simulator, asked for its ``sys.modules`` once it listens and has answered a request. The
 command-line client (its parsers, HTTP client, renderers and records) is for client commands
-only: a server never imports it."""
+only: a server never imports it, nor the ``importlib.resources`` machinery (and ``zipfile``)
+for the dashboard's few files."""
 
 from __future__ import annotations
 
@@ -87,3 +88,8 @@ def test_a_serving_operator_runs_without_the_client(served: set[str]) -> None:
                     if name == "vm_operator.client" or name.startswith("vm_operator.client."))
     assert client == []
 
+
+def test_a_serving_operator_reads_the_dashboard_without_the_resource_readers(
+        served: set[str]) -> None:
+    assert "vm_operator.api.dashboard" in served
+    assert not served & {"importlib.resources", "zipfile"}
