@@ -2,7 +2,8 @@
 simulator, asked for its ``sys.modules`` once it listens and has answered a request. The
 command-line client (its parsers, HTTP client, renderers and records) is for client commands
 only: a server never imports it, nor the ``importlib.resources`` machinery (and ``zipfile``)
-for the dashboard's few files."""
+for the dashboard's few files; the TOML parser only with a tokens file or ``--config`` to read,
+``difflib`` only to name the setting an unknown variable was meant to be."""
 
 from __future__ import annotations
 
@@ -93,3 +94,10 @@ def test_a_serving_operator_reads_the_dashboard_without_the_resource_readers(
         served: set[str]) -> None:
     assert "vm_operator.api.dashboard" in served
     assert not served & {"importlib.resources", "zipfile"}
+
+
+def test_a_serving_operator_without_files_to_read_or_unknown_variables_holds_no_parser_for_them(
+        served: set[str]) -> None:
+    assert "vm_operator.config" in served
+    assert not served & {"tomllib", "difflib"}
+
