@@ -22,8 +22,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vm_operator import __version__
-from vm_operator.client.commands import LAUNCHD, OPERATOR, PLAN
-from vm_operator.client.main import FLAG_OPTIONS, HELP, VALUE_OPTIONS, Topic, command_index
+from vm_operator.command_line import (
+    FLAG_OPTIONS,
+    HELP,
+    LAUNCHD,
+    OPERATOR,
+    PLAN,
+    VALUE_OPTIONS,
+    Topic,
+    command_index,
+)
 from vm_operator.config import (
     SECRET_VARIABLES,
     Config,

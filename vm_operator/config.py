@@ -12,7 +12,6 @@ that is empty or unreadable is an error, never "no auth".
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -121,6 +120,8 @@ def unknown_variables(env: Mapping[str, str]) -> list[tuple[str, str | None]]:
     found: list[tuple[str, str | None]] = []
     for name in sorted(env):
         if name.startswith(PREFIX) and name not in known:
+            import difflib  # only a start-up with an unknown variable needs it in memory
+
             close = difflib.get_close_matches(name.removeprefix(PREFIX), suffixes, n=1,
                                               cutoff=0.75)
             found.append((name, PREFIX + close[0] if close else None))

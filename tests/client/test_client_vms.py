@@ -451,9 +451,11 @@ def test_the_client_imports_nothing_of_the_server() -> None:
                             capture_output=True, text=True, timeout=30, check=True)
     loaded = json.loads(result.stdout)
     # vocabulary: the contract's words and bounds; websocket: the framing the tunnels share;
-    # sockets: closing a connection; all import nothing (test_layers.py)
+    # sockets: closing a connection; command_line: the options and help groups cli.py reads
+    # too; all import nothing (test_layers.py)
     assert loaded and all(name in ("vm_operator", "vm_operator.vocabulary",
-                                   "vm_operator.websocket", "vm_operator.sockets")
+                                   "vm_operator.websocket", "vm_operator.sockets",
+                                   "vm_operator.command_line")
                           or name.startswith("vm_operator.client") for name in loaded), loaded
     from vm_operator.client import COMMANDS, main  # the lead's dispatch uses these
 

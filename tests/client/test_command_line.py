@@ -28,8 +28,8 @@ from support import (
 )
 
 from vm_operator.cli import PROGRAMS
-from vm_operator.client.commands import GROUPS
 from vm_operator.client.main import TABLE
+from vm_operator.command_line import GROUPS
 
 Factory = Callable[..., Operator]
 VM_OPERATOR = [sys.executable, "-m", "vm_operator"]

@@ -9,9 +9,9 @@ its own scripts and styles and be framed by nobody.
 
 from __future__ import annotations
 
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.resources import files
 
 from vm_operator.api.app import App
 from vm_operator.api.schemas import TEXT
@@ -75,8 +75,13 @@ ASSETS: tuple[Asset, ...] = (
 
 
 def read_asset(file: str) -> bytes:
-    """A file of the package's ui/ directory (in a checkout or an installed package)."""
-    return (files("vm_operator") / "ui" / file).read_bytes()
+    """A file of the package's ui/ directory (in a checkout or an installed package, zipped
+    or not), read by the package's own loader: ``importlib.resources`` would cost a serving
+    operator its reader classes and ``zipfile`` for a few files read once."""
+    data = pkgutil.get_data("vm_operator", f"ui/{file}")
+    if data is None:
+        raise OSError(f"the loader of vm_operator cannot read ui/{file}")
+    return data
 
 
 def _serve(asset: Asset) -> Callable[[App, Request], Response]:

@@ -17,6 +17,7 @@ from vm_operator.client import render
 from vm_operator.client.console import Console
 from vm_operator.client.http import Client, Reply
 from vm_operator.client.records import Change, LastExit, LogChunk, VmDetail
+from vm_operator.command_line import OPERATOR, VMS
 from vm_operator.vocabulary import VM_SOURCES, VM_STATES
 
 FOLLOW_WINDOW = 1000  # lines asked for by each poll of logs --follow (the whole log if short)
@@ -336,16 +337,6 @@ UNTOLD = ("told only to a request with a token, or whose Host is the operator's 
 # --- the table ----------------------------------------------------------------------------------
 
 Run = Callable[[Client, argparse.Namespace, Console], int]
-
-# The groups of ``vm-operator help``, in its order: each command names its own.
-OPERATOR = "the operator"  # serve (cli.py), health, host
-VMS = "VMs"
-IMAGES = "images"
-OPERATIONS = "operations"
-EVENTS = "events"
-PLAN = "plan"  # vm-operator plan (plan.py)
-LAUNCHD = "launchd"  # vm-operator launchd (platform/launchd.py)
-GROUPS = (OPERATOR, VMS, IMAGES, OPERATIONS, EVENTS, PLAN, LAUNCHD)
 
 
 @dataclass(frozen=True)

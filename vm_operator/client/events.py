@@ -20,11 +20,12 @@ from collections.abc import Callable
 from typing import Any
 
 from vm_operator.client import render
-from vm_operator.client.commands import EVENTS, Command, vm_name
+from vm_operator.client.commands import Command, vm_name
 from vm_operator.client.console import Console
 from vm_operator.client.http import Client, TimedOut, Unreachable
 from vm_operator.client.records import BadAnswer, Event
 from vm_operator.client.sse import Message, SseParser
+from vm_operator.command_line import EVENTS
 
 RECONNECT_FOR = 60.0  # seconds of failed reconnections before the client gives up
 RETRY_DEFAULT = 2.0  # seconds before a reconnection when the server named no retry delay

@@ -17,12 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from vm_operator.client.commands import VMS, Command, vm_name, whole
+from vm_operator.client.commands import Command, vm_name, whole
 from vm_operator.client.console import Console
 from vm_operator.client.follow import await_operation
 from vm_operator.client.http import Client, ClientError
 from vm_operator.client.records import BadAnswer, Operation
 from vm_operator.client.terminal import exec_on_terminal
+from vm_operator.command_line import VMS
 from vm_operator.vocabulary import CPU, MEMORY_MB
 
 DEFAULT_TIMEOUT = 300  # the server's default exec timeout

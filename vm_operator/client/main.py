@@ -7,22 +7,21 @@ import os
 import sys
 import textwrap
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TextIO
 
 from vm_operator.client import commands, events, guest, manage, render, tunnel
-from vm_operator.client.commands import GROUPS, Command, seconds
+from vm_operator.client.commands import Command, seconds
 from vm_operator.client.console import console_for
 from vm_operator.client.http import DEFAULT_URL, Client, ClientError, TimedOut, Unreachable
 from vm_operator.client.tls import FLAGS as TLS_FLAGS
 from vm_operator.client.tls import TlsOptions, TlsSettingError, add_options, tls_options
 from vm_operator.client.urls import BadUrl, check_base_url
+from vm_operator.command_line import GROUPS, HELP, Topic, command_index
 
 TABLE: tuple[Command, ...] = tuple(sorted(  # grouped as help lists them, in declaration order
     commands.TABLE + guest.TABLE + manage.TABLE + tunnel.TABLE + events.TABLE,
     key=lambda command: GROUPS.index(command.group)))
 COMMANDS: frozenset[str] = frozenset(command.name for command in TABLE)
-HELP = "help"  # vm-operator help [COMMAND]
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -167,16 +166,6 @@ def token_on_command_line(argv: Sequence[str]) -> bool:
 # --- help: every command, grouped (pure) ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Topic:
-    """One line of the overview: a command (an action: ``images pull``), what it does, and the
-    group it is listed in (one of ``commands.GROUPS``)."""
-
-    name: str
-    summary: str
-    group: str
-
-
 def topics(table: Sequence[Command]) -> list[Topic]:
     """The overview's lines of the client's commands and their actions."""
     found = []
@@ -208,31 +197,6 @@ def overview(listed: Sequence[Topic], width: int = OVERVIEW_WIDTH) -> str:
 
 
 # --- the parser ---------------------------------------------------------------------------------
-
-# The client's options: taken before the command (by the top-level parser) or after it (by the
-# command's). Those that take a value, and those that do not.
-VALUE_OPTIONS = frozenset({"--url", "--token-file", "--request-timeout", *TLS_FLAGS})
-FLAG_OPTIONS = frozenset({"--json"})
-
-
-def command_index(words: Sequence[str]) -> int | None:
-    """Where the command is in ``words``: the first word after the client's options (and
-    their values) that lead them. None when there is none, or when an option that is not the
-    client's comes first (``--port 0``: the server's flags)."""
-    at = 0
-    while at < len(words):
-        word = words[at]
-        if not word.startswith("-") or word == "-":
-            return at
-        option, has_value, _ = word.partition("=")
-        if option in VALUE_OPTIONS:
-            at += 1 if has_value else 2
-        elif option in FLAG_OPTIONS and not has_value:
-            at += 1
-        else:
-            return None
-    return None
-
 
 def server_options(group: Any, top: bool, token_note: str) -> None:
     """--url and --token-file: which operator, and the token it is asked with (also

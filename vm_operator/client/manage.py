@@ -10,9 +10,6 @@ import re
 from vm_operator.client import render
 from vm_operator.client.commands import (
     EXIT_USAGE,
-    IMAGES,
-    OPERATIONS,
-    OPERATOR,
     Command,
     _text,
     detail_pairs,
@@ -28,6 +25,7 @@ from vm_operator.client.follow import (
 )
 from vm_operator.client.http import Client
 from vm_operator.client.records import Operation
+from vm_operator.command_line import IMAGES, OPERATIONS, OPERATOR
 from vm_operator.vocabulary import (
     CPU,
     DISK_GB,

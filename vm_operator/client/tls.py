@@ -23,19 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# (option, variable, metavar, help): each variable sets its option's default; the option wins
-OPTIONS = (
-    ("--ca-file", "VM_OPERATOR_CA_FILE", "FILE",
-     ("trust the operator's certificate by this PEM file (its cert.pem, or the CA that signed "
-     "it) instead of the system's CAs")),
-    ("--fingerprint", "VM_OPERATOR_FINGERPRINT", "sha256:HEX",
-     ("trust exactly the certificate with this SHA-256 fingerprint (vm-operator tls init "
-     "prints it); checked before the request is sent")),
-    ("--client-cert", "VM_OPERATOR_CLIENT_CERT", "FILE",
-     "the PEM certificate to present when the operator asks for mutual TLS"),
-    ("--client-key", "VM_OPERATOR_CLIENT_KEY", "FILE",
-     "the PEM key of --client-cert (when that file does not hold it)"),
-)
+from vm_operator.command_line import TLS_OPTIONS as OPTIONS
+
 FLAGS = frozenset(option for option, _, _, _ in OPTIONS)
 VARIABLES = frozenset(variable for _, variable, _, _ in OPTIONS)
 _PIN = re.compile(r"sha256:((?:[0-9a-fA-F]{2}:?){31}[0-9a-fA-F]{2})")

@@ -24,7 +24,6 @@ The file::
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, cast
@@ -103,6 +102,8 @@ class Fleet:
 
 def parse_fleet(text: str) -> Fleet:
     """The fleet the file declares, or ``FleetError`` (the whole file refused)."""
+    import tomllib  # here: an operator without --config never holds the TOML parser
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -6,7 +6,6 @@ parser tells values, not where they stand.
 from __future__ import annotations
 
 import re
-import tomllib
 
 _TOML_AT = re.compile(r"\(at line (\d+), column \d+\)|\(at end of document\)")
 
@@ -59,6 +58,8 @@ def _read_key(text: str, at: int) -> tuple[tuple[str, ...], int] | None:
 
 
 def _unescape(raw: str) -> str:
+    import tomllib  # here: only the line of a fleet file's error needs it
+
     try:
         value = tomllib.loads(f'k = "{raw}"')["k"]
     except tomllib.TOMLDecodeError:

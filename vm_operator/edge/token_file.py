@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import re
 import threading
-import tomllib
 from dataclasses import dataclass
 
 from vm_operator.edge.authz import Caller, Role
@@ -81,6 +80,8 @@ def _key_line(text: str, entry_line: int, key: str) -> int:
 
 def parse_tokens(text: str) -> tuple[NamedToken, ...]:
     """The tokens of a tokens file, or ``TokensRefused`` with the line and the key."""
+    import tomllib  # here: an operator without a tokens file never holds the TOML parser
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

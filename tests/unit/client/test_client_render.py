@@ -19,9 +19,7 @@ from vm_operator.client.http import ClientError, TimedOut, Unreachable, refusal,
 from vm_operator.client.main import (
     EXIT_INTERRUPTED,
     TABLE,
-    Topic,
     UsageError,
-    command_index,
     describe,
     exit_code,
     help_words,
@@ -32,6 +30,7 @@ from vm_operator.client.main import (
 )
 from vm_operator.client.records import Health, LastExit, LogChunk, Problem, Spec, Vm, VmDetail
 from vm_operator.client.urls import BadUrl, build_url, check_base_url, path
+from vm_operator.command_line import Topic, command_index
 
 # --- safe text -------------------------------------------------------------------------------
 
