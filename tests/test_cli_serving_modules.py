@@ -101,3 +101,10 @@ def test_a_serving_operator_without_files_to_read_or_unknown_variables_holds_no_
     assert "vm_operator.config" in served
     assert not served & {"tomllib", "difflib"}
 
+
+
+def test_a_serving_operator_never_looks_its_own_address_up(served: set[str]) -> None:
+    # http.server's bind asks DNS for the name of the address (socket.getfqdn), which loads
+    # the IDNA codec and can stall start-up on a host without DNS
+    assert "vm_operator.edge.server" in served
+    assert not served & {"encodings.idna", "stringprep"}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import socketserver
 import ssl
 import sys
 import threading
@@ -104,6 +105,13 @@ class OperatorServer(ThreadingHTTPServer):
         super().__init__(address, Handler)
         self._overflow = Overflow(site.access)
         self.connections.start()
+
+    def server_bind(self) -> None:
+        """As ``HTTPServer``'s, without its reverse DNS lookup of the address: nothing reads
+        ``server_name`` here, and the lookup loads the IDNA codec (memory) and can stall
+        start-up on a host without DNS."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Past the connection cap, answer 503 promptly instead of piling up threads."""
