@@ -119,19 +119,22 @@ class EventStream:
         if sub.reset:
             yield sse_reset(sub.last_id)
         for missed in sub.backlog:
-            if self._told(missed):
-                yield sse_event(missed)
+            told = self._told(missed)
+            if told is not None:
+                yield sse_event(told)
         sub.backlog = []
         while not sub.ended:
             event = sub.get(self.slots.heartbeat)
             if event is not None:
-                if self._told(event):
-                    yield sse_event(event)
+                told = self._told(event)
+                if told is not None:
+                    yield sse_event(told)
             elif not sub.ended:
                 yield HEARTBEAT
 
-    def _told(self, event: Event) -> bool:
-        return event.vm is None or self.caller.may_touch(event.vm)
+    def _told(self, event: Event) -> Event | None:
+        """The event as this watcher is told it (None: not at all)."""
+        return event.seen_by(self.caller.may_touch) if self.caller.scoped else event
 
     def close(self) -> None:
         with self._closing:

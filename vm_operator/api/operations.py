@@ -7,10 +7,11 @@ from vm_operator.api.schemas import OPERATION
 from vm_operator.core.errors import OperationFinished, OperationMissing
 from vm_operator.core.lifecycle import operation_path
 from vm_operator.core.records import OperationDoc, ProblemDocument
+from vm_operator.edge.authz import operation_refusal
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.params import Schema, TextParam
 from vm_operator.edge.problems import PROBLEMS
-from vm_operator.edge.problems.client_errors import OPERATION_NOT_FOUND
+from vm_operator.edge.problems.client_errors import OPERATION_NOT_FOUND, VM_FORBIDDEN
 from vm_operator.edge.problems.server_errors import INTERNAL_ERROR
 from vm_operator.edge.responses import Response, json_response
 from vm_operator.edge.routing import PathParam, Request, Route, Success
@@ -63,26 +64,34 @@ ID = PathParam("id", OperationId(), "The operation's id (the last segment of its
 
 def list_operations(app: App, req: Request) -> Response:
     """Every operation; a token limited to VM patterns sees only those of its VMs."""
-    caller = req.caller
     return json_response(200, [operation_document(op) for op in app.service.lifecycle.operations()
-                               if not caller.scoped
-                               or (op.vm is not None and caller.may_touch(op.vm))])
+                               if operation_refusal(req.caller, op.vm) is None])
+
+
+def scoped_operation(app: App, req: Request) -> Operation:
+    """The operation of the path, if the caller may touch it: a token limited to VM patterns
+    gets 403 vm-forbidden for one about another VM (or about none), as for the VM itself."""
+    op = app.service.lifecycle.operation(req.get(ID))
+    why = operation_refusal(req.caller, op.vm)
+    if why is not None:
+        raise ApiError(VM_FORBIDDEN, why)
+    return op
 
 
 def get_operation(app: App, req: Request) -> Response:
-    return json_response(200, operation_document(app.service.lifecycle.operation(req.get(ID))))
+    return json_response(200, operation_document(scoped_operation(app, req)))
 
 
 def cancel_operation(app: App, req: Request) -> Response:
     """A queued operation ends at once; a running one's Tart is killed and its cleanup run:
     wait a moment for that, so the answer usually says ``cancelled``. It stays readable."""
-    op = app.service.lifecycle.cancel(req.get(ID), CANCEL_WAIT)
+    op = app.service.lifecycle.cancel(scoped_operation(app, req).id, CANCEL_WAIT)
     return json_response(200 if op.finished else 202, operation_document(op))
 
 
 def delete_operation(app: App, req: Request) -> Response:
     """Cancel it if it has not finished (as the cancel route does), then forget it."""
-    app.service.lifecycle.delete(req.get(ID), CANCEL_WAIT)
+    app.service.lifecycle.delete(scoped_operation(app, req).id, CANCEL_WAIT)
     return Response(204, b"", "")
 
 

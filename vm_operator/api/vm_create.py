@@ -11,7 +11,13 @@ from vm_operator.api.params import CPU, DISK_GB, DISPLAY, LOCAL_VM_NAME, MEMORY_
 from vm_operator.api.problems import TART_FAILURES
 from vm_operator.api.schemas import OPERATION
 from vm_operator.core.create import CreateRequest
-from vm_operator.core.errors import OperationsClosed, OperationsFull, VmExists, VmNotFound
+from vm_operator.core.errors import (
+    OperationsClosed,
+    OperationsFull,
+    VmExists,
+    VmHeldByOperation,
+    VmNotFound,
+)
 from vm_operator.edge.body import Body, Field
 from vm_operator.edge.params import Boolean, OneOf
 from vm_operator.edge.responses import Response
@@ -70,5 +76,6 @@ ROUTES: tuple[Route[App], ...] = (
           "createVm", body=CREATE,
           ok=(Success(202, "Accepted: the create operation (Location: /operations/{id})",
                       OPERATION, headers={"Location": {"schema": {"type": "string"}}}),),
-          problems=(VmExists, VmNotFound, OperationsFull, OperationsClosed, *TART_FAILURES)),
+          problems=(VmExists, VmHeldByOperation, VmNotFound, OperationsFull, OperationsClosed,
+                    *TART_FAILURES)),
 )

@@ -24,12 +24,22 @@ D = TypeVar("D", bound=Mapping[str, object])
 
 
 @dataclass(frozen=True)
+class StepAbout:
+    """What one line of an event's ``data["steps"]`` is about (``config.applied``): never
+    written out, it tells a watcher limited to VM patterns which lines are its own."""
+
+    vm: str
+    failed: bool
+
+
+@dataclass(frozen=True)
 class NewEvent:
     """An event to publish: the bus gives it its id and time (``events.Event``)."""
 
     type: str
     vm: str | None  # the VM it is about; None: about none
     data: Mapping[str, object]
+    steps: tuple[StepAbout, ...] = ()  # one per line of data["steps"], when it has them
 
 
 @dataclass(frozen=True)
@@ -41,9 +51,10 @@ class EventType(Generic[D]):
     meaning: str
     example: D
 
-    def about(self, vm: str | None, data: D) -> NewEvent:
-        """An event of this type about ``vm`` (mypy checks ``data`` against its shape)."""
-        return NewEvent(self.type, vm, data)
+    def about(self, vm: str | None, data: D, steps: tuple[StepAbout, ...] = ()) -> NewEvent:
+        """An event of this type about ``vm`` (mypy checks ``data`` against its shape);
+        ``steps``: what each line of its ``steps`` member is about, when it has one."""
+        return NewEvent(self.type, vm, data, steps)
 
     @property
     def fields(self) -> tuple[str, ...]:

@@ -23,10 +23,10 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import cast
 
-from vm_operator.core.event_catalogue import NewEvent
+from vm_operator.core.event_catalogue import NewEvent, StepAbout
 
 # What a ``data`` value may hold: what json.dumps writes without help.
 JsonScalar = str | int | float | bool | None
@@ -49,11 +49,28 @@ class Event:
     time: str
     vm: str | None
     data: Mapping[str, JsonValue]
+    steps: tuple[StepAbout, ...] = ()  # what each line of data["steps"] is about (not written)
 
     def to_json(self) -> dict[str, JsonValue]:
         """The event as the stream and ``GET /vms/{name}/events`` write it."""
         return {"id": self.id, "type": self.type, "time": self.time, "vm": self.vm,
                 "data": dict(self.data)}
+
+    def seen_by(self, may_touch: Callable[[str], bool]) -> Event | None:
+        """The event as a watcher that may touch only some VMs sees it: one about another VM
+        not at all; one about no VM whole, but for the lines of its ``steps`` about other VMs
+        (a ``config.applied``: only its own steps, ``failed`` counting those, none if it has
+        none: it still learns that the file was applied)."""
+        if self.vm is not None:
+            return self if may_touch(self.vm) else None
+        kept = [index for index, step in enumerate(self.steps) if may_touch(step.vm)]
+        if len(kept) == len(self.steps):
+            return self
+        lines = self.data.get("steps")
+        assert isinstance(lines, list) and len(lines) == len(self.steps)
+        data = {**self.data, "steps": [lines[index] for index in kept],
+                "failed": sum(self.steps[index].failed for index in kept)}
+        return replace(self, data=data, steps=tuple(self.steps[index] for index in kept))
 
 
 @dataclass(eq=False)
@@ -140,7 +157,8 @@ class EventBus:
         data = cast(Mapping[str, JsonValue], new.data)  # the catalogue's shapes are JSON's
         vm = new.vm
         with self._lock:
-            event = Event(self._next_id, new.type, self._utc_now(), vm, dict(data))
+            event = Event(self._next_id, new.type, self._utc_now(), vm, dict(data),
+                          new.steps)
             self._next_id += 1
             self._published += 1
             self._history.append(event)

@@ -33,7 +33,7 @@ from vm_operator.core.errors import (
     VmHeldByOperation,
     VmRunning,
 )
-from vm_operator.core.event_catalogue import CONFIG_APPLIED, CONFIG_REFUSED
+from vm_operator.core.event_catalogue import CONFIG_APPLIED, CONFIG_REFUSED, StepAbout
 from vm_operator.core.fleet import (
     Fleet,
     FleetError,
@@ -189,7 +189,8 @@ class FleetApplier(Worker):
         self.report({"level": "warning" if failed else "info", "event": "config-applied",
                      "file": self.path, "cause": cause, "steps": lines})
         self.service.events.publish(CONFIG_APPLIED.about(None, {
-            "file": self.path, "cause": cause, "steps": lines, "failed": failed, "error": None}))
+            "file": self.path, "cause": cause, "steps": lines, "failed": failed, "error": None},
+            tuple(StepAbout(done.step.vm, done.outcome == "failed") for done in applied.steps)))
         return applied
 
     def observe(self, fleet: Fleet) -> list[Observed]:

@@ -18,6 +18,7 @@ from vm_operator.core.errors import (
 from vm_operator.core.operations import Listener, NameBusy, OperationQueue
 from vm_operator.core.parts import Parts
 from vm_operator.core.ports import TartPort
+from vm_operator.core.vm_manage import name_held
 from vm_operator.store.operation_records import Operation
 from vm_operator.store.specs import SpecStore
 from vm_operator.tart.errors import TartVmMissing
@@ -65,8 +66,11 @@ class Lifecycle:
             job = CreateJob(self.parts, request).job()
             # an image not cached now is pulled first: the create counts as a download
             pulls = not is_local_name(request.source) and request.source not in vms
-            return self.queue.submit("create", job, vm=request.name, image=request.source,
-                                     reservation=reservation, pulls=pulls)
+            try:
+                return self.queue.submit("create", job, vm=request.name, image=request.source,
+                                         reservation=reservation, pulls=pulls)
+            except NameBusy as exc:  # the local VM it copies is being changed or deleted
+                raise name_held(exc.name, exc.operation_id) from None
 
     def _held(self, name: str, op_id: str | None) -> VmExists | VmHeldByOperation:
         """Why a create cannot have the name: another create has it (or a request holds it
@@ -78,6 +82,8 @@ class Lifecycle:
             holder = self.queue.get(op_id)
         except OperationMissing:  # finished and forgotten meanwhile
             holder = None
+        if holder is not None and holder.kind == "create" and holder.vm != name:
+            return VmExists(f'a VM named "{name}" exists already (operation {op_id} copies it)')
         if holder is None or holder.kind == "create":
             return VmExists(f'VM "{name}" is being created (operation {op_id})')
         return VmHeldByOperation(f'a {holder.kind} operation holds VM "{name}"',

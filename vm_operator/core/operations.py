@@ -20,7 +20,8 @@ the queue back.
 VM names: an operation on a VM holds its name from ``submit`` until it has finished, and
 ``reserve`` holds one for work done outside the queue, so two creates of one name cannot both be
 accepted. The caller reserves, THEN checks that the VM does not exist, then hands the reservation
-to ``submit``: that way no create of the name can finish between the check and the submit.
+to ``submit``: that way no create of the name can finish between the check and the submit
+(and a create holds the local VM it copies: ``reservations``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from vm_operator.core.errors import (
     OperationsFull,
 )
 from vm_operator.core.jobs import CancelHook, Entry, Job, OperationContext, attempt, call_hook
-from vm_operator.core.reservations import NameBusy, Reservation
+from vm_operator.core.reservations import NameBusy, Reservation, copied_vm, refuse_if_held
 from vm_operator.core.scheduling import MAX_PULLS, MAX_RUNNING, claim_of, startable
 from vm_operator.store.operation_records import (
     Ending,
@@ -134,6 +135,7 @@ class OperationQueue:
                     raise ValueError(f"the reservation does not hold the VM name {vm!r}")
             elif vm is not None:
                 self._refuse_if_held(vm)
+            self._refuse_if_held(copied_vm(kind, image), copies=False)  # a VM it would copy
             if len(self._queued) >= self._max_queued:
                 raise OperationsFull(self._max_queued, self._retry_after)
             op_id = self._new_id()
@@ -363,10 +365,9 @@ class OperationQueue:
         del self._entries[entry.op.id]
         self._pending.append(OperationEvent(entry.op, forgotten=True))
 
-    def _refuse_if_held(self, name: str) -> None:
-        holder = self._names.get(name)
-        if holder is not None:
-            raise NameBusy(name, holder if isinstance(holder, str) else None)
+    def _refuse_if_held(self, name: str | None, copies: bool = True) -> None:
+        active = (entry.op for entry in (*self._running.values(), *self._queued))
+        refuse_if_held(name, self._names, active if copies else ())
 
     def _release(self, reservation: Reservation) -> None:
         with self._lock:

@@ -1,10 +1,21 @@
 """A VM name held: by an operation of the queue (from ``submit`` until it has finished) or by a
 ``Reservation`` for work done outside it (``OperationQueue.reserve``); ``NameBusy`` when another
-holds it. Re-exported by ``operations``."""
+holds it. Re-exported by ``operations``.
+
+A create from a local VM holds that VM too, until it has finished, but not alone: other creates
+may copy it as well (one after the other: ``scheduling``), while a reservation of it (a DELETE, a
+PATCH, the reconciler's start or stop) and an operation on it are refused, so that it is neither
+deleted nor changed under the copy. The create is refused itself while a reservation or an
+operation holds the VM it would copy.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Self
+
+from vm_operator.store.operation_records import Operation
+from vm_operator.vocabulary import OperationKind
 
 if TYPE_CHECKING:
     from vm_operator.core.operations import OperationQueue
@@ -37,3 +48,22 @@ class Reservation:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
+
+
+def copied_vm(kind: OperationKind, image: str | None) -> str | None:
+    """The local VM an operation copies: a create's source when it names a local VM (an OCI
+    reference always has a '/')."""
+    return image if kind == "create" and image is not None and "/" not in image else None
+
+
+def refuse_if_held(name: str | None, names: Mapping[str, str | Reservation],
+                   active: Iterable[Operation]) -> None:
+    """NameBusy when an operation or a reservation holds ``name`` (``names``: the VM names held,
+    by operation id or reservation), or an ``active`` create copies the VM of that name."""
+    if name is None:
+        return
+    holder = names.get(name)
+    if holder is None:
+        holder = next((op.id for op in active if copied_vm(op.kind, op.image) == name), None)
+    if holder is not None:
+        raise NameBusy(name, holder if isinstance(holder, str) else None)

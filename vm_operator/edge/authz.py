@@ -98,3 +98,15 @@ def vm_refusal(caller: Caller, vm: str | None) -> str | None:
     if caller.may_touch(vm):
         return None
     return f"the token {caller.name!r} may not touch VM {vm!r} (its VMs: {patterns})"
+
+
+def operation_refusal(caller: Caller, vm: str | None) -> str | None:
+    """Why ``caller`` may not see or act on an operation about ``vm`` (None: it may). A token
+    limited to VM patterns has only the operations of its VMs: not one about another VM, nor
+    one about no VM (a pull, a prune), as the operations list hides them from it."""
+    if caller.vms is None or (vm is not None and caller.may_touch(vm)):
+        return None
+    patterns = ", ".join(caller.vms) or "none"
+    about = "no VM" if vm is None else f"VM {vm!r}"
+    return (f"the token {caller.name!r} may not touch an operation about {about} (its VMs: "
+            f"{patterns})")

@@ -133,10 +133,11 @@ def about_a_vm(route: Route[Any]) -> bool:
 
 def guard_problems(route: Route[Any]) -> tuple[ProblemType, ...]:
     """What the checks here can answer on a route that is not public (its /openapi.json
-    responses): the throttle's 429, and the VM patterns' 403 on a route about a VM or a
-    change (an operation's owner is a ``forbidden``, as a role is)."""
+    responses): the throttle's 429, and the VM patterns' 403 on a route about a VM, an
+    operation (its VM: ``api/operations.py``) or a change (an operation's owner is a
+    ``forbidden``, as a role is)."""
     if route.public:
         return ()
-    if about_a_vm(route) or (route.needs is not Role.READ and not route.owned):
+    if about_a_vm(route) or route.owned or route.needs is not Role.READ:
         return (VM_FORBIDDEN, TOO_MANY_FAILURES)
     return (TOO_MANY_FAILURES,)

@@ -277,9 +277,9 @@ VM_RUNNING = ProblemType(
 
 VM_BUSY_OPERATION = ProblemType(
     "vm-busy-operation", 409, "An operation holds the VM",
-    "An operation (a create or a delete) is working on this VM, or another change of it (a "
-    "PATCH, a DELETE) is under way; the operation member names the operation (null for such "
-    "a change).",
+    "An operation (a create or a delete) is working on this VM or a create is copying it, or "
+    "another change of it (a PATCH, a DELETE) is under way; the operation member names the "
+    "operation (null for such a change).",
     "Wait for the operation to finish (GET /operations/ID), or cancel it "
     "(POST /operations/ID/cancel).",
     raised_by=(Raised(core.VmHeldByOperation,
