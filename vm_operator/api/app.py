@@ -7,10 +7,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from vm_operator.core.cache import Derived
 from vm_operator.core.fleet_apply import FleetApplier
+from vm_operator.core.records import CreatingVm
 from vm_operator.core.service import VmService
 from vm_operator.edge.conditional import Rendered
 from vm_operator.edge.metrics import Metrics
+from vm_operator.tart.records import Vm
 
 
 class StreamSlots:
@@ -48,3 +51,5 @@ class App:
     streams: StreamSlots = field(default_factory=StreamSlots)
     fleet: FleetApplier | None = None  # the declarative file (--config), when there is one
     rendered: Rendered = field(default_factory=Rendered)  # the reads' answers, made once
+    # what a list shows, by its filters and caller: made again when the listing changes
+    shown: Derived[list[Vm | CreatingVm]] = field(default_factory=Derived)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -116,3 +116,29 @@ def cache_for(caches: dict[str, FreshCache[T]], key: str, fetch: Callable[[], T]
     if cache is None:
         cache = caches[key] = FreshCache(fetch, clock)
     return cache
+
+
+class Derived(Generic[T]):
+    """Values made from others (``sources``) by a pure function, kept with what they were
+    made from: a read whose sources equal the kept ones gets the kept value, the very object,
+    which is neither built again nor, by ``edge/conditional.Rendered``, compared field by field
+    again (a tuple compares its items by identity first). Sources are values that are replaced
+    whole, never changed in place (the caches' listings and records, frozen records); so is
+    what is made. Past ``limit`` keys everything kept is dropped. No lock: one dict lookup
+    or store, atomic; two readers that both make a value make equal ones."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self.limit = limit
+        self._kept: dict[str, tuple[tuple[Any, ...], T]] = {}
+
+    def get(self, key: str, make: Callable[..., T], *sources: Any) -> T:
+        """``make(*sources)``, or the value kept for ``key`` when it was made from equal
+        sources."""
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] == sources:
+            return kept[1]
+        value = make(*sources)
+        if len(self._kept) >= self.limit:
+            self._kept.clear()
+        self._kept[key] = (sources, value)
+        return value

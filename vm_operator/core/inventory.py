@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from vm_operator.core.cache import FreshCache, cache_for
+from vm_operator.core.cache import Derived, FreshCache, cache_for
 from vm_operator.core.clock import Clock
 from vm_operator.core.errors import (
     NotReady,
@@ -57,6 +57,7 @@ class Inventory:
         self._list = FreshCache(self._fetch_list, clock.monotonic)
         self._info: dict[str, FreshCache[VmInfo]] = {}
         self._identity: dict[str, FreshCache[str | None]] = {}
+        self._details: Derived[VmDetail] = Derived()  # describe's, by VM
         self._version: str | None = None
         self._version_refresh = threading.Lock()
         self.ip_waiters = IpWaiters(tart.ip, clock.monotonic)
@@ -181,7 +182,7 @@ class Inventory:
             last_run = self.store.read_last_run(name)
         except StateDirError as exc:
             raise state_dir_unwritable(exc) from None
-        return detail(vm, info, last_run)
+        return self._details.get(name, detail, vm, info, last_run)
 
     def ip(self, name: VmName, wait: int) -> str:
         """``tart ip --wait W``, only for a running VM: Tart would wait the whole W seconds

@@ -7,7 +7,7 @@ from __future__ import annotations
 import calendar
 import time
 
-from vm_operator.core.records import LastExit, SpecView
+from vm_operator.core.records import DesiredStatus, LastExit, SpecView
 from vm_operator.store.specs import VmSpec
 from vm_operator.vocabulary import Condition, RestartPolicy
 
@@ -76,3 +76,10 @@ def spec_view(spec: VmSpec | None) -> SpecView | None:
         return None
     return {"desired": spec.desired, "restart": spec.restart, "source": spec.source,
             "created_at": spec.created_at}
+
+
+def desired_status(spec: VmSpec | None, restart_count: int, last_exit: LastExit | None,
+                   next_attempt_at: str | None, condition: Condition | None) -> DesiredStatus:
+    """The desired-state fields of a VM's detail (``Reconciler.status``)."""
+    return {"spec": spec_view(spec), "restart_count": restart_count, "last_exit": last_exit,
+            "next_attempt_at": next_attempt_at, "condition": condition}

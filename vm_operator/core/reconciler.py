@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
+from vm_operator.core.cache import Derived
 from vm_operator.core.errors import OperatorError, VmLimit, state_dir_unwritable
 from vm_operator.core.event_catalogue import (
     RECONCILE_ACTION,
@@ -43,7 +44,7 @@ from vm_operator.core.event_catalogue import (
 from vm_operator.core.events import EventBus
 from vm_operator.core.operations import NameBusy, OperationQueue
 from vm_operator.core.parts import Parts
-from vm_operator.core.reconcile_rules import later, spec_view, wake_in
+from vm_operator.core.reconcile_rules import desired_status, later, wake_in
 from vm_operator.core.reconcile_state import (
     Action,
     Plan,
@@ -101,6 +102,7 @@ class Reconciler(Worker):
         self._spec_lock = threading.Lock()  # read-modify-write of a spec
         self._pass = threading.Lock()  # one pass at a time
         self._memories: dict[str, VmMemory] = {}
+        self._statuses: Derived[DesiredStatus] = Derived()  # status's, by VM
         self._born = parts.clock.utc_now()  # a run started since is one this process launched
 
     # --- the loop -------------------------------------------------------------------------------
@@ -253,15 +255,14 @@ class Reconciler(Worker):
             self._memories.pop(name, None)
 
     def status(self, name: str) -> DesiredStatus:
-        """The desired-state fields of the VM's detail."""
+        """The desired-state fields of the VM's detail (made again only when they change)."""
         spec = self.parts.specs.load(name)
-        with self._lock:
-            memory = self._memories.get(name) or VmMemory()
+        memory = self._memories.get(name) or NO_MEMORY  # replaced whole: read without the lock
         managed = spec is not None and spec.desired == "running" and not spec.ephemeral
-        return {"spec": spec_view(spec), "restart_count": memory.restart_count,
-                "last_exit": memory.last_exit,
-                "next_attempt_at": self._next_attempt(memory) if managed else None,
-                "condition": memory.condition if managed else None}
+        return self._statuses.get(name, desired_status, spec, memory.restart_count,
+                                  memory.last_exit,
+                                  self._next_attempt(memory) if managed else None,
+                                  memory.condition if managed else None)
 
     def _next_attempt(self, memory: VmMemory) -> str | None:
         """When the next start is tried, on the wall clock; None once it is due (it is being
@@ -380,3 +381,7 @@ class Reconciler(Worker):
             return
         supervised = self._supervised(name)
         self._apply(name, lambda memory: start_succeeded(memory, supervised))
+
+
+
+NO_MEMORY = VmMemory()  # a VM the reconciler has nothing to remember of

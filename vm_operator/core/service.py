@@ -10,8 +10,9 @@ them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from vm_operator.core.cache import Derived
 from vm_operator.core.clock import Clock
 from vm_operator.core.create import CreateRequest
 from vm_operator.core.ephemeral import EphemeralVms
@@ -34,10 +35,12 @@ from vm_operator.core.records import (
     ChangedVm,
     CreatingManagedVmDetail,
     CreatingVm,
+    DesiredStatus,
     ManagedVmDetail,
     ReadyVmDetail,
     StartedReadyVm,
     TartStatus,
+    VmDetail,
 )
 from vm_operator.core.runs import RunSupervisor
 from vm_operator.core.tunnels import Tunnels
@@ -100,6 +103,7 @@ class VmService:
         self.tunnels = Tunnels(lambda name: self.inventory.ip(name, 0), tart.connect,
                                self.events, clock.monotonic)
         self.poller.on_listing = self._look_at_readiness
+        self._details: Derived[ManagedVmDetail] = Derived()  # describe's, by VM
         operations.add_listener(self.ephemeral.operation_changed)
         operations.add_listener(self.reconciler.operation_changed)
 
@@ -146,13 +150,14 @@ class VmService:
 
     # --- reads ------------------------------------------------------------------------------
 
-    def list_vms(self, fresh: bool = False) -> list[Vm | CreatingVm]:
+    def list_vms(self, fresh: bool = False) -> Sequence[Vm | CreatingVm]:
         """Tart's VMs, and the VMs being created (``state`` ``creating``, with the path of
-        their operation) among the local ones, in name order, as Tart sorts them."""
+        their operation) among the local ones, in name order, as Tart sorts them. Not to be
+        changed: with nothing being created, it is the listing the cache holds."""
         vms = self.inventory.list_vms(fresh)
         creating = self.lifecycle.creating()
         if not creating:
-            return list(vms)
+            return vms
         local: list[Vm | CreatingVm] = [
             vm for vm in vms if vm["source"] == "local" and vm["name"] not in creating]
         local += [creating_vm(op) for op in creating.values()]
@@ -173,7 +178,16 @@ class VmService:
             return {**creating_vm(op), **NO_INFO, "last_run": None, "ready": False, "ip": None,
                     **self.reconciler.status(name)}
         self._own(name)
-        return {**self._ready_detail(name), **self.reconciler.status(name)}
+        found = self.inventory.describe(name)
+        if found["state"] != "running":
+            self.readiness.forget(name)
+            ready, ip = False, None
+        else:
+            seen = self.readiness.check(name)
+            ready, ip = seen.ready, seen.ip
+        # what the dashboard polls: made again only when a part of it changed (core/cache.py)
+        return self._details.get(name, managed_detail, found, ready, ip,
+                                 self.reconciler.status(name))
 
     def _own(self, name: VmName) -> None:
         """Before a read shows what the operator keeps of the VM (its spec, last run, logs):
@@ -306,3 +320,9 @@ def creating_vm(op: Operation) -> CreatingVm:
     return {"name": op.vm or "", "source": "local", "state": "creating", "status": "creating",
             "running": False, "disk_gb": None, "size_gb": None, "accessed": None,
             "operation": operation_path(op.id)}
+
+
+def managed_detail(found: VmDetail, ready: bool, ip: str | None,
+                   status: DesiredStatus) -> ManagedVmDetail:
+    """A VM's detail (``VmService.describe``): Tart's, its readiness and its desired state."""
+    return {**found, "ready": ready, "ip": ip, **status}

@@ -77,7 +77,7 @@ class Rendered:
 
     def json(self, key: str, data: object) -> Response:
         kept = self._kept.get(key)
-        if kept is not None and kept[0] == data:
+        if kept is not None and (kept[0] is data or kept[0] == data):  # the same: kept whole
             return kept[1]
         body = encode_json(data)
         response = tagged(Response(200, body, JSON), entity_tag(body))
