@@ -33,6 +33,16 @@ class StepAbout:
 
 
 @dataclass(frozen=True)
+class Withheld:
+    """Members of an event's data that may name a VM other than the one the event is about
+    (a ``config.refused``'s error, line and key; a create's local source): never written out,
+    it tells a watcher limited to VM patterns that may not touch ``vm`` ``instead`` of them."""
+
+    vm: str | None  # the VM they name; None: not known to be one VM (any such watcher)
+    instead: Mapping[str, object]  # the members, as such a watcher is told them
+
+
+@dataclass(frozen=True)
 class NewEvent:
     """An event to publish: the bus gives it its id and time (``events.Event``)."""
 
@@ -40,6 +50,7 @@ class NewEvent:
     vm: str | None  # the VM it is about; None: about none
     data: Mapping[str, object]
     steps: tuple[StepAbout, ...] = ()  # one per line of data["steps"], when it has them
+    withheld: Withheld | None = None  # what names another VM, for a scoped watcher
 
 
 @dataclass(frozen=True)
@@ -51,10 +62,12 @@ class EventType(Generic[D]):
     meaning: str
     example: D
 
-    def about(self, vm: str | None, data: D, steps: tuple[StepAbout, ...] = ()) -> NewEvent:
+    def about(self, vm: str | None, data: D, steps: tuple[StepAbout, ...] = (),
+              withheld: Withheld | None = None) -> NewEvent:
         """An event of this type about ``vm`` (mypy checks ``data`` against its shape);
-        ``steps``: what each line of its ``steps`` member is about, when it has one."""
-        return NewEvent(self.type, vm, data, steps)
+        ``steps``: what each line of its ``steps`` member is about, when it has one;
+        ``withheld``: the members that may name another VM, when it has some."""
+        return NewEvent(self.type, vm, data, steps, withheld)
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -221,6 +234,11 @@ CONFIG_REFUSED = EventType[ConfigRefusedData](
     "The declarative file was refused whole (nothing changed): error, with its line and key",
     {"file": "/etc/vm-operator/vms.toml", "error": "must be true or false", "line": 3,
      "key": "prune"})
+
+# What a watcher limited to VM patterns is told of a refusal not about one of its VMs (an entry
+# ``[vms.NAME]`` of the file it may touch): that the file was refused, not where nor why.
+REFUSED_ELSEWHERE: Mapping[str, object] = {
+    "error": "refused for a reason not about a VM of this token", "line": None, "key": None}
 
 CATALOGUE: tuple[EventType[Any], ...] = (
     VM_STATE, VM_CREATED, VM_DELETED, VM_READY, VM_EXEC, VM_CONNECT,

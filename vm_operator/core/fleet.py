@@ -52,12 +52,15 @@ DISPLAY = re.compile(DISPLAY_PATTERN)
 
 class FleetError(ValueError):
     """The file is refused whole: ``line`` (1-based) and ``key`` (dotted, e.g. ``vms.ci.cpu``)
-    say where, when they are known."""
+    say where, when they are known; ``vm``: the entry ``[vms.NAME]`` the refusal is about, when
+    it is about one (its reason then names no other VM)."""
 
-    def __init__(self, reason: str, line: int | None = None, key: str | None = None) -> None:
+    def __init__(self, reason: str, line: int | None = None, key: str | None = None,
+                 vm: str | None = None) -> None:
         self.reason = reason
         self.line = line
         self.key = key
+        self.vm = vm
         super().__init__(self.describe())
 
     def describe(self) -> str:
@@ -139,20 +142,20 @@ def _entry(text: str, name: str, table: object) -> VmEntry:
     problem = name_problem(name) or ("a VM name must be local, without '/'" if "/" in name
                                      else None)
     if problem is not None:
-        raise FleetError(f"invalid VM name: {problem}", where, key)
+        raise FleetError(f"invalid VM name: {problem}", where, key, name)
     if not isinstance(table, dict):
-        raise FleetError("must be a table ([vms.NAME]) of the VM's settings", where, key)
+        raise FleetError("must be a table ([vms.NAME]) of the VM's settings", where, key, name)
     path = ("vms", name)
 
     def refuse(item: str, reason: str) -> FleetError:
-        return FleetError(reason, key_line(text, path, item), dotted((*path, item)))
+        return FleetError(reason, key_line(text, path, item), dotted((*path, item)), name)
 
     for item in table:
         if item not in VM_KEYS:
             raise refuse(item, f"unknown key (a VM takes {', '.join(VM_KEYS)})")
     if "from" not in table:
         raise FleetError("the key from is missing: what to clone (an OCI reference or a local "
-                         "VM)", where, dotted((*path, "from")))
+                         "VM)", where, dotted((*path, "from")), name)
     source = table["from"]
     if not isinstance(source, str):
         raise refuse("from", "must be a string: an OCI reference or a local VM")

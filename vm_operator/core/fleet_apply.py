@@ -33,7 +33,13 @@ from vm_operator.core.errors import (
     VmHeldByOperation,
     VmRunning,
 )
-from vm_operator.core.event_catalogue import CONFIG_APPLIED, CONFIG_REFUSED, StepAbout
+from vm_operator.core.event_catalogue import (
+    CONFIG_APPLIED,
+    CONFIG_REFUSED,
+    REFUSED_ELSEWHERE,
+    StepAbout,
+    Withheld,
+)
 from vm_operator.core.fleet import (
     Fleet,
     FleetError,
@@ -169,8 +175,10 @@ class FleetApplier(Worker):
             error = exc
         self.report({"level": "warning", "event": "config-refused", "file": self.path,
                      "line": error.line, "key": error.key, "error": error.reason})
+        # a watcher limited to VM patterns: where and why only when about one of its VMs
         self.service.events.publish(CONFIG_REFUSED.about(None, {
-            "file": self.path, "error": error.reason, "line": error.line, "key": error.key}))
+            "file": self.path, "error": error.reason, "line": error.line, "key": error.key},
+            withheld=Withheld(error.vm, REFUSED_ELSEWHERE)))
         raise ConfigRefused(f"{self.path}: {error}; nothing was changed, the previous desired "
                             "state stays in force", error.line, error.key)
 
