@@ -14,7 +14,7 @@ client's ``events.SUMMARIES`` and in the page's ``describeEvent``: tests fail un
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypedDict, TypeVar
 
@@ -40,6 +40,10 @@ class Withheld:
 
     vm: str | None  # the VM they name; None: not known to be one VM (any such watcher)
     instead: Mapping[str, object]  # the members, as such a watcher is told them
+
+    def hidden_from(self, may_touch: Callable[[str], bool]) -> bool:
+        """Whether a caller that may touch only some VMs is told ``instead``."""
+        return self.vm is None or not may_touch(self.vm)
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ class Event:
             return None
         event = self
         hidden = self.withheld
-        if hidden is not None and (hidden.vm is None or not may_touch(hidden.vm)):
+        if hidden is not None and hidden.hidden_from(may_touch):
             instead = cast(Mapping[str, JsonValue], hidden.instead)
             event = replace(self, data={**self.data, **instead}, withheld=None)
         kept = [index for index, step in enumerate(event.steps) if may_touch(step.vm)]
