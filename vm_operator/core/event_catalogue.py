@@ -30,6 +30,8 @@ class StepAbout:
 
     vm: str
     failed: bool
+    source: str | None = None  # the local VM a create copies: its line names it
+    without_source: str = ""  # the line as told to a watcher that may not touch ``source``
 
 
 @dataclass(frozen=True)

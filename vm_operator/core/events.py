@@ -61,7 +61,8 @@ class Event:
         """The event as a watcher that may touch only some VMs sees it: one about another VM
         not at all; one about no VM whole, but for the lines of its ``steps`` about other VMs
         (a ``config.applied``: only its own steps, ``failed`` counting those, none if it has
-        none: it still learns that the file was applied). Either way, its ``withheld`` members
+        none: it still learns that the file was applied; a create's line that names a source
+        it may not touch is told ``without_source``). Either way, its ``withheld`` members
         are told ``instead`` when they name a VM it may not touch, or may name any (a
         ``config.refused`` not about one of its VMs)."""
         if self.vm is not None and not may_touch(self.vm):
@@ -71,14 +72,20 @@ class Event:
         if hidden is not None and hidden.hidden_from(may_touch):
             instead = cast(Mapping[str, JsonValue], hidden.instead)
             event = replace(self, data={**self.data, **instead}, withheld=None)
-        kept = [index for index, step in enumerate(event.steps) if may_touch(step.vm)]
-        if len(kept) == len(event.steps):
+        steps = event.steps
+        kept = [index for index, step in enumerate(steps) if may_touch(step.vm)]
+        hidden_sources = {index for index in kept
+                          if (source := steps[index].source) is not None
+                          and not may_touch(source)}
+        if len(kept) == len(steps) and not hidden_sources:
             return event
         lines = event.data.get("steps")
-        assert isinstance(lines, list) and len(lines) == len(event.steps)
-        data = {**event.data, "steps": [lines[index] for index in kept],
-                "failed": sum(event.steps[index].failed for index in kept)}
-        return replace(event, data=data, steps=tuple(event.steps[index] for index in kept))
+        assert isinstance(lines, list) and len(lines) == len(steps)
+        told = [steps[index].without_source if index in hidden_sources else lines[index]
+                for index in kept]
+        data = {**event.data, "steps": told,
+                "failed": sum(steps[index].failed for index in kept)}
+        return replace(event, data=data, steps=tuple(steps[index] for index in kept))
 
 
 @dataclass(eq=False)

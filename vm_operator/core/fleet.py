@@ -240,10 +240,11 @@ class Step:
         return Resources(cast(int | None, new.get("cpu")), cast(int | None, new.get("memory_mb")),
                          cast(int | None, new.get("disk_gb")), cast(str | None, new.get("display")))
 
-    def render(self) -> str:
-        """The step on one line."""
+    def render(self, source_shown: bool = True) -> str:
+        """The step on one line (a create's source told only when ``source_shown``)."""
         if self.kind == "create" and self.entry is not None:
-            return f"create {self.vm} from {self.entry.source}{_create_details(self.entry)}"
+            source = self.entry.source if source_shown else "a VM not shown"
+            return f"create {self.vm} from {source}{_create_details(self.entry)}"
         if self.kind == "set":
             line = f"set {self.vm}: " + ", ".join(change.render() for change in self.changes)
             if self.deferred:
