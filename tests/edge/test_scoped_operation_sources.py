@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sse_client import EventReader
-from support import NewToken, token_new, tokens_file
+from support import NewToken, token_new, tokens_file, wait_for
 
 CI = token_new("ci", "--role", "read,write,admin", "--vm", "ubuntu-*")
 READER = token_new("reader", "--role", "read")
@@ -68,3 +68,26 @@ def test_a_scoped_token_is_not_told_the_vm_anothers_create_copies(operator_facto
         assert ended["image"] is None and HIDDEN not in json.dumps(ended)
         assert _operation_event(everything, "operation.cancelled", theirs["id"])["image"] == (
             HIDDEN)
+
+
+def test_a_vms_event_history_hides_the_copied_vm_as_the_stream_does(operator_factory: Any,
+                                                                   tmp_path: Path) -> None:
+    path = tokens_file(tmp_path / "tokens.toml", CI, READER)
+    op = operator_factory(env={"VM_OPERATOR_TOKEN": FULL, "TART_SIM_HANG": "clone"},
+                          args=["--tokens-file", str(path)])
+    status, theirs = _send(op, "POST", "/vms", FULL, {"name": "ubuntu-7", "from": HIDDEN})
+    assert status == 202
+    status, doc = _send(op, "POST", f"/operations/{theirs['id']}/cancel", FULL)
+    assert status in (200, 202), doc
+    history = "/vms/ubuntu-7/events"
+    wait_for(lambda: any(event["type"] == "operation.cancelled"
+                         for event in _send(op, "GET", history, READER)[1]["events"]),
+             timeout=20, message="the create cancelled")
+    whole = [event["data"] for event in _send(op, "GET", history, READER)[1]["events"]
+             if event["type"].startswith("operation.")]
+    status, doc = _send(op, "GET", history, CI)
+    assert status == 200
+    seen = [event["data"] for event in doc["events"] if event["type"].startswith("operation.")]
+    assert len(seen) == len(whole) >= 2 and all(data["image"] == HIDDEN for data in whole)
+    assert seen == [{**data, "image": None} for data in whole]
+    assert HIDDEN not in json.dumps(doc)
