@@ -133,8 +133,7 @@ class EventStream:
                 yield HEARTBEAT
 
     def _told(self, event: Event) -> Event | None:
-        """The event as this watcher is told it (None: not at all)."""
-        return event.seen_by(self.caller.may_touch) if self.caller.scoped else event
+        return told_to(self.caller, event)
 
     def close(self) -> None:
         with self._closing:
@@ -143,6 +142,12 @@ class EventStream:
             self._closed = True
         self.slots.give_back()  # first: once the bus counts one watcher less, the slot is free
         self.sub.close()
+
+
+def told_to(caller: Caller, event: Event) -> Event | None:
+    """The event as ``caller`` is told it (None: not at all): a token limited to VM patterns
+    is told what ``Event.seen_by`` keeps, on the stream as in a VM's history."""
+    return event.seen_by(caller.may_touch) if caller.scoped else event
 
 
 def resume_after(req: Request) -> int | None:
@@ -178,7 +183,9 @@ def vm_events(app: App, req: Request) -> Response:
     history = app.service.events.history(name)
     if not history:
         app.service.inventory.find(name)  # raises VmNotFound
-    return json_response(200, {"events": [event.to_json() for event in history]})
+    told = (told_to(req.caller, event) for event in history)
+    return json_response(200, {"events": [event.to_json() for event in told
+                                          if event is not None]})
 
 
 ROUTES: tuple[Route[App], ...] = (

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from vm_operator.api.app import App
 from vm_operator.api.schemas import OPERATION
 from vm_operator.core.errors import OperationFinished, OperationMissing
 from vm_operator.core.lifecycle import operation_path
+from vm_operator.core.operation_events import source_withheld
 from vm_operator.core.records import OperationDoc, ProblemDocument
-from vm_operator.edge.authz import operation_refusal
+from vm_operator.edge.authz import Caller, operation_refusal
 from vm_operator.edge.errors import ApiError
 from vm_operator.edge.params import Schema, TextParam
 from vm_operator.edge.problems import PROBLEMS
@@ -33,6 +36,17 @@ def operation_document(op: Operation) -> OperationDoc:
             extra["tart_exit_code"] = op.error.exit_code
         error = {**ApiError(problem, op.error.detail).document(), **extra}
     return {**doc, "error": error}
+
+
+def told_to(caller: Caller, op: Operation) -> OperationDoc:
+    """The operation's document as ``caller`` is told it: a token limited to VM patterns is
+    not told the local VM another's create copies when that VM is not its own
+    (``source_withheld``: ``image`` null, the error without Tart's words)."""
+    doc = operation_document(op)
+    hidden = source_withheld(op, doc)
+    if hidden is not None and caller.scoped and hidden.hidden_from(caller.may_touch):
+        return cast(OperationDoc, {**doc, **hidden.instead})
+    return doc
 
 
 def operation_answer(status: int, op: Operation) -> Response:
@@ -64,7 +78,7 @@ ID = PathParam("id", OperationId(), "The operation's id (the last segment of its
 
 def list_operations(app: App, req: Request) -> Response:
     """Every operation; a token limited to VM patterns sees only those of its VMs."""
-    return json_response(200, [operation_document(op) for op in app.service.lifecycle.operations()
+    return json_response(200, [told_to(req.caller, op) for op in app.service.lifecycle.operations()
                                if operation_refusal(req.caller, op.vm) is None])
 
 
@@ -79,14 +93,14 @@ def scoped_operation(app: App, req: Request) -> Operation:
 
 
 def get_operation(app: App, req: Request) -> Response:
-    return json_response(200, operation_document(scoped_operation(app, req)))
+    return json_response(200, told_to(req.caller, scoped_operation(app, req)))
 
 
 def cancel_operation(app: App, req: Request) -> Response:
     """A queued operation ends at once; a running one's Tart is killed and its cleanup run:
     wait a moment for that, so the answer usually says ``cancelled``. It stays readable."""
     op = app.service.lifecycle.cancel(scoped_operation(app, req).id, CANCEL_WAIT)
-    return json_response(200 if op.finished else 202, operation_document(op))
+    return json_response(200 if op.finished else 202, told_to(req.caller, op))
 
 
 def delete_operation(app: App, req: Request) -> Response:

@@ -165,7 +165,8 @@ SCHEMAS: dict[str, Schema] = {
     },
     "Operation": record_schema(OperationJson, {
         "vm": {"description": "The VM it creates or deletes"},
-        "image": {"description": "The image it pulls, or a create's source"},
+        "image": {"description": "The image it pulls, or a create's source (null to a token "
+                  "limited to VM patterns when the source is a local VM outside them)"},
         "phase": {"description": "pulling, cloning, configuring, starting, deleting or pruning"},
         "progress": {"minimum": 0, "maximum": 100,
                      "description": "Percent of the image pulled, from Tart's output; null when "
@@ -175,7 +176,8 @@ SCHEMAS: dict[str, Schema] = {
         "finished_at": {"format": "date-time"},
         "error": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Problem"}],
                   "description": "Why it failed: a problem document, with Tart's message "
-                  "(tart_message) and exit code (tart_exit_code) when Tart refused"},
+                  "(tart_message) and exit code (tart_exit_code) when Tart refused (to a token "
+                  "that is not told the source: neither Tart's message nor its detail)"},
         "result": {"description": "A note on the outcome, e.g. that a VM was kept"},
     }),
     "Health": {

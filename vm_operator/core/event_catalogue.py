@@ -14,7 +14,7 @@ client's ``events.SUMMARIES`` and in the page's ``describeEvent``: tests fail un
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypedDict, TypeVar
 
@@ -30,6 +30,22 @@ class StepAbout:
 
     vm: str
     failed: bool
+    source: str | None = None  # the local VM a create copies: its line names it
+    without_source: str = ""  # the line as told to a watcher that may not touch ``source``
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """Members of an event's data that may name a VM other than the one the event is about
+    (a ``config.refused``'s error, line and key; a create's local source): never written out,
+    it tells a watcher limited to VM patterns that may not touch ``vm`` ``instead`` of them."""
+
+    vm: str | None  # the VM they name; None: not known to be one VM (any such watcher)
+    instead: Mapping[str, object]  # the members, as such a watcher is told them
+
+    def hidden_from(self, may_touch: Callable[[str], bool]) -> bool:
+        """Whether a caller that may touch only some VMs is told ``instead``."""
+        return self.vm is None or not may_touch(self.vm)
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,7 @@ class NewEvent:
     vm: str | None  # the VM it is about; None: about none
     data: Mapping[str, object]
     steps: tuple[StepAbout, ...] = ()  # one per line of data["steps"], when it has them
+    withheld: Withheld | None = None  # what names another VM, for a scoped watcher
 
 
 @dataclass(frozen=True)
@@ -51,10 +68,12 @@ class EventType(Generic[D]):
     meaning: str
     example: D
 
-    def about(self, vm: str | None, data: D, steps: tuple[StepAbout, ...] = ()) -> NewEvent:
+    def about(self, vm: str | None, data: D, steps: tuple[StepAbout, ...] = (),
+              withheld: Withheld | None = None) -> NewEvent:
         """An event of this type about ``vm`` (mypy checks ``data`` against its shape);
-        ``steps``: what each line of its ``steps`` member is about, when it has one."""
-        return NewEvent(self.type, vm, data, steps)
+        ``steps``: what each line of its ``steps`` member is about, when it has one;
+        ``withheld``: the members that may name another VM, when it has some."""
+        return NewEvent(self.type, vm, data, steps, withheld)
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -221,6 +240,11 @@ CONFIG_REFUSED = EventType[ConfigRefusedData](
     "The declarative file was refused whole (nothing changed): error, with its line and key",
     {"file": "/etc/vm-operator/vms.toml", "error": "must be true or false", "line": 3,
      "key": "prune"})
+
+# What a watcher limited to VM patterns is told of a refusal not about one of its VMs (an entry
+# ``[vms.NAME]`` of the file it may touch): that the file was refused, not where nor why.
+REFUSED_ELSEWHERE: Mapping[str, object] = {
+    "error": "refused for a reason not about a VM of this token", "line": None, "key": None}
 
 CATALOGUE: tuple[EventType[Any], ...] = (
     VM_STATE, VM_CREATED, VM_DELETED, VM_READY, VM_EXEC, VM_CONNECT,

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import cast
 
-from vm_operator.core.event_catalogue import NewEvent, StepAbout
+from vm_operator.core.event_catalogue import NewEvent, StepAbout, Withheld
 
 # What a ``data`` value may hold: what json.dumps writes without help.
 JsonScalar = str | int | float | bool | None
@@ -50,6 +50,7 @@ class Event:
     vm: str | None
     data: Mapping[str, JsonValue]
     steps: tuple[StepAbout, ...] = ()  # what each line of data["steps"] is about (not written)
+    withheld: Withheld | None = None  # members naming another VM (not written)
 
     def to_json(self) -> dict[str, JsonValue]:
         """The event as the stream and ``GET /vms/{name}/events`` write it."""
@@ -60,17 +61,31 @@ class Event:
         """The event as a watcher that may touch only some VMs sees it: one about another VM
         not at all; one about no VM whole, but for the lines of its ``steps`` about other VMs
         (a ``config.applied``: only its own steps, ``failed`` counting those, none if it has
-        none: it still learns that the file was applied)."""
-        if self.vm is not None:
-            return self if may_touch(self.vm) else None
-        kept = [index for index, step in enumerate(self.steps) if may_touch(step.vm)]
-        if len(kept) == len(self.steps):
-            return self
-        lines = self.data.get("steps")
-        assert isinstance(lines, list) and len(lines) == len(self.steps)
-        data = {**self.data, "steps": [lines[index] for index in kept],
-                "failed": sum(self.steps[index].failed for index in kept)}
-        return replace(self, data=data, steps=tuple(self.steps[index] for index in kept))
+        none: it still learns that the file was applied; a create's line that names a source
+        it may not touch is told ``without_source``). Either way, its ``withheld`` members
+        are told ``instead`` when they name a VM it may not touch, or may name any (a
+        ``config.refused`` not about one of its VMs)."""
+        if self.vm is not None and not may_touch(self.vm):
+            return None
+        event = self
+        hidden = self.withheld
+        if hidden is not None and hidden.hidden_from(may_touch):
+            instead = cast(Mapping[str, JsonValue], hidden.instead)
+            event = replace(self, data={**self.data, **instead}, withheld=None)
+        steps = event.steps
+        kept = [index for index, step in enumerate(steps) if may_touch(step.vm)]
+        hidden_sources = {index for index in kept
+                          if (source := steps[index].source) is not None
+                          and not may_touch(source)}
+        if len(kept) == len(steps) and not hidden_sources:
+            return event
+        lines = event.data.get("steps")
+        assert isinstance(lines, list) and len(lines) == len(steps)
+        told = [steps[index].without_source if index in hidden_sources else lines[index]
+                for index in kept]
+        data = {**event.data, "steps": told,
+                "failed": sum(steps[index].failed for index in kept)}
+        return replace(event, data=data, steps=tuple(steps[index] for index in kept))
 
 
 @dataclass(eq=False)
@@ -158,7 +173,7 @@ class EventBus:
         vm = new.vm
         with self._lock:
             event = Event(self._next_id, new.type, self._utc_now(), vm, dict(data),
-                          new.steps)
+                          new.steps, new.withheld)
             self._next_id += 1
             self._published += 1
             self._history.append(event)

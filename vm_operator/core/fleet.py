@@ -52,12 +52,15 @@ DISPLAY = re.compile(DISPLAY_PATTERN)
 
 class FleetError(ValueError):
     """The file is refused whole: ``line`` (1-based) and ``key`` (dotted, e.g. ``vms.ci.cpu``)
-    say where, when they are known."""
+    say where, when they are known; ``vm``: the entry ``[vms.NAME]`` the refusal is about, when
+    it is about one (its reason then names no other VM)."""
 
-    def __init__(self, reason: str, line: int | None = None, key: str | None = None) -> None:
+    def __init__(self, reason: str, line: int | None = None, key: str | None = None,
+                 vm: str | None = None) -> None:
         self.reason = reason
         self.line = line
         self.key = key
+        self.vm = vm
         super().__init__(self.describe())
 
     def describe(self) -> str:
@@ -139,20 +142,20 @@ def _entry(text: str, name: str, table: object) -> VmEntry:
     problem = name_problem(name) or ("a VM name must be local, without '/'" if "/" in name
                                      else None)
     if problem is not None:
-        raise FleetError(f"invalid VM name: {problem}", where, key)
+        raise FleetError(f"invalid VM name: {problem}", where, key, name)
     if not isinstance(table, dict):
-        raise FleetError("must be a table ([vms.NAME]) of the VM's settings", where, key)
+        raise FleetError("must be a table ([vms.NAME]) of the VM's settings", where, key, name)
     path = ("vms", name)
 
     def refuse(item: str, reason: str) -> FleetError:
-        return FleetError(reason, key_line(text, path, item), dotted((*path, item)))
+        return FleetError(reason, key_line(text, path, item), dotted((*path, item)), name)
 
     for item in table:
         if item not in VM_KEYS:
             raise refuse(item, f"unknown key (a VM takes {', '.join(VM_KEYS)})")
     if "from" not in table:
         raise FleetError("the key from is missing: what to clone (an OCI reference or a local "
-                         "VM)", where, dotted((*path, "from")))
+                         "VM)", where, dotted((*path, "from")), name)
     source = table["from"]
     if not isinstance(source, str):
         raise refuse("from", "must be a string: an OCI reference or a local VM")
@@ -237,10 +240,11 @@ class Step:
         return Resources(cast(int | None, new.get("cpu")), cast(int | None, new.get("memory_mb")),
                          cast(int | None, new.get("disk_gb")), cast(str | None, new.get("display")))
 
-    def render(self) -> str:
-        """The step on one line."""
+    def render(self, source_shown: bool = True) -> str:
+        """The step on one line (a create's source told only when ``source_shown``)."""
         if self.kind == "create" and self.entry is not None:
-            return f"create {self.vm} from {self.entry.source}{_create_details(self.entry)}"
+            source = self.entry.source if source_shown else "a VM not shown"
+            return f"create {self.vm} from {source}{_create_details(self.entry)}"
         if self.kind == "set":
             line = f"set {self.vm}: " + ", ".join(change.render() for change in self.changes)
             if self.deferred:

@@ -33,7 +33,13 @@ from vm_operator.core.errors import (
     VmHeldByOperation,
     VmRunning,
 )
-from vm_operator.core.event_catalogue import CONFIG_APPLIED, CONFIG_REFUSED, StepAbout
+from vm_operator.core.event_catalogue import (
+    CONFIG_APPLIED,
+    CONFIG_REFUSED,
+    REFUSED_ELSEWHERE,
+    StepAbout,
+    Withheld,
+)
 from vm_operator.core.fleet import (
     Fleet,
     FleetError,
@@ -46,6 +52,7 @@ from vm_operator.core.fleet import (
     plan,
 )
 from vm_operator.core.lifecycle import operation_path
+from vm_operator.core.reservations import copied_vm
 from vm_operator.core.service import VmService
 from vm_operator.core.vm_manage import VmPatch
 from vm_operator.core.worker import Worker
@@ -90,6 +97,22 @@ class StepOutcome:
     def to_json(self) -> StepJson:
         return {"kind": self.step.kind, "vm": self.step.vm, "step": self.step.render(),
                 "outcome": self.outcome, "operation": self.operation, "error": self.error}
+
+    def line(self) -> str:
+        """The step and its outcome on one line (the log line's and ``config.applied``'s)."""
+        return f"{self.step.render()}: {self.outcome}" + (f" ({self.error})" if self.error
+                                                          else "")
+
+    def about(self) -> StepAbout:
+        """What its line is about. A create from a local VM names that VM, which a watcher
+        limited to VM patterns may not touch: it is then told the line without it, nor the
+        error (Tart's words may name it too)."""
+        entry = self.step.entry
+        source = (copied_vm("create", entry.source)
+                  if self.step.kind == "create" and entry is not None else None)
+        hidden = f"{self.step.render(source_shown=False)}: {self.outcome}"
+        return StepAbout(self.step.vm, self.outcome == "failed", source,
+                         hidden if source is not None else "")
 
 
 @dataclass(frozen=True)
@@ -169,8 +192,10 @@ class FleetApplier(Worker):
             error = exc
         self.report({"level": "warning", "event": "config-refused", "file": self.path,
                      "line": error.line, "key": error.key, "error": error.reason})
+        # a watcher limited to VM patterns: where and why only when about one of its VMs
         self.service.events.publish(CONFIG_REFUSED.about(None, {
-            "file": self.path, "error": error.reason, "line": error.line, "key": error.key}))
+            "file": self.path, "error": error.reason, "line": error.line, "key": error.key},
+            withheld=Withheld(error.vm, REFUSED_ELSEWHERE)))
         raise ConfigRefused(f"{self.path}: {error}; nothing was changed, the previous desired "
                             "state stays in force", error.line, error.key)
 
@@ -182,15 +207,13 @@ class FleetApplier(Worker):
             with self._lock:
                 self._pending.clear()  # the new plan says again what still waits
             applied = Applied(self.path, cause, tuple(self._do(step) for step in steps))
-        lines: list[str] = [f"{done.step.render()}: {done.outcome}"
-                                  + (f" ({done.error})" if done.error else "")
-                                  for done in applied.steps]
+        lines: list[str] = [done.line() for done in applied.steps]
         failed = sum(1 for done in applied.steps if done.outcome == "failed")
         self.report({"level": "warning" if failed else "info", "event": "config-applied",
                      "file": self.path, "cause": cause, "steps": lines})
         self.service.events.publish(CONFIG_APPLIED.about(None, {
             "file": self.path, "cause": cause, "steps": lines, "failed": failed, "error": None},
-            tuple(StepAbout(done.step.vm, done.outcome == "failed") for done in applied.steps)))
+            tuple(done.about() for done in applied.steps)))
         return applied
 
     def observe(self, fleet: Fleet) -> list[Observed]:

@@ -19,9 +19,11 @@ from vm_operator.core.event_catalogue import (
     OPERATION_STARTED,
     OPERATION_SUCCEEDED,
     EventType,
+    Withheld,
 )
 from vm_operator.core.events import EventBus
 from vm_operator.core.records import OperationDoc
+from vm_operator.core.reservations import copied_vm
 from vm_operator.store.operation_records import Operation, OperationEvent
 
 # What the events of an operation last told of it: state, phase, progress, cancel asked for.
@@ -30,6 +32,27 @@ Told = tuple[str, str | None, int | None, bool]
 ENDED: dict[str, EventType[OperationDoc]] = {
     "succeeded": OPERATION_SUCCEEDED, "failed": OPERATION_FAILED,
     "cancelled": OPERATION_CANCELLED}
+
+
+# A create's failure as a caller that may not touch the VM it copies is told it.
+SOURCE_WITHHELD = ("the create failed; why is not told to this token: Tart's words may name "
+                   "the VM it copies, which the token may not touch")
+
+
+def source_withheld(op: Operation, doc: OperationDoc) -> Withheld | None:
+    """What of an operation's document names a VM other than its own: a create's local
+    source (``image``), and its error, whose detail and Tart message may name that VM too. A
+    token limited to VM patterns that may not touch the source (another's create copying a VM
+    it does not see) is told ``image`` null and the error with neither: the operation is about
+    the new VM, which it may touch, but its source is not the token's to see."""
+    source = copied_vm(op.kind, op.image)
+    if source is None:
+        return None
+    error = doc["error"]
+    hidden = None if error is None else {
+        **{key: value for key, value in error.items() if key != "tart_message"},
+        "detail": SOURCE_WITHHELD}
+    return Withheld(source, {"image": None, "error": hidden})
 
 
 def told(op: Operation) -> Told:
@@ -71,4 +94,5 @@ class OperationEvents:
             self._told.pop(op.id, None)
         else:
             self._told[op.id] = told(op)
-        self.bus.publish(kind.about(op.vm, self.document(op)))
+        doc = self.document(op)
+        self.bus.publish(kind.about(op.vm, doc, withheld=source_withheld(op, doc)))

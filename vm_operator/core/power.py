@@ -160,10 +160,12 @@ class Power:
         with self._guard:
             busy = running | self._starting
             if len(busy) >= self.max_running:
+                # how many, not which: this text reaches tokens limited to VM patterns (the
+                # answer, a create's error, a config.applied step) that may not see them
                 raise VmLimit(
                     f"at most {self.max_running} macOS VMs may run at once "
-                    f"(VM_OPERATOR_MAX_RUNNING, Apple's licence limit); running or starting: "
-                    f"{', '.join(sorted(busy))}",
+                    f"(VM_OPERATOR_MAX_RUNNING, Apple's licence limit); running or starting now: "
+                    f"{len(busy)}: stop or suspend one first",
                     limit=self.max_running,
                 )
             self._starting.add(name)

@@ -237,7 +237,8 @@ VM_LIMIT = ProblemType(
     "vm-limit", 409, "Too many VMs are running",
     "Starting this VM would exceed the number of macOS VMs that may run at once (Apple's "
     "licence allows two; VM_OPERATOR_MAX_RUNNING), or Tart itself refused for the same "
-    "reason. The detail names the VMs that run.",
+    "reason. The detail says how many run, not which (GET /vms lists those the token may "
+    "see).",
     "Stop or suspend another macOS VM first.",
     raised_by=(Raised(core.VmLimit, members=lambda e: {"limit": e.limit}),
                tart.TartVmLimit),
