@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from vm_operator import __version__
 from vm_operator.edge.responses import Response
@@ -90,10 +91,18 @@ class Field(NamedTuple):
 
 def header_field(line: bytes) -> Field | tuple[int, str]:
     """One header line: its name and value, or (status, reason) when it is not one."""
-    plain = _FIELD_LINE.fullmatch(line.decode("iso-8859-1"))
-    if plain is not None:  # one match for a line as clients send them
-        return Field._make(plain.groups())
-    return _header_field_long(line)
+    return _read(line, _FIELD_LINE, Field, _header_field_long)
+
+
+L = TypeVar("L", bound=tuple[str, ...])
+
+
+def _read(line: bytes, plain: re.Pattern[str], record: Callable[..., L],
+          long_way: Callable[[bytes], L | tuple[int, str]]) -> L | tuple[int, str]:
+    """A line as clients send it in one match (``plain``'s groups are ``record``'s fields);
+    any other line the long way, which refuses it or reads it alike."""
+    found = plain.fullmatch(line.decode("iso-8859-1"))
+    return record(*found.groups()) if found is not None else long_way(line)
 
 
 def _header_field_long(line: bytes) -> Field | tuple[int, str]:
@@ -119,10 +128,7 @@ def request_line(line: bytes) -> RequestLine | tuple[int, str]:
     each (no other character separates them); (status, reason) when it is not one."""
     if len(line) > MAX_REQUEST_LINE:
         return 414, f"the request line is longer than {MAX_REQUEST_LINE} bytes"
-    plain = _REQUEST_LINE.fullmatch(line.decode("iso-8859-1"))
-    if plain is not None:  # one match for a line as clients send them
-        return RequestLine._make(plain.groups())
-    return _request_line_long(line)
+    return _read(line, _REQUEST_LINE, RequestLine, _request_line_long)
 
 
 def _request_line_long(line: bytes) -> RequestLine | tuple[int, str]:
