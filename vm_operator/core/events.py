@@ -34,6 +34,7 @@ JsonValue = JsonScalar | list["JsonValue"] | Mapping[str, "JsonValue"]
 
 # The event types are the catalogue's (core/event_catalogue.py); this is no type of it:
 RESET = "reset"  # never published: what a subscriber is told when its history is gone
+OPERATION_EVENTS = "operation."  # the prefix of an operation's events (event_catalogue)
 
 
 def first_id_now() -> int:
@@ -59,7 +60,7 @@ class Event:
 
     def seen_by(self, may_touch: Callable[[str], bool]) -> Event | None:
         """The event as a watcher that may touch only some VMs sees it: one about another VM
-        not at all; one about no VM whole, but for the lines of its ``steps`` about other VMs
+        not at all, nor an operation's about no VM (a pull, a prune); one about no VM whole, but for the lines of its ``steps`` about other VMs
         (a ``config.applied``: only its own steps, ``failed`` counting those, none if it has
         none: it still learns that the file was applied; a create's line that names a source
         it may not touch is told ``without_source``). Either way, its ``withheld`` members
@@ -67,6 +68,8 @@ class Event:
         ``config.refused`` not about one of its VMs)."""
         if self.vm is not None and not may_touch(self.vm):
             return None
+        if self.vm is None and self.type.startswith(OPERATION_EVENTS):
+            return None  # a pull's, a prune's: not its operations (edge/authz.operation_refusal)
         event = self
         hidden = self.withheld
         if hidden is not None and hidden.hidden_from(may_touch):

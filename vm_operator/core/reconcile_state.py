@@ -215,9 +215,9 @@ def observed(memory: VmMemory, spec: VmSpec, vm: Vm | None, now: float, utc_now:
     if memory.condition == "missing":  # it exists again
         memory = replace(memory, condition=None)
     if memory.plan is Plan.STOP_ONCE:
+        if vm["state"] == "running":  # due until the stop begins (``stop_begun``): a pass
+            return Step(memory, "stop", "desired stopped")  # that cannot act tries again
         memory = replace(memory, plan=Plan.AS_SPEC)
-        if vm["state"] == "running":
-            return Step(memory, "stop", "desired stopped")
     if spec.desired != "running" or vm["state"] == "suspended":
         return Step(memory)  # a suspend through the API keeps it suspended until a start
     if vm["state"] == "running":
@@ -255,8 +255,10 @@ def found_stopped(memory: VmMemory, spec: VmSpec, now: float, utc_now: str) -> S
 
 
 def stop_begun(memory: VmMemory) -> Step:
-    """The reconciler stops the VM: the end of its run is asked for."""
-    return Step(replace(memory, end_asked=True))
+    """The reconciler stops the VM: the end of its run is asked for, and a stop that was due
+    is done."""
+    plan = Plan.AS_SPEC if memory.plan is Plan.STOP_ONCE else memory.plan
+    return Step(replace(memory, end_asked=True, plan=plan))
 
 
 def start_begun(memory: VmMemory, now: float) -> Step:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Protocol
 
 JSON = "application/json"
@@ -56,16 +55,21 @@ class Response:
     tunnel: TunnelEnd | None = None  # a 101: the connection becomes a WebSocket carrying it
     etag: str | None = None  # the ETag its headers carry, when they carry one (conditional)
 
-    @cached_property
+    @property
     def header_lines(self) -> bytes:
         """Its own header lines as sent: ``Content-Length`` (none on a 304, whose length would
         be that of the answer it stands for), ``Content-Type`` and ``headers``. Made once: an
-        answer kept for reads (``conditional.Rendered``) is written many times."""
-        lines = [] if self.status == 304 else [f"Content-Length: {len(self.body)}\r\n"]
-        if self.content_type:
-            lines.append(f"Content-Type: {self.content_type}\r\n")
-        lines.extend(f"{key}: {value}\r\n" for key, value in self.headers)
-        return "".join(lines).encode("latin-1")
+        answer kept for reads (``conditional.Rendered``) is written many times. Kept in the
+        instance's ``__dict__`` by hand: Python 3.11's ``cached_property`` takes one lock
+        shared by every instance."""
+        made: bytes | None = self.__dict__.get("_header_lines")
+        if made is None:
+            lines = [] if self.status == 304 else [f"Content-Length: {len(self.body)}\r\n"]
+            if self.content_type:
+                lines.append(f"Content-Type: {self.content_type}\r\n")
+            lines.extend(f"{key}: {value}\r\n" for key, value in self.headers)
+            made = self.__dict__["_header_lines"] = "".join(lines).encode("latin-1")
+        return made
 
     def with_headers(self, *extra: tuple[str, str]) -> Response:
         if not extra:

@@ -1,5 +1,6 @@
 """What a watcher limited to VM patterns is told of an event (``Event.seen_by``): events of
-other VMs not at all, events about no VM whole but for the steps about other VMs."""
+other VMs not at all, nor an operation's about no VM; events about no VM whole but for the
+steps about other VMs."""
 
 from __future__ import annotations
 
@@ -43,4 +44,9 @@ def test_config_applied_keeps_only_the_watchers_steps(event: Event, may_touch: A
 def test_other_events_are_told_whole_or_not_at_all() -> None:
     assert STATE.seen_by(_ci) is None
     assert STATE.seen_by(lambda name: name == "prod") is STATE
-    assert PULL.seen_by(_ci) is PULL
+
+
+def test_an_operation_about_no_vm_is_not_told_as_it_cannot_be_read() -> None:
+    # a pull's or a prune's: GET /operations hides it from the token, GET /operations/{id} 403
+    assert PULL.seen_by(_ci) is None
+    assert PULL.seen_by(lambda name: True) is None

@@ -192,8 +192,8 @@ START = "desired running, found stopped"
     # suspended, or not desired running: left alone
     (NEW, spec(), vm("suspended"), False, Step(NEW)),
     (NEW, spec(desired=None), vm("stopped"), False, Step(NEW)),
-    # desired just set stopped: stop it once, if it runs
-    (STOP_DUE, spec(desired="stopped"), vm("running"), False, Step(NEW, "stop",
+    # desired just set stopped: stop it once, if it runs (due until the stop begins)
+    (STOP_DUE, spec(desired="stopped"), vm("running"), False, Step(STOP_DUE, "stop",
                                                                    "desired stopped")),
     (STOP_DUE, spec(desired="stopped"), vm("stopped"), False, Step(NEW)),
 ])
@@ -207,6 +207,10 @@ def test_a_pass_compares_and_decides(before: VmMemory, the_spec: VmSpec, listed:
 
 def test_a_stop_the_reconciler_makes_is_asked_for() -> None:
     assert rs.stop_begun(SUPERVISED) == Step(replace(SUPERVISED, end_asked=True))
+
+
+def test_a_stop_that_was_due_is_done_once_it_begins() -> None:
+    assert rs.stop_begun(STOP_DUE) == Step(replace(NEW, end_asked=True))
 
 
 def test_a_start_the_reconciler_makes_watches_its_run_from_now() -> None:
