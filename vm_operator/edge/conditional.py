@@ -50,9 +50,20 @@ def conditional(response: Response, headers: Headers) -> Response:
         tag = entity_tag(response.body)
         response = tagged(response, tag)
     wanted = headers.get("If-None-Match")
-    if wanted is not None and none_match(wanted, tag):
-        return Response(304, b"", "", response.headers, etag=tag)
+    if wanted is not None and (wanted == tag or none_match(wanted, tag)):
+        return not_modified(response)
     return response
+
+
+def not_modified(response: Response) -> Response:
+    """The 304 that stands for ``response`` (its headers, ``ETag`` included, no body): made
+    once for an answer kept for reads (``Rendered``), which pollers ask about again and again;
+    kept beside it, as its header lines are (``Response.header_lines``)."""
+    made: Response | None = response.__dict__.get("_not_modified")
+    if made is None:
+        made = response.__dict__["_not_modified"] = Response(304, b"", "", response.headers,
+                                                             etag=response.etag)
+    return made
 
 
 def tagged(response: Response, tag: str) -> Response:

@@ -63,3 +63,14 @@ def test_a_tag_made_with_the_answer_is_the_one_compared() -> None:
     assert conditional(answer, headers(if_none_match=answer.etag)).status == 304
     tagged = conditional(answer, headers())
     assert (tagged.status, dict(tagged.headers)["ETag"]) == (200, answer.etag)
+
+
+def test_the_304_of_a_kept_answer_is_made_once_and_stands_for_it() -> None:
+    answer = Rendered().json("/vms", [{"name": "a"}])
+    assert answer.etag is not None
+    first = conditional(answer, headers(if_none_match=answer.etag))
+    weak = conditional(answer, headers(if_none_match=f'"x", W/{answer.etag}'))
+    assert first is weak  # the same 304, however the client names the tag
+    assert (first.status, first.body, dict(first.headers)["ETag"]) == (304, b"", answer.etag)
+    assert b"Content-Length" not in first.header_lines
+    assert conditional(answer, headers(if_none_match='"other"')) is answer
