@@ -57,13 +57,12 @@ def conditional(response: Response, headers: Headers) -> Response:
 
 def not_modified(response: Response) -> Response:
     """The 304 that stands for ``response`` (its headers, ``ETag`` included, no body): made
-    once for an answer kept for reads (``Rendered``), which pollers ask about again and again;
-    kept beside it, as its header lines are (``Response.header_lines``)."""
-    made: Response | None = response.__dict__.get("_not_modified")
-    if made is None:
-        made = response.__dict__["_not_modified"] = Response(304, b"", "", response.headers,
-                                                             etag=response.etag)
-    return made
+    once for an answer kept for reads (``Rendered``), which pollers ask about again and again."""
+    return response.kept("not_modified", _not_modified)
+
+
+def _not_modified(response: Response) -> Response:
+    return Response(304, b"", "", response.headers, etag=response.etag)
 
 
 def tagged(response: Response, tag: str) -> Response:

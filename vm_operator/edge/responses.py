@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
 TEXT = "text/plain; charset=utf-8"
 HTML = "text/html; charset=utf-8"
 EVENT_STREAM = "text/event-stream; charset=utf-8"
+T = TypeVar("T")
 
 
 class Stream(Protocol):
@@ -55,27 +56,35 @@ class Response:
     tunnel: TunnelEnd | None = None  # a 101: the connection becomes a WebSocket carrying it
     etag: str | None = None  # the ETag its headers carry, when they carry one (conditional)
 
+    def kept(self, key: str, make: Callable[[Response], T]) -> T:
+        """``make(self)``, made once and kept beside the response (in its ``__dict__``: it is
+        frozen, and Python 3.11's ``cached_property`` takes one lock shared by every
+        instance): for an answer kept for reads (``conditional.Rendered``), written many
+        times."""
+        made: T | None = self.__dict__.get(key)
+        if made is None:
+            made = self.__dict__[key] = make(self)
+        return made
+
     @property
     def header_lines(self) -> bytes:
         """Its own header lines as sent: ``Content-Length`` (none on a 304, whose length would
-        be that of the answer it stands for), ``Content-Type`` and ``headers``. Made once: an
-        answer kept for reads (``conditional.Rendered``) is written many times. Kept in the
-        instance's ``__dict__`` by hand: Python 3.11's ``cached_property`` takes one lock
-        shared by every instance."""
-        made: bytes | None = self.__dict__.get("_header_lines")
-        if made is None:
-            lines = [] if self.status == 304 else [f"Content-Length: {len(self.body)}\r\n"]
-            if self.content_type:
-                lines.append(f"Content-Type: {self.content_type}\r\n")
-            lines.extend(f"{key}: {value}\r\n" for key, value in self.headers)
-            made = self.__dict__["_header_lines"] = "".join(lines).encode("latin-1")
-        return made
+        be that of the answer it stands for), ``Content-Type`` and ``headers``."""
+        return self.kept("header_lines", _header_lines)
 
     def with_headers(self, *extra: tuple[str, str]) -> Response:
         if not extra:
             return self
         return Response(self.status, self.body, self.content_type, self.headers + extra, self.close,
                         self.stream, self.tunnel, self.etag)
+
+
+def _header_lines(response: Response) -> bytes:
+    lines = [] if response.status == 304 else [f"Content-Length: {len(response.body)}\r\n"]
+    if response.content_type:
+        lines.append(f"Content-Type: {response.content_type}\r\n")
+    lines.extend(f"{key}: {value}\r\n" for key, value in response.headers)
+    return "".join(lines).encode("latin-1")
 
 
 def upgraded(tunnel: TunnelEnd) -> Response:
