@@ -119,21 +119,18 @@ class EventStream:
         if sub.reset:
             yield sse_reset(sub.last_id)
         for missed in sub.backlog:
-            told = self._told(missed)
+            told = told_to(self.caller, missed)
             if told is not None:
                 yield sse_event(told)
         sub.backlog = []
         while not sub.ended:
             event = sub.get(self.slots.heartbeat)
             if event is not None:
-                told = self._told(event)
+                told = told_to(self.caller, event)
                 if told is not None:
                     yield sse_event(told)
             elif not sub.ended:
                 yield HEARTBEAT
-
-    def _told(self, event: Event) -> Event | None:
-        return told_to(self.caller, event)
 
     def close(self) -> None:
         with self._closing:

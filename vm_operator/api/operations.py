@@ -44,9 +44,9 @@ def told_to(caller: Caller, op: Operation) -> OperationDoc:
     (``source_withheld``: ``image`` null, the error without Tart's words)."""
     doc = operation_document(op)
     hidden = source_withheld(op, doc)
-    if hidden is not None and caller.scoped and hidden.hidden_from(caller.may_touch):
-        return cast(OperationDoc, {**doc, **hidden.instead})
-    return doc
+    if hidden is None or not caller.scoped:
+        return doc
+    return cast(OperationDoc, hidden.told(doc, caller.may_touch))
 
 
 def operation_answer(status: int, op: Operation) -> Response:

@@ -47,6 +47,12 @@ class Withheld:
         """Whether a caller that may touch only some VMs is told ``instead``."""
         return self.vm is None or not may_touch(self.vm)
 
+    def told(self, data: Mapping[str, object],
+             may_touch: Callable[[str], bool]) -> Mapping[str, object]:
+        """``data`` (an event's, an operation's document) as a caller that may touch only
+        some VMs is told it: ``instead`` over those members when they are hidden from it."""
+        return {**data, **self.instead} if self.hidden_from(may_touch) else data
+
 
 @dataclass(frozen=True)
 class NewEvent:

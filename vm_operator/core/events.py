@@ -71,10 +71,10 @@ class Event:
         if self.vm is None and self.type.startswith(OPERATION_EVENTS):
             return None  # a pull's, a prune's: not its operations (edge/authz.operation_refusal)
         event = self
-        hidden = self.withheld
-        if hidden is not None and hidden.hidden_from(may_touch):
-            instead = cast(Mapping[str, JsonValue], hidden.instead)
-            event = replace(self, data={**self.data, **instead}, withheld=None)
+        if self.withheld is not None:
+            shown = self.withheld.told(self.data, may_touch)
+            if shown is not self.data:
+                event = replace(self, data=cast(Mapping[str, JsonValue], shown), withheld=None)
         steps = event.steps
         kept = [index for index, step in enumerate(steps) if may_touch(step.vm)]
         hidden_sources = {index for index in kept
