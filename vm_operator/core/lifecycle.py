@@ -18,6 +18,7 @@ from vm_operator.core.errors import (
 from vm_operator.core.operations import Listener, NameBusy, OperationQueue
 from vm_operator.core.parts import Parts
 from vm_operator.core.ports import TartPort
+from vm_operator.core.reservations import is_local_name
 from vm_operator.core.vm_manage import name_held
 from vm_operator.store.operation_records import Operation
 from vm_operator.store.specs import SpecStore
@@ -33,11 +34,6 @@ UNFINISHED_PHASES = (None, "pulling", "cloning", "configuring")
 
 def operation_path(op_id: str) -> str:
     return f"/operations/{op_id}"
-
-
-def is_local_name(name: str) -> bool:
-    """Local VM names have no '/'; OCI references always have one."""
-    return "/" not in name
 
 
 class Lifecycle:

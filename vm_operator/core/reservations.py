@@ -50,10 +50,14 @@ class Reservation:
         self.release()
 
 
+def is_local_name(name: str) -> bool:
+    """Local VM names have no '/'; OCI references always have one."""
+    return "/" not in name
+
+
 def copied_vm(kind: OperationKind, image: str | None) -> str | None:
-    """The local VM an operation copies: a create's source when it names a local VM (an OCI
-    reference always has a '/')."""
-    return image if kind == "create" and image is not None and "/" not in image else None
+    """The local VM an operation copies: a create's source when it names a local VM."""
+    return image if kind == "create" and image is not None and is_local_name(image) else None
 
 
 def refuse_if_held(name: str | None, names: Mapping[str, str | Reservation],
