@@ -213,8 +213,10 @@ def test_cors_is_off_by_default_and_follows_the_allow_list(operator_factory: Any
 
 def test_unauthenticated_beyond_loopback_warns_loudly(operator_factory: Any) -> None:
     op = operator_factory(args=["--host", "0.0.0.0"])
-    warnings = [r for r in op.log_records() if r.get("event") == "unauthenticated"]
-    assert warnings and "WITHOUT authentication" in warnings[0]["message"]
+    # written just after the listening line the factory waits for
+    warnings = wait_for(lambda: [r for r in op.log_records() if r.get("event") == "unauthenticated"],
+                        message="the unauthenticated warning")
+    assert "WITHOUT authentication" in warnings[0]["message"]
     quiet = operator_factory()
     assert not [r for r in quiet.log_records() if r.get("event") == "unauthenticated"]
 
