@@ -417,7 +417,9 @@ def test_a_missing_tart_natively_gets_install_advice(operator_factory: Any) -> N
     assert "brew install cirruslabs/cli/tart" in problem["detail"]
     assert "--tart" in problem["detail"] and "VM_OPERATOR_TART" in problem["detail"]
     assert "/app/bin/tart-binary" not in problem["detail"]
-    warning = next(r for r in op.log_records() if r.get("event") == "tart-unavailable")
+    warning = wait_for(lambda: next((r for r in op.log_records()
+                                     if r.get("event") == "tart-unavailable"), None),
+                       message="the tart-unavailable warning (written after listening)")
     assert "brew install cirruslabs/cli/tart" in warning["message"]
     assert "/app/bin/tart-binary" not in warning["message"]
 
