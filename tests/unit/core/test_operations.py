@@ -531,6 +531,7 @@ def test_forgetting_a_finished_operation_drops_it_with_an_event(queue: Operation
         with pytest.raises(errors.OperationMissing):
             call(op.id)
     assert queue.list_operations() == []
+    queue.close(WAIT)  # the worker has delivered every event
     assert [event.operation.id for event in events if event.forgotten] == [op.id]
 
 
@@ -561,6 +562,7 @@ def test_an_operation_forgotten_while_it_cleans_up_goes_when_it_ends(
     release.set()
     queue.wait(waiting.id, WAIT)
     assert queue.holder("slow") is None
+    queue.close(WAIT)  # the workers have delivered every event
     ends = [(event.operation.state, event.forgotten) for event in events
             if event.operation.id == op.id and event.operation.finished]
     assert ends == [("cancelled", False), ("cancelled", True)]  # its end, then it goes

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from support import REPO_ROOT
+from support import REPO_ROOT, wait_for
 
 from vm_operator.core.operations import Job, OperationContext, OperationQueue
 from vm_operator.store.atomic import write_whole
@@ -167,9 +167,11 @@ def test_the_store_follows_a_queue_and_a_restart_restores_it(tmp_path: Path) -> 
     assert started.wait(WAIT)
     # the history keeps 2 finished: the first pull's record is gone (a record being written
     # now, by the running create's thread, is a temporary file until it replaces its record)
-    assert records_in(tmp_path) == sorted(
-        f"{op.id}.json" for op in (done[1], done[2], running, queued))
-    assert read_record(tmp_path / f"{running.id}.json").progress == 40
+    # (events reach the store from whichever thread delivers them, a moment after the change)
+    expected = sorted(f"{op.id}.json" for op in (done[1], done[2], running, queued))
+    wait_for(lambda: records_in(tmp_path) == expected, message=f"records {expected}")
+    wait_for(lambda: read_record(tmp_path / f"{running.id}.json").progress == 40,
+             message="the running create's progress recorded")
 
     # the operator dies here (the queue is left as it is); a new one starts on the same files
     reported: list[Operation] = []
