@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from vm_operator.edge.records import quick_init
+
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
 TEXT = "text/plain; charset=utf-8"
@@ -43,6 +45,7 @@ class TunnelEnd(Protocol):
     def finish(self, client: str, to_guest: int, from_guest: int) -> None: ...
 
 
+@quick_init
 @dataclass(frozen=True)
 class Response:
     """An HTTP response as plain data; the server shell serialises it in one write."""

@@ -29,6 +29,7 @@ from vm_operator.edge.problems.client_errors import (
     REPEATED_PARAMETER,
     UNKNOWN_PARAMETER,
 )
+from vm_operator.edge.records import quick_init
 from vm_operator.edge.responses import Response
 from vm_operator.edge.security import Headers
 
@@ -83,6 +84,7 @@ def switching_protocols(what: str) -> tuple[Success]:
                     media_type=""),)
 
 
+@quick_init
 @dataclass(frozen=True)
 class Request:
     """A request as a handler sees it. ``params`` holds the typed path values, ``query`` the
