@@ -5,7 +5,8 @@ checks is part of the contract: the route (404, 405), the path parameters (400),
 keys (400), who may call it (429 past too many invalid tokens, 401, 403 for the route's role,
 415), the body (400), the VM it touches or the operation's owner (403, ``guard.py``), the
 query's values (400), then the handler. Every request that may change something, and a refused
-``connect`` route, gets its audit line here.
+``connect`` route, gets its audit line here. A read whose very head passed the checks before
+is admitted again at once (``admitted.py``: they depend on nothing else), but for the throttle.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Generic
 from urllib.parse import quote
 
 from vm_operator.core.errors import OperatorError
+from vm_operator.edge.admitted import Admissions, keepable
 from vm_operator.edge.audit import NO_AUDIT, Audit, AuditSink, no_audit
 from vm_operator.edge.authz import ANONYMOUS, Caller, Role
 from vm_operator.edge.body import Body
@@ -75,6 +77,7 @@ class Site(Generic[A]):
     audit: AuditSink = no_audit
     throttle: Throttle = field(default_factory=Throttle)
     owners: Owners = field(default_factory=Owners)
+    admitted: Admissions[A] = field(default_factory=Admissions)  # reads that passed the checks
 
 
 def _routes_for(routes: RouteTable[A], target: str) -> tuple[list[str], str, Candidates[A]]:
@@ -166,42 +169,51 @@ def dispatch(
     vm: str | None = None
     handled = False
     try:
-        known = site.routes.resolved(method, target)
-        if known is None:
-            segments, query, candidates = _routes_for(site.routes, target)
-            label = candidates[0][0].pattern
-            if method == "OPTIONS":
-                return _options(site, candidates, headers), label
-            route, raw_params = choose(method, candidates)
-            label = route.pattern
-            params: Mapping[str, object] = path_values(route, raw_params)
-            path = "/" + "/".join(segments)
-            site.routes.remember(method, path, route, params)
+        admitted = site.admitted.get(method, target, headers, client, site.access)
+        if admitted is not None:  # this head passed the checks before: only the throttle's left
+            route, req, vm = admitted.route, admitted.request, admitted.vm
+            label, caller = route.pattern, None if route.public else req.caller
+            if site.access.authenticated and not route.public:
+                check_throttle(site.throttle, client, time.monotonic())
         else:
-            route, params, path, query = known
-            label = route.pattern
-        sent = parse_query(query, route.query_names)
-        vm = named_vm(params, None)
-        caller = _caller(site, route, headers)
-        _authorize(site, route, method, headers, client, caller)
-        body_value: object = None
-        if route.body is not None:
-            body_value = route.body.parse(body, headers.get("Content-Type"))
-        elif body:
-            raise ApiError(UNEXPECTED_BODY, body_refusal(route, body))
-        vm = named_vm(params, body_value)
-        values, bad_value = _query_values(route, sent)
-        req = Request(method, path, params, sent, headers, values, body_value,
-                      trusted(site.access, method, headers) if route.public else True, client,
-                      caller or ANONYMOUS,
-                      Audit(site.audit, _name(caller), client, method, path, vm, started)
-                      if route.needs is Role.CONNECT else NO_AUDIT)  # writes its own line
-        if not route.public:
-            check_target(route, req, site.owners)
-        if route.upgrade:
-            handshake_check(method, headers)
-        if bad_value is not None:
-            raise bad_value
+            known = site.routes.resolved(method, target)
+            if known is None:
+                segments, query, candidates = _routes_for(site.routes, target)
+                label = candidates[0][0].pattern
+                if method == "OPTIONS":
+                    return _options(site, candidates, headers), label
+                route, raw_params = choose(method, candidates)
+                label = route.pattern
+                params: Mapping[str, object] = path_values(route, raw_params)
+                path = "/" + "/".join(segments)
+                site.routes.remember(method, path, route, params)
+            else:
+                route, params, path, query = known
+                label = route.pattern
+            sent = parse_query(query, route.query_names)
+            vm = named_vm(params, None)
+            caller = _caller(site, route, headers)
+            _authorize(site, route, method, headers, client, caller)
+            body_value: object = None
+            if route.body is not None:
+                body_value = route.body.parse(body, headers.get("Content-Type"))
+            elif body:
+                raise ApiError(UNEXPECTED_BODY, body_refusal(route, body))
+            vm = named_vm(params, body_value)
+            values, bad_value = _query_values(route, sent)
+            req = Request(method, path, params, sent, headers, values, body_value,
+                          trusted(site.access, method, headers) if route.public else True, client,
+                          caller or ANONYMOUS,
+                          Audit(site.audit, _name(caller), client, method, path, vm, started)
+                          if route.needs is Role.CONNECT else NO_AUDIT)  # writes its own line
+            if not route.public:
+                check_target(route, req, site.owners)
+            if route.upgrade:
+                handshake_check(method, headers)
+            if bad_value is not None:
+                raise bad_value
+            if keepable(route, method, body):
+                site.admitted.keep(method, target, headers, client, site.access, route, req, vm)
         response = route.handler(site.app, req)
         handled = True
         if route.upgrade and response.tunnel is not None:

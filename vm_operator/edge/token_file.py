@@ -197,6 +197,12 @@ class NamedTokens:
             self._tokens = tokens
         return len(tokens)
 
+    @property
+    def in_force(self) -> tuple[NamedToken, ...]:
+        """The tokens in force: a new tuple after each reload (what an admission kept under
+        them is not used after it: ``edge/admitted.py``)."""
+        return self._tokens
+
     def find(self, presented: str) -> Caller | None:
         """The caller whose token this is: compared with every entry in constant time."""
         digest = digest_of(presented)
