@@ -95,7 +95,10 @@ class Lifecycle:
 
     def creating(self) -> dict[str, Operation]:
         """The VMs being created, by name: their queued or running create."""
-        return {op.vm: op for op in self.queue.active() if op.kind == "create" and op.vm}
+        active = self.queue.active()
+        if not active:  # what every read finds
+            return {}
+        return {op.vm: op for op in active if op.kind == "create" and op.vm}
 
     # --- operations -------------------------------------------------------------------------
 

@@ -102,6 +102,8 @@ class OperationQueue:
         self._started = False
         self._threads: set[threading.Thread] = set()  # one per running operation, until it ends
         self._seq = 0
+        # what ``active`` answers, made again after a change (None); read without the lock
+        self._active: tuple[Operation, ...] | None = ()
         for op in sorted(restored, key=lambda op: op.seq):
             if not op.finished or op.id in self._entries:
                 raise ValueError(f"operation {op.id} cannot be restored: {op.state} or a duplicate")
@@ -146,6 +148,7 @@ class OperationQueue:
             self._seq += 1
             self._entries[op_id] = entry
             self._queued.append(entry)
+            self._active = None
             if vm is not None:
                 self._names[vm] = op_id
             self._pending.append(OperationEvent(entry.op))
@@ -172,6 +175,7 @@ class OperationQueue:
                 self._set(entry, replace(entry.op, cancel_requested=True))
             elif not running:
                 self._queued.remove(entry)
+                self._active = None
                 self._retire(entry, replace(entry.op, state="cancelled", cancel_requested=True,
                                             finished_at=self._now()))
                 self._schedule()  # a later one it held back may go now
@@ -217,12 +221,17 @@ class OperationQueue:
             return sorted((entry.op for entry in self._entries.values() if not entry.forgotten),
                           key=lambda op: op.seq)
 
-    def active(self) -> list[Operation]:
+    def active(self) -> tuple[Operation, ...]:
         """The running operations in the order they started, then the queued ones in the
-        order they arrived."""
+        order they arrived. Every list and detail asks (what is being created): made once
+        per change, and read without the lock until the next one."""
+        active = self._active
+        if active is not None:
+            return active
         with self._lock:
-            return ([entry.op for entry in self._running.values()]
-                    + [entry.op for entry in self._queued])
+            active = self._active = (*(entry.op for entry in self._running.values()),
+                                     *(entry.op for entry in self._queued))
+            return active
 
     def holder(self, name: str) -> Operation | None:
         """The queued or running operation that holds this VM name."""
@@ -285,6 +294,7 @@ class OperationQueue:
             entry = waiting[index]
             self._queued.remove(entry)
             self._running[entry.op.id] = entry
+            self._active = None
             self._set(entry, replace(entry.op, state="running", started_at=self._now()))
             thread = threading.Thread(target=self._run, args=(entry,),
                                       name=f"operation-{entry.op.id}", daemon=True)
@@ -322,6 +332,7 @@ class OperationQueue:
                 result = failure if result is None else f"{result}; {failure}"
             state: OperationState = "succeeded" if ending is None else ending
             del self._running[op.id]
+            self._active = None
             self._retire(entry, replace(op, state=state, finished_at=self._now(), result=result,
                                         error=error if state == "failed" else None))
             self._schedule()
@@ -342,6 +353,7 @@ class OperationQueue:
 
     def _set(self, entry: Entry, op: Operation) -> None:
         entry.op = op
+        self._active = None
         self._pending.append(OperationEvent(op))
 
     def _retire(self, entry: Entry, op: Operation) -> None:

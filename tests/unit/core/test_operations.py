@@ -567,3 +567,27 @@ def test_an_operation_forgotten_while_it_cleans_up_goes_when_it_ends(
             if event.operation.id == op.id and event.operation.finished]
     assert ends == [("cancelled", False), ("cancelled", True)]  # its end, then it goes
     assert [listed.id for listed in queue.list_operations()] == [waiting.id]
+
+
+def test_the_active_operations_read_after_a_change_show_it(queue: OperationQueue) -> None:
+    """``active`` is made once per change and read without the lock: each change is seen by
+    the next read (what every list and detail shows of the VMs being created)."""
+    moved, go_on = threading.Event(), threading.Event()
+
+    def run(ctx: OperationContext) -> None:
+        ctx.set_progress(57)
+        moved.set()
+        assert go_on.wait(WAIT)
+
+    assert queue.active() == ()
+    op = queue.submit("create", Job(run), vm="vm", image=IMAGE)
+    assert [o.id for o in queue.active()] == [op.id]
+    assert moved.wait(WAIT)
+    assert [(o.state, o.progress) for o in queue.active()] == [("running", 57)]
+    waiting = queue.submit("create", Job(run), vm="other", image=IMAGE)
+    assert [o.id for o in queue.active()] == [op.id, waiting.id]
+    queue.cancel(waiting.id)
+    assert [o.id for o in queue.active()] == [op.id]
+    go_on.set()
+    queue.wait(op.id, WAIT)
+    assert queue.active() == ()
