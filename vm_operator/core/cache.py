@@ -51,9 +51,11 @@ class FreshCache(Generic[T]):
     def get_stamped(self, not_before: float,
                     refresh_after: float | None = None) -> tuple[float, T]:
         """``get``, with the time its fetch started (what a value can be older than)."""
-        last = self._last  # a value good enough and not due for a refresh: no lock taken
+        # a value good enough, and not due for a refresh or being refreshed: no lock taken
+        last = self._last
         if (last is not None and last.error is None and last.started >= not_before
-                and (refresh_after is None or last.started >= refresh_after)):
+                and (refresh_after is None or last.started >= refresh_after
+                     or self._flight_started is not None)):
             return last.started, last.value  # type: ignore[return-value]
         with self._cond:
             while True:

@@ -62,15 +62,15 @@ class Inventory:
         self._version_refresh = threading.Lock()
         self.ip_waiters = IpWaiters(tart.ip, clock.monotonic)
 
-    def _not_before(self, fresh: bool) -> float:
-        """The oldest fetch start a read may use: after every change made through the API,
-        and within ``cache_ttl`` of now for changes made outside it."""
+    def _window(self, fresh: bool) -> tuple[float, float | None]:
+        """What a read may take: the oldest fetch start it may use (after every change made
+        through the API, and within ``cache_ttl`` of now for changes made outside it), and
+        the start before which an answer still served is refreshed ahead (past half its
+        freshness window; None: ``fresh``, asked now)."""
         now = self.clock.monotonic()
-        return now if fresh else max(self._changed_at, now - self.cache_ttl)
-
-    def _refresh_after(self, fresh: bool) -> float | None:
-        """Past half its freshness window a cached answer is still served, and refreshed ahead."""
-        return None if fresh else self.clock.monotonic() - self.cache_ttl / 2
+        if fresh:
+            return now, None
+        return max(self._changed_at, now - self.cache_ttl), now - self.cache_ttl / 2
 
     def changed(self) -> None:
         """A change was made through the API: no later read may answer from before it."""
@@ -97,7 +97,7 @@ class Inventory:
     def list_vms(self, fresh: bool = False) -> list[Vm]:
         if self.cache_ttl <= 0:
             return self.tart.list_vms()
-        return self._list.get(self._not_before(fresh), self._refresh_after(fresh))
+        return self._list.get(*self._window(fresh))
 
     def list_stamped(self, max_age: float) -> tuple[float, list[Vm]]:
         """A listing whose ``tart list`` started at most ``max_age`` seconds ago (and after
@@ -163,7 +163,7 @@ class Inventory:
         if fresh or self.cache_ttl <= 0:
             return self.tart.vm_identity(name)
         cache = self._cache_of(self._identity, name, self.tart.vm_identity)
-        return cache.get(self._not_before(False), self._refresh_after(False))
+        return cache.get(*self._window(False))
 
     def is_macos(self, name: str) -> bool:
         """Whether ``tart get`` says the VM is a macOS guest. A name from Tart's own list

@@ -44,6 +44,10 @@ class Headers(dict[str, str]):
             return list(repeated[key])
         return [self[key]] if key in self else None
 
+    def repeats(self, key: str) -> bool:
+        """Whether the header ``key`` (lower case) was sent more than once."""
+        return key in self.__dict__.get("repeated", ())
+
     def add(self, key: str, value: str) -> None:
         """One more header line; ``key`` is its name in lower case."""
         if key not in self:

@@ -207,13 +207,15 @@ class Handler(BaseHTTPRequestHandler):
         if isinstance(fault, tuple):
             self.send_error(*fault)
             return False
-        connection = (self.headers.get("Connection") or "").lower()
-        if connection == "close":
-            self.close_connection = True
-        elif connection == "keep-alive":
-            self.close_connection = False
-        expect = (self.headers.get("Expect") or "").lower()
-        if expect == "100-continue" and version >= "HTTP/1.1":
+        headers = self.headers
+        if "connection" in headers:  # most requests send neither this nor Expect
+            connection = headers["connection"].lower()
+            if connection == "close":
+                self.close_connection = True
+            elif connection == "keep-alive":
+                self.close_connection = False
+        if ("expect" in headers and headers["expect"].lower() == "100-continue"
+                and version >= "HTTP/1.1"):
             return self.handle_expect_100()
         return True
 
@@ -316,22 +318,23 @@ class Handler(BaseHTTPRequestHandler):
         """The body (b"" when none), or a refusal of the head: ambiguous framing, a missing
         Host, a body too large to read (never read) or chunked. Whether the route takes a
         body is the router's to say."""
-        hosts = self.headers.get_all("Host")
-        if hosts is None and self.request_version == "HTTP/1.1":
+        # read by their lower-case names: what Headers keeps
+        headers: Headers = self.headers  # type: ignore[assignment]
+        if "host" not in headers and self.request_version == "HTTP/1.1":
             return closing(ApiError(BAD_HEADER, "an HTTP/1.1 request must carry a Host "
                                     "header (RFC 9112, section 3.2)").response())
-        if len(hosts or ()) > 1:
+        if headers.repeats("host"):
             return closing(ApiError(BAD_HEADER, "more than one Host header").response())
-        if self.headers.get("Transfer-Encoding") is not None:
+        if "transfer-encoding" in headers:
             takes = route_body(self.server.site.routes, self.command, self.path) is not None
             why = "send a Content-Length" if takes else "no route takes a body"
             return closing(ApiError(LENGTH_REQUIRED,
                                     f"chunked bodies are not accepted: {why}").response())
-        text = self.headers.get("Content-Length")
+        text = headers.get("content-length")
         if text is None:
             return b""
         length = whole_number(text, LENGTH_DIGITS)
-        if length is None or len(self.headers.get_all("Content-Length") or ()) > 1:
+        if length is None or headers.repeats("content-length"):
             return closing(ApiError(BAD_HEADER, "invalid Content-Length: one header, "
                                     f"1 to {LENGTH_DIGITS} ASCII digits").response())
         if length > MAX_BODY:
