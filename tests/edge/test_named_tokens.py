@@ -147,6 +147,13 @@ def test_sighup_reloads_the_tokens_file_and_a_bad_one_is_refused_whole(
     assert _send_as(op, "GET", "/vms", newest)[0] == 401
     assert _send_as(op, "GET", "/vms", late)[0] == 200
     assert _send_as(op, "GET", "/vms", READER)[0] == 200
+
+    # a token taken out of the file is refused at once, though the same read was let in before
+    tokens_file(path, READER)
+    op.proc.send_signal(signal.SIGHUP)
+    assert _wait_for_event(op, "tokens-reloaded", 2)["tokens"] == 1
+    assert _send_as(op, "GET", "/vms", late)[0] == 401
+    assert _send_as(op, "GET", "/vms", READER)[0] == 200
     assert op.proc.poll() is None
 
 

@@ -30,7 +30,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from vm_operator.core.errors import (
     OperationFinished,
@@ -40,13 +40,8 @@ from vm_operator.core.errors import (
 )
 from vm_operator.core.jobs import CancelHook, Entry, Job, OperationContext, attempt, call_hook
 from vm_operator.core.reservations import NameBusy, Reservation, copied_vm, refuse_if_held
-from vm_operator.core.scheduling import MAX_PULLS, MAX_RUNNING, claim_of, startable
-from vm_operator.store.operation_records import (
-    Ending,
-    Operation,
-    OperationEvent,
-    new_operation_id,
-)
+from vm_operator.core.scheduling import MAX_PULLS, MAX_RUNNING, QueueStats, claim_of, startable
+from vm_operator.store.operation_records import Ending, Operation, OperationEvent, new_operation_id
 from vm_operator.vocabulary import OperationKind, OperationState
 
 __all__ = ["CancelHook", "Job", "Listener", "NameBusy", "OperationContext", "OperationQueue",
@@ -55,13 +50,6 @@ __all__ = ["CancelHook", "Job", "Listener", "NameBusy", "OperationContext", "Ope
 log = logging.getLogger(__name__)
 
 Listener = Callable[[OperationEvent], None]
-
-
-@dataclass(frozen=True)
-class QueueStats:
-    running: int
-    queued: int
-    max_queued: int
 
 
 class OperationQueue:
@@ -102,8 +90,7 @@ class OperationQueue:
         self._started = False
         self._threads: set[threading.Thread] = set()  # one per running operation, until it ends
         self._seq = 0
-        # what ``active`` answers, made again after a change (None); read without the lock
-        self._active: tuple[Operation, ...] | None = ()
+        self._active: tuple[Operation, ...] | None = ()  # active's answer; None: make it anew
         for op in sorted(restored, key=lambda op: op.seq):
             if not op.finished or op.id in self._entries:
                 raise ValueError(f"operation {op.id} cannot be restored: {op.state} or a duplicate")
@@ -175,7 +162,6 @@ class OperationQueue:
                 self._set(entry, replace(entry.op, cancel_requested=True))
             elif not running:
                 self._queued.remove(entry)
-                self._active = None
                 self._retire(entry, replace(entry.op, state="cancelled", cancel_requested=True,
                                             finished_at=self._now()))
                 self._schedule()  # a later one it held back may go now
@@ -223,15 +209,14 @@ class OperationQueue:
 
     def active(self) -> tuple[Operation, ...]:
         """The running operations in the order they started, then the queued ones in the
-        order they arrived. Every list and detail asks (what is being created): made once
-        per change, and read without the lock until the next one."""
+        order they arrived: made once per change (``_set``, ``submit``; every list and detail
+        asks what is being created) and read without the lock."""
         active = self._active
-        if active is not None:
-            return active
-        with self._lock:
-            active = self._active = (*(entry.op for entry in self._running.values()),
-                                     *(entry.op for entry in self._queued))
-            return active
+        if active is None:
+            with self._lock:
+                active = self._active = (*(entry.op for entry in self._running.values()),
+                                         *(entry.op for entry in self._queued))
+        return active
 
     def holder(self, name: str) -> Operation | None:
         """The queued or running operation that holds this VM name."""
@@ -294,7 +279,6 @@ class OperationQueue:
             entry = waiting[index]
             self._queued.remove(entry)
             self._running[entry.op.id] = entry
-            self._active = None
             self._set(entry, replace(entry.op, state="running", started_at=self._now()))
             thread = threading.Thread(target=self._run, args=(entry,),
                                       name=f"operation-{entry.op.id}", daemon=True)
@@ -332,7 +316,6 @@ class OperationQueue:
                 result = failure if result is None else f"{result}; {failure}"
             state: OperationState = "succeeded" if ending is None else ending
             del self._running[op.id]
-            self._active = None
             self._retire(entry, replace(op, state=state, finished_at=self._now(), result=result,
                                         error=error if state == "failed" else None))
             self._schedule()

@@ -84,3 +84,12 @@ def startable(running: Sequence[Claim], waiting: Sequence[Claim], *,
         busy.append(claim)
         pulling += claim.pulls
     return chosen
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """How many operations run and wait now, and how many may wait."""
+
+    running: int
+    queued: int
+    max_queued: int
