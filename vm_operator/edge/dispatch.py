@@ -21,7 +21,7 @@ from typing import Any, Generic
 from urllib.parse import quote
 
 from vm_operator.core.errors import OperatorError
-from vm_operator.edge.admitted import Admissions, keepable
+from vm_operator.edge.admitted import Admissions, keepable, tokens_in_force
 from vm_operator.edge.audit import NO_AUDIT, Audit, AuditSink, no_audit
 from vm_operator.edge.authz import ANONYMOUS, Caller, Role
 from vm_operator.edge.body import Body
@@ -169,7 +169,9 @@ def dispatch(
     vm: str | None = None
     handled = False
     try:
-        admitted = site.admitted.get(method, target, headers, client, site.access)
+        admitted = None if body else site.admitted.get(method, target, headers, client,
+                                                        site.access)
+        tokens = tokens_in_force(site.access)  # before the checks: a reload may overtake them
         if admitted is not None:  # this head passed the checks before: only the throttle's left
             route, req, vm = admitted.route, admitted.request, admitted.vm
             label, caller = route.pattern, None if route.public else req.caller
@@ -213,7 +215,7 @@ def dispatch(
             if bad_value is not None:
                 raise bad_value
             if keepable(route, method, body):
-                site.admitted.keep(method, target, headers, client, site.access, route, req, vm)
+                site.admitted.keep(method, target, headers, client, tokens, route, req, vm)
         response = route.handler(site.app, req)
         handled = True
         if route.upgrade and response.tunnel is not None:

@@ -10,6 +10,7 @@ stays frozen: assigning a field still raises.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, TypeVar
 
 C = TypeVar("C", bound=type)
@@ -18,6 +19,11 @@ C = TypeVar("C", bound=type)
 def quick_init(cls: C) -> C:
     """Give the frozen dataclass ``cls`` an ``__init__`` that fills ``__dict__`` at once."""
     fields = dataclasses.fields(cls)
+    made = inspect.signature(vars(cls)["__init__"]).parameters.values()  # the dataclass's own
+    if (hasattr(cls, "__post_init__") or any(spec.kind is not spec.POSITIONAL_OR_KEYWORD
+                                             for spec in made)
+            or [spec.name for spec in made][1:] != [spec.name for spec in fields]):
+        raise TypeError(f"{cls.__name__}: quick_init builds plain positional fields only")
     namespace: dict[str, Any] = {}
     params, values = [], []
     for spec in fields:

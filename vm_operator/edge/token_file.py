@@ -199,8 +199,8 @@ class NamedTokens:
 
     @property
     def in_force(self) -> tuple[NamedToken, ...]:
-        """The tokens in force: a new tuple after each reload (what an admission kept under
-        them is not used after it: ``edge/admitted.py``)."""
+        """The tokens in force, replaced whole by each reload that reads a token (what an
+        admission kept under them is not used after it: ``edge/admitted.py``)."""
         return self._tokens
 
     def find(self, presented: str) -> Caller | None:
