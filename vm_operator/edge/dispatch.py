@@ -171,13 +171,13 @@ def dispatch(
     try:
         admitted = None if body else site.admitted.get(method, target, headers, client,
                                                         site.access)
-        tokens = tokens_in_force(site.access)  # before the checks: a reload may overtake them
         if admitted is not None:  # this head passed the checks before: only the throttle's left
             route, req, vm = admitted.route, admitted.request, admitted.vm
             label, caller = route.pattern, None if route.public else req.caller
             if site.access.authenticated and not route.public:
                 check_throttle(site.throttle, client, time.monotonic())
         else:
+            tokens = tokens_in_force(site.access)  # before the checks: a reload may overtake them
             known = site.routes.resolved(method, target)
             if known is None:
                 segments, query, candidates = _routes_for(site.routes, target)
