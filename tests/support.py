@@ -39,13 +39,14 @@ SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3")
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = WAIT_DEADLINE, interval: float = 0.02,
-             message: str = "") -> T:
+             message: str | Callable[[], str] = "") -> T:
     """Poll ``predicate`` until it returns something truthy (returned), or fail at the deadline.
 
     The deadline only bounds a condition that never comes (a poll ends as soon as it holds), so
     it is no speed requirement: on a loaded 2-core CI machine one Tart call (an interpreter
     start) takes seconds, and a 5 s default failed conditions that were merely slow. A test of
-    a promised delay passes its own, and speed goals live in scripts/bench.py."""
+    a promised delay passes its own, and speed goals live in scripts/bench.py. A callable
+    ``message`` is asked at the deadline: what the failure found, not what there was before."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -53,7 +54,8 @@ def wait_for(predicate: Callable[[], T], timeout: float = WAIT_DEADLINE, interva
             return value
         if time.monotonic() >= deadline:
             import pytest  # only here: sshd_env.py runs by hand without it
-            pytest.fail(f"condition not reached within {timeout:g} s: {message or predicate}")
+            told = message() if callable(message) else message
+            pytest.fail(f"condition not reached within {timeout:g} s: {told or predicate}")
         time.sleep(interval)
 
 

@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option("--naive-drain", float, 30, 3,
            "seconds the --cache-ttl 0 reference may take to finish in-flight requests past its "
            "duration before they are abandoned")
-    option("--rounds", int, 3, 1, "alternating bare/operator rounds per client count")
+    option("--rounds", int, 5, 1, "alternating bare/operator rounds per client count (ratios "
+           "are their median: two rounds disturbed by the rest of the machine move nothing)")
     p.add_argument("--clients", default="1,16,64", help="client counts (default 1,16,64)")
     option("--drain", float, 10, 2,
            "seconds the cached operator may take to finish in-flight requests (slow writes of "

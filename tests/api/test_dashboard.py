@@ -173,7 +173,14 @@ class Page:
 
     def wait_state(self, name: str, state: str) -> None:
         wait_for(lambda: self.state(name) == state, WAIT,
-                 message=f"{name} says {state} (it says {self.state(name)!r})")
+                 message=lambda: f"{name} says {state} (it says {self.state(name)!r}; the page "
+                                 f"tells {self.told()!r})")
+
+    def told(self) -> str:
+        """What the page tells the user beside the table: its notices and a refused create."""
+        return str(self.script(
+            "return [...document.querySelectorAll('#banner, #notice, #create-refusal, #create-label')]"
+            ".map((e) => `${e.id}: ${e.innerText}`).join(' | ');"))
 
     def visible(self, css: str) -> bool:
         found = self.all(css)
