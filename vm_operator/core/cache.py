@@ -18,6 +18,15 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 
+def refresh_age(ttl: float, fetch_seconds: float) -> float:
+    """How old a value kept for ``ttl`` seconds gets before a read refreshes it ahead: when
+    about twice its last fetch's time (``fetch_seconds``) is left of the TTL, never less than
+    a quarter of it and never more than half. Steady reads then never wait for the fetch, and
+    a quick one runs about once per three quarters of the TTL, not once per half of it."""
+    lead = min(max(2 * fetch_seconds, ttl / 4), ttl / 2)
+    return ttl - lead
+
+
 @dataclass(frozen=True)
 class _Outcome(Generic[T]):
     started: float
@@ -96,6 +105,12 @@ class FreshCache(Generic[T]):
             self._cond.wait()
         assert self._last is not None
         return self._last.started, _unwrap(self._last)
+
+    @property
+    def fetch_seconds(self) -> float:
+        """How long the last fetch took (0 before the first has ended)."""
+        last = self._last
+        return last.ended - last.started if last is not None else 0.0
 
     def peek(self) -> T | None:
         """The last good value, however old: for metrics, never for answers."""

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from vm_operator.core.cache import Derived, FreshCache, cache_for
+from vm_operator.core.cache import Derived, FreshCache, cache_for, refresh_age
 from vm_operator.core.clock import Clock
 from vm_operator.core.errors import (
     NotReady,
@@ -62,15 +62,16 @@ class Inventory:
         self._version_refresh = threading.Lock()
         self.ip_waiters = IpWaiters(tart.ip, clock.monotonic)
 
-    def _window(self, fresh: bool) -> tuple[float, float | None]:
-        """What a read may take: the oldest fetch start it may use (after every change made
-        through the API, and within ``cache_ttl`` of now for changes made outside it), and
-        the start before which an answer still served is refreshed ahead (past half its
-        freshness window; None: ``fresh``, asked now)."""
+    def _window(self, cache: FreshCache[T], fresh: bool) -> tuple[float, float | None]:
+        """What a read of ``cache`` may take: the oldest fetch start it may use (after every
+        change made through the API, and within ``cache_ttl`` of now for changes made outside
+        it), and the start before which an answer still served is refreshed ahead (when about
+        twice its fetch's time is left: ``refresh_age``; None: ``fresh``, asked now)."""
         now = self.clock.monotonic()
         if fresh:
             return now, None
-        return max(self._changed_at, now - self.cache_ttl), now - self.cache_ttl / 2
+        return (max(self._changed_at, now - self.cache_ttl),
+                now - refresh_age(self.cache_ttl, cache.fetch_seconds))
 
     def changed(self) -> None:
         """A change was made through the API: no later read may answer from before it."""
@@ -97,7 +98,7 @@ class Inventory:
     def list_vms(self, fresh: bool = False) -> list[Vm]:
         if self.cache_ttl <= 0:
             return self.tart.list_vms()
-        return self._list.get(*self._window(fresh))
+        return self._list.get(*self._window(self._list, fresh))
 
     def list_stamped(self, max_age: float) -> tuple[float, list[Vm]]:
         """A listing whose ``tart list`` started at most ``max_age`` seconds ago (and after
@@ -163,7 +164,7 @@ class Inventory:
         if fresh or self.cache_ttl <= 0:
             return self.tart.vm_identity(name)
         cache = self._cache_of(self._identity, name, self.tart.vm_identity)
-        return cache.get(*self._window(False))
+        return cache.get(*self._window(cache, False))
 
     def is_macos(self, name: str) -> bool:
         """Whether ``tart get`` says the VM is a macOS guest. A name from Tart's own list

@@ -169,7 +169,8 @@ TTL = 1.0
 
 
 def plain_read(cache: FreshCache[int], clock: Clock) -> int:
-    """What VmService asks of its caches for a read: within the TTL, refreshed past half of it."""
+    """A read within the TTL, refreshed ahead past half of it (the earliest ``refresh_age``
+    gives: VmService's reads of a quick fetch wait longer, tests/unit/core/test_refresh_ahead.py)."""
     now = clock()
     return cache.get(now - TTL, refresh_after=now - TTL / 2)
 
