@@ -3,7 +3,7 @@
 
 Run it from a checkout, with the interpreter you serve with (stdlib only):
 
-    .venv/bin/python scripts/bench.py            # full run, Markdown on stdout (~17 min)
+    .venv/bin/python scripts/bench.py            # full run, Markdown on stdout (~21 min)
     .venv/bin/python scripts/bench.py --quick    # smoke run (~2 min)
     .venv/bin/python scripts/bench.py --reads-only --tls-only   # the read path alone
     .venv/bin/python scripts/bench.py --json     # the same figures as JSON
