@@ -102,6 +102,12 @@ def in_terminal(argv: list[str], home: str) -> int:
         for number in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
                        signal.SIGPIPE):
             signal.signal(number, signal.SIG_DFL)
+        # Tart gone before that: its hangup came while SIGHUP was still ignored, and was lost.
+        # The terminal says so (POLLHUP): the hangup ends the command now, as it would have.
+        hung_up = select.poll()
+        hung_up.register(0, select.POLLIN)
+        if any(events & select.POLLHUP for _fd, events in hung_up.poll(0)):
+            os.kill(os.getpid(), signal.SIGHUP)
         if size is not None:
             fcntl.ioctl(0, termios.TIOCSWINSZ, size)
         try:
