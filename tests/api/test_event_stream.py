@@ -245,6 +245,25 @@ def test_changes_made_outside_are_told_while_anyone_watches(operator_factory: Fa
         assert (deleted.data["vm"], deleted.data["data"]) == ("made-outside", {"cause": "outside"})
 
 
+def test_a_brief_outside_run_a_read_saw_is_told_though_the_poller_missed_it(
+        operator_factory: Factory) -> None:
+    # the poller looks once at the subscription, then every 5 s: the run lives between two
+    # looks, and only the reads' listings see it
+    op = fast(operator_factory, "--watch-interval", "5")
+    with EventReader(op.port) as reader:
+        assert reader.next() is not None
+        run = op.spawn_run(VM)
+        wait_for(lambda: op.ok("GET", f"/vms/{VM}")["state"] == "running", 20,
+                 message=f"{VM} read as running")
+        run.send_signal(signal.SIGINT)
+        run.wait(10)
+        told = [(block.data["vm"], block.data["data"]["from"], block.data["data"]["to"],
+                 block.data["data"]["cause"]) for block in
+                [reader.next_event(20, "vm.state"), reader.next_event(20, "vm.state")]
+                if block is not None]
+        assert told == [(VM, "stopped", "running", "outside"), (VM, "running", "stopped", "outside")]
+
+
 def test_a_run_of_the_operator_that_ends_by_itself_is_told_exited(
         operator_factory: Factory) -> None:
     op = fast(operator_factory)

@@ -61,6 +61,9 @@ class Inventory:
         self._version: str | None = None
         self._version_refresh = threading.Lock()
         self.ip_waiters = IpWaiters(tart.ip, clock.monotonic)
+        # told of every listing fetched, with when its tart list began, before any reader
+        # gets it: the watcher (the states a read answers with are the states the stream told)
+        self.on_fetched: Callable[[float, list[Vm]], None] = lambda started, vms: None
 
     def _window(self, cache: FreshCache[T], fresh: bool) -> tuple[float, float | None]:
         """What a read of ``cache`` may take: the oldest fetch start it may use (after every
@@ -85,7 +88,9 @@ class Inventory:
 
     def _fetch_list(self) -> list[Vm]:
         """``tart list``; a VM it no longer shows (deleted or renamed outside the operator)
-        loses its cached configuration: one created again under its name is another VM."""
+        loses its cached configuration: one created again under its name is another VM.
+        ``on_fetched`` is told of it before any reader gets it."""
+        started = self.clock.monotonic()
         vms = self.tart.list_vms()
         names = {vm["name"] for vm in vms}
         with self._guard:
@@ -93,11 +98,12 @@ class Inventory:
                 del self._info[gone]
             for gone in [name for name in self._identity if name not in names]:
                 del self._identity[gone]
+        self.on_fetched(started, vms)
         return vms
 
     def list_vms(self, fresh: bool = False) -> list[Vm]:
         if self.cache_ttl <= 0:
-            return self.tart.list_vms()
+            return self._fetch_list()
         return self._list.get(*self._window(self._list, fresh))
 
     def list_stamped(self, max_age: float) -> tuple[float, list[Vm]]:
@@ -106,7 +112,7 @@ class Inventory:
         with the requests' reads, so one ``tart list`` serves them and every watcher."""
         if self.cache_ttl <= 0:
             started = self.clock.monotonic()
-            return started, self.tart.list_vms()
+            return started, self._fetch_list()
         return self._list.get_stamped(max(self._changed_at, self.clock.monotonic() - max_age))
 
     def ready(self) -> int:

@@ -103,6 +103,7 @@ class VmService:
         self.tunnels = Tunnels(lambda name: self.inventory.ip(name, 0), tart.connect,
                                self.events, clock.monotonic)
         self.poller.on_listing = self._look_at_readiness
+        self.inventory.on_fetched = self.poller.fetched
         self._details: Derived[ManagedVmDetail] = Derived()  # describe's, by VM
         operations.add_listener(self.ephemeral.operation_changed)
         operations.add_listener(self.reconciler.operation_changed)

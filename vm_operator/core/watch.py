@@ -10,8 +10,10 @@ looks at one shared ``tart list`` per interval (the inventory's cached listing: 
 fresh listing serves it too) and publishes what changed since the bus last told — ``vm.state``
 with cause ``outside``, ``vm.created``, ``vm.deleted`` — for the local VMs that no change of
 the operator holds and that the bus has not told of since the listing began, so a change made
-through the API is never reported twice. Nobody watching: the thread waits, and asks Tart
-nothing. A hundred watchers cost what one costs: they share the thread and the listing.
+through the API is never reported twice. Each look first goes through the listings fetched
+for others since the last one (``fetched``, oldest first): a state a read answered with is told
+too, though it was gone by the poller's own listing. Nobody watching: the thread waits, and asks
+Tart nothing. A hundred watchers cost what one costs: they share the thread and the listing.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 EXISTS = ""  # a VM the bus told was created, whose state it has not told yet
 MAX_REMEMBERED = 2000  # VMs whose last word is kept; the oldest go first past it
+MAX_PENDING = 32  # listings fetched for others kept for the next look; the oldest go first
 
 
 class VmStates:
@@ -159,6 +162,9 @@ class ListingPoller:
         self._thread: threading.Thread | None = None
         self._seeded = False
         self._looking = threading.Lock()  # one look at a time
+        self._last_started = float("-inf")  # when the newest listing looked at began
+        self._pending: list[tuple[float, list[Vm]]] = []  # fetched for others since the last look
+        self._pending_guard = threading.Lock()
         self.looks = 0  # how many listings it has looked at (tests and the benchmark)
         # called with each listing looked at, after its events (the readiness of running VMs)
         self.on_listing: Callable[[list[Vm]], None] = lambda listed: None
@@ -204,22 +210,48 @@ class ListingPoller:
                 log.exception("listing poller: a look failed")
             took = self.states.monotonic() - began
 
+    def fetched(self, started: float, listed: list[Vm]) -> None:
+        """A listing was fetched for someone else (a request, a refresh ahead): kept for the
+        next look while anyone watches, so that a state a read answered with is told on the
+        stream though it was gone by then (a VM started and stopped between two looks). Only
+        kept here, never looked at: what fetched it is not kept waiting."""
+        if self.bus.watchers() == 0:
+            return
+        with self._pending_guard:
+            self._pending.append((started, listed))
+            del self._pending[:-MAX_PENDING]  # the newest (a Tart listed many times a second)
+
     def look(self) -> None:
-        """One listing, and the events it shows. The first one only learns the states."""
+        """One listing, and the events it shows, after those of the listings fetched since
+        the last look, oldest first; one older than a listing already looked at is passed
+        over. The first one only learns the states."""
+        started, listed = self._list_vms(self.interval / 4)
+        self.looks += 1
+        with self._pending_guard:
+            pending, self._pending = self._pending, []
         with self._looking:
-            started, listed = self._list_vms(self.interval / 4)
-            self.looks += 1
-            known, heard = self.states.snapshot()
-            if not self._seeded:
-                self._seeded = True
-                self.states.seed({vm["name"]: vm["state"] for vm in listed
-                                  if vm["source"] == "local" and vm["name"] not in heard})
-                return
-            for name, before, after in vm_changes(listed, known, heard, started, self._held):
-                if after is None:
-                    self.states.deleted(name, "outside")
-                elif before is None:
-                    self.states.created(name, None, after, "outside")
-                else:
-                    self.states.changed(name, before, after, "outside")
-        self.on_listing(listed)
+            told = [vms for when, vms in sorted([*pending, (started, listed)],
+                                                key=lambda seen: seen[0]) if self._tell(when, vms)]
+        if told:
+            self.on_listing(told[-1])
+
+    def _tell(self, started: float, listed: list[Vm]) -> bool:
+        """The events of one listing (the first one only learns the states); False when it
+        was passed over or only learnt (the caller holds ``_looking``)."""
+        if started < self._last_started:
+            return False
+        self._last_started = started
+        known, heard = self.states.snapshot()
+        if not self._seeded:
+            self._seeded = True
+            self.states.seed({vm["name"]: vm["state"] for vm in listed
+                              if vm["source"] == "local" and vm["name"] not in heard})
+            return False
+        for name, before, after in vm_changes(listed, known, heard, started, self._held):
+            if after is None:
+                self.states.deleted(name, "outside")
+            elif before is None:
+                self.states.created(name, None, after, "outside")
+            else:
+                self.states.changed(name, before, after, "outside")
+        return True

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from vm_operator.core.events import EventBus
+from vm_operator.core.events import EventBus, Subscription
 from vm_operator.core.watch import EXISTS, ListingPoller, VmStates, vm_changes
 from vm_operator.tart.records import Vm
 
@@ -103,6 +103,61 @@ def test_what_the_operator_told_itself_is_not_told_again() -> None:
         watcher.look()
         told = [sub.get(0), sub.get(0)]
         assert [e.data["cause"] for e in told if e is not None] == ["api"]
+    finally:
+        sub.close()
+        watcher.stop()
+
+
+def told_states(sub: Subscription) -> list[tuple[str | None, object, object]]:
+    """The vm.state events a subscription holds now, as (vm, from, to)."""
+    found = []
+    while (event := sub.get(0)) is not None:
+        if event.type == "vm.state":
+            found.append((event.vm, event.data["from"], event.data["to"]))
+    return found
+
+
+def test_a_state_a_read_was_answered_with_is_told_though_gone_by_the_next_look() -> None:
+    lister = Lister(vm("a"))
+    bus, _, watcher = bus_and_watcher(lister)
+    sub = bus.subscribe()  # learns "stopped" at 1.0
+    try:
+        watcher.fetched(1.5, [vm("a", "running")])  # a request's listing: a brief run
+        watcher.look()  # its own, at 2.0: stopped again
+        assert told_states(sub) == [("a", "stopped", "running"), ("a", "running", "stopped")]
+    finally:
+        sub.close()
+        watcher.stop()
+
+
+def test_a_listing_older_than_one_looked_at_is_passed_over() -> None:
+    lister = Lister(vm("a"))
+    bus, _, watcher = bus_and_watcher(lister)
+    sub = bus.subscribe()  # 1.0
+    try:
+        watcher.fetched(2.5, [vm("a", "running")])
+        watcher.look()  # its own began at 2.0, before the fetched one: that one is the news
+        assert told_states(sub) == [("a", "stopped", "running")]
+        watcher.fetched(2.2, [vm("a", "stopped")])  # older than what was looked at
+        lister.vms = [vm("a", "running")]
+        watcher.look()
+        assert told_states(sub) == []
+    finally:
+        sub.close()
+        watcher.stop()
+
+
+def test_nothing_fetched_is_kept_while_nobody_watches() -> None:
+    lister = Lister(vm("a"))
+    bus, _, watcher = bus_and_watcher(lister)
+    sub = bus.subscribe()  # learns "stopped" at 1.0
+    sub.close()
+    bus.watchers()  # the closed subscription is gone
+    watcher.fetched(1.5, [vm("a", "running")])  # nobody watches: not kept
+    sub = bus.subscribe()
+    try:
+        watcher.look()  # 2.0: stopped, as learnt
+        assert told_states(sub) == []
     finally:
         sub.close()
         watcher.stop()
