@@ -17,7 +17,7 @@ from .errors import EX_USAGE, TartError
 from .files import atomic_write, say
 from .knobs import current, declared, load
 from .locks import gc_tmp
-from .registry import maybe_seed
+from .storage import vms_root
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would slow every call
 if TYPE_CHECKING:
@@ -186,6 +186,13 @@ def hang_with_a_child(pid_file: Path) -> None:
         finally:
             os._exit(0)  # never run the parent's exit path (call log) in the child
     atomic_write(pid_file, f"{child}\n")
+
+
+def maybe_seed() -> None:
+    """TART_SIM_SEED=demo: the first call makes the demo VMs (only then is the registry,
+    a heavy module, imported)."""
+    if current().seed == "demo" and not vms_root().exists():
+        importlib.import_module(".registry", __package__).seed_demo()
 
 
 def dispatch(argv: list[str]) -> int:

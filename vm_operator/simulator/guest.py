@@ -8,33 +8,18 @@ import json
 import os
 import signal
 import socket
-import sys
 import time
-import zlib
 from pathlib import Path
 
 from .errors import TartError, not_suspendable
 from .files import atomic_write, say
 from .knobs import current
 from .services import Services, parse_services
-from .storage import GUEST_EXIT_FILE, RUNTIME_FILE, STATE_FILE, tart_home, touch_accessed
+from .storage import GUEST_EXIT_FILE, RUNTIME_FILE, STATE_FILE, ip_of, touch_accessed
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would slow every call
 if TYPE_CHECKING:
     from .files import Json
-
-
-def ip_of(name: str) -> str:
-    """The guest's address: TART_SIM_GUEST_IP for every VM, else a loopback address of its own
-    (127.A.B.C, never 127.0.0.x, stable for one TART_HOME and name) where Linux can listen on
-    it, else 127.0.0.1."""
-    fixed = current().guest_ip
-    if fixed:
-        return fixed
-    if not sys.platform.startswith("linux"):
-        return "127.0.0.1"
-    bits = zlib.crc32(f"{tart_home()}\0{name}".encode())
-    return f"127.{1 + bits % 254}.{bits >> 8 & 255}.{1 + (bits >> 16) % 254}"
 
 
 def guest_port() -> int:

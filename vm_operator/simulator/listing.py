@@ -10,10 +10,9 @@ from pathlib import Path
 
 from .errors import TartError
 from .files import ago, iso, read_json, say
-from .guest import ip_of
 from .knobs import current
 from .locks import lock_holder, vm_state
-from .storage import RUNTIME_FILE, accessed, existing, local_entries, oci_entries
+from .storage import RUNTIME_FILE, accessed, existing, ip_of, local_entries, oci_entries
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would slow every call
 if TYPE_CHECKING:

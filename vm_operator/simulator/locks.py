@@ -8,14 +8,12 @@ import contextlib
 import errno
 import fcntl
 import os
-import shutil
 import struct
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from .files import read_json, say
+from .files import make_temp_dir, read_json, remove_tree, say
 from .storage import RUNTIME_FILE, STATE_FILE, tmp_root
 
 
@@ -56,7 +54,7 @@ def locked_tmp_dir(name: str = "") -> tuple[Path, int]:
     if such a gc removed it between its creation and our lock."""
     tmp_root().mkdir(parents=True, exist_ok=True)
     while True:
-        d = tmp_root() / name if name else Path(tempfile.mkdtemp(prefix="", dir=tmp_root()))
+        d = tmp_root() / name if name else make_temp_dir(tmp_root(), "")
         d.mkdir(exist_ok=True)
         try:
             fd = lock_dir(d)
@@ -80,7 +78,7 @@ def gc_tmp() -> None:
             fd = try_lock_dir(tmp_root() / n)
             if fd is not None:
                 try:
-                    shutil.rmtree(tmp_root() / n, ignore_errors=True)
+                    remove_tree(tmp_root() / n)
                 finally:
                     os.close(fd)
 

@@ -247,10 +247,9 @@ def seed_image(name: str) -> None:
             raise
 
 
-def maybe_seed() -> None:
-    """TART_SIM_SEED=demo: create demo VMs once, race-safe via mkdtemp + rename."""
-    if current().seed != "demo" or vms_root().exists():
-        return
+def seed_demo() -> None:
+    """Create the demo VMs (TART_SIM_SEED=demo), race-safe via mkdtemp + rename: of calls
+    made at once, one makes vms/ and the others leave it."""
     home = tart_home()
     home.mkdir(parents=True, exist_ok=True)
     seed_image(DEMO_OCI)  # first, so whoever sees vms/ also sees the image

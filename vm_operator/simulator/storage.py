@@ -9,14 +9,14 @@ import errno
 import json
 import os
 import re
-import shutil
-import tempfile
+import sys
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 from .errors import TartError, does_not_exist
-from .files import name_hash
+from .files import make_temp_dir, name_hash, remove_tree
 from .knobs import current
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would slow every call
@@ -33,6 +33,19 @@ RUN_GATE_FILE = ".tart-sim-run-gate"  # while it exists, `run` waits before it t
 
 def tart_home() -> Path:
     return Path(current().tart_home or Path.home() / ".tart")
+
+
+def ip_of(name: str) -> str:
+    """The guest's address: TART_SIM_GUEST_IP for every VM, else a loopback address of its own
+    (127.A.B.C, never 127.0.0.x, stable for one TART_HOME and name) where Linux can listen on
+    it, else 127.0.0.1."""
+    fixed = current().guest_ip
+    if fixed:
+        return fixed
+    if not sys.platform.startswith("linux"):
+        return "127.0.0.1"
+    bits = zlib.crc32(f"{tart_home()}\0{name}".encode())
+    return f"127.{1 + bits % 254}.{bits >> 8 & 255}.{1 + (bits >> 16) % 254}"
 
 
 def vms_root() -> Path:
@@ -222,12 +235,12 @@ def fill_vm(d: Path, config: Json, when: float | None = None) -> None:
 def install_dir(target: Path, fill: Callable[[Path], None]) -> None:
     """Build in a hidden sibling, then rename: readers see all or nothing."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    tmp = make_temp_dir(target.parent, ".tmp-")
     try:
         fill(tmp)
         os.rename(tmp, target)  # fails if the target exists and is not empty
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
         raise
 
 
@@ -247,7 +260,7 @@ def replace_dir(source: Path, target: Path) -> None:
     else:
         os.rename(target, old)
     os.rename(source, target)
-    shutil.rmtree(old, ignore_errors=True)
+    remove_tree(old)
 
 
 def write_config(path: Path, config: Json) -> None:
