@@ -3,6 +3,9 @@ and that nobody watching means no listing."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 
 from vm_operator.core.events import EventBus, Subscription
@@ -93,19 +96,26 @@ def test_nobody_watching_lists_nothing_and_the_first_watcher_learns_the_states()
         watcher.stop()
 
 
-def test_what_the_operator_told_itself_is_not_told_again() -> None:
-    lister = Lister(vm("a"))
+@contextmanager
+def watching(lister: Lister) -> Iterator[tuple[VmStates, ListingPoller, Subscription]]:
+    """A watcher over ``lister`` and one subscription (which made it learn the states)."""
     bus, states, watcher = bus_and_watcher(lister)
     sub = bus.subscribe()
     try:
+        yield states, watcher, sub
+    finally:
+        sub.close()
+        watcher.stop()
+
+
+def test_what_the_operator_told_itself_is_not_told_again() -> None:
+    lister = Lister(vm("a"))
+    with watching(lister) as (states, watcher, sub):
         states.changed("a", "stopped", "running")  # an API start, told with cause api
         lister.vms = [vm("a", "running")]
         watcher.look()
         told = [sub.get(0), sub.get(0)]
         assert [e.data["cause"] for e in told if e is not None] == ["api"]
-    finally:
-        sub.close()
-        watcher.stop()
 
 
 def told_states(sub: Subscription) -> list[tuple[str | None, object, object]]:
@@ -118,23 +128,15 @@ def told_states(sub: Subscription) -> list[tuple[str | None, object, object]]:
 
 
 def test_a_state_a_read_was_answered_with_is_told_though_gone_by_the_next_look() -> None:
-    lister = Lister(vm("a"))
-    bus, _, watcher = bus_and_watcher(lister)
-    sub = bus.subscribe()  # learns "stopped" at 1.0
-    try:
+    with watching(Lister(vm("a"))) as (_, watcher, sub):  # learnt "stopped" at 1.0
         watcher.fetched(1.5, [vm("a", "running")])  # a request's listing: a brief run
         watcher.look()  # its own, at 2.0: stopped again
         assert told_states(sub) == [("a", "stopped", "running"), ("a", "running", "stopped")]
-    finally:
-        sub.close()
-        watcher.stop()
 
 
 def test_a_listing_older_than_one_looked_at_is_passed_over() -> None:
     lister = Lister(vm("a"))
-    bus, _, watcher = bus_and_watcher(lister)
-    sub = bus.subscribe()  # 1.0
-    try:
+    with watching(lister) as (_, watcher, sub):  # learnt at 1.0
         watcher.fetched(2.5, [vm("a", "running")])
         watcher.look()  # its own began at 2.0, before the fetched one: that one is the news
         assert told_states(sub) == [("a", "stopped", "running")]
@@ -142,9 +144,6 @@ def test_a_listing_older_than_one_looked_at_is_passed_over() -> None:
         lister.vms = [vm("a", "running")]
         watcher.look()
         assert told_states(sub) == []
-    finally:
-        sub.close()
-        watcher.stop()
 
 
 def test_nothing_fetched_is_kept_while_nobody_watches() -> None:
