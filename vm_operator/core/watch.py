@@ -11,8 +11,8 @@ fresh listing serves it too) and publishes what changed since the bus last told 
 with cause ``outside``, ``vm.created``, ``vm.deleted`` — for the local VMs that no change of
 the operator holds and that the bus has not told of since the listing began, so a change made
 through the API is never reported twice. Each look first goes through the listings fetched
-for others since the last one (``fetched``, oldest first): a state a read answered with is told
-too, though it was gone by the poller's own listing. Nobody watching: the thread waits, and asks
+since the last one (for requests too: ``fetched``), oldest first: a state a read answered with is
+told too, though it was gone by the poller's own listing. Nobody watching: the thread waits, and asks
 Tart nothing. A hundred watchers cost what one costs: they share the thread and the listing.
 """
 
@@ -106,21 +106,32 @@ class VmStates:
             return name in self._busy
 
     def changed(self, name: str, before: str | None, after: str, cause: str = "api",
-                exit_code: int | None = None) -> None:
-        """``vm.state`` from ``before`` to ``after``, unless nothing changed."""
+                exit_code: int | None = None) -> Event | None:
+        """``vm.state`` from ``before`` to ``after`` (returned), unless nothing changed."""
         if before == after:
-            return
-        self.bus.publish(VM_STATE.about(name, {"from": before, "to": after, "cause": cause,
-                                               "exit_code": exit_code}))
+            return None
+        return self.bus.publish(VM_STATE.about(name, {"from": before, "to": after, "cause": cause,
+                                                      "exit_code": exit_code}))
 
     def created(self, name: str, operation: str | None, state: str = "stopped",
-                cause: str = "api") -> None:
-        """A new VM: ``vm.created``, then its first ``vm.state``."""
+                cause: str = "api") -> Event | None:
+        """A new VM: ``vm.created``, then its first ``vm.state`` (returned)."""
         self.bus.publish(VM_CREATED.about(name, {"operation": operation}))
-        self.changed(name, None, state, cause)
+        return self.changed(name, None, state, cause)
 
-    def deleted(self, name: str, cause: str = "api") -> None:
-        self.bus.publish(VM_DELETED.about(name, {"cause": cause}))
+    def deleted(self, name: str, cause: str = "api") -> Event:
+        return self.bus.publish(VM_DELETED.about(name, {"cause": cause}))
+
+    def observed(self, event: Event | None, started: float) -> None:
+        """``event`` told what a listing that began at ``started`` showed: the VM counts as
+        told of then, not when it was published, so that a later listing (one of the same
+        look) tells its next change; unless another word of it came meanwhile."""
+        if event is None or event.vm is None:
+            return
+        with self._lock:
+            last = self._heard.get(event.vm)
+            if last is not None and last[0] == event.id:
+                self._heard[event.vm] = (event.id, started)
 
 
 def vm_changes(listed: list[Vm], known: dict[str, str], heard: dict[str, float],
@@ -172,8 +183,13 @@ class ListingPoller:
 
     def _watchers_changed(self, count: int) -> None:
         """A watcher came or went. The first one waits for the first look (which only learns
-        the states), so that every change after its subscription is told."""
+        the states), so that every change after its subscription is told. The last one gone,
+        the listings kept for the next look go too: a later watcher is told what changed
+        since the bus last told, not what was seen meanwhile."""
         if count <= 0:
+            if self.bus.watchers() == 0:
+                with self._pending_guard:
+                    self._pending.clear()
             return
         if not self._seeded:
             try:
@@ -211,7 +227,7 @@ class ListingPoller:
             took = self.states.monotonic() - began
 
     def fetched(self, started: float, listed: list[Vm]) -> None:
-        """A listing was fetched for someone else (a request, a refresh ahead): kept for the
+        """A listing was fetched (for a request, a refresh ahead, or a look): kept for the
         next look while anyone watches, so that a state a read answered with is told on the
         stream though it was gone by then (a VM started and stopped between two looks). Only
         kept here, never looked at: what fetched it is not kept waiting."""
@@ -226,14 +242,15 @@ class ListingPoller:
         the last look, oldest first; one older than a listing already looked at is passed
         over. The first one only learns the states."""
         started, listed = self._list_vms(self.interval / 4)
-        self.looks += 1
         with self._pending_guard:
             pending, self._pending = self._pending, []
         with self._looking:
+            self.looks += 1
+            seeded = self._seeded
             told = [vms for when, vms in sorted([*pending, (started, listed)],
                                                 key=lambda seen: seen[0]) if self._tell(when, vms)]
-        if told:
-            self.on_listing(told[-1])
+        if seeded:  # the running VMs of the newest listing looked at
+            self.on_listing(told[-1] if told else listed)
 
     def _tell(self, started: float, listed: list[Vm]) -> bool:
         """The events of one listing (the first one only learns the states); False when it
@@ -248,10 +265,12 @@ class ListingPoller:
                               if vm["source"] == "local" and vm["name"] not in heard})
             return False
         for name, before, after in vm_changes(listed, known, heard, started, self._held):
+            told: Event | None
             if after is None:
-                self.states.deleted(name, "outside")
+                told = self.states.deleted(name, "outside")
             elif before is None:
-                self.states.created(name, None, after, "outside")
+                told = self.states.created(name, None, after, "outside")
             else:
-                self.states.changed(name, before, after, "outside")
+                told = self.states.changed(name, before, after, "outside")
+            self.states.observed(told, started)
         return True

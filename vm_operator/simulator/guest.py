@@ -1,5 +1,5 @@
-"""The simulated guest: its address (a loopback one), its boot, its listening port (its
-"sshd"), and its end (shut down, suspended, or ended by itself)."""
+"""The simulated guest: its boot, its listening port (its "sshd", on the address
+``storage.ip_of`` gives it), and its end (shut down, suspended, or ended by itself)."""
 
 from __future__ import annotations
 

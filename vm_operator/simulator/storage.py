@@ -1,6 +1,7 @@
 """Where Tart keeps things under ``$TART_HOME``: local VMs (``vms/NAME``), the OCI cache
 (``cache/OCIs``, by host, namespace, tag and digest) and temporary directories (``tmp``); VM
-directories made, moved and read as Tart does."""
+directories made, moved and read as Tart does; and each guest's address (``ip_of``), which
+follows from TART_HOME and the VM's name."""
 
 from __future__ import annotations
 

@@ -67,8 +67,9 @@ class Lister:
 
 def bus_and_watcher(lister: Lister) -> tuple[EventBus, VmStates, ListingPoller]:
     bus = EventBus(lambda: "2026-01-01T00:00:00Z")
-    clock = iter(range(10**6))
-    states = VmStates(bus, lambda: float(next(clock)) / 1000)  # told long before any listing
+    # what the bus hears, it hears after the newest listing began: as on a real clock, where
+    # a listing is told once it has ended
+    states = VmStates(bus, lambda: lister.now + 0.1)
     watcher = ListingPoller(states, lister, lambda name: False, interval=60)
     return bus, states, watcher
 
@@ -130,7 +131,7 @@ def told_states(sub: Subscription) -> list[tuple[str | None, object, object]]:
 def test_a_state_a_read_was_answered_with_is_told_though_gone_by_the_next_look() -> None:
     with watching(Lister(vm("a"))) as (_, watcher, sub):  # learnt "stopped" at 1.0
         watcher.fetched(1.5, [vm("a", "running")])  # a request's listing: a brief run
-        watcher.look()  # its own, at 2.0: stopped again
+        watcher.look()  # its own, at 2.0: stopped again (told running at 2.1, after it began)
         assert told_states(sub) == [("a", "stopped", "running"), ("a", "running", "stopped")]
 
 
@@ -156,6 +157,21 @@ def test_nothing_fetched_is_kept_while_nobody_watches() -> None:
     sub = bus.subscribe()
     try:
         watcher.look()  # 2.0: stopped, as learnt
+        assert told_states(sub) == []
+    finally:
+        sub.close()
+        watcher.stop()
+
+
+def test_what_was_fetched_before_the_last_watcher_left_is_not_told_to_the_next() -> None:
+    lister = Lister(vm("a"))
+    bus, _, watcher = bus_and_watcher(lister)
+    sub = bus.subscribe()  # learns "stopped" at 1.0
+    watcher.fetched(1.5, [vm("a", "running")])  # seen while watched, not looked at yet
+    sub.close()  # the last watcher left
+    sub = bus.subscribe()  # hours later, say
+    try:
+        watcher.look()  # 2.0: stopped, as the bus last told
         assert told_states(sub) == []
     finally:
         sub.close()
