@@ -11,9 +11,9 @@ fresh listing serves it too) and publishes what changed since the bus last told 
 with cause ``outside``, ``vm.created``, ``vm.deleted`` — for the local VMs that no change of
 the operator holds and that the bus has not told of since the listing began, so a change made
 through the API is never reported twice. Each look first goes through the listings fetched
-since the last one (for requests too: ``fetched``), oldest first: a state a read answered with is
-told too, though it was gone by the poller's own listing. Nobody watching: the thread waits, and asks
-Tart nothing. A hundred watchers cost what one costs: they share the thread and the listing.
+since the last one (for requests too: ``fetched``), oldest first: a state a read answered with
+is told too, though it was gone by the poller's own listing. Nobody watching: the thread waits,
+and asks Tart nothing. A hundred watchers cost what one costs: they share the thread and the listing.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 EXISTS = ""  # a VM the bus told was created, whose state it has not told yet
 MAX_REMEMBERED = 2000  # VMs whose last word is kept; the oldest go first past it
-MAX_PENDING = 32  # listings fetched for others kept for the next look; the oldest go first
+MAX_PENDING = 32  # listings fetched since the last look, kept for the next; the oldest go first
 
 
 class VmStates:
@@ -174,7 +174,7 @@ class ListingPoller:
         self._seeded = False
         self._looking = threading.Lock()  # one look at a time
         self._last_started = float("-inf")  # when the newest listing looked at began
-        self._pending: list[tuple[float, list[Vm]]] = []  # fetched for others since the last look
+        self._pending: list[tuple[float, list[Vm]]] = []  # (began, listing) since the last look
         self._pending_guard = threading.Lock()
         self.looks = 0  # how many listings it has looked at (tests and the benchmark)
         # called with each listing looked at, after its events (the readiness of running VMs)
