@@ -61,9 +61,10 @@ tests' host, where it is `tart`).
 
 Its modules: ``cli`` (arguments, the global knobs, the entry point), ``knobs`` (every
 TART_SIM_* variable, declared once, read once at start-up), ``errors``, ``files``,
-``storage`` (TART_HOME's layout, each guest's address), ``locks``, ``registry`` (images, pulls, the demo seed),
-``listing`` (list, get, ip), ``lifecycle`` (clone, delete, create, pull, set, rename,
-prune), ``power`` (run, stop, suspend), ``guest`` (the simulated guest's boot and port), ``agent`` (its guest agent: exec).
+``storage`` (TART_HOME's layout, each guest's address), ``locks``, ``registry`` (images,
+pulls, the demo seed), ``listing`` (list, get, ip), ``lifecycle`` (clone, delete, create,
+pull, set, rename, prune), ``power`` (run, stop, suspend), ``guest`` (the simulated guest's
+boot and port), ``agent`` (its guest agent: exec).
 """
 
 from .cli import COMMANDS, main

@@ -37,8 +37,9 @@ def make_temp_dir(parent: Path, prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
 
 
-def remove_tree(path: Path) -> None:
-    """Remove a directory and what it holds, as far as it can (what is gone is no error)."""
+def rmtree(path: Path) -> None:
+    """``shutil.rmtree`` that ignores errors: a directory and what it holds removed, as far as it
+    can be (what is gone already is no error)."""
     import shutil
     shutil.rmtree(path, ignore_errors=True)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import TartError, UsageError, does_not_exist
-from .files import read_json, say
+from .files import read_json, rmtree, say
 from .knobs import current
 from .locks import lock_config, lock_dir, lock_holder, locked_tmp_dir, vm_state
 from .registry import EXPLICITLY_PULLED, initialized, pull_image
@@ -94,7 +94,7 @@ def cmd_clone(a: argparse.Namespace) -> int:
         finally:
             os.close(home_lock)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        rmtree(tmp)
         raise
     finally:
         os.close(tmp_lock)
@@ -118,7 +118,7 @@ def delete_local(name: str) -> None:
             raise does_not_exist(name)
     finally:
         os.close(fd)
-    shutil.rmtree(gone, ignore_errors=True)
+    rmtree(gone)
 
 
 def delete_image(name: str) -> None:
@@ -134,7 +134,7 @@ def delete_image(name: str) -> None:
         siblings = [p for p in path.parent.iterdir() if p.is_symlink()]
         if (target.name.startswith("sha256:") and not (target / EXPLICITLY_PULLED).exists()
                 and not any(os.path.realpath(p) == str(target) for p in siblings)):
-            shutil.rmtree(target, ignore_errors=True)
+            rmtree(target)
     else:
         remove_tree(path)
         for p in path.parent.iterdir():
@@ -150,7 +150,7 @@ def remove_tree(d: Path) -> None:
         os.rename(d, gone)
     except FileNotFoundError:
         return
-    shutil.rmtree(gone, ignore_errors=True)
+    rmtree(gone)
 
 
 def cmd_delete(a: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .files import make_temp_dir, read_json, remove_tree, say
+from .files import make_temp_dir, read_json, rmtree, say
 from .storage import RUNTIME_FILE, STATE_FILE, tmp_root
 
 
@@ -78,7 +78,7 @@ def gc_tmp() -> None:
             fd = try_lock_dir(tmp_root() / n)
             if fd is not None:
                 try:
-                    remove_tree(tmp_root() / n)
+                    rmtree(tmp_root() / n)
                 finally:
                     os.close(fd)
 

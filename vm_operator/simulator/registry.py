@@ -8,14 +8,13 @@ import errno
 import json
 import os
 import shutil
-import tempfile
 import time
 import zlib
 from pathlib import Path
 
 from .agent import AGENT_KEY
 from .errors import TartError
-from .files import name_hash, say
+from .files import make_temp_dir, name_hash, rmtree, say
 from .knobs import current
 from .locks import lock_dir, locked_tmp_dir
 from .storage import (
@@ -62,7 +61,7 @@ def gc_images(host_dir: Path) -> None:
                        if not n.startswith("sha256:") and not (Path(dirpath) / n).is_symlink()]
     for p in digests:
         if os.path.realpath(p) not in linked and not (p / EXPLICITLY_PULLED).exists():
-            shutil.rmtree(p, ignore_errors=True)
+            rmtree(p)
 
 
 class Image:
@@ -185,7 +184,7 @@ def download(image: Image, ref: Ref, target: Path) -> None:
         touch_accessed(tmp)
         replace_dir(tmp, target)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        rmtree(tmp)
         raise
     finally:
         os.close(lock)
@@ -253,7 +252,7 @@ def seed_demo() -> None:
     home = tart_home()
     home.mkdir(parents=True, exist_ok=True)
     seed_image(DEMO_OCI)  # first, so whoever sees vms/ also sees the image
-    tmp = Path(tempfile.mkdtemp(prefix=".seed-", dir=home))
+    tmp = make_temp_dir(home, ".seed-")
     try:
         now = time.time()
         for name, os_name, disk, age in DEMO_LOCAL:
@@ -261,4 +260,4 @@ def seed_demo() -> None:
         with contextlib.suppress(OSError):  # another invocation won the race
             os.rename(tmp, vms_root())
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        rmtree(tmp)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import TartError, does_not_exist
-from .files import make_temp_dir, name_hash, remove_tree
+from .files import make_temp_dir, name_hash, rmtree
 from .knobs import current
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would slow every call
@@ -241,7 +241,7 @@ def install_dir(target: Path, fill: Callable[[Path], None]) -> None:
         fill(tmp)
         os.rename(tmp, target)  # fails if the target exists and is not empty
     except BaseException:
-        remove_tree(tmp)
+        rmtree(tmp)
         raise
 
 
@@ -261,7 +261,7 @@ def replace_dir(source: Path, target: Path) -> None:
     else:
         os.rename(target, old)
     os.rename(source, target)
-    remove_tree(old)
+    rmtree(old)
 
 
 def write_config(path: Path, config: Json) -> None:
